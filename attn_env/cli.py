@@ -1,0 +1,50 @@
+"""The ``attn-market`` command line.
+
+Each command group lives beside the code it drives and registers itself here:
+
+- ``simulate``           -> ``attn_env.simulate.register``
+- ``valuations build|show`` -> ``attn_env.valuations.cli.register``
+- ``train``, ``evaluate`` -> ``training.cli.register``
+
+Each ``register(subparsers)`` adds its parsers and sets ``func`` (a callable
+taking the parsed ``argparse.Namespace`` and returning an exit code). Modules
+are imported only to build the parser; heavy imports (torch, transformers,
+stable-baselines3) happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from attn_env.config import ConfigError
+
+_COMMAND_MODULES = ("attn_env.simulate", "attn_env.valuations.cli", "training.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every command group registered."""
+    parser = argparse.ArgumentParser(
+        prog="attn-market",
+        description="Markets for attention: simulate, train and evaluate bidders.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``attn-market`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"attn-market {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

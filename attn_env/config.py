@@ -1,0 +1,220 @@
+"""One typed configuration object, loaded from YAML, flowing to the constructors.
+
+Each section is a frozen dataclass whose fields carry a one-line docstring
+(the comment under them). Unknown keys are rejected with a message that lists
+the known ones, and types are checked, so a typo in a YAML file fails loudly
+with the bad key named.
+
+Layout of a config file (DESIGN.md section 6)::
+
+    seed: 0
+    env: {mechanism: cda, n_buyers: 10, n_sellers: 10, valuation: uniform, rounds: 1}
+    agents:
+      buyer: {kind: zi_c}          # by role ...
+      seller_3: {kind: truthful}   # ... or by agent name (wins over the role)
+    episodes: 2000
+    train: {algo: ppo, total_timesteps: 200000, share: role}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AgentSpec",
+    "ConfigError",
+    "EnvConfig",
+    "ExperimentConfig",
+    "TrainConfig",
+    "from_dict",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Options of the attention-market environment (keyword arguments of ``parallel_env``)."""
+
+    mechanism: str = "first_price"
+    "Mechanism name, one of ``attn_env.mechanisms.names()``."
+    mechanism_params: dict[str, Any] = field(default_factory=dict)
+    "Keyword parameters of the mechanism (reserve, k, quality, ...)."
+    n_buyers: int = 2
+    "Number of buyers ``buyer_0..``."
+    n_sellers: int = 0
+    "Number of sellers (two-sided mechanisms only; defaults to n_buyers there)."
+    n_slots: int = 1
+    "Number of slots K (one-sided and matching mechanisms)."
+    valuation: str = "uniform"
+    "Valuation source: ``uniform`` or ``attention``."
+    valuation_params: dict[str, Any] = field(default_factory=dict)
+    "Keyword parameters of the valuation source (corpus, layers, bank path, ...)."
+    value_dist: str = "uniform"
+    "Distribution of buyers' private values theta: ``uniform``, ``beta``, ``lognormal``."
+    value_low: float = 0.0
+    "Lower end of buyers' value range."
+    value_high: float = 1.0
+    "Upper end of buyers' value range."
+    cost_low: float = 0.0
+    "Lower end of sellers' cost range."
+    cost_high: float = 1.0
+    "Upper end of sellers' cost range."
+    rounds: int = 1
+    "Rounds per episode."
+    redraw: str = "round"
+    "When values are redrawn: every ``round`` or once per ``episode``."
+    budget: float | None = None
+    "Buyers' budget for the episode (``None``: unlimited)."
+    history: int = 0
+    "How many past rounds of public prices each agent observes."
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A fixed or learning agent: its kind and parameters."""
+
+    kind: str = "truthful"
+    "Agent kind (``agents.names()``) or ``learn`` for a learning agent."
+    params: dict[str, Any] = field(default_factory=dict)
+    "Keyword parameters of the agent kind (e.g. ``shade: 0.8``)."
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``attn-market train``."""
+
+    algo: str = "ppo"
+    "``ppo`` or ``sac``."
+    total_timesteps: int = 200_000
+    "Agent-steps of experience to train on."
+    share: str = "role"
+    "Parameter sharing: ``role`` (one policy per role) or ``none`` (independent)."
+    num_envs: int = 64
+    "Markets stepped in parallel to collect experience."
+    action: str = "shade"
+    "Policy output: ``shade`` (bid = s x value) or ``absolute`` (the bid itself)."
+    gamma: float = 0.0
+    "Discount factor (0 for one-shot rounds)."
+    learning_rate: float = 3e-4
+    "Optimizer learning rate."
+    n_steps: int = 64
+    "Rollout length per env (PPO)."
+    batch_size: int = 1024
+    "Minibatch size."
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    "Hidden layer sizes of policy and value networks."
+    self_play_pool: int = 0
+    "Frozen past checkpoints in the opponent pool (0: no self-play)."
+    checkpoint_every: int = 50_000
+    "Agent-steps between atomic checkpoints."
+    device: str = "auto"
+    "``auto`` picks cuda when present, else cpu."
+    algo_params: dict[str, Any] = field(default_factory=dict)
+    "Extra keyword arguments for the SB3 algorithm."
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: env, agents, episodes and training."""
+
+    seed: int = 0
+    "Seed of every generator in the run."
+    env: EnvConfig = field(default_factory=EnvConfig)
+    "The market."
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    "Agents by role (``buyer``, ``seller``) or by name (``buyer_0``)."
+    episodes: int = 1000
+    "Episodes played by ``simulate`` and ``evaluate``."
+    train: TrainConfig = field(default_factory=TrainConfig)
+    "Training options."
+
+    def agent_spec(self, agent: str) -> AgentSpec:
+        """The spec for ``agent`` (by name, else by its role, else truthful)."""
+        if agent in self.agents:
+            return self.agents[agent]
+        role = agent.rsplit("_", 1)[0]
+        return self.agents.get(role, AgentSpec())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for saving beside a checkpoint or in results."""
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    """Check (and lightly coerce: int -> float) ``value`` against annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{where}: {value!r} matches none of {tp}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, vt = typing.get_args(tp)
+        return {str(k): _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (et,) = typing.get_args(tp)
+        return [_check_type(v, et, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    name = getattr(tp, "__name__", str(tp))
+    raise ConfigError(f"{where}: expected {name}, got {value!r}")
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}; known keys: {', '.join(known)}"
+            )
+        kwargs[key] = _check_type(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML file into an :class:`ExperimentConfig` (errors name the bad key)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    with path.open() as fh:
+        data = yaml.safe_load(fh)
+    return from_dict(ExperimentConfig, data, where=path.name)
