@@ -1,0 +1,77 @@
+"""The valuation-source interface: where a round's theta, r and alpha come from.
+
+The environment owns one seeded ``numpy.random.Generator`` and asks its source
+for a batch of draws; a source never keeps its own generator, so seeding the
+environment seeds everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Draw", "ValuationSource", "draw_values"]
+
+VALUE_DISTS = ("uniform", "beta", "lognormal")
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One round of ``B`` markets.
+
+    Attributes:
+        theta: ``float64 [B, n]`` private value per unit of attention of each buyer.
+        relevance: ``float64 [B, n]`` relevance ``r_i`` of buyer i's candidate (1 in
+            ``uniform``).
+        alpha: ``float64 [B, K]`` attention mass of each slot, sorted descending
+            (1 in ``uniform``).
+    """
+
+    theta: NDArray[np.float64]
+    relevance: NDArray[np.float64]
+    alpha: NDArray[np.float64]
+
+    @property
+    def unit_value(self) -> NDArray[np.float64]:
+        """``theta * r``: the truthful bid per unit of attention, ``[B, n]``."""
+        return self.theta * self.relevance
+
+
+@runtime_checkable
+class ValuationSource(Protocol):
+    """Anything that draws a batch of rounds from the environment's generator."""
+
+    name: str
+
+    def draw(
+        self, rng: np.random.Generator, batch: int, n_buyers: int, n_slots: int
+    ) -> Draw:
+        """Draw ``batch`` independent rounds."""
+        ...
+
+
+def draw_values(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    dist: str = "uniform",
+    low: float = 0.0,
+    high: float = 1.0,
+) -> NDArray[np.float64]:
+    """Private values in ``[low, high]`` from a named distribution.
+
+    ``uniform`` is U[low, high]; ``beta`` is Beta(2, 2) scaled to the range;
+    ``lognormal`` is LogNormal(0, 0.5) clipped to the range (documented clip: values
+    are bounded so that observation spaces stay bounded).
+    """
+    if dist not in VALUE_DISTS:
+        raise ValueError(f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}")
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise ValueError(f"value range must satisfy low < high, got low={low!r}, high={high!r}")
+    if dist == "uniform":
+        return rng.uniform(low, high, size=shape)
+    if dist == "beta":
+        return low + (high - low) * rng.beta(2.0, 2.0, size=shape)
+    return np.clip(low + rng.lognormal(0.0, 0.5, size=shape) * (high - low) / 4.0, low, high)
