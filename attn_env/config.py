@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Options of the attention-market environment (keyword arguments of ``parallel_env``)."""
+    """Options of the attention-market environment (keywords of ``parallel_env``)."""
 
     mechanism: str = "first_price"
     "Mechanism name, one of ``attn_env.mechanisms.names()``."
@@ -59,7 +59,7 @@ class EnvConfig:
     valuation_params: dict[str, Any] = field(default_factory=dict)
     "Keyword parameters of the valuation source (corpus, layers, bank path, ...)."
     value_dist: str = "uniform"
-    "Distribution of buyers' private values theta: ``uniform``, ``beta``, ``lognormal``."
+    "Distribution of buyers' values theta: ``uniform``, ``beta``, ``lognormal``."
     value_low: float = 0.0
     "Lower end of buyers' value range."
     value_high: float = 1.0
@@ -76,6 +76,8 @@ class EnvConfig:
     "Buyers' budget for the episode (``None``: unlimited)."
     history: int = 0
     "How many past rounds of public prices each agent observes."
+    max_bid: float | None = None
+    "Top of the action space (bids and asks); ``None``: max(value_high, cost_high)."
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,521 @@
+"""The batched market state machine shared by ``parallel_env``, ``vector_env`` and
+the single-agent view.
+
+:class:`MarketCore` holds ``B`` independent markets as arrays with a leading batch
+axis and steps all of them in one numpy call (no Python loop over markets): it
+draws values through a valuation source, applies budgets and activity masks,
+calls the mechanism, computes utilities and builds the observations. The
+PettingZoo env is this core with ``B = 1``, the vector env is the core with
+``B = num_envs`` plus autoreset, so both agree step for step for the same seed.
+
+The meaning of every observation entry, action, reward and info field is in the
+``attn_env.market_env`` docstring (the user manual).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from agents.base import (
+    ACTIVE,
+    BUDGET,
+    LAST_ALLOC,
+    LAST_PAY,
+    LAST_PRICE,
+    OBS_BASE_DIM,
+    ROLE,
+    ROUND,
+    VALUE,
+)
+from attn_env import mechanisms
+from attn_env.config import EnvConfig
+from attn_env.valuations import SOURCES, draw_values, make_source
+
+__all__ = [
+    "METRIC_KEYS",
+    "MarketCore",
+    "MarketSpec",
+    "episode_metrics",
+    "make_config",
+]
+
+REDRAW = ("round", "episode")
+METRIC_KEYS = (
+    "efficiency",
+    "welfare",
+    "optimal_welfare",
+    "revenue",
+    "budget_surplus",
+    "mean_price",
+    "volume",
+)
+_EPS = 1e-12
+
+
+def make_config(config: EnvConfig | None = None, **options: Any) -> EnvConfig:
+    """Merge ``config`` and keyword ``options`` into a validated :class:`EnvConfig`.
+
+    Raises:
+        ValueError: an unknown option (the message lists the known ones) or a bad
+            value (the message names it and what was expected).
+    """
+    known = [f.name for f in dataclasses.fields(EnvConfig)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown environment option(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(known)}"
+        )
+    if config is None:
+        config = EnvConfig()
+    elif not isinstance(config, EnvConfig):
+        raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
+    config = dataclasses.replace(config, **options)
+    _validate(config)
+    return config
+
+
+def _validate(c: EnvConfig) -> None:
+    def bad(name: str, expected: str) -> ValueError:
+        return ValueError(f"{name} must be {expected}, got {getattr(c, name)!r}")
+
+    if c.mechanism not in mechanisms.names():
+        raise ValueError(
+            f"unknown mechanism {c.mechanism!r}; known: {', '.join(mechanisms.names())}"
+        )
+    for name in ("n_buyers", "n_slots", "rounds"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise bad(name, "an integer >= 1")
+    for name in ("n_sellers", "history"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+            raise bad(name, "an integer >= 0")
+    if c.n_sellers and mechanisms.family(c.mechanism) != "two_sided":
+        raise ValueError(
+            f"n_sellers must be 0 for the {mechanisms.family(c.mechanism)} mechanism "
+            f"{c.mechanism!r} (the publisher is the market), got {c.n_sellers}"
+        )
+    if c.valuation not in SOURCES:
+        raise bad("valuation", f"one of {', '.join(SOURCES)}")
+    if c.redraw not in REDRAW:
+        raise bad("redraw", f"one of {', '.join(REDRAW)}")
+    for lo, hi in (("value_low", "value_high"), ("cost_low", "cost_high")):
+        a, b = getattr(c, lo), getattr(c, hi)
+        if not (_is_real(a) and _is_real(b) and 0.0 <= a < b):
+            raise ValueError(
+                f"{lo}, {hi} must satisfy 0 <= {lo} < {hi}, got {a!r}, {b!r}"
+            )
+    if c.budget is not None and not (_is_real(c.budget) and c.budget >= 0):
+        raise bad("budget", "None (unlimited) or a finite number >= 0")
+    if c.max_bid is not None and not (_is_real(c.max_bid) and c.max_bid > 0):
+        raise bad("max_bid", "None (the top of the value/cost ranges) or a number > 0")
+    for name in ("mechanism_params", "valuation_params"):
+        if not isinstance(getattr(c, name), dict):
+            raise bad(name, "a mapping of keyword parameters")
+
+
+def _is_real(x: Any) -> bool:
+    return (
+        isinstance(x, int | float | np.number)
+        and not isinstance(x, bool)
+        and math.isfinite(x)
+    )
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """Constants of a market derived from its config (shapes, roles, bounds)."""
+
+    config: EnvConfig
+    family: str
+    n_buyers: int
+    n_sellers: int
+    n_slots: int
+    max_bid: float
+    budget_high: float
+    obs_low: NDArray[np.float32] = field(repr=False)
+    obs_high: NDArray[np.float32] = field(repr=False)
+
+    @classmethod
+    def from_config(cls, c: EnvConfig) -> MarketSpec:
+        fam = mechanisms.family(c.mechanism)
+        m = (c.n_sellers or c.n_buyers) if fam == "two_sided" else 0
+        max_bid = (
+            float(c.max_bid)
+            if c.max_bid is not None
+            else max(c.value_high, c.cost_high)
+        )
+        # Unlimited budgets are reported as the most a buyer could ever spend.
+        budget_high = float(c.budget) if c.budget is not None else c.rounds * max_bid
+        vmax = max(c.value_high, c.cost_high)
+        high = np.zeros(OBS_BASE_DIM + c.history, dtype=np.float32)
+        high[[VALUE, BUDGET, ROUND, ROLE, LAST_PRICE, LAST_ALLOC, LAST_PAY, ACTIVE]] = [
+            vmax,
+            max(budget_high, _EPS),
+            1.0,
+            1.0,
+            max_bid,
+            1.0,
+            max_bid,
+            1.0,
+        ]
+        high[OBS_BASE_DIM:] = max_bid
+        return cls(
+            config=c,
+            family=fam,
+            n_buyers=c.n_buyers,
+            n_sellers=m,
+            n_slots=c.n_slots,
+            max_bid=max_bid,
+            budget_high=budget_high,
+            obs_low=np.zeros_like(high),
+            obs_high=high,
+        )
+
+    @property
+    def n_agents(self) -> int:
+        return self.n_buyers + self.n_sellers
+
+    @property
+    def obs_dim(self) -> int:
+        return OBS_BASE_DIM + self.config.history
+
+    @property
+    def agents(self) -> list[str]:
+        """Agent names: buyers first, then sellers (the column order of all arrays)."""
+        return [f"buyer_{i}" for i in range(self.n_buyers)] + [
+            f"seller_{j}" for j in range(self.n_sellers)
+        ]
+
+
+def episode_metrics(
+    acc: dict[str, NDArray[np.float64]],
+) -> dict[str, NDArray[np.float64]]:
+    """Market metrics of whole episodes from the core's accumulators (arrays ``[B]``).
+
+    ``efficiency`` = welfare / optimal welfare (``nan`` when no trade could create
+    value), ``mean_price`` = payments / units traded (``nan`` when nothing traded).
+    """
+    welfare, opt = acc["welfare"], acc["optimal_welfare"]
+    revenue, volume = acc["revenue"], acc["volume"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eff = np.where(opt > _EPS, welfare / np.where(opt > _EPS, opt, 1.0), np.nan)
+        price = np.where(
+            volume > _EPS, revenue / np.where(volume > _EPS, volume, 1.0), np.nan
+        )
+    return {
+        "efficiency": eff,
+        "welfare": welfare.copy(),
+        "optimal_welfare": opt.copy(),
+        "revenue": revenue.copy(),
+        "budget_surplus": revenue - acc["receipts"],
+        "mean_price": price,
+        "volume": volume.copy(),
+    }
+
+
+class MarketCore:
+    """State of ``B`` markets and their round-by-round dynamics.
+
+    Columns of every ``[B, n_agents]`` array follow :attr:`MarketSpec.agents`
+    (buyers, then sellers). Randomness comes only from the generator passed to
+    :meth:`reset` and :meth:`step`, consumed in a fixed order, so two cores of the
+    same ``B`` fed the same seed and actions produce the same markets.
+    """
+
+    def __init__(self, config: EnvConfig, num_envs: int) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs!r}")
+        self.config = config
+        self.spec = spec = MarketSpec.from_config(config)
+        self.num_envs = B = int(num_envs)
+        self.mechanism = mechanisms.make(config.mechanism, **config.mechanism_params)
+        self.source = make_source(
+            config.valuation,
+            dist=config.value_dist,
+            low=config.value_low,
+            high=config.value_high,
+            **config.valuation_params,
+        )
+        n, m, K, N = spec.n_buyers, spec.n_sellers, spec.n_slots, spec.n_agents
+        self._capped = config.budget is not None
+        self._cda = config.mechanism == "cda"
+        # Private state of the current draw.
+        self.unit_value = np.zeros((B, n))  # theta * r
+        self.alpha = np.ones((B, K))
+        self.cost = np.zeros((B, m))
+        # Episode state.
+        self.round = np.zeros(B, dtype=np.int64)
+        self.budget_left = np.full((B, n), spec.budget_high)
+        self.traded = np.zeros((B, N), dtype=bool)  # since the last draw (CDA)
+        self.last_price = np.zeros(B)
+        self.last_alloc = np.zeros((B, N))
+        self.last_pay = np.zeros((B, N))
+        self.history = np.zeros((B, config.history))
+        self.acc = {
+            k: np.zeros(B)
+            for k in ("welfare", "optimal_welfare", "revenue", "receipts", "volume")
+        }
+        self.last_round: dict[str, NDArray] | None = None
+        role = np.zeros(N, dtype=np.float32)
+        role[n:] = 1.0
+        self._role = role
+
+    # ------------------------------------------------------------------ state
+    def reset(
+        self, rng: np.random.Generator, mask: NDArray[np.bool_] | None = None
+    ) -> None:
+        """Start new episodes in the markets of ``mask`` (all when ``None``)."""
+        idx: Any = slice(None) if mask is None else np.flatnonzero(mask)
+        count = self.num_envs if mask is None else idx.size
+        if count == 0:
+            return
+        self.round[idx] = 0
+        self.budget_left[idx] = self.spec.budget_high
+        self.last_price[idx] = 0.0
+        self.last_alloc[idx] = 0.0
+        self.last_pay[idx] = 0.0
+        self.history[idx] = 0.0
+        for a in self.acc.values():
+            a[idx] = 0.0
+        self._draw(rng, idx, count)
+
+    def _draw(self, rng: np.random.Generator, idx: Any, count: int) -> None:
+        """New private values (and costs) for ``count`` markets at ``idx``."""
+        s, c = self.spec, self.config
+        d = self.source.draw(rng, count, s.n_buyers, s.n_slots)
+        self.unit_value[idx] = d.unit_value
+        self.alpha[idx] = d.alpha
+        if s.n_sellers:
+            cost = draw_values(
+                rng, (count, s.n_sellers), "uniform", c.cost_low, c.cost_high
+            )
+            self.cost[idx] = cost
+            self.traded[idx] = False
+            # A two-sided period's first-best: each trader has one unit per draw.
+            self.acc["optimal_welfare"][idx] += _two_sided_optimum(d.unit_value, cost)
+
+    def buyer_active(self) -> NDArray[np.bool_]:
+        """``[B, n]``: buyers with budget left, not yet traded this period (CDA)."""
+        act = np.ones((self.num_envs, self.spec.n_buyers), dtype=bool)
+        if self._capped:
+            act &= self.budget_left > _EPS
+        if self._cda:
+            act &= ~self.traded[:, : self.spec.n_buyers]
+        return act
+
+    def active(self) -> NDArray[np.bool_]:
+        """``[B, n_agents]``: agents that can trade this round (observation entry 7)."""
+        s = self.spec
+        out = np.ones((self.num_envs, s.n_agents), dtype=bool)
+        out[:, : s.n_buyers] = self.buyer_active()
+        if self._cda:
+            out[:, s.n_buyers :] = ~self.traded[:, s.n_buyers :]
+        return out
+
+    def values(self) -> NDArray[np.float64]:
+        """``[B, n_agents]``: value per unit (buyers) and cost (sellers) this round."""
+        if not self.spec.n_sellers:
+            return self.unit_value.copy()
+        return np.concatenate([self.unit_value, self.cost], axis=1)
+
+    def observe(self) -> NDArray[np.float32]:
+        """Observations ``[B, n_agents, obs_dim]`` (layout in ``agents.base``)."""
+        s = self.spec
+        B, N, n = self.num_envs, s.n_agents, s.n_buyers
+        obs = np.zeros((B, N, s.obs_dim), dtype=np.float32)
+        obs[:, :, VALUE] = self.values()
+        obs[:, :n, BUDGET] = self.budget_left
+        obs[:, :, ROUND] = (self.round / self.config.rounds)[:, None]
+        obs[:, :, ROLE] = self._role
+        obs[:, :, LAST_PRICE] = self.last_price[:, None]
+        obs[:, :, LAST_ALLOC] = self.last_alloc
+        obs[:, :, LAST_PAY] = self.last_pay
+        obs[:, :, ACTIVE] = self.active()
+        if self.config.history:
+            obs[:, :, OBS_BASE_DIM:] = self.history[:, None, :]
+        np.clip(obs, s.obs_low, s.obs_high, out=obs)
+        return obs
+
+    # ------------------------------------------------------------------ step
+    def check_actions(self, actions: Any) -> NDArray[np.float64]:
+        """Validate ``[B, n_agents]`` or ``[B, n_agents, 1]`` actions and clip them.
+
+        Raises:
+            ValueError: wrong shape, or a NaN action (the message names the agent).
+        """
+        a = np.asarray(actions, dtype=np.float64)
+        B, N = self.num_envs, self.spec.n_agents
+        if a.shape == (B, N, 1):
+            a = a[..., 0]
+        if a.shape != (B, N):
+            raise ValueError(
+                f"actions must have shape ({B}, {N}, 1) or ({B}, {N}), got {a.shape}"
+            )
+        nan = np.isnan(a)
+        if nan.any():
+            b, i = np.argwhere(nan)[0]
+            where = f" in market {b}" if B > 1 else ""
+            raise ValueError(
+                f"action of {self.spec.agents[i]}{where} is nan; expected a number in "
+                f"[0, {self.spec.max_bid}]"
+            )
+        # Box actions: out-of-range bids are clipped to the action space.
+        return np.clip(a, 0.0, self.spec.max_bid)
+
+    def step(
+        self, actions: Any, rng: np.random.Generator
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_], dict[str, Any]]:
+        """Play one round in every market.
+
+        Args:
+            actions: ``[B, n_agents(, 1)]`` bids (buyers) and asks (sellers) per unit.
+            rng: the env's generator (tie-breaks, arrival order, redraws).
+
+        Returns:
+            ``rewards [B, n_agents]`` (this round's utility), ``done [B]`` (the
+            episode ended with this round) and per-round info arrays.
+            Markets that are done keep their final state until :meth:`reset`.
+        """
+        s, c = self.spec, self.config
+        n, m = s.n_buyers, s.n_sellers
+        a = self.check_actions(actions)
+        bids = a[:, :n]
+        b_active = self.buyer_active()
+        if self._capped:
+            # Payment <= bid x alloc <= budget left: cap the bid per unit.
+            alloc_upper = (
+                1.0 if m else np.maximum(self.alpha.max(axis=1, keepdims=True), _EPS)
+            )
+            bids = np.minimum(bids, self.budget_left / alloc_upper)
+        bids = np.where(b_active, bids, 0.0)
+        out, s_active = self._clear(bids, a[:, n:], b_active, rng)
+
+        if not self._cda and not b_active.all():
+            # An inactive buyer's zero bid may still win a tie: drop such wins.
+            alloc, pay, s_alloc, s_receipt = _drop_inactive(out, b_active)
+        else:
+            alloc, pay = out.alloc, out.pay
+            s_alloc, s_receipt = out.seller_alloc, out.seller_receipt
+        buyer_gain = self.unit_value * alloc
+        if m:
+            seller_cost = self.cost * s_alloc
+            utility = np.concatenate(
+                [buyer_gain - pay, s_receipt - seller_cost], axis=1
+            )
+            alloc_all = np.concatenate([alloc, s_alloc], axis=1)
+            pay_all = np.concatenate([pay, s_receipt], axis=1)
+            welfare = buyer_gain.sum(axis=1) - seller_cost.sum(axis=1)
+            self.acc["receipts"] += s_receipt.sum(axis=1)
+            volume = s_alloc.sum(axis=1)
+        else:
+            utility, alloc_all, pay_all = buyer_gain - pay, alloc, pay
+            welfare = buyer_gain.sum(axis=1)
+            volume = alloc.sum(axis=1)
+            self.acc["optimal_welfare"] += _one_sided_optimum(
+                np.where(b_active, self.unit_value, 0.0), self.alpha
+            )
+        self.budget_left = np.maximum(self.budget_left - pay, 0.0)
+        self.acc["welfare"] += welfare
+        self.acc["revenue"] += pay.sum(axis=1)
+        self.acc["volume"] += volume
+
+        price = np.asarray(out.clearing_price, dtype=np.float64)
+        traded = alloc_all > 0
+        active = np.concatenate([b_active, s_active], axis=1) if m else b_active
+        info = {
+            "value": self.values(),
+            "bid": np.concatenate([bids, a[:, n:]], axis=1) if m else bids,
+            "alloc": alloc_all,
+            "payment": pay_all,
+            "utility": utility,
+            "traded": traded,
+            "active": active,
+            "clearing_price": price,
+            "round": self.round.copy(),
+        }
+        self.last_round = info
+        self.traded |= traded
+        self.last_price = np.nan_to_num(price, nan=0.0)
+        self.last_alloc = alloc_all
+        self.last_pay = pay_all
+        if c.history:
+            self.history[:, 1:] = self.history[:, :-1]
+            self.history[:, 0] = self.last_price
+        self.round += 1
+        done = self.round >= c.rounds
+        if c.redraw == "round" and not done.all():
+            live = ~done
+            idx: Any = slice(None) if live.all() else np.flatnonzero(live)
+            self._draw(rng, idx, int(live.sum()))
+        return utility, done, info
+
+    def _clear(self, bids, asks, b_active, rng):
+        """Call the mechanism of the configured family on the effective bids."""
+        fam, mech = self.spec.family, self.mechanism
+        if fam == "one_sided":
+            return mech.clear(bids, weights=self.alpha, rng=rng), None
+        if fam == "matching":
+            values = bids[:, :, None] * self.alpha[:, None, :]
+            return mech.clear(values, rng=rng, weights=self.alpha), None
+        if self._cda:
+            s_active = ~self.traded[:, self.spec.n_buyers :]
+            out = mech.clear(
+                bids, asks, rng=rng, buyer_active=b_active, seller_active=s_active
+            )
+            return out, s_active
+        s_active = np.ones_like(asks, dtype=bool)
+        return mech.clear(bids, asks, rng=rng), s_active
+
+    def metrics(
+        self, mask: NDArray[np.bool_] | None = None
+    ) -> dict[str, NDArray[np.float64]]:
+        """Episode metrics so far (``[B]`` arrays, or only the markets of ``mask``)."""
+        met = episode_metrics(self.acc)
+        if mask is None:
+            return met
+        return {k: v[mask] for k, v in met.items()}
+
+
+def _one_sided_optimum(
+    v: NDArray[np.float64], alpha: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Max welfare of one round: the top values on the top slots (assortative)."""
+    k = min(v.shape[1], alpha.shape[1])
+    top = -np.sort(-v, axis=1)[:, :k]
+    a = -np.sort(-alpha, axis=1)[:, :k]
+    return (top * a).sum(axis=1)
+
+
+def _two_sided_optimum(
+    v: NDArray[np.float64], c: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """First-best gains from trade: highest values matched with lowest costs."""
+    q = min(v.shape[1], c.shape[1])
+    vs = -np.sort(-v, axis=1)[:, :q]
+    cs = np.sort(c, axis=1)[:, :q]
+    return np.clip(vs - cs, 0.0, None).sum(axis=1)
+
+
+def _drop_inactive(out: mechanisms.Outcome, b_active: NDArray[np.bool_]):
+    """Buyers' alloc/pay, sellers' alloc/receipt, inactive buyers' wins removed."""
+    drop = (~b_active) & (out.alloc > 0)
+    alloc = np.where(drop, 0.0, out.alloc)
+    pay = np.where(drop, 0.0, out.pay)
+    if out.seller_alloc is None:
+        return alloc, pay, None, None
+    s_alloc = out.seller_alloc.copy()
+    s_receipt = out.seller_receipt.copy()
+    b, i = np.nonzero(drop)
+    j = out.slot[b, i]
+    ok = j >= 0
+    s_alloc[b[ok], j[ok]] = 0.0
+    s_receipt[b[ok], j[ok]] = 0.0
+    return alloc, pay, s_alloc, s_receipt

@@ -1,0 +1,322 @@
+"""The attention market as a PettingZoo environment (``attention_market_v0``).
+
+Buyers bid for slots of attention; in two-sided mechanisms sellers offer units
+with a private cost; a mechanism from ``attn_env.mechanisms`` clears the market
+every round. Build it with ``attn_env.parallel_env(**options)`` (parallel API),
+``attn_env.env(**options)`` (AEC API with PettingZoo's order-enforcing wrapper)
+or ``attn_env.raw_env(**options)`` (AEC, unwrapped).
+
+==================  ========================================================
+Import              ``from attn_env import parallel_env, env, raw_env``
+Actions             Continuous, ``Box(0, max_bid, (1,), float32)``
+Parallel API        Yes
+Manual control      No
+Agents              ``buyer_0..buyer_{n-1}`` (+ ``seller_0..seller_{m-1}``)
+Agents count        ``n_buyers`` (+ ``n_sellers`` in two-sided mechanisms)
+Observation shape   ``(8 + history,)``
+Observation values  ``Box(0, high, float32)``, bounds below
+==================  ========================================================
+
+Agents
+------
+============  =====================================  ============================
+agent         present in                             what it trades
+============  =====================================  ============================
+``buyer_i``   every mechanism                        bids per unit of attention
+``seller_j``  ``k_double``, ``mcafee``,              asks for its one unit
+              ``call_market``, ``cda``               (private cost ``c_j``)
+============  =====================================  ============================
+
+In one-sided auctions (``first_price``, ``second_price``, ``gsp``, ``vcg``) and
+matchings (``assignment``, ``stable_matching``) the publisher is the market and
+has no agent. ``n_sellers = 0`` in a two-sided mechanism means ``n_buyers``
+sellers.
+
+Action space
+------------
+Every agent: ``Box(0, max_bid, shape=(1,), float32)``, a bid (buyer) or ask
+(seller) per unit of attention; ``max_bid`` defaults to
+``max(value_high, cost_high)``. Truthful play is ``action = obs[0]``.
+
+- Out-of-range actions are **clipped** to ``[0, max_bid]`` (standard practice for
+  Box actions: policies with Gaussian heads emit any real number). A NaN action
+  raises ``ValueError`` naming the agent.
+- Budgets: a buyer's effective bid is ``min(bid, budget_left / alloc_max)``,
+  with ``alloc_max`` the largest slot attention this round (1 in two-sided
+  markets), so its payment (``<= bid x alloc`` in every mechanism) never exceeds
+  the budget left. A buyer with no budget left is inactive: it bids 0 and any
+  tie it wins at 0 is dropped (the slot stays unsold).
+- In ``matching`` mechanisms buyer ``i``'s value for slot ``j`` passed to the
+  mechanism is ``bid_i * alpha_j``.
+
+Observation space
+-----------------
+A float32 vector shared by buyers and sellers (``obs[3]`` tells them apart), so
+one policy can serve every agent (SuperSuit / SB3 / RLlib parameter sharing):
+
+====  ========================================================  =================
+idx   meaning                                                   upper bound
+====  ========================================================  =================
+0     private value per unit this round (buyer ``theta*r``,     ``max(value_high,
+      seller: its cost)                                         cost_high)``
+1     buyer: budget left (unlimited budgets start at            ``budget`` or
+      ``rounds*max_bid`` and never bind); seller: 0             ``rounds*max_bid``
+2     round index / rounds                                      1
+3     role: 0 buyer, 1 seller                                   1
+4     last round's clearing price (0 before the first round     ``max_bid``
+      and when nothing traded)
+5     own allocation last round (attention won / unit sold)     1
+6     own payment last round (seller: money received)           ``max_bid``
+7     active: 1 if the agent can trade this round (budget       1
+      left; in ``cda`` not yet traded this period)
+8+    the last ``history`` clearing prices, most recent first   ``max_bid``
+====  ========================================================  =================
+
+All lower bounds are 0; entries are clipped into the box.
+
+Rewards
+-------
+The round's utility (quasi-linear): buyer ``theta_i r_i alpha_j - pay_i``
+(0 when it wins nothing), seller ``receipt_j - c_j`` when it sells, else 0.
+
+Infos
+-----
+``info[agent]`` after each step: ``value`` (value per unit, as ``obs[0]``),
+``bid`` (effective action after clipping and budget cap), ``alloc``,
+``payment`` (seller: money received, >= 0), ``utility``, ``active``,
+``traded`` and ``clearing_price`` (``nan`` when nothing traded). At the last
+round of an episode every agent's info also holds ``episode``: the market's
+metrics over the episode, ``efficiency`` (welfare / first-best welfare),
+``welfare``, ``optimal_welfare``, ``revenue`` (buyers' payments),
+``budget_surplus`` (payments - sellers' receipts), ``mean_price`` (payments per
+unit traded) and ``volume`` (units of attention / goods traded).
+
+Dynamics
+--------
+An episode has ``rounds`` rounds and ends (``terminated``) after the last one;
+nothing truncates. ``redraw="round"`` draws new values (and costs) every round,
+one sealed-bid market per round; ``redraw="episode"`` keeps them for the
+episode. In ``cda`` a draw of values opens a trading period (Gode & Sunder):
+each round every trader that has not yet traded places a new order, orders
+arrive in random order, and a trader leaves (``obs[7] = 0``) once its unit has
+traded; its actions are then ignored. The CDA's natural setting is
+``redraw="episode"`` with several rounds. In the other mechanisms every round is
+a fresh market (slots and units are supplied again). First-best welfare is
+summed per round (one-sided, matching) or per draw (two-sided: one unit per
+trader per draw).
+
+Arguments
+---------
+Keyword options are the fields of :class:`attn_env.config.EnvConfig`
+(``mechanism``, ``mechanism_params``, ``n_buyers``, ``n_sellers``, ``n_slots``,
+``valuation``, ``valuation_params``, ``value_dist``, ``value_low``,
+``value_high``, ``cost_low``, ``cost_high``, ``rounds``, ``redraw``,
+``budget``, ``history``, ``max_bid``), or ``config=EnvConfig(...)`` with
+options overriding it; plus ``render_mode`` (``"ansi"`` returns a table of
+bids, allocations and prices, ``"human"`` prints it) and ``seed`` (used by the
+first ``reset()`` without a seed). Unknown options raise ``ValueError`` listing
+the known ones.
+
+Version history
+---------------
+* v0: initial release.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from gymnasium.spaces import Box
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+from pettingzoo.utils import wrappers
+from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+
+from attn_env.config import EnvConfig
+from attn_env.core import MarketCore, make_config
+
+__all__ = ["MarketParallelEnv", "env", "parallel_env", "raw_env", "render_table"]
+
+RENDER_MODES = ("ansi", "human")
+
+
+class MarketParallelEnv(ParallelEnv):
+    """One attention market (see the module docstring for the manual)."""
+
+    metadata = {  # noqa: RUF012 - PettingZoo reads a class attribute
+        "name": "attention_market_v0",
+        "render_modes": list(RENDER_MODES),
+        "is_parallelizable": True,
+    }
+
+    def __init__(
+        self,
+        config: EnvConfig | None = None,
+        render_mode: str | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> None:
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(
+                f"render_mode must be None or one of {', '.join(RENDER_MODES)}, "
+                f"got {render_mode!r}"
+            )
+        self.config = make_config(config, **options)
+        self.render_mode = render_mode
+        self.core = MarketCore(self.config, num_envs=1)
+        spec = self.core.spec
+        self.possible_agents = spec.agents
+        self.agents: list[str] = []
+        self._index = {a: i for i, a in enumerate(self.possible_agents)}
+        self._obs_space = Box(spec.obs_low, spec.obs_high, dtype=np.float32)
+        self._act_space = Box(0.0, spec.max_bid, shape=(1,), dtype=np.float32)
+        self._default_seed = seed
+        self.np_random: np.random.Generator | None = None
+        self.np_random_seed: int | None = None
+
+    @functools.cache  # noqa: B019 - PettingZoo's API test wants the same object back
+    def observation_space(self, agent: str) -> Box:
+        self._check_agent(agent)
+        return self._obs_space
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent: str) -> Box:
+        self._check_agent(agent)
+        return self._act_space
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self._index:
+            raise ValueError(
+                f"unknown agent {agent!r}; agents: {', '.join(self.possible_agents)}"
+            )
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        """Start an episode; ``seed`` reseeds the generator (``options`` unused)."""
+        if seed is None and self.np_random is None:
+            seed = self._default_seed
+        if seed is not None or self.np_random is None:
+            self.np_random, self.np_random_seed = seeding.np_random(seed)
+        self.agents = self.possible_agents[:]
+        self.core.reset(self.np_random)
+        obs = self.core.observe()[0]
+        values = self.core.values()[0]
+        infos = {a: {"value": float(values[i])} for i, a in enumerate(self.agents)}
+        return {a: obs[i] for i, a in enumerate(self.agents)}, infos
+
+    def step(self, actions: dict[str, Any]):
+        """Play one round with every live agent's action."""
+        if not self.agents:
+            raise ValueError("step() called on a finished episode; call reset() first")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"missing actions for {', '.join(missing)}")
+        extra = [a for a in actions if a not in self._index]
+        if extra:
+            raise ValueError(
+                f"actions for unknown agent(s) {', '.join(map(repr, extra))}; "
+                f"agents: {', '.join(self.possible_agents)}"
+            )
+        row = np.empty((1, len(self.possible_agents)))
+        for a, i in self._index.items():
+            act = np.asarray(actions.get(a, 0.0), dtype=np.float64).reshape(-1)
+            if act.size != 1:
+                raise ValueError(
+                    f"action of {a} must hold one number, got {actions[a]!r}"
+                )
+            row[0, i] = act[0]
+        rew, done, info = self.core.step(row, self.np_random)
+        over = bool(done[0])
+        obs = self.core.observe()[0]
+        price = float(info["clearing_price"][0])
+        infos = {}
+        for a, i in self._index.items():
+            infos[a] = {
+                "value": float(info["value"][0, i]),
+                "bid": float(info["bid"][0, i]),
+                "alloc": float(info["alloc"][0, i]),
+                "payment": float(info["payment"][0, i]),
+                "utility": float(info["utility"][0, i]),
+                "active": bool(info["active"][0, i]),
+                "traded": bool(info["traded"][0, i]),
+                "clearing_price": price,
+            }
+        if over:
+            met = {k: float(v[0]) for k, v in self.core.metrics().items()}
+            for a in infos:
+                infos[a]["episode"] = dict(met)
+        agents = self.agents
+        observations = {a: obs[self._index[a]] for a in agents}
+        rewards = {a: float(rew[0, self._index[a]]) for a in agents}
+        terminations = dict.fromkeys(agents, over)
+        truncations = dict.fromkeys(agents, False)
+        infos = {a: infos[a] for a in agents}
+        if over:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return observations, rewards, terminations, truncations, infos
+
+    def render(self) -> str | None:
+        """A table of the last round (``ansi``: returned; ``human``: printed)."""
+        if self.render_mode is None:
+            import gymnasium
+
+            gymnasium.logger.warn("render() called without a render_mode; pass one")
+            return None
+        text = render_table(self.core, self.possible_agents)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"MarketParallelEnv(mechanism={c.mechanism!r}, n_buyers={c.n_buyers}, "
+            f"n_sellers={self.core.spec.n_sellers}, n_slots={c.n_slots}, "
+            f"rounds={c.rounds})"
+        )
+
+
+def render_table(core: MarketCore, agents: list[str], market: int = 0) -> str:
+    """The last round of ``market`` as a fixed-width text table."""
+    c = core.config
+    last = core.last_round
+    head = f"{c.mechanism}  round {int(core.round[market])}/{c.rounds}"
+    if last is None:
+        values = core.values()[market]
+        lines = [head + "  (no round played yet)", f"{'agent':<12}{'value':>9}"]
+        lines += [f"{a:<12}{values[i]:>9.4f}" for i, a in enumerate(agents)]
+        return "\n".join(lines)
+    price = float(last["clearing_price"][market])
+    head = f"{c.mechanism}  round {int(last['round'][market]) + 1}/{c.rounds}"
+    head += "  clearing price " + ("-" if np.isnan(price) else f"{price:.4f}")
+    cols = ("value", "bid", "alloc", "payment", "utility")
+    lines = [head, f"{'agent':<12}" + "".join(f"{k:>10}" for k in cols)]
+    for i, a in enumerate(agents):
+        cells = "".join(f"{float(last[k][market, i]):>10.4f}" for k in cols)
+        mark = "" if last["active"][market, i] else "  (inactive)"
+        lines.append(f"{a:<12}{cells}{mark}")
+    return "\n".join(lines)
+
+
+def parallel_env(**options: Any) -> MarketParallelEnv:
+    """The parallel env; keyword options as in the module docstring."""
+    return MarketParallelEnv(**options)
+
+
+def raw_env(**options: Any) -> parallel_to_aec_wrapper:
+    """The AEC env, unwrapped: agents act in turn, the round clears after the last."""
+    return parallel_to_aec_wrapper(MarketParallelEnv(**options))
+
+
+def env(**options: Any) -> wrappers.OrderEnforcingWrapper:
+    """The AEC env with PettingZoo's order-enforcing wrapper."""
+    return wrappers.OrderEnforcingWrapper(raw_env(**options))

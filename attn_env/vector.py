@@ -1,0 +1,183 @@
+"""Many attention markets stepped in one numpy call: ``vector_env(num_envs, **opts)``.
+
+The same market as ``attn_env.parallel_env`` (same options, spaces, rewards and
+dynamics; see the ``attn_env.market_env`` docstring), with the state of
+``num_envs`` markets held as arrays (:class:`attn_env.core.MarketCore`), no
+Python loop over markets. With ``num_envs=1`` and the same seed and actions it
+reproduces ``parallel_env`` step for step, across episodes too.
+
+Shapes (``N = num_envs``, ``A = n_agents``, columns in :attr:`agents` order):
+
+- ``reset(seed=None, options=None) -> obs [N, A, obs_dim] float32, infos``
+  (``infos["value"] [N, A]``, ``infos["active"] [N, A]``).
+- ``step(actions [N, A, 1] or [N, A]) -> obs, rew [N, A] float64,
+  terminated [N, A] bool, truncated [N, A] bool, infos``.
+
+Autoreset: **same-step** (gymnasium 1.x ``AutoresetMode.SAME_STEP``, as SB3's
+VecEnv): a market whose episode ends in a step is reset within that step; the
+returned ``obs`` is the first observation of its new episode, and the last
+observation of the finished one is in ``infos["final_obs"]`` (rows where
+``infos["_final_obs"]`` is true; the key is present only when a market ended).
+So every call of ``step`` plays a real round in every market, which with the
+default ``rounds=1`` avoids the wasted steps of next-step autoreset.
+
+``infos`` after a step (arrays over markets and agents):
+
+=======================  ================  ==========================================
+key                      shape             meaning
+=======================  ================  ==========================================
+``value``                ``[N, A]``        value per unit (buyers) / cost (sellers)
+``bid``                  ``[N, A]``        effective bids and asks (clipped, budget
+                                           capped): the public order book
+``alloc``                ``[N, A]``        attention won / units traded
+``payment``              ``[N, A]``        paid (buyers) / received (sellers), >= 0
+``utility``              ``[N, A]``        the reward
+``traded``               ``[N, A]`` bool   won or traded something this round
+``active``               ``[N, A]`` bool   could trade this round
+``clearing_price``       ``[N]``           headline price, ``nan`` if nothing traded
+``round``                ``[N]`` int       index of the round just played
+``episode``              dict of ``[N]``   metrics of the episode that ended (see
+                                           ``METRIC_KEYS``), ``nan`` elsewhere
+``_episode``             ``[N]`` bool      markets whose episode ended this step
+``final_obs``            ``[N, A, D]``     last observation of ended episodes
+``_final_obs``           ``[N]`` bool      same mask as ``_episode``
+=======================  ================  ==========================================
+
+Attributes: ``agents``, ``n_agents``, ``num_envs``, ``single_observation_space``
+and ``single_action_space`` (the space of one agent in one market, shared by
+all agents: what a parameter-shared policy sees), ``observation_space`` and
+``action_space`` (the batched boxes), ``options`` (the resolved
+:class:`~attn_env.config.EnvConfig` as a dict), ``config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from gymnasium.spaces import Box
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode
+
+from attn_env.config import EnvConfig
+from attn_env.core import METRIC_KEYS, MarketCore, make_config
+from attn_env.market_env import RENDER_MODES, render_table
+
+__all__ = ["MarketVectorEnv", "vector_env"]
+
+
+class MarketVectorEnv:
+    """``num_envs`` attention markets as one batched environment."""
+
+    metadata = {  # noqa: RUF012 - gymnasium vector envs read a class attribute
+        "name": "attention_market_v0",
+        "render_modes": list(RENDER_MODES),
+        "autoreset_mode": AutoresetMode.SAME_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int,
+        config: EnvConfig | None = None,
+        render_mode: str | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> None:
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, int | np.integer)
+            or num_envs < 1
+        ):
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(
+                f"render_mode must be None or one of {', '.join(RENDER_MODES)}, "
+                f"got {render_mode!r}"
+            )
+        self.config = make_config(config, **options)
+        self.options = dataclasses.asdict(self.config)
+        self.render_mode = render_mode
+        self.num_envs = int(num_envs)
+        self.core = MarketCore(self.config, self.num_envs)
+        spec = self.core.spec
+        self.spec = spec
+        self.agents = spec.agents
+        self.possible_agents = self.agents
+        self.n_agents = spec.n_agents
+        self.obs_dim = spec.obs_dim
+        self.single_observation_space = Box(
+            spec.obs_low, spec.obs_high, dtype=np.float32
+        )
+        self.single_action_space = Box(0.0, spec.max_bid, shape=(1,), dtype=np.float32)
+        shape = (self.num_envs, self.n_agents)
+        self.observation_space = Box(
+            np.broadcast_to(spec.obs_low, (*shape, spec.obs_dim)),
+            np.broadcast_to(spec.obs_high, (*shape, spec.obs_dim)),
+            dtype=np.float32,
+        )
+        self.action_space = Box(0.0, spec.max_bid, shape=(*shape, 1), dtype=np.float32)
+        self._default_seed = seed
+        self.np_random: np.random.Generator | None = None
+        self.np_random_seed: int | None = None
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Start new episodes in every market; ``seed`` reseeds the generator."""
+        if seed is None and self.np_random is None:
+            seed = self._default_seed
+        if seed is not None or self.np_random is None:
+            self.np_random, self.np_random_seed = seeding.np_random(seed)
+        self.core.reset(self.np_random)
+        return self.core.observe(), {
+            "value": self.core.values(),
+            "active": self.core.active(),
+        }
+
+    def step(self, actions: Any):
+        """One round in every market, then autoreset of the finished ones."""
+        if self.np_random is None:
+            raise ValueError("step() called before reset()")
+        rew, done, infos = self.core.step(actions, self.np_random)
+        ended = bool(done.any())
+        if ended:
+            met = self.core.metrics()
+            infos["episode"] = {k: np.where(done, met[k], np.nan) for k in METRIC_KEYS}
+            infos["final_obs"] = self.core.observe()
+            infos["_final_obs"] = done
+            self.core.reset(self.np_random, None if done.all() else done)
+        else:
+            infos["episode"] = {k: np.full(self.num_envs, np.nan) for k in METRIC_KEYS}
+        infos["_episode"] = done
+        obs = self.core.observe()
+        term = np.broadcast_to(done[:, None], rew.shape).copy()
+        trunc = np.zeros_like(term)
+        if self.render_mode == "human":
+            self.render()
+        return obs, rew, term, trunc, infos
+
+    def render(self) -> str | None:
+        """Market 0's last round as a table (``ansi``: returned; ``human``: printed)."""
+        if self.render_mode is None:
+            return None
+        text = render_table(self.core, self.agents, market=0)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"MarketVectorEnv(num_envs={self.num_envs}, mechanism={c.mechanism!r}, "
+            f"agents={self.n_agents}, rounds={c.rounds})"
+        )
+
+
+def vector_env(num_envs: int, **options: Any) -> MarketVectorEnv:
+    """``num_envs`` markets stepped together; options as ``attn_env.parallel_env``."""
+    return MarketVectorEnv(num_envs=num_envs, **options)
