@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from attn_env.mechanisms._crossing import walrasian_price
 from attn_env.mechanisms.outcome import Outcome
 
 # name -> (module, class): one flat table, filled in by the family modules.
@@ -28,7 +29,16 @@ ONE_SIDED = ("first_price", "second_price", "gsp", "vcg")
 TWO_SIDED = ("k_double", "mcafee", "call_market", "cda")
 MATCHING = ("assignment", "stable_matching")
 
-__all__ = ["MATCHING", "ONE_SIDED", "TWO_SIDED", "Outcome", "family", "make", "names"]
+__all__ = [
+    "MATCHING",
+    "ONE_SIDED",
+    "TWO_SIDED",
+    "Outcome",
+    "family",
+    "make",
+    "names",
+    "walrasian_price",
+]
 
 
 def names() -> list[str]:

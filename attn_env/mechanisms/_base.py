@@ -1,0 +1,76 @@
+"""What every mechanism shares: reserve, seeded tie-breaks, random-order ranking."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from attn_env.mechanisms._validate import check_reserve, check_unknown
+
+__all__ = ["Mechanism", "rank_desc"]
+
+
+class Mechanism:
+    """Base of all mechanisms: holds ``reserve`` and the tie-break generator.
+
+    Args:
+        reserve: reserve price per unit (>= 0).
+        seed: seed of the generator used for tie-breaks when ``clear`` is given no
+            ``rng``; ``None`` draws fresh entropy.
+        **params: family-specific parameters; unknown names raise ``ValueError``.
+    """
+
+    name: ClassVar[str] = ""
+    #: family-specific keyword parameters and their defaults.
+    params: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
+        self.reserve = check_reserve(reserve)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        unknown = {k: v for k, v in params.items() if k not in self.params}
+        check_unknown(type(self).__name__, unknown, ["reserve", "seed", *self.params])
+        for key, default in self.params.items():
+            setattr(self, key, params.get(key, default))
+
+    def _gen(self, rng: np.random.Generator | None) -> np.random.Generator:
+        """The generator for this call: ``rng`` if given, else the mechanism's own."""
+        if rng is None:
+            return self._rng
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {rng!r}")
+        return rng
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in self.params)
+        return f"{type(self).__name__}(reserve={self.reserve!r}{extra})"
+
+
+def rank_desc(
+    score: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.int64]:
+    """Indices that sort each row of ``score`` descending, ties in random order.
+
+    Rows without ties (the common case with continuous bids) take one argsort;
+    only rows with equal scores pay for a second, random key. Every order of the
+    tied entries is equally likely, so no index is favoured.
+
+    Args:
+        score: ``float64 [B, n]``.
+        rng: generator for the tie-break keys.
+
+    Returns:
+        ``int64 [B, n]``: ``order[b, r]`` is the entry of rank ``r`` (0 = highest).
+    """
+    order = np.argsort(-score, axis=1, kind="stable")
+    if score.shape[1] < 2:
+        return order
+    srt = np.take_along_axis(score, order, axis=1)
+    tied = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+    if tied.any():
+        rows = np.flatnonzero(tied)
+        key = rng.random((rows.size, score.shape[1]))
+        order[rows] = np.lexsort((key, -score[rows]), axis=-1)
+    return order

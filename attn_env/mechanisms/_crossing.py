@@ -1,0 +1,135 @@
+"""The crossing point of sorted bids and asks, shared by the sealed double auctions.
+
+Bids sorted descending ``b_1 >= b_2 >= ...`` and asks ascending
+``s_1 <= s_2 <= ...`` cross at the efficient quantity ``q``: the number of
+ranks with ``b_k >= s_k``. k-double, McAfee and the call market all start here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from attn_env.mechanisms._base import rank_desc
+from attn_env.mechanisms._validate import as_batch, check_nonneg
+
+__all__ = ["Crossing", "check_two_sided", "cross", "walrasian_price"]
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Sorted book of ``B`` sealed-bid markets.
+
+    Attributes:
+        buyer_order: ``int64 [B, n]`` buyers by bid, highest first (ties random).
+        seller_order: ``int64 [B, m]`` sellers by ask, lowest first (ties random).
+        b: ``float64 [B, n + 2]`` sorted bids by 1-based rank: ``b[:, 0] = inf``,
+            ``b[:, n + 1] = 0`` (no bid; bids under the reserve also read 0).
+        s: ``float64 [B, m + 2]`` sorted asks by 1-based rank: ``s[:, 0] = 0``,
+            ``s[:, m + 1] = inf`` (no ask).
+        q: ``int64 [B]`` efficient quantity, ``#{k: b_k >= s_k}``.
+    """
+
+    buyer_order: NDArray[np.int64]
+    seller_order: NDArray[np.int64]
+    b: NDArray[np.float64]
+    s: NDArray[np.float64]
+    q: NDArray[np.int64]
+
+    def bid(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
+        """``b_rank`` per market (1-based rank, ``[B]``; 0 and ``n + 1`` padded)."""
+        return np.take_along_axis(self.b, rank[:, None], axis=1)[:, 0]
+
+    def ask(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
+        """``s_rank`` per market (1-based rank, ``[B]``; 0 and ``m + 1`` padded)."""
+        return np.take_along_axis(self.s, rank[:, None], axis=1)[:, 0]
+
+    def walrasian(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The interval of prices where demand meets supply, ``(low [B], high [B])``.
+
+        Any ``p`` in ``[max(s_q, b_{q+1}), min(b_q, s_{q+1})]`` lets exactly the
+        ``q`` efficient pairs trade: every trading buyer bids ``>= p`` and every
+        trading seller asks ``<= p``, and no other trader wants to.
+        """
+        q = self.q
+        low = np.maximum(self.ask(q), self.bid(q + 1))
+        high = np.minimum(self.bid(q), self.ask(q + 1))
+        return low, high
+
+
+def check_two_sided(
+    bids: ArrayLike, asks: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Validate ``bids [B, n]`` and ``asks [B, m]``: finite, >= 0, same ``B``."""
+    bids = as_batch(bids, "bids", "B, n")
+    asks = as_batch(asks, "asks", "B, m")
+    check_nonneg(bids, "bids")
+    check_nonneg(asks, "asks")
+    if bids.shape[0] != asks.shape[0]:
+        raise ValueError(
+            f"bids and asks must have the same batch size B, got bids {bids.shape} "
+            f"and asks {asks.shape}"
+        )
+    return bids, asks
+
+
+def cross(
+    bids: NDArray[np.float64],
+    asks: NDArray[np.float64],
+    rng: np.random.Generator | None,
+    reserve: float = 0.0,
+) -> Crossing:
+    """Sort a validated book and find its crossing point.
+
+    Args:
+        bids: ``float64 [B, n]``.
+        asks: ``float64 [B, m]``.
+        rng: tie-break generator; ``None`` sorts stably (only for prices, which do
+            not depend on who wins a tie).
+        reserve: bids under it are not in the book.
+    """
+    n_markets, n = bids.shape
+    m = asks.shape[1]
+    live = np.where(bids >= reserve, bids, -1.0)  # asks >= 0 never meet -1
+    if rng is None:
+        buyer_order = np.argsort(-live, axis=1, kind="stable")
+        seller_order = np.argsort(asks, axis=1, kind="stable")
+    else:
+        buyer_order = rank_desc(live, rng)
+        seller_order = rank_desc(-asks, rng)
+    b_srt = np.take_along_axis(live, buyer_order, axis=1)
+    s_srt = np.take_along_axis(asks, seller_order, axis=1)
+    depth = min(n, m)
+    q = (b_srt[:, :depth] >= s_srt[:, :depth]).sum(axis=1)
+    b = np.empty((n_markets, n + 2))
+    b[:, 0] = np.inf
+    b[:, 1 : n + 1] = np.maximum(b_srt, 0.0)
+    b[:, n + 1] = 0.0
+    s = np.empty((n_markets, m + 2))
+    s[:, 0] = 0.0
+    s[:, 1 : m + 1] = s_srt
+    s[:, m + 1] = np.inf
+    return Crossing(buyer_order, seller_order, b, s, q.astype(np.int64))
+
+
+def walrasian_price(
+    bids: ArrayLike, asks: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The Walrasian price interval where demand ``d(p)`` meets supply ``s(p)``.
+
+    ``d(p)`` counts the bids ``>= p`` and ``s(p)`` the asks ``<= p``; for discrete
+    traders they meet on an interval ``[low, high]``, on which exactly the
+    efficient number of units trades. With no trade (``b_1 < s_1``) the interval
+    is ``[b_1, s_1]``.
+
+    Args:
+        bids: ``float64 [B, n]`` buyers' bids (values), >= 0.
+        asks: ``float64 [B, m]`` sellers' asks (costs), >= 0.
+
+    Returns:
+        ``(low, high)``, each ``float64 [B]``, ``low <= high``.
+    """
+    bids, asks = check_two_sided(bids, asks)
+    return cross(bids, asks, None).walrasian()

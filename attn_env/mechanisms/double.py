@@ -1,0 +1,337 @@
+"""Two-sided markets: ``k_double``, ``mcafee``, ``call_market`` and ``cda``.
+
+``B`` markets of ``n`` buyers with bids ``[B, n]`` and ``m`` sellers with asks
+``[B, m]``, each trader one unit. Sorting bids descending ``b_1 >= b_2 >= ...``
+and asks ascending ``s_1 <= s_2 <= ...``, the efficient quantity ``q`` is the
+number of ranks with ``b_k >= s_k``; the ``k``-th buyer trades with the
+``k``-th seller (ties in random order). Bids under ``reserve`` are not in the
+book.
+
+===========  ===============================================================
+rule         trades and prices
+===========  ===============================================================
+k_double     ``q`` trades at ``k b_q + (1 - k) s_q`` (Chatterjee–Samuelson for
+             one buyer and one seller); budget balanced
+mcafee       ``p0 = (b_{q+1} + s_{q+1}) / 2``; if ``s_q <= p0 <= b_q`` all ``q``
+             trade at ``p0``, else ``q - 1`` trade, buyers pay ``b_q`` and
+             sellers get ``s_q`` (McAfee 1992). ``b_{n+1} = 0`` and
+             ``s_{m+1} = inf`` where a rank is missing. Truthful, no deficit
+call_market  ``q`` trades at ``k high + (1 - k) low`` of the Walrasian interval
+             ``[max(s_q, b_{q+1}), min(b_q, s_{q+1})]`` where ``d(p) = s(p)``
+cda          one round of a continuous double auction, see :class:`CDA`
+===========  ===============================================================
+
+``Outcome.slot[b, i]`` is the seller buyer ``i`` trades with (``-1`` for none);
+``alloc`` is 1 per traded unit; ``seller_alloc`` / ``seller_receipt`` ``[B, m]``
+are units sold and money received. ``clearing_price`` is the uniform price, or
+the mean of the traded prices (mean of buyer and seller price per trade), ``nan``
+where nothing trades.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from attn_env.mechanisms._base import Mechanism
+from attn_env.mechanisms._crossing import Crossing, check_two_sided, cross
+from attn_env.mechanisms._validate import check_k
+from attn_env.mechanisms.outcome import Outcome
+
+__all__ = ["CDA", "CallMarket", "KDouble", "McAfee", "SealedDouble"]
+
+
+class SealedDouble(Mechanism):
+    """A sealed-bid double auction: sort, cross, price; subclasses set the rule."""
+
+    def clear(
+        self,
+        bids: ArrayLike,
+        asks: ArrayLike,
+        rng: np.random.Generator | None = None,
+    ) -> Outcome:
+        """Clear ``B`` markets at once.
+
+        Args:
+            bids: ``float64 [B, n]`` buyers' bids per unit, >= 0.
+            asks: ``float64 [B, m]`` sellers' asks per unit, >= 0.
+            rng: tie-break generator; default the mechanism's own.
+
+        Returns:
+            :class:`Outcome` with the two-sided fields filled and
+            ``extra["walrasian_low"]``, ``extra["walrasian_high"]`` ``[B]``.
+        """
+        gen = self._gen(rng)
+        bids, asks = check_two_sided(bids, asks)
+        c = cross(bids, asks, gen, self.reserve)
+        trades, buyer_price, seller_price, clearing = self._rule(c)
+        low, high = c.walrasian()
+        out = _trade_outcome(c, trades, buyer_price, seller_price, clearing)
+        out.extra.update(walrasian_low=low, walrasian_high=high)
+        return out
+
+    def _rule(
+        self, c: Crossing
+    ) -> tuple[
+        NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]
+    ]:
+        """``(trades [B], buyer price [B], seller price [B], clearing price [B])``."""
+        raise NotImplementedError
+
+
+class KDouble(SealedDouble):
+    """k-double auction: the efficient quantity at ``k b_q + (1 - k) s_q``.
+
+    Args:
+        k: weight of the marginal bid in the price, in [0, 1] (default 0.5).
+    """
+
+    name = "k_double"
+    params: ClassVar[dict[str, Any]] = {"k": 0.5}
+
+    def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
+        super().__init__(reserve=reserve, seed=seed, **params)
+        self.k = check_k(self.k)
+
+    def _rule(self, c):
+        p = self.k * c.bid(c.q) + (1.0 - self.k) * c.ask(c.q)
+        p = np.where(c.q > 0, p, np.nan)
+        return c.q, p, p, p
+
+
+class McAfee(SealedDouble):
+    """McAfee's (1992) trade-reduction double auction: truthful, never in deficit."""
+
+    name = "mcafee"
+
+    def _rule(self, c):
+        q = c.q
+        p0 = 0.5 * (c.bid(q + 1) + c.ask(q + 1))
+        b_q, s_q = c.bid(q), c.ask(q)
+        keep = (q > 0) & (s_q <= p0) & (p0 <= b_q)
+        trades = np.where(keep, q, np.maximum(q - 1, 0))
+        buyer_price = np.where(keep, p0, b_q)
+        seller_price = np.where(keep, p0, s_q)
+        none = trades == 0
+        buyer_price = np.where(none, np.nan, buyer_price)
+        seller_price = np.where(none, np.nan, seller_price)
+        return trades, buyer_price, seller_price, 0.5 * (buyer_price + seller_price)
+
+
+class CallMarket(SealedDouble):
+    """Call market: all efficient trades at one price of the Walrasian interval.
+
+    Args:
+        k: where in ``[low, high]`` the price lies, ``p = k high + (1 - k) low``
+            (default 0.5, the midpoint).
+    """
+
+    name = "call_market"
+    params: ClassVar[dict[str, Any]] = {"k": 0.5}
+
+    def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
+        super().__init__(reserve=reserve, seed=seed, **params)
+        self.k = check_k(self.k)
+
+    def _rule(self, c):
+        low, high = c.walrasian()
+        p = np.where(c.q > 0, self.k * high + (1.0 - self.k) * low, np.nan)
+        return c.q, p, p, p
+
+
+def _trade_outcome(
+    c: Crossing,
+    trades: NDArray[np.int64],
+    buyer_price: NDArray[np.float64],
+    seller_price: NDArray[np.float64],
+    clearing: NDArray[np.float64],
+) -> Outcome:
+    """Pair the ``trades`` best buyers with the ``trades`` best sellers."""
+    n_markets, n = c.buyer_order.shape
+    m = c.seller_order.shape[1]
+    depth = min(n, m)
+    traded = np.arange(depth)[None, :] < trades[:, None]
+    buyers = c.buyer_order[:, :depth]
+    sellers = c.seller_order[:, :depth]
+    bp = np.where(traded, np.nan_to_num(buyer_price)[:, None], 0.0)
+    sp = np.where(traded, np.nan_to_num(seller_price)[:, None], 0.0)
+    unit = traded.astype(np.float64)
+
+    slot = np.full((n_markets, n), -1, dtype=np.int64)
+    np.put_along_axis(slot, buyers, np.where(traded, sellers, -1), axis=1)
+    alloc = np.zeros((n_markets, n))
+    np.put_along_axis(alloc, buyers, unit, axis=1)
+    price = np.zeros((n_markets, n))
+    np.put_along_axis(price, buyers, bp, axis=1)
+    seller_alloc = np.zeros((n_markets, m))
+    np.put_along_axis(seller_alloc, sellers, unit, axis=1)
+    receipt = np.zeros((n_markets, m))
+    np.put_along_axis(receipt, sellers, sp, axis=1)
+    return Outcome(
+        slot=slot,
+        alloc=alloc,
+        pay=price.copy(),
+        price=price,
+        clearing_price=np.where(trades > 0, clearing, np.nan),
+        seller_alloc=seller_alloc,
+        seller_receipt=receipt,
+    )
+
+
+class CDA(Mechanism):
+    """One round of a continuous double auction with an order book.
+
+    Every active trader places one order, in the arrival ``order``. An incoming
+    bid that meets the best standing ask (``bid >= ask``) trades at the ask, and
+    both traders leave; an incoming ask that meets the best standing bid trades
+    at the bid. Otherwise the order stands if it improves the best order of its
+    side (the NYSE spread-reduction rule of Gode & Sunder 1993: the book keeps
+    the best bid and the best ask; a replaced or non-improving order is
+    dropped). The book starts empty on each call and whatever has not traded
+    expires at its end. The environment calls ``clear`` once per round of a
+    trading period, marking traders that already traded as inactive.
+
+    The loop runs over the ``n + m`` arrival steps only; every step is a numpy
+    operation over all ``B`` markets.
+    """
+
+    name = "cda"
+
+    def clear(
+        self,
+        bids: ArrayLike,
+        asks: ArrayLike,
+        rng: np.random.Generator | None = None,
+        order: ArrayLike | None = None,
+        buyer_active: ArrayLike | None = None,
+        seller_active: ArrayLike | None = None,
+    ) -> Outcome:
+        """Process one round of orders.
+
+        Args:
+            bids: ``float64 [B, n]`` buyers' bids, >= 0.
+            asks: ``float64 [B, m]`` sellers' asks, >= 0.
+            rng: draws the arrival order when ``order`` is None; default the
+                mechanism's own generator.
+            order: ``int [B, n + m]`` arrival order, each row a permutation of
+                ``0..n+m-1`` (``0..n-1`` buyers, ``n..n+m-1`` sellers).
+            buyer_active: ``bool [B, n]``, False for buyers who place no order
+                (already traded); default all True.
+            seller_active: ``bool [B, m]``, the same for sellers.
+
+        Returns:
+            :class:`Outcome`; ``clearing_price`` is the mean trade price of the
+            round (``nan`` with no trade) and ``extra["trade_step"]`` ``int64
+            [B, n]`` the arrival step at which each buyer traded (-1 for none).
+        """
+        gen = self._gen(rng)
+        bids, asks = check_two_sided(bids, asks)
+        n_markets, n = bids.shape
+        m = asks.shape[1]
+        order = self._order(order, n_markets, n + m, gen)
+        b_act = _mask(buyer_active, "buyer_active", bids.shape) & (bids >= self.reserve)
+        s_act = _mask(seller_active, "seller_active", asks.shape)
+
+        rows = np.arange(n_markets)
+        slot = np.full((n_markets, n), -1, dtype=np.int64)
+        step_of = np.full((n_markets, n), -1, dtype=np.int64)
+        price = np.zeros((n_markets, n))
+        seller_alloc = np.zeros((n_markets, m))
+        receipt = np.zeros((n_markets, m))
+        bid_px = np.full(n_markets, -np.inf)  # best standing bid, -inf: none
+        bid_who = np.full(n_markets, -1, dtype=np.int64)
+        ask_px = np.full(n_markets, np.inf)  # best standing ask, inf: none
+        ask_who = np.full(n_markets, -1, dtype=np.int64)
+
+        for t in range(n + m):
+            who = order[:, t]
+            is_buyer = who < n
+            bi = np.where(is_buyer, who, 0)
+            si = np.where(is_buyer, 0, who - n)
+            buying = is_buyer & b_act[rows, bi]
+            selling = ~is_buyer & s_act[rows, si]
+            px = np.where(is_buyer, bids[rows, bi], asks[rows, si])
+
+            hit_ask = buying & (ask_who >= 0) & (px >= ask_px)
+            hit_bid = selling & (bid_who >= 0) & (px <= bid_px)
+            # the buyer and the seller of each trade, and the standing price
+            tb = np.where(hit_ask, bi, bid_who)
+            ts = np.where(hit_ask, ask_who, si)
+            tp = np.where(hit_ask, ask_px, bid_px)
+            traded = hit_ask | hit_bid
+            if traded.any():
+                r, b_i, s_i, p = rows[traded], tb[traded], ts[traded], tp[traded]
+                slot[r, b_i] = s_i
+                price[r, b_i] = p
+                step_of[r, b_i] = t
+                seller_alloc[r, s_i] = 1.0
+                receipt[r, s_i] = p
+                ask_who = np.where(hit_ask, -1, ask_who)
+                ask_px = np.where(hit_ask, np.inf, ask_px)
+                bid_who = np.where(hit_bid, -1, bid_who)
+                bid_px = np.where(hit_bid, -np.inf, bid_px)
+            better_bid = buying & ~hit_ask & (px > bid_px)
+            better_ask = selling & ~hit_bid & (px < ask_px)
+            bid_px = np.where(better_bid, px, bid_px)
+            bid_who = np.where(better_bid, bi, bid_who)
+            ask_px = np.where(better_ask, px, ask_px)
+            ask_who = np.where(better_ask, si, ask_who)
+
+        alloc = (slot >= 0).astype(np.float64)
+        n_trades = alloc.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_price = np.where(n_trades > 0, price.sum(axis=1) / n_trades, np.nan)
+        return Outcome(
+            slot=slot,
+            alloc=alloc,
+            pay=price.copy(),
+            price=price,
+            clearing_price=mean_price,
+            seller_alloc=seller_alloc,
+            seller_receipt=receipt,
+            extra={"trade_step": step_of},
+        )
+
+    @staticmethod
+    def _order(
+        order: ArrayLike | None,
+        n_markets: int,
+        n_traders: int,
+        gen: np.random.Generator,
+    ) -> NDArray[np.int64]:
+        """The arrival order ``[B, n + m]``: validated, or a fresh random one."""
+        if order is None:
+            base = np.broadcast_to(np.arange(n_traders), (n_markets, n_traders))
+            return gen.permuted(base, axis=1)
+        arr = np.asarray(order)
+        if arr.shape != (n_markets, n_traders):
+            raise ValueError(
+                f"order must have shape [B, n + m] = {(n_markets, n_traders)}, "
+                f"got {arr.shape}"
+            )
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"order must hold integer trader indices, got {arr.dtype}")
+        bad = (np.sort(arr, axis=1) != np.arange(n_traders)).any(axis=1)
+        if bad.any():
+            b = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"order rows must be permutations of 0..{n_traders - 1}, "
+                f"got {arr[b].tolist()} in market {b}"
+            )
+        return arr.astype(np.int64, copy=False)
+
+
+def _mask(
+    mask: ArrayLike | None, name: str, shape: tuple[int, ...]
+) -> NDArray[np.bool_]:
+    """An activity mask of ``shape`` (default all True)."""
+    if mask is None:
+        return np.ones(shape, dtype=bool)
+    arr = np.asarray(mask)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if arr.dtype != np.bool_:
+        raise ValueError(f"{name} must be a bool array, got dtype {arr.dtype}")
+    return arr

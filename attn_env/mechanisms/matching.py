@@ -1,0 +1,307 @@
+"""Matchings of buyers to slots: ``assignment`` (VCG) and ``stable_matching``.
+
+``values [B, n, K]``: ``values[b, i, j]`` is buyer ``i``'s bid (total value) for
+slot ``j`` in market ``b``. Each buyer takes at most one slot, each slot at most
+one buyer. ``alloc`` is 1 per matched slot, or ``alpha_j`` of its slot when
+``weights`` are given; ``pay`` is the buyer's total payment and ``price =
+pay / alloc`` (0 where ``alloc`` is 0). ``clearing_price`` is the mean ``price``
+over matched buyers (``nan`` if none).
+
+- ``assignment``: the welfare-maximising assignment of ``values - reserve``
+  (a pair below the reserve is never matched), with VCG (Clarke) payments,
+  which are the minimum Walrasian prices of the slots (Leonard 1983).
+  ``extra["slot_price"] [B, K]`` holds these prices (``reserve`` for an unsold
+  slot). Small markets enumerate every assignment in one numpy call; larger
+  ones call ``scipy.optimize.linear_sum_assignment`` per market.
+- ``stable_matching``: buyer-proposing deferred acceptance (Gale–Shapley).
+  Buyers rank slots by their values; every slot ranks buyers by their values
+  for it (higher first). A buyer proposes only to slots it values above the
+  reserve. Each matched buyer pays its own bid for its slot (first-price
+  matching), so truthful bidders are individually rational.
+
+Ties (equal values) are broken by a random permutation of the generator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import cache
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import linear_sum_assignment
+
+from attn_env.mechanisms._base import Mechanism, rank_desc
+from attn_env.mechanisms._validate import as_batch, check_nonneg, check_weights
+from attn_env.mechanisms.outcome import Outcome
+
+__all__ = ["Assignment", "StableMatching"]
+
+#: assignments enumerated per market at most before switching to scipy.
+MAX_ENUMERATED = 720
+#: elements of the ``[chunk, assignments, n]`` block enumerated in one go.
+_BLOCK = 1 << 22
+
+
+class _Matching(Mechanism):
+    """Validation and outcome assembly shared by the matchings."""
+
+    def _values(
+        self, values: ArrayLike, weights: ArrayLike | None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+        vals = as_batch(values, "values", "B, n, K")
+        check_nonneg(vals, "values")
+        if weights is None:
+            return vals, None
+        alpha = check_weights(weights, vals.shape[0])
+        if alpha.shape[1] != vals.shape[2]:
+            raise ValueError(
+                f"weights must have K={vals.shape[2]} entries (values' last axis), "
+                f"got {alpha.shape[1]}"
+            )
+        return vals, alpha
+
+    @staticmethod
+    def _outcome(
+        slot: NDArray[np.int64],
+        pay: NDArray[np.float64],
+        alpha: NDArray[np.float64] | None,
+        extra: dict[str, NDArray],
+    ) -> Outcome:
+        matched = slot >= 0
+        if alpha is None:
+            alloc = matched.astype(np.float64)
+        else:
+            alloc = np.where(
+                matched, np.take_along_axis(alpha, np.maximum(slot, 0), 1), 0.0
+            )
+        safe = np.where(alloc > 0, alloc, 1.0)
+        price = np.where(alloc > 0, pay / safe, 0.0)
+        n_matched = matched.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n_matched > 0, price.sum(axis=1) / n_matched, np.nan)
+        return Outcome(
+            slot=slot,
+            alloc=alloc,
+            pay=pay,
+            price=price,
+            clearing_price=mean,
+            extra=extra,
+        )
+
+
+@cache
+def _assignments(n: int, n_slots: int) -> NDArray[np.int64]:
+    """Every one-to-one assignment as ``[A, n]`` slot per buyer (``-1``: none)."""
+    if n <= n_slots:
+        return np.array(list(itertools.permutations(range(n_slots), n)), dtype=np.int64)
+    rows = []
+    for buyers in itertools.permutations(range(n), n_slots):
+        row = [-1] * n
+        for j, i in enumerate(buyers):
+            row[i] = j
+        rows.append(row)
+    return np.array(rows, dtype=np.int64)
+
+
+class Assignment(_Matching):
+    """Max-weight buyer–slot assignment with VCG prices."""
+
+    name = "assignment"
+
+    def clear(
+        self,
+        values: ArrayLike,
+        weights: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Outcome:
+        """Assign slots and price them.
+
+        Args:
+            values: ``float64 [B, n, K]`` buyers' bids for each slot, >= 0.
+            weights: optional ``alpha`` ``[K]`` or ``[B, K]``, the units of ``alloc``.
+            rng: tie-break generator; default the mechanism's own.
+
+        Returns:
+            :class:`Outcome` with ``extra["slot_price"] [B, K]`` and
+            ``extra["welfare"] [B]`` (sum of matched values).
+        """
+        gen = self._gen(rng)
+        vals, alpha = self._values(values, weights)
+        n_markets, n, n_slots = vals.shape
+        surplus = vals - self.reserve
+        usable = surplus >= 0.0
+        gain = np.where(usable, surplus, 0.0)
+        if math.perm(max(n, n_slots), min(n, n_slots)) <= MAX_ENUMERATED:
+            slot, clarke = _enumerate(gain, gen)
+        else:
+            slot, clarke = _scipy(gain, gen)
+        # a chosen pair under the reserve means "unmatched" (it adds nothing)
+        chosen = np.take_along_axis(usable, np.maximum(slot, 0)[..., None], 2)[..., 0]
+        slot = np.where((slot >= 0) & chosen, slot, -1)
+        matched = slot >= 0
+        pay = np.where(matched, clarke + self.reserve, 0.0)
+        slot_price = np.full((n_markets, n_slots), self.reserve)
+        rows, buyers = np.nonzero(matched)
+        slot_price[rows, slot[rows, buyers]] = pay[rows, buyers]
+        value = np.take_along_axis(vals, np.maximum(slot, 0)[..., None], 2)[..., 0]
+        welfare = np.where(matched, value, 0.0).sum(axis=1)
+        return self._outcome(
+            slot, pay, alpha, {"slot_price": slot_price, "welfare": welfare}
+        )
+
+
+def _enumerate(
+    gain: NDArray[np.float64], rng: np.random.Generator
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Brute force over every assignment, batched; returns slot and Clarke pay.
+
+    ``W_-i``, the best welfare without buyer ``i``, is the best over all
+    assignments of their welfare minus ``i``'s part: dropping ``i`` from any
+    assignment leaves one of the others, and every assignment of the others is
+    reached that way (gains are >= 0, so an empty slot is never worse).
+    """
+    n_markets, n, n_slots = gain.shape
+    table = _assignments(n, n_slots)  # [A, n]
+    n_assign = table.shape[0]
+    # flat index into [n, K + 1] with column K a zero: "no slot"
+    flat = np.arange(n)[None, :] * (n_slots + 1) + np.where(table < 0, n_slots, table)
+    flat = flat.ravel()
+    padded = np.zeros((n_markets, n, n_slots + 1))
+    padded[:, :, :n_slots] = gain
+    padded = padded.reshape(n_markets, -1)
+    slot = np.empty((n_markets, n), dtype=np.int64)
+    clarke = np.empty((n_markets, n))
+    chunk = max(1, _BLOCK // (n_assign * n))
+    for lo in range(0, n_markets, chunk):
+        hi = min(lo + chunk, n_markets)
+        part = padded[lo:hi].take(flat, axis=1).reshape(hi - lo, n_assign, n)
+        total = part.sum(axis=2)  # [c, A]
+        best = total.max(axis=1)
+        tol = 1e-12 * (1.0 + np.abs(best))
+        key = np.where(total >= (best - tol)[:, None], rng.random(total.shape), -1.0)
+        pick = key.argmax(axis=1)
+        without = (total[:, :, None] - part).max(axis=1)  # [c, n]
+        rows = np.arange(hi - lo)
+        own = part[rows, pick]  # [c, n]
+        slot[lo:hi] = table[pick]
+        clarke[lo:hi] = without - (total[rows, pick][:, None] - own)
+    return slot, np.maximum(clarke, 0.0)
+
+
+def _scipy(
+    gain: NDArray[np.float64], rng: np.random.Generator
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Per-market Hungarian algorithm for markets too large to enumerate."""
+    n_markets, n, n_slots = gain.shape
+    slot = np.full((n_markets, n), -1, dtype=np.int64)
+    clarke = np.zeros((n_markets, n))
+    for b in range(n_markets):
+        # random relabelling of buyers and slots: ties are not broken by index
+        pb, ps = rng.permutation(n), rng.permutation(n_slots)
+        g = gain[b][np.ix_(pb, ps)]
+        r, c = linear_sum_assignment(g, maximize=True)
+        total = g[r, c].sum()
+        for i, j in zip(r, c, strict=True):
+            rest = np.delete(g, i, axis=0)
+            rr, cc = linear_sum_assignment(rest, maximize=True)
+            clarke[b, pb[i]] = rest[rr, cc].sum() - (total - g[i, j])
+            slot[b, pb[i]] = ps[j]
+    return slot, np.maximum(clarke, 0.0)
+
+
+class StableMatching(_Matching):
+    """Buyer-proposing deferred acceptance; matched buyers pay their bid.
+
+    Args:
+        reserve: a buyer proposes only to slots it values above the reserve.
+    """
+
+    name = "stable_matching"
+    params: ClassVar[dict[str, Any]] = {}
+
+    def clear(
+        self,
+        values: ArrayLike,
+        weights: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Outcome:
+        """Run deferred acceptance in ``B`` markets at once.
+
+        Args:
+            values: ``float64 [B, n, K]`` buyers' bids for each slot, >= 0.
+            weights: optional ``alpha`` ``[K]`` or ``[B, K]``, the units of ``alloc``.
+            rng: tie-break generator; default the mechanism's own.
+
+        Returns:
+            :class:`Outcome`; ``extra["priority"] [B, K, n]`` is each slot's rank
+            of each buyer after tie-breaks (higher is preferred).
+        """
+        gen = self._gen(rng)
+        vals, alpha = self._values(values, weights)
+        slot, priority = _deferred_acceptance(vals, self.reserve, gen)
+        value = np.take_along_axis(vals, np.maximum(slot, 0)[..., None], 2)[..., 0]
+        pay = np.where(slot >= 0, value, 0.0)
+        return self._outcome(slot, pay, alpha, {"priority": priority})
+
+
+def _deferred_acceptance(
+    vals: NDArray[np.float64], reserve: float, rng: np.random.Generator
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Gale–Shapley with buyers proposing, batched over markets.
+
+    Every pass, each free buyer with an untried acceptable slot proposes to the
+    best such slot; each slot keeps the best of its holder and its proposers.
+    Returns the slot of each buyer ``[B, n]`` and the slots' priorities
+    ``[B, K, n]`` (a permutation of ``0..n-1`` per slot, higher preferred).
+    """
+    n_markets, n, n_slots = vals.shape
+    pref = rank_desc(vals.reshape(-1, n_slots), rng).reshape(n_markets, n, n_slots)
+    n_ok = (vals > reserve).sum(axis=2)
+    by_slot = vals.transpose(0, 2, 1).reshape(-1, n)
+    order = rank_desc(by_slot, rng)  # best buyer first
+    prio = np.empty_like(order)
+    np.put_along_axis(prio, order, np.arange(n - 1, -1, -1)[None, :], axis=1)
+    prio = prio.reshape(n_markets, n_slots, n)
+    prio_bj = prio.transpose(0, 2, 1)  # [B, n, K]: slot j's priority of buyer i
+
+    match = np.full((n_markets, n), -1, dtype=np.int64)
+    holder = np.full((n_markets, n_slots), -1, dtype=np.int64)
+    tried = np.zeros((n_markets, n), dtype=np.int64)
+    slots = np.arange(n_slots)
+    active = np.arange(n_markets)
+    while active.size:
+        m_, t_, h_ = match[active], tried[active], holder[active]
+        free = (m_ < 0) & (t_ < n_ok[active])
+        busy = free.any(axis=1)
+        active, free, m_, t_, h_ = (
+            active[busy],
+            free[busy],
+            m_[busy],
+            t_[busy],
+            h_[busy],
+        )
+        if not active.size:
+            break
+        target = np.take_along_axis(
+            pref[active], np.minimum(t_, n_slots - 1)[..., None], 2
+        )[..., 0]
+        tried[active] = t_ + free
+        proposes = free[..., None] & (target[..., None] == slots)  # [a, n, K]
+        cand = np.where(proposes, prio_bj[active], -1)
+        best_i = cand.argmax(axis=1)  # [a, K]
+        best_p = np.take_along_axis(cand, best_i[:, None, :], 1)[:, 0, :]
+        held_p = np.where(
+            h_ >= 0,
+            np.take_along_axis(prio[active], np.maximum(h_, 0)[..., None], 2)[..., 0],
+            -1,
+        )
+        take = best_p > held_p  # [a, K]
+        rows, cols = np.nonzero(take & (h_ >= 0))
+        match[active[rows], h_[rows, cols]] = -1
+        rows, cols = np.nonzero(take)
+        match[active[rows], best_i[rows, cols]] = cols
+        holder[active] = np.where(take, best_i, h_)
+    return match, prio

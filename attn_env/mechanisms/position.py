@@ -1,0 +1,235 @@
+"""One-sided position auctions: ``first_price``, ``second_price``, ``gsp``, ``vcg``.
+
+``B`` markets, ``n`` buyers, ``K`` slots with attention ``alpha_1 >= ... >= alpha_K``.
+Buyers bid per unit of attention; they are ranked by score ``bid * quality``
+(quality 1 by default), ties in random order, and the ``k``-th ranked buyer
+takes slot ``k`` if its bid is at least the reserve. Units: ``alloc = alpha`` of
+the slot won, ``price`` is per unit of attention, ``pay = price * alloc``.
+
+=============  ==========================================================
+rule           per-unit price of the buyer ranked ``k`` (0-based)
+=============  ==========================================================
+first_price    its own bid
+second_price   ``max(score_1 / quality_0, reserve)`` (one slot)
+gsp            ``max(score_{k+1} / quality_k, reserve)`` (Edelman et al.)
+vcg            total ``sum_{j>=k} (alpha_j - alpha_{j+1}) max(score_{j+1} / quality_k,
+               reserve)``, divided by ``alpha_k``
+=============  ==========================================================
+
+``score_j`` is the ``j``-th highest score among buyers bidding at least the
+reserve (0 where there is none). The VCG payment is the externality a buyer
+imposes on the others in the score-weighted welfare ``sum score * alpha``
+(divided by its quality to turn it into money); with reserve it is the
+Myerson threshold payment of that allocation, so truthful bidding is dominant.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from attn_env.mechanisms._base import Mechanism, rank_desc
+from attn_env.mechanisms._validate import (
+    as_batch,
+    check_nonneg,
+    check_positive,
+    check_weights,
+)
+from attn_env.mechanisms.outcome import Outcome
+
+__all__ = ["GSP", "VCG", "FirstPrice", "PositionAuction", "SecondPrice"]
+
+
+class PositionAuction(Mechanism):
+    """Common clearing of the position auctions; subclasses set the price rule.
+
+    Args:
+        reserve: minimum bid per unit to win a slot, and the least price.
+        seed: seed of the tie-break generator (used when ``clear`` gets no ``rng``).
+        n_slots: ``K`` when ``clear`` gets no ``weights`` (slots of attention 1).
+    """
+
+    params: ClassVar[dict[str, Any]] = {"n_slots": 1}
+
+    def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
+        super().__init__(reserve=reserve, seed=seed, **params)
+        if (
+            isinstance(self.n_slots, bool)
+            or not isinstance(self.n_slots, int | np.integer)
+            or self.n_slots < 1
+        ):
+            raise ValueError(f"n_slots must be an integer >= 1, got {self.n_slots!r}")
+        self.n_slots = int(self.n_slots)
+
+    def clear(
+        self,
+        bids: ArrayLike,
+        weights: ArrayLike | None = None,
+        quality: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Outcome:
+        """Clear ``B`` auctions at once.
+
+        Args:
+            bids: ``float64 [B, n]`` bid per unit of attention, >= 0.
+            weights: attention ``alpha`` of the slots, descending, ``[K]`` or
+                ``[B, K]``; default ``n_slots`` slots of 1.
+            quality: ``float64 [B, n]`` quality scores, > 0; default 1.
+            rng: tie-break generator; default the mechanism's own.
+
+        Returns:
+            :class:`Outcome` with ``slot``, ``alloc``, ``pay``, ``price``,
+            ``clearing_price`` (per-unit price of the top slot, ``nan`` if unsold)
+            and ``extra["slot_price"]`` ``[B, K]`` (per-unit price of each slot,
+            ``nan`` if unsold).
+        """
+        gen = self._gen(rng)
+        bids = as_batch(bids, "bids", "B, n")
+        check_nonneg(bids, "bids")
+        n_markets, n = bids.shape
+        if weights is None:
+            alpha = np.ones((n_markets, self.n_slots))
+        else:
+            alpha = check_weights(weights, n_markets)
+        self._check_slots(alpha.shape[1])
+        if quality is None:
+            q = None
+            score = bids
+        else:
+            q = as_batch(quality, "quality", "B, n")
+            if q.shape != bids.shape:
+                raise ValueError(
+                    f"quality must have the shape of bids {bids.shape}, got {q.shape}"
+                )
+            check_positive(q, "quality")
+            score = bids * q
+
+        eligible = bids >= self.reserve
+        # scores are >= 0, so -1 ranks every buyer under the reserve last
+        score = np.where(eligible, score, -1.0)
+        order = rank_desc(score, gen)
+        n_win = min(alpha.shape[1], n)
+        top = order[:, :n_win]
+        srt = np.take_along_axis(score, order, axis=1)
+        won = srt[:, :n_win] >= 0.0
+        # s_pad[:, r] = score of rank r, 0 where no eligible buyer holds that rank
+        n_pad = max(alpha.shape[1], n) + 1
+        s_pad = np.zeros((n_markets, n_pad))
+        s_pad[:, :n] = np.maximum(srt, 0.0)
+        q_top = (
+            np.ones((n_markets, n_win))
+            if q is None
+            else np.take_along_axis(q, top, axis=1)
+        )
+        a_top = alpha[:, :n_win]
+        price, pay = self._price(bids, top, s_pad, q_top, alpha)
+        price = np.where(won, price, 0.0)
+        pay = np.where(won, pay, 0.0)
+        a_top = np.where(won, a_top, 0.0)
+
+        slot = np.full((n_markets, n), -1, dtype=np.int64)
+        rank = np.broadcast_to(np.arange(n_win), (n_markets, n_win))
+        np.put_along_axis(slot, top, np.where(won, rank, -1), axis=1)
+        out_alloc = np.zeros((n_markets, n))
+        np.put_along_axis(out_alloc, top, a_top, axis=1)
+        out_pay = np.zeros((n_markets, n))
+        np.put_along_axis(out_pay, top, pay, axis=1)
+        out_price = np.zeros((n_markets, n))
+        np.put_along_axis(out_price, top, price, axis=1)
+
+        slot_price = np.full(alpha.shape, np.nan)
+        slot_price[:, :n_win] = np.where(won, price, np.nan)
+        return Outcome(
+            slot=slot,
+            alloc=out_alloc,
+            pay=out_pay,
+            price=out_price,
+            clearing_price=slot_price[:, 0].copy(),
+            extra={"slot_price": slot_price},
+        )
+
+    def _check_slots(self, n_slots: int) -> None:
+        """Hook for rules with a fixed number of slots."""
+
+    def _price(
+        self,
+        bids: NDArray[np.float64],
+        top: NDArray[np.int64],
+        s_pad: NDArray[np.float64],
+        q_top: NDArray[np.float64],
+        alpha: NDArray[np.float64],
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per-unit price and total pay of the buyers ranked ``0..L-1``, ``[B, L]``.
+
+        Args:
+            bids: ``[B, n]`` bids.
+            top: ``[B, L]`` buyer index of each winning rank.
+            s_pad: ``[B, max(K, n) + 1]`` score by rank, 0 past the eligible buyers.
+            q_top: ``[B, L]`` quality of each winning rank.
+            alpha: ``[B, K]`` attention of each slot.
+        """
+        raise NotImplementedError
+
+
+class FirstPrice(PositionAuction):
+    """Pay-your-bid: each winner pays its own bid per unit of attention."""
+
+    name = "first_price"
+
+    def _price(self, bids, top, s_pad, q_top, alpha):
+        price = np.take_along_axis(bids, top, axis=1)
+        return price, price * alpha[:, : top.shape[1]]
+
+
+class GSP(PositionAuction):
+    """Generalised second price: rank ``k`` pays the next score over its quality."""
+
+    name = "gsp"
+
+    def _price(self, bids, top, s_pad, q_top, alpha):
+        n_win = top.shape[1]
+        price = np.maximum(s_pad[:, 1 : n_win + 1] / q_top, self.reserve)
+        return price, price * alpha[:, :n_win]
+
+
+class SecondPrice(GSP):
+    """Vickrey auction of one slot: pays ``max(second score / quality, reserve)``."""
+
+    name = "second_price"
+
+    def _check_slots(self, n_slots: int) -> None:
+        if n_slots != 1:
+            raise ValueError(
+                f"second_price sells exactly one slot, got K={n_slots} "
+                "(use gsp or vcg for several slots)"
+            )
+
+    def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
+        super().__init__(reserve=reserve, seed=seed, **params)
+        self._check_slots(self.n_slots)
+
+
+class VCG(PositionAuction):
+    """Vickrey–Clarke–Groves position auction: each winner pays its externality."""
+
+    name = "vcg"
+
+    def _price(self, bids, top, s_pad, q_top, alpha):
+        n_markets, n_slots = alpha.shape
+        n_win = top.shape[1]
+        d_alpha = alpha - np.concatenate([alpha[:, 1:], np.zeros((n_markets, 1))], 1)
+        nxt = s_pad[:, 1 : n_slots + 1]  # score one rank below slot j, [B, K]
+        if self.reserve == 0.0:
+            # sum_{j>=k} d_alpha_j * s_{j+1}, as a suffix sum, over the winner's quality
+            tail = np.cumsum((d_alpha * nxt)[:, ::-1], axis=1)[:, ::-1]
+            pay = tail[:, :n_win] / q_top
+        else:
+            thr = np.maximum(nxt[:, None, :] / q_top[:, :, None], self.reserve)
+            later = np.arange(n_slots)[None, :] >= np.arange(n_win)[:, None]
+            pay = (d_alpha[:, None, :] * thr * later).sum(axis=2)
+        a_top = alpha[:, :n_win]
+        safe = np.where(a_top > 0, a_top, 1.0)
+        price = np.where(a_top > 0, pay / safe, 0.0)
+        return price, pay
