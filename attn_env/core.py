@@ -147,14 +147,11 @@ class MarketSpec:
     def from_config(cls, c: EnvConfig) -> MarketSpec:
         fam = mechanisms.family(c.mechanism)
         m = (c.n_sellers or c.n_buyers) if fam == "two_sided" else 0
-        max_bid = (
-            float(c.max_bid)
-            if c.max_bid is not None
-            else max(c.value_high, c.cost_high)
-        )
+        # The price range: buyers' values, and sellers' costs where there are sellers.
+        vmax = max(c.value_high, c.cost_high) if m else c.value_high
+        max_bid = float(c.max_bid) if c.max_bid is not None else vmax
         # Unlimited budgets are reported as the most a buyer could ever spend.
         budget_high = float(c.budget) if c.budget is not None else c.rounds * max_bid
-        vmax = max(c.value_high, c.cost_high)
         high = np.zeros(OBS_BASE_DIM + c.history, dtype=np.float32)
         high[[VALUE, BUDGET, ROUND, ROLE, LAST_PRICE, LAST_ALLOC, LAST_PAY, ACTIVE]] = [
             vmax,

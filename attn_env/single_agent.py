@@ -1,0 +1,191 @@
+"""A gymnasium view of the attention market: one learner, every other agent fixed.
+
+``SingleAgentMarketEnv(learner="buyer_0", others=None, **options)`` is a
+``gymnasium.Env`` whose observation and action spaces are one agent's spaces of
+``attn_env.parallel_env(**options)`` (same options, rewards and dynamics; see the
+``attn_env.market_env`` docstring). Each ``step(action)`` plays one round: the
+other agents act through the ``agents.base.Agent`` protocol on their own
+observations, the round clears, the learner gets its utility as reward, and the
+fixed agents ``observe`` the round's public feedback. The episode terminates
+after ``rounds`` rounds.
+
+``others`` picks the fixed agents:
+
+- ``None``: every other agent truthful (bid the value, ask the cost);
+- a kind name (``"zi_c"``): that kind for every other agent, built with
+  ``agents.for_market`` so market facts (price range, rounds, budget) are filled in;
+- a mapping from an agent name (``"buyer_1"``) or a role (``"buyer"``,
+  ``"seller"``) to an ``Agent`` object or a kind name; names win over roles and
+  anything not named is truthful. One ``Agent`` object plays one agent name.
+
+The fixed agents draw their randomness from the env's generator, so
+``reset(seed=s)`` makes whole episodes reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium.spaces import Box
+
+from agents.base import Agent
+from attn_env.config import EnvConfig
+from attn_env.core import MarketCore, make_config
+from attn_env.market_env import RENDER_MODES, render_table
+
+__all__ = ["SingleAgentMarketEnv", "feedback_for"]
+
+
+class SingleAgentMarketEnv(gymnasium.Env):
+    """One learning agent in an attention market of fixed agents."""
+
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}  # noqa: RUF012
+
+    def __init__(
+        self,
+        learner: str = "buyer_0",
+        others: str | Mapping[str, Agent | str] | None = None,
+        config: EnvConfig | None = None,
+        render_mode: str | None = None,
+        **options: Any,
+    ) -> None:
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(
+                f"render_mode must be None or one of {', '.join(RENDER_MODES)}, "
+                f"got {render_mode!r}"
+            )
+        self.config = make_config(config, **options)
+        self.render_mode = render_mode
+        self.core = MarketCore(self.config, num_envs=1)
+        spec = self.core.spec
+        self.agents = spec.agents
+        if learner not in self.agents:
+            raise ValueError(
+                f"unknown learner {learner!r}; agents: {', '.join(self.agents)}"
+            )
+        self.learner = learner
+        self._li = self.agents.index(learner)
+        self.observation_space = Box(spec.obs_low, spec.obs_high, dtype=np.float32)
+        self.action_space = Box(0.0, spec.max_bid, shape=(1,), dtype=np.float32)
+        self.others = self._build_others(others)
+        self._obs: np.ndarray | None = None
+
+    def _build_others(
+        self, others: str | Mapping[str, Agent | str] | None
+    ) -> dict[str, Agent]:
+        import agents
+
+        options = dataclasses.asdict(self.config)
+        if others is None:
+            others = {}
+        elif isinstance(others, str):
+            others = {"buyer": others, "seller": others}
+        elif not isinstance(others, Mapping):
+            raise ValueError(
+                f"others must be None, an agent kind or a mapping, got {others!r}"
+            )
+        names = set(self.agents) | {"buyer", "seller"}
+        unknown = sorted(set(others) - names)
+        if unknown:
+            raise ValueError(
+                f"others names unknown agent(s) {', '.join(map(repr, unknown))}; "
+                f"agents: {', '.join(self.agents)} or roles buyer, seller"
+            )
+        if self.learner in others:
+            raise ValueError(f"{self.learner!r} is the learner; it cannot be in others")
+        built = {}
+        for name in self.agents:
+            if name == self.learner:
+                continue
+            spec = others.get(name, others.get(name.rsplit("_", 1)[0], "truthful"))
+            agent = (
+                agents.for_market(spec, {}, options) if isinstance(spec, str) else spec
+            )
+            if not isinstance(agent, Agent):
+                raise ValueError(
+                    f"others[{name!r}] must follow agents.base.Agent "
+                    f"(reset/act/observe), got {agent!r}"
+                )
+            built[name] = agent
+        return built
+
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; ``seed`` reseeds the market and the fixed agents."""
+        super().reset(seed=seed)
+        self.core.reset(self.np_random)
+        for agent in self.others.values():
+            agent.reset(1, self.np_random)
+        self._obs = self.core.observe()
+        info = {"value": float(self.core.values()[0, self._li])}
+        return self._obs[0, self._li].copy(), info
+
+    def step(self, action: Any):
+        """One round: the learner's ``action`` (a bid or ask per unit) against the rest."""
+        if self._obs is None:
+            raise ValueError("step() called before reset()")
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.size != 1:
+            raise ValueError(f"action must hold one number, got {action!r}")
+        row = np.empty((1, len(self.agents)))
+        row[0, self._li] = a[0]
+        for name, agent in self.others.items():
+            j = self.agents.index(name)
+            row[0, j] = np.asarray(agent.act(self._obs[:, j], self.np_random)).reshape(
+                -1
+            )[0]
+        rew, done, info = self.core.step(row, self.np_random)
+        n = self.core.spec.n_buyers
+        for name, agent in self.others.items():
+            agent.observe(feedback_for(info, self.agents.index(name), n))
+        self._obs = self.core.observe()
+        li = self._li
+        out = {
+            k: float(info[k][0, li])
+            for k in ("value", "bid", "alloc", "payment", "utility")
+        }
+        out["clearing_price"] = float(info["clearing_price"][0])
+        terminated = bool(done[0])
+        if terminated:
+            out["episode"] = {k: float(v[0]) for k, v in self.core.metrics().items()}
+        if self.render_mode == "human":
+            self.render()
+        return self._obs[0, li].copy(), float(rew[0, li]), terminated, False, out
+
+    def render(self) -> str | None:
+        """The last round as a table (``ansi``: returned; ``human``: printed)."""
+        if self.render_mode is None:
+            gymnasium.logger.warn("render() called without a render_mode; pass one")
+            return None
+        text = render_table(self.core, self.agents)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+
+def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
+    """The public feedback of a round for agent column ``j`` (``Agent.observe``'s input).
+
+    Layout as documented in ``agents``: ``clearing_price [N]``, ``bids [N, n]``,
+    ``asks [N, m]``, ``alloc [N, n]``, ``seller_alloc [N, m]`` and the agent's own
+    ``own_alloc``, ``own_pay``, ``own_value``, ``own_action`` ``[N]``.
+    """
+    n = n_buyers
+    return {
+        "clearing_price": info["clearing_price"],
+        "bids": info["bid"][:, :n],
+        "asks": info["bid"][:, n:],
+        "alloc": info["alloc"][:, :n],
+        "seller_alloc": info["alloc"][:, n:],
+        "traded": info["traded"],
+        "own_alloc": info["alloc"][:, j],
+        "own_pay": info["payment"][:, j],
+        "own_value": info["value"][:, j],
+        "own_action": info["bid"][:, j],
+    }
