@@ -1,0 +1,211 @@
+"""Market metrics: pure numpy functions over arrays with a leading batch axis.
+
+Shapes: ``B`` markets (or market-rounds), ``n`` buyers, ``m`` sellers, ``K`` slots.
+``values [B, n]`` are values per unit (``theta * r``), ``alloc [B, n]`` the
+attention won (``alpha`` of the slot, or 1 per traded unit), ``pay [B, n]`` the
+buyers' payments (> 0: the buyer pays), ``costs [B, m]`` and ``seller_alloc``,
+``seller_receipt [B, m]`` the sellers' side. Nothing here knows about the
+environment; ``attn_env.simulate`` feeds these functions with its round records.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "budget_surplus",
+    "efficiency",
+    "exposure_share",
+    "gini",
+    "ir_violations",
+    "mean_utility",
+    "optimal_welfare",
+    "price_stats",
+    "revenue",
+    "walrasian_distance",
+    "walrasian_interval",
+    "welfare",
+]
+
+_EPS = 1e-12
+
+
+def _batch(x: ArrayLike, name: str, ndim: int = 2) -> NDArray[np.float64]:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    return a
+
+
+def welfare(
+    values: ArrayLike,
+    alloc: ArrayLike,
+    costs: ArrayLike | None = None,
+    seller_alloc: ArrayLike | None = None,
+) -> NDArray[np.float64]:
+    """Realised surplus per market, ``[B]``.
+
+    ``sum values * alloc - sum costs * seller_alloc``.
+
+    Payments are transfers and cancel out; a one-sided publisher has no cost.
+    """
+    w = (_batch(values, "values") * _batch(alloc, "alloc")).sum(axis=1)
+    if costs is not None:
+        if seller_alloc is None:
+            raise ValueError("seller_alloc is required with costs")
+        w = w - (_batch(costs, "costs") * _batch(seller_alloc, "seller_alloc")).sum(
+            axis=1
+        )
+    return w
+
+
+def optimal_welfare(
+    values: ArrayLike, alpha: ArrayLike | None = None, costs: ArrayLike | None = None
+) -> NDArray[np.float64]:
+    """First-best surplus per market, ``[B]``.
+
+    One-sided / matching (``alpha [B, K]`` or ``[K]``): the assortative match, highest
+    unit values on the largest slots (optimal since ``v_ij = value_i * alpha_j``).
+    Two-sided (``costs [B, m]``): highest values paired with lowest costs while the
+    gain ``v - c`` is positive.
+
+    Args:
+        values: ``[B, n]`` values per unit.
+        alpha: slot attention (one-sided); exactly one of ``alpha``, ``costs``.
+        costs: sellers' costs (two-sided).
+    """
+    v = _batch(values, "values")
+    if (alpha is None) == (costs is None):
+        raise ValueError("give exactly one of alpha (one-sided) or costs (two-sided)")
+    v_desc = -np.sort(-v, axis=1)
+    if costs is not None:
+        c = np.sort(_batch(costs, "costs"), axis=1)
+        q = min(v.shape[1], c.shape[1])
+        return np.clip(v_desc[:, :q] - c[:, :q], 0.0, None).sum(axis=1)
+    a = np.asarray(alpha, dtype=np.float64)
+    a = (
+        np.broadcast_to(a, (v.shape[0], a.shape[-1]))
+        if a.ndim == 1
+        else _batch(a, "alpha")
+    )
+    k = min(v.shape[1], a.shape[1])
+    a_desc = -np.sort(-a, axis=1)
+    return (np.clip(v_desc[:, :k], 0.0, None) * a_desc[:, :k]).sum(axis=1)
+
+
+def efficiency(welfare: ArrayLike, optimal: ArrayLike) -> float:
+    """Allocative efficiency ``sum welfare / sum optimal`` (``nan`` if nothing to gain).
+
+    A ratio of sums, not a mean of ratios: markets where no trade creates value
+    (optimal 0) carry no weight instead of dividing by zero.
+    """
+    w, o = np.asarray(welfare, dtype=np.float64), np.asarray(optimal, dtype=np.float64)
+    total = o.sum()
+    return float(w.sum() / total) if total > _EPS else float("nan")
+
+
+def revenue(pay: ArrayLike) -> NDArray[np.float64]:
+    """Buyers' total payments per market, ``[B]``."""
+    return _batch(pay, "pay").sum(axis=1)
+
+
+def budget_surplus(
+    pay: ArrayLike, seller_receipt: ArrayLike | None = None
+) -> NDArray[np.float64]:
+    """Buyers' payments minus sellers' receipts per market, ``[B]`` (< 0: a deficit)."""
+    out = revenue(pay)
+    if seller_receipt is not None:
+        out = out - _batch(seller_receipt, "seller_receipt").sum(axis=1)
+    return out
+
+
+def ir_violations(
+    utility: ArrayLike, rational: ArrayLike | None = None, tol: float = 1e-9
+) -> NDArray[np.int64]:
+    """Individual-rationality violations per market, ``[B]``.
+
+    Counts agents whose action was individually rational (``rational [B, N]``:
+    truthful, or at least bid <= value / ask >= cost) and who still ended with a
+    negative utility, beyond ``tol``. A mechanism with such agents is not IR.
+    ``rational=None`` counts every agent.
+    """
+    u = _batch(utility, "utility")
+    mask = (
+        np.ones_like(u, dtype=bool) if rational is None else np.asarray(rational, bool)
+    )
+    if mask.shape != u.shape:
+        raise ValueError(f"rational must have shape {u.shape}, got {mask.shape}")
+    return ((u < -tol) & mask).sum(axis=1)
+
+
+def price_stats(prices: ArrayLike) -> tuple[float, float]:
+    """``(mean, std)`` of clearing prices, ignoring no-trade markets (nan)."""
+    p = np.asarray(prices, dtype=np.float64).ravel()
+    p = p[np.isfinite(p)]
+    if p.size == 0:
+        return float("nan"), float("nan")
+    return float(p.mean()), float(p.std())
+
+
+def walrasian_interval(
+    values: ArrayLike, costs: ArrayLike | None = None, n_units: int | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Competitive price interval ``(low [B], high [B])`` where demand meets supply.
+
+    Two-sided: buyers' values against sellers' costs. One-sided: ``n_units`` slots
+    offered at cost 0 by the publisher (exact for slots of equal attention; with
+    unequal ``alpha`` it is the interval of the unit price). Delegates to the
+    mechanisms' crossing helper so the definition is shared with the call market.
+    """
+    from attn_env.mechanisms._crossing import walrasian_price
+
+    v = _batch(values, "values")
+    if costs is None:
+        if n_units is None or n_units < 1:
+            raise ValueError(f"one-sided interval needs n_units >= 1, got {n_units!r}")
+        costs = np.zeros((v.shape[0], n_units))
+    return walrasian_price(np.clip(v, 0.0, None), _batch(costs, "costs"))
+
+
+def walrasian_distance(
+    price: ArrayLike, low: ArrayLike, high: ArrayLike
+) -> NDArray[np.float64]:
+    """Distance of each price to ``[low, high]`` (0 inside, nan if no price)."""
+    p = np.asarray(price, dtype=np.float64)
+    lo, hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    return np.maximum(np.maximum(lo - p, p - hi), 0.0) + p * 0.0  # keep nan
+
+
+def mean_utility(utility: ArrayLike) -> NDArray[np.float64]:
+    """Mean utility of each agent over the batch, ``[B, N] -> [N]``."""
+    return _batch(utility, "utility").mean(axis=0)
+
+
+def gini(x: ArrayLike) -> NDArray[np.float64] | float:
+    """Gini coefficient over the last axis (0: equal, ``1 - 1/n``: one holds all).
+
+    ``G = sum_i (2i - n - 1) x_(i) / (n sum x)`` with ``x`` ascending. Defined for
+    non-negative ``x``; an all-zero vector has Gini 0.
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 0 or a.shape[-1] == 0:
+        raise ValueError(
+            f"gini needs at least one entry on the last axis, got shape {a.shape}"
+        )
+    if np.any(a < 0) or not np.all(np.isfinite(a)):
+        raise ValueError("gini is defined for finite non-negative values")
+    n = a.shape[-1]
+    s = np.sort(a, axis=-1)
+    i = np.arange(1, n + 1)
+    total = s.sum(axis=-1)
+    num = ((2 * i - n - 1) * s).sum(axis=-1)
+    g = np.where(total > _EPS, num / (n * np.where(total > _EPS, total, 1.0)), 0.0)
+    return float(g) if g.ndim == 0 else g
+
+
+def exposure_share(alloc: ArrayLike) -> NDArray[np.float64]:
+    """Share of all attention won by each buyer, ``[B, n] -> [n]`` (sums to 1)."""
+    won = _batch(alloc, "alloc").sum(axis=0)
+    total = won.sum()
+    return won / total if total > _EPS else np.zeros_like(won)

@@ -1,0 +1,156 @@
+"""Market metrics: hand-written cases, brute force on small markets, closed forms."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from attn_env import metrics
+
+
+def _brute_one_sided(v, alpha):
+    """Best assignment of buyers to slots by enumeration (a buyer may get no slot)."""
+    n, k = len(v), len(alpha)
+    best = 0.0
+    for perm in itertools.permutations(range(n), min(n, k)):
+        best = max(best, sum(v[i] * alpha[j] for j, i in enumerate(perm)))
+    return best
+
+
+def _brute_two_sided(v, c):
+    """Best set of buyer-seller pairs by enumeration of partial matchings."""
+    n, m = len(v), len(c)
+    best = 0.0
+    for size in range(min(n, m) + 1):
+        for buyers in itertools.permutations(range(n), size):
+            for sellers in itertools.combinations(range(m), size):
+                best = max(
+                    best, sum(v[i] - c[j] for i, j in zip(buyers, sellers, strict=True))
+                )
+    return best
+
+
+def test_welfare_hand_case():
+    values = [[0.9, 0.5]]
+    alloc = [[1.0, 0.0]]
+    costs, sold = [[0.2, 0.7]], [[1.0, 0.0]]
+    assert metrics.welfare(values, alloc)[0] == pytest.approx(0.9)
+    assert metrics.welfare(values, alloc, costs, sold)[0] == pytest.approx(0.7)
+
+
+def test_optimal_welfare_hand_cases():
+    # one-sided: 0.9 on the big slot, 0.5 on the half slot
+    assert metrics.optimal_welfare([[0.2, 0.9, 0.5]], alpha=[1.0, 0.5])[
+        0
+    ] == pytest.approx(1.15)
+    # two-sided: pairs (0.9, 0.1) and (0.6, 0.5) gain; (0.3, 0.7) would lose
+    opt = metrics.optimal_welfare([[0.9, 0.6, 0.3]], costs=[[0.1, 0.5, 0.7]])
+    assert opt[0] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (3, 1), (3, 2), (2, 3), (4, 4)])
+def test_optimal_one_sided_matches_brute_force(n, k):
+    rng = np.random.default_rng(n * 10 + k)
+    v = rng.random((20, n))
+    alpha = -np.sort(-rng.random((20, k)), axis=1)
+    got = metrics.optimal_welfare(v, alpha=alpha)
+    want = [_brute_one_sided(v[b], alpha[b]) for b in range(20)]
+    np.testing.assert_allclose(got, want)
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (3, 2), (2, 3), (4, 4)])
+def test_optimal_two_sided_matches_brute_force(n, m):
+    rng = np.random.default_rng(n * 10 + m)
+    v, c = rng.random((20, n)), rng.random((20, m))
+    got = metrics.optimal_welfare(v, costs=c)
+    want = [_brute_two_sided(v[b], c[b]) for b in range(20)]
+    np.testing.assert_allclose(got, want)
+
+
+def test_optimal_welfare_needs_one_side():
+    with pytest.raises(ValueError, match="exactly one"):
+        metrics.optimal_welfare([[0.5]])
+
+
+def test_efficiency_is_ratio_of_sums():
+    assert metrics.efficiency([1.0, 0.0, 2.0], [2.0, 0.0, 2.0]) == pytest.approx(0.75)
+    assert np.isnan(metrics.efficiency([0.0], [0.0]))
+
+
+def test_revenue_and_budget_surplus():
+    pay = [[0.3, 0.2], [0.0, 0.0]]
+    receipt = [[0.4, 0.0], [0.0, 0.1]]
+    np.testing.assert_allclose(metrics.revenue(pay), [0.5, 0.0])
+    np.testing.assert_allclose(metrics.budget_surplus(pay, receipt), [0.1, -0.1])
+    np.testing.assert_allclose(metrics.budget_surplus(pay), [0.5, 0.0])
+
+
+def test_ir_violations_counts_rational_agents_only():
+    u = [[-0.1, 0.2, -0.3], [0.0, -1e-12, 0.5]]
+    rational = [[True, True, False], [True, True, True]]
+    np.testing.assert_array_equal(metrics.ir_violations(u, rational), [1, 0])
+    np.testing.assert_array_equal(metrics.ir_violations(u), [2, 0])
+    with pytest.raises(ValueError, match="shape"):
+        metrics.ir_violations(u, [[True]])
+
+
+def test_price_stats_ignore_no_trade():
+    mean, std = metrics.price_stats([0.2, np.nan, 0.4])
+    assert mean == pytest.approx(0.3)
+    assert std == pytest.approx(0.1)
+    assert all(np.isnan(metrics.price_stats([np.nan])))
+
+
+def test_walrasian_interval_hand_cases():
+    # two-sided: values 0.9, 0.6, 0.3 vs costs 0.1, 0.5, 0.7: q = 2,
+    # low = max(s_2, b_3) = max(0.5, 0.3), high = min(b_2, s_3) = min(0.6, 0.7)
+    lo, hi = metrics.walrasian_interval([[0.9, 0.6, 0.3]], [[0.1, 0.5, 0.7]])
+    assert (lo[0], hi[0]) == pytest.approx((0.5, 0.6))
+    # one slot, three bidders: between the second and the first value
+    lo, hi = metrics.walrasian_interval([[0.2, 0.9, 0.5]], n_units=1)
+    assert (lo[0], hi[0]) == pytest.approx((0.5, 0.9))
+
+
+def test_walrasian_interval_clears_the_market():
+    rng = np.random.default_rng(1)
+    v, c = rng.random((200, 5)), rng.random((200, 4))
+    lo, hi = metrics.walrasian_interval(v, c)
+    assert np.all(lo <= hi + 1e-12)
+    mid = (lo + hi) / 2
+    inside = hi > lo + 1e-9
+    demand = (v >= mid[:, None]).sum(axis=1)
+    supply = (c <= mid[:, None]).sum(axis=1)
+    np.testing.assert_array_equal(demand[inside], supply[inside])
+
+
+def test_walrasian_distance():
+    d = metrics.walrasian_distance([0.1, 0.5, 0.9, np.nan], [0.4] * 4, [0.6] * 4)
+    np.testing.assert_allclose(d[:3], [0.3, 0.0, 0.3])
+    assert np.isnan(d[3])
+
+
+def test_gini_closed_forms():
+    assert metrics.gini([1.0, 1.0, 1.0]) == pytest.approx(0.0)
+    assert metrics.gini([0.0, 0.0, 0.0, 5.0]) == pytest.approx(0.75)
+    assert metrics.gini([1.0, 2.0, 3.0]) == pytest.approx(2 / 9)
+    assert metrics.gini([0.0, 0.0]) == 0.0
+    with pytest.raises(ValueError, match="non-negative"):
+        metrics.gini([-1.0, 1.0])
+
+
+def test_gini_matches_mean_absolute_difference():
+    x = np.random.default_rng(2).random((7, 6))
+    pair = np.abs(x[:, :, None] - x[:, None, :]).sum(axis=(1, 2))
+    want = pair / (2 * 6**2 * x.mean(axis=1))
+    np.testing.assert_allclose(metrics.gini(x), want)
+
+
+def test_exposure_share_and_mean_utility():
+    alloc = [[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]]
+    np.testing.assert_allclose(metrics.exposure_share(alloc), [2 / 3, 0.0, 1 / 3])
+    np.testing.assert_allclose(metrics.exposure_share([[0.0, 0.0]]), [0.0, 0.0])
+    np.testing.assert_allclose(
+        metrics.mean_utility([[1.0, 2.0], [3.0, 0.0]]), [2.0, 1.0]
+    )
