@@ -1,0 +1,185 @@
+"""The ``attention`` source: r and alpha from MiniLM's attention maps, via a bank.
+
+Each market of a round draws (numpy only, no model call, no loop over markets):
+
+1. a query q uniformly from the bank's queries;
+2. ``n_buyers`` distinct candidates uniformly from q's candidate set; buyer i's
+   relevance is ``r`` of its candidate, ``r_raw`` from the bank mapped into
+   [0, 1] within q's candidate set by ``relevance`` (``logistic`` of the z-score,
+   default, or ``max``: divided by the largest);
+3. a page layout p of q uniformly; alpha is that layout's ``n_slots``-slot page
+   (sums to 1, sorted descending: the position effect);
+4. theta from ``draw_values(rng, ..., dist, low, high)``.
+
+So buyer i's value for slot j is ``theta_i * r_i * alpha_j``. The definitions of
+r and alpha are in :mod:`attn_env.valuations.model` and the bank layout in
+:mod:`attn_env.valuations.bank`. The bank is opened once (memory-mapped); when
+none exists for the settings, a bank is built on first use, with a warning.
+
+Keyword parameters (``valuation_params`` of the environment):
+
+- bank settings: ``layers``, ``heads``, ``source``, ``max_query_tokens``,
+  ``max_candidate_tokens``, ``n_queries``, ``candidates_per_query``,
+  ``own_fraction``, ``pages``, ``max_slots``, ``seed`` (see ``BankSettings``);
+- ``corpus``: folder with ``queries.jsonl`` and ``candidates.jsonl`` (default: shipped);
+- ``bank_dir``: parent folder of banks (default ``$ATTN_MARKET_CACHE`` or
+  ``~/.cache/attn-market/banks``); ``bank_path``: open this bank folder as it is;
+- ``model_dir``: a local BERT-like model folder (default: the shipped MiniLM);
+- ``device`` (``auto``), ``batch_size`` (64): used only when building;
+- ``build``: ``auto`` (build when missing) or ``never`` (raise instead);
+- ``relevance``: ``logistic`` (default) or ``max``, the map of ``r_raw`` into
+  [0, 1] (applied at load time: not part of the bank key).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from attn_env.valuations.bank import (
+    Bank,
+    BankSettings,
+    build_bank,
+    find_bank,
+    load_bank,
+    load_corpus,
+    map_relevance,
+)
+from attn_env.valuations.base import VALUE_DISTS, Draw, draw_values
+
+__all__ = ["AttentionSource"]
+
+log = logging.getLogger(__name__)
+BUILD_MODES = ("auto", "never")
+
+
+class AttentionSource:
+    """theta from a distribution; r and alpha sampled from an attention bank."""
+
+    name = "attention"
+
+    def __init__(
+        self,
+        dist: str = "uniform",
+        low: float = 0.0,
+        high: float = 1.0,
+        *,
+        corpus: str | Path | None = None,
+        bank_dir: str | Path | None = None,
+        bank_path: str | Path | None = None,
+        model_dir: str | Path | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+        build: str = "auto",
+        relevance: str = "logistic",
+        **settings: Any,
+    ) -> None:
+        if dist not in VALUE_DISTS:
+            raise ValueError(
+                f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
+            )
+        if build not in BUILD_MODES:
+            raise ValueError(f"build must be one of {BUILD_MODES}, got {build!r}")
+        self.dist, self.low, self.high = dist, float(low), float(high)
+        if bank_path is not None:
+            if settings:
+                raise ValueError(
+                    f"bank_path opens a built bank as it is; drop the settings "
+                    f"{', '.join(sorted(settings))}"
+                )
+            self.bank = load_bank(bank_path)
+        else:
+            self.bank = self._open_or_build(
+                BankSettings.from_params(settings),
+                corpus=corpus,
+                bank_dir=bank_dir,
+                model_dir=model_dir,
+                device=device,
+                batch_size=batch_size,
+                build=build,
+            )
+        self._relevance = map_relevance(self.bank.relevance_raw, relevance)
+        self._alpha_by_k: dict[int, NDArray[np.float64]] = {}
+
+    @staticmethod
+    def _open_or_build(
+        settings: BankSettings,
+        *,
+        corpus,
+        bank_dir,
+        model_dir,
+        device,
+        batch_size,
+        build,
+    ) -> Bank:
+        from attn_env.valuations.model import model_identity
+
+        data = load_corpus(corpus)
+        model_id = model_identity(model_dir)
+        found = find_bank(settings, model_id, data.content_hash, bank_dir)
+        if found is None:
+            if build == "never":
+                raise FileNotFoundError(
+                    "no attention bank for these settings; build it with "
+                    "`attn-market valuations build CONFIG` or pass build='auto'"
+                )
+            msg = (
+                "attn-market: no attention bank for these settings; building one now "
+                f"({settings.n_queries or 'all'} queries x "
+                f"{settings.candidates_per_query} candidates), cached for later runs"
+            )
+            log.warning(msg)
+            print(msg, file=sys.stderr)
+            found = build_bank(
+                settings,
+                data,
+                bank_dir=bank_dir,
+                model_dir=model_dir,
+                device=device,
+                batch_size=batch_size,
+            )
+        return load_bank(found)
+
+    def _alpha(self, n_slots: int) -> NDArray[np.float64]:
+        """``[Q, P, n_slots]`` alpha of every layout's n_slots-slot page (cached)."""
+        alpha = self._alpha_by_k.get(n_slots)
+        if alpha is None:
+            alpha = np.ascontiguousarray(
+                self.bank.alpha[:, :, n_slots - 1, :n_slots], dtype=np.float64
+            )
+            self._alpha_by_k[n_slots] = alpha
+        return alpha
+
+    def draw(
+        self, rng: np.random.Generator, batch: int, n_buyers: int, n_slots: int
+    ) -> Draw:
+        """Draw ``batch`` markets (see the module docstring)."""
+        n_q, n_c = self._relevance.shape
+        if not 1 <= n_buyers <= n_c:
+            raise ValueError(
+                f"n_buyers must be in [1, {n_c}] (the bank's candidates per query), "
+                f"got {n_buyers}"
+            )
+        if not 1 <= n_slots <= self.bank.max_slots:
+            raise ValueError(
+                f"n_slots must be in [1, {self.bank.max_slots}] (the bank's "
+                f"max_slots), got {n_slots}; build a bank with a larger max_slots"
+            )
+        theta = draw_values(rng, (batch, n_buyers), self.dist, self.low, self.high)
+        q = rng.integers(n_q, size=batch)
+        # Partial Fisher-Yates over the candidate axis: n_buyers swaps, each
+        # vectorised over markets, gives a uniform ordered sample without replacement.
+        perm = np.broadcast_to(np.arange(n_c), (batch, n_c)).copy()
+        rows = np.arange(batch)
+        for i in range(n_buyers):
+            j = rng.integers(i, n_c, size=batch)
+            perm[rows, i], perm[rows, j] = perm[rows, j], perm[rows, i]
+        relevance = self._relevance[q[:, None], perm[:, :n_buyers]]
+        layout = rng.integers(self.bank.pages, size=batch)
+        alpha = self._alpha(n_slots)[q, layout]
+        return Draw(theta=theta, relevance=relevance, alpha=alpha)

