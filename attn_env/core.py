@@ -296,8 +296,11 @@ class MarketCore:
             )
             self.cost[idx] = cost
             self.traded[idx] = False
-            # A two-sided period's first-best: each trader has one unit per draw.
-            self.acc["optimal_welfare"][idx] += _two_sided_optimum(d.unit_value, cost)
+            if self._cda:
+                # A CDA period's first-best: each trader has one unit per draw.
+                self.acc["optimal_welfare"][idx] += _two_sided_optimum(
+                    d.unit_value, cost
+                )
 
     def buyer_active(self) -> NDArray[np.bool_]:
         """``[B, n]``: buyers with budget left, not yet traded this period (CDA)."""
@@ -412,6 +415,10 @@ class MarketCore:
             welfare = buyer_gain.sum(axis=1) - seller_cost.sum(axis=1)
             self.acc["receipts"] += s_receipt.sum(axis=1)
             volume = s_alloc.sum(axis=1)
+            if not self._cda:  # a sealed-bid round: units are supplied afresh
+                self.acc["optimal_welfare"] += _two_sided_optimum(
+                    np.where(b_active, self.unit_value, 0.0), self.cost
+                )
         else:
             utility, alloc_all, pay_all = buyer_gain - pay, alloc, pay
             welfare = buyer_gain.sum(axis=1)
@@ -441,8 +448,9 @@ class MarketCore:
         self.last_round = info
         self.traded |= traded
         self.last_price = np.nan_to_num(price, nan=0.0)
-        self.last_alloc = alloc_all
-        self.last_pay = pay_all
+        # copies: reset() zeroes these in place, the returned info must not change
+        self.last_alloc = alloc_all.copy()
+        self.last_pay = pay_all.copy()
         if c.history:
             self.history[:, 1:] = self.history[:, :-1]
             self.history[:, 0] = self.last_price

@@ -231,7 +231,7 @@ class MarketParallelEnv(ParallelEnv):
         rew, done, info = self.core.step(row, self.np_random)
         over = bool(done[0])
         obs = self.core.observe()[0]
-        price = float(info["clearing_price"][0])
+        price = _scalar(info["clearing_price"][0])
         infos = {}
         for a, i in self._index.items():
             infos[a] = {
@@ -245,7 +245,7 @@ class MarketParallelEnv(ParallelEnv):
                 "clearing_price": price,
             }
         if over:
-            met = {k: float(v[0]) for k, v in self.core.metrics().items()}
+            met = {k: _scalar(v[0]) for k, v in self.core.metrics().items()}
             for a in infos:
                 infos[a]["episode"] = dict(met)
         agents = self.agents
@@ -283,6 +283,12 @@ class MarketParallelEnv(ParallelEnv):
             f"n_sellers={self.core.spec.n_sellers}, n_slots={c.n_slots}, "
             f"rounds={c.rounds})"
         )
+
+
+def _scalar(x: float) -> float | None:
+    """A float for a dict info; ``None`` where undefined (nan never equals itself)."""
+    x = float(x)
+    return None if np.isnan(x) else x
 
 
 def render_table(core: MarketCore, agents: list[str], market: int = 0) -> str:

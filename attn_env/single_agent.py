@@ -35,7 +35,7 @@ from gymnasium.spaces import Box
 from agents.base import Agent
 from attn_env.config import EnvConfig
 from attn_env.core import MarketCore, make_config
-from attn_env.market_env import RENDER_MODES, render_table
+from attn_env.market_env import RENDER_MODES, _scalar, render_table
 
 __all__ = ["SingleAgentMarketEnv", "feedback_for"]
 
@@ -126,7 +126,7 @@ class SingleAgentMarketEnv(gymnasium.Env):
         return self._obs[0, self._li].copy(), info
 
     def step(self, action: Any):
-        """One round: the learner's ``action`` (a bid or ask per unit) against the rest."""
+        """One round: the learner's ``action`` (bid or ask) against the rest."""
         if self._obs is None:
             raise ValueError("step() called before reset()")
         a = np.asarray(action, dtype=np.float64).reshape(-1)
@@ -149,10 +149,10 @@ class SingleAgentMarketEnv(gymnasium.Env):
             k: float(info[k][0, li])
             for k in ("value", "bid", "alloc", "payment", "utility")
         }
-        out["clearing_price"] = float(info["clearing_price"][0])
+        out["clearing_price"] = _scalar(info["clearing_price"][0])
         terminated = bool(done[0])
         if terminated:
-            out["episode"] = {k: float(v[0]) for k, v in self.core.metrics().items()}
+            out["episode"] = {k: _scalar(v[0]) for k, v in self.core.metrics().items()}
         if self.render_mode == "human":
             self.render()
         return self._obs[0, li].copy(), float(rew[0, li]), terminated, False, out
@@ -170,7 +170,7 @@ class SingleAgentMarketEnv(gymnasium.Env):
 
 
 def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
-    """The public feedback of a round for agent column ``j`` (``Agent.observe``'s input).
+    """A round's public feedback for agent column ``j`` (``Agent.observe``'s input).
 
     Layout as documented in ``agents``: ``clearing_price [N]``, ``bids [N, n]``,
     ``asks [N, m]``, ``alloc [N, n]``, ``seller_alloc [N, m]`` and the agent's own

@@ -1,0 +1,88 @@
+"""PettingZoo API and seeding conformance of the attention market, every mechanism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
+
+from attn_env import env, mechanisms, parallel_env, raw_env
+
+
+def options(name: str) -> dict:
+    """A small market of each family, several rounds, with history and a budget."""
+    kw = {"mechanism": name, "n_buyers": 3, "rounds": 3, "history": 2, "budget": 1.5}
+    fam = mechanisms.family(name)
+    if fam == "two_sided":
+        kw |= {"n_sellers": 2, "redraw": "episode" if name == "cda" else "round"}
+    else:
+        kw["n_slots"] = 1 if name == "second_price" else 2
+    return kw
+
+
+NAMES = mechanisms.names()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parallel_api(name):
+    parallel_api_test(parallel_env(**options(name)), num_cycles=30)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_aec_api(name):
+    api_test(env(**options(name)), num_cycles=30)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parallel_seed(name):
+    parallel_seed_test(lambda: parallel_env(**options(name)), num_cycles=30)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_aec_seed(name):
+    seed_test(lambda: env(**options(name)), num_cycles=30)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_agents_and_spaces(name):
+    e = parallel_env(**options(name))
+    n_sellers = 2 if mechanisms.family(name) == "two_sided" else 0
+    assert e.possible_agents == [f"buyer_{i}" for i in range(3)] + [
+        f"seller_{j}" for j in range(n_sellers)
+    ]
+    obs_space = e.observation_space("buyer_0")
+    act_space = e.action_space("buyer_0")
+    assert obs_space.shape == (8 + 2,) and obs_space.dtype == np.float32
+    assert act_space.shape == (1,) and act_space.dtype == np.float32
+    assert np.isfinite(obs_space.high).all() and np.isfinite(act_space.high).all()
+    for a in e.possible_agents:  # one shared space object (parameter sharing)
+        assert e.observation_space(a) is obs_space
+        assert e.action_space(a) is act_space
+    obs, _ = e.reset(seed=1)
+    for a, o in obs.items():
+        assert obs_space.contains(o)
+        assert o[3] == (1.0 if a.startswith("seller") else 0.0)  # role flag
+
+
+def test_default_two_sided_sellers_equal_buyers():
+    e = parallel_env(mechanism="k_double", n_buyers=4)
+    assert e.possible_agents[-1] == "seller_3" and len(e.possible_agents) == 8
+
+
+def test_raw_env_and_metadata():
+    r = raw_env(mechanism="gsp", n_buyers=2, n_slots=2)
+    assert r.metadata["name"] == "attention_market_v0"
+    assert set(r.metadata["render_modes"]) == {"ansi", "human"}
+    r.reset(seed=0)
+    assert r.agent_selection == "buyer_0"
+
+
+def test_render_ansi_table():
+    e = parallel_env(mechanism="k_double", n_buyers=2, render_mode="ansi")
+    obs, _ = e.reset(seed=3)
+    e.step({a: o[:1] for a, o in obs.items()})
+    text = e.render()
+    lines = text.splitlines()
+    assert lines[0].startswith("k_double  round 1/1")
+    assert "bid" in lines[1] and "payment" in lines[1]
+    assert [ln.split()[0] for ln in lines[2:]] == e.possible_agents

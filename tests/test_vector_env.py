@@ -1,0 +1,132 @@
+"""The vectorised market: shapes, autoreset, agreement with parallel_env."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attn_env import mechanisms, parallel_env, vector_env
+from attn_env.core import METRIC_KEYS
+
+
+def options(name: str) -> dict:
+    kw = {"mechanism": name, "n_buyers": 3, "rounds": 3, "history": 1, "budget": 1.2}
+    if mechanisms.family(name) == "two_sided":
+        kw |= {"n_sellers": 2, "redraw": "episode" if name == "cda" else "round"}
+    else:
+        kw["n_slots"] = 1 if name == "second_price" else 2
+    return kw
+
+
+@pytest.mark.parametrize("name", mechanisms.names())
+def test_vector_of_one_agrees_with_parallel_env(name):
+    v = vector_env(1, **options(name))
+    p = parallel_env(**options(name))
+    ov, _ = v.reset(seed=42)
+    op, _ = p.reset(seed=42)
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(10):  # crosses several episode boundaries (rounds = 3)
+        np.testing.assert_array_equal(
+            ov[0], np.stack([op[a] for a in p.possible_agents])
+        )
+        act = rng.uniform(0, 1.1, size=(1, v.n_agents, 1)).astype(np.float32)
+        ov, rv, tv, _, iv = v.step(act)
+        op, rp, tp, _, ip = p.step(
+            {a: act[0, i] for i, a in enumerate(p.possible_agents)}
+        )
+        np.testing.assert_allclose(rv[0], [rp[a] for a in p.possible_agents])
+        np.testing.assert_array_equal(tv[0], [tp[a] for a in p.possible_agents])
+        np.testing.assert_allclose(iv["payment"][0], [ip[a]["payment"] for a in ip])
+        if tv[0, 0]:
+            ends += 1
+            final = np.stack([op[a] for a in p.possible_agents])
+            np.testing.assert_array_equal(iv["final_obs"][0], final)
+            for k in ("revenue", "welfare"):
+                assert iv["episode"][k][0] == pytest.approx(ip["buyer_0"]["episode"][k])
+            op, _ = p.reset()  # continues the same generator, like autoreset
+    assert ends == 3
+
+
+def test_shapes_and_dtypes():
+    v = vector_env(16, mechanism="k_double", n_buyers=3, n_sellers=2, history=2)
+    assert v.agents == ["buyer_0", "buyer_1", "buyer_2", "seller_0", "seller_1"]
+    assert v.n_agents == 5 and v.num_envs == 16
+    assert v.single_observation_space.shape == (10,)
+    assert v.single_action_space.shape == (1,)
+    assert v.options["mechanism"] == "k_double"
+    obs, info = v.reset(seed=0)
+    assert obs.shape == (16, 5, 10) and obs.dtype == np.float32
+    assert info["value"].shape == (16, 5)
+    assert v.observation_space.contains(obs)
+    obs, rew, term, trunc, info = v.step(v.action_space.sample())
+    assert rew.shape == term.shape == trunc.shape == (16, 5)
+    assert term.dtype == bool and not trunc.any()
+    for k in ("value", "bid", "alloc", "payment", "utility", "traded", "active"):
+        assert info[k].shape == (16, 5), k
+    assert info["clearing_price"].shape == (16,)
+    assert set(info["episode"]) == set(METRIC_KEYS)
+    # 2-D actions are accepted too
+    v.step(np.zeros((16, 5)))
+
+
+def test_same_step_autoreset():
+    v = vector_env(8, mechanism="first_price", n_buyers=2, rounds=3, redraw="episode")
+    obs, _ = v.reset(seed=1)
+    for t in range(7):
+        prev = obs
+        obs, _, term, _, info = v.step(obs[..., :1] * 0.5)
+        end = (t + 1) % 3 == 0
+        assert term.all() == end and info["_episode"].all() == end
+        if end:
+            np.testing.assert_array_equal(info["final_obs"][..., 0], prev[..., 0])
+            np.testing.assert_allclose(info["final_obs"][..., 2], 1.0)  # round 3/3
+            assert (obs[..., 2] == 0).all()  # the new episode's first round
+            assert np.isfinite(info["episode"]["revenue"]).all()
+        else:
+            assert "final_obs" not in info
+            assert np.isnan(info["episode"]["revenue"]).all()
+            np.testing.assert_array_equal(obs[..., 0], prev[..., 0])  # values held
+
+
+def test_partial_autoreset_with_mask():
+    # Markets started at different times finish at different steps.
+    v = vector_env(4, mechanism="first_price", n_buyers=2, rounds=2, budget=1.0)
+    obs, _ = v.reset(seed=2)
+    v.core.round[:2] = 1  # desynchronise: markets 0, 1 are in their last round
+    obs, _, term, _, info = v.step(obs[..., :1])
+    np.testing.assert_array_equal(term[:, 0], [True, True, False, False])
+    np.testing.assert_array_equal(info["_final_obs"], [True, True, False, False])
+    assert (obs[:2, :, 2] == 0).all() and (obs[2:, :, 2] == 0.5).all()
+    assert (obs[:2, :, 1] == 1.0).all()  # budgets refilled only where reset
+    assert np.isnan(info["episode"]["revenue"][2:]).all()
+
+
+def test_nan_action_names_agent_and_market():
+    v = vector_env(3, mechanism="gsp", n_buyers=3, n_slots=2)
+    v.reset(seed=0)
+    acts = np.full((3, 3, 1), 0.5)
+    acts[2, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="buyer_1 in market 2 is nan"):
+        v.step(acts)
+    with pytest.raises(ValueError, match="shape"):
+        v.step(np.zeros((3, 2, 1)))
+
+
+def test_reset_is_reproducible_and_seed_matters():
+    a = vector_env(8, mechanism="cda", n_buyers=4, redraw="episode", rounds=2)
+    b = vector_env(8, mechanism="cda", n_buyers=4, redraw="episode", rounds=2)
+    oa, _ = a.reset(seed=3)
+    ob, _ = b.reset(seed=3)
+    np.testing.assert_array_equal(oa, ob)
+    act = np.random.default_rng(0).uniform(size=(8, 8, 1))
+    ra = a.step(act)[1]
+    rb = b.step(act)[1]
+    np.testing.assert_array_equal(ra, rb)
+    oc, _ = b.reset(seed=4)
+    assert not np.array_equal(oa, oc)
+
+
+def test_bad_num_envs():
+    with pytest.raises(ValueError, match="num_envs"):
+        vector_env(0, mechanism="gsp")
