@@ -35,8 +35,9 @@ sellers.
 Action space
 ------------
 Every agent: ``Box(0, max_bid, shape=(1,), float32)``, a bid (buyer) or ask
-(seller) per unit of attention; ``max_bid`` defaults to
-``max(value_high, cost_high)``. Truthful play is ``action = obs[0]``.
+(seller) per unit of attention; ``max_bid`` defaults to the top of the price
+range: ``value_high`` (one-sided, matching) or ``max(value_high, cost_high)``
+(two-sided). Truthful play is ``action = obs[0]``.
 
 - Out-of-range actions are **clipped** to ``[0, max_bid]`` (standard practice for
   Box actions: policies with Gaussian heads emit any real number). A NaN action
@@ -57,8 +58,8 @@ one policy can serve every agent (SuperSuit / SB3 / RLlib parameter sharing):
 ====  ========================================================  =================
 idx   meaning                                                   upper bound
 ====  ========================================================  =================
-0     private value per unit this round (buyer ``theta*r``,     ``max(value_high,
-      seller: its cost)                                         cost_high)``
+0     private value per unit this round (buyer ``theta*r``,     top of the price
+      seller: its cost)                                         range
 1     buyer: budget left (unlimited budgets start at            ``budget`` or
       ``rounds*max_bid`` and never bind); seller: 0             ``rounds*max_bid``
 2     round index / rounds                                      1
@@ -84,9 +85,10 @@ Infos
 ``info[agent]`` after each step: ``value`` (value per unit, as ``obs[0]``),
 ``bid`` (effective action after clipping and budget cap), ``alloc``,
 ``payment`` (seller: money received, >= 0), ``utility``, ``active``,
-``traded`` and ``clearing_price`` (``nan`` when nothing traded). At the last
+``traded`` and ``clearing_price`` (``None`` when nothing traded). At the last
 round of an episode every agent's info also holds ``episode``: the market's
-metrics over the episode, ``efficiency`` (welfare / first-best welfare),
+metrics over the episode (``None`` where undefined), ``efficiency`` (welfare /
+first-best welfare),
 ``welfare``, ``optimal_welfare``, ``revenue`` (buyers' payments),
 ``budget_surplus`` (payments - sellers' receipts), ``mean_price`` (payments per
 unit traded) and ``volume`` (units of attention / goods traded).
@@ -101,9 +103,17 @@ each round every trader that has not yet traded places a new order, orders
 arrive in random order, and a trader leaves (``obs[7] = 0``) once its unit has
 traded; its actions are then ignored. The CDA's natural setting is
 ``redraw="episode"`` with several rounds. In the other mechanisms every round is
-a fresh market (slots and units are supplied again). First-best welfare is
-summed per round (one-sided, matching) or per draw (two-sided: one unit per
-trader per draw).
+a fresh sealed-bid market (slots and units are supplied again). First-best
+welfare, the denominator of ``efficiency``, is summed per round over the
+agents active in it, except in ``cda`` where it is that of the period (one unit
+per trader per draw of values).
+
+Valuations: ``valuation="uniform"`` (``theta ~ value_dist`` on
+``[value_low, value_high]``, ``r = alpha = 1``) or ``"attention"`` (``r`` and
+``alpha`` from a transformer's attention maps, ``valuation_params`` passed to
+``attn_env.valuations.make_source``). Sellers' costs are
+``U[cost_low, cost_high]``. Observation bounds assume ``r <= 1`` and
+``alpha <= 1`` as both sources guarantee.
 
 Arguments
 ---------
