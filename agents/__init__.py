@@ -18,10 +18,12 @@ Every agent follows ``agents.base.Agent``: ``reset(num_envs, rng)``,
 ``act(obs [N, obs_dim], rng) -> [N, 1]`` float32 and ``observe(feedback)``.
 
 Feedback (what ``observe`` receives after each round; built by
-``attn_env.simulate.feedback_for``) is a dict of arrays with leading axis ``N``:
+``attn_env.simulate.feedback``) is a dict of arrays with leading axis ``N``:
 ``clearing_price [N]`` (``nan`` where nothing traded), ``bids [N, n]``,
-``asks [N, m]`` (two-sided), ``alloc [N, n]``, ``seller_alloc [N, m]``, and the
-agent's own ``own_alloc``, ``own_pay``, ``own_value``, ``own_action`` ``[N]``.
+``asks [N, m]`` (two-sided; ``[N, 0]`` otherwise), ``alloc [N, n]``,
+``seller_alloc [N, m]``, ``active [N, n]``, ``seller_active [N, m]`` (who could
+trade), and the agent's own ``own_alloc``, ``own_pay``, ``own_value``,
+``own_action`` ``[N]``.
 
 Parameters that describe the market (number of bidders, price range, rounds,
 budget) are listed by each class in ``market_params`` and filled from the
@@ -87,12 +89,18 @@ def market_context(env_options: Mapping[str, Any]) -> dict[str, Any]:
     """Environment options plus derived facts an agent may need.
 
     ``max_price`` is the top of the action space: the env's ``max_bid`` when set,
-    else ``max(value_high, cost_high)`` (as ``attn_env.core.MarketSpec``).
+    else ``value_high`` (one-sided, matching) or ``max(value_high, cost_high)``
+    (two-sided), as ``attn_env.core.MarketSpec``.
     """
+    from attn_env.mechanisms import TWO_SIDED
+
     ctx = dict(env_options)
     top = ctx.get("max_bid")
     if top is None:
-        top = max(ctx.get("value_high", 1.0), ctx.get("cost_high", 1.0))
+        two_sided = ctx.get("mechanism") in TWO_SIDED
+        top = max(
+            ctx.get("value_high", 1.0), ctx.get("cost_high", 1.0) if two_sided else 0.0
+        )
     ctx["max_price"] = float(top)
     ctx["mechanism_params"] = dict(ctx.get("mechanism_params") or {})
     return ctx

@@ -1,0 +1,268 @@
+"""``attn-market simulate`` and its episode loop: known answers through the env."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import agents
+import attn_env
+from attn_env import simulate
+from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+OWN_CONFIGS = [
+    "first_price",
+    "second_price",
+    "gsp",
+    "vcg",
+    "k_double",
+    "mcafee",
+    "call_market",
+    "cda",
+    "assignment",
+    "stable_matching",
+]
+REQUIRED = ("efficiency", "revenue", "welfare", "mean_price", "mean_utility")
+
+
+def _config(seed: int = 0, **env) -> ExperimentConfig:
+    kinds = env.pop("kinds", {"buyer": "truthful"})
+    return ExperimentConfig(
+        seed=seed,
+        env=EnvConfig(**env),
+        agents={role: AgentSpec(kind=k) for role, k in kinds.items()},
+    )
+
+
+def test_second_price_truthful_revenue_is_one_third():
+    cfg = _config(mechanism="second_price", n_buyers=2)
+    res = simulate.play(cfg, episodes=20_000, progress=False)
+    se = np.sqrt(1 / 18 / 20_000)  # revenue = min(v1, v2), variance 1/18
+    assert res["revenue"] == pytest.approx(1 / 3, abs=4 * se)
+    assert res["efficiency"] == pytest.approx(1.0)
+    assert res["ir_violations"] == 0
+
+
+def test_revenue_equivalence_first_price_bne_vs_second_price():
+    n, episodes = 3, 20_000
+    fp = _config(mechanism="first_price", n_buyers=n, kinds={"buyer": "bne"})
+    sp = _config(seed=1, mechanism="second_price", n_buyers=n)
+    r_fp = simulate.play(fp, episodes=episodes, progress=False)["revenue"]
+    r_sp = simulate.play(sp, episodes=episodes, progress=False)["revenue"]
+    # first price: (n-1)/n * max, variance ((n-1)/n)^2 n/((n+1)^2 (n+2));
+    # second price: 2nd highest, variance 2(n-1)/((n+1)^2 (n+2))
+    var_fp = ((n - 1) / n) ** 2 * n / ((n + 1) ** 2 * (n + 2))
+    var_sp = 2 * (n - 1) / ((n + 1) ** 2 * (n + 2))
+    se = np.sqrt((var_fp + var_sp) / episodes)
+    assert r_fp == pytest.approx(r_sp, abs=4 * se)
+    assert r_fp == pytest.approx((n - 1) / (n + 1), abs=4 * np.sqrt(var_fp / episodes))
+
+
+def test_zi_c_in_cda_is_allocatively_efficient():
+    # Gode & Sunder (1993): ZI-C traders reach ~0.97-0.99 on their schedules; with
+    # values and costs U[0,1] a long trading period reaches ~0.955 (docs).
+    cfg = _config(
+        mechanism="cda",
+        n_buyers=10,
+        n_sellers=10,
+        rounds=200,
+        redraw="episode",
+        kinds={"buyer": "zi_c", "seller": "zi_c"},
+    )
+    res = simulate.play(cfg, episodes=1500, progress=False)
+    assert res["efficiency"] >= 0.95
+    assert res["budget_surplus"] == pytest.approx(0.0, abs=1e-9)  # trades at one price
+    assert res["ir_violations"] == 0
+    # cumulative efficiency only grows through the period
+    eff = np.array(res["series"]["efficiency"])
+    assert np.all(np.diff(eff) >= -1e-12) and eff[-1] == pytest.approx(
+        res["efficiency"]
+    )
+
+
+def test_k_double_chatterjee_samuelson_efficiency():
+    cfg = load_config(CONFIGS / "k_double.yaml")
+    res = simulate.play(cfg, episodes=40_000, progress=False)
+    assert res["efficiency"] == pytest.approx(27 / 32, abs=0.01)
+    assert res["budget_surplus"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_pacing_keeps_spend_within_budget_through_the_env():
+    budget, rounds = 1.0, 10
+    env = attn_env.vector_env(
+        256, mechanism="first_price", n_buyers=2, rounds=rounds, budget=budget
+    )
+    opts = dataclasses.asdict(env.config)
+    pacers = [agents.for_market("pacing", {}, opts) for _ in env.agents]
+    rng = np.random.default_rng(0)
+    for p in pacers:
+        p.reset(env.num_envs, rng)
+    obs, _ = env.reset(seed=0)
+    spent = np.zeros((env.num_envs, 2))
+    for _ in range(rounds):
+        acts = np.stack([p.act(obs[:, j], rng) for j, p in enumerate(pacers)], 1)
+        obs, _, term, _, info = env.step(acts)
+        spent += info["payment"]
+    assert term.all()
+    assert spent.max() <= budget + 1e-9
+    # unpaced, a winner would pay ~0.5 a round; paced, the budget is used up
+    assert spent.sum(axis=1).mean() > 1.5 * budget
+
+
+def test_play_result_keys_and_reproducibility():
+    cfg = load_config(CONFIGS / "mcafee.yaml")
+    a = simulate.play(cfg, episodes=50, num_envs=16, progress=False)
+    b = simulate.play(cfg, episodes=50, num_envs=16, progress=False)
+    assert a == b
+    for key in (
+        *REQUIRED,
+        "budget_surplus",
+        "ir_violations",
+        "price_std",
+        "walrasian_distance",
+        "gini_utility",
+        "gini_exposure",
+        "series",
+    ):
+        assert key in a
+    names = [f"buyer_{i}" for i in range(10)] + [f"seller_{i}" for i in range(10)]
+    assert list(a["mean_utility"]) == names
+    assert a["episodes"] == 50 and a["budget_surplus"] >= 0  # McAfee: no deficit
+    json.dumps(simulate._jsonable(a), allow_nan=False)
+
+
+def test_play_counts_exactly_the_requested_episodes():
+    cfg = _config(mechanism="second_price", n_buyers=2)
+    res = simulate.play(cfg, episodes=10, num_envs=4, progress=False)
+    assert res["episodes"] == 10
+    assert res["series"]["x_label"] == "episode" and len(res["series"]["x"]) == 10
+
+
+def test_play_uses_given_agents():
+    cfg = _config(mechanism="second_price", n_buyers=2)
+    zero = agents.make("shading", shade=0.0)  # buyer_1 bids 0 and never wins
+    res = simulate.play(cfg, agents={"buyer_1": zero}, episodes=200, progress=False)
+    assert res["exposure_share"] == {"buyer_0": 1.0, "buyer_1": 0.0}
+    assert res["agent_kinds"]["buyer_1"] == "ShadingAgent"
+    # buyer_0 wins every round at the reserve price 0: utility = E[v] = 1/2
+    assert res["mean_utility"]["buyer_0"] == pytest.approx(0.5, abs=0.1)
+    with pytest.raises(ValueError, match="buyer_7"):
+        simulate.play(cfg, agents={"buyer_7": zero}, episodes=2, progress=False)
+
+
+def test_learn_kind_is_rejected_with_the_agent_named():
+    cfg = _config(mechanism="first_price", n_buyers=2, kinds={"buyer": "learn"})
+    with pytest.raises(ValueError, match=r"'buyer_0' has kind 'learn'"):
+        simulate.play(cfg, episodes=2, progress=False)
+
+
+def test_bad_agent_params_name_the_agent():
+    cfg = ExperimentConfig(
+        env=EnvConfig(mechanism="gsp", n_buyers=3, n_slots=2),
+        agents={"buyer": AgentSpec(kind="bne")},
+    )
+    with pytest.raises(ValueError, match=r"buyer_0.*gsp"):
+        simulate.play(cfg, episodes=2, progress=False)
+
+
+def test_summarize_hand_case():
+    # one second-price round: values 0.9 and 0.5, truthful; buyer_0 pays 0.5
+    rec = {
+        "value": np.array([[[0.9, 0.5]]]),
+        "bid": np.array([[[0.9, 0.5]]]),
+        "alloc": np.array([[[1.0, 0.0]]]),
+        "payment": np.array([[[0.5, 0.0]]]),
+        "utility": np.array([[[0.4, 0.0]]]),
+        "active": np.ones((1, 1, 2)),
+        "price": np.array([[0.5]]),
+        "alpha": np.ones((1, 1, 1)),
+    }
+    res = simulate.summarize(rec, ["buyer_0", "buyer_1"], 2, "one_sided")
+    assert res["efficiency"] == pytest.approx(1.0)
+    assert res["revenue"] == pytest.approx(0.5)
+    assert res["welfare"] == pytest.approx(0.9)
+    assert res["walrasian_distance"] == pytest.approx(0.0)  # 0.5 in [0.5, 0.9]
+    assert res["mean_utility"] == {"buyer_0": pytest.approx(0.4), "buyer_1": 0.0}
+    assert res["gini_exposure"] == pytest.approx(0.5)
+    assert res["series"]["walrasian_low"] == [pytest.approx(0.5)]
+    # an overpaying truthful winner is an IR violation
+    rec["payment"] = np.array([[[1.0, 0.0]]])
+    rec["utility"] = np.array([[[-0.1, 0.0]]])
+    assert (
+        simulate.summarize(rec, ["buyer_0", "buyer_1"], 2, "one_sided")["ir_violations"]
+        == 1
+    )
+
+
+@pytest.mark.parametrize("name", OWN_CONFIGS)
+def test_every_config_loads_and_simulates(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert cfg.env.mechanism == name
+    res = simulate.play(cfg, episodes=8, num_envs=4, progress=False)
+    assert set(REQUIRED) <= set(res)
+    assert 0.0 <= res["efficiency"] <= 1.0 + 1e-9
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attn-market")
+    simulate.register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_simulate_command_json_and_plot(tmp_path, capsys):
+    png = tmp_path / "plot.png"
+    args = _parser().parse_args(
+        [
+            "simulate",
+            str(CONFIGS / "cda.yaml"),
+            "--json",
+            "--episodes",
+            "20",
+            "--num-envs",
+            "10",
+            "--plot",
+            str(png),
+        ]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out)  # one JSON object, nothing else on stdout
+    assert set(REQUIRED) <= set(data) and data["episodes"] == 20
+    assert len(data["series"]["price"]) == 100
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]  # no temp files left
+
+
+def test_simulate_command_table(capsys):
+    args = _parser().parse_args(
+        ["simulate", str(CONFIGS / "second_price.yaml"), "--episodes", "50"]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "allocative efficiency" in out and "buyer_1" in out
+
+
+def test_cli_main_prints_json(capsys):
+    from attn_env.cli import main
+
+    code = main(["simulate", str(CONFIGS / "vcg.yaml"), "--json", "--episodes", "30"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(REQUIRED) <= set(data)
+    assert data["mean_utility"].keys() == {f"buyer_{i}" for i in range(4)}
+
+
+def test_cli_main_reports_config_errors(tmp_path, capsys):
+    from attn_env.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: {mechanism: cda, n_buyer: 3}\n")
+    assert main(["simulate", str(bad), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "n_buyer" in captured.err and captured.out == ""
