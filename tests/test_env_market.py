@@ -280,3 +280,30 @@ def test_every_mechanism_plays_an_episode(name):
     assert term.all()
     ep = info["episode"]
     assert (ep["welfare"] <= ep["optimal_welfare"] + 1e-9).all()
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_attention_valuation_through_the_env(tmp_path):
+    # A tiny attention bank built from the shipped MiniLM (about 10 s on a CPU).
+    from pettingzoo.test import parallel_api_test
+
+    vp = {
+        "bank_dir": str(tmp_path),
+        "n_queries": 4,
+        "candidates_per_query": 6,
+        "pages": 1,
+        "max_slots": 3,
+        "device": "cpu",
+    }
+    kw = {"mechanism": "gsp", "n_buyers": 4, "n_slots": 3, "valuation": "attention"}
+    v = vector_env(256, valuation_params=vp, **kw)
+    obs, _ = v.reset(seed=0)
+    assert v.observation_space.contains(obs)
+    _, rew, _, _, info = v.step(truthful(obs))
+    alloc = info["alloc"]
+    # slots hold attention fractions, sorted: the winners' allocations sum to <= 1
+    assert (alloc.sum(axis=1) <= 1 + 1e-6).all() and (alloc > 0).sum(axis=1).max() == 3
+    np.testing.assert_allclose(info["episode"]["efficiency"], 1.0, atol=1e-9)
+    assert (rew >= -1e-6).all()  # truthful GSP winners never pay above their value
+    parallel_api_test(parallel_env(valuation_params=vp, **kw), num_cycles=10)
