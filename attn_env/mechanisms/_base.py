@@ -50,7 +50,7 @@ class Mechanism:
 
 def rank_desc(
     score: NDArray[np.float64], rng: np.random.Generator
-) -> NDArray[np.int64]:
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Indices that sort each row of ``score`` descending, ties in random order.
 
     Rows without ties (the common case with continuous bids) take one argsort;
@@ -62,15 +62,17 @@ def rank_desc(
         rng: generator for the tie-break keys.
 
     Returns:
-        ``int64 [B, n]``: ``order[b, r]`` is the entry of rank ``r`` (0 = highest).
+        ``(order, sorted)``, both ``[B, n]``: ``order[b, r]`` is the entry of rank
+        ``r`` (0 = highest) and ``sorted[b, r]`` its score.
     """
     order = np.argsort(-score, axis=1, kind="stable")
-    if score.shape[1] < 2:
-        return order
     srt = np.take_along_axis(score, order, axis=1)
+    if score.shape[1] < 2:
+        return order, srt
     tied = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
     if tied.any():
         rows = np.flatnonzero(tied)
         key = rng.random((rows.size, score.shape[1]))
         order[rows] = np.lexsort((key, -score[rows]), axis=-1)
-    return order
+        # the tied entries swapped places but their scores are equal: srt holds
+    return order, srt

@@ -92,20 +92,22 @@ def cross(
     """
     n_markets, n = bids.shape
     m = asks.shape[1]
-    live = np.where(bids >= reserve, bids, -1.0)  # asks >= 0 never meet -1
+    # asks are >= 0, so a bid of -1 never meets one: out of the book
+    live = bids if reserve == 0.0 else np.where(bids >= reserve, bids, -1.0)
     if rng is None:
         buyer_order = np.argsort(-live, axis=1, kind="stable")
         seller_order = np.argsort(asks, axis=1, kind="stable")
+        b_srt = np.take_along_axis(live, buyer_order, axis=1)
+        s_srt = np.take_along_axis(asks, seller_order, axis=1)
     else:
-        buyer_order = rank_desc(live, rng)
-        seller_order = rank_desc(-asks, rng)
-    b_srt = np.take_along_axis(live, buyer_order, axis=1)
-    s_srt = np.take_along_axis(asks, seller_order, axis=1)
+        buyer_order, b_srt = rank_desc(live, rng)
+        seller_order, s_srt = rank_desc(-asks, rng)
+        s_srt = -s_srt
     depth = min(n, m)
     q = (b_srt[:, :depth] >= s_srt[:, :depth]).sum(axis=1)
     b = np.empty((n_markets, n + 2))
     b[:, 0] = np.inf
-    b[:, 1 : n + 1] = np.maximum(b_srt, 0.0)
+    b[:, 1 : n + 1] = b_srt if reserve == 0.0 else np.maximum(b_srt, 0.0)
     b[:, n + 1] = 0.0
     s = np.empty((n_markets, m + 2))
     s[:, 0] = 0.0

@@ -153,22 +153,21 @@ def _trade_outcome(
     m = c.seller_order.shape[1]
     depth = min(n, m)
     traded = np.arange(depth)[None, :] < trades[:, None]
-    buyers = c.buyer_order[:, :depth]
-    sellers = c.seller_order[:, :depth]
-    bp = np.where(traded, np.nan_to_num(buyer_price)[:, None], 0.0)
-    sp = np.where(traded, np.nan_to_num(seller_price)[:, None], 0.0)
-    unit = traded.astype(np.float64)
+    # every trade of a sealed-bid market is at the same buyer and seller price
+    bp = np.where(trades > 0, buyer_price, 0.0)[:, None]
+    sp = np.where(trades > 0, seller_price, 0.0)[:, None]
 
     slot = np.full((n_markets, n), -1, dtype=np.int64)
-    np.put_along_axis(slot, buyers, np.where(traded, sellers, -1), axis=1)
-    alloc = np.zeros((n_markets, n))
-    np.put_along_axis(alloc, buyers, unit, axis=1)
-    price = np.zeros((n_markets, n))
-    np.put_along_axis(price, buyers, bp, axis=1)
+    np.put_along_axis(
+        slot,
+        c.buyer_order[:, :depth],
+        np.where(traded, c.seller_order[:, :depth], -1),
+        1,
+    )
+    alloc = (slot >= 0).astype(np.float64)
     seller_alloc = np.zeros((n_markets, m))
-    np.put_along_axis(seller_alloc, sellers, unit, axis=1)
-    receipt = np.zeros((n_markets, m))
-    np.put_along_axis(receipt, sellers, sp, axis=1)
+    np.put_along_axis(seller_alloc, c.seller_order[:, :depth], traded, axis=1)
+    price = alloc * bp
     return Outcome(
         slot=slot,
         alloc=alloc,
@@ -176,7 +175,7 @@ def _trade_outcome(
         price=price,
         clearing_price=np.where(trades > 0, clearing, np.nan),
         seller_alloc=seller_alloc,
-        seller_receipt=receipt,
+        seller_receipt=seller_alloc * sp,
     )
 
 

@@ -258,10 +258,10 @@ def _deferred_acceptance(
     ``[B, K, n]`` (a permutation of ``0..n-1`` per slot, higher preferred).
     """
     n_markets, n, n_slots = vals.shape
-    pref = rank_desc(vals.reshape(-1, n_slots), rng).reshape(n_markets, n, n_slots)
+    pref = rank_desc(vals.reshape(-1, n_slots), rng)[0].reshape(n_markets, n, n_slots)
     n_ok = (vals > reserve).sum(axis=2)
     by_slot = vals.transpose(0, 2, 1).reshape(-1, n)
-    order = rank_desc(by_slot, rng)  # best buyer first
+    order = rank_desc(by_slot, rng)[0]  # best buyer first
     prio = np.empty_like(order)
     np.put_along_axis(prio, order, np.arange(n - 1, -1, -1)[None, :], axis=1)
     prio = prio.reshape(n_markets, n_slots, n)

@@ -109,10 +109,9 @@ class PositionAuction(Mechanism):
         eligible = bids >= self.reserve
         # scores are >= 0, so -1 ranks every buyer under the reserve last
         score = np.where(eligible, score, -1.0)
-        order = rank_desc(score, gen)
+        order, srt = rank_desc(score, gen)
         n_win = min(alpha.shape[1], n)
         top = order[:, :n_win]
-        srt = np.take_along_axis(score, order, axis=1)
         won = srt[:, :n_win] >= 0.0
         # s_pad[:, r] = score of rank r, 0 where no eligible buyer holds that rank
         n_pad = max(alpha.shape[1], n) + 1
