@@ -65,7 +65,7 @@ def rank_desc(
         ``(order, sorted)``, both ``[B, n]``: ``order[b, r]`` is the entry of rank
         ``r`` (0 = highest) and ``sorted[b, r]`` its score.
     """
-    order = np.argsort(-score, axis=1, kind="stable")
+    order = np.argsort(-score, axis=1)
     srt = np.take_along_axis(score, order, axis=1)
     if score.shape[1] < 2:
         return order, srt
