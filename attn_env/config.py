@@ -118,6 +118,8 @@ class TrainConfig:
     "Frozen past checkpoints in the opponent pool (0: no self-play)."
     checkpoint_every: int = 50_000
     "Agent-steps between atomic checkpoints."
+    alternate_every: int = 16_384
+    "Agent-steps per learner turn (learners alternate; self-play snapshots per turn)."
     device: str = "auto"
     "``auto`` picks cuda when present, else cpu."
     algo_params: dict[str, Any] = field(default_factory=dict)

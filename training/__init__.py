@@ -1,0 +1,31 @@
+"""Learning to bid: stable-baselines3 training, self-play, checkpoints and evaluation.
+
+- ``attn-market train CONFIG --out DIR`` trains the agents with ``kind: learn``
+  (``training.sb3``) and writes a run folder (``training.checkpoint``).
+- ``load_policy(DIR)`` returns a deterministic bidder, ``act(obs [N, obs_dim]) ->
+  [N, 1]`` (``training.policy``).
+- ``attn-market evaluate CONFIG --policy DIR`` measures it against the analytic
+  equilibria (``training.evaluate``, ``training.bne``).
+
+Importing this package is cheap: torch and stable-baselines3 load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["load_policy", "train"]
+
+
+def load_policy(path: Any, device: str = "auto"):
+    """Load a trained run folder: ``load_policy(DIR).act(obs_batch) -> bids`` (see ``training.policy``)."""
+    from training.policy import load_policy as _load
+
+    return _load(path, device=device)
+
+
+def train(config: Any, out: Any, resume: bool = False, progress: bool = True):
+    """Train the learning agents of an ``ExperimentConfig`` into run folder ``out`` (see ``training.sb3``)."""
+    from training.sb3 import train as _train
+
+    return _train(config, out, resume=resume, progress=progress)

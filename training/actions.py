@@ -1,0 +1,122 @@
+"""How a policy's raw output becomes a bid or an ask (the action parametrisation).
+
+The environment always takes absolute bids and asks per unit. Which quantity the
+*policy* outputs decides whether learning works (DESIGN.md section 5): a policy
+that outputs the absolute bid collapsed to bidding 0 in first price, one that
+outputs a shading factor learned the equilibrium. Two maps:
+
+``shade`` (default)
+    The policy outputs ``s`` in ``[0, 1]``, its *truthfulness*: ``s = 1`` bids or
+    asks the private value, ``s = 0`` the least aggressive bound of the range.
+
+    - buyer:  ``bid = low + s * (value - low)`` (``low`` = ``value_low``; with
+      values on ``[0, 1]`` this is ``bid = s * value``)
+    - seller: ``ask = high - s * (high - cost)`` (``high`` = ``cost_high``)
+
+    A constant ``s`` covers the linear equilibria: first price on ``U[a, b]``
+    is ``s = (n - 1) / n``.
+``absolute``
+    The policy outputs the bid (or ask) itself, in ``[low, high]`` of its role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from agents.base import VALUE
+
+ACTIONS = ("shade", "absolute")
+ROLES = ("buyer", "seller")
+
+__all__ = ["ACTIONS", "ROLES", "ActionMap", "action_map_for"]
+
+
+@dataclass(frozen=True)
+class ActionMap:
+    """Maps raw policy actions ``[M, 1]`` and observations ``[M, D]`` to bids/asks ``[M, 1]``.
+
+    Attributes:
+        mode: ``shade`` or ``absolute``.
+        role: ``buyer`` or ``seller``.
+        low: lower end of the role's value (buyers) or cost (sellers) range.
+        high: upper end of that range.
+    """
+
+    mode: str
+    role: str
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if self.mode not in ACTIONS:
+            raise ValueError(
+                f"unknown action map {self.mode!r}; known: {', '.join(ACTIONS)}"
+            )
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}; known: {', '.join(ROLES)}")
+        if not (
+            np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low
+        ):
+            raise ValueError(
+                f"range must satisfy low < high, got low={self.low!r}, high={self.high!r}"
+            )
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Bounds of the policy's raw action (the SB3 ``Box``)."""
+        return (0.0, 1.0) if self.mode == "shade" else (self.low, self.high)
+
+    def space(self):
+        """The gymnasium ``Box`` the policy acts in."""
+        from gymnasium.spaces import Box
+
+        lo, hi = self.bounds
+        return Box(np.float32(lo), np.float32(hi), shape=(1,), dtype=np.float32)
+
+    def to_bid(self, raw: NDArray, obs: NDArray) -> NDArray[np.float32]:
+        """Absolute bids (buyers) or asks (sellers) ``[M, 1]`` from raw actions ``[M, 1]``.
+
+        Raw actions are clipped to :attr:`bounds` first (SB3 samples unbounded
+        Gaussians and clips the same way when it steps an env).
+        """
+        lo, hi = self.bounds
+        a = np.clip(np.asarray(raw, dtype=np.float64).reshape(-1, 1), lo, hi)
+        if self.mode == "absolute":
+            return a.astype(np.float32)
+        value = np.clip(
+            np.asarray(obs, dtype=np.float64)[:, VALUE : VALUE + 1], self.low, self.high
+        )
+        if self.role == "buyer":
+            bid = self.low + a * (value - self.low)
+        else:
+            bid = self.high - a * (self.high - value)
+        return bid.astype(np.float32)
+
+    def from_bid(self, bid: NDArray, value: NDArray) -> NDArray[np.float64]:
+        """The raw action that produces ``bid`` at ``value`` (inverse of :meth:`to_bid`).
+
+        Used to express an analytic strategy (a BNE) as a policy output, e.g. in
+        tests. Where the map is flat (``value == low`` for a buyer) the result is 1.
+        """
+        bid = np.asarray(bid, dtype=np.float64)
+        value = np.asarray(value, dtype=np.float64)
+        if self.mode == "absolute":
+            return np.clip(bid, self.low, self.high)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.role == "buyer":
+                s = (bid - self.low) / (value - self.low)
+            else:
+                s = (self.high - bid) / (self.high - value)
+        return np.clip(np.where(np.isfinite(s), s, 1.0), 0.0, 1.0)
+
+
+def action_map_for(env_cfg, role: str, mode: str) -> ActionMap:
+    """The :class:`ActionMap` of ``role`` under an ``EnvConfig`` (value or cost range)."""
+    if role == "buyer":
+        return ActionMap(
+            mode, role, float(env_cfg.value_low), float(env_cfg.value_high)
+        )
+    return ActionMap(mode, role, float(env_cfg.cost_low), float(env_cfg.cost_high))

@@ -1,0 +1,128 @@
+"""Analytic Bayes–Nash equilibria that learned strategies are measured against.
+
+DESIGN.md section 7. All of them assume the ``uniform`` valuation source (every
+slot holds one unit of attention, relevance 1), uniformly distributed values
+(and costs), one independent sealed-bid market per round and no budget:
+
+- ``first_price``, ``K`` identical slots, ``n`` unit-demand buyers, values
+  ``U[0, 1]`` (affinely mapped to ``U[a, b]``), no reserve: ``b(v) = E[Y | Y < v]``
+  with ``Y`` the ``K``-th highest of the other ``n - 1`` values (revenue
+  equivalence with the uniform ``(K+1)``-th price auction), in closed form
+  ``(n-K)/n * I_v(n-K+1, K) / I_v(n-K, K)`` (``I`` the regularised incomplete
+  beta function); for one slot ``(n-1)/n * v``. It is *not* linear for ``K > 1``.
+- ``second_price``, ``vcg``, ``gsp`` with one slot, ``mcafee``: truthful
+  bidding (and asking) is dominant.
+- ``k_double``, one buyer and one seller, values and costs ``U[a, b]``
+  (Chatterjee–Samuelson; price ``k*bid + (1-k)*ask``): the linear equilibrium
+  ``b(v) = v / (1 + k) + k (1 - k) / (2 (1 + k))``,
+  ``s(c) = c / (2 - k) + (1 - k) / 2`` on ``[0, 1]``; for ``k = 1/2`` that is
+  ``2v/3 + 1/12`` and ``2c/3 + 1/4``, trade iff ``v >= c + 1/4``, efficiency
+  27/32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+Strategy = Callable[[NDArray[np.float64]], NDArray[np.float64]]
+
+__all__ = ["Strategy", "bne_strategy", "chatterjee_samuelson", "first_price_bne"]
+
+CS_EFFICIENCY = 27.0 / 32.0
+"First-best share of welfare that the k = 1/2 linear equilibrium realises (U[0,1])."
+
+
+def first_price_bne(
+    n: int, n_slots: int = 1, low: float = 0.0, high: float = 1.0
+) -> Strategy:
+    """Pay-your-bid BNE for ``K`` identical units, ``n`` unit-demand buyers, values ``U[low, high]``."""
+    if not 1 <= n_slots < n:
+        raise ValueError(
+            f"first-price BNE needs 1 <= n_slots < n_buyers, got {n_slots} and {n}"
+        )
+    k, width = n_slots, high - low
+
+    def unit(x: NDArray[np.float64]) -> NDArray[np.float64]:  # values on [0, 1]
+        if k == 1:
+            return (n - 1) / n * x
+        from scipy.special import betainc
+
+        x = np.clip(x, 1e-12, 1.0)
+        return (n - k) / n * betainc(n - k + 1, k, x) / betainc(n - k, k, x)
+
+    return lambda v: low + width * unit((np.asarray(v, dtype=np.float64) - low) / width)
+
+
+def chatterjee_samuelson(
+    k: float, role: str, low: float = 0.0, high: float = 1.0
+) -> Strategy:
+    """Linear equilibrium of the bilateral ``k``-double auction on ``U[low, high]``."""
+    if not 0.0 < k < 1.0:
+        raise ValueError(f"the linear equilibrium needs 0 < k < 1, got k={k!r}")
+    width = high - low
+    if role == "buyer":
+
+        def unit(x):  # on [0, 1]
+            return x / (1 + k) + k * (1 - k) / (2 * (1 + k))
+    elif role == "seller":
+
+        def unit(x):
+            return x / (2 - k) + (1 - k) / 2
+    else:
+        raise ValueError(f"role must be 'buyer' or 'seller', got {role!r}")
+    return lambda v: low + width * unit((np.asarray(v, dtype=np.float64) - low) / width)
+
+
+def _truthful(v: NDArray) -> NDArray[np.float64]:
+    return np.asarray(v, dtype=np.float64).copy()
+
+
+def bne_strategy(env_cfg, role: str) -> Strategy | None:
+    """The analytic BNE bid (or ask) function of ``role`` in ``env_cfg``, or ``None``.
+
+    Args:
+        env_cfg: an :class:`attn_env.config.EnvConfig`.
+        role: ``buyer`` or ``seller``.
+
+    Returns:
+        A vectorised ``values -> bids`` function, or ``None`` where the setting has
+        no closed-form equilibrium here (then ``bne_l2`` is not reported).
+    """
+    if (
+        env_cfg.valuation != "uniform"
+        or env_cfg.value_dist != "uniform"
+        or env_cfg.budget is not None
+        or (env_cfg.rounds > 1 and env_cfg.redraw != "round")
+    ):
+        return None
+    mech, params = env_cfg.mechanism, dict(env_cfg.mechanism_params)
+    n, m, slots = env_cfg.n_buyers, env_cfg.n_sellers, env_cfg.n_slots
+    if role == "buyer" and mech == "first_price":
+        if float(params.pop("reserve", 0.0)) != 0.0 or params or not 1 <= slots < n:
+            return None
+        return first_price_bne(n, slots, env_cfg.value_low, env_cfg.value_high)
+    if role == "buyer" and (
+        mech in ("second_price", "vcg") or (mech == "gsp" and slots == 1)
+    ):
+        return _truthful
+    if mech == "mcafee":
+        return _truthful
+    if (
+        mech == "k_double"
+        and n == 1
+        and max(m, 1) == 1
+        and not params.get("reserve", 0.0)
+    ):
+        if (env_cfg.value_low, env_cfg.value_high) != (
+            env_cfg.cost_low,
+            env_cfg.cost_high,
+        ):
+            return None
+        k = float(params.get("k", 0.5))
+        if not 0.0 < k < 1.0:
+            return None
+        return chatterjee_samuelson(k, role, env_cfg.value_low, env_cfg.value_high)
+    return None

@@ -1,0 +1,146 @@
+"""``attn-market train`` and ``attn-market evaluate`` (registered by ``attn_env.cli``).
+
+Only argparse is imported here; torch and stable-baselines3 load inside the
+command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``evaluate`` commands."""
+    p = subparsers.add_parser(
+        "train",
+        help="train the agents with kind: learn (stable-baselines3)",
+        description="Train the learning agents of CONFIG and write a run folder that "
+        "`evaluate --policy` and training.load_policy read.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="experiment YAML (see configs/)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder to write")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in DIR from its last checkpoint",
+    )
+    p.add_argument(
+        "--timesteps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="override train.total_timesteps (agent-steps in all)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser(
+        "evaluate",
+        help="measure a trained policy: BNE distance, utility loss, market metrics",
+        description="Play the trained policy of DIR in CONFIG's market and compare it "
+        "with the analytic equilibrium where one is known.",
+    )
+    e.add_argument("config", metavar="CONFIG", help="experiment YAML (see configs/)")
+    e.add_argument(
+        "--policy", required=True, metavar="DIR", help="run folder of `train`"
+    )
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE",
+        help="write the learned bid functions vs the BNE (PNG)",
+    )
+    e.add_argument(
+        "--episodes", type=int, default=None, help="override config episodes"
+    )
+    e.add_argument(
+        "--samples",
+        type=int,
+        default=4000,
+        help="Monte Carlo opponent profiles for utility_loss",
+    )
+    e.set_defaults(func=_evaluate)
+
+
+def _load(path: str, seed: int | None = None, timesteps: int | None = None):
+    import dataclasses
+
+    from attn_env.config import load_config
+
+    config = load_config(path)
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
+    if timesteps is not None:
+        config = dataclasses.replace(
+            config, train=dataclasses.replace(config.train, total_timesteps=timesteps)
+        )
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.sb3 import main_summary, train
+
+    config = _load(args.config, args.seed, args.timesteps)
+    manifest = train(
+        config, args.out, resume=args.resume, progress=not args.no_progress
+    )
+    print(main_summary(manifest))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate
+
+    config = _load(args.config)
+    result = evaluate(
+        config,
+        args.policy,
+        episodes=args.episodes,
+        plot=args.plot,
+        samples=args.samples,
+        progress=not args.json and sys.stderr.isatty(),
+    )
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    _print(result)
+    return 0
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4f}"
+    if isinstance(x, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in x.items())
+    return str(x)
+
+
+def _print(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="evaluate")
+    table.add_column("metric")
+    table.add_column("value")
+    first = (
+        "bne_l2",
+        "utility_loss",
+        "bne_l2_by_learner",
+        "utility_loss_by_learner",
+        "efficiency",
+        "revenue",
+        "welfare",
+        "mean_price",
+        "mean_utility",
+        "timesteps",
+    )
+    for key in first + tuple(k for k in result if k not in first):
+        if key in result:
+            table.add_row(key, _fmt(result[key]))
+    Console().print(table)

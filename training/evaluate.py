@@ -1,0 +1,357 @@
+"""``attn-market evaluate``: learned strategies against theory, and their market metrics.
+
+Two distances of bnelearn (Bichler et al. 2021), for each learner:
+
+``bne_l2``
+    L2 distance of the learned bid function to the analytic BNE over the value
+    distribution: ``sqrt(mean_v (b(v) - b*(v))^2)`` on ``grid`` quantile
+    midpoints of the value (or cost) distribution (equal spacing for uniform
+    values). Reported where ``training.bne`` knows the equilibrium.
+``utility_loss``
+    ``(u_BR - u) / u_BR``: the ex-ante utility a best response would earn
+    against the *learned* opponents, minus the learned agent's own, relative.
+    Monte Carlo: ``samples`` opponent profiles (values drawn, bids from their
+    learned or fixed strategies) are drawn once; for every candidate bid of a
+    ``bids``-point grid the mechanism clears them all, giving expected
+    allocation ``A(b)`` and payment ``P(b)``; ``u(v, b) = v A(b) - P(b)``
+    (sellers: ``R(b) - c Q(b)``); the best response takes the best candidate
+    (the learned bid included) at each value of the value grid. The same
+    opponent sample prices both, so ``utility_loss >= 0`` exactly, and its
+    Monte Carlo error shrinks with ``samples``. Reported for single-round
+    sealed-bid markets of the ``uniform`` source.
+
+Per-learner values are under ``*_by_learner``; the headline ``bne_l2`` and
+``utility_loss`` are the worst (largest) over learners. The market metrics come
+from ``attn_env.simulate.play`` with the trained policy in the learners' seats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from agents.base import ACTIVE, VALUE
+from attn_env.config import ExperimentConfig
+from training.bne import Strategy, bne_strategy
+
+__all__ = [
+    "bne_l2",
+    "evaluate",
+    "plot_bid_functions",
+    "utility_loss",
+    "value_grid",
+]
+
+BidFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
+
+
+def value_grid(env_cfg, role: str, size: int = 1000) -> NDArray[np.float64]:
+    """``size`` quantile midpoints of a role's value (buyers) or cost (sellers) distribution."""
+    if role == "seller":
+        lo, hi, dist = env_cfg.cost_low, env_cfg.cost_high, "uniform"
+    else:
+        lo, hi, dist = env_cfg.value_low, env_cfg.value_high, env_cfg.value_dist
+    q = (np.arange(size) + 0.5) / size
+    if dist == "uniform":
+        return lo + (hi - lo) * q
+    from attn_env.valuations import draw_values
+
+    sample = draw_values(np.random.default_rng(0), (200_000,), dist, lo, hi)
+    return np.quantile(sample, q)
+
+
+def bne_l2(bid_fn: BidFn, bne: Strategy, values: NDArray[np.float64]) -> float:
+    """``sqrt(mean((bid_fn(v) - bne(v))^2))`` over ``values`` (a grid or a sample)."""
+    diff = np.asarray(bid_fn(values), dtype=np.float64).reshape(-1) - bne(
+        values
+    ).reshape(-1)
+    return float(np.sqrt(np.mean(diff**2)))
+
+
+def _clear(
+    mech: Any,
+    family: str,
+    bids: NDArray,
+    asks: NDArray | None,
+    n_slots: int,
+    rng: np.random.Generator,
+):
+    if family == "one_sided":
+        return mech.clear(bids, weights=np.ones(n_slots), rng=rng)
+    return mech.clear(bids, asks, rng=rng)
+
+
+def utility_loss(
+    env_cfg,
+    strategies: list[BidFn],
+    agent: int,
+    rng: np.random.Generator,
+    samples: int = 4000,
+    bids: int = 101,
+    grid: int = 100,
+) -> dict[str, float]:
+    """Relative utility loss of agent column ``agent`` against a grid best response.
+
+    Args:
+        env_cfg: an ``EnvConfig`` (single round, ``uniform`` source).
+        strategies: one ``values -> bids`` function per agent column (buyers then
+            sellers), the agent's own included.
+        agent: the column whose loss is measured.
+        rng: draws the opponents' values and the mechanism's tie-breaks.
+        samples: Monte Carlo opponent profiles.
+        bids: candidate bids of the best-response grid, on ``[low, high]`` of the
+            agent's role.
+        grid: values (quantile midpoints) at which the best response is taken.
+
+    Returns:
+        ``utility_loss`` (relative), ``u_learned``, ``u_best_response`` (ex ante).
+    """
+    from attn_env import mechanisms
+    from attn_env.valuations import draw_values
+
+    fam = mechanisms.family(env_cfg.mechanism)
+    if fam == "matching":
+        raise ValueError(
+            f"utility_loss needs a sealed-bid auction, got {env_cfg.mechanism!r}"
+        )
+    n = env_cfg.n_buyers
+    m = (env_cfg.n_sellers or n) if fam == "two_sided" else 0
+    if len(strategies) != n + m:
+        raise ValueError(
+            f"need {n + m} strategies (buyers then sellers), got {len(strategies)}"
+        )
+    mech = mechanisms.make(env_cfg.mechanism, **env_cfg.mechanism_params)
+    seller = agent >= n
+    role = "seller" if seller else "buyer"
+    # Opponents' values and (fixed) bids, drawn once: common random numbers.
+    val = np.empty((samples, n + m))
+    val[:, :n] = draw_values(
+        rng, (samples, n), env_cfg.value_dist, env_cfg.value_low, env_cfg.value_high
+    )
+    if m:
+        val[:, n:] = draw_values(
+            rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high
+        )
+    base = np.column_stack(
+        [
+            np.asarray(f(val[:, j]), dtype=np.float64).reshape(-1)
+            for j, f in enumerate(strategies)
+        ]
+    )
+    v_grid = value_grid(env_cfg, role, grid)
+    learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
+    lo, hi = (
+        (env_cfg.cost_low, env_cfg.cost_high) if seller else (0.0, env_cfg.value_high)
+    )
+    cand = np.concatenate([np.linspace(lo, hi, bids), learned])
+
+    # One batched clear: every candidate bid against every opponent profile.
+    rows = np.repeat(base[None], len(cand), axis=0)  # [C, S, n + m]
+    rows[:, :, agent] = cand[:, None]
+    rows = rows.reshape(-1, n + m)
+    out = _clear(
+        mech, fam, rows[:, :n], rows[:, n:] if m else None, env_cfg.n_slots, rng
+    )
+    if seller:
+        q = out.seller_alloc[:, agent - n].reshape(len(cand), samples).mean(axis=1)
+        money = (
+            out.seller_receipt[:, agent - n].reshape(len(cand), samples).mean(axis=1)
+        )
+        util = money[None, :] - v_grid[:, None] * q[None, :]  # [G, C]
+    else:
+        q = out.alloc[:, agent].reshape(len(cand), samples).mean(axis=1)
+        money = out.pay[:, agent].reshape(len(cand), samples).mean(axis=1)
+        util = v_grid[:, None] * q[None, :] - money[None, :]
+    own = util[np.arange(grid), bids + np.arange(grid)]
+    # The best response may also stay out: utility 0.
+    best = np.maximum(util[:, :bids].max(axis=1), np.maximum(own, 0.0))
+    u_learned, u_br = float(own.mean()), float(best.mean())
+    loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0
+    return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
+
+
+def _obs_template(config: ExperimentConfig) -> NDArray[np.float32]:
+    """A first-round observation per agent column ``[A, D]`` (values overwritten later)."""
+    import attn_env
+
+    venv = attn_env.vector_env(1, **dataclasses.asdict(config.env))
+    obs, _ = venv.reset(seed=config.seed)
+    return np.asarray(obs[0], dtype=np.float32)
+
+
+def _agent_bid_fn(
+    act: Callable[[NDArray], NDArray], template: NDArray[np.float32]
+) -> BidFn:
+    """``values -> bids`` of an ``obs -> bids`` strategy, other observation entries fixed."""
+
+    def fn(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        obs = np.repeat(template[None], len(values), axis=0)
+        obs[:, VALUE] = values
+        obs[:, ACTIVE] = 1.0
+        return np.asarray(act(obs), dtype=np.float64).reshape(-1)
+
+    return fn
+
+
+def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Generator):
+    """``(agent names, per-agent values -> bids functions)`` with the trained policy in learn seats."""
+    from agents import for_market
+
+    template = _obs_template(config)
+    import attn_env
+
+    names = list(attn_env.vector_env(1, **dataclasses.asdict(config.env)).agents)
+    opts = dataclasses.asdict(config.env)
+    fns = []
+    for j, name in enumerate(names):
+        spec = config.agent_spec(name)
+        if spec.kind == "learn":
+            fns.append(_agent_bid_fn(trained.for_agent(name).act, template[j]))
+        else:
+            agent = for_market(spec.kind, spec.params, opts)
+            agent.reset(1, rng)
+            fns.append(_agent_bid_fn(lambda o, a=agent: a.act(o, rng), template[j]))
+    return names, fns
+
+
+def _learners(config: ExperimentConfig, trained: Any) -> dict[str, tuple[str, str]]:
+    """learner name -> (role, first seat's agent name)."""
+    return {
+        name: (entry["role"], entry["seats"][0])
+        for name, entry in trained.manifest["learners"].items()
+    }
+
+
+def evaluate(
+    config: ExperimentConfig,
+    policy_dir: str | Path,
+    episodes: int | None = None,
+    plot: str | Path | None = None,
+    samples: int = 4000,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Metrics of a trained run on ``config``'s market (``evaluate --json`` prints these).
+
+    Returns:
+        The market metrics of ``simulate.play`` plus ``bne_l2``, ``utility_loss``
+        (worst over learners, ``None`` where not defined), ``bne_l2_by_learner``,
+        ``utility_loss_by_learner``, and the run's ``timesteps``.
+    """
+    from training.policy import PolicyAgent, load_policy
+
+    trained = load_policy(policy_dir)
+    rng = np.random.default_rng(config.seed)
+    names, fns = strategies_for(config, trained, rng)
+    learners = _learners(config, trained)
+    env = config.env
+    by_l2: dict[str, float] = {}
+    by_ul: dict[str, float] = {}
+    curves = {}
+    for lname, (role, seat) in learners.items():
+        j = names.index(seat)
+        grid = value_grid(env, role, 1000)
+        star = bne_strategy(env, role)
+        curves[lname] = (role, grid, fns[j](grid), None if star is None else star(grid))
+        if star is not None:
+            by_l2[lname] = bne_l2(fns[j], star, grid)
+        if env.rounds == 1 and env.valuation == "uniform" and _sealed(env.mechanism):
+            res = utility_loss(env, fns, j, rng, samples=samples)
+            by_ul[lname] = res["utility_loss"]
+    result: dict[str, Any] = dict(
+        _market_metrics(config, trained, PolicyAgent, names, episodes, progress)
+    )
+    result.update(
+        bne_l2=max(by_l2.values()) if by_l2 else None,
+        utility_loss=max(by_ul.values()) if by_ul else None,
+        bne_l2_by_learner=by_l2,
+        utility_loss_by_learner=by_ul,
+        timesteps=int(trained.manifest["timesteps"]),
+    )
+    if plot is not None:
+        plot_bid_functions(
+            curves, plot, title=f"{env.mechanism}, n_buyers={env.n_buyers}"
+        )
+        result["plot"] = str(plot)
+    return result
+
+
+def _sealed(mechanism: str) -> bool:
+    from attn_env import mechanisms
+
+    return mechanisms.family(mechanism) != "matching"
+
+
+def _market_metrics(
+    config, trained, agent_cls, names, episodes, progress
+) -> dict[str, Any]:
+    """``attn_env.simulate.play`` with the trained policy in every learning seat."""
+    from attn_env.simulate import play
+
+    agents = {
+        name: agent_cls(trained.for_agent(name))
+        for name in names
+        if config.agent_spec(name).kind == "learn"
+    }
+    return _jsonable(play(config, agents=agents, episodes=episodes, progress=progress))
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def plot_bid_functions(
+    curves: dict[str, tuple[str, NDArray, NDArray, NDArray | None]],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Learned bid (ask) functions against the BNE, one panel per learner, as a PNG.
+
+    Args:
+        curves: learner -> ``(role, values, learned bids, BNE bids or None)``.
+        path: the PNG to write (atomically).
+        title: figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.checkpoint import atomic_save
+
+    fig, axes = plt.subplots(
+        1, len(curves), figsize=(4.2 * len(curves), 3.8), squeeze=False
+    )
+    for ax, (name, (role, v, learned, star)) in zip(
+        axes[0], curves.items(), strict=True
+    ):
+        ax.plot(v, v, ":", color="grey", label="truthful")
+        if star is not None:
+            ax.plot(v, star, "--", color="black", label="BNE")
+        ax.plot(v, learned, color="tab:blue", lw=2, label="learned")
+        ax.set_xlabel("cost" if role == "seller" else "value")
+        ax.set_ylabel("ask" if role == "seller" else "bid")
+        ax.set_title(name)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path

@@ -1,0 +1,478 @@
+"""``attn-market train``: stable-baselines3 learners on the vectorised market.
+
+Reads top to bottom:
+
+1. **Learners.** Agents with ``kind: learn`` are grouped into learners, one SB3
+   model each: one per role with ``share: role`` (all learning buyers share a
+   policy, all learning sellers another), one per agent with ``share: none``.
+2. **Envs.** Each learner gets its own ``vector_env`` of ``num_envs`` markets
+   wrapped in a :class:`~training.vec_adapter.MarketVecEnv`: its seats are SB3
+   sub-envs; fixed agents play their kinds, other learners play their latest
+   frozen policy, and with self-play its own other seats play its past
+   snapshots (``training.selfplay``).
+3. **Loop.** Learners train in turn, ``alternate_every`` agent-steps at a time
+   (the one with the fewest steps goes next), each against the others' policies
+   frozen at the end of their last turn; a single learner simply trains in
+   chunks. After each chunk: refresh its frozen copy, add a self-play snapshot,
+   and every ``checkpoint_every`` steps write an atomic checkpoint.
+4. **Output.** The run folder (``training.checkpoint``) with the resolved
+   config, models, manifest and TensorBoard logs, readable by
+   ``training.load_policy``.
+
+Frozen opponents *sample* from their policy (as they did while learning), which
+keeps exploration alive when two roles learn in turn: a freshly initialised
+policy's mean shading is 0, and two such means would never trade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attn_env.config import ExperimentConfig, TrainConfig
+from training.actions import ACTIONS, ActionMap, action_map_for
+from training.checkpoint import (
+    CONFIG,
+    MANIFEST,
+    atomic_write_text,
+    read_manifest,
+    write_checkpoint,
+)
+from training.policy import (
+    ALGOS,
+    RolePolicy,
+    action_map_from,
+    algo_class,
+    freeze,
+    resolve_device,
+)
+from training.selfplay import PoolPlayer, SnapshotPool
+from training.vec_adapter import MarketVecEnv, Seats
+
+__all__ = ["Learner", "Trainer", "plan_learners", "train"]
+
+SHARES = ("role", "none")
+
+
+@dataclass
+class Learner:
+    """One SB3 model and the seats it controls."""
+
+    name: str
+    "``buyer``/``seller`` (shared by role) or an agent name (``share: none``)."
+    role: str
+    seats: list[int]
+    "Agent indices of its seats (in ``vector_env.agents`` order)."
+    action_map: ActionMap
+    seed: int
+    model: Any = None
+    env: MarketVecEnv | None = None
+    frozen: RolePolicy | None = None
+    "Its latest policy, as the other learners see it (updated after each chunk)."
+    pool: SnapshotPool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.model.num_timesteps) if self.model is not None else 0
+
+
+def env_options(config: ExperimentConfig) -> dict[str, Any]:
+    """Keyword options of ``attn_env.vector_env`` from the config's env section."""
+    return dataclasses.asdict(config.env)
+
+
+def check_train_config(tc: TrainConfig) -> None:
+    """``ValueError`` naming the first bad training option."""
+    if tc.algo not in ALGOS:
+        raise ValueError(
+            f"train.algo must be one of {', '.join(ALGOS)}, got {tc.algo!r}"
+        )
+    if tc.share not in SHARES:
+        raise ValueError(
+            f"train.share must be one of {', '.join(SHARES)}, got {tc.share!r}"
+        )
+    if tc.action not in ACTIONS:
+        raise ValueError(
+            f"train.action must be one of {', '.join(ACTIONS)}, got {tc.action!r}"
+        )
+    for name in (
+        "total_timesteps",
+        "num_envs",
+        "n_steps",
+        "batch_size",
+        "checkpoint_every",
+        "alternate_every",
+    ):
+        if getattr(tc, name) < 1:
+            raise ValueError(f"train.{name} must be >= 1, got {getattr(tc, name)!r}")
+    if tc.self_play_pool < 0:
+        raise ValueError(
+            f"train.self_play_pool must be >= 0, got {tc.self_play_pool!r}"
+        )
+    if not 0.0 <= tc.gamma <= 1.0:
+        raise ValueError(f"train.gamma must be in [0, 1], got {tc.gamma!r}")
+
+
+def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Learner]:
+    """Group the ``kind: learn`` agents into learners (without models yet)."""
+    tc = config.train
+    learning = [
+        i for i, a in enumerate(agent_names) if config.agent_spec(a).kind == "learn"
+    ]
+    if not learning:
+        raise ValueError(
+            "no agent has kind: learn; mark the learners in the config, "
+            "e.g. agents: {buyer: {kind: learn}}"
+        )
+    groups: dict[str, list[int]] = {}
+    for i in learning:
+        name = agent_names[i]
+        key = name.rsplit("_", 1)[0] if tc.share == "role" else name
+        groups.setdefault(key, []).append(i)
+    seeds = np.random.SeedSequence(config.seed).generate_state(len(groups))
+    out = []
+    for (key, seats), seed in zip(groups.items(), seeds, strict=True):
+        role = agent_names[seats[0]].rsplit("_", 1)[0]
+        amap = action_map_for(config.env, role, tc.action)
+        out.append(Learner(key, role, seats, amap, int(seed)))
+    return out
+
+
+def _seat_matrix(learner: Learner, n_markets: int, self_play: bool) -> np.ndarray:
+    """``[N, k]`` seats the learner controls in each market."""
+    seats = np.asarray(learner.seats, dtype=np.int64)
+    if self_play and len(seats) > 1:
+        return seats[np.arange(n_markets) % len(seats)][:, None]
+    return np.tile(seats, (n_markets, 1))
+
+
+def _make_model(learner: Learner, tc: TrainConfig, device: str, tb: str | None):
+    algo = algo_class(tc.algo)
+    kwargs: dict[str, Any] = {
+        "gamma": tc.gamma,
+        "learning_rate": tc.learning_rate,
+        "policy_kwargs": {"net_arch": list(tc.net_arch)},
+        "seed": learner.seed,
+        "device": device,
+        "tensorboard_log": tb,
+        "verbose": 0,
+    }
+    rollout = tc.n_steps * learner.env.num_envs
+    if tc.algo == "ppo":
+        kwargs.update(
+            n_steps=tc.n_steps, batch_size=max(2, min(tc.batch_size, rollout))
+        )
+    else:
+        kwargs.update(batch_size=tc.batch_size)
+    kwargs.update(tc.algo_params)
+    return algo("MlpPolicy", learner.env, **kwargs)
+
+
+def _chunk(learner: Learner, tc: TrainConfig, remaining: int) -> int:
+    """Agent-steps of the next turn, whole PPO rollouts."""
+    steps = min(tc.alternate_every, tc.checkpoint_every, remaining)
+    unit = learner.env.num_envs * (tc.n_steps if tc.algo == "ppo" else 1)
+    return max(unit, int(np.ceil(steps / unit)) * unit)
+
+
+class _Progress:
+    """One progress bar over all learners' turns (an SB3 callback factory)."""
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total, initial=start, unit="step", desc="train", smoothing=0.1
+            )
+
+    def callback(self, learner: Learner):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        bar = self.bar
+
+        class _Tick(BaseCallback):
+            def _on_step(self) -> bool:
+                if bar is not None:
+                    bar.update(self.training_env.num_envs)
+                    bar.set_postfix_str(learner.name, refresh=False)
+                return True
+
+        return _Tick()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _others(
+    learner: Learner,
+    learners: list[Learner],
+    config: ExperimentConfig,
+    agent_names: list[str],
+    self_play: bool,
+) -> Seats:
+    """Players of the seats ``learner`` does not control."""
+    from agents import for_market
+
+    opts = env_options(config)
+    owner = {s: other for other in learners for s in other.seats}
+    players: list[Any] = []
+    for j, name in enumerate(agent_names):
+        if j in learner.seats:
+            shared = self_play and len(learner.seats) > 1
+            players.append(PoolPlayer(learner.pool) if shared else None)
+        elif j in owner:
+            players.append(owner[j].frozen)
+        else:
+            spec = config.agent_spec(name)
+            players.append(for_market(spec.kind, spec.params, opts))
+    return Seats(players, n_buyers=config.env.n_buyers)
+
+
+def _manifest(
+    config: ExperimentConfig,
+    learners: list[Learner],
+    agent_names: list[str],
+    state: dict[str, Any],
+    finished: bool,
+) -> dict[str, Any]:
+    return {
+        "algo": config.train.algo,
+        "mechanism": config.env.mechanism,
+        "seed": config.seed,
+        "agents": agent_names,
+        "timesteps": sum(lr.timesteps for lr in learners),
+        "total_timesteps": config.train.total_timesteps,
+        "finished": finished,
+        "learners": {
+            lr.name: {
+                "role": lr.role,
+                "seats": [agent_names[s] for s in lr.seats],
+                "algo": config.train.algo,
+                "action": dataclasses.asdict(lr.action_map),
+                "timesteps": lr.timesteps,
+                "model": f"{lr.name}.zip",
+            }
+            for lr in learners
+        },
+        "pool": {
+            lr.name: list(lr.pool.files) for lr in learners if lr.pool is not None
+        },
+        **state,
+    }
+
+
+def _save(
+    out: Path,
+    config: ExperimentConfig,
+    learners: list[Learner],
+    agent_names: list[str],
+    state: dict[str, Any],
+    finished: bool,
+) -> dict[str, Any]:
+    manifest = _manifest(config, learners, agent_names, state, finished)
+    saves = {lr.name: (lambda path, m=lr.model: m.save(path)) for lr in learners}
+    write_checkpoint(out, manifest["timesteps"], saves, manifest)
+    for lr in learners:
+        if lr.pool is not None:
+            lr.pool.prune_files()
+    return read_manifest(out)
+
+
+def _write_config(out: Path, config: ExperimentConfig) -> None:
+    import yaml
+
+    atomic_write_text(out / CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+class Trainer:
+    """A training run: learners, their envs and models, built from a config.
+
+    ``Trainer(config, out).run()`` is :func:`train`; building the object first
+    gives access to the in-memory learners (tests compare them with what
+    :func:`training.load_policy` reads back).
+
+    Args:
+        config: the experiment (``train`` section: algorithm, sharing, steps, ...).
+        out: the run folder; must not hold a run unless ``resume``.
+        resume: continue the run in ``out`` from its last checkpoint.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        out: str | Path,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        from stable_baselines3.common.utils import set_random_seed
+
+        import attn_env
+
+        tc = config.train
+        check_train_config(tc)
+        self.config, self.out, self.progress = config, Path(out), progress
+        old: dict[str, Any] | None = None
+        if resume:
+            old = read_manifest(self.out)
+        elif (self.out / MANIFEST).exists():
+            raise ValueError(
+                f"{str(self.out)!r} already holds a trained run; pass --resume to continue "
+                "it or choose another --out folder"
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        _write_config(self.out, config)
+        device = resolve_device(tc.device)
+        set_random_seed(config.seed)
+
+        opts = env_options(config)
+        self.agent_names = agent_names = list(attn_env.vector_env(1, **opts).agents)
+        self.learners = learners = plan_learners(config, agent_names)
+        self_play = tc.self_play_pool > 0
+        if old is not None and sorted(old["learners"]) != sorted(
+            lr.name for lr in learners
+        ):
+            raise ValueError(
+                f"cannot resume {str(self.out)!r}: it trained learners "
+                f"{sorted(old['learners'])}, the config asks for "
+                f"{sorted(lr.name for lr in learners)}"
+            )
+        tb = str(self.out / "tb")
+        for lr in learners:
+            if self_play and len(lr.seats) > 1:
+                lr.pool = SnapshotPool(
+                    tc.self_play_pool, lr.action_map, self.out / "pool" / lr.name
+                )
+            venv = attn_env.vector_env(tc.num_envs, **opts)
+            seats = _seat_matrix(lr, tc.num_envs, self_play)
+            lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed)
+        ckpt = self.out / old["checkpoint"] if old is not None else None
+        for lr in learners:
+            if ckpt is not None:
+                entry = old["learners"][lr.name]
+                if action_map_from(entry) != lr.action_map:
+                    raise ValueError(
+                        f"cannot resume {lr.name!r}: its action map changed"
+                    )
+                lr.model = algo_class(tc.algo).load(
+                    ckpt / f"{lr.name}.zip",
+                    env=lr.env,
+                    device=device,
+                    tensorboard_log=tb,
+                )
+                # A fresh, reproducible stream for the continued run.
+                lr.env.seed(lr.seed + lr.timesteps)
+                if lr.pool is not None:
+                    lr.pool.restore(
+                        type(lr.model.policy), old["pool"].get(lr.name, []), device
+                    )
+            else:
+                lr.model = _make_model(lr, tc, device, tb)
+            lr.frozen = RolePolicy(
+                freeze(lr.model.policy), lr.action_map, deterministic=False
+            )
+            if lr.pool is not None and not lr.pool.members:
+                lr.pool.add(lr.model.policy, lr.timesteps)
+        for lr in learners:
+            lr.env.others = _others(lr, learners, config, agent_names, self_play)
+        self.state = {"turns": 0, "wall_s": 0.0}
+        if old is not None:
+            self.state = {
+                "turns": int(old.get("turns", 0)),
+                "wall_s": float(old.get("wall_s", 0.0)),
+            }
+
+    @property
+    def timesteps(self) -> int:
+        """Agent-steps trained so far, all learners together."""
+        return sum(lr.timesteps for lr in self.learners)
+
+    def step(self, progress: _Progress | None = None) -> Learner:
+        """One turn: the learner with the fewest steps trains one chunk."""
+        tc = self.config.train
+        lr = min(self.learners, key=lambda x: x.timesteps)
+        steps = _chunk(lr, tc, max(tc.total_timesteps - self.timesteps, 1))
+        lr.model.learn(
+            steps,
+            callback=progress.callback(lr) if progress is not None else None,
+            reset_num_timesteps=False,
+            tb_log_name=lr.name,
+        )
+        lr.frozen.policy = freeze(lr.model.policy)
+        if lr.pool is not None:
+            lr.pool.add(lr.model.policy, lr.timesteps)
+        self.state["turns"] += 1
+        return lr
+
+    def save(self, finished: bool = False) -> dict[str, Any]:
+        """Write an atomic checkpoint now; returns the new manifest."""
+        return _save(
+            self.out, self.config, self.learners, self.agent_names, self.state, finished
+        )
+
+    def run(self) -> dict[str, Any]:
+        """Train up to ``total_timesteps`` agent-steps, checkpointing on the way."""
+        tc = self.config.train
+        last_ckpt = self.timesteps
+        bar = _Progress(
+            tc.total_timesteps, min(last_ckpt, tc.total_timesteps), self.progress
+        )
+        t0 = time.perf_counter() - self.state["wall_s"]
+        try:
+            while self.timesteps < tc.total_timesteps:
+                self.step(bar)
+                done = self.timesteps
+                if (
+                    done - last_ckpt >= tc.checkpoint_every
+                    and done < tc.total_timesteps
+                ):
+                    self.state["wall_s"] = time.perf_counter() - t0
+                    self.save()
+                    last_ckpt = done
+        finally:
+            bar.close()
+        self.state["wall_s"] = time.perf_counter() - t0
+        return self.save(finished=True)
+
+
+def train(
+    config: ExperimentConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the learning agents of ``config`` into run folder ``out``.
+
+    Args:
+        config: the experiment (``train`` section: algorithm, sharing, steps, ...).
+        out: the run folder; must not hold a run unless ``resume``.
+        resume: continue the run in ``out`` from its last checkpoint, up to
+            ``config.train.total_timesteps`` agent-steps in all.
+        progress: show a progress bar.
+
+    Returns:
+        The final manifest (timesteps, learners, checkpoint, wall time).
+    """
+    return Trainer(config, out, resume=resume, progress=progress).run()
+
+
+def main_summary(manifest: dict[str, Any]) -> str:
+    """One line about a finished run, for the command line."""
+    return json.dumps(
+        {
+            "timesteps": manifest["timesteps"],
+            "learners": list(manifest["learners"]),
+            "checkpoint": manifest["checkpoint"],
+            "wall_s": round(manifest.get("wall_s", 0.0), 2),
+        }
+    )

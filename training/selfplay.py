@@ -1,0 +1,109 @@
+"""Self-play: a learner's other seats played by a pool of its own frozen past policies.
+
+With ``self_play_pool: P > 0`` and a learner holding several seats of a role
+(``share: role``), the learner controls one seat per market (seat
+``m mod n_seats`` in market ``m``, so every seat is learned from) and the other
+seats of its role are played by snapshots of its past policy: after every
+training chunk a copy of the current policy joins the pool and the oldest
+leaves once there are ``P``. Each round, every market draws one pool member
+for its frozen seats. Snapshots are written to ``DIR/pool/<learner>/`` so a
+resumed run keeps its pool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from training.actions import ActionMap
+from training.checkpoint import atomic_save
+from training.policy import RolePolicy, freeze
+
+__all__ = ["PoolPlayer", "SnapshotPool"]
+
+
+class SnapshotPool:
+    """At most ``size`` frozen copies of one learner's policy, newest last.
+
+    Args:
+        size: pool capacity (``TrainConfig.self_play_pool``), >= 1.
+        action_map: the learner's action map (shared by all snapshots).
+        folder: where snapshots are saved (``None``: memory only).
+    """
+
+    def __init__(
+        self, size: int, action_map: ActionMap, folder: Path | None = None
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"self_play_pool must be >= 1 for a pool, got {size}")
+        self.size = size
+        self.action_map = action_map
+        self.folder = folder
+        self.members: list[RolePolicy] = []
+        self.files: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def add(self, policy: Any, tag: int) -> None:
+        """Freeze a copy of SB3 ``policy`` (sampling, as it did while learning) and save it."""
+        frozen = freeze(policy)
+        self.members.append(RolePolicy(frozen, self.action_map, deterministic=False))
+        if self.folder is not None:
+            path = self.folder / f"{tag:012d}.pt"
+            atomic_save(path, frozen.save)
+            self.files.append(path.name)
+        del self.members[: -self.size]
+        del self.files[: -self.size]
+
+    def restore(self, policy_class: type, files: list[str], device: str) -> None:
+        """Reload saved snapshots (resume); missing files are skipped."""
+        if self.folder is None:
+            return
+        for name in files[-self.size :]:
+            path = self.folder / name
+            if path.is_file():
+                pol = policy_class.load(path, device=device)
+                pol.set_training_mode(False)
+                self.members.append(
+                    RolePolicy(pol, self.action_map, deterministic=False)
+                )
+                self.files.append(name)
+
+    def prune_files(self) -> None:
+        """Delete snapshot files that left the pool (call after the manifest names the pool)."""
+        if self.folder is None or not self.folder.is_dir():
+            return
+        keep = set(self.files)
+        for path in self.folder.glob("*.pt"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+
+class PoolPlayer:
+    """Plays one seat with a pool member drawn per market and round (a ``Player``)."""
+
+    def __init__(self, pool: SnapshotPool) -> None:
+        self.pool = pool
+
+    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
+        """Stateless between rounds: the member is drawn in :meth:`act`."""
+
+    def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
+        if not self.pool.members:
+            raise RuntimeError(
+                "the self-play pool is empty; add a snapshot before playing"
+            )
+        pick = rng.integers(len(self.pool.members), size=len(obs))
+        out = np.zeros((len(obs), 1), dtype=np.float32)
+        for i, member in enumerate(self.pool.members):
+            rows = pick == i
+            if rows.any():
+                out[rows] = member.act(obs[rows])
+        return out
+
+    def observe(self, feedback: dict[str, Any]) -> None:
+        """Frozen policies ignore feedback."""

@@ -1,0 +1,282 @@
+"""Feed stable-baselines3 from the fast ``vector_env``: one SB3 sub-env per (market, learner seat).
+
+``attn_env.vector_env`` steps ``N`` markets of ``A`` agents in one numpy call
+(``obs [N, A, D]``). A learner (one SB3 model) controls ``k`` seats in every
+market, so SB3 sees ``N * k`` sub-envs, market-major: sub-env ``m * k + i`` is
+seat ``seats[m, i]`` of market ``m``. All other seats are filled by
+:class:`Seats`: fixed agents, other learners' frozen policies, or frozen past
+selves (self-play). The learner's raw actions are turned into bids or asks by an
+:class:`~training.actions.ActionMap` before the market sees them.
+
+Seeding: ``seed(s)`` (SB3 calls it from ``PPO(seed=...)``) makes the next
+``reset`` reset the markets with ``seed=s`` and reseeds the generator handed to
+the fixed agents, so one seed fixes every draw of a run.
+
+Autoreset: finished markets reset themselves. With the gymnasium ``next_step``
+mode (a finished market's next step only resets it) the adapter issues that
+reset step at once, which needs every market to finish together (fixed-length
+episodes); ``same_step`` mode needs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import (
+    VecEnvIndices,
+    VecEnvStepReturn,
+)
+
+from training.actions import ActionMap
+
+__all__ = ["MarketVecEnv", "Player", "Seats"]
+
+
+class Player(Protocol):
+    """Anything that acts for one seat in ``N`` markets (the ``agents.base.Agent`` protocol)."""
+
+    def reset(self, num_envs: int, rng: np.random.Generator) -> None: ...
+
+    def act(
+        self, obs: NDArray[np.float32], rng: np.random.Generator
+    ) -> NDArray[np.float32]: ...
+
+    def observe(self, feedback: dict[str, Any]) -> None: ...
+
+
+class Seats:
+    """The players of the seats a learner does not control, one per agent index.
+
+    ``players[j]`` is ``None`` for a seat that the learner always controls.
+    After each round every player gets the feedback dict of the ``agents``
+    package, built from the vector env's infos as ``simulate.play`` does.
+
+    Args:
+        players: one entry per agent index.
+        n_buyers: number of buyers (columns ``0..n_buyers-1`` of the env's arrays).
+    """
+
+    def __init__(
+        self, players: Sequence[Player | None], n_buyers: int | None = None
+    ) -> None:
+        self.players = list(players)
+        self.n_buyers = len(self.players) if n_buyers is None else int(n_buyers)
+
+    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
+        for p in self.players:
+            if p is not None:
+                p.reset(num_envs, rng)
+
+    def act(
+        self, obs: NDArray[np.float32], rng: np.random.Generator
+    ) -> NDArray[np.float32]:
+        """Bids/asks ``[N, A, 1]`` for every seat with a player (zeros elsewhere)."""
+        out = np.zeros((obs.shape[0], obs.shape[1], 1), dtype=np.float32)
+        for j, p in enumerate(self.players):
+            if p is not None:
+                out[:, j, :] = np.asarray(
+                    p.act(obs[:, j, :], rng), dtype=np.float32
+                ).reshape(-1, 1)
+        return out
+
+    def observe(self, infos: dict[str, Any]) -> None:
+        from attn_env.simulate import feedback
+
+        for j, p in enumerate(self.players):
+            if p is not None:
+                p.observe(feedback(infos, j, self.n_buyers))
+
+
+def _autoreset_mode(venv: Any) -> str:
+    mode = getattr(venv, "metadata", {}).get("autoreset_mode", "same_step")
+    return "next_step" if "next" in str(mode).lower() else "same_step"
+
+
+class MarketVecEnv(VecEnv):
+    """An SB3 ``VecEnv`` over ``N`` markets of a vector env, ``k`` learner seats per market.
+
+    Args:
+        venv: a vector env as ``attn_env.vector_env`` (``reset(seed=)``, ``step``,
+            ``num_envs``, ``n_agents``, ``single_observation_space``).
+        seats: ``int [N, k]`` agent index of each learner seat in each market.
+        action_map: raw policy action -> bid/ask for the learner's role.
+        others: players of the other seats (``None``: the learner holds every seat).
+        seed: seed of the first reset (``seed()`` overrides it).
+    """
+
+    def __init__(
+        self,
+        venv: Any,
+        seats: NDArray[np.integer],
+        action_map: ActionMap,
+        others: Seats | None = None,
+        seed: int | None = None,
+    ) -> None:
+        from gymnasium.spaces import Box
+
+        self.venv = venv
+        self.seats = np.asarray(seats, dtype=np.int64)
+        n_markets = int(venv.num_envs)
+        if self.seats.ndim != 2 or self.seats.shape[0] != n_markets:
+            raise ValueError(
+                f"seats must have shape [num_envs={n_markets}, k], got {self.seats.shape}"
+            )
+        n_agents = int(venv.n_agents)
+        if self.seats.min() < 0 or self.seats.max() >= n_agents:
+            raise ValueError(
+                f"seat indices must lie in [0, {n_agents}), got {self.seats.tolist()}"
+            )
+        self.n_markets, self.k = self.seats.shape
+        self._rows = np.arange(self.n_markets)[:, None]
+        self.action_map = action_map
+        self.others = others if others is not None else Seats([None] * n_agents)
+        self.render_mode = None
+        self._mode = _autoreset_mode(venv)
+        self._next_seed = seed
+        self._rng = np.random.default_rng(seed)
+        space = venv.single_observation_space
+        obs_space = Box(
+            low=np.asarray(space.low, dtype=np.float32),
+            high=np.asarray(space.high, dtype=np.float32),
+            dtype=np.float32,
+        )
+        super().__init__(self.n_markets * self.k, obs_space, action_map.space())
+        self._obs: NDArray[np.float32] | None = None
+        self._actions: NDArray | None = None
+        self._ep_ret = np.zeros(self.num_envs)
+        self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
+        self.last_bids: NDArray[np.float32] | None = None
+
+    # -- the VecEnv interface -------------------------------------------------
+
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Seed the next reset of the markets and the fixed agents' generator."""
+        self._next_seed = seed
+        self._rng = np.random.default_rng(seed)
+        return [seed] * self.num_envs
+
+    def reset(self) -> NDArray[np.float32]:
+        obs, _ = self.venv.reset(seed=self._next_seed)
+        self._next_seed = None
+        self.others.reset(self.n_markets, self._rng)
+        self._obs = np.asarray(obs, dtype=np.float32)
+        self._ep_ret[:] = 0.0
+        self._ep_len[:] = 0
+        return self._learner_view(self._obs)
+
+    def step_async(self, actions: NDArray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._obs is None or self._actions is None:
+            raise RuntimeError("call reset() and step_async() before step_wait()")
+        obs = self._obs
+        full = self.others.act(obs, self._rng)
+        mine = self._learner_view(obs)
+        bids = self.action_map.to_bid(self._actions.reshape(-1, 1), mine)
+        full[self._rows, self.seats] = bids.reshape(self.n_markets, self.k, 1)
+        self.last_bids = bids
+        nxt, rew, term, trunc, infos = self.venv.step(full)
+        self.others.observe(infos)
+        term = np.asarray(term, dtype=bool)
+        trunc = np.asarray(trunc, dtype=bool)
+        if term.ndim == 1:  # per-market flags
+            term = np.repeat(term[:, None], obs.shape[1], axis=1)
+            trunc = np.repeat(trunc[:, None], obs.shape[1], axis=1)
+        final = np.asarray(nxt, dtype=np.float32)
+        done_market = (term | trunc).any(axis=1)
+        if self._mode == "next_step" and done_market.any():
+            if not done_market.all():
+                raise NotImplementedError(
+                    "next_step autoreset needs all markets to finish together"
+                )
+            nxt, _, _, _, _ = self.venv.step(full)  # the reset step: actions ignored
+        elif isinstance(infos, dict) and "final_obs" in infos:
+            final = _final_obs(infos, final)
+        self._obs = np.asarray(nxt, dtype=np.float32)
+
+        rew_l = np.asarray(rew, dtype=np.float32)[self._rows, self.seats].reshape(-1)
+        term_l = term[self._rows, self.seats].reshape(-1)
+        trunc_l = trunc[self._rows, self.seats].reshape(-1)
+        dones = term_l | trunc_l
+        self._ep_ret += rew_l
+        self._ep_len += 1
+        out_infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if dones.any():
+            final_l = self._learner_view(final)
+            for i in np.flatnonzero(dones):
+                out_infos[i] = {
+                    "terminal_observation": final_l[i],
+                    "TimeLimit.truncated": bool(trunc_l[i] and not term_l[i]),
+                    "episode": {"r": float(self._ep_ret[i]), "l": int(self._ep_len[i])},
+                }
+            self._ep_ret[dones] = 0.0
+            self._ep_len[dones] = 0
+        return self._learner_view(self._obs), rew_l, dones, out_infos
+
+    def close(self) -> None:
+        close = getattr(self.venv, "close", None)
+        if close is not None:
+            close()
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(
+            self, attr_name
+        )  # AttributeError for unknown names, as SB3 expects
+        return [value] * len(self._indices(indices))
+
+    def set_attr(
+        self, attr_name: str, value: Any, indices: VecEnvIndices = None
+    ) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(
+        self,
+        method_name: str,
+        *method_args,
+        indices: VecEnvIndices = None,
+        **method_kwargs,
+    ) -> list[Any]:
+        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
+        return [result] * len(self._indices(indices))
+
+    def env_is_wrapped(
+        self, wrapper_class: type, indices: VecEnvIndices = None
+    ) -> list[bool]:
+        return [False] * len(self._indices(indices))
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _indices(self, indices: VecEnvIndices) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, int):
+            return [indices]
+        return list(indices)
+
+    def _learner_view(self, obs: NDArray) -> NDArray[np.float32]:
+        """``[N, A, D] -> [N * k, D]``: the learner seats' observations, market-major."""
+        view = np.asarray(obs, dtype=np.float32)[self._rows, self.seats]
+        return np.ascontiguousarray(view.reshape(self.num_envs, -1))
+
+
+def _final_obs(
+    infos: dict[str, Any], default: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """Final observations of finished markets from gymnasium-style ``same_step`` infos."""
+    final = infos["final_obs"]
+    mask = np.asarray(
+        infos.get("_final_obs", np.ones(len(final), dtype=bool)), dtype=bool
+    )
+    out = default.copy()
+    if isinstance(final, np.ndarray) and final.dtype != object:
+        out[mask] = final[mask]
+        return out
+    for m in np.flatnonzero(mask):
+        if final[m] is not None:
+            out[m] = np.asarray(final[m], dtype=np.float32)
+    return out
