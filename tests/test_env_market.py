@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attn_env import mechanisms, parallel_env, vector_env
 from attn_env.core import _one_sided_optimum, _two_sided_optimum
@@ -307,3 +309,71 @@ def test_attention_valuation_through_the_env(tmp_path):
     np.testing.assert_allclose(info["episode"]["efficiency"], 1.0, atol=1e-9)
     assert (rew >= -1e-6).all()  # truthful GSP winners never pay above their value
     parallel_api_test(parallel_env(valuation_params=vp, **kw), num_cycles=10)
+
+
+@st.composite
+def markets(draw):
+    name = draw(st.sampled_from(mechanisms.names()))
+    kw = {
+        "mechanism": name,
+        "n_buyers": draw(st.integers(1, 4)),
+        "rounds": draw(st.integers(1, 3)),
+        "redraw": draw(st.sampled_from(["round", "episode"])),
+        "history": draw(st.integers(0, 2)),
+        "budget": draw(st.one_of(st.none(), st.floats(0.0, 2.0))),
+    }
+    if mechanisms.family(name) == "two_sided":
+        kw["n_sellers"] = draw(st.integers(1, 3))
+    else:
+        kw["n_slots"] = 1 if name == "second_price" else draw(st.integers(1, 3))
+    return kw
+
+
+@settings(max_examples=40, deadline=None)
+@given(kw=markets(), seed=st.integers(0, 2**16))
+def test_market_invariants(kw, seed):
+    v = vector_env(4, **kw)
+    n = kw["n_buyers"]
+    obs, _ = v.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    spent = np.zeros((4, n))
+    welfare = np.zeros(4)
+    for _ in range(2 * kw["rounds"]):
+        acts = np.where(
+            rng.random((4, v.n_agents, 1)) < 0.5,
+            truthful(obs),
+            rng.uniform(-0.2, 1.2, (4, v.n_agents, 1)),
+        )
+        obs, rew, term, _, info = v.step(acts)
+        assert v.observation_space.contains(obs)
+        np.testing.assert_array_equal(rew, info["utility"])
+        alloc, pay, bid, val = (
+            info["alloc"],
+            info["payment"],
+            info["bid"],
+            info["value"],
+        )
+        # buyers: utility = value x alloc - payment, payment <= bid x alloc
+        np.testing.assert_allclose(rew[:, :n], val[:, :n] * alloc[:, :n] - pay[:, :n])
+        assert (pay[:, :n] <= bid[:, :n] * alloc[:, :n] + 1e-9).all()
+        assert (
+            (pay >= -1e-12).all() and (bid >= 0).all() and (bid <= v.spec.max_bid).all()
+        )
+        if v.spec.n_sellers:
+            np.testing.assert_allclose(alloc[:, :n].sum(1), alloc[:, n:].sum(1))
+            sold = alloc[:, n:] > 0
+            assert (pay[:, n:][sold] >= bid[:, n:][sold] - 1e-9).all()  # ask met
+        spent += pay[:, :n]
+        welfare += (val[:, :n] * alloc[:, :n]).sum(1) - (val[:, n:] * alloc[:, n:]).sum(
+            1
+        )
+        if kw["budget"] is not None:
+            assert (spent <= kw["budget"] + 1e-9).all()
+        done = term[:, 0]
+        if done.any():
+            ep = info["episode"]
+            np.testing.assert_allclose(ep["welfare"][done], welfare[done], atol=1e-9)
+            assert (ep["welfare"][done] <= ep["optimal_welfare"][done] + 1e-9).all()
+            assert not np.isnan(ep["revenue"][done]).any()
+        spent[done] = 0.0
+        welfare[done] = 0.0
