@@ -297,3 +297,34 @@ def test_cda_zi_c_efficiency():
     efficiency = gain.sum() / np.clip(v - c, 0, None).sum()
     # measured 0.95 on random U[0, 1] 10 x 10 schedules (see docs/mechanisms.md)
     assert 0.93 < efficiency <= 1.0
+
+
+@pytest.mark.parametrize("name", ["k_double", "mcafee", "call_market"])
+def test_inactive_traders_are_out_of_the_book(name):
+    # clearing with masks equals clearing the market without those traders
+    rng = np.random.default_rng(11)
+    m = mechanisms.make(name, seed=0)
+    for _ in range(30):
+        bids, asks = rng.random((1, 6)), rng.random((1, 5))
+        b_act, s_act = rng.random((1, 6)) < 0.6, rng.random((1, 5)) < 0.6
+        if not b_act.any() or not s_act.any():
+            continue
+        out = m.clear(bids, asks, buyer_active=b_act, seller_active=s_act)
+        alone = m.clear(bids[:, b_act[0]], asks[:, s_act[0]])
+        assert (out.alloc[~b_act] == 0).all() and (out.seller_alloc[~s_act] == 0).all()
+        np.testing.assert_array_equal(out.pay[b_act], alone.pay[0])
+        np.testing.assert_array_equal(
+            out.seller_receipt[s_act], alone.seller_receipt[0]
+        )
+        sellers = np.flatnonzero(s_act[0])
+        kept = alone.slot[0]
+        np.testing.assert_array_equal(
+            out.slot[b_act], np.where(kept >= 0, sellers[np.maximum(kept, 0)], -1)
+        )
+        np.testing.assert_array_equal(out.clearing_price, alone.clearing_price)
+        np.testing.assert_array_equal(
+            out.extra["walrasian_low"], alone.extra["walrasian_low"]
+        )
+        np.testing.assert_array_equal(
+            out.extra["walrasian_high"], alone.extra["walrasian_high"]
+        )

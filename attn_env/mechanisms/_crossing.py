@@ -80,6 +80,8 @@ def cross(
     asks: NDArray[np.float64],
     rng: np.random.Generator | None,
     reserve: float = 0.0,
+    buyer_active: NDArray[np.bool_] | None = None,
+    seller_active: NDArray[np.bool_] | None = None,
 ) -> Crossing:
     """Sort a validated book and find its crossing point.
 
@@ -89,11 +91,22 @@ def cross(
         rng: tie-break generator; ``None`` sorts stably (only for prices, which do
             not depend on who wins a tie).
         reserve: bids under it are not in the book.
+        buyer_active: ``bool [B, n]``; inactive buyers are not in the book.
+        seller_active: ``bool [B, m]``; inactive sellers are not in the book.
     """
     n_markets, n = bids.shape
     m = asks.shape[1]
-    # asks are >= 0, so a bid of -1 never meets one: out of the book
-    live = bids if reserve == 0.0 else np.where(bids >= reserve, bids, -1.0)
+    # asks are >= 0, so a bid of -1 never meets one, nor a bid an ask of inf:
+    # such orders are out of the book and read as "no order" in the padding
+    live = bids
+    dropped = reserve > 0.0 or buyer_active is not None
+    if dropped:
+        keep = bids >= reserve
+        if buyer_active is not None:
+            keep &= buyer_active
+        live = np.where(keep, bids, -1.0)
+    if seller_active is not None:
+        asks = np.where(seller_active, asks, np.inf)
     if rng is None:
         buyer_order = np.argsort(-live, axis=1, kind="stable")
         seller_order = np.argsort(asks, axis=1, kind="stable")
@@ -107,7 +120,7 @@ def cross(
     q = (b_srt[:, :depth] >= s_srt[:, :depth]).sum(axis=1)
     b = np.empty((n_markets, n + 2))
     b[:, 0] = np.inf
-    b[:, 1 : n + 1] = b_srt if reserve == 0.0 else np.maximum(b_srt, 0.0)
+    b[:, 1 : n + 1] = np.maximum(b_srt, 0.0) if dropped else b_srt
     b[:, n + 1] = 0.0
     s = np.empty((n_markets, m + 2))
     s[:, 0] = 0.0

@@ -51,6 +51,8 @@ class SealedDouble(Mechanism):
         bids: ArrayLike,
         asks: ArrayLike,
         rng: np.random.Generator | None = None,
+        buyer_active: ArrayLike | None = None,
+        seller_active: ArrayLike | None = None,
     ) -> Outcome:
         """Clear ``B`` markets at once.
 
@@ -58,14 +60,28 @@ class SealedDouble(Mechanism):
             bids: ``float64 [B, n]`` buyers' bids per unit, >= 0.
             asks: ``float64 [B, m]`` sellers' asks per unit, >= 0.
             rng: tie-break generator; default the mechanism's own.
+            buyer_active: optional ``bool [B, n]``; False keeps a buyer out of the
+                market (e.g. it already traded its unit this trading period).
+            seller_active: optional ``bool [B, m]``, the same for sellers.
 
         Returns:
             :class:`Outcome` with the two-sided fields filled and
-            ``extra["walrasian_low"]``, ``extra["walrasian_high"]`` ``[B]``.
+            ``extra["walrasian_low"]``, ``extra["walrasian_high"]`` ``[B]`` (of
+            the active book).
         """
         gen = self._gen(rng)
         bids, asks = check_two_sided(bids, asks)
-        c = cross(bids, asks, gen, self.reserve)
+        b_act = (
+            None
+            if buyer_active is None
+            else _mask(buyer_active, "buyer_active", bids.shape)
+        )
+        s_act = (
+            None
+            if seller_active is None
+            else _mask(seller_active, "seller_active", asks.shape)
+        )
+        c = cross(bids, asks, gen, self.reserve, b_act, s_act)
         trades, buyer_price, seller_price, clearing = self._rule(c)
         low, high = c.walrasian()
         out = _trade_outcome(c, trades, buyer_price, seller_price, clearing)
