@@ -29,9 +29,8 @@ from agents.base import Agent
 from attn_env import metrics
 from attn_env.config import ExperimentConfig, load_config
 
-__all__ = ["build_agents", "feedback", "play", "register", "summarize"]
+__all__ = ["MarketLog", "build_agents", "feedback", "play", "register", "summarize"]
 
-_RECORD_KEYS = ("value", "bid", "alloc", "payment", "utility", "active")
 _MAX_BINS = 50
 _TOL = 1e-9
 
@@ -110,7 +109,8 @@ def play(
         num_envs: markets stepped at once (default ``min(episodes, 1024)``).
 
     Returns:
-        JSON-able metrics, see :func:`summarize`.
+        JSON-able metrics (keys in :meth:`MarketLog.result`), plus ``mechanism``,
+        ``episodes``, ``rounds``, ``num_envs``, ``seed`` and ``agent_kinds``.
     """
     import attn_env
 
@@ -126,12 +126,12 @@ def play(
     players = build_agents(config, env.agents, agents)
     order = [players[a] for a in env.agents]
     n_buyers, rounds = env.spec.n_buyers, env.config.rounds
-    rng = np.random.default_rng(
-        [config.seed, 1]
-    )  # agents' stream, apart from the env's
+    # the agents' own stream, apart from the env's
+    rng = np.random.default_rng([config.seed, 1])
     for agent in order:
         agent.reset(num_envs, rng)
     obs, _ = env.reset(seed=config.seed)
+    log = MarketLog(env.agents, n_buyers, env.spec.family, env.config.redraw)
 
     from tqdm.auto import tqdm
 
@@ -142,37 +142,28 @@ def play(
         desc=f"simulate {config.env.mechanism}",
         file=sys.stderr,
     )
-    batches: list[dict[str, NDArray]] = []
     done = 0
     while done < episodes:
-        steps: list[dict[str, NDArray]] = []
         for _ in range(rounds):
             alpha = env.core.alpha.copy()  # this round's slots (not in infos)
             actions = np.stack([a.act(obs[:, j], rng) for j, a in enumerate(order)], 1)
             obs, _, _, _, info = env.step(actions)
             for j, agent in enumerate(order):
                 agent.observe(feedback(info, j, n_buyers))
-            step = {k: np.asarray(info[k], dtype=np.float64) for k in _RECORD_KEYS}
-            step["price"] = np.asarray(info["clearing_price"], dtype=np.float64)
-            step["alpha"] = alpha
-            steps.append(step)
+            log.add_round({**info, "alpha": alpha})
         keep = min(num_envs, episodes - done)
-        batches.append({k: np.stack([s[k] for s in steps], 1)[:keep] for k in steps[0]})
+        log.end_batch(keep)
         done += keep
         bar.update(keep)
     bar.close()
-    records = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-    kinds = {name: _kind(config, name, agents) for name in env.agents}
-    result = summarize(
-        records, env.agents, n_buyers, env.spec.family, env.config.redraw
-    )
+    result = log.result()
     result.update(
         mechanism=config.env.mechanism,
         episodes=episodes,
         rounds=rounds,
         num_envs=num_envs,
         seed=config.seed,
-        agent_kinds=kinds,
+        agent_kinds={name: _kind(config, name, agents) for name in env.agents},
     )
     return result
 
@@ -185,6 +176,168 @@ def _kind(
     return config.agent_spec(name).kind
 
 
+class MarketLog:
+    """Streaming record of played rounds, reduced as they come (bounded memory).
+
+    Each round is reduced to a few numbers per market (welfare, first-best,
+    payments, prices, the Walrasian interval, IR violations) and per-agent sums
+    over the episode (utility, attention won), so a long run keeps ``O(E * T)``
+    scalars, not every bid.
+
+    Args:
+        names: agent names, buyers first (the env's column order).
+        n_buyers: number of buyer columns.
+        family: ``one_sided``, ``two_sided`` or ``matching``.
+        redraw: ``round`` or ``episode``; with one two-sided draw per episode the
+            first-best is counted once per episode (one unit per trader per draw).
+    """
+
+    _SCALARS = (
+        "welfare",
+        "opt",
+        "revenue",
+        "units",
+        "surplus",
+        "price",
+        "low",
+        "high",
+        "ir",
+    )
+
+    def __init__(
+        self, names: list[str], n_buyers: int, family: str, redraw: str = "round"
+    ) -> None:
+        self.names, self.n = list(names), n_buyers
+        self.two_sided = family == "two_sided"
+        self.cumulative = self.two_sided and redraw == "episode"
+        self._rounds: list[dict[str, NDArray]] = []
+        self._utility: NDArray | None = None
+        self._exposure: NDArray | None = None
+        self._done: dict[str, list[NDArray]] = {
+            k: [] for k in (*self._SCALARS, "utility", "exposure")
+        }
+
+    def add_round(self, info: Mapping[str, Any]) -> None:
+        """Reduce one round of ``B`` markets.
+
+        Args:
+            info: the vector env's step infos (``value``, ``bid``, ``alloc``,
+                ``payment``, ``utility``, ``active`` ``[B, A]``, ``clearing_price
+                [B]``) plus ``alpha [B, K]``, the round's slot attention.
+        """
+        n = self.n
+
+        def get(key: str) -> NDArray[np.float64]:
+            return np.asarray(info[key], dtype=np.float64)
+
+        value, bid, alloc, pay = get("value"), get("bid"), get("alloc"), get("payment")
+        util = get("utility")
+        bv, ba, bpay = value[:, :n], alloc[:, :n], pay[:, :n]
+        if self.two_sided:
+            cost, sold, receipt = value[:, n:], alloc[:, n:], pay[:, n:]
+            welfare = metrics.welfare(bv, ba, cost, sold)
+            opt = metrics.optimal_welfare(bv, costs=cost)
+            if self.cumulative and self._rounds:
+                opt = np.zeros_like(opt)  # the period's first-best counts once
+            low, high = metrics.walrasian_interval(bv, cost)
+            surplus = metrics.budget_surplus(bpay, receipt)
+        else:
+            live = np.where(np.asarray(info["active"])[:, :n] > 0.5, bv, 0.0)
+            alpha = get("alpha")
+            welfare = metrics.welfare(bv, ba)
+            opt = metrics.optimal_welfare(live, alpha=alpha)
+            low, high = metrics.walrasian_interval(live, n_units=alpha.shape[-1])
+            surplus = metrics.budget_surplus(bpay)
+        rational = np.concatenate(
+            [bid[:, :n] <= bv + _TOL, bid[:, n:] >= value[:, n:] - _TOL], axis=1
+        )
+        self._rounds.append(
+            {
+                "welfare": welfare,
+                "opt": opt,
+                "revenue": metrics.revenue(bpay),
+                "units": ba.sum(axis=1),
+                "surplus": surplus,
+                "price": get("clearing_price"),
+                "low": low,
+                "high": high,
+                "ir": metrics.ir_violations(util, rational).astype(np.float64),
+            }
+        )
+        self._utility = util if self._utility is None else self._utility + util
+        self._exposure = ba if self._exposure is None else self._exposure + ba
+
+    def end_batch(self, keep: int | None = None) -> None:
+        """Close the episodes of the rounds added so far; keep the first ``keep``."""
+        if not self._rounds:
+            raise ValueError("end_batch() called with no rounds added")
+        for k in self._SCALARS:
+            self._done[k].append(np.stack([r[k] for r in self._rounds], 1)[:keep])
+        self._done["utility"].append(self._utility[:keep])
+        self._done["exposure"].append(self._exposure[:keep])
+        self._rounds, self._utility, self._exposure = [], None, None
+
+    def result(self) -> dict[str, Any]:
+        """Metrics of every closed episode.
+
+        Returns:
+            ``efficiency`` (total welfare / total first-best), per episode
+            ``welfare``, ``optimal_welfare``, ``revenue``, ``budget_surplus`` and
+            ``volume``; ``mean_price`` (payments per unit), ``mean_clearing_price``
+            and ``price_std`` (of clearing prices), ``walrasian_distance`` (mean
+            distance of clearing prices to the round's Walrasian interval) and
+            ``walrasian_share`` (share inside it), ``ir_violations`` (agent-rounds
+            with an IR action yet negative utility), ``mean_utility`` and
+            ``exposure_share`` by agent name, ``gini_utility`` (of agents' mean
+            utilities, negatives clipped to 0), ``gini_exposure`` and ``series``
+            (by round, or by bins of episodes when episodes have one round).
+        """
+        if not self._done["welfare"]:
+            raise ValueError("no episodes recorded; call end_batch() first")
+        d = {k: np.concatenate(v) for k, v in self._done.items()}
+        welfare, opt, price = d["welfare"], d["opt"], d["price"]
+        dist = metrics.walrasian_distance(price, d["low"], d["high"])
+        traded = np.isfinite(price)
+        units = d["units"].sum()
+        mean_u = metrics.mean_utility(d["utility"])
+        exposure = metrics.exposure_share(d["exposure"])
+        price_mean, price_std = metrics.price_stats(price)
+        return {
+            "efficiency": metrics.efficiency(welfare, opt),
+            "welfare": _per_episode(welfare),
+            "optimal_welfare": _per_episode(opt),
+            "revenue": _per_episode(d["revenue"]),
+            "budget_surplus": _per_episode(d["surplus"]),
+            "volume": _per_episode(d["units"]),
+            "mean_price": float(d["revenue"].sum() / units)
+            if units > _TOL
+            else math.nan,
+            "mean_clearing_price": price_mean,
+            "price_std": price_std,
+            "walrasian_distance": float(dist[traded].mean())
+            if traded.any()
+            else math.nan,
+            "walrasian_share": (
+                float((dist[traded] <= _TOL).mean()) if traded.any() else math.nan
+            ),
+            "ir_violations": int(d["ir"].sum()),
+            "mean_utility": dict(zip(self.names, map(float, mean_u), strict=True)),
+            "exposure_share": dict(
+                zip(self.names[: self.n], map(float, exposure), strict=True)
+            ),
+            "gini_utility": float(metrics.gini(np.clip(mean_u, 0.0, None))),
+            "gini_exposure": float(metrics.gini(exposure)),
+            "series": _series(
+                price, d["low"], d["high"], welfare, opt, self.cumulative
+            ),
+        }
+
+
+def _per_episode(x: NDArray) -> float:
+    """Sum over an episode's rounds (axis 1), mean over episodes."""
+    return float(x.sum(axis=1).mean())
+
+
 def summarize(
     rec: Mapping[str, NDArray],
     names: list[str],
@@ -192,93 +345,22 @@ def summarize(
     family: str,
     redraw: str = "round",
 ) -> dict[str, Any]:
-    """Market metrics from round records ``[E, T, ...]`` (episodes x rounds).
+    """Market metrics from full round records ``[E, T, ...]`` (episodes x rounds).
 
     Args:
         rec: ``value``, ``bid``, ``alloc``, ``payment``, ``utility``, ``active``
-            ``[E, T, A]`` (columns in ``names`` order, buyers first), ``price``
-            ``[E, T]`` (nan: no trade) and ``alpha [E, T, K]``.
-        names: agent names.
-        n_buyers: number of buyer columns.
-        family: ``one_sided``, ``two_sided`` or ``matching``.
-        redraw: ``round`` or ``episode`` (a two-sided period's first-best is per draw).
+            ``[E, T, A]`` (columns in ``names`` order, buyers first),
+            ``clearing_price [E, T]`` (nan: no trade) and ``alpha [E, T, K]``.
+        names, n_buyers, family, redraw: as :class:`MarketLog`.
 
     Returns:
-        ``efficiency``, ``welfare``, ``optimal_welfare``, ``revenue``,
-        ``budget_surplus``, ``volume``, ``mean_price`` (payments per unit),
-        ``price_std`` (of clearing prices), ``walrasian_distance`` (mean distance of
-        clearing prices to the round's Walrasian interval), ``walrasian_share``
-        (share of prices inside it), ``ir_violations`` (agent-rounds with an IR
-        action yet negative utility), ``mean_utility`` and ``exposure_share`` by
-        agent name, ``gini_utility`` (of agents' mean utilities, negatives
-        clipped to 0), ``gini_exposure``, and ``series`` (per round, or per bin of
-        episodes when an episode has one round) for the plot.
+        :meth:`MarketLog.result`.
     """
-    n = n_buyers
-    value, bid, alloc, pay = rec["value"], rec["bid"], rec["alloc"], rec["payment"]
-    util, active, price = rec["utility"], rec["active"] > 0.5, rec["price"]
-    E, T = price.shape
-
-    def flat(x: NDArray) -> NDArray:
-        return x.reshape(E * T, *x.shape[2:])
-
-    bv, ba, bpay = value[..., :n], alloc[..., :n], pay[..., :n]
-    two_sided = family == "two_sided"
-    if two_sided:
-        cost, sold, receipt = value[..., n:], alloc[..., n:], pay[..., n:]
-        welfare = metrics.welfare(flat(bv), flat(ba), flat(cost), flat(sold)).reshape(
-            E, T
-        )
-        opt = metrics.optimal_welfare(flat(bv), costs=flat(cost)).reshape(E, T)
-        if redraw == "episode":  # one period per episode: its first-best once
-            opt[:, 1:] = 0.0
-        low, high = metrics.walrasian_interval(flat(bv), flat(cost))
-        surplus = metrics.budget_surplus(flat(bpay), flat(receipt)).reshape(E, T)
-    else:
-        live_value = np.where(active[..., :n], bv, 0.0)
-        welfare = metrics.welfare(flat(bv), flat(ba)).reshape(E, T)
-        opt = metrics.optimal_welfare(flat(live_value), alpha=flat(rec["alpha"]))
-        opt = opt.reshape(E, T)
-        low, high = metrics.walrasian_interval(
-            flat(live_value), n_units=rec["alpha"].shape[-1]
-        )
-        surplus = metrics.budget_surplus(flat(bpay)).reshape(E, T)
-    low, high = low.reshape(E, T), high.reshape(E, T)
-    dist = metrics.walrasian_distance(price, low, high)
-    traded = np.isfinite(price)
-
-    rational = np.concatenate(
-        [bid[..., :n] <= bv + _TOL, bid[..., n:] >= value[..., n:] - _TOL], axis=-1
-    )
-    ir = metrics.ir_violations(flat(util), flat(rational))
-    utility_per_episode = util.sum(axis=1)  # [E, A]
-    mean_u = metrics.mean_utility(utility_per_episode)
-    exposure = metrics.exposure_share(flat(ba))
-    units = ba.sum()
-    price_mean, price_std = metrics.price_stats(price)
-    return {
-        "efficiency": metrics.efficiency(welfare, opt),
-        "welfare": float(welfare.sum(axis=1).mean()),
-        "optimal_welfare": float(opt.sum(axis=1).mean()),
-        "revenue": float(bpay.sum(axis=(1, 2)).mean()),
-        "budget_surplus": float(surplus.sum(axis=1).mean()),
-        "volume": float(ba.sum(axis=(1, 2)).mean()),
-        "mean_price": float(bpay.sum() / units) if units > _TOL else math.nan,
-        "mean_clearing_price": price_mean,
-        "price_std": price_std,
-        "walrasian_distance": float(dist[traded].mean()) if traded.any() else math.nan,
-        "walrasian_share": float((dist[traded] <= _TOL).mean())
-        if traded.any()
-        else math.nan,
-        "ir_violations": int(ir.sum()),
-        "mean_utility": dict(zip(names, map(float, mean_u), strict=True)),
-        "exposure_share": dict(zip(names[:n], map(float, exposure), strict=True)),
-        "gini_utility": float(metrics.gini(np.clip(mean_u, 0.0, None))),
-        "gini_exposure": float(metrics.gini(exposure)),
-        "series": _series(
-            price, low, high, welfare, opt, cumulative=two_sided and redraw == "episode"
-        ),
-    }
+    log = MarketLog(names, n_buyers, family, redraw)
+    for t in range(np.asarray(rec["clearing_price"]).shape[1]):
+        log.add_round({k: np.asarray(v)[:, t] for k, v in rec.items()})
+    log.end_batch()
+    return log.result()
 
 
 def _ratio(num: NDArray, den: NDArray) -> NDArray:

@@ -180,7 +180,7 @@ def test_summarize_hand_case():
         "payment": np.array([[[0.5, 0.0]]]),
         "utility": np.array([[[0.4, 0.0]]]),
         "active": np.ones((1, 1, 2)),
-        "price": np.array([[0.5]]),
+        "clearing_price": np.array([[0.5]]),
         "alpha": np.ones((1, 1, 1)),
     }
     res = simulate.summarize(rec, ["buyer_0", "buyer_1"], 2, "one_sided")
