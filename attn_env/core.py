@@ -341,7 +341,9 @@ class MarketCore:
         obs[:, :, ACTIVE] = self.active()
         if self.config.history:
             obs[:, :, OBS_BASE_DIM:] = self.history[:, None, :]
-        np.clip(obs, s.obs_low, s.obs_high, out=obs)
+        # Every entry is >= 0 by construction (values, budgets, prices); the upper
+        # clip guards against sources whose r or alpha stray above 1.
+        np.minimum(obs, s.obs_high, out=obs)
         return obs
 
     # ------------------------------------------------------------------ step

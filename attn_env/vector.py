@@ -17,7 +17,9 @@ Autoreset: **same-step** (gymnasium 1.x ``AutoresetMode.SAME_STEP``, as SB3's
 VecEnv): a market whose episode ends in a step is reset within that step; the
 returned ``obs`` is the first observation of its new episode, and the last
 observation of the finished one is in ``infos["final_obs"]`` (rows where
-``infos["_final_obs"]`` is true; the key is present only when a market ended).
+``infos["_final_obs"]`` is true; the key is present only when a market ended;
+``vector_env(..., final_obs=False)`` skips it, for trainers that never bootstrap
+from terminal observations, as with ``gamma = 0`` one-shot rounds).
 So every call of ``step`` plays a real round in every market, which with the
 default ``rounds=1`` avoids the wasted steps of next-step autoreset.
 
@@ -82,6 +84,7 @@ class MarketVectorEnv:
         config: EnvConfig | None = None,
         render_mode: str | None = None,
         seed: int | None = None,
+        final_obs: bool = True,
         **options: Any,
     ) -> None:
         if (
@@ -118,6 +121,7 @@ class MarketVectorEnv:
         )
         self.action_space = Box(0.0, spec.max_bid, shape=(*shape, 1), dtype=np.float32)
         self._default_seed = seed
+        self._final_obs = bool(final_obs)
         self.np_random: np.random.Generator | None = None
         self.np_random_seed: int | None = None
 
@@ -144,8 +148,9 @@ class MarketVectorEnv:
         if ended:
             met = self.core.metrics()
             infos["episode"] = {k: np.where(done, met[k], np.nan) for k in METRIC_KEYS}
-            infos["final_obs"] = self.core.observe()
-            infos["_final_obs"] = done
+            if self._final_obs:
+                infos["final_obs"] = self.core.observe()
+                infos["_final_obs"] = done
             self.core.reset(self.np_random, None if done.all() else done)
         else:
             infos["episode"] = {k: np.full(self.num_envs, np.nan) for k in METRIC_KEYS}

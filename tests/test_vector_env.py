@@ -130,3 +130,10 @@ def test_reset_is_reproducible_and_seed_matters():
 def test_bad_num_envs():
     with pytest.raises(ValueError, match="num_envs"):
         vector_env(0, mechanism="gsp")
+
+
+def test_final_obs_can_be_skipped():
+    v = vector_env(4, mechanism="first_price", n_buyers=2, final_obs=False)
+    obs, _ = v.reset(seed=0)
+    _, _, term, _, info = v.step(obs[..., :1])
+    assert term.all() and info["_episode"].all() and "final_obs" not in info
