@@ -127,6 +127,11 @@ bids, allocations and prices, ``"human"`` prints it) and ``seed`` (used by the
 first ``reset()`` without a seed). Unknown options raise ``ValueError`` listing
 the known ones.
 
+State
+-----
+``state()`` (for centralised critics) is every agent's observation concatenated
+in ``possible_agents`` order, ``state_space`` the matching box.
+
 Version history
 ---------------
 * v0: initial release.
@@ -182,6 +187,10 @@ class MarketParallelEnv(ParallelEnv):
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
         self._obs_space = Box(spec.obs_low, spec.obs_high, dtype=np.float32)
         self._act_space = Box(0.0, spec.max_bid, shape=(1,), dtype=np.float32)
+        n = spec.n_agents
+        self.state_space = Box(
+            np.tile(spec.obs_low, n), np.tile(spec.obs_high, n), dtype=np.float32
+        )
         self._default_seed = seed
         self.np_random: np.random.Generator | None = None
         self.np_random_seed: int | None = None
@@ -269,6 +278,10 @@ class MarketParallelEnv(ParallelEnv):
         if self.render_mode == "human":
             self.render()
         return observations, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        """Global state: every agent's observation, concatenated in agent order."""
+        return self.core.observe()[0].reshape(-1)
 
     def render(self) -> str | None:
         """A table of the last round (``ansi``: returned; ``human``: printed)."""

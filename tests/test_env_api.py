@@ -86,3 +86,15 @@ def test_render_ansi_table():
     assert lines[0].startswith("k_double  round 1/1")
     assert "bid" in lines[1] and "payment" in lines[1]
     assert [ln.split()[0] for ln in lines[2:]] == e.possible_agents
+
+
+@pytest.mark.parametrize("name", ["gsp", "cda"])
+def test_state(name):
+    from pettingzoo.test import state_test
+
+    state_test(env(**options(name)), parallel_env(**options(name)), num_cycles=20)
+    p = parallel_env(**options(name))
+    obs, _ = p.reset(seed=0)
+    np.testing.assert_array_equal(
+        p.state(), np.concatenate([obs[a] for a in p.possible_agents])
+    )
