@@ -71,6 +71,7 @@ __all__ = [
     "load_corpus",
     "map_relevance",
     "shipped_corpus_dir",
+    "validate_bank",
 ]
 
 FORMAT_VERSION = 1
@@ -545,6 +546,36 @@ def map_relevance(raw: NDArray, how: str = "logistic") -> NDArray[np.float64]:
     raise ValueError(
         f"unknown relevance map {how!r}; known: {', '.join(RELEVANCE_MAPS)}"
     )
+
+
+def validate_bank(bank: Bank, corpus: Corpus, lm: Any) -> dict[str, Any]:
+    """Precision@1 at picking an own-vertical candidate: r vs a cosine baseline.
+
+    For every query of the bank, the top candidate of its set by ``r_raw`` (any
+    monotone map of it has the same argmax) and by the cosine of mean-pooled
+    embeddings (query and candidate encoded separately) count as a hit when the
+    candidate is of the query's vertical.
+    """
+    from attn_env.valuations.model import embed_texts
+
+    queries = np.asarray(bank.queries)
+    cands = np.asarray(bank.candidates)
+    own = np.asarray(bank.own)
+    rows = np.arange(len(queries))
+    top_r = np.argmax(np.asarray(bank.relevance_raw), axis=1)
+    uniq = np.unique(cands)
+    emb_c = embed_texts(lm, [corpus.cand_texts[j] for j in uniq])
+    emb_q = embed_texts(lm, [corpus.query_texts[q] for q in queries])
+    pos = np.searchsorted(uniq, cands)
+    cosine = np.einsum("qcd,qd->qc", emb_c[pos], emb_q)
+    top_cos = np.argmax(cosine, axis=1)
+    return {
+        "queries": len(queries),
+        "candidates_per_query": int(cands.shape[1]),
+        "own_share": float(own.mean()),
+        "precision_at_1_r": float(own[rows, top_r].mean()),
+        "precision_at_1_cosine": float(own[rows, top_cos].mean()),
+    }
 
 
 def _remove_stale_temps(root: Path, older_than_s: float = 3600.0) -> None:

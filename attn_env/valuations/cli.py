@@ -1,0 +1,287 @@
+"""``attn-market valuations build|show|validate``: the attention bank from the shell.
+
+- ``build CONFIG``: compute the bank that CONFIG's ``env.valuation_params`` name
+  (reused as it is when it already exists) and print its folder.
+- ``show --query "..." [--candidate TEXT ...] [--out FILE.png]``: a heatmap of the
+  attention that the query's tokens pay to a page ``query | slot 1 | ... | slot K``,
+  slot boundaries marked, each slot's alpha annotated.
+- ``validate CONFIG``: precision@1 of r at picking a candidate of the query's own
+  vertical, beside a mean-pooled cosine-embedding baseline, on the bank's sets.
+
+torch, transformers and matplotlib are imported inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["register", "render_heatmap"]
+
+# valuation_params keys that are not bank settings
+_SOURCE_KEYS = (
+    "corpus",
+    "bank_dir",
+    "bank_path",
+    "model_dir",
+    "device",
+    "batch_size",
+    "build",
+    "relevance",
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``valuations build|show|validate`` to the ``attn-market`` parser."""
+    parser = subparsers.add_parser(
+        "valuations",
+        help="build and inspect the attention bank (r and alpha from MiniLM)",
+        description="Build and inspect the attention bank.",
+    )
+    sub = parser.add_subparsers(dest="valuations_command", required=True, metavar="CMD")
+
+    build = sub.add_parser("build", help="compute the attention bank of a config")
+    build.add_argument("config", help="YAML config; its env.valuation_params are used")
+    build.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    build.add_argument("--bank-dir", default=None, help="parent folder of banks")
+    build.add_argument("--batch-size", type=int, default=None)
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=_cmd_build)
+
+    show = sub.add_parser("show", help="heatmap PNG of the attention a page receives")
+    show.add_argument("--query", required=True, help="the user's query")
+    show.add_argument(
+        "--candidate",
+        action="append",
+        default=None,
+        help="a slot's text (repeat for K slots); default: the K shipped "
+        "candidates with the highest r among a seeded sample",
+    )
+    show.add_argument("--slots", type=int, default=3, help="K when no --candidate")
+    show.add_argument("--config", default=None, help="YAML config for the settings")
+    show.add_argument("--out", default="attention_heatmap.png", help="PNG file")
+    show.add_argument("--device", default="cpu")
+    show.add_argument("--seed", type=int, default=0)
+    show.set_defaults(func=_cmd_show)
+
+    val = sub.add_parser("validate", help="precision@1 of r vs a cosine baseline")
+    val.add_argument("config", help="YAML config; its env.valuation_params are used")
+    val.add_argument("--device", default=None)
+    val.add_argument("--bank-dir", default=None, help="parent folder of banks")
+    val.add_argument("--json", action="store_true", help="print one JSON object")
+    val.set_defaults(func=_cmd_validate)
+
+
+def _params(config: str | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    from attn_env.config import load_config
+
+    return dict(load_config(config).env.valuation_params)
+
+
+def _split(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Bank settings and the other source options of ``valuation_params``."""
+    from attn_env.valuations.bank import BankSettings
+
+    options = {k: params[k] for k in _SOURCE_KEYS if k in params}
+    settings = BankSettings.from_params(
+        {k: v for k, v in params.items() if k not in _SOURCE_KEYS}
+    )
+    return settings, options
+
+
+def _build(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
+    from attn_env.valuations.bank import build_bank, load_corpus
+
+    settings, opts = _split(_params(args.config))
+    if "bank_path" in opts:
+        return Path(opts["bank_path"]), settings, opts
+    corpus = load_corpus(opts.get("corpus"))
+    path = build_bank(
+        settings,
+        corpus,
+        bank_dir=getattr(args, "bank_dir", None) or opts.get("bank_dir"),
+        model_dir=opts.get("model_dir"),
+        device=args.device or opts.get("device", "auto"),
+        batch_size=getattr(args, "batch_size", None) or opts.get("batch_size", 64),
+        progress=not getattr(args, "quiet", False),
+    )
+    return path, settings, opts
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from attn_env.valuations.bank import load_bank
+
+    path, _, _ = _build(args)
+    bank = load_bank(path)
+    m = bank.manifest
+    rate = m["sequences"] / m["seconds"] if m["seconds"] else float("nan")
+    print(
+        f"attention bank: {path}\n"
+        f"  {bank.n_queries} queries x {bank.candidates_per_query} candidates, "
+        f"{bank.pages} layouts of up to {bank.max_slots} slots\n"
+        f"  built on {m['device']} ({m['dtype']}): {m['sequences']} sequences in "
+        f"{m['seconds']:.1f} s ({rate:.0f}/s)"
+    )
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from attn_env.valuations.bank import load_bank, load_corpus, validate_bank
+    from attn_env.valuations.model import load_model
+
+    path, _, opts = _build(args)
+    bank = load_bank(path)
+    lm = load_model(opts.get("model_dir"), device=args.device or "auto")
+    result = validate_bank(bank, load_corpus(opts.get("corpus")), lm)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        r, cos = result["precision_at_1_r"], result["precision_at_1_cosine"]
+        print(
+            f"{result['queries']} queries x {result['candidates_per_query']} "
+            f"candidates ({result['own_share']:.2f} own vertical = chance)\n"
+            f"  precision@1 of r (attention):        {r:.3f}\n"
+            f"  precision@1 of cosine (mean-pooled): {cos:.3f}"
+        )
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from attn_env.valuations.bank import load_corpus
+    from attn_env.valuations.model import load_model
+
+    settings, opts = _split(_params(args.config))
+    if args.slots < 1:
+        raise ValueError(f"--slots must be >= 1, got {args.slots}")
+    lm = load_model(opts.get("model_dir"), device=args.device)
+    candidates = args.candidate
+    if not candidates:
+        corpus = load_corpus(opts.get("corpus"))
+        candidates = _top_candidates(
+            lm, args.query, corpus, settings, args.slots, args.seed
+        )
+    out = render_heatmap(lm, args.query, candidates, settings, Path(args.out))
+    print(f"wrote {out}")
+    return 0
+
+
+def _top_candidates(
+    lm: Any, query: str, corpus: Any, settings: Any, k: int, seed: int, sample: int = 96
+) -> list[str]:
+    """The ``k`` texts of highest r_raw among a seeded sample of the corpus."""
+    from attn_env.valuations.model import (
+        assemble_pages,
+        page_attention,
+        segment_mass,
+        tokenize,
+    )
+
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(
+        len(corpus.cand_texts), size=min(sample, len(corpus.cand_texts)), replace=False
+    )
+    texts = [corpus.cand_texts[i] for i in idx]
+    q = tokenize(lm.tokenizer, [query], settings.max_query_tokens)[0]
+    c = tokenize(lm.tokenizer, texts, settings.max_candidate_tokens)
+    page = assemble_pages(lm.tokenizer, [q] * len(c), [[x] for x in c])
+    spec = settings.spec
+    raw = segment_mass(page_attention(lm, page, spec), page.segment, 2, spec)[:, 1]
+    return [texts[i] for i in np.argsort(-raw)[:k]]
+
+
+def render_heatmap(
+    lm: Any, query: str, candidates: list[str], settings: Any, out: Path
+) -> Path:
+    """Draw the query-token rows of the renormalised map over a page; atomic PNG write.
+
+    Rows: the query's word pieces. Columns: the page's text tokens (query, then
+    slot 1..K; [CLS]/[SEP] dropped, rows renormalised as in ``model.py``).
+    Vertical lines mark slot boundaries; each slot's alpha (its share of the
+    query's attention to the slots, in page order) is written above it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from attn_env.valuations.model import (
+        assemble_pages,
+        page_attention,
+        segment_mass,
+        tokenize,
+    )
+
+    spec = settings.spec
+    q = tokenize(lm.tokenizer, [query], settings.max_query_tokens)[0]
+    c = tokenize(lm.tokenizer, list(candidates), settings.max_candidate_tokens)
+    page = assemble_pages(lm.tokenizer, [q], [c])
+    attn = page_attention(lm, page, spec)
+    k = len(c)
+    mass = segment_mass(attn, page.segment, k + 1, spec)[0]
+    alpha = mass[1:] / mass[1:].sum()
+
+    seg = page.segment[0]
+    text_cols = np.flatnonzero(seg >= 0)
+    rows = np.flatnonzero(seg == 0)
+    a = attn[0].double().cpu().numpy()[:, text_cols]
+    a = a / a.sum(axis=1, keepdims=True)
+    a = a[rows]
+    tokens = lm.tokenizer.convert_ids_to_tokens(page.input_ids[0][text_cols].tolist())
+    col_seg = seg[text_cols]
+
+    width = max(8.0, 0.22 * len(text_cols) + 2.5)
+    fig, ax = plt.subplots(figsize=(width, 1.4 + 0.3 * len(rows) + 1.6))
+    im = ax.imshow(a, aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set_yticks(range(len(rows)), [tokens[i] for i in range(len(rows))], fontsize=8)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+    for j in range(k + 1):
+        span = np.flatnonzero(col_seg == j)
+        if j > 0:
+            ax.axvline(span[0] - 0.5, color="cyan", linewidth=1.5)
+        label = "query" if j == 0 else f"slot {j}\nalpha={alpha[j - 1]:.2f}"
+        ax.text(
+            (span[0] + span[-1]) / 2,
+            -0.7,
+            label,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_ylabel("query token (attending)")
+    ax.set_title(
+        f"attention of the query's tokens over the page (last {spec.layers} layer(s), "
+        f"{spec.heads} over heads; [CLS]/[SEP] dropped, rows renormalised)",
+        fontsize=9,
+        pad=34,
+    )
+    fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01, label="attention")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{out.stem}-", suffix=out.suffix or ".png", dir=out.parent
+    )
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=130, format="png")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience
+    from attn_env.cli import main
+
+    sys.exit(main(["valuations", *sys.argv[1:]]))

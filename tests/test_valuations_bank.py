@@ -1,0 +1,644 @@
+"""The attention path on a tiny random BERT with the real tokenizer: maps, bank, source.
+
+A 2-layer, 2-head BERT (hidden size 32) randomly initialised and saved to a temp
+folder stands in for MiniLM, so every test here is fast; the real model is in
+``test_valuations_real.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from attn_env.valuations import Draw, make_source  # noqa: E402
+from attn_env.valuations.bank import (  # noqa: E402
+    BankSettings,
+    bank_key,
+    build_bank,
+    find_bank,
+    load_bank,
+    load_corpus,
+    map_relevance,
+)
+from attn_env.valuations.model import (  # noqa: E402
+    AttentionSpec,
+    assemble_pages,
+    default_model_dir,
+    load_model,
+    page_attention,
+    segment_mass,
+    tokenize,
+)
+
+VERTICALS = {
+    "shoes": ("running shoes", "trail sneakers", "hiking boots", "sandals"),
+    "tax": ("tax return", "tax refund", "bookkeeping", "retirement account"),
+    "garden": ("tomato plants", "lawn seed", "rose bushes", "compost bin"),
+}
+SETTINGS = {
+    "n_queries": None,
+    "candidates_per_query": 6,
+    "own_fraction": 0.5,
+    "pages": 2,
+    "max_slots": 3,
+    "max_query_tokens": 8,
+    "max_candidate_tokens": 12,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT + the real MiniLM tokenizer, saved."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tok = AutoTokenizer.from_pretrained(str(default_model_dir()), local_files_only=True)
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=tok.vocab_size,
+        attn_implementation="eager",
+    )
+    BertModel(cfg).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir: Path):
+    return load_model(tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """9 queries and 24 candidates over 3 verticals."""
+    folder = tmp_path_factory.mktemp("corpus")
+    queries, cands = [], []
+    for v, products in VERTICALS.items():
+        for k, p in enumerate(products[:3]):
+            queries.append(
+                {"id": f"q-{v}-{k}", "text": f"best {p} to buy", "vertical": v}
+            )
+        for k in range(8):
+            p = products[k % len(products)]
+            text = f"ad {k}: great {p} on sale, {10 + k} percent off"
+            cands.append({"id": f"c-{v}-{k}", "text": text, "vertical": v})
+    for name, rows in (("queries.jsonl", queries), ("candidates.jsonl", cands)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bank_path(tiny, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("banks")
+    return build_bank(
+        BankSettings(**SETTINGS),
+        load_corpus(corpus_dir),
+        tiny,
+        bank_dir=root,
+        batch_size=16,
+        progress=False,
+    )
+
+
+# ---------------------------------------------------------------------- import
+
+
+def test_importing_the_package_loads_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys, attn_env, attn_env.valuations, attn_env.valuations.bank, "
+        "attn_env.valuations.attention, attn_env.valuations.cli; "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------------- maps
+
+
+def test_pages_put_every_token_in_its_segment(tiny) -> None:
+    tok = tiny.tokenizer
+    q, c1, c2 = tokenize(tok, ["running shoes", "red sneaker", "tax help now"], 8)
+    page = assemble_pages(tok, [q, q], [[c1, c2], [c1]])
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    row = page.input_ids[0].tolist()
+    assert row == [cls, *q, sep, *c1, sep, *c2, sep]
+    seg = page.segment[0].tolist()
+    assert seg == [-1] + [0] * len(q) + [-1] + [1] * len(c1) + [-1] + [2] * len(c2) + [
+        -1
+    ]
+    # the shorter page is padded, its padding masked out
+    short = len(q) + len(c1) + 3
+    assert (page.segment[1, short:] == -2).all()
+    assert page.mask[1].sum() == short
+    assert (page.token_type[0, : len(q) + 2] == 0).all()
+    assert (page.token_type[0, len(q) + 2 :] == 1).all()
+
+
+@pytest.mark.parametrize("spec", [AttentionSpec(1), AttentionSpec(2, "max")])
+def test_attention_rows_sum_to_one(tiny, spec: AttentionSpec) -> None:
+    tok = tiny.tokenizer
+    q, c1, c2 = tokenize(tok, ["cheap flights", "fly to rome now", "tax advice"], 8)
+    page = assemble_pages(tok, [q, q], [[c1, c2], [c2]])
+    attn = page_attention(tiny, page, spec).numpy()
+    real = page.mask.astype(bool)
+    rows = attn[real]  # rows of real tokens
+    np.testing.assert_allclose(rows.sum(axis=-1), 1.0, atol=1e-5)
+    # padding columns receive (almost) nothing
+    assert attn[1][:, ~real[1]].max() < 1e-6
+
+
+def _reference_mass(tiny, page, spec: AttentionSpec, n_seg: int) -> np.ndarray:
+    """Loop-by-loop version of the docstring's formula, from raw head maps."""
+    with torch.inference_mode():
+        out = tiny.model(
+            input_ids=torch.as_tensor(page.input_ids),
+            token_type_ids=torch.as_tensor(page.token_type),
+            attention_mask=torch.as_tensor(page.mask),
+            output_attentions=True,
+        )
+    maps = [a.numpy() for a in out.attentions[-spec.layers :]]
+    res = np.zeros((page.input_ids.shape[0], n_seg))
+    for b, seg in enumerate(page.segment):
+        per_layer = [
+            m[b].mean(0) if spec.heads == "mean" else m[b].max(0) for m in maps
+        ]
+        a = np.mean(per_layer, axis=0)
+        src = (
+            [t for t in range(len(seg)) if seg[t] == 0]
+            if spec.source == "query"
+            else [0]
+        )
+        for t in src:
+            row = np.where(seg >= 0, a[t], 0.0)
+            row = row / row.sum()
+            for s in range(n_seg):
+                res[b, s] += row[seg == s].sum() / len(src)
+    return res
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        AttentionSpec(1),
+        AttentionSpec(2),
+        AttentionSpec(1, "max"),
+        AttentionSpec(2, source="cls"),
+    ],
+)
+def test_segment_mass_matches_the_formula(tiny, spec: AttentionSpec) -> None:
+    tok = tiny.tokenizer
+    q, c1, c2, c3 = tokenize(tok, ["garden hose", "green hose", "buy boots", "tax"], 8)
+    page = assemble_pages(tok, [q, q], [[c1, c2, c3], [c3, c1]])
+    mass = segment_mass(page_attention(tiny, page, spec), page.segment, 4, spec)
+    np.testing.assert_allclose(mass, _reference_mass(tiny, page, spec, 4), atol=1e-5)
+    np.testing.assert_allclose(mass.sum(axis=1), 1.0, atol=1e-6)
+    assert mass[1, 3] == 0.0  # the second page has no third slot
+
+
+def test_bad_attention_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="head aggregation 'median'"):
+        AttentionSpec(heads="median")
+    with pytest.raises(ValueError, match="layers must be"):
+        AttentionSpec(layers=0)
+    with pytest.raises(ValueError, match="unknown bank setting.*'layer'"):
+        BankSettings.from_params({"layer": 2})
+    with pytest.raises(ValueError, match="max_slots=9 exceeds"):
+        BankSettings(max_slots=9, candidates_per_query=4)
+
+
+# ---------------------------------------------------------------------- bank
+
+
+def test_bank_round_trips(bank_path: Path, tiny, corpus_dir: Path) -> None:
+    bank = load_bank(bank_path)
+    corpus = load_corpus(corpus_dir)
+    assert bank.n_queries == 9 and bank.candidates_per_query == 6
+    assert bank.alpha.shape == (9, 2, 3, 3)
+    assert isinstance(bank.relevance_raw, np.memmap)
+    # own flags and the 3 + 3 split follow the corpus' verticals
+    qv = np.asarray(corpus.query_verticals)[bank.queries]
+    cv = np.asarray(corpus.cand_verticals)[bank.candidates]
+    np.testing.assert_array_equal(bank.own, cv == qv[:, None])
+    assert (bank.own.sum(axis=1) == 3).all()
+    assert all(len(set(row)) == 6 for row in bank.candidates.tolist())
+    # one stored r_raw recomputed from scratch
+    spec = BankSettings(**SETTINGS).spec
+    i, j = 4, 2
+    q = tokenize(tiny.tokenizer, [corpus.query_texts[bank.queries[i]]], 8)
+    c = tokenize(tiny.tokenizer, [corpus.cand_texts[bank.candidates[i, j]]], 12)
+    page = assemble_pages(tiny.tokenizer, q, [c])
+    expect = segment_mass(page_attention(tiny, page, spec), page.segment, 2, spec)[0, 1]
+    assert bank.relevance_raw[i, j] == pytest.approx(expect, abs=1e-5)
+    # and one stored alpha: layout 1 of query 3 with K = 3 slots
+    pc = bank.page_candidates[3, 1]
+    assert set(pc.tolist()) <= set(bank.candidates[3].tolist())
+    q = tokenize(tiny.tokenizer, [corpus.query_texts[bank.queries[3]]], 8)
+    cs = tokenize(tiny.tokenizer, [corpus.cand_texts[x] for x in pc], 12)
+    page = assemble_pages(tiny.tokenizer, q, [cs])
+    m = segment_mass(page_attention(tiny, page, spec), page.segment, 4, spec)[0, 1:]
+    np.testing.assert_allclose(
+        bank.alpha[3, 1, 2], np.sort(m / m.sum())[::-1], atol=1e-5
+    )
+
+
+def test_alpha_sums_to_one_and_descends(bank_path: Path) -> None:
+    alpha = np.asarray(load_bank(bank_path).alpha, dtype=np.float64)
+    for k in range(1, 4):
+        a = alpha[:, :, k - 1]
+        np.testing.assert_allclose(a[..., :k].sum(axis=-1), 1.0, atol=1e-5)
+        assert (np.diff(a[..., :k], axis=-1) <= 0).all()
+        assert (a[..., k:] == 0).all()
+        assert (a[..., :k] > 0).all()
+    assert (alpha[:, :, 0, 0] == 1.0).all()
+
+
+def test_existing_bank_is_reused_not_rebuilt(
+    bank_path: Path, tiny, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attn_env.valuations.model as model_mod
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the model ran although the bank exists")
+
+    monkeypatch.setattr(model_mod, "page_attention", boom)
+    again = build_bank(
+        BankSettings(**SETTINGS),
+        load_corpus(corpus_dir),
+        tiny,
+        bank_dir=bank_path.parent,
+        progress=False,
+    )
+    assert again == bank_path
+
+
+def test_every_setting_corpus_and_model_change_the_key() -> None:
+    base = BankSettings()
+    key = bank_key(base, "model-a", "corpus-a")
+    assert bank_key(BankSettings(), "model-a", "corpus-a") == key
+    changed = {
+        "layers": 2,
+        "heads": "max",
+        "source": "cls",
+        "max_query_tokens": 9,
+        "max_candidate_tokens": 11,
+        "n_queries": 5,
+        "candidates_per_query": 17,
+        "own_fraction": 0.5,
+        "pages": 3,
+        "max_slots": 4,
+        "seed": 1,
+    }
+    assert set(changed) == {f.name for f in dataclasses.fields(BankSettings)}
+    keys = {key}
+    for name, value in changed.items():
+        keys.add(
+            bank_key(dataclasses.replace(base, **{name: value}), "model-a", "corpus-a")
+        )
+    keys.add(bank_key(base, "model-b", "corpus-a"))
+    keys.add(bank_key(base, "model-a", "corpus-b"))
+    assert len(keys) == len(changed) + 3
+
+
+def test_changed_setting_finds_no_stale_bank(
+    bank_path: Path, tiny, corpus_dir: Path
+) -> None:
+    corpus = load_corpus(corpus_dir)
+    root = bank_path.parent
+    assert (
+        find_bank(BankSettings(**SETTINGS), tiny.identity, corpus.content_hash, root)
+        == bank_path
+    )
+    other = BankSettings(**{**SETTINGS, "layers": 2})
+    assert find_bank(other, tiny.identity, corpus.content_hash, root) is None
+
+
+def test_interrupted_build_leaves_no_bank(
+    tiny, corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attn_env.valuations.model as model_mod
+
+    real, calls = model_mod.segment_mass, []
+
+    def dies_on_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_mod, "segment_mass", dies_on_third_batch)
+    corpus = load_corpus(corpus_dir)
+    with pytest.raises(KeyboardInterrupt):
+        build_bank(
+            BankSettings(**SETTINGS),
+            corpus,
+            tiny,
+            bank_dir=tmp_path,
+            batch_size=8,
+            progress=False,
+        )
+    assert list(tmp_path.iterdir()) == []
+    assert (
+        find_bank(
+            BankSettings(**SETTINGS), tiny.identity, corpus.content_hash, tmp_path
+        )
+        is None
+    )
+    # a folder killed before its manifest (no cleanup ran) is not a bank either
+    key = bank_key(BankSettings(**SETTINGS), tiny.identity, corpus.content_hash)
+    (tmp_path / key).mkdir()
+    (tmp_path / key / "alpha.npy").write_bytes(b"half-written")
+    assert (
+        find_bank(
+            BankSettings(**SETTINGS), tiny.identity, corpus.content_hash, tmp_path
+        )
+        is None
+    )
+    with pytest.raises(FileNotFoundError, match="not a complete attention bank"):
+        load_bank(tmp_path / key)
+
+
+def test_bad_corpus_rows_are_named(tmp_path: Path) -> None:
+    (tmp_path / "queries.jsonl").write_text(
+        '{"id": "q1", "text": "hi", "vertical": "a"}\n'
+    )
+    (tmp_path / "candidates.jsonl").write_text(
+        '{"id": "c1", "text": "", "vertical": "a"}\n'
+    )
+    with pytest.raises(
+        ValueError, match=r"candidates.jsonl:1: expected a non-empty string 'text'"
+    ):
+        load_corpus(tmp_path)
+    with pytest.raises(FileNotFoundError, match="queries.jsonl and candidates.jsonl"):
+        load_corpus(tmp_path / "nowhere")
+
+
+def test_shipped_corpus_is_large_and_balanced() -> None:
+    c = load_corpus()
+    assert len(c.query_texts) >= 300 and len(c.cand_texts) >= 2000
+    verticals = set(c.query_verticals)
+    assert len(verticals) >= 8 and verticals == set(c.cand_verticals)
+    assert len(set(c.cand_texts)) == len(c.cand_texts)
+
+
+def test_relevance_maps() -> None:
+    raw = np.array([[0.2, 0.4, 0.3, 0.1], [0.5, 0.5, 0.6, 0.4]])
+    r = map_relevance(raw, "max")
+    np.testing.assert_allclose(r, raw / raw.max(axis=1, keepdims=True))
+    lg = map_relevance(raw, "logistic")
+    assert ((lg > 0) & (lg < 1)).all()
+    z = (raw[0] - raw[0].mean()) / raw[0].std()
+    np.testing.assert_allclose(lg[0], 1 / (1 + np.exp(-z)))
+    # monotone within a query, ties kept
+    assert (
+        np.argsort(lg, axis=1, kind="stable") == np.argsort(raw, axis=1, kind="stable")
+    ).all()
+    with pytest.raises(ValueError, match="unknown relevance map 'rank'"):
+        map_relevance(raw, "rank")
+
+
+# ---------------------------------------------------------------------- source
+
+
+def _source(bank_path: Path, **kw):
+    return make_source("attention", bank_path=str(bank_path), **kw)
+
+
+def test_draws_have_shapes_ranges_and_are_seeded(bank_path: Path) -> None:
+    src = _source(bank_path, dist="uniform", low=0.5, high=2.0)
+    d = src.draw(np.random.default_rng(7), 500, 4, 3)
+    assert isinstance(d, Draw)
+    assert d.theta.shape == d.relevance.shape == (500, 4) and d.alpha.shape == (500, 3)
+    assert ((d.theta >= 0.5) & (d.theta <= 2.0)).all()
+    assert ((d.relevance > 0) & (d.relevance < 1)).all()
+    np.testing.assert_allclose(d.alpha.sum(axis=1), 1.0, atol=1e-5)
+    assert (np.diff(d.alpha, axis=1) <= 0).all()
+    again = src.draw(np.random.default_rng(7), 500, 4, 3)
+    for a, b in (
+        (d.theta, again.theta),
+        (d.relevance, again.relevance),
+        (d.alpha, again.alpha),
+    ):
+        np.testing.assert_array_equal(a, b)
+    other = src.draw(np.random.default_rng(8), 500, 4, 3)
+    assert not np.array_equal(d.relevance, other.relevance)
+
+
+def _synthetic_bank(folder: Path, n_q: int = 5, n_c: int = 6) -> Path:
+    """A hand-made bank whose r names its pair.
+
+    r[q, 0] = 1 and r[q, c] = 0.5 + (q n_c + c) / 1000 otherwise.
+    """
+    folder.mkdir()
+    k = np.arange(n_q * n_c).reshape(n_q, n_c)
+    raw = 0.5 + k / 1000.0
+    raw[:, 0] = 1.0
+    alpha = np.zeros((n_q, 1, 2, 2), dtype=np.float32)
+    alpha[:, 0, 0, 0] = 1.0
+    alpha[:, 0, 1] = [0.6, 0.4]
+    arrays = {
+        "queries": np.arange(n_q, dtype=np.int32),
+        "candidates": k.astype(np.int32),
+        "own": np.zeros((n_q, n_c), dtype=bool),
+        "relevance_raw": raw.astype(np.float32),
+        "page_candidates": np.zeros((n_q, 1, 2), dtype=np.int32),
+        "alpha": alpha,
+    }
+    for name, arr in arrays.items():
+        np.save(folder / f"{name}.npy", arr)
+    (folder / "manifest.json").write_text(json.dumps({"format": 1}))
+    return folder
+
+
+def test_buyers_get_distinct_candidates_of_one_query_uniformly(tmp_path: Path) -> None:
+    n_q, n_c, n, markets = 5, 6, 3, 6000
+    src = _source(_synthetic_bank(tmp_path / "bank", n_q, n_c), relevance="max")
+    d = src.draw(np.random.default_rng(0), markets, n, 2)
+    top = np.isclose(d.relevance, 1.0)
+    k = np.rint((d.relevance - 0.5) * 1000).astype(int)
+    assert np.allclose(d.relevance[~top], 0.5 + k[~top] / 1000, atol=1e-6)
+    assert (top.sum(axis=1) <= 1).all()
+    q_of = np.where(top, -1, k // n_c)
+    q = q_of.max(axis=1)  # every market has >= 2 buyers off the top candidate
+    assert ((q_of == q[:, None]) | top).all()  # all buyers of a market share one query
+    c = np.where(top, 0, k % n_c)
+    assert all(len(set(row)) == n for row in c.tolist())  # distinct candidates
+    # every buyer sits on each candidate about 1/6 of the time; queries about 1/5
+    for i in range(n):
+        freq = np.bincount(c[:, i], minlength=n_c) / markets
+        np.testing.assert_allclose(freq, 1 / n_c, atol=0.025)
+    freq_q = np.bincount(q, minlength=n_q) / markets
+    np.testing.assert_allclose(freq_q, 1 / n_q, atol=0.025)
+    np.testing.assert_allclose(d.alpha, np.tile([0.6, 0.4], (markets, 1)), atol=1e-6)
+
+
+def test_draw_rejects_more_buyers_or_slots_than_the_bank_holds(bank_path: Path) -> None:
+    src = _source(bank_path)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"n_buyers must be in \[1, 6\].*got 7"):
+        src.draw(rng, 2, 7, 1)
+    with pytest.raises(ValueError, match=r"n_slots must be in \[1, 3\].*got 4"):
+        src.draw(rng, 2, 2, 4)
+    with pytest.raises(ValueError, match="bank_path opens a built bank"):
+        _source(bank_path, layers=2)
+
+
+def test_missing_bank_is_built_on_first_use_and_said(
+    tiny_dir: Path, corpus_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    params = dict(
+        model_dir=str(tiny_dir),
+        corpus=str(corpus_dir),
+        bank_dir=str(tmp_path),
+        device="cpu",
+        **{**SETTINGS, "n_queries": 3},
+    )
+    with pytest.raises(FileNotFoundError, match="valuations build"):
+        make_source("attention", build="never", **params)
+    src = make_source("attention", **params)
+    assert "building one now" in capsys.readouterr().err
+    assert src.bank.n_queries == 3
+    make_source("attention", **params)
+    assert "building" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- cli
+
+
+def _write_config(path: Path, params: dict) -> Path:
+    import yaml
+
+    cfg = {
+        "seed": 0,
+        "env": {
+            "mechanism": "gsp",
+            "n_buyers": 3,
+            "n_slots": 2,
+            "valuation": "attention",
+            "valuation_params": params,
+        },
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _run_cli(argv: list[str]) -> int:
+    import argparse
+
+    from attn_env.valuations.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_build_and_show(
+    tiny_dir: Path, corpus_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    params = dict(
+        model_dir=str(tiny_dir),
+        corpus=str(corpus_dir),
+        bank_dir=str(tmp_path / "banks"),
+        **{**SETTINGS, "n_queries": 2},
+    )
+    cfg = _write_config(tmp_path / "cfg.yaml", params)
+    assert (
+        _run_cli(["valuations", "build", str(cfg), "--device", "cpu", "--quiet"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "2 queries x 6 candidates" in out
+    assert len(list((tmp_path / "banks").iterdir())) == 1
+    png = tmp_path / "pics" / "heat.png"
+    assert (
+        _run_cli(
+            [
+                "valuations",
+                "show",
+                "--query",
+                "best running shoes",
+                "--candidate",
+                "trail sneakers on sale",
+                "--candidate",
+                "tax help",
+                "--config",
+                str(cfg),
+                "--out",
+                str(png),
+            ]
+        )
+        == 0
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in png.parent.iterdir()] == ["heat.png"]  # no temp left
+
+
+# ------------------------------------------------------------------------- env
+
+
+def _env_or_skip():
+    try:
+        import attn_env.market_env
+    except ImportError:
+        pytest.skip("attn_env.market_env is not there yet")
+    import attn_env
+
+    return attn_env
+
+
+def test_env_with_attention_passes_pettingzoo_api_and_seed_tests(
+    bank_path: Path,
+) -> None:
+    attn_env = _env_or_skip()
+    from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+    def make():
+        return attn_env.parallel_env(
+            mechanism="gsp",
+            n_buyers=4,
+            n_slots=3,
+            valuation="attention",
+            valuation_params={"bank_path": str(bank_path)},
+            rounds=2,
+        )
+
+    parallel_api_test(make(), num_cycles=20)
+    parallel_seed_test(make, num_cycles=20)
+
+
+def test_env_values_come_from_the_bank(bank_path: Path) -> None:
+    attn_env = _env_or_skip()
+    e = attn_env.parallel_env(
+        mechanism="gsp",
+        n_buyers=4,
+        n_slots=3,
+        valuation="attention",
+        valuation_params={"bank_path": str(bank_path), "relevance": "max"},
+        value_low=1.0,
+        value_high=1.0 + 1e-9,
+    )
+    r = map_relevance(load_bank(bank_path).relevance_raw, "max")
+    for seed in range(5):
+        obs, _ = e.reset(seed=seed)
+        values = np.array([obs[f"buyer_{i}"][0] for i in range(4)])
+        # theta is ~1, so a buyer's value per unit is r of a bank candidate
+        assert np.isclose(values[:, None], r.ravel()[None], atol=1e-5).any(axis=1).all()
