@@ -86,9 +86,10 @@ Infos
 ``bid`` (effective action after clipping and budget cap), ``alloc``,
 ``payment`` (seller: money received, >= 0), ``utility``, ``active``,
 ``traded`` and ``clearing_price`` (``None`` when nothing traded). At the last
-round of an episode every agent's info also holds ``episode``: the market's
-metrics over the episode (``None`` where undefined), ``efficiency`` (welfare /
-first-best welfare),
+round of an episode every agent's info also holds ``metrics`` (not
+``episode``, a key that SB3's ``Monitor`` and gymnasium's
+``RecordEpisodeStatistics`` own): the market's metrics over the episode
+(``None`` where undefined), ``efficiency`` (welfare / first-best welfare),
 ``welfare``, ``optimal_welfare``, ``revenue`` (buyers' payments),
 ``budget_surplus`` (payments - sellers' receipts), ``mean_price`` (payments per
 unit traded) and ``volume`` (units of attention / goods traded).
@@ -266,7 +267,7 @@ class MarketParallelEnv(ParallelEnv):
         if over:
             met = {k: _scalar(v[0]) for k, v in self.core.metrics().items()}
             for a in infos:
-                infos[a]["episode"] = dict(met)
+                infos[a]["metrics"] = dict(met)
         agents = self.agents
         observations = {a: obs[self._index[a]] for a in agents}
         rewards = {a: float(rew[0, self._index[a]]) for a in agents}

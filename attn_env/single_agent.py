@@ -152,7 +152,7 @@ class SingleAgentMarketEnv(gymnasium.Env):
         out["clearing_price"] = _scalar(info["clearing_price"][0])
         terminated = bool(done[0])
         if terminated:
-            out["episode"] = {k: _scalar(v[0]) for k, v in self.core.metrics().items()}
+            out["metrics"] = {k: _scalar(v[0]) for k, v in self.core.metrics().items()}
         if self.render_mode == "human":
             self.render()
         return self._obs[0, li].copy(), float(rew[0, li]), terminated, False, out

@@ -38,11 +38,11 @@ key                      shape             meaning
 ``active``               ``[N, A]`` bool   could trade this round
 ``clearing_price``       ``[N]``           headline price, ``nan`` if nothing traded
 ``round``                ``[N]`` int       index of the round just played
-``episode``              dict of ``[N]``   metrics of the episode that ended (see
+``metrics``              dict of ``[N]``   metrics of the episode that ended (see
                                            ``METRIC_KEYS``), ``nan`` elsewhere
-``_episode``             ``[N]`` bool      markets whose episode ended this step
+``_metrics``             ``[N]`` bool      markets whose episode ended this step
 ``final_obs``            ``[N, A, D]``     last observation of ended episodes
-``_final_obs``           ``[N]`` bool      same mask as ``_episode``
+``_final_obs``           ``[N]`` bool      same mask as ``_metrics``
 =======================  ================  ==========================================
 
 Attributes: ``agents``, ``n_agents``, ``num_envs``, ``single_observation_space``
@@ -147,14 +147,14 @@ class MarketVectorEnv:
         ended = bool(done.any())
         if ended:
             met = self.core.metrics()
-            infos["episode"] = {k: np.where(done, met[k], np.nan) for k in METRIC_KEYS}
+            infos["metrics"] = {k: np.where(done, met[k], np.nan) for k in METRIC_KEYS}
             if self._final_obs:
                 infos["final_obs"] = self.core.observe()
                 infos["_final_obs"] = done
             self.core.reset(self.np_random, None if done.all() else done)
         else:
-            infos["episode"] = {k: np.full(self.num_envs, np.nan) for k in METRIC_KEYS}
-        infos["_episode"] = done
+            infos["metrics"] = {k: np.full(self.num_envs, np.nan) for k in METRIC_KEYS}
+        infos["_metrics"] = done
         obs = self.core.observe()
         term = np.broadcast_to(done[:, None], rew.shape).copy()
         trunc = np.zeros_like(term)

@@ -26,10 +26,10 @@ def test_truthful_second_price_revenue_one_third():
     v = vector_env(20_000, mechanism="second_price", n_buyers=2)
     obs, _ = v.reset(seed=0)
     _, _, term, _, info = v.step(truthful(obs))
-    assert term.all() and info["_episode"].all()
-    mean, se = mc_mean(info["episode"]["revenue"])
+    assert term.all() and info["_metrics"].all()
+    mean, se = mc_mean(info["metrics"]["revenue"])
     assert abs(mean - 1 / 3) < 4 * se, (mean, se)
-    np.testing.assert_allclose(info["episode"]["efficiency"], 1.0)
+    np.testing.assert_allclose(info["metrics"]["efficiency"], 1.0)
 
 
 def test_first_price_bne_revenue_equivalence():
@@ -37,7 +37,7 @@ def test_first_price_bne_revenue_equivalence():
     v = vector_env(20_000, mechanism="first_price", n_buyers=3)
     obs, _ = v.reset(seed=1)
     _, rew, _, _, info = v.step(truthful(obs) * 2 / 3)
-    mean, se = mc_mean(info["episode"]["revenue"])
+    mean, se = mc_mean(info["metrics"]["revenue"])
     assert abs(mean - 0.5) < 4 * se, (mean, se)
     # the winner's utility is v - 2v/3 = v/3, everybody else's 0
     np.testing.assert_allclose(
@@ -60,7 +60,7 @@ def test_truthful_efficient_mechanisms_reach_first_best(name, kw):
     v = vector_env(500, mechanism=name, n_buyers=5, **kw)
     obs, _ = v.reset(seed=2)
     _, _, _, _, info = v.step(truthful(obs))
-    eff = info["episode"]["efficiency"]
+    eff = info["metrics"]["efficiency"]
     ok = ~np.isnan(eff)
     assert ok.sum() > 400
     np.testing.assert_allclose(eff[ok], 1.0, atol=1e-9)
@@ -70,7 +70,7 @@ def test_mcafee_runs_no_deficit_and_loses_at_most_one_trade():
     v = vector_env(2000, mechanism="mcafee", n_buyers=5, n_sellers=5)
     obs, _ = v.reset(seed=3)
     _, _, _, _, info = v.step(truthful(obs))
-    ep = info["episode"]
+    ep = info["metrics"]
     assert (ep["budget_surplus"] >= -1e-12).all()
     assert (ep["welfare"] <= ep["optimal_welfare"] + 1e-12).all()
     # rewards are utilities: sum of utilities + surplus = welfare
@@ -199,7 +199,7 @@ def test_cda_trading_period():
             info["traded"][:, :n].sum(1), info["traded"][:, n:].sum(1)
         )
         assert term.all() == (r == rounds - 1)
-    ep = info["episode"]
+    ep = info["metrics"]
     assert (ep["volume"] <= n).all()
     eff = ep["efficiency"][~np.isnan(ep["efficiency"])]
     assert 0.5 < eff.mean() <= 1.0
@@ -263,7 +263,7 @@ def test_mechanism_params_reach_the_mechanism():
     obs, _ = v.reset(seed=11)
     _, _, _, _, info = v.step(truthful(obs))
     # Myerson: revenue with reserve 1/2, n = 2, U[0,1] is 5/12.
-    mean, se = mc_mean(info["episode"]["revenue"])
+    mean, se = mc_mean(info["metrics"]["revenue"])
     assert abs(mean - 5 / 12) < 4 * se
     assert (info["payment"][info["payment"] > 0] >= 0.5 - 1e-12).all()
 
@@ -280,7 +280,7 @@ def test_every_mechanism_plays_an_episode(name):
         assert np.isfinite(rew).all()
         assert v.single_observation_space.contains(obs[0, 0])
     assert term.all()
-    ep = info["episode"]
+    ep = info["metrics"]
     assert (ep["welfare"] <= ep["optimal_welfare"] + 1e-9).all()
 
 
@@ -306,7 +306,7 @@ def test_attention_valuation_through_the_env(tmp_path):
     alloc = info["alloc"]
     # slots hold attention fractions, sorted: the winners' allocations sum to <= 1
     assert (alloc.sum(axis=1) <= 1 + 1e-6).all() and (alloc > 0).sum(axis=1).max() == 3
-    np.testing.assert_allclose(info["episode"]["efficiency"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(info["metrics"]["efficiency"], 1.0, atol=1e-9)
     assert (rew >= -1e-6).all()  # truthful GSP winners never pay above their value
     parallel_api_test(parallel_env(valuation_params=vp, **kw), num_cycles=10)
 
@@ -371,7 +371,7 @@ def test_market_invariants(kw, seed):
             assert (spent <= kw["budget"] + 1e-9).all()
         done = term[:, 0]
         if done.any():
-            ep = info["episode"]
+            ep = info["metrics"]
             np.testing.assert_allclose(ep["welfare"][done], welfare[done], atol=1e-9)
             assert (ep["welfare"][done] <= ep["optimal_welfare"][done] + 1e-9).all()
             assert not np.isnan(ep["revenue"][done]).any()

@@ -59,7 +59,7 @@ def test_truthful_learner_in_second_price_earns_the_vickrey_surplus():
         assert term and not trunc
         assert r == pytest.approx(info["value"] * info["alloc"] - info["payment"])
         assert r >= -1e-6  # truthful is dominant: never a loss
-        assert set(info["episode"]) >= {
+        assert set(info["metrics"]) >= {
             "efficiency",
             "revenue",
             "welfare",

@@ -43,7 +43,7 @@ def test_vector_of_one_agrees_with_parallel_env(name):
             final = np.stack([op[a] for a in p.possible_agents])
             np.testing.assert_array_equal(iv["final_obs"][0], final)
             for k in ("revenue", "welfare"):
-                assert iv["episode"][k][0] == pytest.approx(ip["buyer_0"]["episode"][k])
+                assert iv["metrics"][k][0] == pytest.approx(ip["buyer_0"]["metrics"][k])
             op, _ = p.reset()  # continues the same generator, like autoreset
     assert ends == 3
 
@@ -65,7 +65,7 @@ def test_shapes_and_dtypes():
     for k in ("value", "bid", "alloc", "payment", "utility", "traded", "active"):
         assert info[k].shape == (16, 5), k
     assert info["clearing_price"].shape == (16,)
-    assert set(info["episode"]) == set(METRIC_KEYS)
+    assert set(info["metrics"]) == set(METRIC_KEYS)
     # 2-D actions are accepted too
     v.step(np.zeros((16, 5)))
 
@@ -77,15 +77,15 @@ def test_same_step_autoreset():
         prev = obs
         obs, _, term, _, info = v.step(obs[..., :1] * 0.5)
         end = (t + 1) % 3 == 0
-        assert term.all() == end and info["_episode"].all() == end
+        assert term.all() == end and info["_metrics"].all() == end
         if end:
             np.testing.assert_array_equal(info["final_obs"][..., 0], prev[..., 0])
             np.testing.assert_allclose(info["final_obs"][..., 2], 1.0)  # round 3/3
             assert (obs[..., 2] == 0).all()  # the new episode's first round
-            assert np.isfinite(info["episode"]["revenue"]).all()
+            assert np.isfinite(info["metrics"]["revenue"]).all()
         else:
             assert "final_obs" not in info
-            assert np.isnan(info["episode"]["revenue"]).all()
+            assert np.isnan(info["metrics"]["revenue"]).all()
             np.testing.assert_array_equal(obs[..., 0], prev[..., 0])  # values held
 
 
@@ -99,7 +99,7 @@ def test_partial_autoreset_with_mask():
     np.testing.assert_array_equal(info["_final_obs"], [True, True, False, False])
     assert (obs[:2, :, 2] == 0).all() and (obs[2:, :, 2] == 0.5).all()
     assert (obs[:2, :, 1] == 1.0).all()  # budgets refilled only where reset
-    assert np.isnan(info["episode"]["revenue"][2:]).all()
+    assert np.isnan(info["metrics"]["revenue"][2:]).all()
 
 
 def test_nan_action_names_agent_and_market():
@@ -136,4 +136,4 @@ def test_final_obs_can_be_skipped():
     v = vector_env(4, mechanism="first_price", n_buyers=2, final_obs=False)
     obs, _ = v.reset(seed=0)
     _, _, term, _, info = v.step(obs[..., :1])
-    assert term.all() and info["_episode"].all() and "final_obs" not in info
+    assert term.all() and info["_metrics"].all() and "final_obs" not in info
