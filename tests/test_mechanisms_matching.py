@@ -102,27 +102,54 @@ def test_assignment_equals_brute_force():
         np.testing.assert_allclose(out.pay[0], pay, atol=1e-12)
 
 
-def test_scipy_path_equals_enumeration(monkeypatch):
+@pytest.mark.parametrize("shape", [(4, 3), (3, 5), (5, 5)])
+def test_three_solvers_agree(monkeypatch, shape):
+    # enumeration, the subset dynamic programme and scipy's Hungarian algorithm
     rng = np.random.default_rng(2)
-    v = rng.random((50, 4, 3))
-    fast = clear("assignment", v, reserve=0.2)
+    v = rng.random((50, *shape))
+    enum = clear("assignment", v, reserve=0.2)
     monkeypatch.setattr(matching, "MAX_ENUMERATED", 0)
-    slow = clear("assignment", v, reserve=0.2)
-    np.testing.assert_array_equal(fast.slot, slow.slot)
-    np.testing.assert_allclose(fast.pay, slow.pay, atol=1e-12)
+    dp = clear("assignment", v, reserve=0.2)
+    monkeypatch.setattr(matching, "MAX_SUBSET", 0)
+    hungarian = clear("assignment", v, reserve=0.2)
+    for other in (dp, hungarian):
+        np.testing.assert_array_equal(enum.slot, other.slot)
+        np.testing.assert_allclose(enum.pay, other.pay, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(10, 5), (4, 9), (8, 8)])
+def test_subset_dp_equals_scipy_on_larger_markets(monkeypatch, shape):
+    rng = np.random.default_rng(3)
+    v = rng.random((40, *shape))
+    dp = clear("assignment", v, reserve=0.3)
+    monkeypatch.setattr(matching, "MAX_SUBSET", 0)
+    hungarian = clear("assignment", v, reserve=0.3)
+    np.testing.assert_array_equal(dp.slot, hungarian.slot)
+    np.testing.assert_allclose(dp.pay, hungarian.pay, atol=1e-12)
+
+
+def test_subset_dp_ties_are_random(monkeypatch):
+    # two identical buyers, one slot that matters: each wins about half the time
+    monkeypatch.setattr(matching, "MAX_ENUMERATED", 0)
+    v = np.zeros((4000, 2, 3))
+    v[:, :, 0] = 0.5
+    out = mechanisms.make("assignment", seed=4).clear(v)
+    share = (out.slot[:, 0] == 0).mean()
+    assert abs(share - 0.5) < 0.04
+    np.testing.assert_allclose(out.pay[out.slot == 0], 0.5)
 
 
 def test_large_assignment_is_optimal():
-    # 8 x 7 is past the enumeration limit: scipy path, checked by welfare
+    # 12 x 11 is past the enumeration and subset limits: scipy path
     rng = np.random.default_rng(3)
-    v = rng.random((5, 8, 7))
+    v = rng.random((5, 12, 11))
     out = clear("assignment", v)
     from scipy.optimize import linear_sum_assignment
 
     for b in range(5):
         r, c = linear_sum_assignment(v[b], maximize=True)
         assert out.extra["welfare"][b] == pytest.approx(v[b][r, c].sum())
-    assert ((out.slot >= 0).sum(axis=1) == 7).all()
+    assert ((out.slot >= 0).sum(axis=1) == 11).all()
 
 
 def min_walrasian_prices(v, slot, reserve):

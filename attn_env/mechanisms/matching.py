@@ -11,8 +11,9 @@ over matched buyers (``nan`` if none).
   (a pair below the reserve is never matched), with VCG (Clarke) payments,
   which are the minimum Walrasian prices of the slots (Leonard 1983).
   ``extra["slot_price"] [B, K]`` holds these prices (``reserve`` for an unsold
-  slot). Small markets enumerate every assignment in one numpy call; larger
-  ones call ``scipy.optimize.linear_sum_assignment`` per market.
+  slot). Small markets enumerate every assignment in one numpy call; up to
+  ``min(n, K) = 10`` a batched dynamic programme over subsets of the smaller
+  side; larger ones call ``scipy.optimize.linear_sum_assignment`` per market.
 - ``stable_matching``: buyer-proposing deferred acceptance (Gale–Shapley).
   Buyers rank slots by their values; every slot ranks buyers by their values
   for it (higher first). A buyer proposes only to slots it values above the
@@ -39,8 +40,11 @@ from attn_env.mechanisms.outcome import Outcome
 
 __all__ = ["Assignment", "StableMatching"]
 
-#: assignments enumerated per market at most before switching to scipy.
+#: assignments enumerated per market at most before switching to dynamic programming.
 MAX_ENUMERATED = 720
+#: largest ``min(n, K)`` solved by the batched subset dynamic programme; beyond
+#: it, scipy's Hungarian algorithm runs per market.
+MAX_SUBSET = 10
 #: elements of the ``[chunk, assignments, n]`` block enumerated in one go.
 _BLOCK = 1 << 22
 
@@ -136,6 +140,8 @@ class Assignment(_Matching):
         gain = np.where(usable, surplus, 0.0)
         if math.perm(max(n, n_slots), min(n, n_slots)) <= MAX_ENUMERATED:
             slot, clarke = _enumerate(gain, gen)
+        elif min(n, n_slots) <= MAX_SUBSET:
+            slot, clarke = _subset_dp(gain, gen)
         else:
             slot, clarke = _scipy(gain, gen)
         # a chosen pair under the reserve means "unmatched" (it adds nothing)
@@ -188,6 +194,110 @@ def _enumerate(
         own = part[rows, pick]  # [c, n]
         slot[lo:hi] = table[pick]
         clarke[lo:hi] = without - (total[rows, pick][:, None] - own)
+    return slot, np.maximum(clarke, 0.0)
+
+
+def _subset_tables(gain: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Best welfare of the first ``t`` rows using only columns in each subset.
+
+    ``gain [B, I, J]`` (>= 0) is processed row by row; ``tables[t, b, S]`` is the
+    best total of rows ``0..t-1`` matched one-to-one to columns in the bit set
+    ``S`` (any subset of it, so tables are monotone in ``S``).
+
+    Returns:
+        ``float64 [I + 1, B, 2**J]``.
+    """
+    n_markets, n_rows, n_cols = gain.shape
+    states = np.arange(1 << n_cols)
+    tables = np.zeros((n_rows + 1, n_markets, 1 << n_cols))
+    for i in range(n_rows):
+        prev, cur = tables[i], tables[i + 1]
+        cur[:] = prev
+        for j in range(n_cols):
+            with_j = states[(states >> j) & 1 == 1]
+            cand = prev[:, with_j ^ (1 << j)] + gain[:, i, j, None]
+            cur[:, with_j] = np.maximum(cur[:, with_j], cand)
+    return tables
+
+
+def _subset_backtrack(
+    tables: NDArray[np.float64], gain: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.int64]:
+    """The column of each row in an optimal matching, ties chosen at random."""
+    n_markets, n_rows, n_cols = gain.shape
+    rows = np.arange(n_markets)
+    state = np.full(n_markets, (1 << n_cols) - 1)
+    col = np.full((n_markets, n_rows), -1, dtype=np.int64)
+    bits = 1 << np.arange(n_cols)
+    for i in range(n_rows - 1, -1, -1):
+        now = tables[i + 1][rows, state]
+        prev = tables[i]
+        ok = np.empty((n_markets, n_cols + 1), dtype=bool)
+        ok[:, n_cols] = prev[rows, state] == now  # row i unmatched
+        has = (state[:, None] & bits) != 0
+        without = np.where(has, state[:, None] ^ bits, state[:, None])
+        # the same float sums as in the forward pass: equality is exact
+        ok[:, :n_cols] = has & (
+            prev[rows[:, None], without] + gain[:, i] == now[:, None]
+        )
+        pick = np.where(ok, rng.random(ok.shape), -1.0).argmax(axis=1)
+        took = pick < n_cols
+        col[took, i] = pick[took]
+        state = np.where(took, state ^ (1 << np.minimum(pick, n_cols - 1)), state)
+    return col
+
+
+def _subset_dp(
+    gain: NDArray[np.float64], rng: np.random.Generator
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Batched dynamic programme over subsets of the smaller side.
+
+    Rows are the larger side and states the subsets of the smaller one
+    (``2**min(n, K)`` states). With buyers as rows, ``W_-i`` joins the best of
+    the buyers before ``i`` on a set of slots with the best of those after it on
+    the other slots; with slots as rows, it is the final table on the set of
+    all buyers but ``i``.
+    """
+    n_markets, n, n_slots = gain.shape
+    slot = np.empty((n_markets, n), dtype=np.int64)
+    clarke = np.empty((n_markets, n))
+    small = min(n, n_slots)
+    chunk = max(1, _BLOCK // ((max(n, n_slots) + 1) << small))
+    for lo in range(0, n_markets, chunk):
+        g = gain[lo : lo + chunk]
+        c = g.shape[0]
+        if n_slots <= n:  # buyers are rows
+            fwd = _subset_tables(g)
+            bwd = _subset_tables(g[:, ::-1])
+            slot[lo : lo + c] = _subset_backtrack(fwd, g, rng)
+            full = (1 << n_slots) - 1
+            states = np.arange(1 << n_slots)
+            best = fwd[n][:, full]
+            for i in range(n):
+                without = (fwd[i] + bwd[n - 1 - i][:, full ^ states]).max(axis=1)
+                mine = np.where(
+                    slot[lo : lo + c, i] >= 0,
+                    g[np.arange(c), i, np.maximum(slot[lo : lo + c, i], 0)],
+                    0.0,
+                )
+                clarke[lo : lo + c, i] = without - (best - mine)
+        else:  # slots are rows, buyers the states
+            gt = g.transpose(0, 2, 1)
+            fwd = _subset_tables(gt)
+            buyer_of = _subset_backtrack(fwd, gt, rng)  # [c, K]
+            s = np.full((c, n), -1, dtype=np.int64)
+            r, j = np.nonzero(buyer_of >= 0)
+            s[r, buyer_of[r, j]] = j
+            slot[lo : lo + c] = s
+            full = (1 << n) - 1
+            best = fwd[n_slots][:, full]
+            mine = np.where(
+                s >= 0,
+                np.take_along_axis(g, np.maximum(s, 0)[..., None], 2)[..., 0],
+                0.0,
+            )
+            without = fwd[n_slots][:, full ^ (1 << np.arange(n))]
+            clarke[lo : lo + c] = without - (best[:, None] - mine)
     return slot, np.maximum(clarke, 0.0)
 
 
