@@ -220,7 +220,7 @@ def test_bad_attention_settings_are_named() -> None:
         AttentionSpec(heads="median")
     with pytest.raises(ValueError, match="layers must be"):
         AttentionSpec(layers=0)
-    with pytest.raises(ValueError, match="unknown bank setting.*'layer'"):
+    with pytest.raises(ValueError, match=r"unknown bank setting.*'layer'"):
         BankSettings.from_params({"layer": 2})
     with pytest.raises(ValueError, match="max_slots=9 exceeds"):
         BankSettings(max_slots=9, candidates_per_query=4)
@@ -388,7 +388,7 @@ def test_bad_corpus_rows_are_named(tmp_path: Path) -> None:
         ValueError, match=r"candidates.jsonl:1: expected a non-empty string 'text'"
     ):
         load_corpus(tmp_path)
-    with pytest.raises(FileNotFoundError, match="queries.jsonl and candidates.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"queries\.jsonl and candidates"):
         load_corpus(tmp_path / "nowhere")
 
 
