@@ -240,6 +240,10 @@ def test_history_holds_last_prices_most_recent_first():
         ({"history": -1}, "history must be an integer >= 0"),
         ({"max_bid": 0.0}, "max_bid must be"),
         ({"render_mode": "rgb_array"}, "render_mode must be"),
+        ({"value_dist": "cauchy"}, "unknown value distribution 'cauchy'"),
+        ({"mechanism_params": {"reservee": 0.1}}, "unknown parameter.*reservee"),
+        ({"mechanism_params": {"reserve": -1}}, "reserve must be"),
+        ({"budget": float("nan")}, "budget must be"),
     ],
 )
 def test_bad_options_raise_clear_errors(kw, match):
