@@ -328,3 +328,18 @@ def test_inactive_traders_are_out_of_the_book(name):
         np.testing.assert_array_equal(
             out.extra["walrasian_high"], alone.extra["walrasian_high"]
         )
+
+
+@pytest.mark.parametrize("name", ["k_double", "mcafee", "call_market", "cda"])
+def test_ties_at_the_margin_are_random(name):
+    # three buyers bid .6 for two units offered at .1 and .2 (and a third at .9):
+    # which two trade is drawn at random, each about 2/3 of the time
+    bids = np.full((6000, 3), 0.6)
+    asks = np.tile([0.1, 0.2, 0.9], (6000, 1))
+    if name == "mcafee":  # a fourth, losing buyer keeps McAfee from reducing
+        bids = np.c_[bids, np.full(6000, 0.05)]
+    out = mechanisms.make(name, seed=1).clear(bids, asks)
+    share = out.alloc[:, :3].mean(axis=0)
+    expected = out.alloc[:, :3].sum(axis=1).mean() / 3
+    np.testing.assert_allclose(share, expected, atol=0.03)
+    assert expected > 0.3
