@@ -174,7 +174,10 @@ def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
 
     Layout as documented in ``agents``: ``clearing_price [N]``, ``bids [N, n]``,
     ``asks [N, m]``, ``alloc [N, n]``, ``seller_alloc [N, m]`` and the agent's own
-    ``own_alloc``, ``own_pay``, ``own_value``, ``own_action`` ``[N]``.
+    ``own_alloc``, ``own_pay``, ``own_value``, ``own_action`` ``[N]``; also
+    ``traded [N, n + m]`` and ``buyer_active [N, n]``, ``seller_active [N, m]``:
+    orders of inactive traders (out of budget, or already traded in a CDA
+    period) were not in the market.
     """
     n = n_buyers
     return {
@@ -184,6 +187,8 @@ def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
         "alloc": info["alloc"][:, :n],
         "seller_alloc": info["alloc"][:, n:],
         "traded": info["traded"],
+        "buyer_active": info["active"][:, :n],
+        "seller_active": info["active"][:, n:],
         "own_alloc": info["alloc"][:, j],
         "own_pay": info["payment"][:, j],
         "own_value": info["value"][:, j],
