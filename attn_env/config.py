@@ -77,7 +77,7 @@ class EnvConfig:
     history: int = 0
     "How many past rounds of public prices each agent observes."
     max_bid: float | None = None
-    "Top of the action space (bids and asks); ``None``: max(value_high, cost_high)."
+    "Top of bids and asks; ``None``: value_high (two-sided: max with cost_high)."
 
 
 @dataclass(frozen=True)
