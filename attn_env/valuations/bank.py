@@ -478,6 +478,7 @@ def build_bank(
             rows, cols = np.asarray(chunk).T
             out["relevance_raw"][rows, cols] = mass[:, 1]
             bar.update(len(chunk))
+        pair_seconds = time.perf_counter() - started
         # Pages grouped by K so each batch holds sequences of similar length.
         page_jobs.sort(key=lambda job: job[2])
         for start in range(0, len(page_jobs), batch_size):
@@ -513,6 +514,10 @@ def build_bank(
             "dtype": str(next(lm.model.parameters()).dtype),
             "sequences": total,
             "seconds": round(elapsed, 3),
+            "pairs": len(pair_jobs),
+            "pair_seconds": round(pair_seconds, 3),
+            "pages": len(page_jobs),
+            "page_seconds": round(elapsed - pair_seconds, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         manifest_tmp = tmp / "manifest.json.tmp"
