@@ -494,11 +494,15 @@ class MarketCore:
 def _one_sided_optimum(
     v: NDArray[np.float64], alpha: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Max welfare of one round: the top values on the top slots (assortative)."""
+    """Max welfare of one round: the top values on the top slots (assortative).
+
+    ``alpha`` is sorted descending (the ``Draw`` contract).
+    """
     k = min(v.shape[1], alpha.shape[1])
+    if k == 1:
+        return v.max(axis=1) * alpha[:, 0]
     top = -np.sort(-v, axis=1)[:, :k]
-    a = -np.sort(-alpha, axis=1)[:, :k]
-    return (top * a).sum(axis=1)
+    return (top * alpha[:, :k]).sum(axis=1)
 
 
 def _two_sided_optimum(

@@ -91,6 +91,9 @@ def test_optimum_matches_brute_force():
         for b in range(20)
     ]
     np.testing.assert_allclose(_one_sided_optimum(v, alpha), brute)
+    np.testing.assert_allclose(
+        _one_sided_optimum(v, alpha[:, :1]), v.max(1) * alpha[:, 0]
+    )
     c = rng.uniform(size=(20, 3))
     brute2 = []
     for b in range(20):
