@@ -303,44 +303,53 @@ class GDAgent:
         hist = np.bincount((rows * g + idx)[ok], minlength=n * g).reshape(n, g)
         return np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
 
-    def beliefs(self) -> tuple[NDArray, NDArray]:
-        """``q(b)`` for buyers and ``p(a)`` for sellers on the grid, ``[N, G]`` each."""
-        n = self.num_envs
-        if not self._history:
-            prior = np.broadcast_to(self.grid / self.max_price, (n, self.grid_size))
-            return prior, 1.0 - prior
-        bids = np.concatenate([h[0] for h in self._history], axis=1)
-        bid_taken = np.concatenate([h[1] for h in self._history], axis=1)
-        asks = np.concatenate([h[2] for h in self._history], axis=1)
-        ask_taken = np.concatenate([h[3] for h in self._history], axis=1)
-        nan = np.nan
+    def belief(self, seller: bool) -> NDArray[np.float64]:
+        """Probability that an order trades at each grid price, ``[N, G]``.
 
-        tb_le = self._count_le(np.where(bid_taken, bids, nan))
-        rb_ge = self._count_ge(np.where(bid_taken, nan, bids))
-        b_ge = self._count_ge(bids)
-        ta_ge = self._count_ge(np.where(ask_taken, asks, nan))
-        ra_le = self._count_le(np.where(ask_taken, nan, asks))
-        a_le = self._count_le(asks)
-
+        Buyers: ``q(b)``; sellers (``seller=True``): ``p(a)``.
+        """
+        n, nan = self.num_envs, np.nan
         prior = self.grid / self.max_price
-        num_b, num_s = tb_le + a_le, ta_ge + b_ge
-        den_b, den_s = num_b + rb_ge, num_s + ra_le
+        if not self._history:
+            return np.broadcast_to(
+                1.0 - prior if seller else prior, (n, self.grid_size)
+            )
+        bids, bid_taken, asks, ask_taken = (
+            np.concatenate([h[i] for h in self._history], axis=1) for i in range(4)
+        )
+        if seller:  # TA(>=a) + B(>=a) against RA(<=a)
+            num = self._count_ge(
+                np.concatenate([np.where(ask_taken, asks, nan), bids], 1)
+            )
+            den = num + self._count_le(np.where(ask_taken, nan, asks))
+            prior = 1.0 - prior
+        else:  # TB(<=b) + A(<=b) against RB(>=b)
+            num = self._count_le(
+                np.concatenate([np.where(bid_taken, bids, nan), asks], 1)
+            )
+            den = num + self._count_ge(np.where(bid_taken, nan, bids))
         with np.errstate(invalid="ignore", divide="ignore"):
-            q = np.where(den_b > 0, num_b / den_b, prior)
-            p = np.where(den_s > 0, num_s / den_s, 1.0 - prior)
-        return q, p
+            return np.where(den > 0, num / den, prior)
+
+    def beliefs(self) -> tuple[NDArray, NDArray]:
+        """``(q, p)``: buyers' and sellers' beliefs on the grid, ``[N, G]`` each."""
+        return self.belief(seller=False), self.belief(seller=True)
 
     def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
         if obs.shape[0] != self.num_envs:
             self.reset(obs.shape[0], rng)
         v = obs[:, VALUE].astype(np.float64)[:, None]
-        q, p = self.beliefs()
+        is_seller = obs[:, ROLE] > 0.5
         g = self.grid[None, :]
-        buy = np.where(g <= v, (v - g) * q, -np.inf)
-        sell = np.where(g >= v, (g - v) * p, -np.inf)
-        bid = self.grid[np.argmax(buy, axis=1)]
-        # a cost above the grid has no admissible ask: ask the cost itself
-        ask = np.where(
-            v[:, 0] > self.max_price, v[:, 0], self.grid[np.argmax(sell, axis=1)]
-        )
-        return _column(np.where(obs[:, ROLE] > 0.5, ask, bid))
+        out = np.zeros(v.shape[0])
+        if not is_seller.all():
+            surplus = np.where(g <= v, (v - g) * self.belief(seller=False), -np.inf)
+            out = self.grid[np.argmax(surplus, axis=1)]
+        if is_seller.any():
+            surplus = np.where(g >= v, (g - v) * self.belief(seller=True), -np.inf)
+            # a cost above the grid has no admissible ask: ask the cost itself
+            ask = np.where(
+                v[:, 0] > self.max_price, v[:, 0], self.grid[np.argmax(surplus, axis=1)]
+            )
+            out = np.where(is_seller, ask, out)
+        return _column(out)
