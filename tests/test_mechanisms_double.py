@@ -121,15 +121,16 @@ def utilities(out, values, costs):
     return values * out.alloc - out.pay, out.seller_receipt - costs * out.seller_alloc
 
 
-def test_mcafee_truthful_ir_no_deficit():
+@pytest.mark.parametrize("reserve", [0.0, 0.3])
+def test_mcafee_truthful_ir_no_deficit(reserve):
     rng = np.random.default_rng(3)
     values, costs = rng.random((400, 4)), rng.random((400, 5))
-    m = mechanisms.make("mcafee", seed=0)
+    m = mechanisms.make("mcafee", reserve=reserve, seed=0)
     truth = m.clear(values, costs)
     ub, us = utilities(truth, values, costs)
     assert (ub >= -1e-12).all() and (us >= -1e-12).all()  # individually rational
     assert (truth.budget_surplus >= -1e-12).all()  # never a deficit
-    q = efficient_quantity(values, costs)
+    q = efficient_quantity(np.where(values >= reserve, values, -1.0), costs)
     trades = truth.alloc.sum(axis=1)
     assert ((trades == q) | (trades == q - 1)).all()  # loses at most one trade
     assert (trades == q - 1).any() and (trades == q).any()

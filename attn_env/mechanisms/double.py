@@ -15,7 +15,8 @@ k_double     ``q`` trades at ``k b_q + (1 - k) s_q`` (Chatterjee–Samuelson for
 mcafee       ``p0 = (b_{q+1} + s_{q+1}) / 2``; if ``s_q <= p0 <= b_q`` all ``q``
              trade at ``p0``, else ``q - 1`` trade, buyers pay ``b_q`` and
              sellers get ``s_q`` (McAfee 1992). ``b_{n+1} = 0`` and
-             ``s_{m+1} = inf`` where a rank is missing. Truthful, no deficit
+             ``s_{m+1} = inf`` where a rank is missing; buyers pay at least
+             the reserve. Truthful, no deficit
 call_market  ``q`` trades at ``k high + (1 - k) low`` of the Walrasian interval
              ``[max(s_q, b_{q+1}), min(b_q, s_{q+1})]`` where ``d(p) = s(p)``
 cda          one round of a continuous double auction, see :class:`CDA`
@@ -118,7 +119,12 @@ class KDouble(SealedDouble):
 
 
 class McAfee(SealedDouble):
-    """McAfee's (1992) trade-reduction double auction: truthful, never in deficit."""
+    """McAfee's (1992) trade-reduction double auction: truthful, never in deficit.
+
+    With a reserve, bids under it are not admitted and buyers pay at least the
+    reserve (sellers still receive ``p0`` or ``s_q``; the difference is surplus),
+    which keeps bidding truthful for every buyer.
+    """
 
     name = "mcafee"
 
@@ -128,7 +134,9 @@ class McAfee(SealedDouble):
         b_q, s_q = c.bid(q), c.ask(q)
         keep = (q > 0) & (s_q <= p0) & (p0 <= b_q)
         trades = np.where(keep, q, np.maximum(q - 1, 0))
-        buyer_price = np.where(keep, p0, b_q)
+        # the reserve floors the buyers' price: without it a buyer valuing less
+        # than the reserve could bid above it and trade at a lower p0
+        buyer_price = np.maximum(np.where(keep, p0, b_q), self.reserve)
         seller_price = np.where(keep, p0, s_q)
         none = trades == 0
         buyer_price = np.where(none, np.nan, buyer_price)
