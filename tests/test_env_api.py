@@ -112,3 +112,20 @@ def test_supersuit_parameter_sharing_pipeline_into_sb3():
     model = PPO("MlpPolicy", ve, n_steps=8, batch_size=32, n_epochs=1, device="cpu")
     model.learn(64)
     assert model.num_timesteps >= 64
+
+
+def test_render_human_prints_and_imports_stay_light(capsys):
+    import subprocess
+    import sys
+
+    e = parallel_env(mechanism="first_price", n_buyers=2, render_mode="human")
+    obs, _ = e.reset(seed=0)
+    e.step({a: o[:1] for a, o in obs.items()})
+    out = capsys.readouterr().out
+    assert "first_price  round 1/1" in out and "buyer_1" in out
+    code = (
+        "import sys, attn_env.market_env, attn_env.vector, attn_env.single_agent;"
+        "print(any(m in sys.modules for m in ('torch', 'transformers')))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.stdout.strip() == "False", res.stderr
