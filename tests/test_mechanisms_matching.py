@@ -194,10 +194,11 @@ def test_vcg_prices_are_minimum_walrasian_prices():
         np.testing.assert_allclose(out.extra["slot_price"][b], expected, atol=1e-9)
 
 
-def test_assignment_no_profitable_deviation():
+@pytest.mark.parametrize("reserve", [0.0, 0.3])
+def test_assignment_no_profitable_deviation(reserve):
     rng = np.random.default_rng(5)
     v = rng.random((200, 3, 3))
-    truth = clear("assignment", v)
+    truth = clear("assignment", v, reserve=reserve)
 
     def value(out):
         won = np.take_along_axis(v, np.maximum(out.slot, 0)[..., None], 2)[..., 0]
@@ -208,7 +209,7 @@ def test_assignment_no_profitable_deviation():
         i = rng.integers(3)
         lie = v.copy()
         lie[:, i] = rng.random((200, 3)) * 1.5
-        out = clear("assignment", lie)
+        out = clear("assignment", lie, reserve=reserve)
         assert (value(out)[:, i] - out.pay[:, i] <= u_truth[:, i] + 1e-12).all()
 
 
