@@ -7,10 +7,10 @@ display needed) and written atomically.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -70,15 +70,25 @@ def plot_market(result: Mapping[str, Any], path: str | Path) -> Path:
     lo = float(np.nanmin(eff)) if np.isfinite(eff).any() else 0.0
     bottom.set_ylim(min(0.0, lo - 0.05), 1.05)
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    _write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
+    return path
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a unique temp file in ``path``'s folder, then ``os.replace``.
+
+    The temp file is opened with mode ``0o666`` minus the umask (``mkstemp``
+    would leave the result readable by its owner only).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def _pct(x: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -237,6 +238,9 @@ def test_simulate_command_json_and_plot(tmp_path, capsys):
     assert len(data["series"]["price"]) == 100
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert png.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
 
 
 def test_simulate_command_table(capsys):
