@@ -232,6 +232,9 @@ def test_unknown_parameter_is_named():
         ("k_double", {"k": 1.5}, r"k must be in \[0, 1\], got 1.5"),
         ("call_market", {"k": -0.1}, "k must be in"),
         ("vcg", {"n_slots": 0}, "n_slots must be an integer >= 1, got 0"),
+        ("vcg", {"n_slots": 2.5}, "n_slots must be an integer"),
+        ("cda", {"seed": "abc"}, "seed must be an int"),
+        ("cda", {"seed": -1}, "seed must be an int"),
     ],
 )
 def test_bad_parameters(name, params, match):

@@ -29,7 +29,10 @@ class Mechanism:
     def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
         self.reserve = check_reserve(reserve)
         self.seed = seed
-        self._rng = np.random.default_rng(seed)
+        try:
+            self._rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}") from err
         unknown = {k: v for k, v in params.items() if k not in self.params}
         check_unknown(type(self).__name__, unknown, ["reserve", "seed", *self.params])
         for key, default in self.params.items():
