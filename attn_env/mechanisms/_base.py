@@ -52,7 +52,9 @@ class Mechanism:
 
 
 def rank_desc(
-    score: NDArray[np.float64], rng: np.random.Generator
+    score: NDArray[np.float64],
+    rng: np.random.Generator,
+    ignore: NDArray[np.bool_] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Indices that sort each row of ``score`` descending, ties in random order.
 
@@ -63,6 +65,9 @@ def rank_desc(
     Args:
         score: ``float64 [B, n]``.
         rng: generator for the tie-break keys.
+        ignore: optional ``bool [B, n]`` of entries whose order among themselves
+            does not matter (out of the market): ties between two of them do not
+            send the row to the slow path.
 
     Returns:
         ``(order, sorted)``, both ``[B, n]``: ``order[b, r]`` is the entry of rank
@@ -72,7 +77,11 @@ def rank_desc(
     srt = np.take_along_axis(score, order, axis=1)
     if score.shape[1] < 2:
         return order, srt
-    tied = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+    equal = srt[:, 1:] == srt[:, :-1]
+    if ignore is not None:
+        out = np.take_along_axis(ignore, order, axis=1)
+        equal &= ~(out[:, 1:] & out[:, :-1])
+    tied = equal.any(axis=1)
     if tied.any():
         rows = np.flatnonzero(tied)
         key = rng.random((rows.size, score.shape[1]))

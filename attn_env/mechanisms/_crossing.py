@@ -98,23 +98,25 @@ def cross(
     m = asks.shape[1]
     # asks are >= 0, so a bid of -1 never meets one, nor a bid an ask of inf:
     # such orders are out of the book and read as "no order" in the padding
-    live = bids
+    live, b_out, s_out = bids, None, None
     dropped = reserve > 0.0 or buyer_active is not None
     if dropped:
         keep = bids >= reserve
         if buyer_active is not None:
             keep &= buyer_active
         live = np.where(keep, bids, -1.0)
+        b_out = ~keep
     if seller_active is not None:
         asks = np.where(seller_active, asks, np.inf)
+        s_out = ~seller_active
     if rng is None:
         buyer_order = np.argsort(-live, axis=1, kind="stable")
         seller_order = np.argsort(asks, axis=1, kind="stable")
         b_srt = np.take_along_axis(live, buyer_order, axis=1)
         s_srt = np.take_along_axis(asks, seller_order, axis=1)
     else:
-        buyer_order, b_srt = rank_desc(live, rng)
-        seller_order, s_srt = rank_desc(-asks, rng)
+        buyer_order, b_srt = rank_desc(live, rng, b_out)
+        seller_order, s_srt = rank_desc(-asks, rng, s_out)
         s_srt = -s_srt
     depth = min(n, m)
     q = (b_srt[:, :depth] >= s_srt[:, :depth]).sum(axis=1)

@@ -106,10 +106,13 @@ class PositionAuction(Mechanism):
             check_positive(q, "quality")
             score = bids * q
 
-        eligible = bids >= self.reserve
-        # scores are >= 0, so -1 ranks every buyer under the reserve last
-        score = np.where(eligible, score, -1.0)
-        order, srt = rank_desc(score, gen)
+        if self.reserve > 0.0:
+            # scores are >= 0, so -1 ranks every buyer under the reserve last
+            out = bids < self.reserve
+            score = np.where(out, -1.0, score)
+            order, srt = rank_desc(score, gen, ignore=out)
+        else:
+            order, srt = rank_desc(score, gen)
         n_win = min(alpha.shape[1], n)
         top = order[:, :n_win]
         won = srt[:, :n_win] >= 0.0
