@@ -282,18 +282,22 @@ class PolicyAgent(_Stateless):
     """A trained policy (``attn-market train``) as a fixed agent.
 
     ``training.load_policy(path)`` is imported on construction only, so that the
-    agents package never imports torch by itself. The policy maps observations to
-    env actions, deterministically; the first action column is the bid or ask.
+    agents package never imports torch by itself. The loaded policy maps
+    observations to absolute bids or asks, deterministically, choosing its
+    buyer or seller model by the role flag.
 
     Args:
         path: the run folder written by ``attn-market train``.
+        agent: use this learner's own model (runs trained with ``share: none``)
+            instead of the model of the observation's role.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, agent: str | None = None) -> None:
         from training import load_policy
 
-        self.path = path
-        self.policy = load_policy(path)
+        self.path, self.agent = path, agent
+        policy = load_policy(path)
+        self.policy = policy.for_agent(agent) if agent is not None else policy
 
     def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
         out = np.asarray(self.policy.act(obs), dtype=np.float32)

@@ -267,14 +267,22 @@ def test_for_market_fills_market_params_and_params_win():
 
 
 def test_policy_agent_wraps_load_policy(monkeypatch):
-    class Half:
+    class Scaled:
+        def __init__(self, scale):
+            self.scale = scale
+
         def act(self, obs):
-            return 0.5 * obs[:, :1]
+            return self.scale * obs[:, :1]
+
+        def for_agent(self, name):
+            return Scaled(0.25) if name == "buyer_1" else self
 
     fake = types.ModuleType("training")
-    fake.load_policy = lambda path: Half()
+    fake.load_policy = lambda path: Scaled(0.5)
     monkeypatch.setitem(sys.modules, "training", fake)
     agent = agents.make("policy", path="runs/x")
     out = agent.act(_obs(VALUES), RNG)
     assert out.shape == (11, 1) and out.dtype == np.float32
     np.testing.assert_allclose(out[:, 0], VALUES / 2, 1e-6)
+    own = agents.make("policy", path="runs/x", agent="buyer_1")
+    np.testing.assert_allclose(own.act(_obs(VALUES), RNG)[:, 0], VALUES / 4, 1e-6)
