@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attn_env import metrics
 
@@ -154,3 +156,54 @@ def test_exposure_share_and_mean_utility():
     np.testing.assert_allclose(
         metrics.mean_utility([[1.0, 2.0], [3.0, 0.0]]), [2.0, 1.0]
     )
+
+
+unit = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    v=st.lists(unit, min_size=1, max_size=6),
+    alpha=st.lists(unit, min_size=1, max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_optimum_beats_any_feasible_allocation(v, alpha, seed):
+    # a random one-to-one assignment of buyers to slots never beats the optimum
+    rng = np.random.default_rng(seed)
+    vals, a = np.array([v]), np.array([sorted(alpha, reverse=True)])
+    k = min(len(v), len(alpha))
+    buyers = rng.permutation(len(v))[:k]
+    slots = rng.permutation(len(alpha))[:k]
+    alloc = np.zeros_like(vals)
+    alloc[0, buyers] = a[0, slots]
+    assert (
+        metrics.welfare(vals, alloc)[0]
+        <= metrics.optimal_welfare(vals, alpha=a)[0] + 1e-12
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.lists(st.floats(0.0, 1e3, allow_nan=False), min_size=1, max_size=8))
+def test_gini_bounds_and_scale_invariance(x):
+    g = metrics.gini(x)
+    n = len(x)
+    assert -1e-12 <= g <= 1 - 1 / n + 1e-12
+    if sum(x) > 1e-6:
+        assert metrics.gini(np.array(x) * 3.0) == pytest.approx(g, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    v=st.lists(unit, min_size=1, max_size=6),
+    c=st.lists(unit, min_size=1, max_size=6),
+)
+def test_walrasian_interval_supports_the_efficient_trades(v, c):
+    lo, hi = metrics.walrasian_interval([v], [c])
+    assert lo[0] <= hi[0] + 1e-12
+    vs, cs = np.sort(v)[::-1], np.sort(c)
+    depth = min(len(v), len(c))
+    q = int((vs[:depth] >= cs[:depth]).sum())  # efficient quantity
+    # at every price of the interval demand and supply can both be q (ties aside)
+    for p in (lo[0], (lo[0] + hi[0]) / 2, hi[0]):
+        assert sum(x > p for x in v) <= q <= sum(x >= p for x in v)
+        assert sum(y < p for y in c) <= q <= sum(y <= p for y in c)
