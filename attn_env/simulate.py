@@ -20,6 +20,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -451,6 +452,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if args.plot and not Path(args.plot).resolve().parent.is_dir():
+        # fail before the run, not after it
+        raise FileNotFoundError(f"plot folder of {args.plot!r} does not exist")
     result = play(config, episodes=args.episodes, num_envs=args.num_envs)
     if args.plot:
         from attn_env.plots import plot_market

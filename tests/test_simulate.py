@@ -270,3 +270,12 @@ def test_cli_main_reports_config_errors(tmp_path, capsys):
     assert main(["simulate", str(bad), "--json"]) == 2
     captured = capsys.readouterr()
     assert "n_buyer" in captured.err and captured.out == ""
+
+
+def test_cli_main_refuses_a_plot_into_a_missing_folder(tmp_path, capsys):
+    from attn_env.cli import main
+
+    png = tmp_path / "missing" / "plot.png"
+    code = main(["simulate", str(CONFIGS / "vcg.yaml"), "--plot", str(png)])
+    assert code == 2
+    assert "missing" in capsys.readouterr().err and not png.exists()
