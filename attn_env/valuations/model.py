@@ -200,11 +200,11 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = AutoModel.from_pretrained(
-            str(folder), attn_implementation="eager", local_files_only=True, dtype=dtype
+            str(folder), attn_implementation="eager", local_files_only=True
         )
     finally:
         hf_logging.set_verbosity(verbosity)
-    model.eval().to(dev)
+    model.eval().to(device=dev, dtype=dtype)
     return LoadedModel(model, tokenizer, dev, model_identity(model_dir))
 
 
