@@ -81,9 +81,9 @@ def loop_double(rule: str, bids: np.ndarray, asks: np.ndarray) -> tuple[list, li
         else:
             trades, price = q - 1, b(q)
     slot, pay = [-1] * len(bids), [0.0] * len(bids)
-    for r in range(trades):
-        slot[buyers[r]] = sellers[r]
-        pay[buyers[r]] = price
+    # traders are paired in index order (prices are uniform per side)
+    for i, j in zip(sorted(buyers[:trades]), sorted(sellers[:trades]), strict=True):
+        slot[i], pay[i] = j, price
     return slot, pay
 
 

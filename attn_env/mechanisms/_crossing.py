@@ -2,7 +2,13 @@
 
 Bids sorted descending ``b_1 >= b_2 >= ...`` and asks ascending
 ``s_1 <= s_2 <= ...`` cross at the efficient quantity ``q``: the number of
-ranks with ``b_k >= s_k``. k-double, McAfee and the call market all start here.
+ranks with ``b_k >= s_k``. k-double, McAfee and the call market all start here:
+they choose how many units trade and at what prices; :meth:`Crossing.traders`
+then says who trades.
+
+Only values are sorted (``np.sort`` is several times faster than ``argsort``
+on short rows); who trades follows from comparing each order with the
+marginal bid and ask, with a random draw only where orders tie at the margin.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from attn_env.mechanisms._base import rank_desc
 from attn_env.mechanisms._validate import as_batch, check_nonneg
 
 __all__ = ["Crossing", "check_two_sided", "cross", "walrasian_price"]
@@ -23,17 +28,17 @@ class Crossing:
     """Sorted book of ``B`` sealed-bid markets.
 
     Attributes:
-        buyer_order: ``int64 [B, n]`` buyers by bid, highest first (ties random).
-        seller_order: ``int64 [B, m]`` sellers by ask, lowest first (ties random).
+        bids: ``float64 [B, n]`` bids in the book; ``-1`` for buyers out of it.
+        asks: ``float64 [B, m]`` asks in the book; ``inf`` for sellers out of it.
         b: ``float64 [B, n + 2]`` sorted bids by 1-based rank: ``b[:, 0] = inf``,
-            ``b[:, n + 1] = 0`` (no bid; bids under the reserve also read 0).
+            ``b[:, n + 1] = 0`` (no bid; buyers out of the book also read 0).
         s: ``float64 [B, m + 2]`` sorted asks by 1-based rank: ``s[:, 0] = 0``,
             ``s[:, m + 1] = inf`` (no ask).
         q: ``int64 [B]`` efficient quantity, ``#{k: b_k >= s_k}``.
     """
 
-    buyer_order: NDArray[np.int64]
-    seller_order: NDArray[np.int64]
+    bids: NDArray[np.float64]
+    asks: NDArray[np.float64]
     b: NDArray[np.float64]
     s: NDArray[np.float64]
     q: NDArray[np.int64]
@@ -58,6 +63,48 @@ class Crossing:
         high = np.minimum(self.bid(q), self.ask(q + 1))
         return low, high
 
+    def traders(
+        self, trades: NDArray[np.int64], rng: np.random.Generator
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """The ``trades`` highest bidders and lowest askers of each market.
+
+        Args:
+            trades: ``int64 [B]`` units to trade, ``0 <= trades <= q``.
+            rng: draws who trades among orders tied at the margin.
+
+        Returns:
+            ``(buyers [B, n], sellers [B, m])`` boolean, ``trades`` True per row.
+        """
+        some = trades > 0
+        b_t = np.where(some, self.bid(trades), np.inf)
+        s_t = np.where(some, self.ask(trades), -np.inf)
+        buyers = _top(self.bids, b_t, trades, rng)
+        sellers = _top(-self.asks, -s_t, trades, rng)
+        return buyers, sellers
+
+
+def _top(
+    values: NDArray[np.float64],
+    threshold: NDArray[np.float64],
+    count: NDArray[np.int64],
+    rng: np.random.Generator,
+) -> NDArray[np.bool_]:
+    """The ``count`` largest entries of each row, ``threshold`` being the last.
+
+    Entries above the threshold are in; of those equal to it, as many as still
+    needed are drawn at random (every subset equally likely).
+    """
+    chosen = values >= threshold[:, None]
+    over = np.flatnonzero(chosen.sum(axis=1) > count)
+    if over.size:
+        vals, thr = values[over], threshold[over, None]
+        above = vals > thr
+        need = count[over] - above.sum(axis=1)  # >= 1: the threshold is in
+        key = np.where(vals == thr, rng.random(vals.shape), -1.0)
+        cut = -np.sort(-key, axis=1)[np.arange(over.size), need - 1]
+        chosen[over] = above | (key >= cut[:, None])
+    return chosen
+
 
 def check_two_sided(
     bids: ArrayLike, asks: ArrayLike
@@ -78,7 +125,6 @@ def check_two_sided(
 def cross(
     bids: NDArray[np.float64],
     asks: NDArray[np.float64],
-    rng: np.random.Generator | None,
     reserve: float = 0.0,
     buyer_active: NDArray[np.bool_] | None = None,
     seller_active: NDArray[np.bool_] | None = None,
@@ -88,8 +134,6 @@ def cross(
     Args:
         bids: ``float64 [B, n]``.
         asks: ``float64 [B, m]``.
-        rng: tie-break generator; ``None`` sorts stably (only for prices, which do
-            not depend on who wins a tie).
         reserve: bids under it are not in the book.
         buyer_active: ``bool [B, n]``; inactive buyers are not in the book.
         seller_active: ``bool [B, m]``; inactive sellers are not in the book.
@@ -98,26 +142,17 @@ def cross(
     m = asks.shape[1]
     # asks are >= 0, so a bid of -1 never meets one, nor a bid an ask of inf:
     # such orders are out of the book and read as "no order" in the padding
-    live, b_out, s_out = bids, None, None
+    live = bids
     dropped = reserve > 0.0 or buyer_active is not None
     if dropped:
         keep = bids >= reserve
         if buyer_active is not None:
             keep &= buyer_active
         live = np.where(keep, bids, -1.0)
-        b_out = ~keep
     if seller_active is not None:
         asks = np.where(seller_active, asks, np.inf)
-        s_out = ~seller_active
-    if rng is None:
-        buyer_order = np.argsort(-live, axis=1, kind="stable")
-        seller_order = np.argsort(asks, axis=1, kind="stable")
-        b_srt = np.take_along_axis(live, buyer_order, axis=1)
-        s_srt = np.take_along_axis(asks, seller_order, axis=1)
-    else:
-        buyer_order, b_srt = rank_desc(live, rng, b_out)
-        seller_order, s_srt = rank_desc(-asks, rng, s_out)
-        s_srt = -s_srt
+    b_srt = np.sort(live, axis=1)[:, ::-1]
+    s_srt = np.sort(asks, axis=1)
     depth = min(n, m)
     q = (b_srt[:, :depth] >= s_srt[:, :depth]).sum(axis=1)
     b = np.empty((n_markets, n + 2))
@@ -128,7 +163,7 @@ def cross(
     s[:, 0] = 0.0
     s[:, 1 : m + 1] = s_srt
     s[:, m + 1] = np.inf
-    return Crossing(buyer_order, seller_order, b, s, q.astype(np.int64))
+    return Crossing(live, asks, b, s, q.astype(np.int64))
 
 
 def walrasian_price(
@@ -149,4 +184,4 @@ def walrasian_price(
         ``(low, high)``, each ``float64 [B]``, ``low <= high``.
     """
     bids, asks = check_two_sided(bids, asks)
-    return cross(bids, asks, None).walrasian()
+    return cross(bids, asks).walrasian()

@@ -3,9 +3,11 @@
 ``B`` markets of ``n`` buyers with bids ``[B, n]`` and ``m`` sellers with asks
 ``[B, m]``, each trader one unit. Sorting bids descending ``b_1 >= b_2 >= ...``
 and asks ascending ``s_1 <= s_2 <= ...``, the efficient quantity ``q`` is the
-number of ranks with ``b_k >= s_k``; the ``k``-th buyer trades with the
-``k``-th seller (ties in random order). Bids under ``reserve`` are not in the
-book.
+number of ranks with ``b_k >= s_k``. When ``t`` units trade, the ``t``
+highest bidders and the ``t`` lowest askers trade (ties at the margin drawn at
+random), paired in index order: every buyer pays the same price and every
+seller receives the same price, so the pairing changes no payment. Bids under
+``reserve`` are not in the book.
 
 ===========  ===============================================================
 rule         trades and prices
@@ -82,10 +84,13 @@ class SealedDouble(Mechanism):
             if seller_active is None
             else _mask(seller_active, "seller_active", asks.shape)
         )
-        c = cross(bids, asks, gen, self.reserve, b_act, s_act)
+        c = cross(bids, asks, self.reserve, b_act, s_act)
         trades, buyer_price, seller_price, clearing = self._rule(c)
         low, high = c.walrasian()
-        out = _trade_outcome(c, trades, buyer_price, seller_price, clearing)
+        buyers, sellers = c.traders(trades, gen)
+        out = _trade_outcome(
+            trades, buyers, sellers, buyer_price, seller_price, clearing
+        )
         out.extra.update(walrasian_low=low, walrasian_high=high)
         return out
 
@@ -166,40 +171,37 @@ class CallMarket(SealedDouble):
 
 
 def _trade_outcome(
-    c: Crossing,
     trades: NDArray[np.int64],
+    buyers: NDArray[np.bool_],
+    sellers: NDArray[np.bool_],
     buyer_price: NDArray[np.float64],
     seller_price: NDArray[np.float64],
     clearing: NDArray[np.float64],
 ) -> Outcome:
-    """Pair the ``trades`` best buyers with the ``trades`` best sellers."""
-    n_markets, n = c.buyer_order.shape
-    m = c.seller_order.shape[1]
-    depth = min(n, m)
-    traded = np.arange(depth)[None, :] < trades[:, None]
-    # every trade of a sealed-bid market is at the same buyer and seller price
-    bp = np.where(trades > 0, buyer_price, 0.0)[:, None]
-    sp = np.where(trades > 0, seller_price, 0.0)[:, None]
+    """Pair the trading buyers with the trading sellers of each market.
 
+    Both sides have the same number of traders per market; they are paired in
+    index order. Every buyer pays the same price and every seller receives the
+    same price, so the pairing changes no payment.
+    """
+    n_markets, n = buyers.shape
+    some = trades > 0
     slot = np.full((n_markets, n), -1, dtype=np.int64)
-    np.put_along_axis(
-        slot,
-        c.buyer_order[:, :depth],
-        np.where(traded, c.seller_order[:, :depth], -1),
-        1,
+    # row-major order: the k-th trading buyer of a market meets its k-th seller
+    slot.reshape(-1)[np.flatnonzero(buyers)] = (
+        np.flatnonzero(sellers) % sellers.shape[1]
     )
-    alloc = (slot >= 0).astype(np.float64)
-    seller_alloc = np.zeros((n_markets, m))
-    np.put_along_axis(seller_alloc, c.seller_order[:, :depth], traded, axis=1)
-    price = alloc * bp
+    alloc = buyers.astype(np.float64)
+    seller_alloc = sellers.astype(np.float64)
+    price = alloc * np.where(some, buyer_price, 0.0)[:, None]
     return Outcome(
         slot=slot,
         alloc=alloc,
         pay=price.copy(),
         price=price,
-        clearing_price=np.where(trades > 0, clearing, np.nan),
+        clearing_price=np.where(some, clearing, np.nan),
         seller_alloc=seller_alloc,
-        seller_receipt=seller_alloc * sp,
+        seller_receipt=seller_alloc * np.where(some, seller_price, 0.0)[:, None],
     )
 
 
