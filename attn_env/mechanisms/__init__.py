@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from attn_env.mechanisms._base import Mechanism
 from attn_env.mechanisms._crossing import walrasian_price
 from attn_env.mechanisms.outcome import Outcome
 
@@ -33,6 +34,7 @@ __all__ = [
     "MATCHING",
     "ONE_SIDED",
     "TWO_SIDED",
+    "Mechanism",
     "Outcome",
     "family",
     "make",

@@ -214,9 +214,10 @@ class CDA(Mechanism):
     at the bid. Otherwise the order stands if it improves the best order of its
     side (the NYSE spread-reduction rule of Gode & Sunder 1993: the book keeps
     the best bid and the best ask; a replaced or non-improving order is
-    dropped). The book starts empty on each call and whatever has not traded
-    expires at its end. The environment calls ``clear`` once per round of a
-    trading period, marking traders that already traded as inactive.
+    dropped). Buyers bidding under ``reserve`` place no order. The book starts
+    empty on each call and whatever has not traded expires at its end. The
+    environment calls ``clear`` once per round of a trading period, marking
+    traders that already traded as inactive.
 
     The loop runs over the ``n + m`` arrival steps only; every step is a numpy
     operation over all ``B`` markets.
