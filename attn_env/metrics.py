@@ -23,6 +23,7 @@ __all__ = [
     "optimal_welfare",
     "price_stats",
     "revenue",
+    "slot_price_intervals",
     "walrasian_distance",
     "walrasian_interval",
     "welfare",
@@ -149,23 +150,63 @@ def price_stats(prices: ArrayLike) -> tuple[float, float]:
 
 
 def walrasian_interval(
-    values: ArrayLike, costs: ArrayLike | None = None, n_units: int | None = None
+    values: ArrayLike, costs: ArrayLike | None = None, alpha: ArrayLike | None = None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Competitive price interval ``(low [B], high [B])`` where demand meets supply.
 
-    Two-sided: buyers' values against sellers' costs. One-sided: ``n_units`` slots
-    offered at cost 0 by the publisher (exact for slots of equal attention; with
-    unequal ``alpha`` it is the interval of the unit price). Delegates to the
-    mechanisms' crossing helper so the definition is shared with the call market.
+    Two-sided (``costs [B, m]``): buyers' values against sellers' costs, through
+    the mechanisms' crossing helper (the call market's definition). One-sided
+    (``alpha [B, K]`` or ``[K]``): the interval of the **top slot's price per
+    unit** over all Walrasian price vectors (:func:`slot_price_intervals`); with
+    equal slots it is ``[v_(K+1), v_(K)]``, the unit-supply crossing at cost 0.
     """
-    from attn_env.mechanisms._crossing import walrasian_price
-
     v = _batch(values, "values")
-    if costs is None:
-        if n_units is None or n_units < 1:
-            raise ValueError(f"one-sided interval needs n_units >= 1, got {n_units!r}")
-        costs = np.zeros((v.shape[0], n_units))
-    return walrasian_price(np.clip(v, 0.0, None), _batch(costs, "costs"))
+    if (costs is None) == (alpha is None):
+        raise ValueError("give exactly one of costs (two-sided) or alpha (one-sided)")
+    if costs is not None:
+        from attn_env.mechanisms._crossing import walrasian_price
+
+        return walrasian_price(np.clip(v, 0.0, None), _batch(costs, "costs"))
+    low, high = slot_price_intervals(v, alpha)
+    return low[:, 0], high[:, 0]
+
+
+def slot_price_intervals(
+    values: ArrayLike, alpha: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Walrasian prices per unit of each slot, ``(low [B, K], high [B, K])``.
+
+    With values ``v_ij = v_i alpha_j`` (values sorted ``v_1 >= v_2 >= ...``, slots
+    ``alpha_1 >= ... >= alpha_K``, ``alpha_{K+1} = 0``, missing values 0), the
+    competitive (envy-free) total prices of slot ``j`` form the interval
+    ``[sum_{k>=j} (alpha_k - alpha_{k+1}) v_{k+1}, sum_{k>=j} (alpha_k - alpha_{k+1})
+    v_k]``: the lower end is the VCG price (Leonard 1983), the upper the bound
+    of Varian (2007). Divided by ``alpha_j`` they are prices per unit (nan for
+    slots without attention).
+    """
+    v = np.clip(_batch(values, "values"), 0.0, None)
+    a = np.asarray(alpha, dtype=np.float64)
+    a = (
+        np.broadcast_to(a, (v.shape[0], a.shape[-1]))
+        if a.ndim == 1
+        else _batch(a, "alpha")
+    )
+    if a.shape[0] != v.shape[0]:
+        raise ValueError(f"alpha must have batch size {v.shape[0]}, got {a.shape}")
+    B, K = a.shape
+    a = -np.sort(-a, axis=1)
+    v_desc = np.zeros((B, K + 1))
+    k = min(K + 1, v.shape[1])
+    v_desc[:, :k] = -np.sort(-v, axis=1)[:, :k]
+    step = a - np.concatenate(
+        [a[:, 1:], np.zeros((B, 1))], axis=1
+    )  # alpha_k - alpha_{k+1}
+    # suffix sums over k >= j
+    low = np.cumsum((step * v_desc[:, 1:])[:, ::-1], axis=1)[:, ::-1]
+    high = np.cumsum((step * v_desc[:, :K])[:, ::-1], axis=1)[:, ::-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        safe = np.where(a > _EPS, a, np.nan)
+        return low / safe, high / safe
 
 
 def walrasian_distance(

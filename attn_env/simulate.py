@@ -34,6 +34,8 @@ __all__ = ["MarketLog", "build_agents", "feedback", "play", "register", "summari
 
 _MAX_BINS = 50
 _TOL = 1e-9
+# actions are float32: prices computed from them differ from float64 values by ~1e-7
+_PRICE_TOL = 1e-6
 
 
 def build_agents(
@@ -210,6 +212,7 @@ class MarketLog:
     ) -> None:
         self.names, self.n = list(names), n_buyers
         self.two_sided = family == "two_sided"
+        self.matching = family == "matching"
         self.cumulative = self.two_sided and redraw == "episode"
         self._rounds: list[dict[str, NDArray]] = []
         self._utility: NDArray | None = None
@@ -247,7 +250,7 @@ class MarketLog:
             alpha = get("alpha")
             welfare = metrics.welfare(bv, ba)
             opt = metrics.optimal_welfare(live, alpha=alpha)
-            low, high = metrics.walrasian_interval(live, n_units=alpha.shape[-1])
+            low, high = _one_sided_interval(live, alpha, self.matching)
             surplus = metrics.budget_surplus(bpay)
         rational = np.concatenate(
             [bid[:, :n] <= bv + _TOL, bid[:, n:] >= value[:, n:] - _TOL], axis=1
@@ -319,7 +322,7 @@ class MarketLog:
             if traded.any()
             else math.nan,
             "walrasian_share": (
-                float((dist[traded] <= _TOL).mean()) if traded.any() else math.nan
+                float((dist[traded] <= _PRICE_TOL).mean()) if traded.any() else math.nan
             ),
             "ir_violations": int(d["ir"].sum()),
             "mean_utility": dict(zip(self.names, map(float, mean_u), strict=True)),
@@ -332,6 +335,28 @@ class MarketLog:
                 price, d["low"], d["high"], welfare, opt, self.cumulative
             ),
         }
+
+
+def _one_sided_interval(
+    values: NDArray, alpha: NDArray, matching: bool
+) -> tuple[NDArray, NDArray]:
+    """The Walrasian interval of the mechanism's headline price, ``[B]`` each.
+
+    Position auctions report the top slot's unit price; matchings the mean unit
+    price over matched slots, whose Walrasian range is the mean of the slots'
+    ranges (the lattice of competitive prices has a least and a greatest element).
+    """
+    if not matching:
+        return metrics.walrasian_interval(values, alpha=alpha)
+    low, high = metrics.slot_price_intervals(values, alpha)
+    filled = np.arange(alpha.shape[1])[None, :] < np.minimum(
+        (values > _TOL).sum(axis=1, keepdims=True), alpha.shape[1]
+    )
+    count = np.maximum(filled.sum(axis=1), 1)
+    return (
+        np.where(filled, low, 0.0).sum(axis=1) / count,
+        np.where(filled, high, 0.0).sum(axis=1) / count,
+    )
 
 
 def _per_episode(x: NDArray) -> float:

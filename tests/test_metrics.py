@@ -111,8 +111,26 @@ def test_walrasian_interval_hand_cases():
     lo, hi = metrics.walrasian_interval([[0.9, 0.6, 0.3]], [[0.1, 0.5, 0.7]])
     assert (lo[0], hi[0]) == pytest.approx((0.5, 0.6))
     # one slot, three bidders: between the second and the first value
-    lo, hi = metrics.walrasian_interval([[0.2, 0.9, 0.5]], n_units=1)
+    lo, hi = metrics.walrasian_interval([[0.2, 0.9, 0.5]], alpha=[1.0])
     assert (lo[0], hi[0]) == pytest.approx((0.5, 0.9))
+    # two equal slots: between the third and the second value
+    lo, hi = metrics.walrasian_interval([[0.2, 0.9, 0.5]], alpha=[1.0, 1.0])
+    assert (lo[0], hi[0]) == pytest.approx((0.2, 0.5))
+    with pytest.raises(ValueError, match="exactly one"):
+        metrics.walrasian_interval([[0.5]])
+
+
+def test_slot_price_intervals_hand_case():
+    # values 0.9, 0.5, 0.2 and slots 1, 0.5 (steps 0.5, 0.5):
+    # slot 1: [0.5*0.5 + 0.5*0.2, 0.5*0.9 + 0.5*0.5] = [0.35, 0.7] per unit
+    # slot 2: [0.5*0.2, 0.5*0.5] / 0.5 = [0.2, 0.5] per unit
+    low, high = metrics.slot_price_intervals([[0.2, 0.9, 0.5]], [1.0, 0.5])
+    np.testing.assert_allclose(low, [[0.35, 0.2]])
+    np.testing.assert_allclose(high, [[0.7, 0.5]])
+    # fewer buyers than slots: the empty slot is free
+    low, high = metrics.slot_price_intervals([[0.8]], [1.0, 0.5])
+    np.testing.assert_allclose(low, [[0.0, 0.0]])
+    np.testing.assert_allclose(high, [[0.4, 0.0]])
 
 
 def test_walrasian_interval_clears_the_market():
@@ -207,3 +225,31 @@ def test_walrasian_interval_supports_the_efficient_trades(v, c):
     for p in (lo[0], (lo[0] + hi[0]) / 2, hi[0]):
         assert sum(x > p for x in v) <= q <= sum(x >= p for x in v)
         assert sum(y < p for y in c) <= q <= sum(y <= p for y in c)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    v=st.lists(unit, min_size=1, max_size=5),
+    alpha=st.lists(st.floats(0.01, 1.0), min_size=1, max_size=4),
+    end=st.sampled_from(["low", "high"]),
+)
+def test_slot_prices_are_envy_free_and_low_is_vcg(v, alpha, end):
+    vals = np.array([v])
+    a = np.array([sorted(alpha, reverse=True)])
+    low, high = metrics.slot_price_intervals(vals, a)
+    price = (low if end == "low" else high)[0] * a[0]  # total price of each slot
+    order = np.argsort(-vals[0], kind="stable")
+    k = min(len(v), len(alpha))
+    # assortative assignment: buyer order[j] in slot j; nobody envies another slot
+    for rank, i in enumerate(order):
+        own = vals[0, i] * a[0, rank] - price[rank] if rank < k else 0.0
+        best_other = max(vals[0, i] * a[0, j] - price[j] for j in range(len(alpha)))
+        assert own >= best_other - 1e-9
+    # the least competitive prices are the VCG prices of the position auction
+    from attn_env import mechanisms
+
+    out = mechanisms.make("vcg").clear(vals, weights=a, rng=np.random.default_rng(0))
+    won = out.slot[0] >= 0
+    np.testing.assert_allclose(
+        np.sort(out.pay[0][won]), np.sort(low[0, :k] * a[0, :k])[: won.sum()], atol=1e-9
+    )
