@@ -3,8 +3,9 @@
 :func:`play` is the reusable episode loop (evaluation reuses it): it builds the
 vector env of a config, one :class:`agents.base.Agent` per agent name, plays
 ``episodes`` episodes ``num_envs`` markets at a time and returns plain-data
-metrics (see :func:`summarize` for every key). The command prints them as a
-rich table, as one JSON object (``--json``) or draws them (``--plot FILE``).
+metrics (every key in :meth:`MarketLog.result`; ``nan`` where undefined, written
+as ``null`` in JSON). The command prints them as a rich table, as one JSON
+object (``--json``) or draws them (``--plot FILE``).
 
 Per-episode figures (``revenue``, ``welfare``, ``mean_utility``, ``volume``) are
 sums over an episode's rounds averaged over episodes; ``efficiency`` is total
@@ -112,7 +113,7 @@ def play(
         num_envs: markets stepped at once (default ``min(episodes, 1024)``).
 
     Returns:
-        JSON-able metrics (keys in :meth:`MarketLog.result`), plus ``mechanism``,
+        Plain-data metrics (keys in :meth:`MarketLog.result`), plus ``mechanism``,
         ``episodes``, ``rounds``, ``num_envs``, ``seed`` and ``agent_kinds``.
     """
     import attn_env
