@@ -274,3 +274,11 @@ def test_stable_matching_ties_are_random():
     share = (out.slot[:, 0] == 0).mean()
     assert abs(share - 0.5) < 0.04
     assert ((out.slot >= 0).sum(axis=1) == 1).all()
+
+
+def test_assignment_ties_are_random():
+    # two identical buyers for one slot: each wins half the time, pays 0.5
+    out = mechanisms.make("assignment", seed=2).clear(np.full((4000, 2, 1), 0.5))
+    assert abs((out.slot[:, 0] == 0).mean() - 0.5) < 0.04
+    assert ((out.slot >= 0).sum(axis=1) == 1).all()
+    np.testing.assert_allclose(out.revenue, 0.5)

@@ -187,8 +187,12 @@ def _enumerate(
         total = part.sum(axis=2)  # [c, A]
         best = total.max(axis=1)
         tol = 1e-12 * (1.0 + np.abs(best))
-        key = np.where(total >= (best - tol)[:, None], rng.random(total.shape), -1.0)
-        pick = key.argmax(axis=1)
+        optimal = total >= (best - tol)[:, None]
+        pick = optimal.argmax(axis=1)
+        tied = np.flatnonzero(optimal.sum(axis=1) > 1)
+        if tied.size:  # a random optimal assignment, not the first one listed
+            key = np.where(optimal[tied], rng.random((tied.size, n_assign)), -1.0)
+            pick[tied] = key.argmax(axis=1)
         without = (total[:, :, None] - part).max(axis=1)  # [c, n]
         rows = np.arange(hi - lo)
         own = part[rows, pick]  # [c, n]
