@@ -54,7 +54,7 @@ def plot_market(result: Mapping[str, Any], path: str | Path) -> Path:
         _floats(s["price"]),
         color="tab:red",
         marker=marker,
-        label="clearing price (mean)",
+        label="clearing price (mean where traded)",
     )
     top.set_ylabel("price per unit")
     top.legend(loc="best", fontsize="small")
@@ -62,9 +62,22 @@ def plot_market(result: Mapping[str, Any], path: str | Path) -> Path:
         f"{result.get('mechanism', '')}: {result.get('episodes', '?')} episodes, "
         f"efficiency {_pct(result.get('efficiency'))}"
     )
-    bottom.plot(x, _floats(s["efficiency"]), color="tab:green", marker=marker)
+    eff_label = s.get("efficiency_label", "efficiency")
+    bottom.plot(
+        x, _floats(s["efficiency"]), color="tab:green", marker=marker, label=eff_label
+    )
+    if "traded_share" in s:
+        # how many markets the mean price above is taken over
+        bottom.plot(
+            x,
+            _floats(s["traded_share"]),
+            color="grey",
+            linestyle=":",
+            label="share of markets with a trade",
+        )
     bottom.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
-    bottom.set_ylabel(s.get("efficiency_label", "efficiency"))
+    bottom.set_ylabel(eff_label)
+    bottom.legend(loc="best", fontsize="small")
     bottom.set_xlabel(s["x_label"])
     eff = _floats(s["efficiency"])
     lo = float(np.nanmin(eff)) if np.isfinite(eff).any() else 0.0

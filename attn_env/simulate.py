@@ -403,7 +403,8 @@ def _series(
     opt: NDArray,
     cumulative: bool,
 ) -> dict[str, Any]:
-    """Price path, Walrasian band and efficiency by round (or by bins of episodes).
+    """Price path, Walrasian band, efficiency and share of markets that traded, by
+    round (or by bins of episodes).
 
     With ``cumulative`` (one two-sided period per episode) efficiency at round ``t``
     is the share of the period's first-best realised by the end of round ``t``.
@@ -436,6 +437,7 @@ def _series(
         "walrasian_low": [float(low[g].mean()) for g in groups],
         "walrasian_high": [float(high[g].mean()) for g in groups],
         "efficiency": [float(_ratio(welfare[g].sum(), opt[g].sum())) for g in groups],
+        "traded_share": [float(np.isfinite(price[g]).mean()) for g in groups],
     }
 
 
