@@ -458,7 +458,8 @@ def _jsonable(x: Any) -> Any:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``simulate CONFIG [--json] [--plot FILE] [--episodes N] [--num-envs N]``."""
+    """Add ``simulate CONFIG [--json] [--plot FILE] [--episodes N] [--num-envs N]
+    [--seed N]``."""
     p = subparsers.add_parser(
         "simulate",
         help="play fixed agents in a market and report its metrics",
@@ -475,11 +476,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--episodes", type=int, metavar="N", help="override config episodes")
     p.add_argument("--num-envs", type=int, metavar="N", help="markets stepped at once")
+    p.add_argument("--seed", type=int, metavar="N", help="override config seed")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
     if args.plot and not Path(args.plot).resolve().parent.is_dir():
         # fail before the run, not after it
         raise FileNotFoundError(f"plot folder of {args.plot!r} does not exist")

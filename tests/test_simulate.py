@@ -279,3 +279,24 @@ def test_cli_main_refuses_a_plot_into_a_missing_folder(tmp_path, capsys):
     code = main(["simulate", str(CONFIGS / "vcg.yaml"), "--plot", str(png)])
     assert code == 2
     assert "missing" in capsys.readouterr().err and not png.exists()
+
+
+def test_simulate_command_seed_override(capsys):
+    parser = _parser()
+    runs = []
+    for seed in ("1", "1", "2"):
+        args = parser.parse_args(
+            [
+                "simulate",
+                str(CONFIGS / "second_price.yaml"),
+                "--json",
+                "--episodes",
+                "64",
+                "--seed",
+                seed,
+            ]
+        )
+        assert args.func(args) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert runs[0]["seed"] == 1 and runs[2]["seed"] == 2
+    assert runs[0]["revenue"] == runs[1]["revenue"] != runs[2]["revenue"]
