@@ -57,5 +57,8 @@ class Agent(Protocol):
         ...
 
     def observe(self, feedback: dict[str, Any]) -> None:
-        """Public feedback after a round (see the env's ``infos``); adaptive agents learn from it."""
+        """Public feedback after a round (the env's ``infos``).
+
+        Adaptive agents (ZIP, GD, pacing) learn from it; the others ignore it.
+        """
         ...

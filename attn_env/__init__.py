@@ -13,12 +13,19 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["env", "mechanisms", "parallel_env", "raw_env", "single_agent_env", "vector_env"]
+__all__ = [
+    "env",
+    "mechanisms",
+    "parallel_env",
+    "raw_env",
+    "single_agent_env",
+    "vector_env",
+]
 __version__ = "0.1.0"
 
 
 def parallel_env(**options: Any):
-    """PettingZoo ``ParallelEnv`` of an attention market (see ``attn_env.market_env``)."""
+    """PettingZoo ``ParallelEnv`` of an attention market (``attn_env.market_env``)."""
     from attn_env.market_env import parallel_env as _make
 
     return _make(**options)

@@ -1,4 +1,4 @@
-"""The result of clearing a batch of markets: one array per field, leading batch axis."""
+"""The result of clearing a batch of markets: one array per field, batch axis first."""
 
 from __future__ import annotations
 
@@ -44,7 +44,10 @@ class Outcome:
 
     @property
     def budget_surplus(self) -> NDArray[np.float64]:
-        """Buyers' payments minus sellers' receipts per market, ``[B]`` (>= 0: no deficit)."""
+        """Buyers' payments minus sellers' receipts per market, ``[B]``.
+
+        Non-negative means the market ran no deficit.
+        """
         if self.seller_receipt is None:
             return self.revenue
         return self.revenue - self.seller_receipt.sum(axis=-1)

@@ -1,4 +1,4 @@
-"""Valuation sources: where buyers' values theta, relevance r and slot attention alpha come from.
+"""Valuation sources: where theta, relevance r and slot attention alpha come from.
 
 ``make_source(name, **params)`` builds one: ``uniform`` (theta from a distribution,
 r = alpha = 1) or ``attention`` (r and alpha from a transformer's attention maps,
@@ -13,7 +13,14 @@ from typing import Any
 from attn_env.valuations.base import Draw, ValuationSource, draw_values
 from attn_env.valuations.uniform import UniformSource
 
-__all__ = ["SOURCES", "Draw", "UniformSource", "ValuationSource", "draw_values", "make_source"]
+__all__ = [
+    "SOURCES",
+    "Draw",
+    "UniformSource",
+    "ValuationSource",
+    "draw_values",
+    "make_source",
+]
 
 SOURCES = ("uniform", "attention")
 

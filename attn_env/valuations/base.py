@@ -67,11 +67,17 @@ def draw_values(
     are bounded so that observation spaces stay bounded).
     """
     if dist not in VALUE_DISTS:
-        raise ValueError(f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}")
+        raise ValueError(
+            f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
+        )
     if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise ValueError(f"value range must satisfy low < high, got low={low!r}, high={high!r}")
+        raise ValueError(
+            f"value range must satisfy low < high, got low={low!r}, high={high!r}"
+        )
     if dist == "uniform":
         return rng.uniform(low, high, size=shape)
     if dist == "beta":
         return low + (high - low) * rng.beta(2.0, 2.0, size=shape)
-    return np.clip(low + rng.lognormal(0.0, 0.5, size=shape) * (high - low) / 4.0, low, high)
+    return np.clip(
+        low + rng.lognormal(0.0, 0.5, size=shape) * (high - low) / 4.0, low, high
+    )

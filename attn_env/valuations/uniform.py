@@ -15,12 +15,18 @@ class UniformSource:
 
     name = "uniform"
 
-    def __init__(self, dist: str = "uniform", low: float = 0.0, high: float = 1.0) -> None:
+    def __init__(
+        self, dist: str = "uniform", low: float = 0.0, high: float = 1.0
+    ) -> None:
         if dist not in VALUE_DISTS:
-            raise ValueError(f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}")
+            raise ValueError(
+                f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
+            )
         self.dist, self.low, self.high = dist, float(low), float(high)
 
-    def draw(self, rng: np.random.Generator, batch: int, n_buyers: int, n_slots: int) -> Draw:
+    def draw(
+        self, rng: np.random.Generator, batch: int, n_buyers: int, n_slots: int
+    ) -> Draw:
         theta = draw_values(rng, (batch, n_buyers), self.dist, self.low, self.high)
         return Draw(
             theta=theta,
