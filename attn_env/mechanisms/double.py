@@ -260,50 +260,53 @@ class CDA(Mechanism):
         b_act = _mask(buyer_active, "buyer_active", bids.shape) & (bids >= self.reserve)
         s_act = _mask(seller_active, "seller_active", asks.shape)
 
-        rows = np.arange(n_markets)
         slot = np.full((n_markets, n), -1, dtype=np.int64)
         step_of = np.full((n_markets, n), -1, dtype=np.int64)
         price = np.zeros((n_markets, n))
         seller_alloc = np.zeros((n_markets, m))
         receipt = np.zeros((n_markets, m))
-        bid_px = np.full(n_markets, -np.inf)  # best standing bid, -inf: none
+        # the book: best standing bid (-inf: none) and ask (inf: none); an empty
+        # side can never be met, so no separate "is there an order" test
+        bid_px = np.full(n_markets, -np.inf)
         bid_who = np.full(n_markets, -1, dtype=np.int64)
-        ask_px = np.full(n_markets, np.inf)  # best standing ask, inf: none
+        ask_px = np.full(n_markets, np.inf)
         ask_who = np.full(n_markets, -1, dtype=np.int64)
+        # every step's order, gathered once: [n + m, B], one contiguous row a step
+        who_t = np.ascontiguousarray(order.T)
+        px_t = np.take_along_axis(np.concatenate([bids, asks], 1), order, 1).T.copy()
+        live = np.concatenate([b_act, s_act], 1)
+        live_t = np.take_along_axis(live, order, 1).T.copy()
 
         for t in range(n + m):
-            who = order[:, t]
+            who, px = who_t[t], px_t[t]
             is_buyer = who < n
-            bi = np.where(is_buyer, who, 0)
-            si = np.where(is_buyer, 0, who - n)
-            buying = is_buyer & b_act[rows, bi]
-            selling = ~is_buyer & s_act[rows, si]
-            px = np.where(is_buyer, bids[rows, bi], asks[rows, si])
-
-            hit_ask = buying & (ask_who >= 0) & (px >= ask_px)
-            hit_bid = selling & (bid_who >= 0) & (px <= bid_px)
-            # the buyer and the seller of each trade, and the standing price
-            tb = np.where(hit_ask, bi, bid_who)
-            ts = np.where(hit_ask, ask_who, si)
-            tp = np.where(hit_ask, ask_px, bid_px)
+            buying = live_t[t] & is_buyer
+            selling = live_t[t] & ~is_buyer
+            hit_ask = buying & (px >= ask_px)
+            hit_bid = selling & (px <= bid_px)
             traded = hit_ask | hit_bid
             if traded.any():
-                r, b_i, s_i, p = rows[traded], tb[traded], ts[traded], tp[traded]
+                r = np.flatnonzero(traded)
+                took_ask = hit_ask[r]
+                # the buyer, the seller and the standing price of each trade
+                b_i = np.where(took_ask, who[r], bid_who[r])
+                s_i = np.where(took_ask, ask_who[r], who[r] - n)
+                p = np.where(took_ask, ask_px[r], bid_px[r])
                 slot[r, b_i] = s_i
                 price[r, b_i] = p
                 step_of[r, b_i] = t
                 seller_alloc[r, s_i] = 1.0
                 receipt[r, s_i] = p
-                ask_who = np.where(hit_ask, -1, ask_who)
-                ask_px = np.where(hit_ask, np.inf, ask_px)
-                bid_who = np.where(hit_bid, -1, bid_who)
-                bid_px = np.where(hit_bid, -np.inf, bid_px)
+                ask_px[r[took_ask]] = np.inf
+                ask_who[r[took_ask]] = -1
+                bid_px[r[~took_ask]] = -np.inf
+                bid_who[r[~took_ask]] = -1
             better_bid = buying & ~hit_ask & (px > bid_px)
             better_ask = selling & ~hit_bid & (px < ask_px)
-            bid_px = np.where(better_bid, px, bid_px)
-            bid_who = np.where(better_bid, bi, bid_who)
-            ask_px = np.where(better_ask, px, ask_px)
-            ask_who = np.where(better_ask, si, ask_who)
+            np.copyto(bid_px, px, where=better_bid)
+            np.copyto(bid_who, who, where=better_bid)
+            np.copyto(ask_px, px, where=better_ask)
+            np.copyto(ask_who, who - n, where=better_ask)
 
         alloc = (slot >= 0).astype(np.float64)
         n_trades = alloc.sum(axis=1)
