@@ -131,15 +131,17 @@ class PositionAuction(Mechanism):
         pay = np.where(won, pay, 0.0)
         a_top = np.where(won, a_top, 0.0)
 
+        # scatter rank-ordered results to buyers through one flat index (faster
+        # than put_along_axis, which rebuilds its index for every array)
+        flat = (top + (np.arange(n_markets) * n)[:, None]).ravel()
         slot = np.full((n_markets, n), -1, dtype=np.int64)
-        rank = np.broadcast_to(np.arange(n_win), (n_markets, n_win))
-        np.put_along_axis(slot, top, np.where(won, rank, -1), axis=1)
+        slot.reshape(-1)[flat] = np.where(won, np.arange(n_win), -1).ravel()
         out_alloc = np.zeros((n_markets, n))
-        np.put_along_axis(out_alloc, top, a_top, axis=1)
+        out_alloc.reshape(-1)[flat] = a_top.ravel()
         out_pay = np.zeros((n_markets, n))
-        np.put_along_axis(out_pay, top, pay, axis=1)
+        out_pay.reshape(-1)[flat] = pay.ravel()
         out_price = np.zeros((n_markets, n))
-        np.put_along_axis(out_price, top, price, axis=1)
+        out_price.reshape(-1)[flat] = price.ravel()
 
         slot_price = np.full(alpha.shape, np.nan)
         slot_price[:, :n_win] = np.where(won, price, np.nan)
