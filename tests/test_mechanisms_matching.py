@@ -282,3 +282,30 @@ def test_assignment_ties_are_random():
     assert abs((out.slot[:, 0] == 0).mean() - 0.5) < 0.04
     assert ((out.slot >= 0).sum(axis=1) == 1).all()
     np.testing.assert_allclose(out.revenue, 0.5)
+
+
+def test_blocking_pairs_table():
+    # buyer 0 values (0.8, 0.6), buyer 1 (0.9, 0.1)
+    v = np.array([[[0.8, 0.6], [0.9, 0.1]]] * 3)
+    slot = np.array(
+        [
+            [1, 0],  # stable: slot 0 prefers buyer 1, buyer 0 has slot 1
+            [0, 1],  # buyer 1 wants slot 0 and slot 0 prefers buyer 1: blocks
+            [-1, -1],  # nobody matched: all three pairs above 0 block
+        ]
+    )
+    np.testing.assert_array_equal(mechanisms.blocking_pairs(v, slot), [0, 1, 4])
+    # with reserve .65 the pair (0, 1) at .6 is not acceptable
+    np.testing.assert_array_equal(mechanisms.blocking_pairs(v, slot, 0.65), [0, 1, 2])
+    with pytest.raises(ValueError, match="slot must be an int array of shape"):
+        mechanisms.blocking_pairs(v, slot[:, :1])
+
+
+def test_blocking_pairs_of_stable_and_assignment():
+    rng = np.random.default_rng(9)
+    v = rng.random((500, 5, 4))
+    stable = clear("stable_matching", v, reserve=0.1)
+    assert (mechanisms.blocking_pairs(v, stable.slot, 0.1) == 0).all()
+    # the welfare-maximising assignment ignores slots' rankings: often unstable
+    best = clear("assignment", v, reserve=0.1)
+    assert (mechanisms.blocking_pairs(v, best.slot, 0.1) > 0).mean() > 0.2

@@ -10,6 +10,7 @@ from typing import Any
 
 from attn_env.mechanisms._base import Mechanism
 from attn_env.mechanisms._crossing import walrasian_price
+from attn_env.mechanisms.matching import blocking_pairs
 from attn_env.mechanisms.outcome import Outcome
 
 # name -> (module, class): one flat table, filled in by the family modules.
@@ -36,6 +37,7 @@ __all__ = [
     "TWO_SIDED",
     "Mechanism",
     "Outcome",
+    "blocking_pairs",
     "family",
     "make",
     "names",

@@ -32,13 +32,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import linear_sum_assignment
 
 from attn_env.mechanisms._base import Mechanism, rank_desc
 from attn_env.mechanisms._validate import as_batch, check_nonneg, check_weights
 from attn_env.mechanisms.outcome import Outcome
 
-__all__ = ["Assignment", "StableMatching"]
+__all__ = ["Assignment", "StableMatching", "blocking_pairs"]
 
 #: assignments enumerated per market at most before switching to dynamic programming.
 MAX_ENUMERATED = 720
@@ -309,6 +308,8 @@ def _scipy(
     gain: NDArray[np.float64], rng: np.random.Generator
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Per-market Hungarian algorithm for markets too large to enumerate."""
+    from scipy.optimize import linear_sum_assignment  # only the largest markets
+
     n_markets, n, n_slots = gain.shape
     slot = np.full((n_markets, n), -1, dtype=np.int64)
     clarke = np.zeros((n_markets, n))
@@ -419,3 +420,41 @@ def _deferred_acceptance(
         match[active[rows], best_i[rows, cols]] = cols
         holder[active] = np.where(take, best_i, h_)
     return match, prio
+
+
+def blocking_pairs(
+    values: ArrayLike, slot: ArrayLike, reserve: float = 0.0
+) -> NDArray[np.int64]:
+    """Number of blocking pairs of a matching, per market (0: stable).
+
+    Buyer ``i`` and slot ``j`` block when ``i`` values ``j`` above the reserve and
+    above its own slot (unmatched buyers hold the reserve), and ``j`` is free or
+    values ``i`` above its holder, slots ranking buyers by their bids as in
+    ``stable_matching``. Exact ties do not block.
+
+    Args:
+        values: ``float64 [B, n, K]`` bids of buyers for slots.
+        slot: ``int [B, n]`` slot of each buyer, ``-1`` for none (``Outcome.slot``).
+        reserve: the reserve of the mechanism.
+
+    Returns:
+        ``int64 [B]``.
+    """
+    vals = as_batch(values, "values", "B, n, K")
+    s = np.asarray(slot)
+    if s.shape != vals.shape[:2] or not np.issubdtype(s.dtype, np.integer):
+        raise ValueError(
+            f"slot must be an int array of shape {vals.shape[:2]}, got "
+            f"{s.dtype} {s.shape}"
+        )
+    n_markets, _, n_slots = vals.shape
+    if ((s < -1) | (s >= n_slots)).any():
+        raise ValueError(f"slot entries must lie in -1..{n_slots - 1}")
+    matched = s >= 0
+    own = np.take_along_axis(vals, np.maximum(s, 0)[..., None], 2)[..., 0]
+    own = np.where(matched, own, reserve)
+    held = np.full((n_markets, n_slots), reserve)
+    rows, buyers = np.nonzero(matched)
+    held[rows, s[rows, buyers]] = vals[rows, buyers, s[rows, buyers]]
+    blocks = (vals > own[..., None]) & (vals > held[:, None, :]) & (vals > reserve)
+    return blocks.sum(axis=(1, 2))
