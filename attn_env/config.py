@@ -122,6 +122,8 @@ class TrainConfig:
     "Agent-steps per learner turn (learners alternate; self-play snapshots per turn)."
     device: str = "auto"
     "``auto`` picks cuda when present, else cpu."
+    threads: int = 1
+    "Torch CPU threads (1 is fastest for these small networks, and on a busy machine)."
     algo_params: dict[str, Any] = field(default_factory=dict)
     "Extra keyword arguments for the SB3 algorithm."
 

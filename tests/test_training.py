@@ -19,7 +19,12 @@ import pytest
 from agents.base import ACTIVE, OBS_BASE_DIM, ROLE, VALUE
 from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, TrainConfig
 from training.actions import ActionMap, action_map_for
-from training.bne import CS_EFFICIENCY, bne_strategy, chatterjee_samuelson, first_price_bne
+from training.bne import (
+    CS_EFFICIENCY,
+    bne_strategy,
+    chatterjee_samuelson,
+    first_price_bne,
+)
 from training.checkpoint import MANIFEST, atomic_save, read_manifest, write_checkpoint
 from training.evaluate import bne_l2, utility_loss, value_grid
 
@@ -69,32 +74,61 @@ def grid_obs(values, role: float = 0.0) -> np.ndarray:
 # -- action maps -------------------------------------------------------------------
 
 
-def test_shade_map_buyer_and_seller():
+def test_shade_clip_map_buyer_and_seller():
     v = np.array([0.2, 0.5, 1.0])
-    buyer = ActionMap("shade", "buyer", 0.0, 1.0)
+    buyer = ActionMap("shade_clip", "buyer", 0.0, 1.0)
     # bid = s * value on [0, 1]
-    np.testing.assert_allclose(buyer.to_bid([[0.5], [0.5], [1.0]], grid_obs(v))[:, 0], [0.1, 0.25, 1.0])
-    seller = ActionMap("shade", "seller", 0.0, 1.0)
+    np.testing.assert_allclose(
+        buyer.to_bid([[0.5], [0.5], [1.0]], grid_obs(v))[:, 0], [0.1, 0.25, 1.0]
+    )
+    seller = ActionMap("shade_clip", "seller", 0.0, 1.0)
     # ask = 1 - s (1 - cost): s = 1 truthful, s = 0 asks the top
-    np.testing.assert_allclose(seller.to_bid([[1.0], [0.0], [0.5]], grid_obs(v, 1.0))[:, 0], [0.2, 1.0, 1.0])
+    np.testing.assert_allclose(
+        seller.to_bid([[1.0], [0.0], [0.5]], grid_obs(v, 1.0))[:, 0], [0.2, 1.0, 1.0]
+    )
     # raw actions outside [0, 1] are clipped as SB3 clips them
-    np.testing.assert_allclose(buyer.to_bid([[-3.0], [7.0], [0.5]], grid_obs(v))[:, 0], [0.0, 0.5, 0.5])
+    np.testing.assert_allclose(
+        buyer.to_bid([[-3.0], [7.0], [0.5]], grid_obs(v))[:, 0], [0.0, 0.5, 0.5]
+    )
 
 
-def test_shade_map_inverse_round_trip():
+def test_shade_map_is_a_sigmoid_starting_near_truthful():
+    v = np.array([0.2, 0.5, 1.0])
+    amap = ActionMap("shade", "buyer", 0.0, 1.0)
+    s = amap.shade(np.array([0.0, -8.0, 8.0]))
+    assert s[0] == pytest.approx(0.9)  # an untrained policy (raw 0) bids 0.9 v
+    assert s[1] < 0.005 and s[2] > 0.9999
+    np.testing.assert_allclose(
+        amap.to_bid([[0.0]] * 3, grid_obs(v))[:, 0], 0.9 * v, rtol=1e-6
+    )
+    assert amap.bounds == (-8.0, 8.0)
+
+
+@pytest.mark.parametrize("mode", ["shade", "shade_clip"])
+def test_shade_map_inverse_round_trip(mode):
     rng = np.random.default_rng(0)
     for role in ("buyer", "seller"):
-        amap = ActionMap("shade", role, 0.2, 1.4)
+        amap = ActionMap(mode, role, 0.2, 1.4)
         v = rng.uniform(0.25, 1.35, 50)
-        s = rng.uniform(0, 1, 50)
-        bid = amap.to_bid(s[:, None], grid_obs(v))[:, 0]
-        np.testing.assert_allclose(amap.from_bid(bid, v), s, atol=1e-5)
+        raw = amap.from_bid(
+            amap.to_bid(rng.uniform(-1, 1, (50, 1)), grid_obs(v))[:, 0], v
+        )
+        bid = amap.to_bid(raw[:, None], grid_obs(v))[:, 0]
+        np.testing.assert_allclose(amap.from_bid(bid, v), raw, atol=1e-4)
+        # the BNE of first price, n = 3, on U[0.2, 1.4] is a constant s = 2/3
+        star = 0.2 + 2 / 3 * (v - 0.2)
+        if role == "buyer":
+            np.testing.assert_allclose(
+                amap.shade(amap.from_bid(star, v)), 2 / 3, atol=1e-6
+            )
 
 
 def test_absolute_map_and_bad_names():
     amap = ActionMap("absolute", "buyer", 0.0, 2.0)
     assert amap.bounds == (0.0, 2.0)
-    np.testing.assert_allclose(amap.to_bid([[3.0], [0.7]], grid_obs([0.1, 0.1]))[:, 0], [2.0, 0.7])
+    np.testing.assert_allclose(
+        amap.to_bid([[3.0], [0.7]], grid_obs([0.1, 0.1]))[:, 0], [2.0, 0.7]
+    )
     with pytest.raises(ValueError, match="unknown action map 'bogus'"):
         ActionMap("bogus", "buyer", 0.0, 1.0)
     with pytest.raises(ValueError, match="low < high"):
@@ -109,9 +143,13 @@ def test_first_price_bne_closed_forms():
     np.testing.assert_allclose(first_price_bne(2)(v), v / 2)
     np.testing.assert_allclose(first_price_bne(5)(v), 0.8 * v)
     # n = 3, K = 2: E[min of 2 others | min < v] = (v - 2v^2/3) / (2 - v), by hand
-    np.testing.assert_allclose(first_price_bne(3, 2)(v), (v - 2 * v**2 / 3) / (2 - v), rtol=1e-9)
+    np.testing.assert_allclose(
+        first_price_bne(3, 2)(v), (v - 2 * v**2 / 3) / (2 - v), rtol=1e-9
+    )
     # U[1, 3]: affine image of U[0, 1]
-    np.testing.assert_allclose(first_price_bne(2, 1, 1.0, 3.0)(np.array([1.0, 3.0])), [1.0, 2.0])
+    np.testing.assert_allclose(
+        first_price_bne(2, 1, 1.0, 3.0)(np.array([1.0, 3.0])), [1.0, 2.0]
+    )
 
 
 def test_first_price_bne_against_monte_carlo():
@@ -125,8 +163,12 @@ def test_first_price_bne_against_monte_carlo():
 
 def test_chatterjee_samuelson_k_half():
     v = np.array([0.0, 0.25, 1.0])
-    np.testing.assert_allclose(chatterjee_samuelson(0.5, "buyer")(v), 2 * v / 3 + 1 / 12)
-    np.testing.assert_allclose(chatterjee_samuelson(0.5, "seller")(v), 2 * v / 3 + 1 / 4)
+    np.testing.assert_allclose(
+        chatterjee_samuelson(0.5, "buyer")(v), 2 * v / 3 + 1 / 12
+    )
+    np.testing.assert_allclose(
+        chatterjee_samuelson(0.5, "seller")(v), 2 * v / 3 + 1 / 4
+    )
     # trade iff b(v) >= s(c)  <=>  v >= c + 1/4
     assert chatterjee_samuelson(0.5, "buyer")(np.array([0.5]))[0] == pytest.approx(
         chatterjee_samuelson(0.5, "seller")(np.array([0.25]))[0]
@@ -135,12 +177,27 @@ def test_chatterjee_samuelson_k_half():
 
 
 def test_bne_strategy_dispatch():
-    assert bne_strategy(EnvConfig(mechanism="second_price", n_buyers=3), "buyer")(np.array([0.3]))[0] == 0.3
-    assert bne_strategy(EnvConfig(mechanism="gsp", n_buyers=3, n_slots=2), "buyer") is None
-    assert bne_strategy(EnvConfig(mechanism="first_price", mechanism_params={"reserve": 0.2}), "buyer") is None
+    assert (
+        bne_strategy(EnvConfig(mechanism="second_price", n_buyers=3), "buyer")(
+            np.array([0.3])
+        )[0]
+        == 0.3
+    )
+    assert (
+        bne_strategy(EnvConfig(mechanism="gsp", n_buyers=3, n_slots=2), "buyer") is None
+    )
+    assert (
+        bne_strategy(
+            EnvConfig(mechanism="first_price", mechanism_params={"reserve": 0.2}),
+            "buyer",
+        )
+        is None
+    )
     k = EnvConfig(mechanism="k_double", n_buyers=1, n_sellers=1)
     assert bne_strategy(k, "seller")(np.array([0.0]))[0] == pytest.approx(0.25)
-    assert bne_strategy(dataclasses.replace(k, n_buyers=2, n_sellers=2), "buyer") is None
+    assert (
+        bne_strategy(dataclasses.replace(k, n_buyers=2, n_sellers=2), "buyer") is None
+    )
 
 
 # -- evaluation math ---------------------------------------------------------------
@@ -160,16 +217,22 @@ def test_utility_loss_of_bne_is_small_and_of_truthful_is_one():
     star = bne_strategy(env, "buyer")
     res = utility_loss(env, [star, star], 0, np.random.default_rng(0), samples=4000)
     assert 0.0 <= res["utility_loss"] < 0.01
-    assert res["u_learned"] == pytest.approx(1 / 6, rel=0.03)  # E[u] at the BNE: v^2/2 -> 1/6
+    assert res["u_learned"] == pytest.approx(
+        1 / 6, rel=0.03
+    )  # E[u] at the BNE: v^2/2 -> 1/6
     # truthful bidding in first price earns nothing: the loss is total
-    res = utility_loss(env, [lambda v: v, star], 0, np.random.default_rng(0), samples=2000)
+    res = utility_loss(
+        env, [lambda v: v, star], 0, np.random.default_rng(0), samples=2000
+    )
     assert res["utility_loss"] == pytest.approx(1.0)
 
 
 def test_utility_loss_truthful_second_price_is_zero():
     """Truthful is dominant: no grid bid beats it on any opponent profile."""
     env = EnvConfig(mechanism="second_price", n_buyers=3)
-    res = utility_loss(env, [lambda v: v] * 3, 1, np.random.default_rng(1), samples=2000)
+    res = utility_loss(
+        env, [lambda v: v] * 3, 1, np.random.default_rng(1), samples=2000
+    )
     assert res["utility_loss"] == pytest.approx(0.0, abs=1e-9)
 
 
@@ -212,7 +275,9 @@ def test_write_checkpoint_crash_leaves_last_good(tmp_path):
     assert (tmp_path / first["checkpoint"] / "buyer.zip").read_bytes() == b"v10"
     # later checkpoints prune older ones but keep the newest two
     for t in (30, 40, 50):
-        write_checkpoint(tmp_path, t, {"buyer": lambda p, t=t: p.write_bytes(b"%d" % t)}, {})
+        write_checkpoint(
+            tmp_path, t, {"buyer": lambda p, t=t: p.write_bytes(b"%d" % t)}, {}
+        )
     dirs = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert dirs == ["000000000040-0", "000000000050-0"]
 
@@ -230,25 +295,28 @@ def test_market_vec_env_shapes_and_seat_mapping():
         def reset(self, n, rng): ...
         def act(self, obs, rng):
             return np.zeros((len(obs), 1), np.float32)
+
         def observe(self, fb):
             self.fb = fb
 
     zero = Zero()
     seats = np.array([[0, 2]] * 4)
-    env = MarketVecEnv(venv, seats, ActionMap("shade", "buyer", 0.0, 1.0), Seats([None, zero, None]), seed=3)
+    amap = ActionMap("shade", "buyer", 0.0, 1.0)
+    env = MarketVecEnv(venv, seats, amap, Seats([None, zero, None]), seed=3)
     assert env.num_envs == 8
     obs = env.reset()
     assert obs.shape == (8, OBS_BASE_DIM) and obs.dtype == np.float32
     assert env.observation_space.contains(obs[0])
     # full truthfulness from seats 0 and 2; seat 1 bids 0 and never wins
-    obs2, rew, done, infos = env.step(np.ones((8, 1), np.float32))
+    obs2, rew, done, infos = env.step(np.full((8, 1), 8.0, np.float32))
     assert rew.shape == (8,) and rew.dtype == np.float32 and done.shape == (8,)
     assert done.all() and all("terminal_observation" in i for i in infos)
-    np.testing.assert_allclose(env.last_bids[:, 0], obs[:, VALUE], rtol=1e-6)
-    np.testing.assert_allclose(rew, 0.0, atol=1e-6)  # winners pay their value
+    np.testing.assert_allclose(env.last_bids[:, 0], obs[:, VALUE], rtol=1e-3)
+    assert (rew >= 0).all() and (rew < 1e-3).all()  # winners pay (almost) their value
     assert (zero.fb["own_alloc"] == 0).all()
     # shade 1/2 -> the higher of seats 0 and 2 wins and keeps half its value
-    obs3, rew, _, _ = env.step(np.full((8, 1), 0.5, np.float32))
+    half = amap.from_bid(np.full(8, 0.5), np.ones(8))[:, None]
+    obs3, rew, _, _ = env.step(half.astype(np.float32))
     v = obs2[:, VALUE].reshape(4, 2)
     win = v.max(axis=1)
     np.testing.assert_allclose(rew.reshape(4, 2).max(axis=1), win / 2, rtol=1e-5)
@@ -266,8 +334,19 @@ def test_ppo_learns_on_adapter():
     from training.vec_adapter import MarketVecEnv
 
     venv = attn_env.vector_env(8, mechanism="first_price", n_buyers=2)
-    env = MarketVecEnv(venv, np.array([[0, 1]] * 8), ActionMap("shade", "buyer", 0.0, 1.0), seed=0)
-    model = PPO("MlpPolicy", env, n_steps=16, batch_size=64, n_epochs=1, gamma=0.0, seed=0, device="cpu")
+    env = MarketVecEnv(
+        venv, np.array([[0, 1]] * 8), ActionMap("shade", "buyer", 0.0, 1.0), seed=0
+    )
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=16,
+        batch_size=64,
+        n_epochs=1,
+        gamma=0.0,
+        seed=0,
+        device="cpu",
+    )
     model.learn(512)
     assert model.num_timesteps == 512
     assert len(model.ep_info_buffer) > 0  # episode infos reach SB3's logger
@@ -290,10 +369,13 @@ def test_train_checkpoint_round_trip(tmp_path):
     obs = grid_obs(v)
     bids = pi.act(obs)
     assert bids.shape == (33, 1) and bids.dtype == np.float32
-    assert (bids[:, 0] >= 0).all() and (bids[:, 0] <= v + 1e-6).all()  # shading: 0 <= bid <= v
-    model = trainer.learners[0].model
-    raw, _ = model.predict(obs, deterministic=True)
-    np.testing.assert_allclose(bids[:, 0], np.clip(raw[:, 0], 0, 1) * v, rtol=1e-5, atol=1e-7)
+    assert (bids[:, 0] >= 0).all() and (
+        bids[:, 0] <= v + 1e-6
+    ).all()  # shading: 0 <= bid <= v
+    learner = trainer.learners[0]
+    raw, _ = learner.model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(bids, learner.action_map.to_bid(raw, obs), rtol=1e-6)
+    assert bids[-1, 0] > 0.5  # starts near truthful (s = 0.9), not at 0
 
 
 def test_same_seed_same_bids_other_seed_other_bids(tmp_path):
@@ -309,8 +391,8 @@ def test_same_seed_same_bids_other_seed_other_bids(tmp_path):
         weights.append(np.concatenate([t.numpy().ravel() for t in state.values()]))
     np.testing.assert_array_equal(bids[0], bids[1])
     np.testing.assert_array_equal(weights[0], weights[1])
-    # (a barely trained policy may bid 0 everywhere under either seed: compare weights)
     assert not np.array_equal(weights[0], weights[2])
+    assert not np.array_equal(bids[0], bids[2])
 
 
 def test_resume_continues_step_count(tmp_path):
@@ -363,7 +445,9 @@ def test_two_roles_learn_in_turn(tmp_path):
     obs = np.concatenate([grid_obs([0.5, 0.9]), grid_obs([0.2, 0.6], role=1.0)])
     acts = pi.act(obs)[:, 0]
     assert (acts[:2] <= [0.5, 0.9]).all()  # buyers bid at most their value
-    assert (acts[2:] >= [0.2 - 1e-6, 0.6 - 1e-6]).all()  # sellers ask at least their cost
+    assert (
+        acts[2:] >= [0.2 - 1e-6, 0.6 - 1e-6]
+    ).all()  # sellers ask at least their cost
 
 
 def test_independent_learners_and_self_play(tmp_path):
@@ -384,7 +468,12 @@ def test_independent_learners_and_self_play(tmp_path):
 def test_sac_smoke(tmp_path):
     from training import load_policy, train
 
-    cfg = fpsb(algo="sac", total_timesteps=256, batch_size=64, algo_params={"learning_starts": 64})
+    cfg = fpsb(
+        algo="sac",
+        total_timesteps=256,
+        batch_size=64,
+        algo_params={"learning_starts": 64},
+    )
     manifest = train(cfg, tmp_path / "sac", progress=False)
     assert manifest["algo"] == "sac" and manifest["timesteps"] >= 256
     assert load_policy(tmp_path / "sac").act(grid_obs([0.4])).shape == (1, 1)
@@ -414,16 +503,36 @@ def test_cli_train_and_evaluate_json(tmp_path, capsys):
     path.write_text(yaml.safe_dump(cfg))
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", str(path), "--out", str(tmp_path / "run"), "--no-progress"])
+    args = parser.parse_args(
+        ["train", str(path), "--out", str(tmp_path / "run"), "--no-progress"]
+    )
     assert args.func(args) == 0
     capsys.readouterr()
     plot = tmp_path / "bids.png"
     args = parser.parse_args(
-        ["evaluate", str(path), "--policy", str(tmp_path / "run"), "--json", "--plot", str(plot), "--samples", "500"]
+        [
+            "evaluate",
+            str(path),
+            "--policy",
+            str(tmp_path / "run"),
+            "--json",
+            "--plot",
+            str(plot),
+            "--samples",
+            "500",
+        ]
     )
     assert args.func(args) == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("bne_l2", "utility_loss", "efficiency", "revenue", "welfare", "mean_price", "mean_utility"):
+    for key in (
+        "bne_l2",
+        "utility_loss",
+        "efficiency",
+        "revenue",
+        "welfare",
+        "mean_price",
+        "mean_utility",
+    ):
         assert key in result
     assert 0.0 <= result["bne_l2"] <= 1.0 and 0.0 <= result["utility_loss"] <= 1.0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -431,11 +540,15 @@ def test_cli_train_and_evaluate_json(tmp_path, capsys):
 
 def test_import_training_is_cheap():
     code = "import sys, training; print(int('torch' in sys.modules or 'stable_baselines3' in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "0"
 
 
 def test_action_map_for_uses_role_ranges():
-    env = EnvConfig(mechanism="k_double", n_buyers=1, n_sellers=1, value_high=2.0, cost_low=0.5)
+    env = EnvConfig(
+        mechanism="k_double", n_buyers=1, n_sellers=1, value_high=2.0, cost_low=0.5
+    )
     assert action_map_for(env, "buyer", "shade").high == 2.0
     assert action_map_for(env, "seller", "absolute").bounds == (0.5, 1.0)

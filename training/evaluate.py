@@ -20,6 +20,10 @@ Two distances of bnelearn (Bichler et al. 2021), for each learner:
     Monte Carlo error shrinks with ``samples``. Reported for single-round
     sealed-bid markets of the ``uniform`` source.
 
+``bne_l2_floor_by_learner`` is the least ``bne_l2`` the learner's action map
+can reach (shading never bids above the value: 0.024 per role for the k = 1/2
+bilateral equilibrium, 0 for first and second price).
+
 Per-learner values are under ``*_by_learner``; the headline ``bne_l2`` and
 ``utility_loss`` are the worst (largest) over learners. The market metrics come
 from ``attn_env.simulate.play`` with the trained policy in the learners' seats.
@@ -251,6 +255,7 @@ def evaluate(
     env = config.env
     by_l2: dict[str, float] = {}
     by_ul: dict[str, float] = {}
+    floor: dict[str, float] = {}
     curves = {}
     for lname, (role, seat) in learners.items():
         j = names.index(seat)
@@ -259,6 +264,7 @@ def evaluate(
         curves[lname] = (role, grid, fns[j](grid), None if star is None else star(grid))
         if star is not None:
             by_l2[lname] = bne_l2(fns[j], star, grid)
+            floor[lname] = _reachable_floor(trained, seat, role, grid, star)
         if env.rounds == 1 and env.valuation == "uniform" and _sealed(env.mechanism):
             res = utility_loss(env, fns, j, rng, samples=samples)
             by_ul[lname] = res["utility_loss"]
@@ -269,6 +275,7 @@ def evaluate(
         bne_l2=max(by_l2.values()) if by_l2 else None,
         utility_loss=max(by_ul.values()) if by_ul else None,
         bne_l2_by_learner=by_l2,
+        bne_l2_floor_by_learner=floor,
         utility_loss_by_learner=by_ul,
         timesteps=int(trained.manifest["timesteps"]),
     )
@@ -278,6 +285,26 @@ def evaluate(
         )
         result["plot"] = str(plot)
     return result
+
+
+def _reachable_floor(
+    trained: Any, seat: str, role: str, grid: NDArray, star: Strategy
+) -> float:
+    """Least ``bne_l2`` the learner's action map allows.
+
+    Shading maps never bid above the value (buyers) or ask below the cost
+    (sellers); where the BNE does (Chatterjee–Samuelson for values under 1/4 or
+    costs over 3/4, where no trade happens anyway) the distance has this floor.
+    """
+    amap = trained.for_agent(seat).action_map
+    b = star(grid)
+    if amap.mode == "absolute":
+        reach = np.clip(b, amap.low, amap.high)
+    elif role == "buyer":
+        reach = np.clip(b, amap.low, grid)
+    else:
+        reach = np.clip(b, grid, amap.high)
+    return float(np.sqrt(np.mean((reach - b) ** 2)))
 
 
 def _sealed(mechanism: str) -> bool:

@@ -103,6 +103,7 @@ def check_train_config(tc: TrainConfig) -> None:
             f"train.action must be one of {', '.join(ACTIONS)}, got {tc.action!r}"
         )
     for name in (
+        "threads",
         "total_timesteps",
         "num_envs",
         "n_steps",
@@ -315,6 +316,7 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
     ) -> None:
+        import torch
         from stable_baselines3.common.utils import set_random_seed
 
         import attn_env
@@ -333,6 +335,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         _write_config(self.out, config)
         device = resolve_device(tc.device)
+        # Process-wide: more threads than free cores makes small-MLP PPO crawl
+        # (measured 14x slower with 2 threads on a loaded 2-core machine).
+        torch.set_num_threads(tc.threads)
         set_random_seed(config.seed)
 
         opts = env_options(config)
