@@ -42,6 +42,7 @@ __all__ = [
     "MarketCore",
     "MarketSpec",
     "episode_metrics",
+    "feedback_for",
     "make_config",
 ]
 
@@ -218,6 +219,39 @@ def episode_metrics(
     }
 
 
+def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
+    """A round's public feedback for agent column ``j`` (``Agent.observe``'s input).
+
+    The one builder of the feedback dict (the single-agent view, ``simulate`` and
+    the trainers' adapters all use it). Layout as documented in ``agents``:
+    ``clearing_price [N]``, ``bids [N, n]``, ``asks [N, m]``, ``alloc [N, n]``,
+    ``seller_alloc [N, m]``, ``active [N, n]`` and ``seller_active [N, m]`` (who
+    could trade: orders of inactive traders, out of budget or already traded in a
+    CDA period, were not in the market), ``traded [N, n + m]`` and the agent's
+    own ``own_alloc``, ``own_pay``, ``own_value``, ``own_action`` ``[N]``.
+
+    Args:
+        info: the info arrays of :meth:`MarketCore.step` (or the vector env's).
+        j: the agent's column (buyers first, then sellers).
+        n_buyers: number of buyer columns.
+    """
+    n = n_buyers
+    return {
+        "clearing_price": info["clearing_price"],
+        "bids": info["bid"][:, :n],
+        "asks": info["bid"][:, n:],
+        "alloc": info["alloc"][:, :n],
+        "seller_alloc": info["alloc"][:, n:],
+        "active": info["active"][:, :n],
+        "seller_active": info["active"][:, n:],
+        "traded": info["traded"],
+        "own_alloc": info["alloc"][:, j],
+        "own_pay": info["payment"][:, j],
+        "own_value": info["value"][:, j],
+        "own_action": info["bid"][:, j],
+    }
+
+
 class MarketCore:
     """State of ``B`` markets and their round-by-round dynamics.
 
@@ -245,6 +279,8 @@ class MarketCore:
         self._capped = config.budget is not None
         self._cda = config.mechanism == "cda"
         # Private state of the current draw.
+        self.theta = np.zeros((B, n))
+        self.relevance = np.ones((B, n))
         self.unit_value = np.zeros((B, n))  # theta * r
         self.alpha = np.ones((B, K))
         self.cost = np.zeros((B, m))
@@ -288,6 +324,8 @@ class MarketCore:
         """New private values (and costs) for ``count`` markets at ``idx``."""
         s, c = self.spec, self.config
         d = self.source.draw(rng, count, s.n_buyers, s.n_slots)
+        self.theta[idx] = d.theta
+        self.relevance[idx] = d.relevance
         self.unit_value[idx] = d.unit_value
         self.alpha[idx] = d.alpha
         if s.n_sellers:
@@ -399,13 +437,16 @@ class MarketCore:
             bids = np.minimum(bids, self.budget_left / alloc_upper)
         bids = np.where(b_active, bids, 0.0)
         out, s_active = self._clear(bids, a[:, n:], b_active, rng)
-
-        if not self._cda and not b_active.all():
-            # An inactive buyer's zero bid may still win a tie: drop such wins.
-            alloc, pay, s_alloc, s_receipt = _drop_inactive(out, b_active)
-        else:
-            alloc, pay = out.alloc, out.pay
-            s_alloc, s_receipt = out.seller_alloc, out.seller_receipt
+        alloc, pay, slot = out.alloc, out.pay, out.slot
+        s_alloc, s_receipt = out.seller_alloc, out.seller_receipt
+        if not m and not b_active.all():
+            # One-sided and matching mechanisms take no activity mask: an inactive
+            # buyer's zero bid may still win a slot nobody else wanted. Drop such
+            # wins (its zero bid prices no one: a missing bid reads as zero).
+            drop = ~b_active & (alloc > 0)
+            alloc = np.where(drop, 0.0, alloc)
+            pay = np.where(drop, 0.0, pay)
+            slot = np.where(drop, -1, slot)
         buyer_gain = self.unit_value * alloc
         if m:
             seller_cost = self.cost * s_alloc
@@ -446,6 +487,11 @@ class MarketCore:
             "active": active,
             "clearing_price": price,
             "round": self.round.copy(),
+            # the round's draw (copies: a redraw below overwrites the state)
+            "slot": slot,
+            "alpha": self.alpha.copy(),
+            "theta": self.theta.copy(),
+            "relevance": self.relevance.copy(),
         }
         self.last_round = info
         self.traded |= traded
@@ -472,14 +518,19 @@ class MarketCore:
         if fam == "matching":
             values = bids[:, :, None] * self.alpha[:, None, :]
             return mech.clear(values, rng=rng, weights=self.alpha), None
+        # Two-sided: inactive traders stay out of the book (they set no price).
         if self._cda:
             s_active = ~self.traded[:, self.spec.n_buyers :]
-            out = mech.clear(
-                bids, asks, rng=rng, buyer_active=b_active, seller_active=s_active
-            )
-            return out, s_active
-        s_active = np.ones_like(asks, dtype=bool)
-        return mech.clear(bids, asks, rng=rng), s_active
+        else:
+            s_active = np.ones_like(asks, dtype=bool)
+        out = mech.clear(
+            bids,
+            asks,
+            rng=rng,
+            buyer_active=b_active,
+            seller_active=s_active if self._cda else None,
+        )
+        return out, s_active
 
     def metrics(
         self, mask: NDArray[np.bool_] | None = None
@@ -513,20 +564,3 @@ def _two_sided_optimum(
     vs = -np.sort(-v, axis=1)[:, :q]
     cs = np.sort(c, axis=1)[:, :q]
     return np.clip(vs - cs, 0.0, None).sum(axis=1)
-
-
-def _drop_inactive(out: mechanisms.Outcome, b_active: NDArray[np.bool_]):
-    """Buyers' alloc/pay, sellers' alloc/receipt, inactive buyers' wins removed."""
-    drop = (~b_active) & (out.alloc > 0)
-    alloc = np.where(drop, 0.0, out.alloc)
-    pay = np.where(drop, 0.0, out.pay)
-    if out.seller_alloc is None:
-        return alloc, pay, None, None
-    s_alloc = out.seller_alloc.copy()
-    s_receipt = out.seller_receipt.copy()
-    b, i = np.nonzero(drop)
-    j = out.slot[b, i]
-    ok = j >= 0
-    s_alloc[b[ok], j[ok]] = 0.0
-    s_receipt[b[ok], j[ok]] = 0.0
-    return alloc, pay, s_alloc, s_receipt

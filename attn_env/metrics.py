@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from attn_env.mechanisms import walrasian_price
+
 __all__ = [
     "budget_surplus",
     "efficiency",
@@ -164,8 +166,6 @@ def walrasian_interval(
     if (costs is None) == (alpha is None):
         raise ValueError("give exactly one of costs (two-sided) or alpha (one-sided)")
     if costs is not None:
-        from attn_env.mechanisms._crossing import walrasian_price
-
         return walrasian_price(np.clip(v, 0.0, None), _batch(costs, "costs"))
     low, high = slot_price_intervals(v, alpha)
     return low[:, 0], high[:, 0]

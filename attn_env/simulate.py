@@ -30,6 +30,8 @@ from numpy.typing import NDArray
 from agents.base import Agent
 from attn_env import metrics
 from attn_env.config import ExperimentConfig, load_config
+from attn_env.core import feedback_for as feedback  # the one feedback builder
+from attn_env.mechanisms import blocking_pairs
 
 __all__ = ["MarketLog", "build_agents", "feedback", "play", "register", "summarize"]
 
@@ -79,22 +81,6 @@ def build_agents(
     return out
 
 
-def feedback(info: Mapping[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
-    """A round's public feedback for agent column ``j`` (``Agent.observe``'s input).
-
-    Keys as documented in the ``agents`` package: the order book (``bids``,
-    ``asks``), who traded (``alloc``, ``seller_alloc``) and who could
-    (``active``, ``seller_active``), the ``clearing_price`` and the agent's own
-    ``own_*`` results.
-    """
-    from attn_env.single_agent import feedback_for
-
-    fb = feedback_for(info, j, n_buyers)
-    fb["active"] = info["active"][:, :n_buyers]
-    fb["seller_active"] = info["active"][:, n_buyers:]
-    return fb
-
-
 def play(
     config: ExperimentConfig,
     agents: Mapping[str, Agent] | None = None,
@@ -135,7 +121,13 @@ def play(
     for agent in order:
         agent.reset(num_envs, rng)
     obs, _ = env.reset(seed=config.seed)
-    log = MarketLog(env.agents, n_buyers, env.spec.family, env.config.redraw)
+    log = MarketLog(
+        env.agents,
+        n_buyers,
+        env.spec.family,
+        env.config.redraw,
+        reserve=env.core.mechanism.reserve,
+    )
 
     from tqdm.auto import tqdm
 
@@ -149,12 +141,11 @@ def play(
     done = 0
     while done < episodes:
         for _ in range(rounds):
-            alpha = env.core.alpha.copy()  # this round's slots (not in infos)
             actions = np.stack([a.act(obs[:, j], rng) for j, a in enumerate(order)], 1)
             obs, _, _, _, info = env.step(actions)
             for j, agent in enumerate(order):
                 agent.observe(feedback(info, j, n_buyers))
-            log.add_round({**info, "alpha": alpha})
+            log.add_round(info)
         keep = min(num_envs, episodes - done)
         log.end_batch(keep)
         done += keep
@@ -194,6 +185,8 @@ class MarketLog:
         family: ``one_sided``, ``two_sided`` or ``matching``.
         redraw: ``round`` or ``episode``; with one two-sided draw per episode the
             first-best is counted once per episode (one unit per trader per draw).
+        reserve: the mechanism's reserve price (matchings' blocking pairs: a
+            buyer does not want a slot it values under the reserve).
     """
 
     _SCALARS = (
@@ -206,12 +199,19 @@ class MarketLog:
         "low",
         "high",
         "ir",
+        "blocking",
     )
 
     def __init__(
-        self, names: list[str], n_buyers: int, family: str, redraw: str = "round"
+        self,
+        names: list[str],
+        n_buyers: int,
+        family: str,
+        redraw: str = "round",
+        reserve: float = 0.0,
     ) -> None:
         self.names, self.n = list(names), n_buyers
+        self.reserve = float(reserve)
         self.two_sided = family == "two_sided"
         self.matching = family == "matching"
         self.cumulative = self.two_sided and redraw == "episode"
@@ -226,9 +226,10 @@ class MarketLog:
         """Reduce one round of ``B`` markets.
 
         Args:
-            info: the vector env's step infos (``value``, ``bid``, ``alloc``,
+            info: the vector env's step infos: ``value``, ``bid``, ``alloc``,
                 ``payment``, ``utility``, ``active`` ``[B, A]``, ``clearing_price
-                [B]``) plus ``alpha [B, K]``, the round's slot attention.
+                [B]``, ``alpha [B, K]`` (the round's slot attention; not read in
+                two-sided markets) and, in matchings, ``slot [B, n]``.
         """
         n = self.n
 
@@ -253,6 +254,15 @@ class MarketLog:
             opt = metrics.optimal_welfare(live, alpha=alpha)
             low, high = _one_sided_interval(live, alpha, self.matching)
             surplus = metrics.budget_surplus(bpay)
+        if self.matching:
+            # stability under the buyers' true values (slots ranking buyers by
+            # them too): 0 when no buyer and slot would both rather match
+            slot = np.asarray(info["slot"])
+            blocking = blocking_pairs(
+                live[:, :, None] * alpha[:, None, :], slot, self.reserve
+            ).astype(np.float64)
+        else:
+            blocking = np.full(len(welfare), np.nan)
         rational = np.concatenate(
             [bid[:, :n] <= bv + _TOL, bid[:, n:] >= value[:, n:] - _TOL], axis=1
         )
@@ -267,6 +277,7 @@ class MarketLog:
                 "low": low,
                 "high": high,
                 "ir": metrics.ir_violations(util, rational).astype(np.float64),
+                "blocking": blocking,
             }
         )
         self._utility = util if self._utility is None else self._utility + util
@@ -292,7 +303,9 @@ class MarketLog:
             and ``price_std`` (of clearing prices), ``walrasian_distance`` (mean
             distance of clearing prices to the round's Walrasian interval) and
             ``walrasian_share`` (share inside it), ``ir_violations`` (agent-rounds
-            with an IR action yet negative utility), ``mean_utility`` and
+            with an IR action yet negative utility), ``blocking_pairs``
+            (matchings only: mean blocking pairs per market round under the
+            buyers' true values, 0 = stable), ``mean_utility`` and
             ``exposure_share`` by agent name, ``gini_utility`` (of agents' mean
             utilities, negatives clipped to 0), ``gini_exposure`` and ``series``
             (by round, or by bins of episodes when episodes have one round).
@@ -307,7 +320,7 @@ class MarketLog:
         mean_u = metrics.mean_utility(d["utility"])
         exposure = metrics.exposure_share(d["exposure"])
         price_mean, price_std = metrics.price_stats(price)
-        return {
+        out = {
             "efficiency": metrics.efficiency(welfare, opt),
             "welfare": _per_episode(welfare),
             "optimal_welfare": _per_episode(opt),
@@ -336,6 +349,9 @@ class MarketLog:
                 price, d["low"], d["high"], welfare, opt, self.cumulative
             ),
         }
+        if self.matching:
+            out["blocking_pairs"] = float(d["blocking"].mean())
+        return out
 
 
 def _one_sided_interval(
@@ -371,19 +387,21 @@ def summarize(
     n_buyers: int,
     family: str,
     redraw: str = "round",
+    reserve: float = 0.0,
 ) -> dict[str, Any]:
     """Market metrics from full round records ``[E, T, ...]`` (episodes x rounds).
 
     Args:
         rec: ``value``, ``bid``, ``alloc``, ``payment``, ``utility``, ``active``
             ``[E, T, A]`` (columns in ``names`` order, buyers first),
-            ``clearing_price [E, T]`` (nan: no trade) and ``alpha [E, T, K]``.
-        names, n_buyers, family, redraw: as :class:`MarketLog`.
+            ``clearing_price [E, T]`` (nan: no trade), ``alpha [E, T, K]`` and,
+            in matchings, ``slot [E, T, n]``.
+        names, n_buyers, family, redraw, reserve: as :class:`MarketLog`.
 
     Returns:
         :meth:`MarketLog.result`.
     """
-    log = MarketLog(names, n_buyers, family, redraw)
+    log = MarketLog(names, n_buyers, family, redraw, reserve)
     for t in range(np.asarray(rec["clearing_price"]).shape[1]):
         log.add_round({k: np.asarray(v)[:, t] for k, v in rec.items()})
     log.end_batch()
@@ -518,6 +536,7 @@ _HEADLINE = (
     ("walrasian_distance", "mean distance to Walrasian interval"),
     ("walrasian_share", "share of prices inside it"),
     ("ir_violations", "IR violations (agent-rounds)"),
+    ("blocking_pairs", "blocking pairs per market round"),
     ("gini_utility", "Gini of mean utilities"),
     ("gini_exposure", "Gini of exposure shares"),
 )
@@ -535,6 +554,8 @@ def _print_table(result: Mapping[str, Any]) -> None:
     market.add_column("metric")
     market.add_column("value", justify="right")
     for key, label in _HEADLINE:
+        if key not in result:  # blocking_pairs: matchings only
+            continue
         market.add_row(label, _fmt(result[key]))
     per_agent = Table(title="agents")
     for col in ("agent", "kind", "mean utility", "exposure share"):

@@ -34,7 +34,7 @@ from gymnasium.spaces import Box
 
 from agents.base import Agent
 from attn_env.config import EnvConfig
-from attn_env.core import MarketCore, make_config
+from attn_env.core import MarketCore, feedback_for, make_config
 from attn_env.market_env import RENDER_MODES, _scalar, render_table
 
 __all__ = ["SingleAgentMarketEnv", "feedback_for"]
@@ -167,30 +167,3 @@ class SingleAgentMarketEnv(gymnasium.Env):
             print(text)
             return None
         return text
-
-
-def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
-    """A round's public feedback for agent column ``j`` (``Agent.observe``'s input).
-
-    Layout as documented in ``agents``: ``clearing_price [N]``, ``bids [N, n]``,
-    ``asks [N, m]``, ``alloc [N, n]``, ``seller_alloc [N, m]`` and the agent's own
-    ``own_alloc``, ``own_pay``, ``own_value``, ``own_action`` ``[N]``; also
-    ``traded [N, n + m]`` and ``buyer_active [N, n]``, ``seller_active [N, m]``:
-    orders of inactive traders (out of budget, or already traded in a CDA
-    period) were not in the market.
-    """
-    n = n_buyers
-    return {
-        "clearing_price": info["clearing_price"],
-        "bids": info["bid"][:, :n],
-        "asks": info["bid"][:, n:],
-        "alloc": info["alloc"][:, :n],
-        "seller_alloc": info["alloc"][:, n:],
-        "traded": info["traded"],
-        "buyer_active": info["active"][:, :n],
-        "seller_active": info["active"][:, n:],
-        "own_alloc": info["alloc"][:, j],
-        "own_pay": info["payment"][:, j],
-        "own_value": info["value"][:, j],
-        "own_action": info["bid"][:, j],
-    }

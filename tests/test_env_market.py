@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn_env import mechanisms, parallel_env, vector_env
-from attn_env.core import _one_sided_optimum, _two_sided_optimum
+from attn_env.core import (
+    MarketCore,
+    _one_sided_optimum,
+    _two_sided_optimum,
+    make_config,
+)
 
 
 def truthful(obs: np.ndarray) -> np.ndarray:
@@ -164,6 +169,54 @@ def test_zero_budget_buyers_are_inactive():
     _, rew, _, _, infos = e.step({a: np.ones(1) for a in obs})
     assert all(i["alloc"] == 0 and i["payment"] == 0 for i in infos.values())
     assert all(r == 0 for r in rew.values())
+
+
+def _core_with_broke_buyers(name: str, B: int, n: int, m: int, broke):
+    """A core of ``B`` sealed double auctions whose ``broke`` buyers have no budget."""
+    core = MarketCore(
+        make_config(mechanism=name, n_buyers=n, n_sellers=m, budget=5.0, rounds=2), B
+    )
+    core.reset(np.random.default_rng(0))
+    core.budget_left[broke] = 0.0
+    return core
+
+
+def test_inactive_buyer_sets_no_price_in_the_double_auction():
+    # k-double (k = 1/2): buyer_0 bids 0.8, buyer_1 is out of budget (its 1.0 is
+    # capped to 0), both sellers ask 0. In the book, buyer_1's 0 would meet the
+    # second ask: q = 2 at price (0 + 0) / 2 = 0, and its seller would go unsold.
+    # Out of the book: q = 1 at (0.8 + 0) / 2 = 0.4.
+    core = _core_with_broke_buyers("k_double", 1, 2, 2, np.array([[False, True]]))
+    _, _, info = core.step(np.array([[0.8, 1.0, 0.0, 0.0]]), np.random.default_rng(1))
+    assert info["clearing_price"][0] == pytest.approx(0.4)
+    np.testing.assert_allclose(info["alloc"][0, :2], [1.0, 0.0])
+    np.testing.assert_allclose(info["payment"][0, :2], [0.4, 0.0])
+    assert info["alloc"][0, 2:].sum() == 1.0
+    assert info["payment"][0, 2:].sum() == pytest.approx(0.4)
+    assert not info["active"][0, 1] and info["slot"][0, 1] == -1
+
+
+@pytest.mark.parametrize("name", ["k_double", "mcafee", "call_market"])
+def test_sealed_double_auction_with_inactive_buyers_is_the_market_without_them(name):
+    # Each market must clear as if its inactive buyers were not there at all.
+    B, n, m = 300, 4, 3
+    rng = np.random.default_rng(7)
+    broke = rng.random((B, n)) < 0.4
+    broke[:, 0] = False
+    core = _core_with_broke_buyers(name, B, n, m, broke)
+    bids = rng.uniform(0.05, 1.0, (B, n))
+    asks = np.where(rng.random((B, m)) < 0.5, 0.0, rng.uniform(0.0, 1.0, (B, m)))
+    _, _, info = core.step(np.concatenate([bids, asks], 1), np.random.default_rng(1))
+    mech = mechanisms.make(name)
+    for b in range(B):
+        act = ~broke[b]
+        out = mech.clear(bids[b, act][None], asks[b][None], rng=rng)
+        np.testing.assert_equal(info["clearing_price"][b], out.clearing_price[0])
+        np.testing.assert_allclose(info["alloc"][b, :n][act], out.alloc[0])
+        np.testing.assert_allclose(info["payment"][b, :n][act], out.pay[0])
+        assert (info["alloc"][b, :n][~act] == 0).all()
+        assert info["alloc"][b, n:].sum() == out.seller_alloc.sum()
+        assert info["payment"][b, n:].sum() == pytest.approx(out.seller_receipt.sum())
 
 
 def test_actions_are_clipped_and_nan_rejected():

@@ -157,6 +157,50 @@ def test_play_uses_given_agents():
         simulate.play(cfg, agents={"buyer_7": zero}, episodes=2, progress=False)
 
 
+@pytest.mark.parametrize("name", ["stable_matching", "assignment"])
+def test_truthful_matchings_have_no_blocking_pairs(name):
+    cfg = _config(mechanism=name, n_buyers=5, n_slots=3, rounds=2)
+    res = simulate.play(cfg, episodes=300, progress=False)
+    assert res["blocking_pairs"] == 0.0
+    assert res["efficiency"] == pytest.approx(1.0)
+
+
+def test_shading_in_stable_matching_leaves_blocking_pairs():
+    # buyer_0 bids a tenth of its value: it loses slots it values more than their
+    # holders do, and (buyer_0, slot) blocks under the true values.
+    cfg = _config(mechanism="stable_matching", n_buyers=4, n_slots=2)
+    low = agents.make("shading", shade=0.1)
+    res = simulate.play(cfg, agents={"buyer_0": low}, episodes=400, progress=False)
+    assert res["blocking_pairs"] > 0.2
+    assert res["efficiency"] < 1.0
+    # not a matching: no stability figure
+    assert "blocking_pairs" not in simulate.play(
+        _config(mechanism="gsp", n_buyers=3, n_slots=2), episodes=4, progress=False
+    )
+
+
+def test_summarize_counts_blocking_pairs_by_hand():
+    # one slot, values 0.9 and 0.5; buyer_1 holds the slot: (buyer_0, slot 0) blocks
+    rec = {
+        "value": np.array([[[0.9, 0.5]]]),
+        "bid": np.array([[[0.3, 0.5]]]),
+        "alloc": np.array([[[0.0, 1.0]]]),
+        "payment": np.array([[[0.0, 0.5]]]),
+        "utility": np.array([[[0.0, 0.0]]]),
+        "active": np.ones((1, 1, 2)),
+        "clearing_price": np.array([[0.5]]),
+        "alpha": np.ones((1, 1, 1)),
+        "slot": np.array([[[-1, 0]]]),
+    }
+    names = ["buyer_0", "buyer_1"]
+    assert simulate.summarize(rec, names, 2, "matching")["blocking_pairs"] == 1.0
+    # a reserve above buyer_0's value: it no longer wants the slot
+    res = simulate.summarize(rec, names, 2, "matching", reserve=0.95)
+    assert res["blocking_pairs"] == 0.0
+    rec["slot"] = np.array([[[0, -1]]])  # the efficient match is stable
+    assert simulate.summarize(rec, names, 2, "matching")["blocking_pairs"] == 0.0
+
+
 def test_learn_kind_is_rejected_with_the_agent_named():
     cfg = _config(mechanism="first_price", n_buyers=2, kinds={"buyer": "learn"})
     with pytest.raises(ValueError, match=r"'buyer_0' has kind 'learn'"):

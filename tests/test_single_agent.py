@@ -110,3 +110,48 @@ def test_episodes_reproducible_with_adaptive_others():
         return out
 
     assert play(3) == play(3)
+
+
+class _Recorder:
+    """A truthful agent that keeps every feedback it observes."""
+
+    def __init__(self):
+        self.seen = []
+
+    def reset(self, num_envs, rng):
+        pass
+
+    def act(self, obs, rng):
+        return obs[:, :1].copy()
+
+    def observe(self, feedback):
+        self.seen.append(feedback)
+
+
+def test_fixed_agents_get_the_same_feedback_as_in_simulate():
+    # One builder (attn_env.core.feedback_for) serves the single-agent view and
+    # simulate: who could trade (active, seller_active) is in it.
+    from attn_env import simulate
+    from attn_env.core import feedback_for
+
+    assert simulate.feedback is feedback_for
+    rec = _Recorder()
+    e = SingleAgentMarketEnv(
+        learner="seller_0",
+        others={"buyer_1": rec},
+        mechanism="cda",
+        n_buyers=3,
+        rounds=4,
+        redraw="episode",
+    )
+    e.reset(seed=2)
+    for _ in range(4):
+        e.step(np.zeros(1, dtype=np.float32))  # asks 0: sells at once
+        last = e.core.last_round
+        fb = rec.seen[-1]
+        np.testing.assert_array_equal(fb["active"], last["active"][:, :3])
+        np.testing.assert_array_equal(fb["seller_active"], last["active"][:, 3:])
+        np.testing.assert_array_equal(fb["bids"], last["bid"][:, :3])
+        assert fb["own_value"][0] == last["value"][0, 1]
+    # seller_0 sold its unit in the first round: inactive for the rest of the period
+    assert [bool(f["seller_active"][0, 0]) for f in rec.seen] == [True] + [False] * 3

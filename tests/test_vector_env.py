@@ -65,6 +65,9 @@ def test_shapes_and_dtypes():
     for k in ("value", "bid", "alloc", "payment", "utility", "traded", "active"):
         assert info[k].shape == (16, 5), k
     assert info["clearing_price"].shape == (16,)
+    for k in ("slot", "theta", "relevance"):
+        assert info[k].shape == (16, 3), k  # buyers only
+    assert info["alpha"].shape == (16, 1)  # n_slots
     assert set(info["metrics"]) == set(METRIC_KEYS)
     # 2-D actions are accepted too
     v.step(np.zeros((16, 5)))
@@ -137,3 +140,59 @@ def test_final_obs_can_be_skipped():
     obs, _ = v.reset(seed=0)
     _, _, term, _, info = v.step(obs[..., :1])
     assert term.all() and info["_metrics"].all() and "final_obs" not in info
+
+
+class _SlotSource:
+    """theta U[0, 1], relevance U[0.5, 1], alpha random descending: a cheap source
+    whose every round differs in all three."""
+
+    name = "slots"
+
+    def draw(self, rng, batch, n_buyers, n_slots):
+        from attn_env.valuations import Draw
+
+        alpha = -np.sort(-rng.uniform(0.1, 1.0, (batch, n_slots)), axis=1)
+        return Draw(
+            theta=rng.random((batch, n_buyers)),
+            relevance=rng.uniform(0.5, 1.0, (batch, n_buyers)),
+            alpha=alpha,
+        )
+
+
+@pytest.mark.parametrize("name", ["gsp", "vcg", "assignment", "stable_matching"])
+def test_infos_hold_the_rounds_draw_and_slots(name):
+    # alpha, theta and relevance in the infos are those the round was played with,
+    # although the redraw (and the autoreset) replace them within step().
+    v = vector_env(64, mechanism=name, n_buyers=4, n_slots=3, rounds=2)
+    v.core.source = _SlotSource()
+    obs, _ = v.reset(seed=3)
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        alpha = v.core.alpha.copy()
+        theta, rel = v.core.theta.copy(), v.core.relevance.copy()
+        acts = obs[..., :1] * rng.uniform(0.5, 1.0, (64, 4, 1))
+        obs, _, _, _, info = v.step(acts)
+        assert not np.array_equal(v.core.alpha, alpha)  # redrawn in the step
+        np.testing.assert_array_equal(info["alpha"], alpha)
+        np.testing.assert_array_equal(info["theta"], theta)
+        np.testing.assert_array_equal(info["relevance"], rel)
+        np.testing.assert_allclose(info["value"], theta * rel)
+        slot = info["slot"]
+        assert slot.shape == (64, 4) and slot.dtype.kind == "i"
+        won = np.take_along_axis(alpha, np.maximum(slot, 0), 1)
+        np.testing.assert_allclose(info["alloc"], np.where(slot >= 0, won, 0.0))
+        matched = slot[slot >= 0]
+        assert matched.size and (matched < 3).all()
+
+
+def test_two_sided_slot_is_the_partner_seller():
+    v = vector_env(64, mechanism="mcafee", n_buyers=4, n_sellers=3, rounds=1)
+    obs, _ = v.reset(seed=4)
+    _, _, _, _, info = v.step(obs[..., :1])
+    slot, n = info["slot"], 4
+    assert slot.shape == (64, n)
+    b, i = np.nonzero(slot >= 0)
+    assert b.size
+    assert (info["alloc"][b, i] == 1).all()
+    assert (info["alloc"][b, n + slot[b, i]] == 1).all()  # the partner sold
+    assert (slot >= 0).sum() == info["alloc"][:, n:].sum()
