@@ -22,7 +22,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from attn_env.valuations import Draw, make_source  # noqa: E402
+from attn_env.valuations import Draw, ValuationSource, make_source  # noqa: E402
 from attn_env.valuations.bank import (  # noqa: E402
     BankSettings,
     bank_key,
@@ -425,6 +425,7 @@ def _source(bank_path: Path, **kw):
 
 def test_draws_have_shapes_ranges_and_are_seeded(bank_path: Path) -> None:
     src = _source(bank_path, dist="uniform", low=0.5, high=2.0)
+    assert isinstance(src, ValuationSource) and src.name == "attention"
     d = src.draw(np.random.default_rng(7), 500, 4, 3)
     assert isinstance(d, Draw)
     assert d.theta.shape == d.relevance.shape == (500, 4) and d.alpha.shape == (500, 3)
@@ -642,3 +643,22 @@ def test_env_values_come_from_the_bank(bank_path: Path) -> None:
         values = np.array([obs[f"buyer_{i}"][0] for i in range(4)])
         # theta is ~1, so a buyer's value per unit is r of a bank candidate
         assert np.isclose(values[:, None], r.ravel()[None], atol=1e-5).any(axis=1).all()
+
+
+@pytest.mark.parametrize(("n", "k"), [(4, 2), (3, 3), (5, 1)])
+def test_ordered_samples_without_replacement_are_uniform(n: int, k: int) -> None:
+    import itertools
+    import math
+
+    from attn_env.valuations.attention import _sample_without_replacement
+
+    draws = _sample_without_replacement(np.random.default_rng(3), 60_000, n, k)
+    outcomes = list(itertools.permutations(range(n), k))
+    index = {o: i for i, o in enumerate(outcomes)}
+    counts = np.bincount(
+        [index[tuple(r)] for r in draws.tolist()], minlength=len(outcomes)
+    )
+    expected = 60_000 / math.perm(n, k)
+    # every ordered k-tuple of distinct values, each within 5 sigma of its mean
+    assert counts.sum() == 60_000
+    assert np.abs(counts - expected).max() < 5 * np.sqrt(expected)

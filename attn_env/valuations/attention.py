@@ -110,13 +110,14 @@ class AttentionSource:
     def _open_or_build(
         settings: BankSettings,
         *,
-        corpus,
-        bank_dir,
-        model_dir,
-        device,
-        batch_size,
-        build,
+        corpus: str | Path | None,
+        bank_dir: str | Path | None,
+        model_dir: str | Path | None,
+        device: str,
+        batch_size: int,
+        build: str,
     ) -> Bank:
+        """Open the bank of these settings, building it first when it is missing."""
         from attn_env.valuations.model import model_identity
 
         data = load_corpus(corpus)
@@ -172,14 +173,31 @@ class AttentionSource:
             )
         theta = draw_values(rng, (batch, n_buyers), self.dist, self.low, self.high)
         q = rng.integers(n_q, size=batch)
-        # Partial Fisher-Yates over the candidate axis: n_buyers swaps, each
-        # vectorised over markets, gives a uniform ordered sample without replacement.
-        perm = np.broadcast_to(np.arange(n_c), (batch, n_c)).copy()
-        rows = np.arange(batch)
-        for i in range(n_buyers):
-            j = rng.integers(i, n_c, size=batch)
-            perm[rows, i], perm[rows, j] = perm[rows, j], perm[rows, i]
-        relevance = self._relevance[q[:, None], perm[:, :n_buyers]]
+        pick = _sample_without_replacement(rng, batch, n_c, n_buyers)
+        relevance = self._relevance[q[:, None], pick]
         layout = rng.integers(self.bank.pages, size=batch)
         alpha = self._alpha(n_slots)[q, layout]
         return Draw(theta=theta, relevance=relevance, alpha=alpha)
+
+
+def _sample_without_replacement(
+    rng: np.random.Generator, batch: int, n: int, k: int
+) -> NDArray[np.int64]:
+    """``[batch, k]`` ordered uniform samples of ``k`` distinct values of ``range(n)``.
+
+    Draw i picks uniformly among the ``n - i`` values not yet taken: a uniform
+    rank x among them, mapped to the x-th untaken value, the least fixed point
+    of ``y = x + #{taken <= y}`` (reached from y = x in at most i steps).
+    O(k^2) operations on arrays of ``batch``, never a ``[batch, n]`` array.
+    """
+    out = np.empty((k, batch), dtype=np.int64)
+    for i in range(k):
+        x = rng.integers(0, n - i, size=batch)
+        y = x
+        while True:
+            y_next = x + (out[:i] <= y).sum(axis=0)
+            if np.array_equal(y_next, y):
+                break
+            y = y_next
+        out[i] = y
+    return out.T
