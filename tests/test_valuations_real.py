@@ -91,3 +91,20 @@ def test_position_effect_on_the_real_model(minilm) -> None:
         mean = alpha.mean(axis=0)
         assert mean[0] > mean[1] > mean[2], (query, mean)
         assert mean[0] > 0.38  # measured 0.40-0.46 on these five pages
+
+
+@pytest.mark.gpu
+def test_cuda_fp16_maps_agree_with_cpu(minilm) -> None:
+    """On a GPU (fp16) r_raw matches the CPU's fp32 values and ranking."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    gpu = load_model(device="cuda")
+    assert next(gpu.model.parameters()).dtype == torch.float16
+    spec = AttentionSpec()
+    for query, good, bad in PAIRS:
+        cpu_r = _r_raw(minilm, query, [good, bad], spec)
+        gpu_r = _r_raw(gpu, query, [good, bad], spec)
+        np.testing.assert_allclose(gpu_r, cpu_r, atol=1e-2)
+        assert gpu_r[0] > gpu_r[1]
