@@ -18,12 +18,12 @@ Every agent follows ``agents.base.Agent``: ``reset(num_envs, rng)``,
 ``act(obs [N, obs_dim], rng) -> [N, 1]`` float32 and ``observe(feedback)``.
 
 Feedback (what ``observe`` receives after each round; built by
-``attn_env.simulate.feedback``) is a dict of arrays with leading axis ``N``:
+``attn_env.core.feedback_for``) is a dict of arrays with leading axis ``N``:
 ``clearing_price [N]`` (``nan`` where nothing traded), ``bids [N, n]``,
 ``asks [N, m]`` (two-sided; ``[N, 0]`` otherwise), ``alloc [N, n]``,
 ``seller_alloc [N, m]``, ``active [N, n]``, ``seller_active [N, m]`` (who could
-trade), and the agent's own ``own_alloc``, ``own_pay``, ``own_value``,
-``own_action`` ``[N]``.
+trade), ``traded [N, n + m]``, and the agent's own ``own_alloc``, ``own_pay``,
+``own_value``, ``own_action`` ``[N]``.
 
 Parameters that describe the market (number of bidders, price range, rounds,
 budget) are listed by each class in ``market_params`` and filled from the

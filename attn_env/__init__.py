@@ -5,8 +5,14 @@ attention market (``parallel_env``, ``env``, ``raw_env``), its vectorised form
 (``vector_env``) and valuation sources (``attn_env.valuations``), uniform or from
 a transformer's attention maps.
 
-Importing this package is cheap: torch and transformers load only on the
-attention path.
+The single-agent gymnasium view is registered as ``AttentionMarket-v0``
+(``gymnasium.make("AttentionMarket-v0", mechanism="gsp", ...)`` after ``import
+attn_env``, or ``gymnasium.make("attn_env:AttentionMarket-v0", ...)``); the
+registration is data (a string entry point), so the env's modules load only when
+it is made.
+
+Importing this package is cheap (gymnasium, about 0.1 s; nothing else): torch and
+transformers load only on the attention path.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "GYM_ID",
     "env",
     "mechanisms",
     "parallel_env",
@@ -22,6 +29,22 @@ __all__ = [
     "vector_env",
 ]
 __version__ = "0.1.0"
+
+#: gymnasium id of :class:`attn_env.single_agent.SingleAgentMarketEnv`.
+GYM_ID = "AttentionMarket-v0"
+
+
+def _register_gymnasium() -> None:
+    """Register the single-agent view with gymnasium (once per process)."""
+    import gymnasium
+
+    if GYM_ID not in gymnasium.registry:
+        gymnasium.register(
+            id=GYM_ID, entry_point="attn_env.single_agent:SingleAgentMarketEnv"
+        )
+
+
+_register_gymnasium()
 
 
 def parallel_env(**options: Any):

@@ -45,8 +45,10 @@ range: ``value_high`` (one-sided, matching) or ``max(value_high, cost_high)``
 - Budgets: a buyer's effective bid is ``min(bid, budget_left / alloc_max)``,
   with ``alloc_max`` the largest slot attention this round (1 in two-sided
   markets), so its payment (``<= bid x alloc`` in every mechanism) never exceeds
-  the budget left. A buyer with no budget left is inactive: it bids 0 and any
-  tie it wins at 0 is dropped (the slot stays unsold).
+  the budget left. A buyer with no budget left is inactive: it bids 0; in
+  two-sided markets it is out of the order book (it sets no price and takes no
+  seller's unit), elsewhere any slot it wins at 0 is dropped (the slot stays
+  unsold).
 - In ``matching`` mechanisms buyer ``i``'s value for slot ``j`` passed to the
   mechanism is ``bid_i * alpha_j``.
 

@@ -38,6 +38,12 @@ key                      shape             meaning
 ``active``               ``[N, A]`` bool   could trade this round
 ``clearing_price``       ``[N]``           headline price, ``nan`` if nothing traded
 ``round``                ``[N]`` int       index of the round just played
+``slot``                 ``[N, n]`` int    slot won by each buyer (two-sided: its
+                                           partner seller), ``-1`` for none
+``alpha``                ``[N, K]``        the round's slot attention (descending)
+``theta``                ``[N, n]``        buyers' values per unit of attention
+``relevance``            ``[N, n]``        buyers' relevance ``r`` (value =
+                                           ``theta * r``)
 ``metrics``              dict of ``[N]``   metrics of the episode that ended (see
                                            ``METRIC_KEYS``), ``nan`` elsewhere
 ``_metrics``             ``[N]`` bool      markets whose episode ended this step

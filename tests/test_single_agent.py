@@ -155,3 +155,28 @@ def test_fixed_agents_get_the_same_feedback_as_in_simulate():
         assert fb["own_value"][0] == last["value"][0, 1]
     # seller_0 sold its unit in the first round: inactive for the rest of the period
     assert [bool(f["seller_active"][0, 0]) for f in rec.seen] == [True] + [False] * 3
+
+
+def test_registered_with_gymnasium():
+    import gymnasium
+
+    import attn_env
+
+    assert attn_env.GYM_ID == "AttentionMarket-v0"
+    env = gymnasium.make(
+        "AttentionMarket-v0", mechanism="gsp", n_buyers=3, n_slots=2, rounds=3
+    )
+    assert env.spec.id == "AttentionMarket-v0"
+    assert isinstance(env.unwrapped, SingleAgentMarketEnv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a spec now: the checker has nothing to say
+        check_env(env.unwrapped)
+    obs, _ = env.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        obs, _, done, _, info = env.step(obs[:1])  # truthful
+        steps += 1
+    assert steps == 3 and info["metrics"]["efficiency"] == pytest.approx(1.0)
+    # the module:id form imports the package itself; options reach the market
+    other = gymnasium.make("attn_env:AttentionMarket-v0", mechanism="mcafee")
+    assert other.unwrapped.config.mechanism == "mcafee"
