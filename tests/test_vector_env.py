@@ -185,8 +185,9 @@ def test_infos_hold_the_rounds_draw_and_slots(name):
         assert matched.size and (matched < 3).all()
 
 
-def test_two_sided_slot_is_the_partner_seller():
-    v = vector_env(64, mechanism="mcafee", n_buyers=4, n_sellers=3, rounds=1)
+@pytest.mark.parametrize("name", ["k_double", "mcafee", "call_market", "cda"])
+def test_two_sided_slot_is_the_partner_seller(name):
+    v = vector_env(64, mechanism=name, n_buyers=4, n_sellers=3, rounds=1)
     obs, _ = v.reset(seed=4)
     _, _, _, _, info = v.step(obs[..., :1])
     slot, n = info["slot"], 4
