@@ -220,8 +220,12 @@ def test_bad_attention_settings_are_named() -> None:
         AttentionSpec(heads="median")
     with pytest.raises(ValueError, match="layers must be"):
         AttentionSpec(layers=0)
-    with pytest.raises(ValueError, match=r"unknown bank setting.*'layer'"):
+    with pytest.raises(ValueError, match=r"unknown valuation parameter.*'layer'"):
         BankSettings.from_params({"layer": 2})
+    with pytest.raises(ValueError, match=r"'lyers'; known: layers, .*corpus, bank_dir"):
+        make_source("attention", lyers=2)
+    with pytest.raises(ValueError, match="unknown value distribution 'gamma'"):
+        make_source("attention", dist="gamma")
     with pytest.raises(ValueError, match="max_slots=9 exceeds"):
         BankSettings(max_slots=9, candidates_per_query=4)
 

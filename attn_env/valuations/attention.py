@@ -56,6 +56,17 @@ __all__ = ["AttentionSource"]
 
 log = logging.getLogger(__name__)
 BUILD_MODES = ("auto", "never")
+SOURCE_OPTIONS = (
+    "corpus",
+    "bank_dir",
+    "bank_path",
+    "model_dir",
+    "device",
+    "batch_size",
+    "build",
+    "relevance",
+)
+"valuation_params that are not bank settings."
 
 
 class AttentionSource:
@@ -95,7 +106,7 @@ class AttentionSource:
             self.bank = load_bank(bank_path)
         else:
             self.bank = self._open_or_build(
-                BankSettings.from_params(settings),
+                BankSettings.from_params(settings, SOURCE_OPTIONS),
                 corpus=corpus,
                 bank_dir=bank_dir,
                 model_dir=model_dir,

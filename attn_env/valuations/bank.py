@@ -235,14 +235,21 @@ class BankSettings:
         return AttentionSpec(layers=self.layers, heads=self.heads, source=self.source)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> BankSettings:
-        """Build from keyword params, naming unknown keys."""
+    def from_params(
+        cls, params: dict[str, Any], also_known: tuple[str, ...] = ()
+    ) -> BankSettings:
+        """Build from keyword params, naming unknown keys.
+
+        Args:
+            params: bank settings by name.
+            also_known: other accepted names, listed in the error message.
+        """
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise ValueError(
-                f"unknown bank setting(s) {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(known)}"
+                f"unknown valuation parameter(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join([*known, *also_known])}"
             )
         return cls(**params)
 

@@ -25,18 +25,6 @@ import numpy as np
 
 __all__ = ["register", "render_heatmap"]
 
-# valuation_params keys that are not bank settings
-_SOURCE_KEYS = (
-    "corpus",
-    "bank_dir",
-    "bank_path",
-    "model_dir",
-    "device",
-    "batch_size",
-    "build",
-    "relevance",
-)
-
 
 def register(subparsers: Any) -> None:
     """Add ``valuations build|show|validate`` to the ``attn-market`` parser."""
@@ -89,11 +77,12 @@ def _params(config: str | None) -> dict[str, Any]:
 
 def _split(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Bank settings and the other source options of ``valuation_params``."""
+    from attn_env.valuations.attention import SOURCE_OPTIONS
     from attn_env.valuations.bank import BankSettings
 
-    options = {k: params[k] for k in _SOURCE_KEYS if k in params}
+    options = {k: params[k] for k in SOURCE_OPTIONS if k in params}
     settings = BankSettings.from_params(
-        {k: v for k, v in params.items() if k not in _SOURCE_KEYS}
+        {k: v for k, v in params.items() if k not in SOURCE_OPTIONS}, SOURCE_OPTIONS
     )
     return settings, options
 
