@@ -38,6 +38,7 @@ from attn_env.valuations.model import (  # noqa: E402
     default_model_dir,
     load_model,
     page_attention,
+    pair_score,
     segment_mass,
     tokenize,
 )
@@ -48,6 +49,7 @@ VERTICALS = {
     "garden": ("tomato plants", "lawn seed", "rose bushes", "compost bin"),
 }
 SETTINGS = {
+    "layers": [2],  # the tiny model has 2 layers (MiniLM's default is [3])
     "n_queries": None,
     "candidates_per_query": 6,
     "own_fraction": 0.5,
@@ -176,7 +178,7 @@ def _reference_mass(tiny, page, spec: AttentionSpec, n_seg: int) -> np.ndarray:
             attention_mask=torch.as_tensor(page.mask),
             output_attentions=True,
         )
-    maps = [a.numpy() for a in out.attentions[-spec.layers :]]
+    maps = [out.attentions[i].numpy() for i in spec.layer_indices(2)]
     res = np.zeros((page.input_ids.shape[0], n_seg))
     for b, seg in enumerate(page.segment):
         per_layer = [
@@ -215,6 +217,54 @@ def test_segment_mass_matches_the_formula(tiny, spec: AttentionSpec) -> None:
     assert mass[1, 3] == 0.0  # the second page has no third slot
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [AttentionSpec([2]), AttentionSpec([1, 2], "mean"), AttentionSpec(1, source="cls")],
+)
+def test_maxsim_score_matches_the_formula(tiny, spec: AttentionSpec) -> None:
+    """r_raw = mean over source rows of the best candidate token's share."""
+    tok = tiny.tokenizer
+    q, c1, c2 = tokenize(tok, ["garden hose deals", "green hose", "buy tax boots"], 8)
+    page = assemble_pages(tok, [q, q], [[c1], [c2]])
+    got = pair_score(page_attention(tiny, page, spec), page.segment, spec)
+    with torch.inference_mode():
+        out = tiny.model(
+            input_ids=torch.as_tensor(page.input_ids),
+            token_type_ids=torch.as_tensor(page.token_type),
+            attention_mask=torch.as_tensor(page.mask),
+            output_attentions=True,
+        )
+    for b, seg in enumerate(page.segment):
+        maps = [out.attentions[i][b].numpy() for i in spec.layer_indices(2)]
+        heads = [m.max(0) if spec.heads == "max" else m.mean(0) for m in maps]
+        a = np.mean(heads, axis=0)
+        src = np.flatnonzero(seg == 0) if spec.source == "query" else [0]
+        best = []
+        for t in src:
+            row = np.where(seg >= 0, a[t], 0.0)
+            best.append((row / row.sum())[seg == 1].max())
+        assert got[b] == pytest.approx(np.mean(best), abs=1e-6)
+    mass = AttentionSpec(spec.layers, spec.heads, spec.source, score="mass")
+    np.testing.assert_allclose(
+        pair_score(page_attention(tiny, page, mass), page.segment, mass),
+        segment_mass(page_attention(tiny, page, mass), page.segment, 2, mass)[:, 1],
+    )
+
+
+def test_layers_pick_the_right_maps() -> None:
+    assert AttentionSpec(layers=1).layer_indices(6) == [5]
+    assert AttentionSpec(layers=3).layer_indices(6) == [3, 4, 5]
+    assert AttentionSpec(layers=[3]).layer_indices(6) == [2]
+    assert AttentionSpec(layers=[5, 2, 2]).layers == (2, 5)
+    with pytest.raises(ValueError, match=r"layers=\[7\] but the model has 6"):
+        AttentionSpec(layers=[7]).layer_indices(6)
+    with pytest.raises(ValueError, match="layers must be"):
+        AttentionSpec(layers=[])
+    with pytest.raises(ValueError, match="unknown relevance score 'cosine'"):
+        AttentionSpec(score="cosine")
+    assert BankSettings(layers=[3]) == BankSettings(layers=(3,))
+
+
 def test_bad_attention_settings_are_named() -> None:
     with pytest.raises(ValueError, match="head aggregation 'median'"):
         AttentionSpec(heads="median")
@@ -251,7 +301,7 @@ def test_bank_round_trips(bank_path: Path, tiny, corpus_dir: Path) -> None:
     q = tokenize(tiny.tokenizer, [corpus.query_texts[bank.queries[i]]], 8)
     c = tokenize(tiny.tokenizer, [corpus.cand_texts[bank.candidates[i, j]]], 12)
     page = assemble_pages(tiny.tokenizer, q, [c])
-    expect = segment_mass(page_attention(tiny, page, spec), page.segment, 2, spec)[0, 1]
+    expect = pair_score(page_attention(tiny, page, spec), page.segment, spec)[0]
     assert bank.relevance_raw[i, j] == pytest.approx(expect, abs=1e-5)
     # and one stored alpha: layout 1 of query 3 with K = 3 slots
     pc = bank.page_candidates[3, 1]
@@ -301,7 +351,8 @@ def test_every_setting_corpus_and_model_change_the_key() -> None:
     assert bank_key(BankSettings(), "model-a", "corpus-a") == key
     changed = {
         "layers": 2,
-        "heads": "max",
+        "score": "mass",
+        "heads": "mean",
         "source": "cls",
         "max_query_tokens": 9,
         "max_candidate_tokens": 11,

@@ -20,6 +20,7 @@ from attn_env.valuations.model import (
     assemble_pages,
     load_model,
     page_attention,
+    pair_score,
     segment_mass,
     tokenize,
 )
@@ -65,16 +66,18 @@ def _r_raw(lm, query: str, ads: list[str], spec: AttentionSpec) -> np.ndarray:
     q = tokenize(lm.tokenizer, [query], 24)[0]
     c = tokenize(lm.tokenizer, ads, 40)
     page = assemble_pages(lm.tokenizer, [q] * len(c), [[x] for x in c])
-    return segment_mass(page_attention(lm, page, spec), page.segment, 2, spec)[:, 1]
+    return pair_score(page_attention(lm, page, spec), page.segment, spec)
 
 
 def test_relevant_ad_gets_higher_r_on_the_real_model(minilm) -> None:
     assert minilm.n_layers == 6
     assert minilm.model.config._attn_implementation == "eager"
-    spec = AttentionSpec()  # the defaults: last layer, mean over heads, query rows
-    for query, good, bad in PAIRS:
-        r_good, r_bad = _r_raw(minilm, query, [good, bad], spec)
-        assert r_good > r_bad, (query, r_good, r_bad)
+    # the default (layer 3, max over heads, maxsim) and DESIGN.md's probe
+    # definition (last layer, mean over heads, mass) both rank the match first
+    for spec in (AttentionSpec(), AttentionSpec(1, "mean", score="mass")):
+        for query, good, bad in PAIRS:
+            r_good, r_bad = _r_raw(minilm, query, [good, bad], spec)
+            assert r_good > r_bad, (spec, query, r_good, r_bad)
 
 
 def test_position_effect_on_the_real_model(minilm) -> None:
@@ -90,7 +93,7 @@ def test_position_effect_on_the_real_model(minilm) -> None:
         alpha = m[:, 1:] / m[:, 1:].sum(axis=1, keepdims=True)
         mean = alpha.mean(axis=0)
         assert mean[0] > mean[1] > mean[2], (query, mean)
-        assert mean[0] > 0.38  # measured 0.40-0.46 on these five pages
+        assert mean[0] > 0.36  # measured 0.39-0.41 on these five pages
 
 
 @pytest.mark.gpu

@@ -9,7 +9,7 @@ file                    shape, dtype              meaning
 ``queries.npy``         ``[Q] int32``             corpus index of each query
 ``candidates.npy``      ``[Q, C] int32``          corpus index of its candidates
 ``own.npy``             ``[Q, C] bool``           candidate of the query's vertical
-``relevance_raw.npy``   ``[Q, C] float32``        ``r_raw`` (see ``model.py``)
+``relevance_raw.npy``   ``[Q, C] float32``        ``r_raw`` (``model.pair_score``)
 ``page_candidates.npy`` ``[Q, P, Kmax] int32``    slot fill of each page layout
 ``alpha.npy``           ``[Q, P, Kmax, Kmax]``    row K-1: the K-slot page's alpha
 ======================  ========================  ===============================
@@ -179,12 +179,14 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
 class BankSettings:
     """Everything that changes a number in the bank (all part of its key)."""
 
-    layers: int = 1
-    "Average attention over the last ``layers`` layers."
-    heads: str = "mean"
-    "Head aggregation: ``mean`` or ``max``."
+    layers: int | tuple[int, ...] = (3,)
+    "1-based layers to average (a list), or an integer L: the last L layers."
+    heads: str = "max"
+    "Head aggregation: ``max`` or ``mean``."
     source: str = "query"
     "Source rows: ``query`` tokens or ``cls``."
+    score: str = "maxsim"
+    "Relevance score of a pair: ``maxsim`` or ``mass``."
     max_query_tokens: int = 24
     "Query truncation, in word pieces."
     max_candidate_tokens: int = 40
@@ -203,7 +205,7 @@ class BankSettings:
     "Seed of query subset, candidate sets and page layouts."
 
     def __post_init__(self) -> None:
-        self.spec  # noqa: B018 -- validates layers, heads, source
+        object.__setattr__(self, "layers", self.spec.layers)  # validated, list->tuple
         for name in (
             "max_query_tokens",
             "max_candidate_tokens",
@@ -232,7 +234,9 @@ class BankSettings:
 
     @property
     def spec(self) -> AttentionSpec:
-        return AttentionSpec(layers=self.layers, heads=self.heads, source=self.source)
+        return AttentionSpec(
+            layers=self.layers, heads=self.heads, source=self.source, score=self.score
+        )
 
     @classmethod
     def from_params(
@@ -396,6 +400,7 @@ def build_bank(
         load_model,
         model_identity,
         page_attention,
+        pair_score,
         segment_mass,
         tokenize,
     )
@@ -481,9 +486,9 @@ def build_bank(
                 [q_tok[i] for i, _ in chunk],
                 [[c_tok[int(cands[i, j])]] for i, j in chunk],
             )
-            mass = segment_mass(page_attention(lm, page, spec), page.segment, 2, spec)
+            score = pair_score(page_attention(lm, page, spec), page.segment, spec)
             rows, cols = np.asarray(chunk).T
-            out["relevance_raw"][rows, cols] = mass[:, 1]
+            out["relevance_raw"][rows, cols] = score
             bar.update(len(chunk))
         pair_seconds = time.perf_counter() - started
         # Pages grouped by K so each batch holds sequences of similar length.

@@ -170,7 +170,7 @@ def _top_candidates(
     from attn_env.valuations.model import (
         assemble_pages,
         page_attention,
-        segment_mass,
+        pair_score,
         tokenize,
     )
 
@@ -183,7 +183,7 @@ def _top_candidates(
     c = tokenize(lm.tokenizer, texts, settings.max_candidate_tokens)
     page = assemble_pages(lm.tokenizer, [q] * len(c), [[x] for x in c])
     spec = settings.spec
-    raw = segment_mass(page_attention(lm, page, spec), page.segment, 2, spec)[:, 1]
+    raw = pair_score(page_attention(lm, page, spec), page.segment, spec)
     return [texts[i] for i in np.argsort(-raw)[:k]]
 
 
@@ -247,8 +247,8 @@ def render_heatmap(
         )
     ax.set_ylabel("query token (attending)")
     ax.set_title(
-        f"attention of the query's tokens over the page (last {spec.layers} layer(s), "
-        f"{spec.heads} over heads; [CLS]/[SEP] dropped, rows renormalised)",
+        f"attention of the query's tokens over the page ({spec.describe()}; "
+        "[CLS]/[SEP] dropped, rows renormalised)",
         fontsize=9,
         pad=34,
     )

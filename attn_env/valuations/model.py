@@ -11,12 +11,14 @@ candidate, -1 for [CLS]/[SEP] and -2 for padding. Token types are 0 for
 Attention map. With ``A^{l,h}`` the softmax attention of layer l, head h (rows:
 attending token, columns: attended token), the map used here is
 
-    A = mean over the last L layers of  agg_h A^{l,h}
+    A = mean over the layers l in Λ of  agg_h A^{l,h}
 
-where ``agg`` is the mean over heads (``heads="mean"``) or the max
-(``heads="max"``). Special tokens are attention sinks (they draw most of the
-mass in BERT-like models), so their columns are dropped and every row is
-renormalised over the text tokens::
+where ``agg`` is the max over heads (``heads="max"``, rows renormalised) or the
+mean (``heads="mean"``), and Λ is ``layers``: a list of 1-based layer indices
+(default ``[3]``, the third of MiniLM's six), or an integer L for the last L
+layers. Special tokens are attention sinks (they draw most of the mass in
+BERT-like models), so their columns are dropped and every row is renormalised
+over the text tokens::
 
     Ã[t, u] = A[t, u] * 1[seg(u) >= 0] / sum_{u'} A[t, u'] * 1[seg(u') >= 0]
 
@@ -26,11 +28,19 @@ token (``source="cls"``). The mass that segment s receives is
     m_s = (1 / |S|) * sum_{t in S} sum_{u : seg(u) = s} Ã[t, u]      (sum_s m_s = 1)
 
 - ``alpha_j`` (pages of K slots): ``alpha_j = m_j / sum_{k=1..K} m_k``, so the
-  query's own mass m_0 is left out and ``sum_j alpha_j = 1``; the environment
-  sorts them descending (a slot's share of the page's attention).
-- ``r_raw`` of a candidate (pairs ``[CLS] query [SEP] cand [SEP]``, K = 1): the
-  share m_1 of the query tokens' attention that lands on the candidate rather
-  than on the query itself. ``attn_env.valuations.bank`` maps it into [0, 1].
+  query's own mass m_0 is left out and ``sum_j alpha_j = 1``; the bank sorts
+  them descending (a slot's share of the page's attention).
+- ``r_raw`` of a candidate, from the pair ``[CLS] query [SEP] cand [SEP]``, by
+  ``score``:
+
+  - ``maxsim`` (default): ``(1 / |S|) sum_{t in S} max_{u : seg(u) = 1} Ã[t, u]``,
+    how strongly each query token locks onto its best-matching candidate token
+    (an attention analogue of ColBERT's MaxSim; it does not grow with the
+    candidate's length);
+  - ``mass``: ``m_1``, the share of the query tokens' attention that lands on
+    the candidate rather than on the query itself.
+
+  ``attn_env.valuations.bank`` maps it into [0, 1].
 
 torch and transformers are imported inside the functions, so importing this
 module stays cheap.
@@ -48,6 +58,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "HEAD_AGGREGATIONS",
+    "SCORES",
     "SOURCES",
     "AttentionSpec",
     "LoadedModel",
@@ -58,29 +69,45 @@ __all__ = [
     "load_model",
     "model_identity",
     "page_attention",
+    "pair_score",
     "segment_mass",
     "tokenize",
 ]
 
-HEAD_AGGREGATIONS = ("mean", "max")
+HEAD_AGGREGATIONS = ("max", "mean")
 SOURCES = ("query", "cls")
+SCORES = ("maxsim", "mass")
 SEG_PAD, SEG_SPECIAL, SEG_QUERY = -2, -1, 0
+
+
+def _positive_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
 
 
 @dataclass(frozen=True)
 class AttentionSpec:
     """Which attention is read: layers, head aggregation and source rows."""
 
-    layers: int = 1
-    "Average over the last ``layers`` layers (1: the last layer only)."
-    heads: str = "mean"
-    "Head aggregation: ``mean`` or ``max``."
+    layers: int | tuple[int, ...] = (3,)
+    "1-based layers to average (a list), or an integer L for the last L layers."
+    heads: str = "max"
+    "Head aggregation: ``max`` or ``mean``."
     source: str = "query"
     "Source rows: the ``query`` tokens or the ``cls`` token."
+    score: str = "maxsim"
+    "Relevance score of a pair: ``maxsim`` or ``mass`` (alpha always uses mass)."
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.layers, int) and self.layers >= 1):
-            raise ValueError(f"layers must be an integer >= 1, got {self.layers!r}")
+        layers = self.layers
+        items = layers if isinstance(layers, list | tuple) else [layers]
+        ok = bool(items) and all(_positive_int(x) for x in items)
+        if not ok:
+            raise ValueError(
+                "layers must be an integer >= 1 or a non-empty list of 1-based "
+                f"layer indices, got {layers!r}"
+            )
+        if isinstance(layers, list | tuple):
+            object.__setattr__(self, "layers", tuple(sorted(set(layers))))
         if self.heads not in HEAD_AGGREGATIONS:
             raise ValueError(
                 f"unknown head aggregation {self.heads!r}; known: "
@@ -90,6 +117,33 @@ class AttentionSpec:
             raise ValueError(
                 f"unknown attention source {self.source!r}; known: {', '.join(SOURCES)}"
             )
+        if self.score not in SCORES:
+            raise ValueError(
+                f"unknown relevance score {self.score!r}; known: {', '.join(SCORES)}"
+            )
+
+    def layer_indices(self, n_layers: int) -> list[int]:
+        """0-based indices of the layers read, for a model of ``n_layers``."""
+        if isinstance(self.layers, int):
+            if self.layers > n_layers:
+                raise ValueError(
+                    f"layers={self.layers} but the model has {n_layers} layers"
+                )
+            return list(range(n_layers - self.layers, n_layers))
+        if max(self.layers) > n_layers:
+            raise ValueError(
+                f"layers={list(self.layers)} but the model has {n_layers} layers"
+            )
+        return [x - 1 for x in self.layers]
+
+    def describe(self) -> str:
+        """A short label, e.g. ``layer 3, max over heads``."""
+        if isinstance(self.layers, int):
+            which = "last layer" if self.layers == 1 else f"last {self.layers} layers"
+        else:
+            which = "layer" + ("s " if len(self.layers) > 1 else " ")
+            which += ", ".join(map(str, self.layers))
+        return f"{which}, {self.heads} over heads"
 
 
 @dataclass
@@ -263,13 +317,12 @@ def assemble_pages(
 def page_attention(lm: LoadedModel, page: Page, spec: AttentionSpec) -> Any:
     """The aggregated map ``A`` of the docstring, ``float32 [N, T, T]`` torch tensor.
 
-    Only the last ``spec.layers`` layers' maps are kept; the forward pass runs
+    Only the maps of the layers in ``spec`` are kept; the forward pass runs
     under ``torch.inference_mode()``.
     """
     import torch
 
-    if spec.layers > lm.n_layers:
-        raise ValueError(f"layers={spec.layers} but the model has {lm.n_layers} layers")
+    which = spec.layer_indices(lm.n_layers)
     with torch.inference_mode():
         out = lm.model(
             input_ids=torch.as_tensor(page.input_ids, device=lm.device),
@@ -277,7 +330,7 @@ def page_attention(lm: LoadedModel, page: Page, spec: AttentionSpec) -> Any:
             attention_mask=torch.as_tensor(page.mask, device=lm.device),
             output_attentions=True,
         )
-        maps = out.attentions[-spec.layers :]
+        maps = [out.attentions[i] for i in which]
         agg = torch.zeros_like(maps[0][:, 0], dtype=torch.float32)
         for a in maps:
             a = a.float()
@@ -318,6 +371,28 @@ def segment_mass(
         rows[:, 0] = 1.0
     mass = (per_row * rows[..., None]).sum(dim=1) / rows.sum(dim=1, keepdim=True)
     return mass.double().cpu().numpy()
+
+
+def pair_score(
+    attn: Any, segment: NDArray[np.int64], spec: AttentionSpec
+) -> NDArray[np.float64]:
+    """``r_raw`` of pair pages ``[CLS] q [SEP] c [SEP]`` by ``spec.score``, ``[N]``."""
+    import torch
+
+    if spec.score == "mass":
+        return segment_mass(attn, segment, 2, spec)[:, 1]
+    seg = torch.as_tensor(segment, device=attn.device)
+    cols = (seg >= 0).to(attn.dtype)
+    a = attn * cols[:, None, :]
+    a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    best = (a * (seg == 1).to(attn.dtype)[:, None, :]).amax(dim=-1)  # [N, T]
+    if spec.source == "query":
+        rows = (seg == SEG_QUERY).to(attn.dtype)
+    else:
+        rows = torch.zeros_like(cols)
+        rows[:, 0] = 1.0
+    score = (best * rows).sum(dim=1) / rows.sum(dim=1)
+    return score.double().cpu().numpy()
 
 
 def embed_texts(lm: LoadedModel, texts: list[str], batch_size: int = 128) -> NDArray:
