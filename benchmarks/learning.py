@@ -1,4 +1,4 @@
-"""Learning benchmark: PPO bidders against the analytic equilibria (the headline result).
+"""Learning benchmark: PPO bidders against the analytic equilibria (the headline).
 
 For each case: train from its config (wall time measured), then evaluate the
 trained policy: ``bne_l2`` (L2 distance of the learned bid function to the
@@ -19,7 +19,7 @@ cda            configs/cda_vs_zic.yaml            (one learner among ZI-C trader
 
 Usage (2 CPU cores; run it niced on a shared machine)::
 
-    python benchmarks/learning.py                       # fpsb_n2 fpsb_n5 second_price bilateral
+    python benchmarks/learning.py              # fpsb_n2 fpsb_n5 second_price bilateral
     python benchmarks/learning.py --cases fpsb_n2       # the headline only
     python benchmarks/learning.py --quick               # short runs, a smoke check
 """
@@ -101,7 +101,8 @@ def _f(x, digits: int = 3) -> str:
 def table(rows: list[dict]) -> str:
     """The results as a markdown table."""
     lines = [
-        "| case | agent-steps | train (s) | bne_l2 (by learner) | utility_loss | efficiency |",
+        "| case | agent-steps | train (s) | bne_l2 (by learner) | utility_loss "
+        "| efficiency |",
         "|---|---:|---:|---|---:|---:|",
     ]
     for r in rows:

@@ -153,7 +153,7 @@ def test_first_price_bne_closed_forms():
 
 
 def test_first_price_bne_against_monte_carlo():
-    """The K = 2 formula is E[Y | Y < v], Y the 2nd highest of the n-1 others (brute force)."""
+    """K = 2: E[Y | Y < v], Y the 2nd highest of the n-1 others (brute force)."""
     rng = np.random.default_rng(3)
     others = np.sort(rng.uniform(size=(400_000, 3)), axis=1)[:, -2]  # n = 4, K = 2
     for v in (0.3, 0.7, 0.95):
@@ -316,7 +316,7 @@ def test_market_vec_env_shapes_and_seat_mapping():
     assert (zero.fb["own_alloc"] == 0).all()
     # shade 1/2 -> the higher of seats 0 and 2 wins and keeps half its value
     half = amap.from_bid(np.full(8, 0.5), np.ones(8))[:, None]
-    obs3, rew, _, _ = env.step(half.astype(np.float32))
+    _, rew, _, _ = env.step(half.astype(np.float32))
     v = obs2[:, VALUE].reshape(4, 2)
     win = v.max(axis=1)
     np.testing.assert_allclose(rew.reshape(4, 2).max(axis=1), win / 2, rtol=1e-5)
@@ -328,9 +328,9 @@ def test_market_vec_env_shapes_and_seat_mapping():
 
 
 def test_ppo_learns_on_adapter():
-    import attn_env
     from stable_baselines3 import PPO
 
+    import attn_env
     from training.vec_adapter import MarketVecEnv
 
     venv = attn_env.vector_env(8, mechanism="first_price", n_buyers=2)
@@ -485,9 +485,9 @@ def test_bad_train_configs(tmp_path):
     with pytest.raises(ValueError, match="no agent has kind: learn"):
         cfg = dataclasses.replace(fpsb(), agents={"buyer": AgentSpec(kind="truthful")})
         train(cfg, tmp_path / "a", progress=False)
-    with pytest.raises(ValueError, match="train.share must be one of"):
+    with pytest.raises(ValueError, match=r"train\.share must be one of"):
         train(fpsb(share="everyone"), tmp_path / "b", progress=False)
-    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+    with pytest.raises(FileNotFoundError, match=r"no manifest\.json"):
         train(fpsb(), tmp_path / "c", resume=True, progress=False)
 
 
@@ -539,7 +539,10 @@ def test_cli_train_and_evaluate_json(tmp_path, capsys):
 
 
 def test_import_training_is_cheap():
-    code = "import sys, training; print(int('torch' in sys.modules or 'stable_baselines3' in sys.modules))"
+    code = (
+        "import sys, training; "
+        "print(int('torch' in sys.modules or 'stable_baselines3' in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

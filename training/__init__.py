@@ -18,14 +18,20 @@ __all__ = ["load_policy", "train"]
 
 
 def load_policy(path: Any, device: str = "auto"):
-    """Load a trained run folder: ``load_policy(DIR).act(obs_batch) -> bids`` (see ``training.policy``)."""
+    """Load a trained run folder: ``load_policy(DIR).act(obs_batch) -> bids``.
+
+    See ``training.policy.load_policy``.
+    """
     from training.policy import load_policy as _load
 
     return _load(path, device=device)
 
 
 def train(config: Any, out: Any, resume: bool = False, progress: bool = True):
-    """Train the learning agents of an ``ExperimentConfig`` into run folder ``out`` (see ``training.sb3``)."""
+    """Train the learning agents of an ``ExperimentConfig`` into run folder ``out``.
+
+    See ``training.sb3.train``.
+    """
     from training.sb3 import train as _train
 
     return _train(config, out, resume=resume, progress=progress)

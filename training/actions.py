@@ -51,7 +51,7 @@ __all__ = ["ACTIONS", "ROLES", "ActionMap", "action_map_for"]
 
 @dataclass(frozen=True)
 class ActionMap:
-    """Maps raw policy actions ``[M, 1]`` and observations ``[M, D]`` to bids/asks ``[M, 1]``.
+    """Maps raw policy actions ``[M, 1]`` and observations ``[M, D]`` to bids/asks.
 
     Attributes:
         mode: ``shade``, ``shade_clip`` or ``absolute``.
@@ -76,7 +76,8 @@ class ActionMap:
             np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low
         ):
             raise ValueError(
-                f"range must satisfy low < high, got low={self.low!r}, high={self.high!r}"
+                "range must satisfy low < high, "
+                f"got low={self.low!r}, high={self.high!r}"
             )
 
     @property
@@ -102,7 +103,7 @@ class ActionMap:
         return a
 
     def to_bid(self, raw: NDArray, obs: NDArray) -> NDArray[np.float32]:
-        """Absolute bids (buyers) or asks (sellers) ``[M, 1]`` from raw actions ``[M, 1]``.
+        """Absolute bids (buyers) or asks (sellers) ``[M, 1]`` from raw actions.
 
         Raw actions are clipped to :attr:`bounds` first (SB3 samples unbounded
         Gaussians and clips the same way when it steps an env).
@@ -120,7 +121,7 @@ class ActionMap:
         return bid.astype(np.float32)
 
     def from_bid(self, bid: NDArray, value: NDArray) -> NDArray[np.float64]:
-        """The raw action that produces ``bid`` at ``value`` (inverse of :meth:`to_bid`).
+        """The raw action that bids ``bid`` at ``value`` (inverse of :meth:`to_bid`).
 
         Used to express an analytic strategy (a BNE) as a policy output. Where the
         map is flat (``value == low`` for a buyer) ``s = 1`` is returned.
@@ -143,7 +144,7 @@ class ActionMap:
 
 
 def action_map_for(env_cfg, role: str, mode: str) -> ActionMap:
-    """The :class:`ActionMap` of ``role`` under an ``EnvConfig`` (value or cost range)."""
+    """The :class:`ActionMap` of ``role`` in an ``EnvConfig`` (value or cost range)."""
     if role == "buyer":
         return ActionMap(
             mode, role, float(env_cfg.value_low), float(env_cfg.value_high)

@@ -38,7 +38,7 @@ CS_EFFICIENCY = 27.0 / 32.0
 def first_price_bne(
     n: int, n_slots: int = 1, low: float = 0.0, high: float = 1.0
 ) -> Strategy:
-    """Pay-your-bid BNE for ``K`` identical units, ``n`` unit-demand buyers, values ``U[low, high]``."""
+    """Pay-your-bid BNE: ``K`` equal units, ``n`` unit-demand bidders, U[low, high]."""
     if not 1 <= n_slots < n:
         raise ValueError(
             f"first-price BNE needs 1 <= n_slots < n_buyers, got {n_slots} and {n}"

@@ -3,7 +3,7 @@
 Layout of a run folder ``DIR``::
 
     DIR/config.yaml               the resolved experiment config
-    DIR/manifest.json             the current checkpoint and what is in it (written last)
+    DIR/manifest.json             the current checkpoint and its contents (written last)
     DIR/checkpoints/<steps>/      one folder per checkpoint: <learner>.zip per model
     DIR/pool/<learner>/<n>.zip    self-play snapshots (frozen past policies)
     DIR/tb/                       TensorBoard logs
@@ -94,7 +94,8 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT:
         raise ValueError(
-            f"{path}: unknown run format {manifest.get('format')!r}, expected {FORMAT!r}"
+            f"{path}: unknown run format {manifest.get('format')!r}, "
+            f"expected {FORMAT!r}"
         )
     return manifest
 
@@ -146,7 +147,7 @@ def write_checkpoint(
 
 
 def _prune(root: Path, keep: Path) -> None:
-    """Drop all but the newest checkpoints (never ``keep``) and stale staging folders."""
+    """Drop all but the newest checkpoints (never ``keep``) and stale staging dirs."""
     done = sorted(
         p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
     )

@@ -1,4 +1,4 @@
-"""``attn-market evaluate``: learned strategies against theory, and their market metrics.
+"""``attn-market evaluate``: learned strategies against theory, and market metrics.
 
 Two distances of bnelearn (Bichler et al. 2021), for each learner:
 
@@ -55,7 +55,7 @@ BidFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
 
 def value_grid(env_cfg, role: str, size: int = 1000) -> NDArray[np.float64]:
-    """``size`` quantile midpoints of a role's value (buyers) or cost (sellers) distribution."""
+    """``size`` quantile midpoints of a role's value (or cost) distribution."""
     if role == "seller":
         lo, hi, dist = env_cfg.cost_low, env_cfg.cost_high, "uniform"
     else:
@@ -180,7 +180,7 @@ def utility_loss(
 
 
 def _obs_template(config: ExperimentConfig) -> NDArray[np.float32]:
-    """A first-round observation per agent column ``[A, D]`` (values overwritten later)."""
+    """A first-round observation per agent column ``[A, D]`` (values overwritten)."""
     import attn_env
 
     venv = attn_env.vector_env(1, **dataclasses.asdict(config.env))
@@ -191,7 +191,7 @@ def _obs_template(config: ExperimentConfig) -> NDArray[np.float32]:
 def _agent_bid_fn(
     act: Callable[[NDArray], NDArray], template: NDArray[np.float32]
 ) -> BidFn:
-    """``values -> bids`` of an ``obs -> bids`` strategy, other observation entries fixed."""
+    """``values -> bids`` of an ``obs -> bids`` strategy, other entries fixed."""
 
     def fn(values: NDArray[np.float64]) -> NDArray[np.float64]:
         obs = np.repeat(template[None], len(values), axis=0)
@@ -203,7 +203,7 @@ def _agent_bid_fn(
 
 
 def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Generator):
-    """``(agent names, per-agent values -> bids functions)`` with the trained policy in learn seats."""
+    """Agent names and per-agent ``values -> bids`` (trained policy in learn seats)."""
     from agents import for_market
 
     template = _obs_template(config)
@@ -239,7 +239,7 @@ def evaluate(
     samples: int = 4000,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of a trained run on ``config``'s market (``evaluate --json`` prints these).
+    """Metrics of a trained run in ``config``'s market (``evaluate --json``).
 
     Returns:
         The market metrics of ``simulate.play`` plus ``bne_l2``, ``utility_loss``

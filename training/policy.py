@@ -33,7 +33,7 @@ ALGOS = ("ppo", "sac")
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names pass through."""
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; others pass through."""
     if device != "auto":
         return device
     import torch
@@ -55,7 +55,7 @@ def algo_class(name: str):
 
 
 def freeze(policy: Any) -> Any:
-    """An independent, inference-mode copy of an SB3 policy (same weights, no optimizer state).
+    """An independent, inference-mode copy of an SB3 policy (same weights).
 
     ``copy.deepcopy`` fails on a policy mid-training (non-leaf tensors), so the
     copy is rebuilt from the constructor parameters, as ``BasePolicy.load`` does.
@@ -72,7 +72,7 @@ def freeze(policy: Any) -> Any:
 
 
 class RolePolicy:
-    """One SB3 policy and its action map: observations ``[M, D]`` -> bids/asks ``[M, 1]``.
+    """One SB3 policy and its action map: observations ``[M, D]`` -> bids/asks.
 
     Also a ``Player`` (``agents.base.Agent`` protocol), so a frozen copy can sit
     in a market seat during training.
@@ -93,7 +93,7 @@ class RolePolicy:
         self.obs_dim = int(np.prod(policy.observation_space.shape))
 
     def raw(self, obs: NDArray) -> NDArray[np.float32]:
-        """The policy's clipped raw actions ``[M, 1]`` (shading factors for ``shade``)."""
+        """The policy's raw actions ``[M, 1]``, clipped to the action bounds."""
         obs = np.asarray(obs, dtype=np.float32)
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise ValueError(
@@ -142,11 +142,12 @@ class TrainedPolicy:
         return list(self.by_role)
 
     def act(self, obs_batch: NDArray) -> NDArray[np.float32]:
-        """``[N, obs_dim] -> [N, 1]`` absolute bids/asks, by each row's role flag ``obs[:, 3]``."""
+        """``[N, obs_dim] -> [N, 1]`` bids/asks, by the role flag ``obs[:, 3]``."""
         obs = np.asarray(obs_batch, dtype=np.float32)
         if obs.ndim != 2 or obs.shape[1] < OBS_BASE_DIM:
             raise ValueError(
-                f"obs_batch must have shape [N, obs_dim>={OBS_BASE_DIM}], got {obs.shape}"
+                f"obs_batch must have shape [N, obs_dim>={OBS_BASE_DIM}], "
+                f"got {obs.shape}"
             )
         out = np.zeros((len(obs), 1), dtype=np.float32)
         seller = obs[:, ROLE] >= 0.5
@@ -174,7 +175,7 @@ class TrainedPolicy:
 
 
 class PolicyAgent:
-    """An ``agents.base.Agent`` playing a :class:`RolePolicy` (for ``simulate.play``)."""
+    """An ``agents.base.Agent`` playing a :class:`RolePolicy` (``simulate.play``)."""
 
     def __init__(self, policy: RolePolicy) -> None:
         self.policy = policy

@@ -329,8 +329,8 @@ class Trainer:
             old = read_manifest(self.out)
         elif (self.out / MANIFEST).exists():
             raise ValueError(
-                f"{str(self.out)!r} already holds a trained run; pass --resume to continue "
-                "it or choose another --out folder"
+                f"{str(self.out)!r} already holds a trained run; pass --resume to "
+                "continue it or choose another --out folder"
             )
         self.out.mkdir(parents=True, exist_ok=True)
         _write_config(self.out, config)

@@ -49,7 +49,7 @@ class SnapshotPool:
         return len(self.members)
 
     def add(self, policy: Any, tag: int) -> None:
-        """Freeze a copy of SB3 ``policy`` (sampling, as it did while learning) and save it."""
+        """Freeze a copy of SB3 ``policy`` (sampling, as while learning); save it."""
         frozen = freeze(policy)
         self.members.append(RolePolicy(frozen, self.action_map, deterministic=False))
         if self.folder is not None:
@@ -74,7 +74,7 @@ class SnapshotPool:
                 self.files.append(name)
 
     def prune_files(self) -> None:
-        """Delete snapshot files that left the pool (call after the manifest names the pool)."""
+        """Delete snapshots that left the pool (after the manifest names the pool)."""
         if self.folder is None or not self.folder.is_dir():
             return
         keep = set(self.files)

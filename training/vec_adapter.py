@@ -1,4 +1,4 @@
-"""Feed stable-baselines3 from the fast ``vector_env``: one SB3 sub-env per (market, learner seat).
+"""Feed stable-baselines3 from ``vector_env``: one sub-env per (market, learner seat).
 
 ``attn_env.vector_env`` steps ``N`` markets of ``A`` agents in one numpy call
 (``obs [N, A, D]``). A learner (one SB3 model) controls ``k`` seats in every
@@ -37,7 +37,7 @@ __all__ = ["MarketVecEnv", "Player", "Seats"]
 
 
 class Player(Protocol):
-    """Anything that acts for one seat in ``N`` markets (the ``agents.base.Agent`` protocol)."""
+    """Anything that acts for one seat in ``N`` markets (``agents.base.Agent``)."""
 
     def reset(self, num_envs: int, rng: np.random.Generator) -> None: ...
 
@@ -97,7 +97,7 @@ def _autoreset_mode(venv: Any) -> str:
 
 
 class MarketVecEnv(VecEnv):
-    """An SB3 ``VecEnv`` over ``N`` markets of a vector env, ``k`` learner seats per market.
+    """An SB3 ``VecEnv`` over ``N`` markets of a vector env, ``k`` learner seats each.
 
     Args:
         venv: a vector env as ``attn_env.vector_env`` (``reset(seed=)``, ``step``,
@@ -123,7 +123,8 @@ class MarketVecEnv(VecEnv):
         n_markets = int(venv.num_envs)
         if self.seats.ndim != 2 or self.seats.shape[0] != n_markets:
             raise ValueError(
-                f"seats must have shape [num_envs={n_markets}, k], got {self.seats.shape}"
+                f"seats must have shape [num_envs={n_markets}, k], "
+                f"got {self.seats.shape}"
             )
         n_agents = int(venv.n_agents)
         if self.seats.min() < 0 or self.seats.max() >= n_agents:
@@ -259,7 +260,7 @@ class MarketVecEnv(VecEnv):
         return list(indices)
 
     def _learner_view(self, obs: NDArray) -> NDArray[np.float32]:
-        """``[N, A, D] -> [N * k, D]``: the learner seats' observations, market-major."""
+        """``[N, A, D] -> [N * k, D]``: the learner seats' observations."""
         view = np.asarray(obs, dtype=np.float32)[self._rows, self.seats]
         return np.ascontiguousarray(view.reshape(self.num_envs, -1))
 
@@ -267,7 +268,7 @@ class MarketVecEnv(VecEnv):
 def _final_obs(
     infos: dict[str, Any], default: NDArray[np.float32]
 ) -> NDArray[np.float32]:
-    """Final observations of finished markets from gymnasium-style ``same_step`` infos."""
+    """Final observations of finished markets from ``same_step`` autoreset infos."""
     final = infos["final_obs"]
     mask = np.asarray(
         infos.get("_final_obs", np.ones(len(final), dtype=bool)), dtype=bool
