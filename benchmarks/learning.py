@@ -80,6 +80,7 @@ def run_case(
         "eval_s": round(eval_s, 1),
         "bne_l2": res["bne_l2"],
         "bne_l2_by_learner": res["bne_l2_by_learner"],
+        "bne_l2_floor": max(res["bne_l2_floor_by_learner"].values(), default=None),
         "utility_loss": res["utility_loss"],
         "utility_loss_by_learner": res["utility_loss_by_learner"],
         "efficiency": res.get("efficiency"),
