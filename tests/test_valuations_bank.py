@@ -251,6 +251,42 @@ def test_maxsim_score_matches_the_formula(tiny, spec: AttentionSpec) -> None:
     )
 
 
+def test_only_the_layers_needed_run_and_the_model_is_restored(tiny_dir: Path) -> None:
+    fresh = load_model(tiny_dir, device="cpu")
+    tok = fresh.tokenizer
+    q, c = tokenize(tok, ["cheap flights", "fly to rome now"], 8)
+    page = assemble_pages(tok, [q], [[c]])
+    # the first call runs every layer (transformers hooks its recorders then) ...
+    page_attention(fresh, page, AttentionSpec([1]))
+    assert fresh.full_pass_done
+    # ... so that a later call for the last layer still sees all the maps
+    n_tok = page.input_ids.shape[1]
+    assert page_attention(fresh, page, AttentionSpec([2])).shape == (1, n_tok, n_tok)
+    tiny = fresh
+    calls = []
+    hooks = [
+        layer.register_forward_hook(lambda *a, i=i: calls.append(i))
+        for i, layer in enumerate(tiny.model.encoder.layer)
+    ]
+    try:
+        first = page_attention(tiny, page, AttentionSpec([1], "mean"))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls == [0]  # layer 2 never ran
+    assert len(tiny.model.encoder.layer) == 2
+    with torch.inference_mode():
+        out = tiny.model(
+            input_ids=torch.as_tensor(page.input_ids),
+            token_type_ids=torch.as_tensor(page.token_type),
+            attention_mask=torch.as_tensor(page.mask),
+            output_attentions=True,
+        )
+    assert len(out.attentions) == 2
+    expect = out.attentions[0][0].mean(0).numpy()
+    np.testing.assert_allclose(first[0].numpy(), expect, atol=1e-6)
+
+
 def test_layers_pick_the_right_maps() -> None:
     assert AttentionSpec(layers=1).layer_indices(6) == [5]
     assert AttentionSpec(layers=3).layer_indices(6) == [3, 4, 5]

@@ -161,6 +161,8 @@ class LoadedModel:
     tokenizer: Any
     device: Any
     identity: str
+    full_pass_done: bool = False
+    "Set after a forward pass through every layer (see ``page_attention``)."
 
     @property
     def n_layers(self) -> int:
@@ -317,19 +319,37 @@ def assemble_pages(
 def page_attention(lm: LoadedModel, page: Page, spec: AttentionSpec) -> Any:
     """The aggregated map ``A`` of the docstring, ``float32 [N, T, T]`` torch tensor.
 
-    Only the maps of the layers in ``spec`` are kept; the forward pass runs
-    under ``torch.inference_mode()``.
+    Only the layers up to the highest one in ``spec`` run, and only their maps
+    are kept; the forward pass runs under ``torch.inference_mode()``.
     """
     import torch
 
     which = spec.layer_indices(lm.n_layers)
+    # Layers above the highest one read cannot change its map: run only those
+    # below it (MiniLM's default layer 3 of 6 halves the work). transformers
+    # installs its attention-recording hooks on the first call, on the layers
+    # present then, so the first call always runs the whole encoder.
+    encoder = getattr(getattr(lm.model, "encoder", None), "layer", None)
+    need = max(which) + 1
+    truncate = (
+        lm.full_pass_done
+        and isinstance(encoder, torch.nn.ModuleList)
+        and need < len(encoder)
+    )
     with torch.inference_mode():
-        out = lm.model(
-            input_ids=torch.as_tensor(page.input_ids, device=lm.device),
-            token_type_ids=torch.as_tensor(page.token_type, device=lm.device),
-            attention_mask=torch.as_tensor(page.mask, device=lm.device),
-            output_attentions=True,
-        )
+        if truncate:
+            lm.model.encoder.layer = encoder[:need]
+        try:
+            out = lm.model(
+                input_ids=torch.as_tensor(page.input_ids, device=lm.device),
+                token_type_ids=torch.as_tensor(page.token_type, device=lm.device),
+                attention_mask=torch.as_tensor(page.mask, device=lm.device),
+                output_attentions=True,
+            )
+        finally:
+            if truncate:
+                lm.model.encoder.layer = encoder
+        lm.full_pass_done = lm.full_pass_done or not truncate
         maps = [out.attentions[i] for i in which]
         agg = torch.zeros_like(maps[0][:, 0], dtype=torch.float32)
         for a in maps:
