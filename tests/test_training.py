@@ -259,6 +259,9 @@ def test_atomic_save_keeps_old_file_on_crash(tmp_path):
         atomic_save(target, crash)
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["model.zip"]  # no temp left
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_write_checkpoint_crash_leaves_last_good(tmp_path):
@@ -280,6 +283,10 @@ def test_write_checkpoint_crash_leaves_last_good(tmp_path):
         )
     dirs = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert dirs == ["000000000040-0", "000000000050-0"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    mode = (tmp_path / "checkpoints" / dirs[-1]).stat().st_mode & 0o777
+    assert mode == plain.stat().st_mode & 0o777
 
 
 # -- the SB3 adapter ------------------------------------------------------------------

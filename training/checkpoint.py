@@ -52,6 +52,13 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _mode(full: int) -> int:
+    """``full`` minus the process umask (what ``open`` or ``mkdir`` would give)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return full & ~mask
+
+
 def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> Path:
     """Write ``path`` through ``save(tmp_path)`` then ``os.replace`` it into place.
 
@@ -70,6 +77,7 @@ def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> Path:
         save(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _mode(0o666))  # mkstemp makes 0600; keep the usual umask mode
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -128,6 +136,7 @@ def write_checkpoint(
             save(target)
             with open(target, "rb+") as fh:
                 os.fsync(fh.fileno())
+        os.chmod(staging, _mode(0o777))  # mkdtemp makes 0700
         index = 0
         while (final := root / f"{timesteps:012d}-{index}").exists():
             index += 1
