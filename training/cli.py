@@ -95,8 +95,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     from training.evaluate import evaluate
 
+    torch.set_num_threads(
+        1
+    )  # small batches: extra threads only contend (see train.threads)
     config = _load(args.config)
     result = evaluate(
         config,
@@ -121,6 +126,12 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def _has_list(x) -> bool:
+    if isinstance(x, dict):
+        return any(_has_list(v) for v in x.values())
+    return isinstance(x, list)
+
+
 def _print(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -141,6 +152,8 @@ def _print(result: dict) -> None:
         "timesteps",
     )
     for key in first + tuple(k for k in result if k not in first):
-        if key in result:
-            table.add_row(key, _fmt(result[key]))
+        value = result.get(key)
+        # Per-episode series (lists) are for --json and plots, not the table.
+        if key in result and not _has_list(value):
+            table.add_row(key, _fmt(value))
     Console().print(table)
