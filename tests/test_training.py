@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.base import ACTIVE, OBS_BASE_DIM, ROLE, VALUE
 from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, TrainConfig
@@ -121,6 +123,26 @@ def test_shade_map_inverse_round_trip(mode):
             np.testing.assert_allclose(
                 amap.shade(amap.from_bid(star, v)), 2 / 3, atol=1e-6
             )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mode=st.sampled_from(["shade", "shade_clip"]),
+    low=st.floats(0.0, 2.0),
+    width=st.floats(0.1, 3.0),
+    u=st.floats(0.0, 1.0),
+    raw=st.floats(-50.0, 50.0),
+)
+def test_shading_never_bids_above_value_nor_asks_below_cost(mode, low, width, u, raw):
+    high = low + width
+    value = low + u * width
+    bid = ActionMap(mode, "buyer", low, high).to_bid([[raw]], grid_obs([value]))[0, 0]
+    ask = ActionMap(mode, "seller", low, high).to_bid([[raw]], grid_obs([value], 1.0))[
+        0, 0
+    ]
+    tol = 1e-5 * (1 + high)
+    assert low - tol <= bid <= value + tol
+    assert value - tol <= ask <= high + tol
 
 
 def test_absolute_map_and_bad_names():
