@@ -584,3 +584,35 @@ def test_action_map_for_uses_role_ranges():
     )
     assert action_map_for(env, "buyer", "shade").high == 2.0
     assert action_map_for(env, "seller", "absolute").bounds == (0.5, 1.0)
+
+
+def test_resume_restores_self_play_pool(tmp_path):
+    from training import train
+    from training.sb3 import Trainer
+
+    run = tmp_path / "sp"
+    first = train(fpsb(n=3, self_play_pool=2, total_timesteps=512), run, progress=False)
+    trainer = Trainer(
+        fpsb(n=3, self_play_pool=2, total_timesteps=1024), run, resume=True
+    )
+    pool = trainer.learners[0].pool
+    assert pool.files == first["pool"]["buyer"] and len(pool) == len(pool.files) >= 1
+    second = trainer.run()
+    assert second["timesteps"] == 1024 and len(second["pool"]["buyer"]) == 2
+
+
+def test_evaluate_two_roles_reports_each_role(tmp_path):
+    from training import train
+    from training.evaluate import evaluate
+
+    cfg = bilateral(total_timesteps=512)
+    train(cfg, tmp_path / "run", progress=False)
+    res = evaluate(cfg, tmp_path / "run", episodes=200, samples=500)
+    assert set(res["bne_l2_by_learner"]) == {"buyer", "seller"}
+    assert set(res["utility_loss_by_learner"]) == {"buyer", "seller"}
+    # shading never bids above value / asks below cost: the CS floor 0.024 per role
+    for floor in res["bne_l2_floor_by_learner"].values():
+        assert floor == pytest.approx(0.02406, abs=1e-4)
+    assert res["bne_l2"] == max(res["bne_l2_by_learner"].values()) >= 0.024
+    with pytest.raises(ValueError, match="sealed-bid"):
+        utility_loss(EnvConfig(mechanism="assignment"), [], 0, np.random.default_rng(0))
