@@ -20,8 +20,9 @@ Reads top to bottom:
    ``training.load_policy``.
 
 Frozen opponents *sample* from their policy (as they did while learning), which
-keeps exploration alive when two roles learn in turn: a freshly initialised
-policy's mean shading is 0, and two such means would never trade.
+keeps exploration alive when two roles learn in turn: under ``shade_clip`` a
+freshly initialised policy's mean shading is 0, and a buyer bidding 0 and a
+seller asking the top would never trade.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,6 @@ class Learner:
     frozen: RolePolicy | None = None
     "Its latest policy, as the other learners see it (updated after each chunk)."
     pool: SnapshotPool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def timesteps(self) -> int:
