@@ -476,7 +476,7 @@ def test_crash_during_checkpoint_keeps_last_good(tmp_path, monkeypatch):
 def test_two_roles_learn_in_turn(tmp_path):
     from training import load_policy, train
 
-    manifest = train(bilateral(), tmp_path / "run", progress=False)
+    manifest = train(bilateral(), tmp_path / "run", progress=True)  # bar over turns
     learners = manifest["learners"]
     assert set(learners) == {"buyer", "seller"}
     assert learners["buyer"]["timesteps"] > 0 and learners["seller"]["timesteps"] > 0
