@@ -145,8 +145,8 @@ class AttentionSource:
                 f"({settings.n_queries or 'all'} queries x "
                 f"{settings.candidates_per_query} candidates), cached for later runs"
             )
-            log.warning(msg)
-            print(msg, file=sys.stderr)
+            print(msg, file=sys.stderr)  # always shown, whatever logging is set up
+            log.info(msg)
             found = build_bank(
                 settings,
                 data,
