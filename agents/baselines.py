@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agents.base import BUDGET, LAST_PAY, ROLE, ROUND, VALUE
+from agents.equilibria import chatterjee_samuelson, first_price_bne, truthful
 
 __all__ = ["BNEAgent", "PacingAgent", "PolicyAgent", "ShadingAgent", "TruthfulAgent"]
 
@@ -70,49 +71,6 @@ class ShadingAgent(_Stateless):
         return _column(np.where(_is_seller(obs), ask, self.shade * v))
 
 
-def _first_price_bne(n: int, k: int, reserve: float) -> Any:
-    """Symmetric BNE of pay-your-bid, ``k`` equal units, ``n`` bidders, values U[0, h].
-
-    Unit demand, ``k`` identical units: ``b(v) = E[Y | Y < v]`` with ``Y`` the ``k``-th
-    highest of the ``n - 1`` other values; for U[0, h] that is ``(n-k)/(n-k+1) * v``
-    (``(n-1)/n * v`` for one slot). With a reserve ``r`` (one slot only)
-    ``b(v) = v - (v^n - r^n) / (n v^(n-1))`` for ``v >= r`` (Krishna 2010, sec. 2.5).
-    """
-    if k >= n:
-        # every bidder wins a unit: the best reply to any rival is the reserve
-        return lambda v: np.where(v >= reserve, np.minimum(reserve, v), 0.0)
-    if reserve <= 0.0:
-        return lambda v: (n - k) / (n - k + 1) * v
-    if k != 1:
-        raise ValueError(
-            "first_price BNE with a reserve is known for n_slots=1 only, "
-            f"got n_slots={k}"
-        )
-
-    def bid(v: NDArray) -> NDArray:
-        safe = np.maximum(v, reserve)
-        b = safe - (safe**n - reserve**n) / (n * safe ** (n - 1))
-        # below the reserve the bidder cannot win; bid 0 (documented convention)
-        return np.where(v >= reserve, b, 0.0)
-
-    return bid
-
-
-def _k_double_bne(k: float) -> tuple[Any, Any]:
-    """Chatterjee–Samuelson linear equilibrium of the bilateral k-double auction.
-
-    Price ``p = k*b + (1-k)*s``, value and cost U[0, 1]:
-    ``b(v) = v/(1+k) + k(1-k)/(2(1+k))``, ``s(c) = c/(2-k) + (1-k)/2``
-    (``k = 1/2``: ``2v/3 + 1/12`` and ``2c/3 + 1/4``).
-    """
-    if not 0.0 <= k <= 1.0:
-        raise ValueError(f"k_double parameter k must be in [0, 1], got {k!r}")
-    return (
-        lambda v: v / (1 + k) + k * (1 - k) / (2 * (1 + k)),
-        lambda c: c / (2 - k) + (1 - k) / 2,
-    )
-
-
 _TRUTHFUL_BNE = ("second_price", "vcg", "mcafee", "assignment")
 "Mechanisms where truthful bidding is (dominant-strategy) equilibrium."
 
@@ -120,8 +78,9 @@ _TRUTHFUL_BNE = ("second_price", "vcg", "mcafee", "assignment")
 class BNEAgent(_Stateless):
     """The analytic Bayes–Nash equilibrium strategy, where one is known.
 
-    - ``first_price``: ``(n-1)/n * v`` for values U[0, h] (``(n-k)/(n-k+1) * v`` with
-      ``k`` equal slots; with ``reserve`` for one slot, see ``_first_price_bne``).
+    - ``first_price``, values U[0, h]: ``E[Y | Y < v]``, ``Y`` the ``k``-th highest
+      of the other values (``(n-1)/n * v`` for one slot; with ``reserve`` for one
+      slot, see ``agents.equilibria.first_price_bne``).
     - ``second_price``, ``vcg``, ``mcafee``, ``assignment``: truthful (dominant).
     - ``k_double`` with one buyer and one seller, values and costs U[0, 1]:
       Chatterjee–Samuelson linear strategies.
@@ -158,7 +117,7 @@ class BNEAgent(_Stateless):
     ) -> None:
         params = dict(mechanism_params or {})
         self.mechanism = mechanism
-        self._buyer = self._seller = lambda v: v
+        self._buyer = self._seller = truthful
         if mechanism in _TRUTHFUL_BNE:
             return
         if value_dist != "uniform" or value_low != 0.0:
@@ -169,8 +128,12 @@ class BNEAgent(_Stateless):
         if mechanism == "first_price":
             if n_buyers < 1:
                 raise ValueError(f"n_buyers must be >= 1, got {n_buyers!r}")
-            reserve = float(params.get("reserve", 0.0))
-            self._buyer = _first_price_bne(int(n_buyers), int(n_slots), reserve)
+            self._buyer = first_price_bne(
+                int(n_buyers),
+                int(n_slots),
+                high=float(value_high),
+                reserve=float(params.get("reserve", 0.0)),
+            )
         elif mechanism == "k_double":
             if n_buyers != 1 or n_sellers not in (0, 1):
                 raise ValueError(
@@ -182,7 +145,9 @@ class BNEAgent(_Stateless):
                     "k_double BNE is known for values and costs U[0, 1], got "
                     f"value_high={value_high}, costs U[{cost_low}, {cost_high}]"
                 )
-            self._buyer, self._seller = _k_double_bne(float(params.get("k", 0.5)))
+            k = float(params.get("k", 0.5))
+            self._buyer = chatterjee_samuelson(k, "buyer")
+            self._seller = chatterjee_samuelson(k, "seller")
         else:
             raise ValueError(
                 f"no analytic BNE is known for mechanism {mechanism!r}; known for: "

@@ -104,6 +104,36 @@ def test_bne_first_price_formula(n):
     )
 
 
+def test_bne_first_price_two_slots_is_conditional_mean_of_kth_rival():
+    """n = 3, K = 2: b(v) = E[Y | Y < v], Y the lower of the 2 others; b(1) = 1/3."""
+    env = {"mechanism": "first_price", "n_buyers": 3, "n_slots": 2}
+    bne = agents.for_market("bne", {}, env)
+    assert bne.act(_obs([1.0]), RNG)[0, 0] == pytest.approx(1 / 3, abs=1e-6)
+    rng = np.random.default_rng(7)
+    y = rng.uniform(size=(400_000, 2)).min(axis=1)  # 2nd highest of the 2 others
+    v = np.array([0.3, 0.6, 0.9])
+    mc = [y[y < x].mean() for x in v]
+    np.testing.assert_allclose(bne.act(_obs(v), RNG)[:, 0], mc, atol=3e-3)
+    # on U[0, 2] the same game scaled: twice the bids at twice the values
+    wide = agents.for_market("bne", {}, {**env, "value_high": 2.0})
+    np.testing.assert_allclose(
+        wide.act(_obs(2 * v), RNG)[:, 0], 2 * bne.act(_obs(v), RNG)[:, 0], rtol=1e-5
+    )
+
+
+def test_bne_agent_and_evaluation_share_one_equilibrium():
+    from agents.equilibria import bne_strategy
+    from attn_env.config import EnvConfig
+
+    cfg = EnvConfig(mechanism="first_price", n_buyers=4, n_slots=2)
+    bne = agents.for_market(
+        "bne", {}, {"mechanism": "first_price", "n_buyers": 4, "n_slots": 2}
+    )
+    np.testing.assert_allclose(
+        bne.act(_obs(VALUES), RNG)[:, 0], bne_strategy(cfg, "buyer")(VALUES), atol=1e-6
+    )
+
+
 def test_bne_first_price_is_a_best_response():
     # n = 2: against b(v) = v/2 a bid b wins with probability min(2b, 1)
     grid = np.linspace(0.0, 1.0, 2001)

@@ -19,14 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.base import ACTIVE, OBS_BASE_DIM, ROLE, VALUE
-from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, TrainConfig
-from training.actions import ActionMap, action_map_for
-from training.bne import (
+from agents.equilibria import (
     CS_EFFICIENCY,
     bne_strategy,
     chatterjee_samuelson,
     first_price_bne,
 )
+from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, TrainConfig
+from training.actions import ActionMap, action_map_for
 from training.checkpoint import MANIFEST, atomic_save, read_manifest, write_checkpoint
 from training.evaluate import bne_l2, utility_loss, value_grid
 

@@ -6,7 +6,7 @@ Two distances of bnelearn (Bichler et al. 2021), for each learner:
     L2 distance of the learned bid function to the analytic BNE over the value
     distribution: ``sqrt(mean_v (b(v) - b*(v))^2)`` on ``grid`` quantile
     midpoints of the value (or cost) distribution (equal spacing for uniform
-    values). Reported where ``training.bne`` knows the equilibrium.
+    values). Reported where ``agents.equilibria`` knows the equilibrium.
 ``utility_loss``
     ``(u_BR - u) / u_BR``: the ex-ante utility a best response would earn
     against the *learned* opponents, minus the learned agent's own, relative.
@@ -40,8 +40,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agents.base import ACTIVE, VALUE
+from agents.equilibria import Strategy, bne_strategy
 from attn_env.config import ExperimentConfig
-from training.bne import Strategy, bne_strategy
 
 __all__ = [
     "bne_l2",

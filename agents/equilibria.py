@@ -1,15 +1,18 @@
-"""Analytic Bayes–Nash equilibria that learned strategies are measured against.
+"""Analytic Bayes–Nash equilibria: the one source for the ``bne`` agent and evaluation.
 
-DESIGN.md section 7. All of them assume the ``uniform`` valuation source (every
-slot holds one unit of attention, relevance 1), uniformly distributed values
-(and costs), one independent sealed-bid market per round and no budget:
+DESIGN.md section 7. All of them assume one independent sealed-bid market with
+uniformly distributed values (and costs):
 
 - ``first_price``, ``K`` identical slots, ``n`` unit-demand buyers, values
-  ``U[0, 1]`` (affinely mapped to ``U[a, b]``), no reserve: ``b(v) = E[Y | Y < v]``
-  with ``Y`` the ``K``-th highest of the other ``n - 1`` values (revenue
+  ``U[0, 1]`` (affinely mapped to ``U[a, b]``): ``b(v) = E[Y | Y < v]`` with
+  ``Y`` the ``K``-th highest of the other ``n - 1`` values (revenue
   equivalence with the uniform ``(K+1)``-th price auction), in closed form
   ``(n-K)/n * I_v(n-K+1, K) / I_v(n-K, K)`` (``I`` the regularised incomplete
-  beta function); for one slot ``(n-1)/n * v``. It is *not* linear for ``K > 1``.
+  beta function); for one slot ``(n-1)/n * v``. It is *not* linear for ``K > 1``
+  (``n = 3, K = 2``: ``b(1) = 1/3``). With a reserve ``r`` and one slot,
+  ``b(v) = v - (v^n - r^n) / (n v^(n-1))`` for ``v >= r`` and 0 below
+  (Krishna 2010, sec. 2.5). With ``K >= n`` every bidder wins a unit and the
+  best reply to anything is the reserve.
 - ``second_price``, ``vcg``, ``gsp`` with one slot, ``mcafee``: truthful
   bidding (and asking) is dominant.
 - ``k_double``, one buyer and one seller, values and costs ``U[a, b]``
@@ -18,6 +21,9 @@ slot holds one unit of attention, relevance 1), uniformly distributed values
   ``s(c) = c / (2 - k) + (1 - k) / 2`` on ``[0, 1]``; for ``k = 1/2`` that is
   ``2v/3 + 1/12`` and ``2c/3 + 1/4``, trade iff ``v >= c + 1/4``, efficiency
   27/32.
+
+scipy is imported only when a ``K > 1`` first-price bid is computed, so that
+``import agents`` stays cheap.
 """
 
 from __future__ import annotations
@@ -29,23 +35,68 @@ from numpy.typing import NDArray
 
 Strategy = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
-__all__ = ["Strategy", "bne_strategy", "chatterjee_samuelson", "first_price_bne"]
+__all__ = [
+    "CS_EFFICIENCY",
+    "Strategy",
+    "bne_strategy",
+    "chatterjee_samuelson",
+    "first_price_bne",
+    "truthful",
+]
 
 CS_EFFICIENCY = 27.0 / 32.0
 "First-best share of welfare that the k = 1/2 linear equilibrium realises (U[0,1])."
 
 
+def truthful(v: NDArray) -> NDArray[np.float64]:
+    """Bid the value (ask the cost): the equilibrium where that is dominant."""
+    return np.asarray(v, dtype=np.float64).copy()
+
+
+def _affine(unit: Strategy, low: float, high: float) -> Strategy:
+    """A strategy on ``U[0, 1]`` carried to values ``U[low, high]``."""
+    width = high - low
+    return lambda v: low + width * unit((np.asarray(v, dtype=np.float64) - low) / width)
+
+
 def first_price_bne(
-    n: int, n_slots: int = 1, low: float = 0.0, high: float = 1.0
+    n: int,
+    n_slots: int = 1,
+    low: float = 0.0,
+    high: float = 1.0,
+    reserve: float = 0.0,
 ) -> Strategy:
-    """Pay-your-bid BNE: ``K`` equal units, ``n`` unit-demand bidders, U[low, high]."""
-    if not 1 <= n_slots < n:
+    """Pay-your-bid BNE: ``K`` equal units, ``n`` unit-demand bidders, U[low, high].
+
+    Args:
+        n: number of bidders (``>= 1``).
+        n_slots: identical units ``K``; ``K >= n`` means everyone wins a unit.
+        low, high: the value range.
+        reserve: the seller's reserve price; known for one slot only (below it
+            the bidder cannot win and bids 0).
+
+    Returns:
+        A vectorised ``values -> bids`` function.
+    """
+    if n < 1 or n_slots < 1:
         raise ValueError(
-            f"first-price BNE needs 1 <= n_slots < n_buyers, got {n_slots} and {n}"
+            f"first-price BNE needs n_buyers >= 1 and n_slots >= 1, got {n} and "
+            f"{n_slots}"
         )
-    k, width = n_slots, high - low
+    if n_slots >= n:
+        return lambda v: np.where(np.asarray(v) >= reserve, np.minimum(reserve, v), 0.0)
+    if reserve > 0.0 and n_slots != 1:
+        raise ValueError(
+            "first_price BNE with a reserve is known for n_slots=1 only, "
+            f"got n_slots={n_slots}"
+        )
+    k = n_slots
+    rho = max(reserve - low, 0.0) / (high - low)  # the reserve on the unit scale
 
     def unit(x: NDArray[np.float64]) -> NDArray[np.float64]:  # values on [0, 1]
+        if rho > 0.0:
+            safe = np.maximum(x, rho)
+            return safe - (safe**n - rho**n) / (n * safe ** (n - 1))
         if k == 1:
             return (n - 1) / n * x
         from scipy.special import betainc
@@ -53,16 +104,19 @@ def first_price_bne(
         x = np.clip(x, 1e-12, 1.0)
         return (n - k) / n * betainc(n - k + 1, k, x) / betainc(n - k, k, x)
 
-    return lambda v: low + width * unit((np.asarray(v, dtype=np.float64) - low) / width)
+    bid = _affine(unit, low, high)
+    if reserve <= low:
+        return bid
+    # below the reserve the bidder cannot win; bid 0 (documented convention)
+    return lambda v: np.where(np.asarray(v) >= reserve, bid(v), 0.0)
 
 
 def chatterjee_samuelson(
     k: float, role: str, low: float = 0.0, high: float = 1.0
 ) -> Strategy:
     """Linear equilibrium of the bilateral ``k``-double auction on ``U[low, high]``."""
-    if not 0.0 < k < 1.0:
-        raise ValueError(f"the linear equilibrium needs 0 < k < 1, got k={k!r}")
-    width = high - low
+    if not 0.0 <= k <= 1.0:
+        raise ValueError(f"k_double parameter k must be in [0, 1], got {k!r}")
     if role == "buyer":
 
         def unit(x):  # on [0, 1]
@@ -73,15 +127,16 @@ def chatterjee_samuelson(
             return x / (2 - k) + (1 - k) / 2
     else:
         raise ValueError(f"role must be 'buyer' or 'seller', got {role!r}")
-    return lambda v: low + width * unit((np.asarray(v, dtype=np.float64) - low) / width)
-
-
-def _truthful(v: NDArray) -> NDArray[np.float64]:
-    return np.asarray(v, dtype=np.float64).copy()
+    return _affine(unit, low, high)
 
 
 def bne_strategy(env_cfg, role: str) -> Strategy | None:
     """The analytic BNE bid (or ask) function of ``role`` in ``env_cfg``, or ``None``.
+
+    Stricter than the ``bne`` agent: the evaluation needs the equilibrium of the
+    whole game, so the ``uniform`` valuation source, no budget and fresh values
+    every round are required, and a reserve (where any bid below it is as good)
+    is not measured.
 
     Args:
         env_cfg: an :class:`attn_env.config.EnvConfig`.
@@ -107,9 +162,9 @@ def bne_strategy(env_cfg, role: str) -> Strategy | None:
     if role == "buyer" and (
         mech in ("second_price", "vcg") or (mech == "gsp" and slots == 1)
     ):
-        return _truthful
+        return truthful
     if mech == "mcafee":
-        return _truthful
+        return truthful
     if (
         mech == "k_double"
         and n == 1
