@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -753,3 +755,29 @@ def test_ordered_samples_without_replacement_are_uniform(n: int, k: int) -> None
     # every ordered k-tuple of distinct values, each within 5 sigma of its mean
     assert counts.sum() == 60_000
     assert np.abs(counts - expected).max() < 5 * np.sqrt(expected)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    data=st.data(),
+    n_pages=st.integers(1, 3),
+    heads=st.sampled_from(["mean", "max"]),
+    source=st.sampled_from(["query", "cls"]),
+)
+def test_slot_masses_are_distributions_on_random_pages(
+    tiny, data, n_pages: int, heads: str, source: str
+) -> None:
+    """Any pages of random word pieces: every m row sums to 1, absent slots get 0."""
+    word = st.lists(st.integers(1000, 29000), min_size=1, max_size=6)
+    queries, slots = [], []
+    for _ in range(n_pages):
+        queries.append(data.draw(word))
+        slots.append(data.draw(st.lists(word, min_size=1, max_size=4)))
+    page = assemble_pages(tiny.tokenizer, queries, slots)
+    spec = AttentionSpec([1, 2], heads, source)
+    mass = segment_mass(page_attention(tiny, page, spec), page.segment, 5, spec)
+    np.testing.assert_allclose(mass.sum(axis=1), 1.0, atol=1e-5)
+    assert (mass >= 0).all()
+    for b, s in enumerate(slots):
+        assert (mass[b, len(s) + 1 :] == 0).all()
+        assert (mass[b, 1 : len(s) + 1] > 0).all()
