@@ -176,13 +176,8 @@ class MarketParallelEnv(ParallelEnv):
         seed: int | None = None,
         **options: Any,
     ) -> None:
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(
-                f"render_mode must be None or one of {', '.join(RENDER_MODES)}, "
-                f"got {render_mode!r}"
-            )
         self.config = make_config(config, **options)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.core = MarketCore(self.config, num_envs=1)
         spec = self.core.spec
         self.possible_agents = spec.agents
@@ -292,12 +287,7 @@ class MarketParallelEnv(ParallelEnv):
             import gymnasium
 
             gymnasium.logger.warn("render() called without a render_mode; pass one")
-            return None
-        text = render_table(self.core, self.possible_agents)
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        return render_out(self.render_mode, self.core, self.possible_agents)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -315,6 +305,29 @@ def _scalar(x: float) -> float | None:
     """A float for a dict info; ``None`` where undefined (nan never equals itself)."""
     x = float(x)
     return None if np.isnan(x) else x
+
+
+def check_render_mode(render_mode: str | None) -> str | None:
+    """``render_mode`` itself when it is ``None`` or one of ``RENDER_MODES``."""
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        raise ValueError(
+            f"render_mode must be None or one of {', '.join(RENDER_MODES)}, "
+            f"got {render_mode!r}"
+        )
+    return render_mode
+
+
+def render_out(
+    render_mode: str | None, core: MarketCore, agents: list[str], market: int = 0
+) -> str | None:
+    """The last round's table: returned (``ansi``), printed (``human``) or ``None``."""
+    if render_mode is None:
+        return None
+    text = render_table(core, agents, market)
+    if render_mode == "human":
+        print(text)
+        return None
+    return text
 
 
 def render_table(core: MarketCore, agents: list[str], market: int = 0) -> str:

@@ -35,7 +35,12 @@ from gymnasium.spaces import Box
 from agents.base import Agent
 from attn_env.config import EnvConfig
 from attn_env.core import MarketCore, feedback_for, make_config
-from attn_env.market_env import RENDER_MODES, _scalar, render_table
+from attn_env.market_env import (
+    RENDER_MODES,
+    _scalar,
+    check_render_mode,
+    render_out,
+)
 
 __all__ = ["SingleAgentMarketEnv", "feedback_for"]
 
@@ -53,13 +58,8 @@ class SingleAgentMarketEnv(gymnasium.Env):
         render_mode: str | None = None,
         **options: Any,
     ) -> None:
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(
-                f"render_mode must be None or one of {', '.join(RENDER_MODES)}, "
-                f"got {render_mode!r}"
-            )
         self.config = make_config(config, **options)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.core = MarketCore(self.config, num_envs=1)
         spec = self.core.spec
         self.agents = spec.agents
@@ -161,9 +161,4 @@ class SingleAgentMarketEnv(gymnasium.Env):
         """The last round as a table (``ansi``: returned; ``human``: printed)."""
         if self.render_mode is None:
             gymnasium.logger.warn("render() called without a render_mode; pass one")
-            return None
-        text = render_table(self.core, self.agents)
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        return render_out(self.render_mode, self.core, self.agents)

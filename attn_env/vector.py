@@ -70,7 +70,7 @@ from gymnasium.vector import AutoresetMode
 
 from attn_env.config import EnvConfig
 from attn_env.core import METRIC_KEYS, MarketCore, make_config
-from attn_env.market_env import RENDER_MODES, render_table
+from attn_env.market_env import RENDER_MODES, check_render_mode, render_out
 
 __all__ = ["MarketVectorEnv", "vector_env"]
 
@@ -99,14 +99,9 @@ class MarketVectorEnv:
             or num_envs < 1
         ):
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(
-                f"render_mode must be None or one of {', '.join(RENDER_MODES)}, "
-                f"got {render_mode!r}"
-            )
         self.config = make_config(config, **options)
         self.options = dataclasses.asdict(self.config)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.num_envs = int(num_envs)
         self.core = MarketCore(self.config, self.num_envs)
         spec = self.core.spec
@@ -170,13 +165,7 @@ class MarketVectorEnv:
 
     def render(self) -> str | None:
         """Market 0's last round as a table (``ansi``: returned; ``human``: printed)."""
-        if self.render_mode is None:
-            return None
-        text = render_table(self.core, self.agents, market=0)
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        return render_out(self.render_mode, self.core, self.agents, market=0)
 
     def close(self) -> None:
         """Nothing to release."""
