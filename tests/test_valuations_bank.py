@@ -468,6 +468,13 @@ def test_interrupted_build_leaves_no_bank(
     )
     with pytest.raises(FileNotFoundError, match="not a complete attention bank"):
         load_bank(tmp_path / key)
+    # and the next build replaces it with a complete bank
+    monkeypatch.setattr(model_mod, "segment_mass", real)
+    path = build_bank(
+        BankSettings(**SETTINGS), corpus, tiny, bank_dir=tmp_path, progress=False
+    )
+    assert path == tmp_path / key
+    assert load_bank(path).alpha.shape == (9, 2, 3, 3)
 
 
 def test_bad_corpus_rows_are_named(tmp_path: Path) -> None:

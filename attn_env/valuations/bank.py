@@ -535,6 +535,8 @@ def build_bank(
         manifest_tmp = tmp / "manifest.json.tmp"
         manifest_tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(manifest_tmp, tmp / "manifest.json")
+        if final.exists() and not (final / "manifest.json").is_file():
+            shutil.rmtree(final)  # not a bank: no manifest (left by hand or a crash)
         try:
             os.replace(tmp, final)
         except OSError:
