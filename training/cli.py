@@ -99,9 +99,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from training.evaluate import evaluate
 
-    torch.set_num_threads(
-        1
-    )  # small batches: extra threads only contend (see train.threads)
+    # small batches: extra threads only contend (see train.threads)
+    torch.set_num_threads(1)
     config = _load(args.config)
     result = evaluate(
         config,

@@ -239,56 +239,6 @@ def _others(
     return Seats(players, n_buyers=config.env.n_buyers)
 
 
-def _manifest(
-    config: ExperimentConfig,
-    learners: list[Learner],
-    agent_names: list[str],
-    state: dict[str, Any],
-    finished: bool,
-) -> dict[str, Any]:
-    return {
-        "algo": config.train.algo,
-        "mechanism": config.env.mechanism,
-        "seed": config.seed,
-        "agents": agent_names,
-        "timesteps": sum(lr.timesteps for lr in learners),
-        "total_timesteps": config.train.total_timesteps,
-        "finished": finished,
-        "learners": {
-            lr.name: {
-                "role": lr.role,
-                "seats": [agent_names[s] for s in lr.seats],
-                "algo": config.train.algo,
-                "action": dataclasses.asdict(lr.action_map),
-                "timesteps": lr.timesteps,
-                "model": f"{lr.name}.zip",
-            }
-            for lr in learners
-        },
-        "pool": {
-            lr.name: list(lr.pool.files) for lr in learners if lr.pool is not None
-        },
-        **state,
-    }
-
-
-def _save(
-    out: Path,
-    config: ExperimentConfig,
-    learners: list[Learner],
-    agent_names: list[str],
-    state: dict[str, Any],
-    finished: bool,
-) -> dict[str, Any]:
-    manifest = _manifest(config, learners, agent_names, state, finished)
-    saves = {lr.name: (lambda path, m=lr.model: m.save(path)) for lr in learners}
-    write_checkpoint(out, manifest["timesteps"], saves, manifest)
-    for lr in learners:
-        if lr.pool is not None:
-            lr.pool.prune_files()
-    return read_manifest(out)
-
-
 def _write_config(out: Path, config: ExperimentConfig) -> None:
     import yaml
 
@@ -420,10 +370,38 @@ class Trainer:
         return lr
 
     def save(self, finished: bool = False) -> dict[str, Any]:
-        """Write an atomic checkpoint now; returns the new manifest."""
-        return _save(
-            self.out, self.config, self.learners, self.agent_names, self.state, finished
-        )
+        """Write an atomic checkpoint of every learner now; returns the manifest."""
+        config, names, learners = self.config, self.agent_names, self.learners
+        manifest = {
+            "algo": config.train.algo,
+            "mechanism": config.env.mechanism,
+            "seed": config.seed,
+            "agents": names,
+            "timesteps": self.timesteps,
+            "total_timesteps": config.train.total_timesteps,
+            "finished": finished,
+            "learners": {
+                lr.name: {
+                    "role": lr.role,
+                    "seats": [names[s] for s in lr.seats],
+                    "algo": config.train.algo,
+                    "action": dataclasses.asdict(lr.action_map),
+                    "timesteps": lr.timesteps,
+                    "model": f"{lr.name}.zip",
+                }
+                for lr in learners
+            },
+            "pool": {
+                lr.name: list(lr.pool.files) for lr in learners if lr.pool is not None
+            },
+            **self.state,
+        }
+        saves = {lr.name: (lambda path, m=lr.model: m.save(path)) for lr in learners}
+        write_checkpoint(self.out, manifest["timesteps"], saves, manifest)
+        for lr in learners:
+            if lr.pool is not None:
+                lr.pool.prune_files()
+        return read_manifest(self.out)
 
     def run(self) -> dict[str, Any]:
         """Train up to ``total_timesteps`` agent-steps, checkpointing on the way."""
