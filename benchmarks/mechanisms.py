@@ -26,15 +26,7 @@ from attn_env import mechanisms
 N, K, M = 10, 5, 10
 ALPHA = np.array([1.0, 0.8, 0.6, 0.4, 0.2])
 #: markets/s targets of issue 3 (sealed-bid one- and two-sided; assignment n = K = 5)
-SEALED = (
-    "first_price",
-    "second_price",
-    "gsp",
-    "vcg",
-    "k_double",
-    "mcafee",
-    "call_market",
-)
+SEALED = mechanisms.ONE_SIDED + tuple(m for m in mechanisms.TWO_SIDED if m != "cda")
 TARGET = {**dict.fromkeys(SEALED, 1_000_000), "assignment": 20_000}
 
 

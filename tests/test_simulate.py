@@ -13,22 +13,11 @@ import pytest
 
 import agents
 import attn_env
-from attn_env import simulate
+from attn_env import mechanisms, simulate
 from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-OWN_CONFIGS = [
-    "first_price",
-    "second_price",
-    "gsp",
-    "vcg",
-    "k_double",
-    "mcafee",
-    "call_market",
-    "cda",
-    "assignment",
-    "stable_matching",
-]
+OWN_CONFIGS = mechanisms.names()  # configs/<mechanism>.yaml, one each
 REQUIRED = ("efficiency", "revenue", "welfare", "mean_price", "mean_utility")
 
 
