@@ -366,6 +366,18 @@ def test_market_vec_env_shapes_and_seat_mapping():
     np.testing.assert_array_equal(a, env.reset())
 
 
+def test_market_vec_env_refuses_next_step_autoreset():
+    from gymnasium.vector import AutoresetMode
+
+    import attn_env
+    from training.vec_adapter import MarketVecEnv
+
+    venv = attn_env.vector_env(2, mechanism="first_price", n_buyers=2)
+    venv.metadata = {**venv.metadata, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    with pytest.raises(ValueError, match=r"same step.*NEXT_STEP"):
+        MarketVecEnv(venv, np.array([[0]] * 2), ActionMap("shade", "buyer", 0, 1))
+
+
 def test_ppo_learns_on_adapter():
     from stable_baselines3 import PPO
 

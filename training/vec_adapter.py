@@ -12,10 +12,9 @@ Seeding: ``seed(s)`` (SB3 calls it from ``PPO(seed=...)``) makes the next
 ``reset`` reset the markets with ``seed=s`` and reseeds the generator handed to
 the fixed agents, so one seed fixes every draw of a run.
 
-Autoreset: finished markets reset themselves. With the gymnasium ``next_step``
-mode (a finished market's next step only resets it) the adapter issues that
-reset step at once, which needs every market to finish together (fixed-length
-episodes); ``same_step`` mode needs nothing.
+Autoreset: finished markets reset themselves within the step (the vector env's
+``same_step`` mode); the adapter hands SB3 the finished episodes' last
+observations from ``infos["final_obs"]``. Other autoreset modes are refused.
 """
 
 from __future__ import annotations
@@ -84,16 +83,11 @@ class Seats:
         return out
 
     def observe(self, infos: dict[str, Any]) -> None:
-        from attn_env.simulate import feedback
+        from attn_env.core import feedback_for
 
         for j, p in enumerate(self.players):
             if p is not None:
-                p.observe(feedback(infos, j, self.n_buyers))
-
-
-def _autoreset_mode(venv: Any) -> str:
-    mode = getattr(venv, "metadata", {}).get("autoreset_mode", "same_step")
-    return "next_step" if "next" in str(mode).lower() else "same_step"
+                p.observe(feedback_for(infos, j, self.n_buyers))
 
 
 class MarketVecEnv(VecEnv):
@@ -117,7 +111,14 @@ class MarketVecEnv(VecEnv):
         seed: int | None = None,
     ) -> None:
         from gymnasium.spaces import Box
+        from gymnasium.vector import AutoresetMode
 
+        mode = getattr(venv, "metadata", {}).get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"the vector env must autoreset in the same step (as "
+                f"attn_env.vector_env), got autoreset_mode={mode!r}"
+            )
         self.venv = venv
         self.seats = np.asarray(seats, dtype=np.int64)
         n_markets = int(venv.num_envs)
@@ -136,7 +137,6 @@ class MarketVecEnv(VecEnv):
         self.action_map = action_map
         self.others = others if others is not None else Seats([None] * n_agents)
         self.render_mode = None
-        self._mode = _autoreset_mode(venv)
         self._next_seed = seed
         self._rng = np.random.default_rng(seed)
         space = venv.single_observation_space
@@ -185,20 +185,12 @@ class MarketVecEnv(VecEnv):
         self.others.observe(infos)
         term = np.asarray(term, dtype=bool)
         trunc = np.asarray(trunc, dtype=bool)
-        if term.ndim == 1:  # per-market flags
-            term = np.repeat(term[:, None], obs.shape[1], axis=1)
-            trunc = np.repeat(trunc[:, None], obs.shape[1], axis=1)
-        final = np.asarray(nxt, dtype=np.float32)
-        done_market = (term | trunc).any(axis=1)
-        if self._mode == "next_step" and done_market.any():
-            if not done_market.all():
-                raise NotImplementedError(
-                    "next_step autoreset needs all markets to finish together"
-                )
-            nxt, _, _, _, _ = self.venv.step(full)  # the reset step: actions ignored
-        elif isinstance(infos, dict) and "final_obs" in infos:
-            final = _final_obs(infos, final)
         self._obs = np.asarray(nxt, dtype=np.float32)
+        final = self._obs
+        if "final_obs" in infos:  # absent with vector_env(final_obs=False)
+            final = np.where(
+                infos["_final_obs"][:, None, None], infos["final_obs"], self._obs
+            )
 
         rew_l = np.asarray(rew, dtype=np.float32)[self._rows, self.seats].reshape(-1)
         term_l = term[self._rows, self.seats].reshape(-1)
@@ -225,9 +217,8 @@ class MarketVecEnv(VecEnv):
             close()
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        value = getattr(
-            self, attr_name
-        )  # AttributeError for unknown names, as SB3 expects
+        # AttributeError for unknown names, as SB3 expects
+        value = getattr(self, attr_name)
         return [value] * len(self._indices(indices))
 
     def set_attr(
@@ -263,21 +254,3 @@ class MarketVecEnv(VecEnv):
         """``[N, A, D] -> [N * k, D]``: the learner seats' observations."""
         view = np.asarray(obs, dtype=np.float32)[self._rows, self.seats]
         return np.ascontiguousarray(view.reshape(self.num_envs, -1))
-
-
-def _final_obs(
-    infos: dict[str, Any], default: NDArray[np.float32]
-) -> NDArray[np.float32]:
-    """Final observations of finished markets from ``same_step`` autoreset infos."""
-    final = infos["final_obs"]
-    mask = np.asarray(
-        infos.get("_final_obs", np.ones(len(final), dtype=bool)), dtype=bool
-    )
-    out = default.copy()
-    if isinstance(final, np.ndarray) and final.dtype != object:
-        out[mask] = final[mask]
-        return out
-    for m in np.flatnonzero(mask):
-        if final[m] is not None:
-            out[m] = np.asarray(final[m], dtype=np.float32)
-    return out
