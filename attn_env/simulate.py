@@ -33,7 +33,15 @@ from attn_env.config import ExperimentConfig, load_config
 from attn_env.core import feedback_for as feedback  # the one feedback builder
 from attn_env.mechanisms import blocking_pairs
 
-__all__ = ["MarketLog", "build_agents", "feedback", "play", "register", "summarize"]
+__all__ = [
+    "MarketLog",
+    "build_agents",
+    "feedback",
+    "jsonable",
+    "play",
+    "register",
+    "summarize",
+]
 
 _MAX_BINS = 50
 _TOL = 1e-9
@@ -459,12 +467,15 @@ def _series(
     }
 
 
-def _jsonable(x: Any) -> Any:
-    """Plain JSON data: nan and inf become ``null``, numpy scalars Python ones."""
+def jsonable(x: Any) -> Any:
+    """Plain JSON data: nan and inf become ``null``, numpy arrays lists, numpy
+    scalars Python ones."""
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
     if isinstance(x, np.generic):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
@@ -511,7 +522,7 @@ def _run(args: argparse.Namespace) -> int:
 
         plot_market(result, args.plot)
     if args.json:
-        print(json.dumps(_jsonable(result), allow_nan=False))
+        print(json.dumps(jsonable(result), allow_nan=False))
     else:
         _print_table(result)
         if args.plot:

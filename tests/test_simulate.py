@@ -124,7 +124,7 @@ def test_play_result_keys_and_reproducibility():
     names = [f"buyer_{i}" for i in range(10)] + [f"seller_{i}" for i in range(10)]
     assert list(a["mean_utility"]) == names
     assert a["episodes"] == 50 and a["budget_surplus"] >= 0  # McAfee: no deficit
-    json.dumps(simulate._jsonable(a), allow_nan=False)
+    json.dumps(simulate.jsonable(a), allow_nan=False)
 
 
 def test_play_counts_exactly_the_requested_episodes():

@@ -71,9 +71,8 @@ def value_grid(env_cfg, role: str, size: int = 1000) -> NDArray[np.float64]:
 
 def bne_l2(bid_fn: BidFn, bne: Strategy, values: NDArray[np.float64]) -> float:
     """``sqrt(mean((bid_fn(v) - bne(v))^2))`` over ``values`` (a grid or a sample)."""
-    diff = np.asarray(bid_fn(values), dtype=np.float64).reshape(-1) - bne(
-        values
-    ).reshape(-1)
+    learned = np.asarray(bid_fn(values), dtype=np.float64).reshape(-1)
+    diff = learned - bne(values).reshape(-1)
     return float(np.sqrt(np.mean(diff**2)))
 
 
@@ -179,15 +178,6 @@ def utility_loss(
     return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
 
 
-def _obs_template(config: ExperimentConfig) -> NDArray[np.float32]:
-    """A first-round observation per agent column ``[A, D]`` (values overwritten)."""
-    import attn_env
-
-    venv = attn_env.vector_env(1, **dataclasses.asdict(config.env))
-    obs, _ = venv.reset(seed=config.seed)
-    return np.asarray(obs[0], dtype=np.float32)
-
-
 def _agent_bid_fn(
     act: Callable[[NDArray], NDArray], template: NDArray[np.float32]
 ) -> BidFn:
@@ -204,13 +194,15 @@ def _agent_bid_fn(
 
 def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Generator):
     """Agent names and per-agent ``values -> bids`` (trained policy in learn seats)."""
+    import attn_env
     from agents import for_market
 
-    template = _obs_template(config)
-    import attn_env
-
-    names = list(attn_env.vector_env(1, **dataclasses.asdict(config.env)).agents)
     opts = dataclasses.asdict(config.env)
+    venv = attn_env.vector_env(1, **opts)
+    # a first-round observation per agent column; the value entry is overwritten
+    obs, _ = venv.reset(seed=config.seed)
+    template = np.asarray(obs[0], dtype=np.float32)
+    names = list(venv.agents)
     fns = []
     for j, name in enumerate(names):
         spec = config.agent_spec(name)
@@ -246,7 +238,7 @@ def evaluate(
         (worst over learners, ``None`` where not defined), ``bne_l2_by_learner``,
         ``utility_loss_by_learner``, and the run's ``timesteps``.
     """
-    from training.policy import PolicyAgent, load_policy
+    from training.policy import load_policy
 
     trained = load_policy(policy_dir)
     rng = np.random.default_rng(config.seed)
@@ -269,7 +261,7 @@ def evaluate(
             res = utility_loss(env, fns, j, rng, samples=samples)
             by_ul[lname] = res["utility_loss"]
     result: dict[str, Any] = dict(
-        _market_metrics(config, trained, PolicyAgent, names, episodes, progress)
+        _market_metrics(config, trained, names, episodes, progress)
     )
     result.update(
         bne_l2=max(by_l2.values()) if by_l2 else None,
@@ -313,32 +305,17 @@ def _sealed(mechanism: str) -> bool:
     return mechanisms.family(mechanism) != "matching"
 
 
-def _market_metrics(
-    config, trained, agent_cls, names, episodes, progress
-) -> dict[str, Any]:
+def _market_metrics(config, trained, names, episodes, progress) -> dict[str, Any]:
     """``attn_env.simulate.play`` with the trained policy in every learning seat."""
-    from attn_env.simulate import play
+    from attn_env.simulate import jsonable, play
+    from training.policy import PolicyAgent
 
     agents = {
-        name: agent_cls(trained.for_agent(name))
+        name: PolicyAgent(trained.for_agent(name))
         for name in names
         if config.agent_spec(name).kind == "learn"
     }
-    return _jsonable(play(config, agents=agents, episodes=episodes, progress=progress))
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
+    return jsonable(play(config, agents=agents, episodes=episodes, progress=progress))
 
 
 def plot_bid_functions(
