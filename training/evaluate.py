@@ -308,10 +308,10 @@ def _sealed(mechanism: str) -> bool:
 def _market_metrics(config, trained, names, episodes, progress) -> dict[str, Any]:
     """``attn_env.simulate.play`` with the trained policy in every learning seat."""
     from attn_env.simulate import jsonable, play
-    from training.policy import PolicyAgent
 
+    # a RolePolicy is itself an agent (reset / act / observe)
     agents = {
-        name: PolicyAgent(trained.for_agent(name))
+        name: trained.for_agent(name)
         for name in names
         if config.agent_spec(name).kind == "learn"
     }

@@ -21,7 +21,6 @@ from training.actions import ActionMap
 from training.checkpoint import read_manifest
 
 __all__ = [
-    "PolicyAgent",
     "RolePolicy",
     "TrainedPolicy",
     "freeze",
@@ -174,25 +173,8 @@ class TrainedPolicy:
         )
 
 
-class PolicyAgent:
-    """An ``agents.base.Agent`` playing a :class:`RolePolicy` (``simulate.play``)."""
-
-    def __init__(self, policy: RolePolicy) -> None:
-        self.policy = policy
-
-    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
-        """Stateless."""
-
-    def act(
-        self, obs: NDArray, rng: np.random.Generator | None = None
-    ) -> NDArray[np.float32]:
-        return self.policy.act(obs)
-
-    def observe(self, feedback: dict[str, Any]) -> None:
-        """Stateless."""
-
-
 def action_map_from(entry: dict[str, Any]) -> ActionMap:
+    """The action map of a manifest's learner entry."""
     a = entry["action"]
     return ActionMap(a["mode"], a["role"], float(a["low"]), float(a["high"]))
 
