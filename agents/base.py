@@ -39,7 +39,19 @@ __all__ = [
     "ROUND",
     "VALUE",
     "Agent",
+    "as_actions",
+    "is_seller",
 ]
+
+
+def as_actions(x: NDArray) -> NDArray[np.float32]:
+    """``[N]`` bids or asks -> ``[N, 1]`` float32, the env's action layout."""
+    return np.asarray(x, dtype=np.float32).reshape(-1, 1)
+
+
+def is_seller(obs: NDArray) -> NDArray[np.bool_]:
+    """``[N]`` rows of ``obs`` whose role flag says seller."""
+    return obs[:, ROLE] > 0.5
 
 
 @runtime_checkable

@@ -12,19 +12,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import BUDGET, LAST_PAY, ROLE, ROUND, VALUE
+from agents.base import BUDGET, LAST_PAY, ROUND, VALUE, as_actions, is_seller
 from agents.equilibria import chatterjee_samuelson, first_price_bne, truthful
 
 __all__ = ["BNEAgent", "PacingAgent", "PolicyAgent", "ShadingAgent", "TruthfulAgent"]
-
-
-def _column(x: NDArray) -> NDArray[np.float32]:
-    """``[N]`` -> ``[N, 1]`` float32 (the env's action layout)."""
-    return np.asarray(x, dtype=np.float32).reshape(-1, 1)
-
-
-def _is_seller(obs: NDArray) -> NDArray[np.bool_]:
-    return obs[:, ROLE] > 0.5
 
 
 class _Stateless:
@@ -43,7 +34,7 @@ class TruthfulAgent(_Stateless):
     """Bid the value per unit (buyers), ask the cost (sellers)."""
 
     def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
-        return _column(obs[:, VALUE])
+        return as_actions(obs[:, VALUE])
 
 
 class ShadingAgent(_Stateless):
@@ -68,7 +59,7 @@ class ShadingAgent(_Stateless):
     def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
         v = obs[:, VALUE].astype(np.float64)
         ask = v + (1.0 - self.shade) * np.maximum(self.max_price - v, 0.0)
-        return _column(np.where(_is_seller(obs), ask, self.shade * v))
+        return as_actions(np.where(is_seller(obs), ask, self.shade * v))
 
 
 _TRUTHFUL_BNE = ("second_price", "vcg", "mcafee", "assignment")
@@ -156,7 +147,7 @@ class BNEAgent(_Stateless):
 
     def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
         v = obs[:, VALUE].astype(np.float64)
-        return _column(np.where(_is_seller(obs), self._seller(v), self._buyer(v)))
+        return as_actions(np.where(is_seller(obs), self._seller(v), self._buyer(v)))
 
 
 class PacingAgent:
@@ -228,7 +219,7 @@ class PacingAgent:
             self.mu = np.full(n, self.mu0)
         value = obs[:, VALUE].astype(np.float64)
         if self.budget is None:
-            return _column(value)
+            return as_actions(value)
         left = np.maximum(obs[:, BUDGET].astype(np.float64), 0.0)
         t = np.rint(obs[:, ROUND] * self.rounds)
         first = t <= 0
@@ -240,7 +231,7 @@ class PacingAgent:
             mu = np.clip((1.0 + self.mu) * np.exp(step) - 1.0, 0.0, self.mu_max)
         self.mu = np.where(first, self.mu0, mu)
         bid = np.minimum(value / (1.0 + self.mu), left)
-        return _column(np.where(_is_seller(obs), value, bid))
+        return as_actions(np.where(is_seller(obs), value, bid))
 
 
 class PolicyAgent(_Stateless):

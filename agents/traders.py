@@ -16,13 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import ACTIVE, ROLE, VALUE
+from agents.base import ACTIVE, VALUE, as_actions, is_seller
 
 __all__ = ["GDAgent", "ZICAgent", "ZIPAgent"]
-
-
-def _column(x: NDArray) -> NDArray[np.float32]:
-    return np.asarray(x, dtype=np.float32).reshape(-1, 1)
 
 
 def _array(feedback: dict[str, Any], key: str, n: int) -> NDArray[np.float64] | None:
@@ -65,7 +61,7 @@ class ZICAgent:
         u = rng.random(v.shape[0])
         top = np.maximum(self.max_price, v)
         ask = v + u * (top - v)
-        return _column(np.where(obs[:, ROLE] > 0.5, ask, u * v))
+        return as_actions(np.where(is_seller(obs), ask, u * v))
 
 
 class ZIPAgent:
@@ -137,11 +133,11 @@ class ZIPAgent:
         if self.margin.shape[0] != obs.shape[0]:
             self.reset(obs.shape[0], rng)
         limit = obs[:, VALUE].astype(np.float64)
-        seller = obs[:, ROLE] > 0.5
+        seller = is_seller(obs)
         price = self._price(limit, seller)
         active = obs[:, ACTIVE] > 0.5 if obs.shape[1] > ACTIVE else np.ones_like(seller)
         self._last = (price, limit, seller, active)
-        return _column(price)
+        return as_actions(price)
 
     def observe(self, feedback: dict[str, Any]) -> None:
         if self._last is None:
@@ -339,17 +335,17 @@ class GDAgent:
         if obs.shape[0] != self.num_envs:
             self.reset(obs.shape[0], rng)
         v = obs[:, VALUE].astype(np.float64)[:, None]
-        is_seller = obs[:, ROLE] > 0.5
+        seller = is_seller(obs)
         g = self.grid[None, :]
         out = np.zeros(v.shape[0])
-        if not is_seller.all():
+        if not seller.all():
             surplus = np.where(g <= v, (v - g) * self.belief(seller=False), -np.inf)
             out = self.grid[np.argmax(surplus, axis=1)]
-        if is_seller.any():
+        if seller.any():
             surplus = np.where(g >= v, (g - v) * self.belief(seller=True), -np.inf)
             # a cost above the grid has no admissible ask: ask the cost itself
             ask = np.where(
                 v[:, 0] > self.max_price, v[:, 0], self.grid[np.argmax(surplus, axis=1)]
             )
-            out = np.where(is_seller, ask, out)
-        return _column(out)
+            out = np.where(seller, ask, out)
+        return as_actions(out)
