@@ -5,7 +5,7 @@ Layout of a run folder ``DIR``::
     DIR/config.yaml               the resolved experiment config
     DIR/manifest.json             the current checkpoint and its contents (written last)
     DIR/checkpoints/<steps>/      one folder per checkpoint: <learner>.zip per model
-    DIR/pool/<learner>/<n>.zip    self-play snapshots (frozen past policies)
+    DIR/pool/<learner>/<steps>.pt self-play snapshots (frozen past policies)
     DIR/tb/                       TensorBoard logs
 
 Crash safety: a checkpoint is written into a fresh temporary folder, renamed
