@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, options in CASES.items():
         vec = bench_vector(options, args.num_envs, args.seconds)
         loop = bench_loop(options, args.seconds)
-        rows.append(
-            {"market": name, "vector": vec, "loop": loop, "ratio": vec / loop}
-        )
+        rows.append({"market": name, "vector": vec, "loop": loop, "ratio": vec / loop})
     result = {
         "num_envs": args.num_envs,
         "cpus": os.cpu_count(),
