@@ -23,7 +23,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attn_env import vector_env
+from env_throughput import bench_vector  # the same timing loop as the env benchmark
+
 from attn_env.valuations.bank import BankSettings, build_bank, load_corpus
 
 
@@ -86,20 +86,6 @@ def _gpu_name(device: str) -> str | None:
     return torch.cuda.get_device_name(torch.device(device))
 
 
-def bench_env(options: dict[str, Any], num_envs: int, seconds: float) -> float:
-    """Agent-steps/s of ``vector_env(num_envs)`` with truthful bids."""
-    v = vector_env(num_envs, **options)
-    obs, _ = v.reset(seed=0)
-    for _ in range(3):  # warm-up
-        obs, *_ = v.step(obs[..., :1])
-    steps, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        for _ in range(5):
-            obs, *_ = v.step(obs[..., :1])
-        steps += 5
-    return steps * num_envs * v.n_agents / elapsed
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small bank, short runs")
@@ -146,13 +132,13 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         base = {"mechanism": "gsp", "n_buyers": 4, "n_slots": 3}
-        uni = bench_env({**base, "valuation": "uniform"}, args.num_envs, seconds)
-        att = bench_env(
+        uni = bench_vector({**base, "valuation": "uniform"}, args.num_envs, seconds)
+        att = bench_vector(
             {**base, "valuation": "attention", "valuation_params": {"bank_path": bank}},
             args.num_envs,
             seconds,
         )
-        uni2 = bench_env({**base, "valuation": "uniform"}, args.num_envs, seconds)
+        uni2 = bench_vector({**base, "valuation": "uniform"}, args.num_envs, seconds)
     uni = max(uni, uni2)  # the better of two, so the ratio is not flattered
     results["env"] = {
         "num_envs": args.num_envs,
