@@ -33,6 +33,7 @@ __all__ = [
     "TrainConfig",
     "from_dict",
     "load_config",
+    "reject_unknown",
 ]
 
 
@@ -153,6 +154,26 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for saving beside a checkpoint or in results."""
         return dataclasses.asdict(self)
+
+
+def reject_unknown(
+    cls: type, keys: Any, what: str, also_known: tuple[str, ...] = ()
+) -> None:
+    """``ValueError`` naming every key that is not a field of dataclass ``cls``.
+
+    Args:
+        cls: the dataclass whose fields are the known keys.
+        keys: the keys given (e.g. a kwargs dict).
+        what: how the message calls them, e.g. ``"environment option(s)"``.
+        also_known: other accepted names, listed in the message too.
+    """
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(keys) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown {what} {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join([*known, *also_known])}"
+        )
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:

@@ -34,7 +34,7 @@ from agents.base import (
     VALUE,
 )
 from attn_env import mechanisms
-from attn_env.config import EnvConfig
+from attn_env.config import EnvConfig, reject_unknown
 from attn_env.valuations import SOURCES, draw_values, make_source
 
 __all__ = [
@@ -66,13 +66,7 @@ def make_config(config: EnvConfig | None = None, **options: Any) -> EnvConfig:
         ValueError: an unknown option (the message lists the known ones) or a bad
             value (the message names it and what was expected).
     """
-    known = [f.name for f in dataclasses.fields(EnvConfig)]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(
-            f"unknown environment option(s) {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(known)}"
-        )
+    reject_unknown(EnvConfig, options, "environment option(s)")
     if config is None:
         config = EnvConfig()
     elif not isinstance(config, EnvConfig):

@@ -171,8 +171,8 @@ def test_attention_rows_sum_to_one(tiny, spec: AttentionSpec) -> None:
     assert attn[1][:, ~real[1]].max() < 1e-6
 
 
-def _reference_mass(tiny, page, spec: AttentionSpec, n_seg: int) -> np.ndarray:
-    """Loop-by-loop version of the docstring's formula, from raw head maps."""
+def _reference_maps(tiny, page, spec: AttentionSpec) -> list[np.ndarray]:
+    """Per page, the docstring's map A (heads aggregated, layers averaged), raw."""
     with torch.inference_mode():
         out = tiny.model(
             input_ids=torch.as_tensor(page.input_ids),
@@ -181,12 +181,21 @@ def _reference_mass(tiny, page, spec: AttentionSpec, n_seg: int) -> np.ndarray:
             output_attentions=True,
         )
     maps = [out.attentions[i].numpy() for i in spec.layer_indices(2)]
+    return [
+        np.mean(
+            [m[b].mean(0) if spec.heads == "mean" else m[b].max(0) for m in maps],
+            axis=0,
+        )
+        for b in range(page.input_ids.shape[0])
+    ]
+
+
+def _reference_mass(tiny, page, spec: AttentionSpec, n_seg: int) -> np.ndarray:
+    """Loop-by-loop version of the docstring's formula, from raw head maps."""
     res = np.zeros((page.input_ids.shape[0], n_seg))
+    maps = _reference_maps(tiny, page, spec)
     for b, seg in enumerate(page.segment):
-        per_layer = [
-            m[b].mean(0) if spec.heads == "mean" else m[b].max(0) for m in maps
-        ]
-        a = np.mean(per_layer, axis=0)
+        a = maps[b]
         src = (
             [t for t in range(len(seg)) if seg[t] == 0]
             if spec.source == "query"
@@ -229,17 +238,9 @@ def test_maxsim_score_matches_the_formula(tiny, spec: AttentionSpec) -> None:
     q, c1, c2 = tokenize(tok, ["garden hose deals", "green hose", "buy tax boots"], 8)
     page = assemble_pages(tok, [q, q], [[c1], [c2]])
     got = pair_score(page_attention(tiny, page, spec), page.segment, spec)
-    with torch.inference_mode():
-        out = tiny.model(
-            input_ids=torch.as_tensor(page.input_ids),
-            token_type_ids=torch.as_tensor(page.token_type),
-            attention_mask=torch.as_tensor(page.mask),
-            output_attentions=True,
-        )
+    maps = _reference_maps(tiny, page, spec)
     for b, seg in enumerate(page.segment):
-        maps = [out.attentions[i][b].numpy() for i in spec.layer_indices(2)]
-        heads = [m.max(0) if spec.heads == "max" else m.mean(0) for m in maps]
-        a = np.mean(heads, axis=0)
+        a = maps[b]
         src = np.flatnonzero(seg == 0) if spec.source == "query" else [0]
         best = []
         for t in src:

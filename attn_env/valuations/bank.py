@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.config import reject_unknown
 from attn_env.valuations.model import AttentionSpec
 
 __all__ = [
@@ -248,13 +249,7 @@ class BankSettings:
             params: bank settings by name.
             also_known: other accepted names, listed in the error message.
         """
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ValueError(
-                f"unknown valuation parameter(s) {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join([*known, *also_known])}"
-            )
+        reject_unknown(cls, params, "valuation parameter(s)", also_known)
         return cls(**params)
 
 
