@@ -4,50 +4,51 @@
 kind           strategy
 =============  ==============================================================
 ``truthful``   bid the value per unit, ask the cost
-``bne``        analytic Bayes–Nash equilibrium (first price, CS k-double, truthful
-               where that is dominant); ``ValueError`` elsewhere
+``bne``        analytic Bayes–Nash equilibrium (``attn_env.equilibria``);
+               ``ValueError`` where none is known
 ``shading``    bid ``shade * value``; ask ``cost + (1 - shade) * (max_price - cost)``
 ``zi_c``       Gode–Sunder zero intelligence, constrained
 ``zip``        Cliff's zero intelligence plus (adaptive margin)
 ``gd``         Gjerstad–Dickhaut belief-based expected-surplus maximiser
 ``pacing``     budget pacing, ``bid = value / (1 + mu)``
-``policy``     a trained checkpoint (``training.load_policy(path)``)
 =============  ==============================================================
 
-Every agent follows ``agents.base.Agent``: ``reset(num_envs, rng)``,
-``act(obs [N, obs_dim], rng) -> [N, 1]`` float32 and ``observe(feedback)``.
+Every agent follows ``attn_env.players.Agent``: ``reset(num_envs, rng)``,
+``act(obs [N, obs_dim], rng) -> [N, 1]`` float32 and ``observe(feedback)``
+(feedback layout: ``attn_env.players.feedback_for``). A trained policy
+(``training.load_policy``) follows the same protocol; configs name it with
+``kind: policy``, which the experiment runner resolves.
 
-Feedback (what ``observe`` receives after each round; built by
-``attn_env.core.feedback_for``) is a dict of arrays with leading axis ``N``:
-``clearing_price [N]`` (``nan`` where nothing traded), ``bids [N, n]``,
-``asks [N, m]`` (two-sided; ``[N, 0]`` otherwise), ``alloc [N, n]``,
-``seller_alloc [N, m]``, ``active [N, n]``, ``seller_active [N, m]`` (who could
-trade), ``traded [N, n + m]``, and the agent's own ``own_alloc``, ``own_pay``,
-``own_value``, ``own_action`` ``[N]``.
-
-Parameters that describe the market (number of bidders, price range, rounds,
-budget) are listed by each class in ``market_params`` and filled from the
-environment options by :func:`for_market`, so a config only names the strategy's
-own knobs (``shade: 0.8``).
+Parameters that describe the market (price range, rounds, budget, the market
+itself) are listed by each class in ``market_params`` and filled from the
+environment config by :func:`for_market`, so a config only names the
+strategy's own knobs (``shade: 0.8``). Your own kind joins with
+:func:`register`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from agents.base import Agent
-from agents.baselines import (
-    BNEAgent,
-    PacingAgent,
-    PolicyAgent,
-    ShadingAgent,
-    TruthfulAgent,
-)
+from agents.baselines import BNEAgent, PacingAgent, ShadingAgent, TruthfulAgent
 from agents.traders import GDAgent, ZICAgent, ZIPAgent
+from attn_env.config import EnvConfig
+from attn_env.core import MarketSpec
+from attn_env.observation import role_of
+from attn_env.players import Agent
 
-__all__ = ["Agent", "for_market", "make", "market_context", "names"]
+__all__ = [
+    "Agent",
+    "for_market",
+    "make",
+    "market_context",
+    "names",
+    "opponents",
+    "register",
+]
 
 _REGISTRY: dict[str, type] = {
     "truthful": TruthfulAgent,
@@ -57,13 +58,36 @@ _REGISTRY: dict[str, type] = {
     "zip": ZIPAgent,
     "gd": GDAgent,
     "pacing": PacingAgent,
-    "policy": PolicyAgent,
 }
 
 
 def names() -> list[str]:
-    """The agent kinds, in the order of the table above."""
+    """The agent kinds, in the order of the table above, then registered ones."""
     return list(_REGISTRY)
+
+
+def register(kind: str, cls: type) -> None:
+    """Add a user's agent class under ``kind`` (for configs and :func:`make`).
+
+    Args:
+        kind: the name configs use; must not shadow a known kind.
+        cls: a class whose instances follow ``attn_env.players.Agent``; its
+            optional ``market_params`` tuple names constructor arguments to fill
+            from the market (see :func:`market_context`).
+    """
+    if not isinstance(kind, str) or not kind.isidentifier():
+        raise ValueError(f"agent kind must be an identifier, got {kind!r}")
+    if kind in _REGISTRY or kind in ("learn", "policy"):
+        raise ValueError(f"agent kind {kind!r} is already taken")
+    missing = [
+        m for m in ("reset", "act", "observe") if not callable(getattr(cls, m, None))
+    ]
+    if not isinstance(cls, type) or missing:
+        raise ValueError(
+            f"register({kind!r}, cls): cls must be a class with reset, act and "
+            f"observe (attn_env.players.Agent), got {cls!r}"
+        )
+    _REGISTRY[kind] = cls
 
 
 def _cls(kind: str) -> type:
@@ -85,42 +109,55 @@ def make(kind: str, **params: Any) -> Agent:
     return cls(**params)
 
 
-def market_context(env_options: Mapping[str, Any]) -> dict[str, Any]:
-    """Environment options plus derived facts an agent may need.
+def market_context(env: EnvConfig) -> dict[str, Any]:
+    """What an agent may take from the market: every env option, plus
 
-    ``max_price`` is the top of the action space: the env's ``max_bid`` when set,
-    else ``value_high`` (one-sided, matching) or ``max(value_high, cost_high)``
-    (two-sided), as ``attn_env.core.MarketSpec``.
+    ``env`` (the :class:`EnvConfig` itself) and ``max_price``, the top of the
+    action space (the env's ``max_bid``, as ``attn_env.core.MarketSpec``).
     """
-    from attn_env.mechanisms import TWO_SIDED
-
-    ctx = dict(env_options)
-    top = ctx.get("max_bid")
-    if top is None:
-        two_sided = ctx.get("mechanism") in TWO_SIDED
-        top = max(
-            ctx.get("value_high", 1.0), ctx.get("cost_high", 1.0) if two_sided else 0.0
-        )
-    ctx["max_price"] = float(top)
-    ctx["mechanism_params"] = dict(ctx.get("mechanism_params") or {})
+    ctx = {f.name: getattr(env, f.name) for f in dataclasses.fields(env)}
+    ctx["env"] = env
+    ctx["max_price"] = float(MarketSpec.from_config(env).max_bid)
     return ctx
 
 
-def for_market(
-    kind: str, params: Mapping[str, Any], env_options: Mapping[str, Any]
-) -> Agent:
-    """Build ``kind`` for a market: ``params`` win, ``market_params`` come from the env.
+def for_market(kind: str, params: Mapping[str, Any], env: EnvConfig) -> Agent:
+    """Build ``kind`` for a market: ``params`` win, ``market_params`` come from ``env``.
 
     Args:
         kind: agent kind (``names()``).
         params: the strategy's own parameters (a config's ``agents.<x>.params``).
-        env_options: the environment's keyword options (``asdict(config.env)``).
+        env: the market's :class:`EnvConfig`.
     """
     cls = _cls(kind)
-    ctx = market_context(env_options)
+    ctx = market_context(env)
     filled = {
         k: ctx[k]
         for k in getattr(cls, "market_params", ())
         if k in ctx and k not in params
     }
     return make(kind, **filled, **params)
+
+
+def opponents(
+    kinds: str | Mapping[str, str], env: EnvConfig, learner: str = "buyer_0"
+) -> dict[str, Agent]:
+    """Fixed agents for every seat but ``learner``, for the single-agent view.
+
+    Args:
+        kinds: one kind for everyone, or a mapping from agent names or roles to
+            kinds (names win; anything not named is truthful).
+        env: the market.
+        learner: the seat left open.
+
+    Returns:
+        Agent name -> a fresh agent (one object per name).
+    """
+    if isinstance(kinds, str):
+        kinds = {"buyer": kinds, "seller": kinds}
+    agent_names = MarketSpec.from_config(env).agents
+    return {
+        name: for_market(kinds.get(name, kinds.get(role_of(name), "truthful")), {}, env)
+        for name in agent_names
+        if name != learner
+    }

@@ -1,6 +1,6 @@
-"""Fixed bidding rules: truthful, analytic BNE, shading, budget pacing, trained policy.
+"""Fixed bidding rules: truthful, analytic BNE, shading, budget pacing.
 
-Every agent plays one agent name in ``N`` markets at once (``agents.base.Agent``):
+Every agent plays one agent name in ``N`` markets at once (``attn_env.players.Agent``):
 ``act(obs [N, obs_dim]) -> [N, 1]`` float32. The same object bids as a buyer or
 asks as a seller, row by row, from the role flag ``obs[:, ROLE]``.
 """
@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import BUDGET, LAST_PAY, ROUND, VALUE, as_actions, is_seller
-from agents.equilibria import chatterjee_samuelson, first_price_bne, truthful
+from attn_env.config import EnvConfig
+from attn_env.equilibria import bne_reason, bne_strategy, truthful
+from attn_env.observation import BUDGET, LAST_PAY, ROUND, VALUE, as_actions, is_seller
+from attn_env.players import TruthfulAgent
 
-__all__ = ["BNEAgent", "PacingAgent", "PolicyAgent", "ShadingAgent", "TruthfulAgent"]
+__all__ = ["BNEAgent", "PacingAgent", "ShadingAgent", "TruthfulAgent"]
 
 
 class _Stateless:
@@ -28,13 +30,6 @@ class _Stateless:
 
     def observe(self, feedback: dict[str, Any]) -> None:
         """Fixed strategies ignore feedback."""
-
-
-class TruthfulAgent(_Stateless):
-    """Bid the value per unit (buyers), ask the cost (sellers)."""
-
-    def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
-        return as_actions(obs[:, VALUE])
 
 
 class ShadingAgent(_Stateless):
@@ -62,88 +57,30 @@ class ShadingAgent(_Stateless):
         return as_actions(np.where(is_seller(obs), ask, self.shade * v))
 
 
-_TRUTHFUL_BNE = ("second_price", "vcg", "mcafee", "assignment")
-"Mechanisms where truthful bidding is (dominant-strategy) equilibrium."
-
-
 class BNEAgent(_Stateless):
-    """The analytic Bayes–Nash equilibrium strategy, where one is known.
+    """The analytic Bayes–Nash equilibrium of the market, where one is known.
 
-    - ``first_price``, values U[0, h]: ``E[Y | Y < v]``, ``Y`` the ``k``-th highest
-      of the other values (``(n-1)/n * v`` for one slot; with ``reserve`` for one
-      slot, see ``agents.equilibria.first_price_bne``).
-    - ``second_price``, ``vcg``, ``mcafee``, ``assignment``: truthful (dominant).
-    - ``k_double`` with one buyer and one seller, values and costs U[0, 1]:
-      Chatterjee–Samuelson linear strategies.
+    Plays :func:`attn_env.equilibria.bne_strategy` for its role (the source that
+    ``evaluate`` measures against too): first price (``(n-1)/n * v`` for one
+    slot, with a reserve or ``K`` equal slots), truthful where that is dominant
+    (second price, VCG, GSP with one slot, assignment, McAfee), and the
+    Chatterjee–Samuelson linear strategies of the bilateral ``k``-double
+    auction. Anything else raises ``ValueError`` saying what is known.
 
-    Anything else raises ``ValueError`` naming the mechanism. The market parameters
-    are filled from the config by ``agents.for_market``.
+    Args:
+        env: the market (filled in by ``agents.for_market``).
     """
 
-    market_params = (
-        "mechanism",
-        "mechanism_params",
-        "n_buyers",
-        "n_sellers",
-        "n_slots",
-        "value_dist",
-        "value_low",
-        "cost_low",
-        "cost_high",
-        "value_high",
-    )
+    market_params = ("env",)
 
-    def __init__(
-        self,
-        mechanism: str,
-        n_buyers: int = 2,
-        n_sellers: int = 0,
-        n_slots: int = 1,
-        mechanism_params: dict[str, Any] | None = None,
-        value_dist: str = "uniform",
-        value_low: float = 0.0,
-        value_high: float = 1.0,
-        cost_low: float = 0.0,
-        cost_high: float = 1.0,
-    ) -> None:
-        params = dict(mechanism_params or {})
-        self.mechanism = mechanism
-        self._buyer = self._seller = truthful
-        if mechanism in _TRUTHFUL_BNE:
-            return
-        if value_dist != "uniform" or value_low != 0.0:
-            raise ValueError(
-                f"BNE of {mechanism!r} is known for values U[0, h]; got "
-                f"value_dist={value_dist!r}, value_low={value_low!r}"
-            )
-        if mechanism == "first_price":
-            if n_buyers < 1:
-                raise ValueError(f"n_buyers must be >= 1, got {n_buyers!r}")
-            self._buyer = first_price_bne(
-                int(n_buyers),
-                int(n_slots),
-                high=float(value_high),
-                reserve=float(params.get("reserve", 0.0)),
-            )
-        elif mechanism == "k_double":
-            if n_buyers != 1 or n_sellers not in (0, 1):
-                raise ValueError(
-                    "k_double BNE (Chatterjee–Samuelson) is known for one buyer and "
-                    f"one seller, got n_buyers={n_buyers}, n_sellers={n_sellers}"
-                )
-            if (value_high, cost_low, cost_high) != (1.0, 0.0, 1.0):
-                raise ValueError(
-                    "k_double BNE is known for values and costs U[0, 1], got "
-                    f"value_high={value_high}, costs U[{cost_low}, {cost_high}]"
-                )
-            k = float(params.get("k", 0.5))
-            self._buyer = chatterjee_samuelson(k, "buyer")
-            self._seller = chatterjee_samuelson(k, "seller")
-        else:
-            raise ValueError(
-                f"no analytic BNE is known for mechanism {mechanism!r}; known for: "
-                f"first_price, k_double (1x1), {', '.join(_TRUTHFUL_BNE)}"
-            )
+    def __init__(self, env: EnvConfig) -> None:
+        if not isinstance(env, EnvConfig):
+            raise ValueError(f"env must be an EnvConfig, got {env!r}")
+        buyer = bne_strategy(env, "buyer")
+        if buyer is None:
+            raise ValueError(f"no analytic BNE for this market: {bne_reason(env)}")
+        self._buyer = buyer
+        self._seller = bne_strategy(env, "seller") or truthful
 
     def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
         v = obs[:, VALUE].astype(np.float64)
@@ -232,29 +169,3 @@ class PacingAgent:
         self.mu = np.where(first, self.mu0, mu)
         bid = np.minimum(value / (1.0 + self.mu), left)
         return as_actions(np.where(is_seller(obs), value, bid))
-
-
-class PolicyAgent(_Stateless):
-    """A trained policy (``attn-market train``) as a fixed agent.
-
-    ``training.load_policy(path)`` is imported on construction only, so that the
-    agents package never imports torch by itself. The loaded policy maps
-    observations to absolute bids or asks, deterministically, choosing its
-    buyer or seller model by the role flag.
-
-    Args:
-        path: the run folder written by ``attn-market train``.
-        agent: use this learner's own model (runs trained with ``share: none``)
-            instead of the model of the observation's role.
-    """
-
-    def __init__(self, path: str, agent: str | None = None) -> None:
-        from training import load_policy
-
-        self.path, self.agent = path, agent
-        policy = load_policy(path)
-        self.policy = policy.for_agent(agent) if agent is not None else policy
-
-    def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
-        out = np.asarray(self.policy.act(obs), dtype=np.float32)
-        return out.reshape(obs.shape[0], -1)[:, :1]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import ACTIVE, VALUE, as_actions, is_seller
+from attn_env.observation import ACTIVE, VALUE, as_actions, is_seller
 
 __all__ = ["GDAgent", "ZICAgent", "ZIPAgent"]
 

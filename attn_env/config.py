@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from attn_env import mechanisms
+from attn_env.checks import ConfigError, is_real, reject_unknown
+from attn_env.mechanisms import Mechanism
+from attn_env.observation import role_of
+from attn_env.valuations import SOURCES
+
 __all__ = [
+    "REDRAW",
     "AgentSpec",
     "ConfigError",
     "EnvConfig",
@@ -33,20 +42,20 @@ __all__ = [
     "TrainConfig",
     "from_dict",
     "load_config",
+    "make_config",
     "reject_unknown",
+    "validate_env",
 ]
 
-
-class ConfigError(ValueError):
-    """A configuration value or key is wrong; the message names it."""
+REDRAW = ("round", "episode")
 
 
 @dataclass(frozen=True)
 class EnvConfig:
     """Options of the attention-market environment (keywords of ``parallel_env``)."""
 
-    mechanism: str = "first_price"
-    "Mechanism name, one of ``attn_env.mechanisms.names()``."
+    mechanism: str | Mechanism = "first_price"
+    "Mechanism name (``attn_env.mechanisms.names()``) or a mechanism instance."
     mechanism_params: dict[str, Any] = field(default_factory=dict)
     "Keyword parameters of the mechanism (reserve, k, quality, ...)."
     n_buyers: int = 2
@@ -148,32 +157,11 @@ class ExperimentConfig:
         """The spec for ``agent`` (by name, else by its role, else truthful)."""
         if agent in self.agents:
             return self.agents[agent]
-        role = agent.rsplit("_", 1)[0]
-        return self.agents.get(role, AgentSpec())
+        return self.agents.get(role_of(agent), AgentSpec())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for saving beside a checkpoint or in results."""
         return dataclasses.asdict(self)
-
-
-def reject_unknown(
-    cls: type, keys: Any, what: str, also_known: tuple[str, ...] = ()
-) -> None:
-    """``ValueError`` naming every key that is not a field of dataclass ``cls``.
-
-    Args:
-        cls: the dataclass whose fields are the known keys.
-        keys: the keys given (e.g. a kwargs dict).
-        what: how the message calls them, e.g. ``"environment option(s)"``.
-        also_known: other accepted names, listed in the message too.
-    """
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(keys) - set(known))
-    if unknown:
-        raise ValueError(
-            f"unknown {what} {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join([*known, *also_known])}"
-        )
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
@@ -193,6 +181,20 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected null, got {value!r}")
     if tp is Any:
         return value
+    if (
+        isinstance(tp, type)
+        and not dataclasses.is_dataclass(tp)
+        and tp
+        not in (
+            int,
+            float,
+            bool,
+            str,
+        )
+    ):
+        if isinstance(value, tp):
+            return value
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if origin is dict:
@@ -245,3 +247,70 @@ def load_config(path: str | Path) -> ExperimentConfig:
     with path.open() as fh:
         data = yaml.safe_load(fh)
     return from_dict(ExperimentConfig, data, where=path.name)
+
+
+def make_config(config: EnvConfig | None = None, **options: Any) -> EnvConfig:
+    """Merge ``config`` and keyword ``options`` into a validated :class:`EnvConfig`.
+
+    Raises:
+        ValueError: an unknown option (the message lists the known ones) or a bad
+            value (the message names it and what was expected).
+    """
+    reject_unknown(EnvConfig, options, "environment option(s)")
+    if config is None:
+        config = EnvConfig()
+    elif not isinstance(config, EnvConfig):
+        raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
+    config = dataclasses.replace(config, **options)
+    validate_env(config)
+    return config
+
+
+def validate_env(c: EnvConfig) -> None:
+    """``ValueError`` naming the first bad environment option and what it expects."""
+
+    def bad(name: str, expected: str) -> ValueError:
+        return ValueError(f"{name} must be {expected}, got {getattr(c, name)!r}")
+
+    if isinstance(c.mechanism, Mechanism):
+        if c.mechanism_params:
+            raise ValueError(
+                "mechanism_params must be empty when mechanism is an instance "
+                f"(its parameters are set), got {c.mechanism_params!r}"
+            )
+    elif c.mechanism not in mechanisms.names():
+        raise ValueError(
+            f"unknown mechanism {c.mechanism!r}; known: {', '.join(mechanisms.names())}"
+        )
+    for name in ("n_buyers", "n_slots", "rounds"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise bad(name, "an integer >= 1")
+    for name in ("n_sellers", "history"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+            raise bad(name, "an integer >= 0")
+    fam = mechanisms.family(c.mechanism)
+    if c.n_sellers and fam != "two_sided":
+        raise ValueError(
+            f"n_sellers must be 0 for the {fam} mechanism "
+            f"{mechanisms.name_of(c.mechanism)!r} (the publisher is the market), "
+            f"got {c.n_sellers}"
+        )
+    if c.valuation not in SOURCES:
+        raise bad("valuation", f"one of {', '.join(SOURCES)}")
+    if c.redraw not in REDRAW:
+        raise bad("redraw", f"one of {', '.join(REDRAW)}")
+    for lo, hi in (("value_low", "value_high"), ("cost_low", "cost_high")):
+        a, b = getattr(c, lo), getattr(c, hi)
+        if not (is_real(a) and is_real(b) and 0.0 <= a < b):
+            raise ValueError(
+                f"{lo}, {hi} must satisfy 0 <= {lo} < {hi}, got {a!r}, {b!r}"
+            )
+    if c.budget is not None and not (is_real(c.budget) and c.budget >= 0):
+        raise bad("budget", "None (unlimited) or a finite number >= 0")
+    if c.max_bid is not None and not (is_real(c.max_bid) and c.max_bid > 0):
+        raise bad("max_bid", "None (the top of the value/cost ranges) or a number > 0")
+    for name in ("mechanism_params", "valuation_params"):
+        if not isinstance(getattr(c, name), dict):
+            raise bad(name, "a mapping of keyword parameters")

@@ -14,15 +14,17 @@ The meaning of every observation entry, action, reward and info field is in the
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import (
+from attn_env import mechanisms
+from attn_env.config import EnvConfig
+from attn_env.mechanisms import Mechanism
+from attn_env.metrics import episode_metrics, optimal_welfare
+from attn_env.observation import (
     ACTIVE,
     BUDGET,
     LAST_ALLOC,
@@ -33,95 +35,11 @@ from agents.base import (
     ROUND,
     VALUE,
 )
-from attn_env import mechanisms
-from attn_env.config import EnvConfig, reject_unknown
-from attn_env.valuations import SOURCES, draw_values, make_source
+from attn_env.valuations import draw_values, make_source
 
-__all__ = [
-    "METRIC_KEYS",
-    "MarketCore",
-    "MarketSpec",
-    "episode_metrics",
-    "feedback_for",
-    "make_config",
-]
+__all__ = ["MarketCore", "MarketSpec", "MarketState"]
 
-REDRAW = ("round", "episode")
-METRIC_KEYS = (
-    "efficiency",
-    "welfare",
-    "optimal_welfare",
-    "revenue",
-    "budget_surplus",
-    "mean_price",
-    "volume",
-)
 _EPS = 1e-12
-
-
-def make_config(config: EnvConfig | None = None, **options: Any) -> EnvConfig:
-    """Merge ``config`` and keyword ``options`` into a validated :class:`EnvConfig`.
-
-    Raises:
-        ValueError: an unknown option (the message lists the known ones) or a bad
-            value (the message names it and what was expected).
-    """
-    reject_unknown(EnvConfig, options, "environment option(s)")
-    if config is None:
-        config = EnvConfig()
-    elif not isinstance(config, EnvConfig):
-        raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
-    config = dataclasses.replace(config, **options)
-    _validate(config)
-    return config
-
-
-def _validate(c: EnvConfig) -> None:
-    def bad(name: str, expected: str) -> ValueError:
-        return ValueError(f"{name} must be {expected}, got {getattr(c, name)!r}")
-
-    if c.mechanism not in mechanisms.names():
-        raise ValueError(
-            f"unknown mechanism {c.mechanism!r}; known: {', '.join(mechanisms.names())}"
-        )
-    for name in ("n_buyers", "n_slots", "rounds"):
-        v = getattr(c, name)
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise bad(name, "an integer >= 1")
-    for name in ("n_sellers", "history"):
-        v = getattr(c, name)
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
-            raise bad(name, "an integer >= 0")
-    if c.n_sellers and mechanisms.family(c.mechanism) != "two_sided":
-        raise ValueError(
-            f"n_sellers must be 0 for the {mechanisms.family(c.mechanism)} mechanism "
-            f"{c.mechanism!r} (the publisher is the market), got {c.n_sellers}"
-        )
-    if c.valuation not in SOURCES:
-        raise bad("valuation", f"one of {', '.join(SOURCES)}")
-    if c.redraw not in REDRAW:
-        raise bad("redraw", f"one of {', '.join(REDRAW)}")
-    for lo, hi in (("value_low", "value_high"), ("cost_low", "cost_high")):
-        a, b = getattr(c, lo), getattr(c, hi)
-        if not (_is_real(a) and _is_real(b) and 0.0 <= a < b):
-            raise ValueError(
-                f"{lo}, {hi} must satisfy 0 <= {lo} < {hi}, got {a!r}, {b!r}"
-            )
-    if c.budget is not None and not (_is_real(c.budget) and c.budget >= 0):
-        raise bad("budget", "None (unlimited) or a finite number >= 0")
-    if c.max_bid is not None and not (_is_real(c.max_bid) and c.max_bid > 0):
-        raise bad("max_bid", "None (the top of the value/cost ranges) or a number > 0")
-    for name in ("mechanism_params", "valuation_params"):
-        if not isinstance(getattr(c, name), dict):
-            raise bad(name, "a mapping of keyword parameters")
-
-
-def _is_real(x: Any) -> bool:
-    return (
-        isinstance(x, int | float | np.number)
-        and not isinstance(x, bool)
-        and math.isfinite(x)
-    )
 
 
 @dataclass(frozen=True)
@@ -187,63 +105,63 @@ class MarketSpec:
         ]
 
 
-def episode_metrics(
-    acc: dict[str, NDArray[np.float64]],
-) -> dict[str, NDArray[np.float64]]:
-    """Market metrics of whole episodes from the core's accumulators (arrays ``[B]``).
+@dataclass
+class MarketState:
+    """Everything that changes in ``B`` markets: what ``reset`` creates and
+    ``step`` advances. Arrays have a leading batch axis; columns of
+    ``[B, n_agents]`` arrays follow :attr:`MarketSpec.agents`."""
 
-    ``efficiency`` = welfare / optimal welfare (``nan`` when no trade could create
-    value), ``mean_price`` = payments / units traded (``nan`` when nothing traded).
-    """
-    welfare, opt = acc["welfare"], acc["optimal_welfare"]
-    revenue, volume = acc["revenue"], acc["volume"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eff = np.where(opt > _EPS, welfare / np.where(opt > _EPS, opt, 1.0), np.nan)
-        price = np.where(
-            volume > _EPS, revenue / np.where(volume > _EPS, volume, 1.0), np.nan
+    theta: NDArray[np.float64]
+    "``[B, n]`` buyers' private values per unit of attention (this draw)."
+    relevance: NDArray[np.float64]
+    "``[B, n]`` relevance r of each buyer's candidate (1 in the uniform source)."
+    unit_value: NDArray[np.float64]
+    "``[B, n]`` theta * r: the value per unit of attention."
+    alpha: NDArray[np.float64]
+    "``[B, K]`` attention mass of each slot, descending."
+    cost: NDArray[np.float64]
+    "``[B, m]`` sellers' costs."
+    round: NDArray[np.int64]
+    "``[B]`` rounds played in the episode."
+    budget_left: NDArray[np.float64]
+    "``[B, n]`` buyers' budgets left."
+    traded: NDArray[np.bool_]
+    "``[B, n_agents]`` traded since the last draw (a CDA period)."
+    last_price: NDArray[np.float64]
+    "``[B]`` last round's clearing price (0 when none)."
+    last_alloc: NDArray[np.float64]
+    "``[B, n_agents]`` last round's allocations."
+    last_pay: NDArray[np.float64]
+    "``[B, n_agents]`` last round's payments (sellers: receipts)."
+    history: NDArray[np.float64]
+    "``[B, history]`` past clearing prices, newest first."
+    acc: dict[str, NDArray[np.float64]]
+    "Episode accumulators ``[B]``: welfare, optimal_welfare, revenue, receipts, volume."
+    last_round: dict[str, NDArray] | None = None
+    "The info arrays of the last round (``None`` before the first step)."
+
+    @classmethod
+    def empty(cls, spec: MarketSpec, num_envs: int) -> MarketState:
+        """Zeroed state of ``num_envs`` markets of ``spec`` (before ``reset``)."""
+        B, n, m, K = num_envs, spec.n_buyers, spec.n_sellers, spec.n_slots
+        return cls(
+            theta=np.zeros((B, n)),
+            relevance=np.ones((B, n)),
+            unit_value=np.zeros((B, n)),
+            alpha=np.ones((B, K)),
+            cost=np.zeros((B, m)),
+            round=np.zeros(B, dtype=np.int64),
+            budget_left=np.full((B, n), spec.budget_high),
+            traded=np.zeros((B, spec.n_agents), dtype=bool),
+            last_price=np.zeros(B),
+            last_alloc=np.zeros((B, spec.n_agents)),
+            last_pay=np.zeros((B, spec.n_agents)),
+            history=np.zeros((B, spec.config.history)),
+            acc={
+                k: np.zeros(B)
+                for k in ("welfare", "optimal_welfare", "revenue", "receipts", "volume")
+            },
         )
-    return {
-        "efficiency": eff,
-        "welfare": welfare.copy(),
-        "optimal_welfare": opt.copy(),
-        "revenue": revenue.copy(),
-        "budget_surplus": revenue - acc["receipts"],
-        "mean_price": price,
-        "volume": volume.copy(),
-    }
-
-
-def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
-    """A round's public feedback for agent column ``j`` (``Agent.observe``'s input).
-
-    The one builder of the feedback dict (the single-agent view, ``simulate`` and
-    the trainers' adapters all use it). Layout as documented in ``agents``:
-    ``clearing_price [N]``, ``bids [N, n]``, ``asks [N, m]``, ``alloc [N, n]``,
-    ``seller_alloc [N, m]``, ``active [N, n]`` and ``seller_active [N, m]`` (who
-    could trade: orders of inactive traders, out of budget or already traded in a
-    CDA period, were not in the market), ``traded [N, n + m]`` and the agent's
-    own ``own_alloc``, ``own_pay``, ``own_value``, ``own_action`` ``[N]``.
-
-    Args:
-        info: the info arrays of :meth:`MarketCore.step` (or the vector env's).
-        j: the agent's column (buyers first, then sellers).
-        n_buyers: number of buyer columns.
-    """
-    n = n_buyers
-    return {
-        "clearing_price": info["clearing_price"],
-        "bids": info["bid"][:, :n],
-        "asks": info["bid"][:, n:],
-        "alloc": info["alloc"][:, :n],
-        "seller_alloc": info["alloc"][:, n:],
-        "active": info["active"][:, :n],
-        "seller_active": info["active"][:, n:],
-        "traded": info["traded"],
-        "own_alloc": info["alloc"][:, j],
-        "own_pay": info["payment"][:, j],
-        "own_value": info["value"][:, j],
-        "own_action": info["bid"][:, j],
-    }
 
 
 class MarketCore:
@@ -261,7 +179,11 @@ class MarketCore:
         self.config = config
         self.spec = spec = MarketSpec.from_config(config)
         self.num_envs = B = int(num_envs)
-        self.mechanism = mechanisms.make(config.mechanism, **config.mechanism_params)
+        self.mechanism: Mechanism = (
+            config.mechanism
+            if isinstance(config.mechanism, Mechanism)
+            else mechanisms.make(config.mechanism, **config.mechanism_params)
+        )
         self.source = make_source(
             config.valuation,
             dist=config.value_dist,
@@ -269,28 +191,10 @@ class MarketCore:
             high=config.value_high,
             **config.valuation_params,
         )
-        n, m, K, N = spec.n_buyers, spec.n_sellers, spec.n_slots, spec.n_agents
+        n, N = spec.n_buyers, spec.n_agents
         self._capped = config.budget is not None
-        self._cda = config.mechanism == "cda"
-        # Private state of the current draw.
-        self.theta = np.zeros((B, n))
-        self.relevance = np.ones((B, n))
-        self.unit_value = np.zeros((B, n))  # theta * r
-        self.alpha = np.ones((B, K))
-        self.cost = np.zeros((B, m))
-        # Episode state.
-        self.round = np.zeros(B, dtype=np.int64)
-        self.budget_left = np.full((B, n), spec.budget_high)
-        self.traded = np.zeros((B, N), dtype=bool)  # since the last draw (CDA)
-        self.last_price = np.zeros(B)
-        self.last_alloc = np.zeros((B, N))
-        self.last_pay = np.zeros((B, N))
-        self.history = np.zeros((B, config.history))
-        self.acc = {
-            k: np.zeros(B)
-            for k in ("welfare", "optimal_welfare", "revenue", "receipts", "volume")
-        }
-        self.last_round: dict[str, NDArray] | None = None
+        self._cda = type(self.mechanism).sequential
+        self.state = MarketState.empty(spec, B)
         role = np.zeros(N, dtype=np.float32)
         role[n:] = 1.0
         self._role = role
@@ -304,13 +208,13 @@ class MarketCore:
         count = self.num_envs if mask is None else idx.size
         if count == 0:
             return
-        self.round[idx] = 0
-        self.budget_left[idx] = self.spec.budget_high
-        self.last_price[idx] = 0.0
-        self.last_alloc[idx] = 0.0
-        self.last_pay[idx] = 0.0
-        self.history[idx] = 0.0
-        for a in self.acc.values():
+        self.state.round[idx] = 0
+        self.state.budget_left[idx] = self.spec.budget_high
+        self.state.last_price[idx] = 0.0
+        self.state.last_alloc[idx] = 0.0
+        self.state.last_pay[idx] = 0.0
+        self.state.history[idx] = 0.0
+        for a in self.state.acc.values():
             a[idx] = 0.0
         self._draw(rng, idx, count)
 
@@ -318,29 +222,29 @@ class MarketCore:
         """New private values (and costs) for ``count`` markets at ``idx``."""
         s, c = self.spec, self.config
         d = self.source.draw(rng, count, s.n_buyers, s.n_slots)
-        self.theta[idx] = d.theta
-        self.relevance[idx] = d.relevance
-        self.unit_value[idx] = d.unit_value
-        self.alpha[idx] = d.alpha
+        self.state.theta[idx] = d.theta
+        self.state.relevance[idx] = d.relevance
+        self.state.unit_value[idx] = d.unit_value
+        self.state.alpha[idx] = d.alpha
         if s.n_sellers:
             cost = draw_values(
                 rng, (count, s.n_sellers), "uniform", c.cost_low, c.cost_high
             )
-            self.cost[idx] = cost
-            self.traded[idx] = False
+            self.state.cost[idx] = cost
+            self.state.traded[idx] = False
             if self._cda:
                 # A CDA period's first-best: each trader has one unit per draw.
-                self.acc["optimal_welfare"][idx] += _two_sided_optimum(
-                    d.unit_value, cost
+                self.state.acc["optimal_welfare"][idx] += optimal_welfare(
+                    d.unit_value, costs=cost
                 )
 
     def buyer_active(self) -> NDArray[np.bool_]:
         """``[B, n]``: buyers with budget left, not yet traded this period (CDA)."""
         act = np.ones((self.num_envs, self.spec.n_buyers), dtype=bool)
         if self._capped:
-            act &= self.budget_left > _EPS
+            act &= self.state.budget_left > _EPS
         if self._cda:
-            act &= ~self.traded[:, : self.spec.n_buyers]
+            act &= ~self.state.traded[:, : self.spec.n_buyers]
         return act
 
     def active(self) -> NDArray[np.bool_]:
@@ -349,30 +253,30 @@ class MarketCore:
         out = np.ones((self.num_envs, s.n_agents), dtype=bool)
         out[:, : s.n_buyers] = self.buyer_active()
         if self._cda:
-            out[:, s.n_buyers :] = ~self.traded[:, s.n_buyers :]
+            out[:, s.n_buyers :] = ~self.state.traded[:, s.n_buyers :]
         return out
 
     def values(self) -> NDArray[np.float64]:
         """``[B, n_agents]``: value per unit (buyers) and cost (sellers) this round."""
         if not self.spec.n_sellers:
-            return self.unit_value.copy()
-        return np.concatenate([self.unit_value, self.cost], axis=1)
+            return self.state.unit_value.copy()
+        return np.concatenate([self.state.unit_value, self.state.cost], axis=1)
 
     def observe(self) -> NDArray[np.float32]:
-        """Observations ``[B, n_agents, obs_dim]`` (layout in ``agents.base``)."""
+        """Observations ``[B, n_agents, obs_dim]`` (layout in ``attn_env.observation``)."""
         s = self.spec
         B, N, n = self.num_envs, s.n_agents, s.n_buyers
         obs = np.zeros((B, N, s.obs_dim), dtype=np.float32)
         obs[:, :, VALUE] = self.values()
-        obs[:, :n, BUDGET] = self.budget_left
-        obs[:, :, ROUND] = (self.round / self.config.rounds)[:, None]
+        obs[:, :n, BUDGET] = self.state.budget_left
+        obs[:, :, ROUND] = (self.state.round / self.config.rounds)[:, None]
         obs[:, :, ROLE] = self._role
-        obs[:, :, LAST_PRICE] = self.last_price[:, None]
-        obs[:, :, LAST_ALLOC] = self.last_alloc
-        obs[:, :, LAST_PAY] = self.last_pay
+        obs[:, :, LAST_PRICE] = self.state.last_price[:, None]
+        obs[:, :, LAST_ALLOC] = self.state.last_alloc
+        obs[:, :, LAST_PAY] = self.state.last_pay
         obs[:, :, ACTIVE] = self.active()
         if self.config.history:
-            obs[:, :, OBS_BASE_DIM:] = self.history[:, None, :]
+            obs[:, :, OBS_BASE_DIM:] = self.state.history[:, None, :]
         # Every entry is >= 0 by construction (values, budgets, prices); the upper
         # clip guards against sources whose r or alpha stray above 1.
         np.minimum(obs, s.obs_high, out=obs)
@@ -426,9 +330,11 @@ class MarketCore:
         if self._capped:
             # Payment <= bid x alloc <= budget left: cap the bid per unit.
             alloc_upper = (
-                1.0 if m else np.maximum(self.alpha.max(axis=1, keepdims=True), _EPS)
+                1.0
+                if m
+                else np.maximum(self.state.alpha.max(axis=1, keepdims=True), _EPS)
             )
-            bids = np.minimum(bids, self.budget_left / alloc_upper)
+            bids = np.minimum(bids, self.state.budget_left / alloc_upper)
         bids = np.where(b_active, bids, 0.0)
         out, s_active = self._clear(bids, a[:, n:], b_active, rng)
         alloc, pay, slot = out.alloc, out.pay, out.slot
@@ -441,32 +347,33 @@ class MarketCore:
             alloc = np.where(drop, 0.0, alloc)
             pay = np.where(drop, 0.0, pay)
             slot = np.where(drop, -1, slot)
-        buyer_gain = self.unit_value * alloc
+        buyer_gain = self.state.unit_value * alloc
         if m:
-            seller_cost = self.cost * s_alloc
+            seller_cost = self.state.cost * s_alloc
             utility = np.concatenate(
                 [buyer_gain - pay, s_receipt - seller_cost], axis=1
             )
             alloc_all = np.concatenate([alloc, s_alloc], axis=1)
             pay_all = np.concatenate([pay, s_receipt], axis=1)
             welfare = buyer_gain.sum(axis=1) - seller_cost.sum(axis=1)
-            self.acc["receipts"] += s_receipt.sum(axis=1)
+            self.state.acc["receipts"] += s_receipt.sum(axis=1)
             volume = s_alloc.sum(axis=1)
             if not self._cda:  # a sealed-bid round: units are supplied afresh
-                self.acc["optimal_welfare"] += _two_sided_optimum(
-                    np.where(b_active, self.unit_value, 0.0), self.cost
+                self.state.acc["optimal_welfare"] += optimal_welfare(
+                    np.where(b_active, self.state.unit_value, 0.0),
+                    costs=self.state.cost,
                 )
         else:
             utility, alloc_all, pay_all = buyer_gain - pay, alloc, pay
             welfare = buyer_gain.sum(axis=1)
             volume = alloc.sum(axis=1)
-            self.acc["optimal_welfare"] += _one_sided_optimum(
-                np.where(b_active, self.unit_value, 0.0), self.alpha
+            self.state.acc["optimal_welfare"] += optimal_welfare(
+                np.where(b_active, self.state.unit_value, 0.0), alpha=self.state.alpha
             )
-        self.budget_left = np.maximum(self.budget_left - pay, 0.0)
-        self.acc["welfare"] += welfare
-        self.acc["revenue"] += pay.sum(axis=1)
-        self.acc["volume"] += volume
+        self.state.budget_left = np.maximum(self.state.budget_left - pay, 0.0)
+        self.state.acc["welfare"] += welfare
+        self.state.acc["revenue"] += pay.sum(axis=1)
+        self.state.acc["volume"] += volume
 
         price = np.asarray(out.clearing_price, dtype=np.float64)
         traded = alloc_all > 0
@@ -480,24 +387,24 @@ class MarketCore:
             "traded": traded,
             "active": active,
             "clearing_price": price,
-            "round": self.round.copy(),
+            "round": self.state.round.copy(),
             # the round's draw (copies: a redraw below overwrites the state)
             "slot": slot,
-            "alpha": self.alpha.copy(),
-            "theta": self.theta.copy(),
-            "relevance": self.relevance.copy(),
+            "alpha": self.state.alpha.copy(),
+            "theta": self.state.theta.copy(),
+            "relevance": self.state.relevance.copy(),
         }
-        self.last_round = info
-        self.traded |= traded
-        self.last_price = np.nan_to_num(price, nan=0.0)
+        self.state.last_round = info
+        self.state.traded |= traded
+        self.state.last_price = np.nan_to_num(price, nan=0.0)
         # copies: reset() zeroes these in place, the returned info must not change
-        self.last_alloc = alloc_all.copy()
-        self.last_pay = pay_all.copy()
+        self.state.last_alloc = alloc_all.copy()
+        self.state.last_pay = pay_all.copy()
         if c.history:
-            self.history[:, 1:] = self.history[:, :-1]
-            self.history[:, 0] = self.last_price
-        self.round += 1
-        done = self.round >= c.rounds
+            self.state.history[:, 1:] = self.state.history[:, :-1]
+            self.state.history[:, 0] = self.state.last_price
+        self.state.round += 1
+        done = self.state.round >= c.rounds
         if c.redraw == "round" and not done.all():
             live = ~done
             idx: Any = slice(None) if live.all() else np.flatnonzero(live)
@@ -508,13 +415,13 @@ class MarketCore:
         """Call the mechanism of the configured family on the effective bids."""
         fam, mech = self.spec.family, self.mechanism
         if fam == "one_sided":
-            return mech.clear(bids, weights=self.alpha, rng=rng), None
+            return mech.clear(bids, weights=self.state.alpha, rng=rng), None
         if fam == "matching":
-            values = bids[:, :, None] * self.alpha[:, None, :]
-            return mech.clear(values, rng=rng, weights=self.alpha), None
+            values = bids[:, :, None] * self.state.alpha[:, None, :]
+            return mech.clear(values, rng=rng, weights=self.state.alpha), None
         # Two-sided: inactive traders stay out of the book (they set no price).
         if self._cda:
-            s_active = ~self.traded[:, self.spec.n_buyers :]
+            s_active = ~self.state.traded[:, self.spec.n_buyers :]
         else:
             s_active = np.ones_like(asks, dtype=bool)
         out = mech.clear(
@@ -530,31 +437,7 @@ class MarketCore:
         self, mask: NDArray[np.bool_] | None = None
     ) -> dict[str, NDArray[np.float64]]:
         """Episode metrics so far (``[B]`` arrays, or only the markets of ``mask``)."""
-        met = episode_metrics(self.acc)
+        met = episode_metrics(self.state.acc)
         if mask is None:
             return met
         return {k: v[mask] for k, v in met.items()}
-
-
-def _one_sided_optimum(
-    v: NDArray[np.float64], alpha: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """Max welfare of one round: the top values on the top slots (assortative).
-
-    ``alpha`` is sorted descending (the ``Draw`` contract).
-    """
-    k = min(v.shape[1], alpha.shape[1])
-    if k == 1:
-        return v.max(axis=1) * alpha[:, 0]
-    top = -np.sort(-v, axis=1)[:, :k]
-    return (top * alpha[:, :k]).sum(axis=1)
-
-
-def _two_sided_optimum(
-    v: NDArray[np.float64], c: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """First-best gains from trade: highest values matched with lowest costs."""
-    q = min(v.shape[1], c.shape[1])
-    vs = -np.sort(-v, axis=1)[:, :q]
-    cs = np.sort(c, axis=1)[:, :q]
-    return np.clip(vs - cs, 0.0, None).sum(axis=1)

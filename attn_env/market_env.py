@@ -152,8 +152,9 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils import wrappers
 from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 
-from attn_env.config import EnvConfig
-from attn_env.core import MarketCore, make_config
+from attn_env import mechanisms
+from attn_env.config import EnvConfig, make_config
+from attn_env.core import MarketCore
 
 __all__ = ["MarketParallelEnv", "env", "parallel_env", "raw_env", "render_table"]
 
@@ -333,15 +334,15 @@ def render_out(
 def render_table(core: MarketCore, agents: list[str], market: int = 0) -> str:
     """The last round of ``market`` as a fixed-width text table."""
     c = core.config
-    last = core.last_round
-    head = f"{c.mechanism}  round {int(core.round[market])}/{c.rounds}"
+    last = core.state.last_round
+    head = f"{mechanisms.name_of(c.mechanism)}  round {int(core.state.round[market])}/{c.rounds}"
     if last is None:
         values = core.values()[market]
         lines = [head + "  (no round played yet)", f"{'agent':<12}{'value':>9}"]
         lines += [f"{a:<12}{values[i]:>9.4f}" for i, a in enumerate(agents)]
         return "\n".join(lines)
     price = float(last["clearing_price"][market])
-    head = f"{c.mechanism}  round {int(last['round'][market]) + 1}/{c.rounds}"
+    head = f"{mechanisms.name_of(c.mechanism)}  round {int(last['round'][market]) + 1}/{c.rounds}"
     head += "  clearing price " + ("-" if np.isnan(price) else f"{price:.4f}")
     cols = ("value", "bid", "alloc", "payment", "utility")
     lines = [head, f"{'agent':<12}" + "".join(f"{k:>10}" for k in cols)]

@@ -5,7 +5,7 @@ Shapes: ``B`` markets (or market-rounds), ``n`` buyers, ``m`` sellers, ``K`` slo
 attention won (``alpha`` of the slot, or 1 per traded unit), ``pay [B, n]`` the
 buyers' payments (> 0: the buyer pays), ``costs [B, m]`` and ``seller_alloc``,
 ``seller_receipt [B, m]`` the sellers' side. Nothing here knows about the
-environment; ``attn_env.simulate`` feeds these functions with its round records.
+environment; ``attn_env.market_log`` feeds these functions with its round records.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from numpy.typing import ArrayLike, NDArray
 from attn_env.mechanisms import walrasian_price
 
 __all__ = [
+    "METRIC_KEYS",
+    "episode_metrics",
     "budget_surplus",
     "efficiency",
     "exposure_share",
@@ -95,6 +97,45 @@ def optimal_welfare(
     k = min(v.shape[1], a.shape[1])
     a_desc = -np.sort(-a, axis=1)
     return (np.clip(v_desc[:, :k], 0.0, None) * a_desc[:, :k]).sum(axis=1)
+
+
+def episode_metrics(
+    acc: dict[str, NDArray[np.float64]],
+) -> dict[str, NDArray[np.float64]]:
+    """Market metrics of whole episodes from the market core's accumulators.
+
+    ``efficiency`` = welfare / optimal welfare per market (``nan`` when no trade
+    could create value), ``mean_price`` = payments / units traded (``nan`` when
+    nothing traded); arrays ``[B]``.
+    """
+    welfare, opt = acc["welfare"], acc["optimal_welfare"]
+    revenue, volume = acc["revenue"], acc["volume"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eff = np.where(opt > _EPS, welfare / np.where(opt > _EPS, opt, 1.0), np.nan)
+        price = np.where(
+            volume > _EPS, revenue / np.where(volume > _EPS, volume, 1.0), np.nan
+        )
+    return {
+        "efficiency": eff,
+        "welfare": welfare.copy(),
+        "optimal_welfare": opt.copy(),
+        "revenue": revenue.copy(),
+        "budget_surplus": revenue - acc["receipts"],
+        "mean_price": price,
+        "volume": volume.copy(),
+    }
+
+
+METRIC_KEYS = (
+    "efficiency",
+    "welfare",
+    "optimal_welfare",
+    "revenue",
+    "budget_surplus",
+    "mean_price",
+    "volume",
+)
+"Keys of :func:`episode_metrics` (the env's end-of-episode infos)."
 
 
 def efficiency(welfare: ArrayLike, optimal: ArrayLike) -> float:

@@ -1,18 +1,17 @@
 """Figures of a simulation: price path against the Walrasian band, efficiency.
 
-Drawn with matplotlib's object API on an Agg canvas (no pyplot global state, no
-display needed) and written atomically.
+Drawn and saved in the project's one style (``attn_env.figures``).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
+
+from attn_env.figures import new_figure, save_png
 
 __all__ = ["plot_market"]
 
@@ -27,17 +26,9 @@ def plot_market(result: Mapping[str, Any], path: str | Path) -> Path:
     Top panel: mean clearing price per round (or per bin of episodes) with the
     mean Walrasian interval as a band. Bottom panel: allocative efficiency.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"plot folder {str(path.parent)!r} does not exist")
     s = result["series"]
     x = np.asarray(s["x"], dtype=np.float64)
-    fig = Figure(figsize=(7.0, 6.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True)
+    fig, (top, bottom) = new_figure(2, 1, figsize=(7.0, 6.0), sharex=True)
     low, high = _floats(s["walrasian_low"]), _floats(s["walrasian_high"])
     marker = "o" if x.size <= 30 else None
     top.fill_between(
@@ -83,25 +74,7 @@ def plot_market(result: Mapping[str, Any], path: str | Path) -> Path:
     lo = float(np.nanmin(eff)) if np.isfinite(eff).any() else 0.0
     bottom.set_ylim(min(0.0, lo - 0.05), 1.05)
 
-    _write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
-    return path
-
-
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a unique temp file in ``path``'s folder, then ``os.replace``.
-
-    The temp file is opened with mode ``0o666`` minus the umask (``mkstemp``
-    would leave the result readable by its owner only).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return save_png(fig, path, dpi=120)
 
 
 def _pct(x: Any) -> str:

@@ -4,19 +4,23 @@
 ``gymnasium.Env`` whose observation and action spaces are one agent's spaces of
 ``attn_env.parallel_env(**options)`` (same options, rewards and dynamics; see the
 ``attn_env.market_env`` docstring). Each ``step(action)`` plays one round: the
-other agents act through the ``agents.base.Agent`` protocol on their own
+other agents act through the ``attn_env.players.Agent`` protocol on their own
 observations, the round clears, the learner gets its utility as reward, and the
 fixed agents ``observe`` the round's public feedback. The episode terminates
 after ``rounds`` rounds.
 
-``others`` picks the fixed agents:
+``others`` holds the fixed agents, objects of the :class:`attn_env.players.Agent`
+protocol (a rule of the ``agents`` package, a trained policy, your own class):
+a mapping from an agent name (``"buyer_1"``) or a role (``"buyer"``,
+``"seller"``) to an agent; names win over roles, and anything not named bids
+truthfully (:class:`attn_env.players.TruthfulAgent`). One object plays one
+agent name. To build agents from kind names, use ``agents.opponents``::
 
-- ``None``: every other agent truthful (bid the value, ask the cost);
-- a kind name (``"zi_c"``): that kind for every other agent, built with
-  ``agents.for_market`` so market facts (price range, rounds, budget) are filled in;
-- a mapping from an agent name (``"buyer_1"``) or a role (``"buyer"``,
-  ``"seller"``) to an ``Agent`` object or a kind name; names win over roles and
-  anything not named is truthful. One ``Agent`` object plays one agent name.
+    import agents, attn_env
+    cfg = attn_env.config.make_config(mechanism="cda", n_buyers=3)
+    env = attn_env.single_agent_env(
+        config=cfg, others=agents.opponents("zi_c", cfg, learner="buyer_0")
+    )
 
 The fixed agents draw their randomness from the env's generator, so
 ``reset(seed=s)`` makes whole episodes reproducible.
@@ -24,7 +28,6 @@ The fixed agents draw their randomness from the env's generator, so
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,17 +35,18 @@ import gymnasium
 import numpy as np
 from gymnasium.spaces import Box
 
-from agents.base import Agent
-from attn_env.config import EnvConfig
-from attn_env.core import MarketCore, feedback_for, make_config
+from attn_env.config import EnvConfig, make_config
+from attn_env.core import MarketCore
 from attn_env.market_env import (
     RENDER_MODES,
     _scalar,
     check_render_mode,
     render_out,
 )
+from attn_env.observation import role_of
+from attn_env.players import Agent, Seats, TruthfulAgent
 
-__all__ = ["SingleAgentMarketEnv", "feedback_for"]
+__all__ = ["SingleAgentMarketEnv"]
 
 
 class SingleAgentMarketEnv(gymnasium.Env):
@@ -53,7 +57,7 @@ class SingleAgentMarketEnv(gymnasium.Env):
     def __init__(
         self,
         learner: str = "buyer_0",
-        others: str | Mapping[str, Agent | str] | None = None,
+        others: Mapping[str, Agent] | None = None,
         config: EnvConfig | None = None,
         render_mode: str | None = None,
         **options: Any,
@@ -74,19 +78,13 @@ class SingleAgentMarketEnv(gymnasium.Env):
         self.others = self._build_others(others)
         self._obs: np.ndarray | None = None
 
-    def _build_others(
-        self, others: str | Mapping[str, Agent | str] | None
-    ) -> dict[str, Agent]:
-        import agents
-
-        options = dataclasses.asdict(self.config)
+    def _build_others(self, others: Mapping[str, Agent] | None) -> Seats:
         if others is None:
             others = {}
-        elif isinstance(others, str):
-            others = {"buyer": others, "seller": others}
         elif not isinstance(others, Mapping):
             raise ValueError(
-                f"others must be None, an agent kind or a mapping, got {others!r}"
+                "others must be None or a mapping from agent names or roles to "
+                f"agent objects (agents.opponents builds one from kinds), got {others!r}"
             )
         names = set(self.agents) | {"buyer", "seller"}
         unknown = sorted(set(others) - names)
@@ -97,21 +95,28 @@ class SingleAgentMarketEnv(gymnasium.Env):
             )
         if self.learner in others:
             raise ValueError(f"{self.learner!r} is the learner; it cannot be in others")
-        built = {}
+        players: list[Agent | None] = []
+        seen: dict[int, str] = {}
         for name in self.agents:
             if name == self.learner:
+                players.append(None)
                 continue
-            spec = others.get(name, others.get(name.rsplit("_", 1)[0], "truthful"))
-            agent = (
-                agents.for_market(spec, {}, options) if isinstance(spec, str) else spec
-            )
-            if not isinstance(agent, Agent):
+            agent = others.get(name, others.get(role_of(name)))
+            if agent is None:
+                agent = TruthfulAgent()
+            elif isinstance(agent, str):
                 raise ValueError(
-                    f"others[{name!r}] must follow agents.base.Agent "
-                    f"(reset/act/observe), got {agent!r}"
+                    f"others[{name!r}] is the kind name {agent!r}; pass agent objects "
+                    "(agents.opponents(kind, config, learner) builds them)"
                 )
-            built[name] = agent
-        return built
+            if id(agent) in seen:
+                raise ValueError(
+                    f"one agent object would play both {seen[id(agent)]!r} and "
+                    f"{name!r}; give each agent name its own object"
+                )
+            seen[id(agent)] = name
+            players.append(agent)
+        return Seats(players, n_buyers=self.core.spec.n_buyers)
 
     def reset(
         self, *, seed: int | None = None, options: dict | None = None
@@ -119,8 +124,7 @@ class SingleAgentMarketEnv(gymnasium.Env):
         """Start an episode; ``seed`` reseeds the market and the fixed agents."""
         super().reset(seed=seed)
         self.core.reset(self.np_random)
-        for agent in self.others.values():
-            agent.reset(1, self.np_random)
+        self.others.reset(1, self.np_random)
         self._obs = self.core.observe()
         info = {"value": float(self.core.values()[0, self._li])}
         return self._obs[0, self._li].copy(), info
@@ -132,17 +136,10 @@ class SingleAgentMarketEnv(gymnasium.Env):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.size != 1:
             raise ValueError(f"action must hold one number, got {action!r}")
-        row = np.empty((1, len(self.agents)))
+        row = self.others.act(self._obs, self.np_random)[..., 0].astype(np.float64)
         row[0, self._li] = a[0]
-        for name, agent in self.others.items():
-            j = self.agents.index(name)
-            row[0, j] = np.asarray(agent.act(self._obs[:, j], self.np_random)).reshape(
-                -1
-            )[0]
         rew, done, info = self.core.step(row, self.np_random)
-        n = self.core.spec.n_buyers
-        for name, agent in self.others.items():
-            agent.observe(feedback_for(info, self.agents.index(name), n))
+        self.others.observe(info)
         self._obs = self.core.observe()
         li = self._li
         out = {

@@ -68,8 +68,9 @@ from gymnasium.spaces import Box
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 
-from attn_env.config import EnvConfig
-from attn_env.core import METRIC_KEYS, MarketCore, make_config
+from attn_env.config import EnvConfig, make_config
+from attn_env.core import MarketCore
+from attn_env.metrics import METRIC_KEYS
 from attn_env.market_env import RENDER_MODES, check_render_mode, render_out
 
 __all__ = ["MarketVectorEnv", "vector_env"]

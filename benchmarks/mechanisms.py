@@ -26,7 +26,12 @@ from attn_env import mechanisms
 N, K, M = 10, 5, 10
 ALPHA = np.array([1.0, 0.8, 0.6, 0.4, 0.2])
 #: markets/s targets of issue 3 (sealed-bid one- and two-sided; assignment n = K = 5)
-SEALED = mechanisms.ONE_SIDED + tuple(m for m in mechanisms.TWO_SIDED if m != "cda")
+ONE_SIDED = mechanisms.names_of_family("one_sided")
+SEALED = ONE_SIDED + [
+    m
+    for m in mechanisms.names_of_family("two_sided")
+    if not mechanisms.mechanism_class(m).sequential
+]
 TARGET = {**dict.fromkeys(SEALED, 1_000_000), "assignment": 20_000}
 
 
@@ -147,7 +152,7 @@ def cases(markets: int, rng: np.random.Generator) -> dict[str, tuple]:
     small = rng.random((markets, 5, 5))
     wide = rng.random((markets, N, K))
     out: dict[str, tuple] = {}
-    for name in mechanisms.ONE_SIDED:
+    for name in ONE_SIDED:
         alpha = ALPHA[:1] if name == "second_price" else ALPHA
         m = mechanisms.make(name, seed=0)
         out[name] = (

@@ -10,7 +10,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from attn_env import mechanisms
-from attn_env.mechanisms import MATCHING, ONE_SIDED, TWO_SIDED
+from attn_env.mechanisms import names_of_family
+
+ONE_SIDED = tuple(names_of_family("one_sided"))
+TWO_SIDED = tuple(names_of_family("two_sided"))
+MATCHING = tuple(names_of_family("matching"))
 
 PROPS = settings(max_examples=60, deadline=None)
 # a small set of prices makes ties common; the floats make them rare

@@ -5,7 +5,7 @@
 - ``load_policy(DIR)`` returns a deterministic bidder, ``act(obs [N, obs_dim]) ->
   [N, 1]`` (``training.policy``).
 - ``attn-market evaluate CONFIG --policy DIR`` measures it against the analytic
-  equilibria (``training.evaluate``, ``agents.equilibria``).
+  equilibria (``runner.evaluate``, ``attn_env.equilibria``).
 
 Importing this package is cheap: torch and stable-baselines3 load on first use.
 """

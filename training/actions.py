@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import VALUE
+from attn_env.observation import ROLES, VALUE
 
 ACTIONS = ("shade", "shade_clip", "absolute")
 SHADE_START = 0.9
@@ -44,7 +44,6 @@ SHADE_START = 0.9
 RAW_BOUND = 8.0
 "Raw actions of ``shade`` lie in ``[-RAW_BOUND, RAW_BOUND]``."
 _OFFSET = float(np.log(SHADE_START / (1.0 - SHADE_START)))
-ROLES = ("buyer", "seller")
 
 __all__ = ["ACTIONS", "ROLES", "ActionMap", "action_map_for"]
 

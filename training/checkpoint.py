@@ -17,7 +17,6 @@ new manifest is in place.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -25,6 +24,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from attn_env.fileio import atomic_write_text, fsync_dir, umask_mode
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
@@ -35,60 +36,9 @@ __all__ = [
     "CONFIG",
     "FORMAT",
     "MANIFEST",
-    "atomic_save",
-    "atomic_write_text",
     "read_manifest",
     "write_checkpoint",
 ]
-
-
-def _fsync_dir(path: Path) -> None:
-    # Make the rename itself durable; not every platform lets a folder be opened.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _mode(full: int) -> int:
-    """``full`` minus the process umask (what ``open`` or ``mkdir`` would give)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return full & ~mask
-
-
-def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> Path:
-    """Write ``path`` through ``save(tmp_path)`` then ``os.replace`` it into place.
-
-    ``tmp_path`` lies in the same folder (so the replace is atomic) and keeps the
-    final suffix (SB3's ``save`` appends ``.zip`` to names without it). If
-    ``save`` raises, the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        save(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _mode(0o666))  # mkstemp makes 0600; keep the usual umask mode
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    return atomic_save(path, lambda tmp: tmp.write_text(text))
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
@@ -136,7 +86,7 @@ def write_checkpoint(
             save(target)
             with open(target, "rb+") as fh:
                 os.fsync(fh.fileno())
-        os.chmod(staging, _mode(0o777))  # mkdtemp makes 0700
+        os.chmod(staging, umask_mode(0o777))  # mkdtemp makes 0700
         index = 0
         while (final := root / f"{timesteps:012d}-{index}").exists():
             index += 1
@@ -144,7 +94,7 @@ def write_checkpoint(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     data = {
         **manifest,
         "format": FORMAT,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import OBS_BASE_DIM, ROLE
+from attn_env.observation import OBS_BASE_DIM, ROLE, role_of
 from training.actions import ActionMap
 from training.checkpoint import read_manifest
 
@@ -73,7 +73,7 @@ def freeze(policy: Any) -> Any:
 class RolePolicy:
     """One SB3 policy and its action map: observations ``[M, D]`` -> bids/asks.
 
-    Also a ``Player`` (``agents.base.Agent`` protocol), so a frozen copy can sit
+    Also an agent (``attn_env.players.Agent`` protocol), so a frozen copy can sit
     in a market seat during training.
 
     Args:
@@ -120,6 +120,9 @@ class RolePolicy:
 class TrainedPolicy:
     """What :func:`load_policy` returns: a deterministic bidder for every learning role.
 
+    It follows the agent protocol (``attn_env.players.Agent``), so it can play any
+    seat of its roles in ``simulate`` or the single-agent view as it is.
+
     Attributes:
         by_role: ``buyer``/``seller`` -> the :class:`RolePolicy` used by :meth:`act`.
         by_agent: agent name -> its :class:`RolePolicy` (every learning agent).
@@ -140,7 +143,15 @@ class TrainedPolicy:
     def roles(self) -> list[str]:
         return list(self.by_role)
 
-    def act(self, obs_batch: NDArray) -> NDArray[np.float32]:
+    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
+        """Stateless: nothing to reset."""
+
+    def observe(self, feedback: dict[str, Any]) -> None:
+        """Stateless: feedback is ignored."""
+
+    def act(
+        self, obs_batch: NDArray, rng: np.random.Generator | None = None
+    ) -> NDArray[np.float32]:
         """``[N, obs_dim] -> [N, 1]`` bids/asks, by the role flag ``obs[:, 3]``."""
         obs = np.asarray(obs_batch, dtype=np.float32)
         if obs.ndim != 2 or obs.shape[1] < OBS_BASE_DIM:
@@ -165,7 +176,7 @@ class TrainedPolicy:
         """The policy of one agent name (its own model with ``share: none``)."""
         if agent in self.by_agent:
             return self.by_agent[agent]
-        role = agent.rsplit("_", 1)[0]
+        role = role_of(agent)
         if role in self.by_role:
             return self.by_role[role]
         raise ValueError(

@@ -36,15 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from agents import for_market
 from attn_env.config import ExperimentConfig, TrainConfig
+from attn_env.fileio import atomic_write_text
+from attn_env.observation import role_of
+from attn_env.players import Seats
 from training.actions import ACTIONS, ActionMap, action_map_for
-from training.checkpoint import (
-    CONFIG,
-    MANIFEST,
-    atomic_write_text,
-    read_manifest,
-    write_checkpoint,
-)
+from training.checkpoint import CONFIG, MANIFEST, read_manifest, write_checkpoint
 from training.policy import (
     ALGOS,
     RolePolicy,
@@ -54,7 +52,7 @@ from training.policy import (
     resolve_device,
 )
 from training.selfplay import PoolPlayer, SnapshotPool
-from training.vec_adapter import MarketVecEnv, Seats
+from training.vec_adapter import MarketVecEnv
 
 __all__ = ["Learner", "Trainer", "plan_learners", "train"]
 
@@ -81,11 +79,6 @@ class Learner:
     @property
     def timesteps(self) -> int:
         return int(self.model.num_timesteps) if self.model is not None else 0
-
-
-def env_options(config: ExperimentConfig) -> dict[str, Any]:
-    """Keyword options of ``attn_env.vector_env`` from the config's env section."""
-    return dataclasses.asdict(config.env)
 
 
 def check_train_config(tc: TrainConfig) -> None:
@@ -135,12 +128,12 @@ def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Lear
     groups: dict[str, list[int]] = {}
     for i in learning:
         name = agent_names[i]
-        key = name.rsplit("_", 1)[0] if tc.share == "role" else name
+        key = role_of(name) if tc.share == "role" else name
         groups.setdefault(key, []).append(i)
     seeds = np.random.SeedSequence(config.seed).generate_state(len(groups))
     out = []
     for (key, seats), seed in zip(groups.items(), seeds, strict=True):
-        role = agent_names[seats[0]].rsplit("_", 1)[0]
+        role = role_of(agent_names[seats[0]])
         amap = action_map_for(config.env, role, tc.action)
         out.append(Learner(key, role, seats, amap, int(seed)))
     return out
@@ -222,9 +215,6 @@ def _others(
     self_play: bool,
 ) -> Seats:
     """Players of the seats ``learner`` does not control."""
-    from agents import for_market
-
-    opts = env_options(config)
     owner = {s: other for other in learners for s in other.seats}
     players: list[Any] = []
     for j, name in enumerate(agent_names):
@@ -235,7 +225,7 @@ def _others(
             players.append(owner[j].frozen)
         else:
             spec = config.agent_spec(name)
-            players.append(for_market(spec.kind, spec.params, opts))
+            players.append(for_market(spec.kind, spec.params, config.env))
     return Seats(players, n_buyers=config.env.n_buyers)
 
 
@@ -266,14 +256,35 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
     ) -> None:
-        import torch
-        from stable_baselines3.common.utils import set_random_seed
-
         import attn_env
 
-        tc = config.train
-        check_train_config(tc)
+        check_train_config(config.train)
         self.config, self.out, self.progress = config, Path(out), progress
+        old = self._open_run_folder(resume)
+        self._set_up_torch()
+        self.agent_names = list(attn_env.vector_env(1, config=config.env).agents)
+        self.learners = plan_learners(config, self.agent_names)
+        if old is not None:
+            self._check_resumable(old)
+        self._build_envs()
+        self._build_models(old)
+        for lr in self.learners:
+            lr.env.others = _others(
+                lr, self.learners, config, self.agent_names, self._self_play
+            )
+        self.state = {"turns": 0, "wall_s": 0.0}
+        if old is not None:
+            self.state = {
+                "turns": int(old.get("turns", 0)),
+                "wall_s": float(old.get("wall_s", 0.0)),
+            }
+
+    @property
+    def _self_play(self) -> bool:
+        return self.config.train.self_play_pool > 0
+
+    def _open_run_folder(self, resume: bool) -> dict[str, Any] | None:
+        """The old manifest when resuming; refuse to overwrite a trained run."""
         old: dict[str, Any] | None = None
         if resume:
             old = read_manifest(self.out)
@@ -283,69 +294,71 @@ class Trainer:
                 "continue it or choose another --out folder"
             )
         self.out.mkdir(parents=True, exist_ok=True)
-        _write_config(self.out, config)
-        device = resolve_device(tc.device)
+        _write_config(self.out, self.config)
+        return old
+
+    def _set_up_torch(self) -> None:
+        """Device, CPU threads and the global seeds of torch and numpy."""
+        import torch
+        from stable_baselines3.common.utils import set_random_seed
+
+        self.device = resolve_device(self.config.train.device)
         # Process-wide: more threads than free cores makes small-MLP PPO crawl
         # (measured 14x slower with 2 threads on a loaded 2-core machine).
-        torch.set_num_threads(tc.threads)
-        set_random_seed(config.seed)
+        torch.set_num_threads(self.config.train.threads)
+        set_random_seed(self.config.seed)
 
-        opts = env_options(config)
-        self.agent_names = agent_names = list(attn_env.vector_env(1, **opts).agents)
-        self.learners = learners = plan_learners(config, agent_names)
-        self_play = tc.self_play_pool > 0
-        if old is not None and sorted(old["learners"]) != sorted(
-            lr.name for lr in learners
-        ):
+    def _check_resumable(self, old: dict[str, Any]) -> None:
+        """The run in ``out`` trained the same learners with the same action maps."""
+        names = sorted(lr.name for lr in self.learners)
+        if sorted(old["learners"]) != names:
             raise ValueError(
                 f"cannot resume {str(self.out)!r}: it trained learners "
-                f"{sorted(old['learners'])}, the config asks for "
-                f"{sorted(lr.name for lr in learners)}"
+                f"{sorted(old['learners'])}, the config asks for {names}"
             )
-        tb = str(self.out / "tb")
-        for lr in learners:
-            if self_play and len(lr.seats) > 1:
+        for lr in self.learners:
+            if action_map_from(old["learners"][lr.name]) != lr.action_map:
+                raise ValueError(f"cannot resume {lr.name!r}: its action map changed")
+
+    def _build_envs(self) -> None:
+        """Each learner's vector env of ``num_envs`` markets, and its self-play pool."""
+        import attn_env
+
+        tc = self.config.train
+        for lr in self.learners:
+            if self._self_play and len(lr.seats) > 1:
                 lr.pool = SnapshotPool(
                     tc.self_play_pool, lr.action_map, self.out / "pool" / lr.name
                 )
-            venv = attn_env.vector_env(tc.num_envs, **opts)
-            seats = _seat_matrix(lr, tc.num_envs, self_play)
+            venv = attn_env.vector_env(tc.num_envs, config=self.config.env)
+            seats = _seat_matrix(lr, tc.num_envs, self._self_play)
             lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed)
+
+    def _build_models(self, old: dict[str, Any] | None) -> None:
+        """Fresh SB3 models (or the checkpoint's, resuming) and their frozen copies."""
+        tc, tb = self.config.train, str(self.out / "tb")
         ckpt = self.out / old["checkpoint"] if old is not None else None
-        for lr in learners:
+        for lr in self.learners:
             if ckpt is not None:
-                entry = old["learners"][lr.name]
-                if action_map_from(entry) != lr.action_map:
-                    raise ValueError(
-                        f"cannot resume {lr.name!r}: its action map changed"
-                    )
                 lr.model = algo_class(tc.algo).load(
                     ckpt / f"{lr.name}.zip",
                     env=lr.env,
-                    device=device,
+                    device=self.device,
                     tensorboard_log=tb,
                 )
                 # A fresh, reproducible stream for the continued run.
                 lr.env.seed(lr.seed + lr.timesteps)
                 if lr.pool is not None:
                     lr.pool.restore(
-                        type(lr.model.policy), old["pool"].get(lr.name, []), device
+                        type(lr.model.policy), old["pool"].get(lr.name, []), self.device
                     )
             else:
-                lr.model = _make_model(lr, tc, device, tb)
+                lr.model = _make_model(lr, tc, self.device, tb)
             lr.frozen = RolePolicy(
                 freeze(lr.model.policy), lr.action_map, deterministic=False
             )
             if lr.pool is not None and not lr.pool.members:
                 lr.pool.add(lr.model.policy, lr.timesteps)
-        for lr in learners:
-            lr.env.others = _others(lr, learners, config, agent_names, self_play)
-        self.state = {"turns": 0, "wall_s": 0.0}
-        if old is not None:
-            self.state = {
-                "turns": int(old.get("turns", 0)),
-                "wall_s": float(old.get("wall_s", 0.0)),
-            }
 
     @property
     def timesteps(self) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.actions import ActionMap
-from training.checkpoint import atomic_save
+from attn_env.fileio import atomic_save
 from training.policy import RolePolicy, freeze
 
 __all__ = ["PoolPlayer", "SnapshotPool"]
@@ -84,7 +84,7 @@ class SnapshotPool:
 
 
 class PoolPlayer:
-    """Plays one seat with a pool member drawn per market and round (a ``Player``)."""
+    """Plays one seat with a pool member drawn per market and round (an agent)."""
 
     def __init__(self, pool: SnapshotPool) -> None:
         self.pool = pool

@@ -19,8 +19,7 @@ observations from ``infos["final_obs"]``. Other autoreset modes are refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,64 +29,10 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
+from attn_env.players import Seats
 from training.actions import ActionMap
 
-__all__ = ["MarketVecEnv", "Player", "Seats"]
-
-
-class Player(Protocol):
-    """Anything that acts for one seat in ``N`` markets (``agents.base.Agent``)."""
-
-    def reset(self, num_envs: int, rng: np.random.Generator) -> None: ...
-
-    def act(
-        self, obs: NDArray[np.float32], rng: np.random.Generator
-    ) -> NDArray[np.float32]: ...
-
-    def observe(self, feedback: dict[str, Any]) -> None: ...
-
-
-class Seats:
-    """The players of the seats a learner does not control, one per agent index.
-
-    ``players[j]`` is ``None`` for a seat that the learner always controls.
-    After each round every player gets the feedback dict of the ``agents``
-    package, built from the vector env's infos as ``simulate.play`` does.
-
-    Args:
-        players: one entry per agent index.
-        n_buyers: number of buyers (columns ``0..n_buyers-1`` of the env's arrays).
-    """
-
-    def __init__(
-        self, players: Sequence[Player | None], n_buyers: int | None = None
-    ) -> None:
-        self.players = list(players)
-        self.n_buyers = len(self.players) if n_buyers is None else int(n_buyers)
-
-    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
-        for p in self.players:
-            if p is not None:
-                p.reset(num_envs, rng)
-
-    def act(
-        self, obs: NDArray[np.float32], rng: np.random.Generator
-    ) -> NDArray[np.float32]:
-        """Bids/asks ``[N, A, 1]`` for every seat with a player (zeros elsewhere)."""
-        out = np.zeros((obs.shape[0], obs.shape[1], 1), dtype=np.float32)
-        for j, p in enumerate(self.players):
-            if p is not None:
-                out[:, j, :] = np.asarray(
-                    p.act(obs[:, j, :], rng), dtype=np.float32
-                ).reshape(-1, 1)
-        return out
-
-    def observe(self, infos: dict[str, Any]) -> None:
-        from attn_env.core import feedback_for
-
-        for j, p in enumerate(self.players):
-            if p is not None:
-                p.observe(feedback_for(infos, j, self.n_buyers))
+__all__ = ["MarketVecEnv"]
 
 
 class MarketVecEnv(VecEnv):
@@ -135,7 +80,9 @@ class MarketVecEnv(VecEnv):
         self.n_markets, self.k = self.seats.shape
         self._rows = np.arange(self.n_markets)[:, None]
         self.action_map = action_map
-        self.others = others if others is not None else Seats([None] * n_agents)
+        self.others = (
+            others if others is not None else Seats([None] * n_agents, n_agents)
+        )
         self.render_mode = None
         self._next_seed = seed
         self._rng = np.random.default_rng(seed)

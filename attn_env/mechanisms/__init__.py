@@ -1,20 +1,29 @@
-"""Registry of market mechanisms: ``names()`` and ``make(name, **params)``.
+"""Registry of market mechanisms: ``names()``, ``make(name, **params)``, ``register``.
 
 Every mechanism is a small object whose ``clear(...)`` works on a batch of ``B``
-independent markets at once and returns an :class:`Outcome`.
+independent markets at once and returns an :class:`Outcome`. Its class says
+its family (``one_sided``, ``two_sided`` or ``matching``), which fixes what
+``clear`` takes and how the environment calls it.
+
+A user's own mechanism joins the registry with :func:`register` (a subclass of
+:class:`Mechanism`), after which every env, ``simulate`` and YAML config can
+name it; the envs also take a mechanism *instance* directly. See
+``docs/custom_mechanism.md``.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from attn_env.mechanisms._base import Mechanism
+from attn_env.mechanisms._base import FAMILIES, Mechanism
 from attn_env.mechanisms._crossing import walrasian_price
 from attn_env.mechanisms.matching import blocking_pairs
 from attn_env.mechanisms.outcome import Outcome
 
-# name -> (module, class): one flat table, filled in by the family modules.
-_REGISTRY: dict[str, tuple[str, str]] = {
+# name -> (module, class) for the built-ins (imported on first use), or the
+# class itself for registered ones.
+_REGISTRY: dict[str, tuple[str, str] | type[Mechanism]] = {
     "first_price": ("attn_env.mechanisms.position", "FirstPrice"),
     "second_price": ("attn_env.mechanisms.position", "SecondPrice"),
     "gsp": ("attn_env.mechanisms.position", "GSP"),
@@ -27,46 +36,87 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "stable_matching": ("attn_env.mechanisms.matching", "StableMatching"),
 }
 
-ONE_SIDED = ("first_price", "second_price", "gsp", "vcg")
-TWO_SIDED = ("k_double", "mcafee", "call_market", "cda")
-MATCHING = ("assignment", "stable_matching")
-
 __all__ = [
-    "MATCHING",
-    "ONE_SIDED",
-    "TWO_SIDED",
+    "FAMILIES",
     "Mechanism",
     "Outcome",
     "blocking_pairs",
     "family",
     "make",
+    "mechanism_class",
+    "name_of",
     "names",
+    "names_of_family",
+    "register",
     "walrasian_price",
 ]
 
 
 def names() -> list[str]:
-    """The names of all mechanisms, in DESIGN.md section 2 order."""
+    """The names of all mechanisms: DESIGN.md section 2 order, then registered ones."""
     return list(_REGISTRY)
 
 
-def family(name: str) -> str:
-    """``"one_sided"``, ``"two_sided"`` or ``"matching"``."""
-    _check_name(name)
-    if name in ONE_SIDED:
-        return "one_sided"
-    return "two_sided" if name in TWO_SIDED else "matching"
-
-
-def _check_name(name: str) -> None:
-    if name not in _REGISTRY:
+def mechanism_class(name: str) -> type[Mechanism]:
+    """The class registered under ``name``."""
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"unknown mechanism {name!r}; known: {', '.join(names())}")
+    entry = _REGISTRY[name]
+    if isinstance(entry, tuple):
+        module, cls = entry
+        return getattr(importlib.import_module(module), cls)
+    return entry
 
 
-def make(name: str, **params: Any):
+def family(name: str | Mechanism) -> str:
+    """``"one_sided"``, ``"two_sided"`` or ``"matching"`` of a name or an instance."""
+    if isinstance(name, Mechanism):
+        return type(name).family
+    return mechanism_class(name).family
+
+
+def names_of_family(fam: str) -> list[str]:
+    """The registered mechanisms of one family, in registry order."""
+    if fam not in FAMILIES:
+        raise ValueError(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
+    return [n for n in names() if family(n) == fam]
+
+
+def name_of(mechanism: str | Mechanism) -> str:
+    """The name of a mechanism given by name or as an instance."""
+    if isinstance(mechanism, Mechanism):
+        return type(mechanism).name or type(mechanism).__name__
+    return mechanism
+
+
+def make(name: str, **params: Any) -> Mechanism:
     """Build mechanism ``name`` with keyword parameters (e.g. ``reserve=0.1``)."""
-    import importlib
+    return mechanism_class(name)(**params)
 
-    _check_name(name)
-    module, cls = _REGISTRY[name]
-    return getattr(importlib.import_module(module), cls)(**params)
+
+def register(name: str, cls: type[Mechanism]) -> None:
+    """Add a user's mechanism class under ``name`` (for configs, envs, simulate).
+
+    Args:
+        name: the name configs use; must not shadow a registered mechanism.
+        cls: a subclass of :class:`Mechanism` whose ``family`` is one of
+            ``FAMILIES`` and whose ``clear`` follows that family's signature.
+
+    Raises:
+        ValueError: a taken or empty name, or a class that is not a mechanism.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"mechanism name must be an identifier, got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"mechanism {name!r} is already registered")
+    if not (isinstance(cls, type) and issubclass(cls, Mechanism)):
+        raise ValueError(
+            f"register({name!r}, cls): cls must subclass "
+            f"attn_env.mechanisms.Mechanism, got {cls!r}"
+        )
+    if cls.family not in FAMILIES:
+        raise ValueError(
+            f"{cls.__name__}.family must be one of {', '.join(FAMILIES)}, "
+            f"got {cls.family!r}"
+        )
+    _REGISTRY[name] = cls

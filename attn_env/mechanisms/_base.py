@@ -9,7 +9,9 @@ from numpy.typing import NDArray
 
 from attn_env.mechanisms._validate import check_reserve, check_unknown
 
-__all__ = ["Mechanism", "rank_desc"]
+FAMILIES = ("one_sided", "two_sided", "matching")
+
+__all__ = ["FAMILIES", "Mechanism", "rank_desc"]
 
 
 class Mechanism:
@@ -23,6 +25,11 @@ class Mechanism:
     """
 
     name: ClassVar[str] = ""
+    #: ``one_sided`` (bids for slots), ``two_sided`` (bids and asks) or
+    #: ``matching`` (a value per buyer and slot): what ``clear`` takes.
+    family: ClassVar[str] = ""
+    #: a sequential market (the CDA): traders leave once their unit has traded.
+    sequential: ClassVar[bool] = False
     #: family-specific keyword parameters and their defaults.
     params: ClassVar[dict[str, Any]] = {}
 

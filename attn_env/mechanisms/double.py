@@ -49,6 +49,8 @@ __all__ = ["CDA", "CallMarket", "KDouble", "McAfee", "SealedDouble"]
 class SealedDouble(Mechanism):
     """A sealed-bid double auction: sort, cross, price; subclasses set the rule."""
 
+    family = "two_sided"
+
     def clear(
         self,
         bids: ArrayLike,
@@ -223,6 +225,8 @@ class CDA(Mechanism):
     operation over all ``B`` markets.
     """
 
+    family = "two_sided"
+    sequential = True
     name = "cda"
 
     def clear(

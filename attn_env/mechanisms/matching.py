@@ -51,6 +51,8 @@ _BLOCK = 1 << 22
 class _Matching(Mechanism):
     """Validation and outcome assembly shared by the matchings."""
 
+    family = "matching"
+
     def _values(
         self, values: ArrayLike, weights: ArrayLike | None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:

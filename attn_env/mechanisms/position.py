@@ -51,6 +51,8 @@ class PositionAuction(Mechanism):
         n_slots: ``K`` when ``clear`` gets no ``weights`` (slots of attention 1).
     """
 
+    family = "one_sided"
+
     params: ClassVar[dict[str, Any]] = {"n_slots": 1}
 
     def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):

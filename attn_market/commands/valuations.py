@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -197,11 +194,7 @@ def render_heatmap(
     Vertical lines mark slot boundaries; each slot's alpha (its share of the
     query's attention to the slots, in page order) is written above it.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from attn_env.figures import new_figure, save_png
     from attn_env.valuations.model import (
         assemble_pages,
         page_attention,
@@ -228,7 +221,7 @@ def render_heatmap(
     col_seg = seg[text_cols]
 
     width = max(8.0, 0.22 * len(text_cols) + 2.5)
-    fig, ax = plt.subplots(figsize=(width, 1.4 + 0.3 * len(rows) + 1.6))
+    fig, ax = new_figure(figsize=(width, 1.4 + 0.3 * len(rows) + 1.6))
     im = ax.imshow(a, aspect="auto", cmap="magma", interpolation="nearest")
     ax.set_yticks(range(len(rows)), [tokens[i] for i in range(len(rows))], fontsize=8)
     ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
@@ -253,24 +246,5 @@ def render_heatmap(
         pad=34,
     )
     fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01, label="attention")
-    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{out.stem}-", suffix=out.suffix or ".png", dir=out.parent
-    )
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=130, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-    return out
-
-
-if __name__ == "__main__":  # pragma: no cover - convenience
-    from attn_env.cli import main
-
-    sys.exit(main(["valuations", *sys.argv[1:]]))
+    return save_png(fig, out, dpi=130)

@@ -1,11 +1,11 @@
-"""``attn-market simulate``: play fixed agents in a market and report its metrics.
+"""Streaming market metrics of played rounds: the reducer behind ``simulate``.
 
-:func:`play` is the reusable episode loop (evaluation reuses it): it builds the
-vector env of a config, one :class:`agents.base.Agent` per agent name, plays
-``episodes`` episodes ``num_envs`` markets at a time and returns plain-data
-metrics (every key in :meth:`MarketLog.result`; ``nan`` where undefined, written
-as ``null`` in JSON). The command prints them as a rich table, as one JSON
-object (``--json``) or draws them (``--plot FILE``).
+:class:`MarketLog` takes the vector env's per-round infos, reduces each round
+to a few numbers per market (welfare, first-best, payments, prices, the
+Walrasian interval, IR violations, blocking pairs) and per-agent sums, and
+turns them into the metrics ``attn-market simulate`` reports. The formulas live
+in :mod:`attn_env.metrics`; this module only decides what to record per round
+and how to aggregate it over episodes.
 
 Per-episode figures (``revenue``, ``welfare``, ``mean_utility``, ``volume``) are
 sums over an episode's rounds averaged over episodes; ``efficiency`` is total
@@ -14,169 +14,23 @@ welfare over total first-best welfare; prices are per unit of attention.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import itertools
-import json
 import math
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import Agent
 from attn_env import metrics
-from attn_env.config import ExperimentConfig, load_config
-from attn_env.core import feedback_for as feedback  # the one feedback builder
 from attn_env.mechanisms import blocking_pairs
 
-__all__ = [
-    "MarketLog",
-    "build_agents",
-    "feedback",
-    "jsonable",
-    "play",
-    "register",
-    "summarize",
-]
+__all__ = ["MarketLog", "summarize"]
 
 _MAX_BINS = 50
 _TOL = 1e-9
 # actions are float32: prices computed from them differ from float64 values by ~1e-7
 _PRICE_TOL = 1e-6
-
-
-def build_agents(
-    config: ExperimentConfig,
-    names: list[str],
-    given: Mapping[str, Agent] | None = None,
-) -> dict[str, Agent]:
-    """One agent per name: ``given`` ones first, the rest from ``config.agent_spec``.
-
-    Raises:
-        ValueError: an agent of kind ``learn`` (simulate plays fixed agents only),
-            an unknown kind or bad parameters (the message names the agent).
-    """
-    import agents
-
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(names))
-    if unknown:
-        raise ValueError(
-            f"agents given for unknown name(s) {', '.join(map(repr, unknown))}; "
-            f"the market has: {', '.join(names)}"
-        )
-    env_options = dataclasses.asdict(config.env)
-    out: dict[str, Agent] = {}
-    for name in names:
-        if name in given:
-            out[name] = given[name]
-            continue
-        spec = config.agent_spec(name)
-        if spec.kind == "learn":
-            raise ValueError(
-                f"agent {name!r} has kind 'learn', which simulate cannot play; train "
-                "it with `attn-market train`, then use kind 'policy' with params "
-                "{path: RUN_DIR}, or a fixed kind: " + ", ".join(agents.names())
-            )
-        try:
-            out[name] = agents.for_market(spec.kind, spec.params, env_options)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"agent {name!r}: {err}") from err
-    return out
-
-
-def play(
-    config: ExperimentConfig,
-    agents: Mapping[str, Agent] | None = None,
-    episodes: int | None = None,
-    progress: bool = True,
-    num_envs: int | None = None,
-) -> dict[str, Any]:
-    """Play ``episodes`` episodes of ``config``'s market and measure it.
-
-    Args:
-        config: the experiment (env options, agents by role or name, seed).
-        agents: agents to use for some names (e.g. a trained policy); the others
-            come from the config.
-        episodes: how many episodes (default ``config.episodes``).
-        progress: show a progress bar on stderr (when it is a terminal).
-        num_envs: markets stepped at once (default ``min(episodes, 1024)``).
-
-    Returns:
-        Plain-data metrics (keys in :meth:`MarketLog.result`), plus ``mechanism``,
-        ``episodes``, ``rounds``, ``num_envs``, ``seed`` and ``agent_kinds``.
-    """
-    import attn_env
-
-    episodes = config.episodes if episodes is None else int(episodes)
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    num_envs = min(episodes, 1024) if num_envs is None else int(num_envs)
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    num_envs = min(num_envs, episodes)
-
-    env = attn_env.vector_env(num_envs, **dataclasses.asdict(config.env))
-    players = build_agents(config, env.agents, agents)
-    order = [players[a] for a in env.agents]
-    n_buyers, rounds = env.spec.n_buyers, env.config.rounds
-    # the agents' own stream, apart from the env's
-    rng = np.random.default_rng([config.seed, 1])
-    for agent in order:
-        agent.reset(num_envs, rng)
-    obs, _ = env.reset(seed=config.seed)
-    log = MarketLog(
-        env.agents,
-        n_buyers,
-        env.spec.family,
-        env.config.redraw,
-        reserve=env.core.mechanism.reserve,
-    )
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=episodes,
-        unit="ep",
-        disable=None if progress else True,
-        desc=f"simulate {config.env.mechanism}",
-        file=sys.stderr,
-    )
-    done = 0
-    while done < episodes:
-        for _ in range(rounds):
-            actions = np.stack([a.act(obs[:, j], rng) for j, a in enumerate(order)], 1)
-            obs, _, _, _, info = env.step(actions)
-            for j, agent in enumerate(order):
-                agent.observe(feedback(info, j, n_buyers))
-            log.add_round(info)
-        keep = min(num_envs, episodes - done)
-        log.end_batch(keep)
-        done += keep
-        bar.update(keep)
-    bar.close()
-    result = log.result()
-    result.update(
-        mechanism=config.env.mechanism,
-        episodes=episodes,
-        rounds=rounds,
-        num_envs=num_envs,
-        seed=config.seed,
-        agent_kinds={name: _kind(config, name, agents) for name in env.agents},
-    )
-    return result
-
-
-def _kind(
-    config: ExperimentConfig, name: str, given: Mapping[str, Agent] | None
-) -> str:
-    if given and name in given:
-        return type(given[name]).__name__
-    return config.agent_spec(name).kind
 
 
 class MarketLog:
@@ -465,117 +319,3 @@ def _series(
         "efficiency": [float(_ratio(welfare[g].sum(), opt[g].sum())) for g in groups],
         "traded_share": [float(np.isfinite(price[g]).mean()) for g in groups],
     }
-
-
-def jsonable(x: Any) -> Any:
-    """Plain JSON data: nan and inf become ``null``, numpy arrays lists, numpy
-    scalars Python ones."""
-    if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-# ---------------------------------------------------------------------- command
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``simulate CONFIG [--json] [--plot FILE] [--episodes N] [--num-envs N]
-    [--seed N]``."""
-    p = subparsers.add_parser(
-        "simulate",
-        help="play fixed agents in a market and report its metrics",
-        description="Play the config's agents (truthful, bne, zi_c, zip, gd, pacing, "
-        "policy, ...) in its market and print efficiency, revenue, prices and "
-        "per-agent utility.",
-    )
-    p.add_argument("config", help="YAML experiment config (see configs/)")
-    p.add_argument(
-        "--json", action="store_true", help="print one JSON object on stdout"
-    )
-    p.add_argument(
-        "--plot", metavar="FILE", help="write a PNG of prices and efficiency"
-    )
-    p.add_argument("--episodes", type=int, metavar="N", help="override config episodes")
-    p.add_argument("--num-envs", type=int, metavar="N", help="markets stepped at once")
-    p.add_argument("--seed", type=int, metavar="N", help="override config seed")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    if args.seed is not None:
-        config = dataclasses.replace(config, seed=args.seed)
-    if args.plot and not Path(args.plot).resolve().parent.is_dir():
-        # fail before the run, not after it
-        raise FileNotFoundError(f"plot folder of {args.plot!r} does not exist")
-    result = play(config, episodes=args.episodes, num_envs=args.num_envs)
-    if args.plot:
-        from attn_env.plots import plot_market
-
-        plot_market(result, args.plot)
-    if args.json:
-        print(json.dumps(jsonable(result), allow_nan=False))
-    else:
-        _print_table(result)
-        if args.plot:
-            print(f"plot written to {args.plot}")
-    return 0
-
-
-def _fmt(x: Any) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "—"
-    return f"{x:.4f}" if isinstance(x, float) else str(x)
-
-
-_HEADLINE = (
-    ("efficiency", "allocative efficiency (welfare / first-best)"),
-    ("welfare", "welfare per episode"),
-    ("revenue", "revenue per episode (buyers' payments)"),
-    ("budget_surplus", "budget surplus per episode"),
-    ("volume", "units traded per episode"),
-    ("mean_price", "mean price per unit"),
-    ("price_std", "std of clearing prices"),
-    ("walrasian_distance", "mean distance to Walrasian interval"),
-    ("walrasian_share", "share of prices inside it"),
-    ("ir_violations", "IR violations (agent-rounds)"),
-    ("blocking_pairs", "blocking pairs per market round"),
-    ("gini_utility", "Gini of mean utilities"),
-    ("gini_exposure", "Gini of exposure shares"),
-)
-
-
-def _print_table(result: Mapping[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    title = (
-        f"{result['mechanism']}: {result['episodes']} episodes x {result['rounds']} "
-        f"round(s), seed {result['seed']}"
-    )
-    market = Table(title=title)
-    market.add_column("metric")
-    market.add_column("value", justify="right")
-    for key, label in _HEADLINE:
-        if key not in result:  # blocking_pairs: matchings only
-            continue
-        market.add_row(label, _fmt(result[key]))
-    per_agent = Table(title="agents")
-    for col in ("agent", "kind", "mean utility", "exposure share"):
-        per_agent.add_column(
-            col, justify="left" if col in ("agent", "kind") else "right"
-        )
-    for name, u in result["mean_utility"].items():
-        share = result["exposure_share"].get(name)
-        per_agent.add_row(name, result["agent_kinds"][name], _fmt(u), _fmt(share))
-    console = Console()
-    console.print(market)
-    console.print(per_agent)

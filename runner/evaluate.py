@@ -1,12 +1,13 @@
-"""``attn-market evaluate``: learned strategies against theory, and market metrics.
+"""``evaluate``: learned strategies against theory, and market metrics.
 
-Two distances of bnelearn (Bichler et al. 2021), for each learner:
+Two distances of bnelearn (Bichler et al. 2021, ``attn_env.strategy_metrics``),
+for each learner:
 
 ``bne_l2``
     L2 distance of the learned bid function to the analytic BNE over the value
     distribution: ``sqrt(mean_v (b(v) - b*(v))^2)`` on ``grid`` quantile
     midpoints of the value (or cost) distribution (equal spacing for uniform
-    values). Reported where ``agents.equilibria`` knows the equilibrium.
+    values). Reported where ``attn_env.equilibria`` knows the equilibrium.
 ``utility_loss``
     ``(u_BR - u) / u_BR``: the ex-ante utility a best response would earn
     against the *learned* opponents, minus the learned agent's own, relative.
@@ -26,12 +27,11 @@ bilateral equilibrium, 0 for first and second price).
 
 Per-learner values are under ``*_by_learner``; the headline ``bne_l2`` and
 ``utility_loss`` are the worst (largest) over learners. The market metrics come
-from ``attn_env.simulate.play`` with the trained policy in the learners' seats.
+from ``runner.simulate.play`` with the trained policy in the learners' seats.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,143 +39,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agents.base import ACTIVE, VALUE
-from agents.equilibria import Strategy, bne_strategy
+import attn_env
+from attn_env import mechanisms
 from attn_env.config import ExperimentConfig
+from attn_env.equilibria import Strategy, bne_strategy
+from attn_env.figures import new_figure, save_png
+from attn_env.observation import ACTIVE, VALUE
+from attn_env.strategy_metrics import BidFn, bne_l2, utility_loss, value_grid
+from runner.results import jsonable
+from runner.seats import build_agent
+from runner.simulate import play
 
-__all__ = [
-    "bne_l2",
-    "evaluate",
-    "plot_bid_functions",
-    "utility_loss",
-    "value_grid",
-]
-
-BidFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
-
-
-def value_grid(env_cfg, role: str, size: int = 1000) -> NDArray[np.float64]:
-    """``size`` quantile midpoints of a role's value (or cost) distribution."""
-    if role == "seller":
-        lo, hi, dist = env_cfg.cost_low, env_cfg.cost_high, "uniform"
-    else:
-        lo, hi, dist = env_cfg.value_low, env_cfg.value_high, env_cfg.value_dist
-    q = (np.arange(size) + 0.5) / size
-    if dist == "uniform":
-        return lo + (hi - lo) * q
-    from attn_env.valuations import draw_values
-
-    sample = draw_values(np.random.default_rng(0), (200_000,), dist, lo, hi)
-    return np.quantile(sample, q)
-
-
-def bne_l2(bid_fn: BidFn, bne: Strategy, values: NDArray[np.float64]) -> float:
-    """``sqrt(mean((bid_fn(v) - bne(v))^2))`` over ``values`` (a grid or a sample)."""
-    learned = np.asarray(bid_fn(values), dtype=np.float64).reshape(-1)
-    diff = learned - bne(values).reshape(-1)
-    return float(np.sqrt(np.mean(diff**2)))
-
-
-def _clear(
-    mech: Any,
-    family: str,
-    bids: NDArray,
-    asks: NDArray | None,
-    n_slots: int,
-    rng: np.random.Generator,
-):
-    if family == "one_sided":
-        return mech.clear(bids, weights=np.ones(n_slots), rng=rng)
-    return mech.clear(bids, asks, rng=rng)
-
-
-def utility_loss(
-    env_cfg,
-    strategies: list[BidFn],
-    agent: int,
-    rng: np.random.Generator,
-    samples: int = 4000,
-    bids: int = 101,
-    grid: int = 100,
-) -> dict[str, float]:
-    """Relative utility loss of agent column ``agent`` against a grid best response.
-
-    Args:
-        env_cfg: an ``EnvConfig`` (single round, ``uniform`` source).
-        strategies: one ``values -> bids`` function per agent column (buyers then
-            sellers), the agent's own included.
-        agent: the column whose loss is measured.
-        rng: draws the opponents' values and the mechanism's tie-breaks.
-        samples: Monte Carlo opponent profiles.
-        bids: candidate bids of the best-response grid, on ``[low, high]`` of the
-            agent's role.
-        grid: values (quantile midpoints) at which the best response is taken.
-
-    Returns:
-        ``utility_loss`` (relative), ``u_learned``, ``u_best_response`` (ex ante).
-    """
-    from attn_env import mechanisms
-    from attn_env.valuations import draw_values
-
-    fam = mechanisms.family(env_cfg.mechanism)
-    if fam == "matching":
-        raise ValueError(
-            f"utility_loss needs a sealed-bid auction, got {env_cfg.mechanism!r}"
-        )
-    n = env_cfg.n_buyers
-    m = (env_cfg.n_sellers or n) if fam == "two_sided" else 0
-    if len(strategies) != n + m:
-        raise ValueError(
-            f"need {n + m} strategies (buyers then sellers), got {len(strategies)}"
-        )
-    mech = mechanisms.make(env_cfg.mechanism, **env_cfg.mechanism_params)
-    seller = agent >= n
-    role = "seller" if seller else "buyer"
-    # Opponents' values and (fixed) bids, drawn once: common random numbers.
-    val = np.empty((samples, n + m))
-    val[:, :n] = draw_values(
-        rng, (samples, n), env_cfg.value_dist, env_cfg.value_low, env_cfg.value_high
-    )
-    if m:
-        val[:, n:] = draw_values(
-            rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high
-        )
-    base = np.column_stack(
-        [
-            np.asarray(f(val[:, j]), dtype=np.float64).reshape(-1)
-            for j, f in enumerate(strategies)
-        ]
-    )
-    v_grid = value_grid(env_cfg, role, grid)
-    learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
-    lo, hi = (
-        (env_cfg.cost_low, env_cfg.cost_high) if seller else (0.0, env_cfg.value_high)
-    )
-    cand = np.concatenate([np.linspace(lo, hi, bids), learned])
-
-    # One batched clear: every candidate bid against every opponent profile.
-    rows = np.repeat(base[None], len(cand), axis=0)  # [C, S, n + m]
-    rows[:, :, agent] = cand[:, None]
-    rows = rows.reshape(-1, n + m)
-    out = _clear(
-        mech, fam, rows[:, :n], rows[:, n:] if m else None, env_cfg.n_slots, rng
-    )
-    if seller:
-        q = out.seller_alloc[:, agent - n].reshape(len(cand), samples).mean(axis=1)
-        money = (
-            out.seller_receipt[:, agent - n].reshape(len(cand), samples).mean(axis=1)
-        )
-        util = money[None, :] - v_grid[:, None] * q[None, :]  # [G, C]
-    else:
-        q = out.alloc[:, agent].reshape(len(cand), samples).mean(axis=1)
-        money = out.pay[:, agent].reshape(len(cand), samples).mean(axis=1)
-        util = v_grid[:, None] * q[None, :] - money[None, :]
-    own = util[np.arange(grid), bids + np.arange(grid)]
-    # The best response may also stay out: utility 0.
-    best = np.maximum(util[:, :bids].max(axis=1), np.maximum(own, 0.0))
-    u_learned, u_br = float(own.mean()), float(best.mean())
-    loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0
-    return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
+__all__ = ["evaluate", "plot_bid_functions", "strategies_for"]
 
 
 def _agent_bid_fn(
@@ -194,11 +69,7 @@ def _agent_bid_fn(
 
 def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Generator):
     """Agent names and per-agent ``values -> bids`` (trained policy in learn seats)."""
-    import attn_env
-    from agents import for_market
-
-    opts = dataclasses.asdict(config.env)
-    venv = attn_env.vector_env(1, **opts)
+    venv = attn_env.vector_env(1, config=config.env)
     # a first-round observation per agent column; the value entry is overwritten
     obs, _ = venv.reset(seed=config.seed)
     template = np.asarray(obs[0], dtype=np.float32)
@@ -209,7 +80,7 @@ def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Genera
         if spec.kind == "learn":
             fns.append(_agent_bid_fn(trained.for_agent(name).act, template[j]))
         else:
-            agent = for_market(spec.kind, spec.params, opts)
+            agent = build_agent(spec.kind, spec.params, config)
             agent.reset(1, rng)
             fns.append(_agent_bid_fn(lambda o, a=agent: a.act(o, rng), template[j]))
     return names, fns
@@ -299,16 +170,12 @@ def _reachable_floor(
     return float(np.sqrt(np.mean((reach - b) ** 2)))
 
 
-def _sealed(mechanism: str) -> bool:
-    from attn_env import mechanisms
-
+def _sealed(mechanism: Any) -> bool:
     return mechanisms.family(mechanism) != "matching"
 
 
 def _market_metrics(config, trained, names, episodes, progress) -> dict[str, Any]:
-    """``attn_env.simulate.play`` with the trained policy in every learning seat."""
-    from attn_env.simulate import jsonable, play
-
+    """``runner.simulate.play`` with the trained policy in every learning seat."""
     # a RolePolicy is itself an agent (reset / act / observe)
     agents = {
         name: trained.for_agent(name)
@@ -330,14 +197,7 @@ def plot_bid_functions(
         path: the PNG to write (atomically).
         title: figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from training.checkpoint import atomic_save
-
-    fig, axes = plt.subplots(
+    fig, axes = new_figure(
         1, len(curves), figsize=(4.2 * len(curves), 3.8), squeeze=False
     )
     for ax, (name, (role, v, learned, star)) in zip(
@@ -354,8 +214,4 @@ def plot_bid_functions(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)

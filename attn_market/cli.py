@@ -1,10 +1,10 @@
 """The ``attn-market`` command line.
 
-Each command group lives beside the code it drives and registers itself here:
+Each command group registers itself here:
 
-- ``simulate``           -> ``attn_env.simulate.register``
-- ``valuations build|show`` -> ``attn_env.valuations.cli.register``
-- ``train``, ``evaluate`` -> ``training.cli.register``
+- ``simulate``                       -> ``attn_market.commands.simulate``
+- ``valuations build|show|validate`` -> ``attn_market.commands.valuations``
+- ``train``, ``evaluate``            -> ``attn_market.commands.training``
 
 Each ``register(subparsers)`` adds its parsers and sets ``func`` (a callable
 taking the parsed ``argparse.Namespace`` and returning an exit code). Modules
@@ -18,9 +18,13 @@ import argparse
 import importlib
 import sys
 
-from attn_env.config import ConfigError
+from attn_env.checks import ConfigError
 
-_COMMAND_MODULES = ("attn_env.simulate", "attn_env.valuations.cli", "training.cli")
+_COMMAND_MODULES = (
+    "attn_market.commands.simulate",
+    "attn_market.commands.valuations",
+    "attn_market.commands.training",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

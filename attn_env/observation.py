@@ -1,7 +1,7 @@
-"""The agent interface: a fixed (or trained) bidding strategy, batched over markets.
+"""The observation layout every agent reads, and the role of an agent name.
 
-One agent object plays one agent name (``buyer_0``) in ``N`` markets at once.
-Observations follow the environment's layout (``attn_env.market_env`` docstring):
+The market core writes observations in this layout; agents, trained policies
+and the trainers read them through these indices. One row per agent:
 
 ====  ==============================================================
  idx  meaning
@@ -20,13 +20,12 @@ Observations follow the environment's layout (``attn_env.market_env`` docstring)
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
-
 import numpy as np
 from numpy.typing import NDArray
 
 VALUE, BUDGET, ROUND, ROLE, LAST_PRICE, LAST_ALLOC, LAST_PAY, ACTIVE = range(8)
 OBS_BASE_DIM = 8
+ROLES = ("buyer", "seller")
 
 __all__ = [
     "ACTIVE",
@@ -36,11 +35,12 @@ __all__ = [
     "LAST_PRICE",
     "OBS_BASE_DIM",
     "ROLE",
+    "ROLES",
     "ROUND",
     "VALUE",
-    "Agent",
     "as_actions",
     "is_seller",
+    "role_of",
 ]
 
 
@@ -54,23 +54,6 @@ def is_seller(obs: NDArray) -> NDArray[np.bool_]:
     return obs[:, ROLE] > 0.5
 
 
-@runtime_checkable
-class Agent(Protocol):
-    """A strategy for one agent name, vectorised over ``N`` markets."""
-
-    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
-        """Start new episodes in ``num_envs`` markets (clears any adaptive state)."""
-        ...
-
-    def act(
-        self, obs: NDArray[np.float32], rng: np.random.Generator
-    ) -> NDArray[np.float32]:
-        """Bids (buyers) or asks (sellers) per unit: ``obs [N, obs_dim] -> [N, 1]``."""
-        ...
-
-    def observe(self, feedback: dict[str, Any]) -> None:
-        """Public feedback after a round (the env's ``infos``).
-
-        Adaptive agents (ZIP, GD, pacing) learn from it; the others ignore it.
-        """
-        ...
+def role_of(agent: str) -> str:
+    """The role of an agent name: ``"buyer_3" -> "buyer"``."""
+    return agent.rsplit("_", 1)[0]

@@ -1,4 +1,4 @@
-"""``attn-market train`` and ``attn-market evaluate`` (registered by ``attn_env.cli``).
+"""``attn-market train`` and ``attn-market evaluate`` (registered by ``attn_market.cli``).
 
 Only argparse is imported here; torch and stable-baselines3 load inside the
 command functions.
@@ -97,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from training.evaluate import evaluate
+    from runner.evaluate import evaluate
 
     # small batches: extra threads only contend (see train.threads)
     torch.set_num_threads(1)

@@ -1,5 +1,8 @@
 """Analytic Bayes–Nash equilibria: the one source for the ``bne`` agent and evaluation.
 
+:func:`bne_strategy` is the only dispatcher: the ``bne`` agent plays what it
+returns and ``evaluate`` measures distances to it, so the two cannot disagree.
+
 DESIGN.md section 7. All of them assume one independent sealed-bid market with
 uniformly distributed values (and costs):
 
@@ -13,8 +16,9 @@ uniformly distributed values (and costs):
   ``b(v) = v - (v^n - r^n) / (n v^(n-1))`` for ``v >= r`` and 0 below
   (Krishna 2010, sec. 2.5). With ``K >= n`` every bidder wins a unit and the
   best reply to anything is the reserve.
-- ``second_price``, ``vcg``, ``gsp`` with one slot, ``mcafee``: truthful
-  bidding (and asking) is dominant.
+- ``second_price``, ``vcg``, ``gsp`` with one slot, ``assignment`` (unit
+  demand, minimum Walrasian = VCG prices), ``mcafee``: truthful bidding (and
+  asking) is dominant.
 - ``k_double``, one buyer and one seller, values and costs ``U[a, b]``
   (Chatterjee–Samuelson; price ``k*bid + (1-k)*ask``): the linear equilibrium
   ``b(v) = v / (1 + k) + k (1 - k) / (2 (1 + k))``,
@@ -23,7 +27,7 @@ uniformly distributed values (and costs):
   27/32.
 
 scipy is imported only when a ``K > 1`` first-price bid is computed, so that
-``import agents`` stays cheap.
+importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ Strategy = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 __all__ = [
     "CS_EFFICIENCY",
     "Strategy",
+    "bne_reason",
     "bne_strategy",
     "chatterjee_samuelson",
     "first_price_bne",
@@ -130,13 +135,16 @@ def chatterjee_samuelson(
     return _affine(unit, low, high)
 
 
+_TRUTHFUL_BUYERS = ("second_price", "vcg", "assignment")
+"Mechanisms where bidding the value is dominant for buyers (whatever the reserve)."
+
+
 def bne_strategy(env_cfg, role: str) -> Strategy | None:
     """The analytic BNE bid (or ask) function of ``role`` in ``env_cfg``, or ``None``.
 
-    Stricter than the ``bne`` agent: the evaluation needs the equilibrium of the
-    whole game, so the ``uniform`` valuation source, no budget and fresh values
-    every round are required, and a reserve (where any bid below it is as good)
-    is not measured.
+    The equilibrium of the whole game: each round must be an independent
+    sealed-bid market with uniform values, so the ``uniform`` valuation source,
+    ``value_dist: uniform``, no budget and fresh values every round are required.
 
     Args:
         env_cfg: an :class:`attn_env.config.EnvConfig`.
@@ -144,8 +152,11 @@ def bne_strategy(env_cfg, role: str) -> Strategy | None:
 
     Returns:
         A vectorised ``values -> bids`` function, or ``None`` where the setting has
-        no closed-form equilibrium here (then ``bne_l2`` is not reported).
+        no closed-form equilibrium here (the ``bne`` agent refuses it, and
+        ``bne_l2`` is not reported).
     """
+    from attn_env import mechanisms
+
     if (
         env_cfg.valuation != "uniform"
         or env_cfg.value_dist != "uniform"
@@ -153,31 +164,35 @@ def bne_strategy(env_cfg, role: str) -> Strategy | None:
         or (env_cfg.rounds > 1 and env_cfg.redraw != "round")
     ):
         return None
-    mech, params = env_cfg.mechanism, dict(env_cfg.mechanism_params)
+    mech, params = mechanisms.name_of(env_cfg.mechanism), dict(env_cfg.mechanism_params)
     n, m, slots = env_cfg.n_buyers, env_cfg.n_sellers, env_cfg.n_slots
+    lo, hi = env_cfg.value_low, env_cfg.value_high
     if role == "buyer" and mech == "first_price":
-        if float(params.pop("reserve", 0.0)) != 0.0 or params or not 1 <= slots < n:
+        reserve = float(params.pop("reserve", 0.0))
+        if params or (reserve > 0.0 and 1 < slots < n):
             return None
-        return first_price_bne(n, slots, env_cfg.value_low, env_cfg.value_high)
-    if role == "buyer" and (
-        mech in ("second_price", "vcg") or (mech == "gsp" and slots == 1)
-    ):
+        return first_price_bne(n, slots, lo, hi, reserve)
+    if role == "buyer" and (mech in _TRUTHFUL_BUYERS or (mech == "gsp" and slots == 1)):
         return truthful
     if mech == "mcafee":
         return truthful
-    if (
-        mech == "k_double"
-        and n == 1
-        and max(m, 1) == 1
-        and not params.get("reserve", 0.0)
-    ):
-        if (env_cfg.value_low, env_cfg.value_high) != (
-            env_cfg.cost_low,
-            env_cfg.cost_high,
-        ):
+    if mech == "k_double" and n == 1 and max(m, 1) == 1 and set(params) <= {"k"}:
+        if (lo, hi) != (env_cfg.cost_low, env_cfg.cost_high):
             return None
-        k = float(params.get("k", 0.5))
-        if not 0.0 < k < 1.0:
-            return None
-        return chatterjee_samuelson(k, role, env_cfg.value_low, env_cfg.value_high)
+        return chatterjee_samuelson(float(params.get("k", 0.5)), role, lo, hi)
     return None
+
+
+def bne_reason(env_cfg) -> str:
+    """Why :func:`bne_strategy` has no answer for a buyer of ``env_cfg`` (for errors)."""
+    return (
+        "an analytic BNE is known here for independent sealed-bid rounds with "
+        "valuation: uniform, value_dist: uniform, no budget and redraw: round, in "
+        "first_price (one slot with a reserve, or K slots without), second_price, "
+        "vcg, assignment, gsp with one slot, mcafee, and k_double with one buyer "
+        "and one seller on a common range; got mechanism "
+        f"{env_cfg.mechanism!r}, mechanism_params={dict(env_cfg.mechanism_params)}, "
+        f"n_buyers={env_cfg.n_buyers}, n_sellers={env_cfg.n_sellers}, "
+        f"n_slots={env_cfg.n_slots}, valuation={env_cfg.valuation!r}, "
+        f"value_dist={env_cfg.value_dist!r}, budget={env_cfg.budget!r}"
+    )

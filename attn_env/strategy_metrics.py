@@ -1,0 +1,160 @@
+"""How far a strategy is from equilibrium: bnelearn's two measures.
+
+``bne_l2``
+    L2 distance of a bid function to the analytic BNE over the value
+    distribution: ``sqrt(mean_v (b(v) - b*(v))^2)`` on quantile midpoints of the
+    value (or cost) distribution (:func:`value_grid`; equal spacing for uniform
+    values).
+``utility_loss``
+    ``(u_BR - u) / u_BR``: the ex-ante utility a best response would earn
+    against the given opponents, minus the strategy's own, relative. Monte
+    Carlo: ``samples`` opponent profiles (values drawn, bids from their
+    strategies) are drawn once; for every candidate bid of a ``bids``-point grid
+    the mechanism clears them all, giving expected allocation ``A(b)`` and
+    payment ``P(b)``; ``u(v, b) = v A(b) - P(b)`` (sellers: ``R(b) - c Q(b)``);
+    the best response takes the best candidate (the strategy's own bid
+    included) at each value of the value grid. The same opponent sample prices
+    both, so ``utility_loss >= 0`` exactly.
+
+Strategies are plain ``values -> bids`` functions, so these measures need no
+trained model, torch or stable-baselines3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from attn_env import mechanisms
+from attn_env.equilibria import Strategy
+from attn_env.valuations import draw_values
+
+__all__ = ["BidFn", "bne_l2", "utility_loss", "value_grid"]
+
+BidFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
+
+
+def value_grid(env_cfg, role: str, size: int = 1000) -> NDArray[np.float64]:
+    """``size`` quantile midpoints of a role's value (or cost) distribution."""
+    if role == "seller":
+        lo, hi, dist = env_cfg.cost_low, env_cfg.cost_high, "uniform"
+    else:
+        lo, hi, dist = env_cfg.value_low, env_cfg.value_high, env_cfg.value_dist
+    q = (np.arange(size) + 0.5) / size
+    if dist == "uniform":
+        return lo + (hi - lo) * q
+    sample = draw_values(np.random.default_rng(0), (200_000,), dist, lo, hi)
+    return np.quantile(sample, q)
+
+
+def bne_l2(bid_fn: BidFn, bne: Strategy, values: NDArray[np.float64]) -> float:
+    """``sqrt(mean((bid_fn(v) - bne(v))^2))`` over ``values`` (a grid or a sample)."""
+    learned = np.asarray(bid_fn(values), dtype=np.float64).reshape(-1)
+    diff = learned - bne(values).reshape(-1)
+    return float(np.sqrt(np.mean(diff**2)))
+
+
+def _clear(
+    mech: Any,
+    family: str,
+    bids: NDArray,
+    asks: NDArray | None,
+    n_slots: int,
+    rng: np.random.Generator,
+):
+    if family == "one_sided":
+        return mech.clear(bids, weights=np.ones(n_slots), rng=rng)
+    return mech.clear(bids, asks, rng=rng)
+
+
+def utility_loss(
+    env_cfg,
+    strategies: list[BidFn],
+    agent: int,
+    rng: np.random.Generator,
+    samples: int = 4000,
+    bids: int = 101,
+    grid: int = 100,
+) -> dict[str, float]:
+    """Relative utility loss of agent column ``agent`` against a grid best response.
+
+    Args:
+        env_cfg: an ``EnvConfig`` (single round, ``uniform`` source).
+        strategies: one ``values -> bids`` function per agent column (buyers then
+            sellers), the agent's own included.
+        agent: the column whose loss is measured.
+        rng: draws the opponents' values and the mechanism's tie-breaks.
+        samples: Monte Carlo opponent profiles.
+        bids: candidate bids of the best-response grid, on ``[low, high]`` of the
+            agent's role.
+        grid: values (quantile midpoints) at which the best response is taken.
+
+    Returns:
+        ``utility_loss`` (relative), ``u_learned``, ``u_best_response`` (ex ante).
+    """
+    fam = mechanisms.family(env_cfg.mechanism)
+    if fam == "matching":
+        raise ValueError(
+            f"utility_loss needs a sealed-bid auction, got {env_cfg.mechanism!r}"
+        )
+    n = env_cfg.n_buyers
+    m = (env_cfg.n_sellers or n) if fam == "two_sided" else 0
+    if len(strategies) != n + m:
+        raise ValueError(
+            f"need {n + m} strategies (buyers then sellers), got {len(strategies)}"
+        )
+    mech = (
+        env_cfg.mechanism
+        if isinstance(env_cfg.mechanism, mechanisms.Mechanism)
+        else mechanisms.make(env_cfg.mechanism, **env_cfg.mechanism_params)
+    )
+    seller = agent >= n
+    role = "seller" if seller else "buyer"
+    # Opponents' values and (fixed) bids, drawn once: common random numbers.
+    val = np.empty((samples, n + m))
+    val[:, :n] = draw_values(
+        rng, (samples, n), env_cfg.value_dist, env_cfg.value_low, env_cfg.value_high
+    )
+    if m:
+        val[:, n:] = draw_values(
+            rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high
+        )
+    base = np.column_stack(
+        [
+            np.asarray(f(val[:, j]), dtype=np.float64).reshape(-1)
+            for j, f in enumerate(strategies)
+        ]
+    )
+    v_grid = value_grid(env_cfg, role, grid)
+    learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
+    lo, hi = (
+        (env_cfg.cost_low, env_cfg.cost_high) if seller else (0.0, env_cfg.value_high)
+    )
+    cand = np.concatenate([np.linspace(lo, hi, bids), learned])
+
+    # One batched clear: every candidate bid against every opponent profile.
+    rows = np.repeat(base[None], len(cand), axis=0)  # [C, S, n + m]
+    rows[:, :, agent] = cand[:, None]
+    rows = rows.reshape(-1, n + m)
+    out = _clear(
+        mech, fam, rows[:, :n], rows[:, n:] if m else None, env_cfg.n_slots, rng
+    )
+    if seller:
+        q = out.seller_alloc[:, agent - n].reshape(len(cand), samples).mean(axis=1)
+        money = (
+            out.seller_receipt[:, agent - n].reshape(len(cand), samples).mean(axis=1)
+        )
+        util = money[None, :] - v_grid[:, None] * q[None, :]  # [G, C]
+    else:
+        q = out.alloc[:, agent].reshape(len(cand), samples).mean(axis=1)
+        money = out.pay[:, agent].reshape(len(cand), samples).mean(axis=1)
+        util = v_grid[:, None] * q[None, :] - money[None, :]
+    own = util[np.arange(grid), bids + np.arange(grid)]
+    # The best response may also stay out: utility 0.
+    best = np.maximum(util[:, :bids].max(axis=1), np.maximum(own, 0.0))
+    u_learned, u_br = float(own.mean()), float(best.mean())
+    loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0
+    return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
