@@ -1,0 +1,308 @@
+"""Building an attention bank: candidate sets, page layouts, r_raw and alpha.
+
+One build draws (seeded by ``settings.seed``) the query subset, each query's
+candidate set and its page layouts, runs the model over every (query,
+candidate) pair and every page of K >= 2 slots, and stores the arrays in the
+layout documented in :mod:`attn_env.valuations.bank`.
+
+A build writes into ``<bank_dir>/.tmp-<key>-*`` (arrays first, then
+``manifest.json``) and renames the whole folder into place, so an interrupted
+build leaves no bank; a stale temp folder is removed by the next build. The
+model code is imported when a build runs, never at import time, so that
+importing the package does not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from attn_env.fileio import atomic_write_text, fsync_dir, umask_mode
+from attn_env.valuations.bank_settings import (
+    FORMAT_VERSION,
+    BankSettings,
+    bank_key,
+    default_bank_dir,
+)
+from attn_env.valuations.corpus_io import Corpus
+
+__all__ = ["build_bank"]
+
+
+def _candidate_sets(
+    settings: BankSettings, corpus: Corpus, rng: np.random.Generator
+) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.bool_]]:
+    """Seeded query subset and per-query candidate sets (own vertical + others).
+
+    Args:
+        settings: ``n_queries``, ``candidates_per_query`` and ``own_fraction``.
+        corpus: the queries and candidates to draw from.
+        rng: the build's generator (its draws here come first).
+
+    Returns:
+        ``queries [Q]``, ``candidates [Q, C]`` and ``own [Q, C]``.
+
+    Raises:
+        ValueError: when a query's vertical (or the others) has too few
+            candidates.
+    """
+    n_total = len(corpus.query_texts)
+    n_q = n_total if settings.n_queries is None else min(settings.n_queries, n_total)
+    queries = np.sort(rng.choice(n_total, size=n_q, replace=False)).astype(np.int32)
+    cand_vert = np.asarray(corpus.cand_verticals)
+    c = settings.candidates_per_query
+    n_own = round(c * settings.own_fraction)
+    cands = np.empty((n_q, c), dtype=np.int32)
+    own = np.empty((n_q, c), dtype=bool)
+    by_vertical: dict[str, tuple[NDArray, NDArray]] = {}
+    for i, q in enumerate(queries):
+        v = corpus.query_verticals[q]
+        if v not in by_vertical:
+            by_vertical[v] = (
+                np.flatnonzero(cand_vert == v),
+                np.flatnonzero(cand_vert != v),
+            )
+        same, other = by_vertical[v]
+        if len(same) < n_own or len(other) < c - n_own:
+            raise ValueError(
+                f"query {corpus.query_ids[q]!r} (vertical {v!r}) needs {n_own} "
+                f"own-vertical and {c - n_own} other candidates; the corpus has "
+                f"{len(same)} and {len(other)}"
+            )
+        pick = np.concatenate(
+            [
+                rng.choice(same, size=n_own, replace=False),
+                rng.choice(other, size=c - n_own, replace=False),
+            ]
+        )
+        mine = np.arange(c) < n_own
+        order = rng.permutation(c)
+        cands[i], own[i] = pick[order], mine[order]
+    return queries, cands, own
+
+
+def _open_arrays(
+    folder: Path, n_q: int, c: int, p: int, kmax: int
+) -> dict[str, np.memmap]:
+    """Create the bank's ``.npy`` files in ``folder``, memory-mapped for writing."""
+
+    def mm(name: str, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+        return np.lib.format.open_memmap(folder / f"{name}.npy", "w+", dtype, shape)
+
+    return {
+        "queries": mm("queries", np.int32, (n_q,)),
+        "candidates": mm("candidates", np.int32, (n_q, c)),
+        "own": mm("own", np.bool_, (n_q, c)),
+        "relevance_raw": mm("relevance_raw", np.float32, (n_q, c)),
+        "page_candidates": mm("page_candidates", np.int32, (n_q, p, kmax)),
+        "alpha": mm("alpha", np.float32, (n_q, p, kmax, kmax)),
+    }
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename the finished temp folder ``tmp`` to ``final``, atomically.
+
+    The folder gets the mode ``mkdir`` would have given it (``mkdtemp`` leaves
+    ``0o700``). A folder at ``final`` without a manifest (left by hand or a
+    crash) is replaced; a complete bank there (a concurrent build that won the
+    race) is kept and ``tmp`` removed.
+    """
+    os.chmod(tmp, umask_mode(0o777))
+    fsync_dir(tmp)
+    if final.exists() and not (final / "manifest.json").is_file():
+        shutil.rmtree(final)  # not a bank: no manifest (left by hand or a crash)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / "manifest.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # a concurrent build won the race
+        return
+    fsync_dir(final.parent)
+
+
+def build_bank(
+    settings: BankSettings,
+    corpus: Corpus,
+    lm: Any = None,
+    *,
+    bank_dir: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Path:
+    """Compute r and alpha and store them as a bank; return its folder.
+
+    An existing complete bank with the same key is reused as it is.
+
+    Args:
+        settings: what to compute (every field goes into the key).
+        corpus: queries and candidates.
+        lm: a :class:`~attn_env.valuations.model.LoadedModel`; default: load
+            ``model_dir`` (the shipped MiniLM when ``None``) on ``device``.
+        bank_dir: parent folder of banks (default
+            :func:`~attn_env.valuations.bank_settings.default_bank_dir`).
+        model_dir: a local BERT-like model folder, when ``lm`` is ``None``.
+        device: where to load the model, when ``lm`` is ``None``.
+        batch_size: sequences per forward pass.
+        progress: show a tqdm progress bar on stderr.
+
+    Returns:
+        The bank folder ``<bank_dir>/<key>``.
+    """
+    from attn_env.valuations.model import (
+        assemble_pages,
+        load_model,
+        model_identity,
+        page_attention,
+        pair_score,
+        segment_mass,
+        tokenize,
+    )
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model_id = lm.identity if lm is not None else model_identity(model_dir)
+    root = Path(bank_dir).expanduser() if bank_dir is not None else default_bank_dir()
+    key = bank_key(settings, model_id, corpus.content_hash)
+    final = root / key
+    if (final / "manifest.json").is_file():
+        return final
+    if lm is None:
+        lm = load_model(model_dir, device=device)
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(root)
+
+    rng = np.random.default_rng(settings.seed)
+    queries, cands, own = _candidate_sets(settings, corpus, rng)
+    n_q, c = cands.shape
+    p, kmax = settings.pages, settings.max_slots
+    page_cands = np.stack(
+        [
+            np.stack([rng.permutation(cands[i])[:kmax] for _ in range(p)])
+            for i in range(n_q)
+        ]
+    ).astype(np.int32)
+
+    q_tok = tokenize(
+        lm.tokenizer,
+        [corpus.query_texts[q] for q in queries],
+        settings.max_query_tokens,
+    )
+    needed = np.unique(cands)
+    c_tok_list = tokenize(
+        lm.tokenizer,
+        [corpus.cand_texts[j] for j in needed],
+        settings.max_candidate_tokens,
+    )
+    c_tok = dict(zip(needed.tolist(), c_tok_list, strict=True))
+    spec = settings.attention
+
+    # Jobs: (kind, query row, index) -- pairs first, then pages with K >= 2.
+    pair_jobs = [(i, j) for i in range(n_q) for j in range(c)]
+    page_jobs = [
+        (i, lay, k) for i in range(n_q) for lay in range(p) for k in range(2, kmax + 1)
+    ]
+    total = len(pair_jobs) + len(page_jobs)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+    try:
+        out = _open_arrays(tmp, n_q, c, p, kmax)
+        out["queries"][:] = queries
+        out["candidates"][:] = cands
+        out["own"][:] = own
+        out["page_candidates"][:] = page_cands
+        out["alpha"][:] = 0.0
+        out["alpha"][:, :, 0, 0] = 1.0
+
+        bar = _progress(total, progress, f"attention bank {key[:8]} on {lm.device}")
+        started = time.perf_counter()
+        for start in range(0, len(pair_jobs), batch_size):
+            chunk = pair_jobs[start : start + batch_size]
+            page = assemble_pages(
+                lm.tokenizer,
+                [q_tok[i] for i, _ in chunk],
+                [[c_tok[int(cands[i, j])]] for i, j in chunk],
+            )
+            score = pair_score(page_attention(lm, page, spec), page.segment, spec)
+            rows, cols = np.asarray(chunk).T
+            out["relevance_raw"][rows, cols] = score
+            bar.update(len(chunk))
+        pair_seconds = time.perf_counter() - started
+        # Pages grouped by K so each batch holds sequences of similar length.
+        page_jobs.sort(key=lambda job: job[2])
+        for start in range(0, len(page_jobs), batch_size):
+            chunk = page_jobs[start : start + batch_size]
+            page = assemble_pages(
+                lm.tokenizer,
+                [q_tok[i] for i, _, _ in chunk],
+                [
+                    [c_tok[int(x)] for x in page_cands[i, lay, :k]]
+                    for i, lay, k in chunk
+                ],
+            )
+            kk = max(k for _, _, k in chunk)
+            mass = segment_mass(
+                page_attention(lm, page, spec), page.segment, kk + 1, spec
+            )
+            for row, (i, lay, k) in enumerate(chunk):
+                slots = mass[row, 1 : k + 1]
+                out["alpha"][i, lay, k - 1, :k] = np.sort(slots / slots.sum())[::-1]
+            bar.update(len(chunk))
+        bar.close()
+        elapsed = time.perf_counter() - started
+        for arr in out.values():
+            arr.flush()
+        del out
+        manifest = {
+            "format": FORMAT_VERSION,
+            "key": key,
+            "model": model_id,
+            "corpus_hash": corpus.content_hash,
+            "settings": settings.to_params(),
+            "device": str(lm.device),
+            "dtype": str(next(lm.model.parameters()).dtype),
+            "sequences": total,
+            "seconds": round(elapsed, 3),
+            "pairs": len(pair_jobs),
+            "pair_seconds": round(pair_seconds, 3),
+            "pages": len(page_jobs),
+            "page_seconds": round(elapsed - pair_seconds, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=2))
+        _publish(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _remove_stale_temps(root: Path, older_than_s: float = 3600.0) -> None:
+    """Remove temp folders of builds that died more than ``older_than_s`` ago."""
+    now = time.time()
+    for entry in root.glob(".tmp-*"):
+        try:
+            if now - entry.stat().st_mtime > older_than_s:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    """A tqdm bar of ``total`` sequences on stderr (disabled unless ``enabled``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, disable=not enabled, desc=desc, unit="seq", file=sys.stderr
+    )
