@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
 import agents
-from agents.base import (
+from attn_env.config import make_config
+from attn_env.equilibria import bne_strategy
+from attn_env.observation import (
     ACTIVE,
     BUDGET,
     LAST_PAY,
@@ -17,8 +16,8 @@ from agents.base import (
     ROLE,
     ROUND,
     VALUE,
-    Agent,
 )
+from attn_env.players import Agent
 
 
 def _obs(values, seller=False, budget=0.0, round_frac=0.0, active=1.0):
@@ -45,7 +44,6 @@ def test_registry_lists_every_kind():
         "zip",
         "gd",
         "pacing",
-        "policy",
     ]
 
 
@@ -98,7 +96,7 @@ def test_zi_c_within_bounds_and_uniform():
 
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_bne_first_price_formula(n):
-    bne = agents.for_market("bne", {}, {"mechanism": "first_price", "n_buyers": n})
+    bne = agents.for_market("bne", {}, make_config(mechanism="first_price", n_buyers=n))
     np.testing.assert_allclose(
         bne.act(_obs(VALUES), RNG)[:, 0], (n - 1) / n * VALUES, 1e-6
     )
@@ -107,7 +105,7 @@ def test_bne_first_price_formula(n):
 def test_bne_first_price_two_slots_is_conditional_mean_of_kth_rival():
     """n = 3, K = 2: b(v) = E[Y | Y < v], Y the lower of the 2 others; b(1) = 1/3."""
     env = {"mechanism": "first_price", "n_buyers": 3, "n_slots": 2}
-    bne = agents.for_market("bne", {}, env)
+    bne = agents.for_market("bne", {}, make_config(**env))
     assert bne.act(_obs([1.0]), RNG)[0, 0] == pytest.approx(1 / 3, abs=1e-6)
     rng = np.random.default_rng(7)
     y = rng.uniform(size=(400_000, 2)).min(axis=1)  # 2nd highest of the 2 others
@@ -115,29 +113,93 @@ def test_bne_first_price_two_slots_is_conditional_mean_of_kth_rival():
     mc = [y[y < x].mean() for x in v]
     np.testing.assert_allclose(bne.act(_obs(v), RNG)[:, 0], mc, atol=3e-3)
     # on U[0, 2] the same game scaled: twice the bids at twice the values
-    wide = agents.for_market("bne", {}, {**env, "value_high": 2.0})
+    wide = agents.for_market("bne", {}, make_config(**env, value_high=2.0))
     np.testing.assert_allclose(
         wide.act(_obs(2 * v), RNG)[:, 0], 2 * bne.act(_obs(v), RNG)[:, 0], rtol=1e-5
     )
 
 
-def test_bne_agent_and_evaluation_share_one_equilibrium():
-    from agents.equilibria import bne_strategy
-    from attn_env.config import EnvConfig
+_BNE_SETTINGS = [
+    {"mechanism": m, "n_buyers": n, "n_slots": k, **extra}
+    for m in ("first_price", "second_price", "gsp", "vcg", "assignment")
+    for n, k in ((2, 1), (4, 2), (3, 3))
+    for extra in (
+        {},
+        {"mechanism_params": {"reserve": 0.2}},
+        {"value_low": 0.5, "value_high": 2.0},
+        {"value_dist": "beta"},
+        {"budget": 1.0},
+        {"rounds": 3, "redraw": "episode"},
+    )
+] + [
+    {"mechanism": m, "n_buyers": n, "n_sellers": s, **extra}
+    for m in ("k_double", "mcafee", "call_market", "cda")
+    for n, s in ((1, 1), (3, 2))
+    for extra in (
+        {},
+        {"mechanism_params": {"k": 0.3}} if m in ("k_double", "call_market") else {},
+        {"value_high": 2.0},
+        {"value_low": 0.25, "cost_low": 0.25},
+    )
+]
 
-    cfg = EnvConfig(mechanism="first_price", n_buyers=4, n_slots=2)
-    bne = agents.for_market(
-        "bne", {}, {"mechanism": "first_price", "n_buyers": 4, "n_slots": 2}
-    )
+
+@pytest.mark.parametrize(
+    "setting", _BNE_SETTINGS, ids=lambda s: "-".join(f"{v}" for v in s.values())
+)
+def test_bne_agent_plays_what_evaluation_measures_against(setting):
+    # One source: wherever either the bne agent or evaluation answers, both do,
+    # and the agent's bids (asks) on observations equal the strategy's.
+    cfg = make_config(**setting)
+    star = {r: bne_strategy(cfg, r) for r in ("buyer", "seller")}
+    if star["buyer"] is None:
+        with pytest.raises(ValueError, match="no analytic BNE"):
+            agents.for_market("bne", {}, cfg)
+        return
+    agent = agents.for_market("bne", {}, cfg)
+    lo, hi = cfg.value_low, cfg.value_high
+    values = np.linspace(lo, hi, 21)
     np.testing.assert_allclose(
-        bne.act(_obs(VALUES), RNG)[:, 0], bne_strategy(cfg, "buyer")(VALUES), atol=1e-6
+        agent.act(_obs(values), RNG)[:, 0], star["buyer"](values), atol=1e-6
     )
+    if star["seller"] is not None:
+        costs = np.linspace(cfg.cost_low, cfg.cost_high, 21)
+        np.testing.assert_allclose(
+            agent.act(_obs(costs, seller=True), RNG)[:, 0],
+            star["seller"](costs),
+            atol=1e-6,
+        )
+
+
+def test_bne_known_settings_by_hand():
+    # which settings have an analytic BNE (the table of attn_env.equilibria)
+    def known(**kw):
+        return bne_strategy(make_config(**kw), "buyer") is not None
+
+    assert known(mechanism="gsp", n_slots=1) and not known(mechanism="gsp", n_slots=2)
+    assert known(mechanism="assignment", n_buyers=3, n_slots=2)
+    assert known(mechanism="first_price", value_low=0.5)
+    assert known(mechanism="first_price", mechanism_params={"reserve": 0.3})
+    assert not known(
+        mechanism="first_price",
+        n_buyers=4,
+        n_slots=2,
+        mechanism_params={"reserve": 0.1},
+    )
+    assert not known(mechanism="first_price", valuation="attention")
+    assert not known(mechanism="call_market", n_buyers=1)
+    assert not known(mechanism="k_double", n_buyers=2, n_sellers=2)
+    # first price on U[0.5, 2]: b(v) = 0.5 + (n - 1)/n (v - 0.5)
+    b = bne_strategy(
+        make_config(mechanism="first_price", value_low=0.5, value_high=2.0), "buyer"
+    )
+    np.testing.assert_allclose(b(np.array([0.5, 1.0, 2.0])), [0.5, 0.75, 1.25])
 
 
 def test_bne_first_price_is_a_best_response():
     # n = 2: against b(v) = v/2 a bid b wins with probability min(2b, 1)
     grid = np.linspace(0.0, 1.0, 2001)
-    bne = agents.make("bne", mechanism="first_price", n_buyers=2)
+    bne = agents.make("bne", env=make_config(mechanism="first_price", n_buyers=2))
     for v in (0.2, 0.5, 0.9):
         best = grid[np.argmax((v - grid) * np.minimum(2 * grid, 1.0))]
         assert bne.act(_obs([v]), RNG)[0, 0] == pytest.approx(best, abs=1e-3)
@@ -146,7 +208,10 @@ def test_bne_first_price_is_a_best_response():
 def test_bne_first_price_with_reserve_closed_form():
     # n = 2, reserve r: b(v) = v/2 + r^2 / (2v) for v >= r (Krishna 2.5)
     bne = agents.make(
-        "bne", mechanism="first_price", n_buyers=2, mechanism_params={"reserve": 0.3}
+        "bne",
+        env=make_config(
+            mechanism="first_price", n_buyers=2, mechanism_params={"reserve": 0.3}
+        ),
     )
     v = np.array([0.1, 0.3, 0.6, 1.0])
     want = np.where(v >= 0.3, v / 2 + 0.09 / (2 * v), 0.0)
@@ -154,7 +219,7 @@ def test_bne_first_price_with_reserve_closed_form():
 
 
 def test_bne_k_double_chatterjee_samuelson():
-    env = {"mechanism": "k_double", "n_buyers": 1, "n_sellers": 1}
+    env = make_config(mechanism="k_double", n_buyers=1, n_sellers=1)
     bne = agents.for_market("bne", {}, env)
     np.testing.assert_allclose(
         bne.act(_obs(VALUES), RNG)[:, 0], 2 * VALUES / 3 + 1 / 12, 1e-6
@@ -168,7 +233,9 @@ def test_bne_k_double_buyer_best_responds_to_seller():
     # seller asks s(c) = 2c/3 + 1/4 with c ~ U[0,1]: asks ~ U[1/4, 11/12], p = (b + s)/2
     s = np.linspace(0.25, 11 / 12, 4001)
     grid = np.linspace(0.0, 1.0, 1001)
-    bne = agents.make("bne", mechanism="k_double", n_buyers=1, n_sellers=1)
+    bne = agents.make(
+        "bne", env=make_config(mechanism="k_double", n_buyers=1, n_sellers=1)
+    )
     for v in (0.5, 0.8, 1.0):
         gain = [np.mean(np.where(s <= b, v - (b + s) / 2, 0.0)) for b in grid]
         assert bne.act(_obs([v]), RNG)[0, 0] == pytest.approx(
@@ -178,14 +245,14 @@ def test_bne_k_double_buyer_best_responds_to_seller():
 
 @pytest.mark.parametrize("mech", ["second_price", "vcg", "mcafee", "assignment"])
 def test_bne_truthful_where_dominant(mech):
-    bne = agents.make("bne", mechanism=mech, n_buyers=3)
+    bne = agents.make("bne", env=make_config(mechanism=mech, n_buyers=3))
     np.testing.assert_allclose(bne.act(_obs(VALUES), RNG)[:, 0], VALUES, 1e-6)
 
 
 @pytest.mark.parametrize("mech", ["gsp", "cda", "call_market", "stable_matching"])
 def test_bne_unknown_names_the_mechanism(mech):
     with pytest.raises(ValueError, match=mech):
-        agents.make("bne", mechanism=mech, n_buyers=3)
+        agents.make("bne", env=make_config(mechanism=mech, n_buyers=3, n_slots=2))
 
 
 def test_pacing_spends_evenly_and_within_budget():
@@ -288,31 +355,9 @@ def test_gd_seller_belief_and_memory_bound():
 
 
 def test_for_market_fills_market_params_and_params_win():
-    env = {"mechanism": "first_price", "n_buyers": 4, "value_high": 2.0, "rounds": 7}
+    env = make_config(mechanism="first_price", n_buyers=4, value_high=2.0, rounds=7)
     assert agents.for_market("zi_c", {}, env).max_price == 2.0
     assert agents.for_market("zi_c", {"max_price": 3.0}, env).max_price == 3.0
     assert agents.for_market("pacing", {"eta": 0.5}, env).rounds == 7
     bne = agents.for_market("bne", {}, env)
     np.testing.assert_allclose(bne.act(_obs([1.0]), RNG)[0, 0], 0.75)
-
-
-def test_policy_agent_wraps_load_policy(monkeypatch):
-    class Scaled:
-        def __init__(self, scale):
-            self.scale = scale
-
-        def act(self, obs):
-            return self.scale * obs[:, :1]
-
-        def for_agent(self, name):
-            return Scaled(0.25) if name == "buyer_1" else self
-
-    fake = types.ModuleType("training")
-    fake.load_policy = lambda path: Scaled(0.5)
-    monkeypatch.setitem(sys.modules, "training", fake)
-    agent = agents.make("policy", path="runs/x")
-    out = agent.act(_obs(VALUES), RNG)
-    assert out.shape == (11, 1) and out.dtype == np.float32
-    np.testing.assert_allclose(out[:, 0], VALUES / 2, 1e-6)
-    own = agents.make("policy", path="runs/x", agent="buyer_1")
-    np.testing.assert_allclose(own.act(_obs(VALUES), RNG)[:, 0], VALUES / 4, 1e-6)

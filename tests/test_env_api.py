@@ -130,9 +130,10 @@ def test_building_and_stepping_every_view_loads_neither_torch_nor_transformers()
 import sys
 import numpy as np
 import gymnasium
+import agents
 import attn_env
-from attn_env.config import EnvConfig, ExperimentConfig
-from attn_env.simulate import play
+from attn_env.config import EnvConfig, ExperimentConfig, make_config
+from runner.simulate import play
 
 heavy = ("torch", "transformers")
 assert not any(m in sys.modules for m in heavy), "import attn_env"
@@ -147,7 +148,8 @@ for name in attn_env.mechanisms.names():
     v = attn_env.vector_env(4, mechanism=name, n_buyers=2)
     obs, _ = v.reset(seed=0)
     v.step(obs[..., :1])
-    s = attn_env.single_agent_env(mechanism=name, others="zi_c")
+    cfg = make_config(mechanism=name)
+    s = attn_env.single_agent_env(config=cfg, others=agents.opponents("zi_c", cfg))
     obs, _ = s.reset(seed=0)
     s.step(obs[:1])
     g = gymnasium.make("AttentionMarket-v0", mechanism=name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -13,8 +12,12 @@ import pytest
 
 import agents
 import attn_env
-from attn_env import mechanisms, simulate
+from attn_env import mechanisms
 from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, load_config
+from attn_env.market_log import summarize
+from attn_market.commands import simulate as simulate_cmd
+from runner.results import jsonable
+from runner.simulate import play
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 OWN_CONFIGS = mechanisms.names()  # configs/<mechanism>.yaml, one each
@@ -30,21 +33,27 @@ def _config(seed: int = 0, **env) -> ExperimentConfig:
     )
 
 
-def test_second_price_truthful_revenue_is_one_third():
-    cfg = _config(mechanism="second_price", n_buyers=2)
-    res = simulate.play(cfg, episodes=20_000, progress=False)
-    se = np.sqrt(1 / 18 / 20_000)  # revenue = min(v1, v2), variance 1/18
-    assert res["revenue"] == pytest.approx(1 / 3, abs=4 * se)
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_second_price_truthful_revenue(n):
+    # DESIGN 7: revenue = E[2nd highest of n U[0,1]] = (n-1)/(n+1), through the
+    # whole stack (config -> agents -> vector env -> mechanism -> metrics).
+    episodes = 20_000
+    cfg = _config(seed=n, mechanism="second_price", n_buyers=n)
+    res = play(cfg, episodes=episodes, progress=False)
+    var = 2 * (n - 1) / ((n + 1) ** 2 * (n + 2))  # of the 2nd highest value
+    se = np.sqrt(var / episodes)
+    assert res["revenue"] == pytest.approx((n - 1) / (n + 1), abs=4 * se)
     assert res["efficiency"] == pytest.approx(1.0)
     assert res["ir_violations"] == 0
 
 
-def test_revenue_equivalence_first_price_bne_vs_second_price():
-    n, episodes = 3, 20_000
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_revenue_equivalence_first_price_bne_vs_second_price(n):
+    episodes = 20_000
     fp = _config(mechanism="first_price", n_buyers=n, kinds={"buyer": "bne"})
     sp = _config(seed=1, mechanism="second_price", n_buyers=n)
-    r_fp = simulate.play(fp, episodes=episodes, progress=False)["revenue"]
-    r_sp = simulate.play(sp, episodes=episodes, progress=False)["revenue"]
+    r_fp = play(fp, episodes=episodes, progress=False)["revenue"]
+    r_sp = play(sp, episodes=episodes, progress=False)["revenue"]
     # first price: (n-1)/n * max, variance ((n-1)/n)^2 n/((n+1)^2 (n+2));
     # second price: 2nd highest, variance 2(n-1)/((n+1)^2 (n+2))
     var_fp = ((n - 1) / n) ** 2 * n / ((n + 1) ** 2 * (n + 2))
@@ -65,7 +74,7 @@ def test_zi_c_in_cda_is_allocatively_efficient():
         redraw="episode",
         kinds={"buyer": "zi_c", "seller": "zi_c"},
     )
-    res = simulate.play(cfg, episodes=1500, progress=False)
+    res = play(cfg, episodes=1500, progress=False)
     assert res["efficiency"] >= 0.95
     assert res["budget_surplus"] == pytest.approx(0.0, abs=1e-9)  # trades at one price
     assert res["ir_violations"] == 0
@@ -78,7 +87,7 @@ def test_zi_c_in_cda_is_allocatively_efficient():
 
 def test_k_double_chatterjee_samuelson_efficiency():
     cfg = load_config(CONFIGS / "k_double.yaml")
-    res = simulate.play(cfg, episodes=40_000, progress=False)
+    res = play(cfg, episodes=40_000, progress=False)
     assert res["efficiency"] == pytest.approx(27 / 32, abs=0.01)
     assert res["budget_surplus"] == pytest.approx(0.0, abs=1e-9)
 
@@ -88,8 +97,7 @@ def test_pacing_keeps_spend_within_budget_through_the_env():
     env = attn_env.vector_env(
         256, mechanism="first_price", n_buyers=2, rounds=rounds, budget=budget
     )
-    opts = dataclasses.asdict(env.config)
-    pacers = [agents.for_market("pacing", {}, opts) for _ in env.agents]
+    pacers = [agents.for_market("pacing", {}, env.config) for _ in env.agents]
     rng = np.random.default_rng(0)
     for p in pacers:
         p.reset(env.num_envs, rng)
@@ -107,8 +115,8 @@ def test_pacing_keeps_spend_within_budget_through_the_env():
 
 def test_play_result_keys_and_reproducibility():
     cfg = load_config(CONFIGS / "mcafee.yaml")
-    a = simulate.play(cfg, episodes=50, num_envs=16, progress=False)
-    b = simulate.play(cfg, episodes=50, num_envs=16, progress=False)
+    a = play(cfg, episodes=50, num_envs=16, progress=False)
+    b = play(cfg, episodes=50, num_envs=16, progress=False)
     assert a == b
     for key in (
         *REQUIRED,
@@ -124,12 +132,12 @@ def test_play_result_keys_and_reproducibility():
     names = [f"buyer_{i}" for i in range(10)] + [f"seller_{i}" for i in range(10)]
     assert list(a["mean_utility"]) == names
     assert a["episodes"] == 50 and a["budget_surplus"] >= 0  # McAfee: no deficit
-    json.dumps(simulate.jsonable(a), allow_nan=False)
+    json.dumps(jsonable(a), allow_nan=False)
 
 
 def test_play_counts_exactly_the_requested_episodes():
     cfg = _config(mechanism="second_price", n_buyers=2)
-    res = simulate.play(cfg, episodes=10, num_envs=4, progress=False)
+    res = play(cfg, episodes=10, num_envs=4, progress=False)
     assert res["episodes"] == 10
     assert res["series"]["x_label"] == "episode" and len(res["series"]["x"]) == 10
 
@@ -137,19 +145,19 @@ def test_play_counts_exactly_the_requested_episodes():
 def test_play_uses_given_agents():
     cfg = _config(mechanism="second_price", n_buyers=2)
     zero = agents.make("shading", shade=0.0)  # buyer_1 bids 0 and never wins
-    res = simulate.play(cfg, agents={"buyer_1": zero}, episodes=200, progress=False)
+    res = play(cfg, agents={"buyer_1": zero}, episodes=200, progress=False)
     assert res["exposure_share"] == {"buyer_0": 1.0, "buyer_1": 0.0}
     assert res["agent_kinds"]["buyer_1"] == "ShadingAgent"
     # buyer_0 wins every round at the reserve price 0: utility = E[v] = 1/2
     assert res["mean_utility"]["buyer_0"] == pytest.approx(0.5, abs=0.1)
     with pytest.raises(ValueError, match="buyer_7"):
-        simulate.play(cfg, agents={"buyer_7": zero}, episodes=2, progress=False)
+        play(cfg, agents={"buyer_7": zero}, episodes=2, progress=False)
 
 
 @pytest.mark.parametrize("name", ["stable_matching", "assignment"])
 def test_truthful_matchings_have_no_blocking_pairs(name):
     cfg = _config(mechanism=name, n_buyers=5, n_slots=3, rounds=2)
-    res = simulate.play(cfg, episodes=300, progress=False)
+    res = play(cfg, episodes=300, progress=False)
     assert res["blocking_pairs"] == 0.0
     assert res["efficiency"] == pytest.approx(1.0)
 
@@ -159,11 +167,11 @@ def test_shading_in_stable_matching_leaves_blocking_pairs():
     # holders do, and (buyer_0, slot) blocks under the true values.
     cfg = _config(mechanism="stable_matching", n_buyers=4, n_slots=2)
     low = agents.make("shading", shade=0.1)
-    res = simulate.play(cfg, agents={"buyer_0": low}, episodes=400, progress=False)
+    res = play(cfg, agents={"buyer_0": low}, episodes=400, progress=False)
     assert res["blocking_pairs"] > 0.2
     assert res["efficiency"] < 1.0
     # not a matching: no stability figure
-    assert "blocking_pairs" not in simulate.play(
+    assert "blocking_pairs" not in play(
         _config(mechanism="gsp", n_buyers=3, n_slots=2), episodes=4, progress=False
     )
 
@@ -182,18 +190,18 @@ def test_summarize_counts_blocking_pairs_by_hand():
         "slot": np.array([[[-1, 0]]]),
     }
     names = ["buyer_0", "buyer_1"]
-    assert simulate.summarize(rec, names, 2, "matching")["blocking_pairs"] == 1.0
+    assert summarize(rec, names, 2, "matching")["blocking_pairs"] == 1.0
     # a reserve above buyer_0's value: it no longer wants the slot
-    res = simulate.summarize(rec, names, 2, "matching", reserve=0.95)
+    res = summarize(rec, names, 2, "matching", reserve=0.95)
     assert res["blocking_pairs"] == 0.0
     rec["slot"] = np.array([[[0, -1]]])  # the efficient match is stable
-    assert simulate.summarize(rec, names, 2, "matching")["blocking_pairs"] == 0.0
+    assert summarize(rec, names, 2, "matching")["blocking_pairs"] == 0.0
 
 
 def test_learn_kind_is_rejected_with_the_agent_named():
     cfg = _config(mechanism="first_price", n_buyers=2, kinds={"buyer": "learn"})
     with pytest.raises(ValueError, match=r"'buyer_0' has kind 'learn'"):
-        simulate.play(cfg, episodes=2, progress=False)
+        play(cfg, episodes=2, progress=False)
 
 
 def test_bad_agent_params_name_the_agent():
@@ -202,7 +210,7 @@ def test_bad_agent_params_name_the_agent():
         agents={"buyer": AgentSpec(kind="bne")},
     )
     with pytest.raises(ValueError, match=r"buyer_0.*gsp"):
-        simulate.play(cfg, episodes=2, progress=False)
+        play(cfg, episodes=2, progress=False)
 
 
 def test_summarize_hand_case():
@@ -217,7 +225,7 @@ def test_summarize_hand_case():
         "clearing_price": np.array([[0.5]]),
         "alpha": np.ones((1, 1, 1)),
     }
-    res = simulate.summarize(rec, ["buyer_0", "buyer_1"], 2, "one_sided")
+    res = summarize(rec, ["buyer_0", "buyer_1"], 2, "one_sided")
     assert res["efficiency"] == pytest.approx(1.0)
     assert res["revenue"] == pytest.approx(0.5)
     assert res["welfare"] == pytest.approx(0.9)
@@ -228,24 +236,21 @@ def test_summarize_hand_case():
     # an overpaying truthful winner is an IR violation
     rec["payment"] = np.array([[[1.0, 0.0]]])
     rec["utility"] = np.array([[[-0.1, 0.0]]])
-    assert (
-        simulate.summarize(rec, ["buyer_0", "buyer_1"], 2, "one_sided")["ir_violations"]
-        == 1
-    )
+    assert summarize(rec, ["buyer_0", "buyer_1"], 2, "one_sided")["ir_violations"] == 1
 
 
 @pytest.mark.parametrize("name", OWN_CONFIGS)
 def test_every_config_loads_and_simulates(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
     assert cfg.env.mechanism == name
-    res = simulate.play(cfg, episodes=8, num_envs=4, progress=False)
+    res = play(cfg, episodes=8, num_envs=4, progress=False)
     assert set(REQUIRED) <= set(res)
     assert 0.0 <= res["efficiency"] <= 1.0 + 1e-9
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attn-market")
-    simulate.register(parser.add_subparsers(dest="command", required=True))
+    simulate_cmd.register(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
@@ -286,7 +291,7 @@ def test_simulate_command_table(capsys):
 
 
 def test_cli_main_prints_json(capsys):
-    from attn_env.cli import main
+    from attn_market.cli import main
 
     code = main(["simulate", str(CONFIGS / "vcg.yaml"), "--json", "--episodes", "30"])
     assert code == 0
@@ -296,7 +301,7 @@ def test_cli_main_prints_json(capsys):
 
 
 def test_cli_main_reports_config_errors(tmp_path, capsys):
-    from attn_env.cli import main
+    from attn_market.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("env: {mechanism: cda, n_buyer: 3}\n")
@@ -306,7 +311,7 @@ def test_cli_main_reports_config_errors(tmp_path, capsys):
 
 
 def test_cli_main_refuses_a_plot_into_a_missing_folder(tmp_path, capsys):
-    from attn_env.cli import main
+    from attn_market.cli import main
 
     png = tmp_path / "missing" / "plot.png"
     code = main(["simulate", str(CONFIGS / "vcg.yaml"), "--plot", str(png)])

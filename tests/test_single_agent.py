@@ -27,26 +27,35 @@ CASES = [
         "rounds": 4,
         "redraw": "episode",
         "learner": "seller_1",
-        "others": "zi_c",
+        "others": "zi_c",  # a kind: built by agents.opponents below
     },
     {"mechanism": "assignment", "n_buyers": 3, "n_slots": 2},
 ]
+
+
+def _env(kw, **extra):
+    import agents
+    from attn_env.config import make_config
+
+    kw = dict(kw)
+    learner, kind = kw.pop("learner", "buyer_0"), kw.pop("others", None)
+    cfg = make_config(**kw)
+    others = agents.opponents(kind, cfg, learner) if kind else None
+    return SingleAgentMarketEnv(learner=learner, others=others, config=cfg, **extra)
 
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: kw["mechanism"])
 def test_gymnasium_check_env(kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no spec" notice of the checker
-        check_env(
-            SingleAgentMarketEnv(render_mode="ansi", **kw), skip_render_check=False
-        )
+        check_env(_env(kw, render_mode="ansi"), skip_render_check=False)
 
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: kw["mechanism"])
 def test_sb3_check_env(kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SB3 recommends a [-1, 1] action box
-        sb3_check_env(SingleAgentMarketEnv(**kw), warn=False)
+        sb3_check_env(_env(kw), warn=False)
 
 
 def test_truthful_learner_in_second_price_earns_the_vickrey_surplus():
@@ -74,33 +83,51 @@ def test_others_by_name_role_and_object():
     e = SingleAgentMarketEnv(
         mechanism="first_price",
         n_buyers=3,
-        others={"buyer_2": shade, "buyer": "truthful"},
+        others={"buyer_2": shade, "buyer": agents.make("shading", shade=0.8)},
     )
-    assert e.others["buyer_2"] is shade
+    assert e.others.players[2] is shade
     e.reset(seed=1)
-    _, _, _, _, _ = e.step(np.zeros(1, dtype=np.float32))
-    bids = e.core.last_round["bid"][0]
-    values = e.core.last_round["value"][0]
-    assert bids[1] == pytest.approx(values[1], rel=1e-6)  # truthful by role
-    assert bids[2] == pytest.approx(0.5 * values[2], rel=1e-6)  # shading by name
+    e.step(np.zeros(1, dtype=np.float32))
+    bids = e.core.state.last_round["bid"][0]
+    values = e.core.state.last_round["value"][0]
+    assert bids[2] == pytest.approx(0.5 * values[2], rel=1e-6)  # by name
+    assert bids[1] == pytest.approx(0.8 * values[1], rel=1e-6)  # by role
+    # anyone not named bids truthfully
+    e = SingleAgentMarketEnv(
+        mechanism="first_price", n_buyers=3, others={"buyer_2": shade}
+    )
+    e.reset(seed=1)
+    e.step(np.zeros(1, dtype=np.float32))
+    last = e.core.state.last_round
+    assert last["bid"][0, 1] == pytest.approx(last["value"][0, 1], rel=1e-6)
 
 
 def test_bad_learner_and_others():
     with pytest.raises(ValueError, match="unknown learner 'seller_0'"):
         SingleAgentMarketEnv(learner="seller_0", mechanism="gsp")
     with pytest.raises(ValueError, match="is the learner"):
-        SingleAgentMarketEnv(others={"buyer_0": "truthful"}, mechanism="gsp")
+        SingleAgentMarketEnv(others={"buyer_0": _Recorder()}, mechanism="gsp")
     with pytest.raises(ValueError, match="unknown agent"):
-        SingleAgentMarketEnv(others={"buyer_9": "truthful"}, mechanism="gsp")
-    with pytest.raises(ValueError, match="unknown agent kind"):
-        SingleAgentMarketEnv(others="psychic", mechanism="gsp")
+        SingleAgentMarketEnv(others={"buyer_9": _Recorder()}, mechanism="gsp")
+    with pytest.raises(ValueError, match="pass agent objects"):
+        SingleAgentMarketEnv(others={"buyer": "zi_c"}, mechanism="gsp")
+    with pytest.raises(ValueError, match="must be None or a mapping"):
+        SingleAgentMarketEnv(others="zi_c", mechanism="gsp")
+    with pytest.raises(ValueError, match=r"must follow attn_env\.players\.Agent"):
+        SingleAgentMarketEnv(others={"buyer_1": object()}, mechanism="gsp")
+    one = _Recorder()
+    with pytest.raises(ValueError, match="one agent object would play both"):
+        SingleAgentMarketEnv(others={"buyer": one}, mechanism="gsp", n_buyers=3)
 
 
 def test_episodes_reproducible_with_adaptive_others():
+    import agents
+    from attn_env.config import make_config
+
+    cfg = make_config(mechanism="cda", n_buyers=4, rounds=5, redraw="episode")
+
     def play(seed):
-        e = SingleAgentMarketEnv(
-            mechanism="cda", n_buyers=4, rounds=5, redraw="episode", others="zip"
-        )
+        e = SingleAgentMarketEnv(config=cfg, others=agents.opponents("zip", cfg))
         obs, _ = e.reset(seed=seed)
         out = []
         for _ in range(5):
@@ -129,12 +156,8 @@ class _Recorder:
 
 
 def test_fixed_agents_get_the_same_feedback_as_in_simulate():
-    # One builder (attn_env.core.feedback_for) serves the single-agent view and
-    # simulate: who could trade (active, seller_active) is in it.
-    from attn_env import simulate
-    from attn_env.core import feedback_for
-
-    assert simulate.feedback is feedback_for
+    # Who could trade (active, seller_active) is in the feedback of the one
+    # driver of fixed agents (attn_env.players.Seats) that simulate uses too.
     rec = _Recorder()
     e = SingleAgentMarketEnv(
         learner="seller_0",
@@ -147,7 +170,7 @@ def test_fixed_agents_get_the_same_feedback_as_in_simulate():
     e.reset(seed=2)
     for _ in range(4):
         e.step(np.zeros(1, dtype=np.float32))  # asks 0: sells at once
-        last = e.core.last_round
+        last = e.core.state.last_round
         fb = rec.seen[-1]
         np.testing.assert_array_equal(fb["active"], last["active"][:, :3])
         np.testing.assert_array_equal(fb["seller_active"], last["active"][:, 3:])

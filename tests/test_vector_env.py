@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from attn_env import mechanisms, parallel_env, vector_env
-from attn_env.core import METRIC_KEYS
+from attn_env.metrics import METRIC_KEYS
 
 
 def options(name: str) -> dict:
@@ -96,7 +96,7 @@ def test_partial_autoreset_with_mask():
     # Markets started at different times finish at different steps.
     v = vector_env(4, mechanism="first_price", n_buyers=2, rounds=2, budget=1.0)
     obs, _ = v.reset(seed=2)
-    v.core.round[:2] = 1  # desynchronise: markets 0, 1 are in their last round
+    v.core.state.round[:2] = 1  # desynchronise: markets 0, 1 are in their last round
     obs, _, term, _, info = v.step(obs[..., :1])
     np.testing.assert_array_equal(term[:, 0], [True, True, False, False])
     np.testing.assert_array_equal(info["_final_obs"], [True, True, False, False])
@@ -168,11 +168,11 @@ def test_infos_hold_the_rounds_draw_and_slots(name):
     obs, _ = v.reset(seed=3)
     rng = np.random.default_rng(3)
     for _ in range(4):
-        alpha = v.core.alpha.copy()
-        theta, rel = v.core.theta.copy(), v.core.relevance.copy()
+        alpha = v.core.state.alpha.copy()
+        theta, rel = v.core.state.theta.copy(), v.core.state.relevance.copy()
         acts = obs[..., :1] * rng.uniform(0.5, 1.0, (64, 4, 1))
         obs, _, _, _, info = v.step(acts)
-        assert not np.array_equal(v.core.alpha, alpha)  # redrawn in the step
+        assert not np.array_equal(v.core.state.alpha, alpha)  # redrawn in the step
         np.testing.assert_array_equal(info["alpha"], alpha)
         np.testing.assert_array_equal(info["theta"], theta)
         np.testing.assert_array_equal(info["relevance"], rel)

@@ -1,0 +1,182 @@
+"""The layers only look down, and no module imports itself round a cycle.
+
+Every import in every module of the project, function-level ones included, is
+read from the source (``ast``), resolved to a project module and checked
+against the layer table of ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("attn_env", "agents", "training", "runner", "attn_market")
+
+# Lowest first. A module belongs to the first layer with a matching prefix
+# (longest prefix wins); it may import its own layer and the ones below.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundation", ("attn_env.checks", "attn_env.fileio", "attn_env.figures")),
+    ("mechanisms", ("attn_env.mechanisms",)),
+    ("valuations", ("attn_env.valuations",)),
+    (
+        "market core",
+        (
+            "attn_env.observation",
+            "attn_env.players",
+            "attn_env.metrics",
+            "attn_env.config",
+            "attn_env.core",
+        ),
+    ),
+    (
+        "environments and measures",
+        (
+            "attn_env.market_env",
+            "attn_env.vector",
+            "attn_env.single_agent",
+            "attn_env.market_log",
+            "attn_env.plots",
+            "attn_env.equilibria",
+            "attn_env.strategy_metrics",
+            "attn_env",
+        ),
+    ),
+    ("agents", ("agents",)),
+    ("training", ("training",)),
+    ("runner", ("runner",)),
+    ("cli", ("attn_market",)),
+]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def layer_of(module: str) -> int:
+    best, best_len = None, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
+                best, best_len = i, len(p)
+    if best is None:
+        raise AssertionError(f"module {module} is in no layer; add it to LAYERS")
+    return best
+
+
+def _resolve(name: str) -> str | None:
+    """The project module an import names (the longest existing prefix)."""
+    parts = name.split(".")
+    while parts:
+        cand = ".".join(parts)
+        if cand in MODULES:
+            return cand
+        parts.pop()
+    return None
+
+
+def imports_in(source: str, module: str, is_package: bool) -> set[str]:
+    """Project modules imported anywhere in ``source`` (functions included)."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")
+                up = up[: len(up) - (node.level - 1)]
+                base = ".".join([*up, base]) if base else ".".join(up)
+            # ``from pkg import sub`` imports the submodule ``pkg.sub``; any other
+            # name is an attribute of ``pkg`` itself
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base
+                for a in node.names
+            ]
+        else:
+            continue
+        for name in names:
+            target = _resolve(name)
+            if target is not None and target != module:
+                found.add(target)
+    return found
+
+
+def imports_of(module: str) -> set[str]:
+    path = MODULES[module]
+    return imports_in(path.read_text(), module, path.name == "__init__.py")
+
+
+GRAPH = {m: imports_of(m) for m in MODULES}
+
+
+def test_every_module_has_a_layer():
+    for m in MODULES:
+        layer_of(m)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_upward_import(module):
+    mine = layer_of(module)
+    upward = sorted(
+        f"{t} ({LAYERS[layer_of(t)][0]})" for t in GRAPH[module] if layer_of(t) > mine
+    )
+    assert not upward, (
+        f"{module} ({LAYERS[mine][0]}) imports upward: {', '.join(upward)}"
+    )
+
+
+def test_no_import_cycle():
+    # Package __init__ files re-export their submodules; a submodule importing
+    # its own package is the usual Python idiom, not a cycle between jobs.
+    def edges(m: str) -> set[str]:
+        return {t for t in GRAPH[m] if not m.startswith(t + ".")}
+
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(edges(m)):
+            if state.get(t) == 1:
+                cycle = [*stack[stack.index(t) :], t]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(MODULES):
+        if m not in state:
+            visit(m)
+
+
+def test_the_checker_sees_function_level_and_upward_imports():
+    # The walker must catch what this test exists for: an import inside a
+    # function, ``from package import submodule`` and a relative import.
+    src = (
+        "def f():\n"
+        "    from training import policy\n"
+        "    import runner.simulate\n"
+        "    from ..core import MarketCore\n"
+    )
+    found = imports_in(src, "agents.fake", is_package=False)
+    assert found == {"training.policy", "runner.simulate"}
+    found = imports_in(src, "attn_env.valuations.fake", is_package=False)
+    assert "attn_env.core" in found
+    assert layer_of("training.policy") > layer_of("agents.baselines")
+    assert layer_of("attn_env.core") > layer_of("attn_env.valuations.fake")
