@@ -31,7 +31,7 @@ from attn_env import mechanisms
 from attn_env.checks import ConfigError, is_real, reject_unknown
 from attn_env.mechanisms import Mechanism
 from attn_env.observation import role_of
-from attn_env.valuations import SOURCES
+from attn_env.valuations import source_names
 
 __all__ = [
     "REDRAW",
@@ -297,8 +297,8 @@ def validate_env(c: EnvConfig) -> None:
             f"{mechanisms.name_of(c.mechanism)!r} (the publisher is the market), "
             f"got {c.n_sellers}"
         )
-    if c.valuation not in SOURCES:
-        raise bad("valuation", f"one of {', '.join(SOURCES)}")
+    if c.valuation not in source_names():
+        raise bad("valuation", f"one of {', '.join(source_names())}")
     if c.redraw not in REDRAW:
         raise bad("redraw", f"one of {', '.join(REDRAW)}")
     for lo, hi in (("value_low", "value_high"), ("cost_low", "cost_high")):

@@ -263,7 +263,7 @@ class MarketCore:
         return np.concatenate([self.state.unit_value, self.state.cost], axis=1)
 
     def observe(self) -> NDArray[np.float32]:
-        """Observations ``[B, n_agents, obs_dim]`` (layout in ``attn_env.observation``)."""
+        """Observations ``[B, n_agents, obs_dim]`` (``attn_env.observation``)."""
         s = self.spec
         B, N, n = self.num_envs, s.n_agents, s.n_buyers
         obs = np.zeros((B, N, s.obs_dim), dtype=np.float32)

@@ -184,7 +184,7 @@ def bne_strategy(env_cfg, role: str) -> Strategy | None:
 
 
 def bne_reason(env_cfg) -> str:
-    """Why :func:`bne_strategy` has no answer for a buyer of ``env_cfg`` (for errors)."""
+    """Why :func:`bne_strategy` may have no answer for ``env_cfg`` (for errors)."""
     return (
         "an analytic BNE is known here for independent sealed-bid rounds with "
         "valuation: uniform, value_dist: uniform, no budget and redraw: round, in "

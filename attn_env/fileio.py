@@ -28,7 +28,7 @@ def umask_mode(full: int) -> int:
 
 
 def fsync_dir(path: str | Path) -> None:
-    """Make a rename inside ``path`` durable (a no-op where folders cannot be opened)."""
+    """Make a rename inside ``path`` durable (no-op where a folder cannot be opened)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:

@@ -335,14 +335,15 @@ def render_table(core: MarketCore, agents: list[str], market: int = 0) -> str:
     """The last round of ``market`` as a fixed-width text table."""
     c = core.config
     last = core.state.last_round
-    head = f"{mechanisms.name_of(c.mechanism)}  round {int(core.state.round[market])}/{c.rounds}"
+    name = mechanisms.name_of(c.mechanism)
+    head = f"{name}  round {int(core.state.round[market])}/{c.rounds}"
     if last is None:
         values = core.values()[market]
         lines = [head + "  (no round played yet)", f"{'agent':<12}{'value':>9}"]
         lines += [f"{a:<12}{values[i]:>9.4f}" for i, a in enumerate(agents)]
         return "\n".join(lines)
     price = float(last["clearing_price"][market])
-    head = f"{mechanisms.name_of(c.mechanism)}  round {int(last['round'][market]) + 1}/{c.rounds}"
+    head = f"{name}  round {int(last['round'][market]) + 1}/{c.rounds}"
     head += "  clearing price " + ("-" if np.isnan(price) else f"{price:.4f}")
     cols = ("value", "bid", "alloc", "payment", "utility")
     lines = [head, f"{'agent':<12}" + "".join(f"{k:>10}" for k in cols)]

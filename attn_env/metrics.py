@@ -17,9 +17,9 @@ from attn_env.mechanisms import walrasian_price
 
 __all__ = [
     "METRIC_KEYS",
-    "episode_metrics",
     "budget_surplus",
     "efficiency",
+    "episode_metrics",
     "exposure_share",
     "gini",
     "ir_violations",

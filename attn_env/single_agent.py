@@ -83,8 +83,8 @@ class SingleAgentMarketEnv(gymnasium.Env):
             others = {}
         elif not isinstance(others, Mapping):
             raise ValueError(
-                "others must be None or a mapping from agent names or roles to "
-                f"agent objects (agents.opponents builds one from kinds), got {others!r}"
+                "others must be None or a mapping from agent names or roles to agent "
+                f"objects (agents.opponents builds one from kinds), got {others!r}"
             )
         names = set(self.agents) | {"buyer", "seller"}
         unknown = sorted(set(others) - names)

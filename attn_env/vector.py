@@ -70,8 +70,8 @@ from gymnasium.vector import AutoresetMode
 
 from attn_env.config import EnvConfig, make_config
 from attn_env.core import MarketCore
-from attn_env.metrics import METRIC_KEYS
 from attn_env.market_env import RENDER_MODES, check_render_mode, render_out
+from attn_env.metrics import METRIC_KEYS
 
 __all__ = ["MarketVectorEnv", "vector_env"]
 

@@ -90,8 +90,13 @@ def _resolve(name: str) -> str | None:
 def imports_in(source: str, module: str, is_package: bool) -> set[str]:
     """Project modules imported anywhere in ``source`` (functions included)."""
     package = module if is_package else module.rpartition(".")[0]
+    tree = ast.parse(source)
+    # ``if TYPE_CHECKING:`` blocks are read by type checkers only: no run-time edge
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -176,6 +181,10 @@ def test_the_checker_sees_function_level_and_upward_imports():
     )
     found = imports_in(src, "agents.fake", is_package=False)
     assert found == {"training.policy", "runner.simulate"}
+    typing_only = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import runner\n"
+    )
+    assert imports_in(typing_only, "agents.fake", is_package=False) == set()
     found = imports_in(src, "attn_env.valuations.fake", is_package=False)
     assert "attn_env.core" in found
     assert layer_of("training.policy") > layer_of("agents.baselines")

@@ -126,7 +126,7 @@ def bank_path(tiny, corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 def test_importing_the_package_loads_neither_torch_nor_transformers() -> None:
     code = (
         "import sys, attn_env, attn_env.valuations, attn_env.valuations.bank, "
-        "attn_env.valuations.attention, attn_env.valuations.cli; "
+        "attn_env.valuations.attention, attn_market.commands.valuations; "
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
         "print(','.join(bad))"
     )
@@ -647,7 +647,7 @@ def _write_config(path: Path, params: dict) -> Path:
 def _run_cli(argv: list[str]) -> int:
     import argparse
 
-    from attn_env.valuations.cli import register
+    from attn_market.commands.valuations import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command", required=True))

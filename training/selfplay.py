@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training.actions import ActionMap
 from attn_env.fileio import atomic_save
+from training.actions import ActionMap
 from training.policy import RolePolicy, freeze
 
 __all__ = ["PoolPlayer", "SnapshotPool"]

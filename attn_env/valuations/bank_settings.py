@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attn_env.config import reject_unknown
+from attn_env.checks import reject_unknown
 from attn_env.valuations.model import AttentionSpec
 
 __all__ = [

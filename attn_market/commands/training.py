@@ -1,4 +1,4 @@
-"""``attn-market train`` and ``attn-market evaluate`` (registered by ``attn_market.cli``).
+"""The ``attn-market train`` and ``attn-market evaluate`` commands.
 
 Only argparse is imported here; torch and stable-baselines3 load inside the
 command functions.
