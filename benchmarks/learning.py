@@ -49,7 +49,7 @@ QUICK_STEPS = 200_000
 def run_case(
     name: str, out: Path, docs: Path, quick: bool, timesteps: int | None
 ) -> dict:
-    from training.evaluate import evaluate
+    from runner.evaluate import evaluate
 
     from attn_env.config import load_config
     from training.sb3 import train
