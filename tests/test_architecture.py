@@ -189,3 +189,26 @@ def test_the_checker_sees_function_level_and_upward_imports():
     assert "attn_env.core" in found
     assert layer_of("training.policy") > layer_of("agents.baselines")
     assert layer_of("attn_env.core") > layer_of("attn_env.valuations.fake")
+
+
+def test_equilibrium_distances_need_neither_torch_nor_sb3():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from attn_env.config import make_config\n"
+        "from attn_env.equilibria import bne_strategy\n"
+        "from attn_env.strategy_metrics import bne_l2, utility_loss, value_grid\n"
+        "cfg = make_config(mechanism='first_price', n_buyers=2)\n"
+        "star = bne_strategy(cfg, 'buyer')\n"
+        "grid = value_grid(cfg, 'buyer', 200)\n"
+        "assert bne_l2(star, star, grid) == 0.0\n"
+        "res = utility_loss(cfg, [star, star], 0, np.random.default_rng(0), 2000)\n"
+        "assert res['utility_loss'] < 0.05, res\n"
+        "print(','.join(m for m in ('torch', 'stable_baselines3') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == ""
