@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ConfigError", "is_real", "reject_unknown"]
+__all__ = ["DEVICES", "ConfigError", "check_device", "is_real", "reject_unknown"]
 
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names it."""
+
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+"The torch devices a config or an option may name."
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?|mps")
+
+
+def check_device(device: Any, name: str = "device") -> str:
+    """``device`` if it is one of :data:`DEVICES`, else ``ValueError`` naming it."""
+    if not (isinstance(device, str) and _DEVICE.fullmatch(device)):
+        raise ValueError(f"{name} must be one of {DEVICES}, got {device!r}")
+    return device
 
 
 def is_real(x: Any) -> bool:

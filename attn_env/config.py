@@ -19,6 +19,8 @@ Layout of a config file (DESIGN.md section 6)::
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from attn_env.observation import role_of
 from attn_env.valuations import source_names
 
 __all__ = [
+    "MAX_HISTORY",
     "REDRAW",
     "AgentSpec",
     "ConfigError",
@@ -45,9 +48,13 @@ __all__ = [
     "make_config",
     "reject_unknown",
     "validate_env",
+    "validate_experiment",
 ]
 
 REDRAW = ("round", "episode")
+MAX_HISTORY = 10_000
+"Most past rounds of prices an observation may hold (``history``)."
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,14 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         return [_check_type(v, et, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # PyYAML reads 1e30 (no dot in the mantissa) as a string
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is bool and isinstance(value, bool):
@@ -242,11 +257,49 @@ def load_config(path: str | Path) -> ExperimentConfig:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    with path.open() as fh:
-        data = yaml.safe_load(fh)
-    return from_dict(ExperimentConfig, data, where=path.name)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        msg = " ".join(str(err).split())
+        raise ConfigError(f"{path}: not valid YAML: {msg}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
+    config = from_dict(ExperimentConfig, data, where=path.name)
+    validate_experiment(config)
+    return config
+
+
+def validate_experiment(c: ExperimentConfig) -> None:
+    """``ValueError`` naming the first bad option of a whole experiment.
+
+    Checks the env (:func:`validate_env`), ``seed`` and ``episodes``, and that
+    every key of ``agents`` is a role (``buyer``, ``seller``) or an agent of the
+    market; the agent kinds are checked where agents are built.
+    """
+    for name, least in (("seed", 0), ("episodes", 1)):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+    validate_env(c.env)
+    n_sellers = (
+        (c.env.n_sellers or c.env.n_buyers)
+        if mechanisms.family(c.env.mechanism) == "two_sided"
+        else 0
+    )
+    names = [f"buyer_{i}" for i in range(c.env.n_buyers)]
+    names += [f"seller_{j}" for j in range(n_sellers)]
+    unknown = sorted(set(c.agents) - {"buyer", "seller", *names})
+    if unknown:
+        shown = names if len(names) <= 6 else [*names[:2], "...", *names[-2:]]
+        raise ConfigError(
+            f"agents: unknown key(s) {', '.join(map(repr, unknown))}; a key is a "
+            f"role (buyer, seller) or an agent of the market ({', '.join(shown)})"
+        )
 
 
 def make_config(config: EnvConfig | None = None, **options: Any) -> EnvConfig:
@@ -290,12 +343,20 @@ def validate_env(c: EnvConfig) -> None:
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
             raise bad(name, "an integer >= 0")
+    if c.history > MAX_HISTORY:
+        raise bad("history", f"at most {MAX_HISTORY} (past rounds observed)")
     fam = mechanisms.family(c.mechanism)
     if c.n_sellers and fam != "two_sided":
         raise ValueError(
             f"n_sellers must be 0 for the {fam} mechanism "
             f"{mechanisms.name_of(c.mechanism)!r} (the publisher is the market), "
             f"got {c.n_sellers}"
+        )
+    if fam == "two_sided" and c.n_slots != 1:
+        raise ValueError(
+            f"n_slots must be 1 for the two-sided mechanism "
+            f"{mechanisms.name_of(c.mechanism)!r} (one unit per trader), "
+            f"got {c.n_slots}"
         )
     if c.valuation not in source_names():
         raise bad("valuation", f"one of {', '.join(source_names())}")
@@ -307,6 +368,12 @@ def validate_env(c: EnvConfig) -> None:
             raise ValueError(
                 f"{lo}, {hi} must satisfy 0 <= {lo} < {hi}, got {a!r}, {b!r}"
             )
+    for name in ("value_low", "value_high", "cost_low", "cost_high", "budget"):
+        v = getattr(c, name)
+        if is_real(v) and abs(v) > _FLOAT32_MAX:
+            raise bad(name, f"finite as float32 (at most {_FLOAT32_MAX:.4g})")
+    if is_real(c.max_bid) and c.max_bid > _FLOAT32_MAX:
+        raise bad("max_bid", f"finite as float32 (at most {_FLOAT32_MAX:.4g})")
     if c.budget is not None and not (is_real(c.budget) and c.budget >= 0):
         raise bad("budget", "None (unlimited) or a finite number >= 0")
     if c.max_bid is not None and not (is_real(c.max_bid) and c.max_bid > 0):
@@ -314,3 +381,32 @@ def validate_env(c: EnvConfig) -> None:
     for name in ("mechanism_params", "valuation_params"):
         if not isinstance(getattr(c, name), dict):
             raise bad(name, "a mapping of keyword parameters")
+    _check_valuation_params(c.valuation, c.valuation_params)
+
+
+def _check_valuation_params(name: str, params: dict[str, Any]) -> None:
+    """The keys of ``valuation_params`` are keywords of source ``name``'s class.
+
+    ``dist``, ``low`` and ``high`` come from ``value_dist``, ``value_low`` and
+    ``value_high``; a class taking ``**kwargs`` checks the rest itself.
+    """
+    from attn_env.valuations import source_class
+
+    own = {"dist": "value_dist", "low": "value_low", "high": "value_high"}
+    taken = sorted(set(params) & set(own))
+    if taken:
+        raise ValueError(
+            f"valuation_params: {', '.join(map(repr, taken))} is set by "
+            f"{', '.join(own[k] for k in taken)}; drop it from valuation_params"
+        )
+    sig = inspect.signature(source_class(name).__init__)
+    kinds = [p.kind for p in sig.parameters.values()]
+    if inspect.Parameter.VAR_KEYWORD in kinds:
+        return
+    known = [k for k in sig.parameters if k not in ("self", *own)]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(
+            f"valuation_params: unknown option(s) {', '.join(map(repr, unknown))} "
+            f"for the {name!r} source; known: {', '.join(known) or 'none'}"
+        )

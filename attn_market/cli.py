@@ -40,13 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``attn-market`` console script."""
+    """Entry point of the ``attn-market`` console script.
+
+    A user error (bad config, option, value or path) prints one line,
+    ``attn-market COMMAND: error: ...``, on stderr and returns 2.
+    """
+    import yaml
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"attn-market {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError, yaml.YAMLError) as err:
+        # user errors: a bad config, option, value or path (ValueError covers
+        # json.JSONDecodeError and UnicodeDecodeError, OSError the missing,
+        # unreadable, folder-for-file and file-for-folder paths); anything
+        # else is a bug and keeps its traceback
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"attn-market {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -111,6 +111,11 @@ def evaluate(
     """
     from training.policy import load_policy
 
+    for name, value in (("samples", samples), ("episodes", episodes)):
+        if value is not None and (
+            isinstance(value, bool) or int(value) != value or value < 1
+        ):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     trained = load_policy(policy_dir)
     rng = np.random.default_rng(config.seed)
     names, fns = strategies_for(config, trained, rng)

@@ -23,6 +23,7 @@ __all__ = [
     "draw_values",
     "make_source",
     "register_source",
+    "source_class",
     "source_names",
 ]
 
@@ -57,16 +58,21 @@ def register_source(name: str, cls: type) -> None:
     _USER_SOURCES[name] = cls
 
 
-def make_source(name: str, **params: Any) -> ValuationSource:
-    """Build valuation source ``name`` (``source_names()``)."""
+def source_class(name: str) -> type:
+    """The class of valuation source ``name`` (``source_names()``)."""
     if name == "uniform":
-        return UniformSource(**params)
+        return UniformSource
     if name == "attention":
         from attn_env.valuations.attention import AttentionSource
 
-        return AttentionSource(**params)
-    if name in _USER_SOURCES:
-        return _USER_SOURCES[name](**params)
+        return AttentionSource
+    if isinstance(name, str) and name in _USER_SOURCES:
+        return _USER_SOURCES[name]
     raise ValueError(
         f"unknown valuation source {name!r}; known: {', '.join(source_names())}"
     )
+
+
+def make_source(name: str, **params: Any) -> ValuationSource:
+    """Build valuation source ``name`` (``source_names()``)."""
+    return source_class(name)(**params)

@@ -41,7 +41,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.checks import check_device
 from attn_env.valuations.bank import (
+    RELEVANCE_MAPS,
     Bank,
     BankSettings,
     build_bank,
@@ -52,7 +54,7 @@ from attn_env.valuations.bank import (
 )
 from attn_env.valuations.base import VALUE_DISTS, Draw, draw_values
 
-__all__ = ["AttentionSource"]
+__all__ = ["AttentionSource", "check_source_options"]
 
 log = logging.getLogger(__name__)
 BUILD_MODES = ("auto", "never")
@@ -67,6 +69,29 @@ SOURCE_OPTIONS = (
     "relevance",
 )
 "valuation_params that are not bank settings."
+
+
+def check_source_options(**options: Any) -> None:
+    """``ValueError`` naming the first bad source option (not a bank setting).
+
+    Checked before a bank is built or opened: ``device``, ``batch_size``,
+    ``build`` and ``relevance``, where given.
+    """
+    if "device" in options:
+        check_device(options["device"])
+    if "batch_size" in options:
+        b = options["batch_size"]
+        if isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {b!r}")
+    if "build" in options and options["build"] not in BUILD_MODES:
+        raise ValueError(
+            f"build must be one of {', '.join(BUILD_MODES)}, got {options['build']!r}"
+        )
+    if "relevance" in options and options["relevance"] not in RELEVANCE_MAPS:
+        raise ValueError(
+            f"relevance must be one of {', '.join(RELEVANCE_MAPS)}, "
+            f"got {options['relevance']!r}"
+        )
 
 
 class AttentionSource:
@@ -94,8 +119,9 @@ class AttentionSource:
             raise ValueError(
                 f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
             )
-        if build not in BUILD_MODES:
-            raise ValueError(f"build must be one of {BUILD_MODES}, got {build!r}")
+        check_source_options(
+            device=device, batch_size=batch_size, build=build, relevance=relevance
+        )
         self.dist, self.low, self.high = dist, float(low), float(high)
         if bank_path is not None:
             if settings:

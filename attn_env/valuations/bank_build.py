@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.checks import check_device
 from attn_env.fileio import atomic_write_text, fsync_dir, umask_mode
 from attn_env.valuations.bank_settings import (
     FORMAT_VERSION,
@@ -170,17 +171,22 @@ def build_bank(
         tokenize,
     )
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_device(device)
     model_id = lm.identity if lm is not None else model_identity(model_dir)
     root = Path(bank_dir).expanduser() if bank_dir is not None else default_bank_dir()
     key = bank_key(settings, model_id, corpus.content_hash)
     final = root / key
     if (final / "manifest.json").is_file():
         return final
+    root.mkdir(parents=True, exist_ok=True)  # a bad bank_dir fails before the model
     if lm is None:
         lm = load_model(model_dir, device=device)
-    root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(root)
 
     rng = np.random.default_rng(settings.seed)

@@ -56,6 +56,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.checks import check_device
+
 __all__ = [
     "HEAD_AGGREGATIONS",
     "SCORES",
@@ -245,6 +247,7 @@ def load_model(
         model_dir: a transformers folder; default: the shipped MiniLM-L6.
         device: ``auto`` (cuda when present), ``cpu`` or ``cuda[:i]``.
     """
+    check_device(device)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -305,6 +308,12 @@ def assemble_pages(
         rows_seg.append(seg)
         rows_type.append([0] * (len(q) + 2) + [1] * (len(ids) - len(q) - 2))
     width = max(len(r) for r in rows_ids)
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and width > limit:
+        raise ValueError(
+            f"a page of {width} tokens exceeds the model's limit of {limit}; "
+            "use fewer or shorter candidates"
+        )
     n = len(rows_ids)
     input_ids = np.full((n, width), pad, dtype=np.int64)
     token_type = np.zeros((n, width), dtype=np.int64)

@@ -11,10 +11,10 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from attn_env.config import load_config
+from attn_env.config import load_config, validate_experiment
+from attn_market.commands import check_output_file
 from runner.results import jsonable
 from runner.simulate import play
 
@@ -48,9 +48,9 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.seed is not None:
         config = dataclasses.replace(config, seed=args.seed)
-    if args.plot and not Path(args.plot).resolve().parent.is_dir():
-        # fail before the run, not after it
-        raise FileNotFoundError(f"plot folder of {args.plot!r} does not exist")
+        validate_experiment(config)
+    if args.plot:
+        check_output_file(args.plot, "--plot")  # fail before the run, not after it
     result = play(config, episodes=args.episodes, num_envs=args.num_envs)
     if args.plot:
         from attn_env.plots import plot_market

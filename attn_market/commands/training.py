@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from attn_market.commands import check_output_file
+
 __all__ = ["register"]
 
 
@@ -71,11 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load(path: str, seed: int | None = None, timesteps: int | None = None):
     import dataclasses
 
-    from attn_env.config import load_config
+    from attn_env.config import load_config, validate_experiment
 
     config = load_config(path)
     if seed is not None:
         config = dataclasses.replace(config, seed=seed)
+        validate_experiment(config)
     if timesteps is not None:
         config = dataclasses.replace(
             config, train=dataclasses.replace(config.train, total_timesteps=timesteps)
@@ -102,6 +105,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     # small batches: extra threads only contend (see train.threads)
     torch.set_num_threads(1)
     config = _load(args.config)
+    if args.plot is not None:
+        check_output_file(args.plot, "--plot")
     result = evaluate(
         config,
         args.policy,

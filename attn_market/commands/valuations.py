@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from attn_market.commands import check_output_file
+
 __all__ = ["register", "render_heatmap"]
 
 
@@ -74,10 +76,11 @@ def _params(config: str | None) -> dict[str, Any]:
 
 def _split(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Bank settings and the other source options of ``valuation_params``."""
-    from attn_env.valuations.attention import SOURCE_OPTIONS
+    from attn_env.valuations.attention import SOURCE_OPTIONS, check_source_options
     from attn_env.valuations.bank import BankSettings
 
     options = {k: params[k] for k in SOURCE_OPTIONS if k in params}
+    check_source_options(**options)
     settings = BankSettings.from_params(
         {k: v for k, v in params.items() if k not in SOURCE_OPTIONS}, SOURCE_OPTIONS
     )
@@ -85,9 +88,15 @@ def _split(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def _build(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
+    from attn_env.checks import check_device
     from attn_env.valuations.bank import build_bank, load_corpus
 
     settings, opts = _split(_params(args.config))
+    device = args.device or opts.get("device", "auto")
+    check_device(device, "--device" if args.device else "valuation_params.device")
+    batch_size = getattr(args, "batch_size", None)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     if "bank_path" in opts:
         return Path(opts["bank_path"]), settings, opts
     corpus = load_corpus(opts.get("corpus"))
@@ -96,8 +105,8 @@ def _build(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
         corpus,
         bank_dir=getattr(args, "bank_dir", None) or opts.get("bank_dir"),
         model_dir=opts.get("model_dir"),
-        device=args.device or opts.get("device", "auto"),
-        batch_size=getattr(args, "batch_size", None) or opts.get("batch_size", 64),
+        device=device,
+        batch_size=batch_size if batch_size is not None else opts.get("batch_size", 64),
         progress=not getattr(args, "quiet", False),
     )
     return path, settings, opts
@@ -142,12 +151,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from attn_env.checks import check_device
     from attn_env.valuations.bank import load_corpus
     from attn_env.valuations.model import load_model
 
     settings, opts = _split(_params(args.config))
-    if args.slots < 1:
-        raise ValueError(f"--slots must be >= 1, got {args.slots}")
+    most = max_page_slots(settings)
+    if not args.candidate and not 1 <= args.slots <= most:
+        raise ValueError(
+            f"--slots must be between 1 and {most} (a page of the shipped "
+            f"candidates fits {MAX_PAGE_TOKENS} tokens), got {args.slots}"
+        )
+    check_device(args.device, "--device")
+    check_output_file(args.out, "--out", make_folder=True)
     lm = load_model(opts.get("model_dir"), device=args.device)
     candidates = args.candidate
     if not candidates:
@@ -158,6 +174,16 @@ def _cmd_show(args: argparse.Namespace) -> int:
     out = render_heatmap(lm, args.query, candidates, settings, Path(args.out))
     print(f"wrote {out}")
     return 0
+
+
+MAX_PAGE_TOKENS = 512
+"Position limit of the shipped MiniLM (and of BERT-like encoders)."
+
+
+def max_page_slots(settings: Any) -> int:
+    """The most slots of full-length candidates a page of ``settings`` holds."""
+    per_slot = settings.max_candidate_tokens + 1  # the candidate and its [SEP]
+    return (MAX_PAGE_TOKENS - 2 - settings.max_query_tokens) // per_slot
 
 
 def _top_candidates(
