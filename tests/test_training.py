@@ -272,7 +272,9 @@ def test_atomic_save_keeps_old_file_on_crash(tmp_path):
 
 
 def test_write_checkpoint_crash_leaves_last_good(tmp_path):
-    write_checkpoint(tmp_path, 10, {"buyer": lambda p: p.write_bytes(b"v10")}, {"x": 1})
+    write_checkpoint(
+        tmp_path, 10, {"buyer.safetensors": lambda p: p.write_bytes(b"v10")}, {"x": 1}
+    )
     first = read_manifest(tmp_path)
 
     def crash(p):
@@ -280,13 +282,17 @@ def test_write_checkpoint_crash_leaves_last_good(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        write_checkpoint(tmp_path, 20, {"buyer": crash}, {"x": 2})
+        write_checkpoint(tmp_path, 20, {"buyer.safetensors": crash}, {"x": 2})
     assert read_manifest(tmp_path) == first
-    assert (tmp_path / first["checkpoint"] / "buyer.zip").read_bytes() == b"v10"
+    weights = tmp_path / first["checkpoint"] / "buyer.safetensors"
+    assert weights.read_bytes() == b"v10"
     # later checkpoints prune older ones but keep the newest two
     for t in (30, 40, 50):
         write_checkpoint(
-            tmp_path, t, {"buyer": lambda p, t=t: p.write_bytes(b"%d" % t)}, {}
+            tmp_path,
+            t,
+            {"buyer.safetensors": lambda p, t=t: p.write_bytes(b"%d" % t)},
+            {},
         )
     dirs = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert dirs == ["000000000040-0", "000000000050-0"]
@@ -449,8 +455,7 @@ def test_resume_continues_step_count(tmp_path):
 
 
 def test_crash_during_checkpoint_keeps_last_good(tmp_path, monkeypatch):
-    from stable_baselines3.common.base_class import BaseAlgorithm
-
+    import training.sb3
     from training import load_policy
     from training.sb3 import Trainer
 
@@ -461,11 +466,11 @@ def test_crash_during_checkpoint_keeps_last_good(tmp_path, monkeypatch):
     manifest = json.loads((tmp_path / "run" / MANIFEST).read_text())
     trainer.step()  # the in-memory model moves on
 
-    def crash(self, path, *args, **kwargs):
-        Path(path).write_bytes(b"truncated zip")
+    def crash(path, *args, **kwargs):
+        Path(path).write_bytes(b"truncated weights")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(BaseAlgorithm, "save", crash)
+    monkeypatch.setattr(training.sb3, "save_tensors", crash)
     with pytest.raises(KeyboardInterrupt):
         trainer.save()
     assert json.loads((tmp_path / "run" / MANIFEST).read_text()) == manifest
@@ -499,7 +504,8 @@ def test_independent_learners_and_self_play(tmp_path):
     sp = train(fpsb(n=3, self_play_pool=2), tmp_path / "sp", progress=False)
     pool = sp["pool"]["buyer"]
     assert 1 <= len(pool) <= 2
-    files = sorted(p.name for p in (tmp_path / "sp" / "pool" / "buyer").glob("*.pt"))
+    pool_dir = tmp_path / "sp" / "pool" / "buyer"
+    files = sorted(p.name for p in pool_dir.glob("*.safetensors"))
     assert files == sorted(pool)
 
 

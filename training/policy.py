@@ -6,6 +6,11 @@ loaded object maps observations ``[N, obs_dim]`` to absolute bids or asks
 ``[N, 1]``: it picks the buyer or seller model by the role flag ``obs[:, 3]``
 and applies the learner's action map (``training.actions``), deterministically
 (the mean of the policy's action distribution).
+
+Loading runs no code from the run folder: each policy is rebuilt from the JSON
+description in the manifest (:func:`policy_spec`, :func:`build_policy`; class
+names only from a fixed allow-list) and its weights are read from safetensors
+(``training.checkpoint.load_tensors``).
 """
 
 from __future__ import annotations
@@ -18,17 +23,40 @@ from numpy.typing import NDArray
 
 from attn_env.observation import OBS_BASE_DIM, ROLE, role_of
 from training.actions import ActionMap
-from training.checkpoint import read_manifest
+from training.checkpoint import (
+    check_run_manifest,
+    inside_run,
+    load_tensors,
+    read_manifest,
+)
 
 __all__ = [
     "RolePolicy",
     "TrainedPolicy",
+    "build_policy",
     "freeze",
     "load_policy",
+    "load_weights",
+    "policy_spec",
     "resolve_device",
 ]
 
 ALGOS = ("ppo", "sac")
+POLICY_CLASSES = {"ppo": "ActorCriticPolicy", "sac": "SACPolicy"}
+"The SB3 policy class each algorithm's ``MlpPolicy`` is."
+_CLASSES = {
+    "activation_fn": (
+        "torch.nn",
+        ("Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Identity"),
+    ),
+    "optimizer_class": ("torch.optim", ("Adam", "AdamW", "SGD", "RMSprop")),
+    "features_extractor_class": (
+        "stable_baselines3.common.torch_layers",
+        ("FlattenExtractor",),
+    ),
+}
+"Constructor arguments that are classes: where they live and the names allowed."
+_BOX_DTYPES = ("float32", "float64")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -51,6 +79,130 @@ def algo_class(name: str):
 
         return SAC
     raise ValueError(f"unknown algo {name!r}; known: {', '.join(ALGOS)}")
+
+
+def _policy_class(algo: str) -> type:
+    if algo == "ppo":
+        from stable_baselines3.common.policies import ActorCriticPolicy
+
+        return ActorCriticPolicy
+    if algo == "sac":
+        from stable_baselines3.sac.policies import SACPolicy
+
+        return SACPolicy
+    raise ValueError(f"unknown algo {algo!r}; known: {', '.join(ALGOS)}")
+
+
+def policy_spec(policy: Any) -> dict[str, Any]:
+    """A JSON description of an SB3 policy from which :func:`build_policy` rebuilds it.
+
+    Spaces become ``{box: {low, high, shape, dtype}}``, classes their names
+    (from a fixed allow-list); the learning-rate schedule is left out.
+    """
+    kwargs = {
+        key: _encode_param(key, value)
+        for key, value in policy._get_constructor_parameters().items()
+        if key != "lr_schedule"
+    }
+    return {"class": type(policy).__name__, "kwargs": kwargs}
+
+
+def _encode_param(key: str, value: Any) -> Any:
+    from gymnasium import spaces
+
+    if isinstance(value, spaces.Box):
+        return {
+            "box": {
+                "low": value.low.tolist(),
+                "high": value.high.tolist(),
+                "shape": list(value.shape),
+                "dtype": str(value.dtype),
+            }
+        }
+    if isinstance(value, type):
+        where = _CLASSES.get(key)
+        if where is None or value.__name__ not in where[1]:
+            raise TypeError(f"cannot record policy argument {key}={value!r}")
+        return {"class": value.__name__}
+    if isinstance(value, dict):
+        return {str(k): _encode_param(key, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode_param(key, v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot record policy argument {key}={value!r}")
+
+
+def _decode_param(key: str, value: Any) -> Any:
+    import importlib
+
+    if isinstance(value, dict) and set(value) == {"box"}:
+        return _box(value["box"])
+    if isinstance(value, dict) and set(value) == {"class"}:
+        where = _CLASSES.get(key)
+        if where is None or value["class"] not in where[1]:
+            raise ValueError(f"{key}: class {value['class']!r} is not allowed")
+        return getattr(importlib.import_module(where[0]), value["class"])
+    if isinstance(value, dict):
+        return {k: _decode_param(key, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_param(key, v) for v in value]
+    return value
+
+
+def _box(d: Any) -> Any:
+    from gymnasium import spaces
+
+    if not isinstance(d, dict) or set(d) != {"low", "high", "shape", "dtype"}:
+        raise ValueError("a space must be {box: {low, high, shape, dtype}}")
+    if d["dtype"] not in _BOX_DTYPES:
+        raise ValueError(f"space dtype {d['dtype']!r} is not one of {_BOX_DTYPES}")
+    shape = tuple(int(n) for n in d["shape"])
+    low = np.asarray(d["low"], dtype=d["dtype"]).reshape(shape)
+    high = np.asarray(d["high"], dtype=d["dtype"]).reshape(shape)
+    return spaces.Box(low, high, shape=shape, dtype=d["dtype"])
+
+
+def build_policy(algo: str, spec: Any) -> Any:
+    """A fresh SB3 policy (CPU, random weights) as :func:`policy_spec` described it.
+
+    Raises:
+        ValueError: the description is malformed or names a class outside the
+            allow-list (one line).
+    """
+    cls = _policy_class(algo)
+    if not isinstance(spec, dict) or spec.get("class") != cls.__name__:
+        raise ValueError(
+            f"policy class must be {cls.__name__!r} for algo {algo!r}, got "
+            f"{spec.get('class') if isinstance(spec, dict) else spec!r}"
+        )
+    kwargs = spec.get("kwargs")
+    if not isinstance(kwargs, dict):
+        raise ValueError("policy kwargs must be an object")
+    try:
+        params = {k: _decode_param(k, v) for k, v in kwargs.items()}
+        return cls(**params, lr_schedule=_zero_schedule)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+        text = " ".join(str(err).split())
+        raise ValueError(f"cannot rebuild the {cls.__name__}: {text}") from None
+
+
+def _zero_schedule(_progress: float) -> float:
+    return 0.0
+
+
+def load_weights(module: Any, path: Path, part: str = "policy") -> None:
+    """Load the state dict ``part`` of safetensors file ``path`` into ``module``.
+
+    Raises:
+        FileNotFoundError, ValueError: one line naming ``path``.
+    """
+    state = load_tensors(path, part)
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, KeyError) as err:
+        text = " ".join(str(err).split())[:200]
+        raise ValueError(f"{path}: weights do not fit the policy ({text})") from None
 
 
 def freeze(policy: Any) -> Any:
@@ -193,23 +345,41 @@ def action_map_from(entry: dict[str, Any]) -> ActionMap:
 def load_policy(path: str | Path, device: str = "auto") -> TrainedPolicy:
     """Load the current checkpoint of a run folder written by ``attn-market train``.
 
+    Only the manifest and the weights files it names are read; nothing is
+    unpickled (see ``docs/security.md``).
+
     Args:
         path: the run folder (``--out DIR`` of ``train``).
         device: torch device; ``auto`` picks cuda when present, else cpu.
 
     Returns:
         A :class:`TrainedPolicy`; ``act(obs_batch)`` is deterministic.
+
+    Raises:
+        FileNotFoundError: no run in ``path``, or a weights file it names is gone.
+        ValueError: one line naming the bad file (old format, malformed manifest,
+            a path outside the run folder, weights that are not safetensors).
     """
     path = Path(path)
     manifest = read_manifest(path)
-    ckpt = path / manifest["checkpoint"]
+    check_run_manifest(path, manifest)
+    ckpt = manifest["checkpoint"]
     device = resolve_device(device)
     by_role: dict[str, RolePolicy] = {}
     by_agent: dict[str, RolePolicy] = {}
     for name, entry in manifest["learners"].items():
-        model = algo_class(entry["algo"]).load(ckpt / f"{name}.zip", device=device)
-        model.policy.set_training_mode(False)
-        pol = RolePolicy(model.policy, action_map_from(entry), deterministic=True)
+        try:
+            policy = build_policy(entry["algo"], entry["policy"])
+            amap = action_map_from(entry)
+        except (ValueError, TypeError, KeyError) as err:
+            text = " ".join(str(err).split())
+            raise ValueError(
+                f"{path / 'manifest.json'}: learner {name!r}: {text}"
+            ) from None
+        load_weights(policy, inside_run(path, f"{ckpt}/{entry['model']}", "model"))
+        policy.to(device)
+        policy.set_training_mode(False)
+        pol = RolePolicy(policy, amap, deterministic=True)
         by_role.setdefault(entry["role"], pol)
         for agent in entry["seats"]:
             by_agent[agent] = pol

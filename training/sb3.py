@@ -16,8 +16,9 @@ Reads top to bottom:
    chunks. After each chunk: refresh its frozen copy, add a self-play snapshot,
    and every ``checkpoint_every`` steps write an atomic checkpoint.
 4. **Output.** The run folder (``training.checkpoint``) with the resolved
-   config, models, manifest and TensorBoard logs, readable by
-   ``training.load_policy``.
+   config, weights (safetensors), manifest and TensorBoard logs, readable by
+   ``training.load_policy``. ``--resume`` rebuilds each model from the JSON
+   manifest and loads its weights and optimizer state; nothing is unpickled.
 
 Frozen opponents *sample* from their policy (as they did while learning), which
 keeps exploration alive when two roles learn in turn: under ``shade_clip`` a
@@ -43,13 +44,25 @@ from attn_env.fileio import atomic_write_text
 from attn_env.observation import role_of
 from attn_env.players import Seats
 from training.actions import ACTIONS, ActionMap, action_map_for
-from training.checkpoint import CONFIG, MANIFEST, read_manifest, write_checkpoint
+from training.checkpoint import (
+    CONFIG,
+    MANIFEST,
+    WEIGHTS,
+    check_run_manifest,
+    inside_run,
+    load_tensors,
+    read_manifest,
+    save_tensors,
+    write_checkpoint,
+)
 from training.policy import (
     ALGOS,
     RolePolicy,
     action_map_from,
     algo_class,
+    build_policy,
     freeze,
+    policy_spec,
     resolve_device,
 )
 from training.selfplay import PoolPlayer, SnapshotPool
@@ -211,16 +224,13 @@ def _seat_matrix(learner: Learner, n_markets: int, self_play: bool) -> np.ndarra
     return np.tile(seats, (n_markets, 1))
 
 
-def _make_model(learner: Learner, tc: TrainConfig, device: str, tb: str | None):
-    algo = algo_class(tc.algo)
+def _model_kwargs(learner: Learner, tc: TrainConfig) -> dict[str, Any]:
+    """The SB3 hyperparameters of a learner's model (JSON: the manifest keeps them)."""
     kwargs: dict[str, Any] = {
         "gamma": tc.gamma,
         "learning_rate": tc.learning_rate,
         "policy_kwargs": {"net_arch": list(tc.net_arch)},
         "seed": learner.seed,
-        "device": device,
-        "tensorboard_log": tb,
-        "verbose": 0,
     }
     rollout = tc.n_steps * learner.env.num_envs
     if tc.algo == "ppo":
@@ -230,7 +240,60 @@ def _make_model(learner: Learner, tc: TrainConfig, device: str, tb: str | None):
     else:
         kwargs.update(batch_size=tc.batch_size)
     kwargs.update(tc.algo_params)
-    return algo("MlpPolicy", learner.env, **kwargs)
+    return kwargs
+
+
+def _make_model(
+    learner: Learner,
+    algo: str,
+    kwargs: dict[str, Any],
+    device: str,
+    tb: str | None,
+):
+    return algo_class(algo)(
+        "MlpPolicy",
+        learner.env,
+        **kwargs,
+        device=device,
+        tensorboard_log=tb,
+        verbose=0,
+    )
+
+
+def _model_state(model: Any) -> dict[str, Any]:
+    """Everything of an SB3 model that training changes, as tensors and numbers.
+
+    ``get_parameters`` gives the policy's and optimizers' state dicts; SAC's
+    entropy coefficient lives outside them (SB3's "pytorch variables").
+    """
+    state = dict(model.get_parameters())
+    _, variables = model._get_torch_save_params()
+    state["pytorch_variables"] = {name: _attr(model, name) for name in variables}
+    return state
+
+
+def _attr(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set_model_state(model: Any, state: Any, path: Path) -> None:
+    """Load :func:`_model_state`'s dict back into a freshly built model."""
+    import torch
+
+    try:
+        variables = state.pop("pytorch_variables")
+        _, names = model._get_torch_save_params()
+        if sorted(variables) != sorted(names):
+            raise ValueError(f"expected variables {names}, got {sorted(variables)}")
+        model.set_parameters(state, exact_match=True, device=model.device)
+        with torch.no_grad():
+            for name, value in variables.items():
+                _attr(model, name).data = value.to(model.device)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        text = " ".join(str(err).split())[:200]
+        raise ValueError(f"{path}: cannot resume from these weights ({text})") from None
 
 
 def _chunk(learner: Learner, tc: TrainConfig, remaining: int) -> int:
@@ -342,23 +405,30 @@ class Trainer:
                 "turns": int(old.get("turns", 0)),
                 "wall_s": float(old.get("wall_s", 0.0)),
             }
+        # Only now, every check passed: a refused --resume leaves the run's
+        # config.yaml matching its checkpoint.
+        _write_config(self.out, config)
 
     @property
     def _self_play(self) -> bool:
         return self.config.train.self_play_pool > 0
 
     def _open_run_folder(self, resume: bool) -> dict[str, Any] | None:
-        """The old manifest when resuming; refuse to overwrite a trained run."""
+        """The old manifest when resuming; refuse to overwrite a trained run.
+
+        ``config.yaml`` is written at the end of ``__init__``, once resuming
+        is known to work.
+        """
         old: dict[str, Any] | None = None
         if resume:
             old = read_manifest(self.out)
+            check_run_manifest(self.out, old)
         elif (self.out / MANIFEST).exists():
             raise ValueError(
                 f"{str(self.out)!r} already holds a trained run; pass --resume to "
                 "continue it or choose another --out folder"
             )
         self.out.mkdir(parents=True, exist_ok=True)
-        _write_config(self.out, self.config)
         return old
 
     def _set_up_torch(self) -> None:
@@ -375,6 +445,13 @@ class Trainer:
     def _check_resumable(self, old: dict[str, Any]) -> None:
         """The run in ``out`` trained the same learners with the same action maps."""
         names = sorted(lr.name for lr in self.learners)
+        algos = sorted({e["algo"] for e in old["learners"].values()})
+        if algos != [self.config.train.algo]:
+            raise ValueError(
+                f"cannot resume {str(self.out)!r}: it trained with algo "
+                f"{', '.join(map(str, algos))}, the config asks for "
+                f"{self.config.train.algo!r}"
+            )
         if sorted(old["learners"]) != names:
             raise ValueError(
                 f"cannot resume {str(self.out)!r}: it trained learners "
@@ -394,35 +471,68 @@ class Trainer:
                 lr.pool = SnapshotPool(
                     tc.self_play_pool, lr.action_map, self.out / "pool" / lr.name
                 )
-            venv = attn_env.vector_env(tc.num_envs, config=self.config.env)
+            # absolute bids: fixed agents bid, and the action maps shade themselves
+            venv = attn_env.vector_env(
+                tc.num_envs, config=self.config.env, action="absolute"
+            )
             seats = _seat_matrix(lr, tc.num_envs, self._self_play)
             lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed)
 
     def _build_models(self, old: dict[str, Any] | None) -> None:
         """Fresh SB3 models (or the checkpoint's, resuming) and their frozen copies."""
         tc, tb = self.config.train, str(self.out / "tb")
-        ckpt = self.out / old["checkpoint"] if old is not None else None
+        self._sb3_kwargs: dict[str, dict[str, Any]] = {}
         for lr in self.learners:
-            if ckpt is not None:
-                lr.model = algo_class(tc.algo).load(
-                    ckpt / f"{lr.name}.zip",
-                    env=lr.env,
-                    device=self.device,
-                    tensorboard_log=tb,
-                )
-                # A fresh, reproducible stream for the continued run.
-                lr.env.seed(lr.seed + lr.timesteps)
-                if lr.pool is not None:
-                    lr.pool.restore(
-                        type(lr.model.policy), old["pool"].get(lr.name, []), self.device
-                    )
+            if old is not None:
+                self._resume_model(lr, old, tb)
             else:
-                lr.model = _make_model(lr, tc, self.device, tb)
+                kwargs = _model_kwargs(lr, tc)
+                lr.model = _make_model(lr, tc.algo, kwargs, self.device, tb)
+                self._sb3_kwargs[lr.name] = kwargs
             lr.frozen = RolePolicy(
                 freeze(lr.model.policy), lr.action_map, deterministic=False
             )
             if lr.pool is not None and not lr.pool.members:
                 lr.pool.add(lr.model.policy, lr.timesteps)
+
+    def _resume_model(self, lr: Learner, old: dict[str, Any], tb: str) -> None:
+        """Rebuild ``lr``'s model from the manifest; load weights and optimizer state.
+
+        The hyperparameters are the run's (from the manifest), as SB3's own
+        ``load`` kept them; the state comes from safetensors only.
+        """
+        entry = old["learners"][lr.name]
+        where = self.out / MANIFEST
+        path = inside_run(
+            self.out, f"{old['checkpoint']}/{entry['model']}", f"{lr.name} model"
+        )
+        try:
+            lr.model = _make_model(lr, entry["algo"], entry["sb3"], self.device, tb)
+        except (TypeError, ValueError, RuntimeError, AssertionError) as err:
+            text = " ".join(str(err).split())[:200]
+            raise ValueError(
+                f"{where}: learner {lr.name!r}: cannot rebuild its model ({text})"
+            ) from None
+        self._sb3_kwargs[lr.name] = dict(entry["sb3"])
+        _set_model_state(lr.model, load_tensors(path, device="cpu"), path)
+        lr.model.num_timesteps = int(entry["timesteps"])
+        lr.model._n_updates = int(entry.get("n_updates", 0))
+        lr.model._episode_num = int(entry.get("episode_num", 0))
+        # A fresh, reproducible stream for the continued run.
+        lr.env.seed(lr.seed + lr.timesteps)
+        if lr.pool is not None:
+            files = list(old["pool"].get(lr.name, []))
+            for name in files:
+                inside_run(self.out, f"pool/{lr.name}/{name}", "pool file")
+            algo, spec = entry["algo"], entry["policy"]
+
+            def build() -> Any:
+                try:
+                    return build_policy(algo, spec)
+                except ValueError as err:
+                    raise ValueError(f"{where}: learner {lr.name!r}: {err}") from None
+
+            lr.pool.restore(build, files, self.device)
 
     @property
     def timesteps(self) -> int:
@@ -464,7 +574,11 @@ class Trainer:
                     "algo": config.train.algo,
                     "action": dataclasses.asdict(lr.action_map),
                     "timesteps": lr.timesteps,
-                    "model": f"{lr.name}.zip",
+                    "n_updates": int(lr.model._n_updates),
+                    "episode_num": int(lr.model._episode_num),
+                    "model": f"{lr.name}{WEIGHTS}",
+                    "policy": policy_spec(lr.model.policy),
+                    "sb3": self._sb3_kwargs[lr.name],
                 }
                 for lr in learners
             },
@@ -473,7 +587,12 @@ class Trainer:
             },
             **self.state,
         }
-        saves = {lr.name: (lambda path, m=lr.model: m.save(path)) for lr in learners}
+        saves = {
+            f"{lr.name}{WEIGHTS}": (
+                lambda path, m=lr.model: save_tensors(path, _model_state(m))
+            )
+            for lr in learners
+        }
         write_checkpoint(self.out, manifest["timesteps"], saves, manifest)
         for lr in learners:
             if lr.pool is not None:

@@ -6,12 +6,14 @@ With ``self_play_pool: P > 0`` and a learner holding several seats of a role
 seats of its role are played by snapshots of its past policy: after every
 training chunk a copy of the current policy joins the pool and the oldest
 leaves once there are ``P``. Each round, every market draws one pool member
-for its frozen seats. Snapshots are written to ``DIR/pool/<learner>/`` so a
-resumed run keeps its pool.
+for its frozen seats. Snapshots are written to
+``DIR/pool/<learner>/<steps>.safetensors`` (weights only: the architecture is
+the learner's, described in the manifest) so a resumed run keeps its pool.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ from numpy.typing import NDArray
 
 from attn_env.fileio import atomic_save
 from training.actions import ActionMap
-from training.policy import RolePolicy, freeze
+from training.checkpoint import WEIGHTS, save_tensors
+from training.policy import RolePolicy, freeze, load_weights
 
 __all__ = ["PoolPlayer", "SnapshotPool"]
 
@@ -53,21 +56,37 @@ class SnapshotPool:
         frozen = freeze(policy)
         self.members.append(RolePolicy(frozen, self.action_map, deterministic=False))
         if self.folder is not None:
-            path = self.folder / f"{tag:012d}.pt"
-            atomic_save(path, frozen.save)
+            path = self.folder / f"{tag:012d}{WEIGHTS}"
+            state = {"policy": frozen.state_dict()}
+            atomic_save(path, lambda tmp: save_tensors(tmp, state))
             self.files.append(path.name)
         del self.members[: -self.size]
         del self.files[: -self.size]
 
-    def restore(self, policy_class: type, files: list[str], device: str) -> None:
-        """Reload saved snapshots (resume); missing files are skipped."""
+    def restore(self, build: Callable[[], Any], files: list[str], device: str) -> None:
+        """Reload saved snapshots (resume); missing files are skipped.
+
+        Args:
+            build: a fresh policy of the learner's architecture (its weights
+                are replaced by each snapshot's).
+            files: snapshot file names, as the manifest lists them (checked
+                there: plain ``.safetensors`` names).
+            device: where the snapshots run.
+
+        Raises:
+            ValueError: a snapshot is not a weights file of this policy (one
+                line naming it). Nothing is unpickled.
+        """
         if self.folder is None:
             return
         for name in files[-self.size :]:
             path = self.folder / name
             if path.is_file():
-                pol = policy_class.load(path, device=device)
+                pol = build()
+                load_weights(pol, path)
+                pol.to(device)
                 pol.set_training_mode(False)
+                pol.requires_grad_(False)
                 self.members.append(
                     RolePolicy(pol, self.action_map, deterministic=False)
                 )
@@ -78,7 +97,7 @@ class SnapshotPool:
         if self.folder is None or not self.folder.is_dir():
             return
         keep = set(self.files)
-        for path in self.folder.glob("*.pt"):
+        for path in self.folder.glob(f"*{WEIGHTS}"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
 
