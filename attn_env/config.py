@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from attn_env import mechanisms
+from attn_env.actions import ACTION_MODES
 from attn_env.checks import ConfigError, is_real, reject_unknown
 from attn_env.mechanisms import Mechanism
 from attn_env.observation import role_of
@@ -95,6 +96,8 @@ class EnvConfig:
     "How many past rounds of public prices each agent observes."
     max_bid: float | None = None
     "Top of bids and asks; ``None``: value_high (two-sided: max with cost_high)."
+    action: str = "absolute"
+    "What an action is: ``absolute`` (the bid or ask) or ``shade`` (s in [0, 1])."
 
 
 @dataclass(frozen=True)
@@ -362,6 +365,8 @@ def validate_env(c: EnvConfig) -> None:
         raise bad("valuation", f"one of {', '.join(source_names())}")
     if c.redraw not in REDRAW:
         raise bad("redraw", f"one of {', '.join(REDRAW)}")
+    if c.action not in ACTION_MODES:
+        raise bad("action", f"one of {', '.join(ACTION_MODES)}")
     for lo, hi in (("value_low", "value_high"), ("cost_low", "cost_high")):
         a, b = getattr(c, lo), getattr(c, hi)
         if not (is_real(a) and is_real(b) and 0.0 <= a < b):

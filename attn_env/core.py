@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env import mechanisms
+from attn_env.actions import shade_to_prices
 from attn_env.config import EnvConfig
 from attn_env.mechanisms import Mechanism
 from attn_env.metrics import episode_metrics, optimal_welfare
@@ -92,6 +93,11 @@ class MarketSpec:
     @property
     def n_agents(self) -> int:
         return self.n_buyers + self.n_sellers
+
+    @property
+    def action_high(self) -> float:
+        """Top of the action box: ``max_bid``, or 1 under ``action="shade"``."""
+        return 1.0 if self.config.action == "shade" else self.max_bid
 
     @property
     def obs_dim(self) -> int:
@@ -283,12 +289,30 @@ class MarketCore:
         return obs
 
     # ------------------------------------------------------------------ step
-    def check_actions(self, actions: Any) -> NDArray[np.float64]:
-        """Validate ``[B, n_agents]`` or ``[B, n_agents, 1]`` actions and clip them.
+    def to_bids(self, actions: Any, columns: Any = None) -> Any:
+        """Env actions -> the bids and asks :meth:`step` takes.
+
+        Under ``action="absolute"`` ``actions`` come back unchanged. Under
+        ``action="shade"`` the ``[B, n_agents(, 1)]`` shading factors are clipped
+        into ``[0, 1]`` and mapped by :func:`attn_env.actions.shade_to_prices`;
+        with ``columns`` (agent indices) only those columns are mapped, the others
+        are bids already (fixed agents beside a learner).
 
         Raises:
             ValueError: wrong shape, or a NaN action (the message names the agent).
         """
+        if self.config.action != "shade":
+            return actions
+        a = self._checked(actions, "[0, 1]")
+        prices = shade_to_prices(a, self.values(), self.spec.n_buyers, self.config)
+        if columns is None:
+            return prices
+        out = a.copy()
+        out[:, columns] = prices[:, columns]
+        return out
+
+    def _checked(self, actions: Any, expected: str) -> NDArray[np.float64]:
+        """``[B, n_agents]`` float64 actions; ``ValueError`` on a bad shape or NaN."""
         a = np.asarray(actions, dtype=np.float64)
         B, N = self.num_envs, self.spec.n_agents
         if a.shape == (B, N, 1):
@@ -303,8 +327,17 @@ class MarketCore:
             where = f" in market {b}" if B > 1 else ""
             raise ValueError(
                 f"action of {self.spec.agents[i]}{where} is nan; expected a number in "
-                f"[0, {self.spec.max_bid}]"
+                f"{expected}"
             )
+        return a
+
+    def check_actions(self, actions: Any) -> NDArray[np.float64]:
+        """Validate ``[B, n_agents]`` or ``[B, n_agents, 1]`` actions and clip them.
+
+        Raises:
+            ValueError: wrong shape, or a NaN action (the message names the agent).
+        """
+        a = self._checked(actions, f"[0, {self.spec.max_bid}]")
         # Box actions: out-of-range bids are clipped to the action space.
         return np.clip(a, 0.0, self.spec.max_bid)
 

@@ -1,4 +1,4 @@
-"""The attention market as a PettingZoo environment (``attention_market_v0``).
+"""The attention market as a PettingZoo environment (``attention_market_v1``).
 
 Buyers bid for slots of attention; in two-sided mechanisms sellers offer units
 with a private cost; a mechanism from ``attn_env.mechanisms`` clears the market
@@ -8,7 +8,8 @@ or ``attn_env.raw_env(**options)`` (AEC, unwrapped).
 
 ==================  ========================================================
 Import              ``from attn_env import parallel_env, env, raw_env``
-Actions             Continuous, ``Box(0, max_bid, (1,), float32)``
+Actions             Continuous, ``Box(0, max_bid, (1,), float32)``; with
+                    ``action="shade"``: ``Box(0, 1, (1,), float32)``
 Parallel API        Yes
 Manual control      No
 Agents              ``buyer_0..buyer_{n-1}`` (+ ``seller_0..seller_{m-1}``)
@@ -34,10 +35,24 @@ sellers.
 
 Action space
 ------------
-Every agent: ``Box(0, max_bid, shape=(1,), float32)``, a bid (buyer) or ask
-(seller) per unit of attention; ``max_bid`` defaults to the top of the price
-range: ``value_high`` (one-sided, matching) or ``max(value_high, cost_high)``
-(two-sided). Truthful play is ``action = obs[0]``.
+The option ``action`` says what an action is (``attn_env.actions``):
+
+``action="absolute"`` (default)
+    Every agent: ``Box(0, max_bid, shape=(1,), float32)``, a bid (buyer) or ask
+    (seller) per unit of attention; ``max_bid`` defaults to the top of the price
+    range: ``value_high`` (one-sided, matching) or ``max(value_high, cost_high)``
+    (two-sided). Truthful play is ``action = obs[0]``.
+``action="shade"``
+    Every agent: ``Box(0, 1, shape=(1,), float32)``, a shading factor ``s``
+    (truthfulness). Buyer: ``bid = value_low + s * (value - value_low)``, in
+    ``[value_low, value]`` (values on ``[0, 1]``: ``bid = s * value``); seller:
+    ``ask = cost_high - s * (cost_high - cost)``, in ``[cost, cost_high]``
+    (``value`` and ``cost`` clipped into their ranges first). Truthful play is
+    ``action = 1``; first price on ``U[0, 1]`` with ``n`` buyers has its
+    equilibrium at ``s = (n - 1) / n``. Out-of-range ``s`` is clipped to
+    ``[0, 1]``; the rules below then apply to the resulting bid or ask. This is
+    the parameterisation under which generic RL libraries (SB3, SuperSuit)
+    learn: with absolute bids their policies collapse to bidding 0.
 
 - Out-of-range actions are **clipped** to ``[0, max_bid]`` (standard practice for
   Box actions: policies with Gaussian heads emit any real number). A NaN action
@@ -84,17 +99,45 @@ The round's utility (quasi-linear): buyer ``theta_i r_i alpha_j - pay_i``
 
 Infos
 -----
-``info[agent]`` after each step: ``value`` (value per unit, as ``obs[0]``),
-``bid`` (effective action after clipping and budget cap), ``alloc``,
-``payment`` (seller: money received, >= 0), ``utility``, ``active``,
-``traded`` and ``clearing_price`` (``None`` when nothing traded). At the last
-round of an episode every agent's info also holds ``metrics`` (not
-``episode``, a key that SB3's ``Monitor`` and gymnasium's
-``RecordEpisodeStatistics`` own): the market's metrics over the episode
-(``None`` where undefined), ``efficiency`` (welfare / first-best welfare),
-``welfare``, ``optimal_welfare``, ``revenue`` (buyers' payments),
-``budget_surplus`` (payments - sellers' receipts), ``mean_price`` (payments per
-unit traded) and ``volume`` (units of attention / goods traded).
+``info[agent]`` holds the same flat keys with the same types at ``reset`` and
+after every ``step``, in every mechanism (fixed specs for TorchRL, RLlib,
+SuperSuit): numbers are ``float`` (``nan`` where undefined, never ``None``),
+flags ``bool``; nothing is nested. The gymnasium view's ``info`` holds the same
+keys for its learner. ``INFO_KEYS`` lists them in this order:
+
+==========================  =====  ==============================================
+key                         type   meaning (``nan`` at ``reset``: no round yet)
+==========================  =====  ==============================================
+``value``                   float  value per unit (buyer ``theta*r``) or cost
+                                   (seller) of the round played (at ``reset``:
+                                   of the coming round, as ``obs[0]``)
+``bid``                     float  effective bid or ask after the action map,
+                                   clipping and budget cap
+``alloc``                   float  attention won / unit traded
+``payment``                 float  paid (buyer) / received (seller), >= 0
+``utility``                 float  the round's reward
+``clearing_price``          float  the round's headline price, ``nan`` when
+                                   nothing traded
+``active``                  bool   could trade in the round (at ``reset``: in
+                                   the coming round, as ``obs[7]``)
+``traded``                  bool   won or traded something (``False`` at reset)
+``episode_efficiency``      float  welfare / first-best welfare, so far
+``episode_welfare``         float  realised welfare, so far (and below)
+``episode_optimal_welfare`` float  first-best welfare
+``episode_revenue``         float  buyers' payments
+``episode_budget_surplus``  float  payments - sellers' receipts
+``episode_mean_price``      float  payments per unit traded
+``episode_volume``          float  units of attention / goods traded
+==========================  =====  ==============================================
+
+The ``episode_*`` keys are the market's metrics over the episode so far (the
+rounds played since ``reset``: 0 at ``reset``); at the episode's last step they
+are the episode's metrics. ``efficiency`` is ``nan`` while the first-best
+welfare is 0 (at ``reset``), ``mean_price`` while nothing has traded. They are
+not called ``episode``, a key that SB3's ``Monitor`` and gymnasium's
+``RecordEpisodeStatistics`` own. (Running values rather than ``nan`` until the
+end: gymnasium's ``check_env`` and PettingZoo's seed tests compare infos with
+``==``, under which ``nan`` differs from itself.)
 
 Dynamics
 --------
@@ -124,11 +167,19 @@ Keyword options are the fields of :class:`attn_env.config.EnvConfig`
 (``mechanism``, ``mechanism_params``, ``n_buyers``, ``n_sellers``, ``n_slots``,
 ``valuation``, ``valuation_params``, ``value_dist``, ``value_low``,
 ``value_high``, ``cost_low``, ``cost_high``, ``rounds``, ``redraw``,
-``budget``, ``history``, ``max_bid``), or ``config=EnvConfig(...)`` with
-options overriding it; plus ``render_mode`` (``"ansi"`` returns a table of
-bids, allocations and prices, ``"human"`` prints it) and ``seed`` (used by the
+``budget``, ``history``, ``max_bid``, ``action``), or ``config=EnvConfig(...)``
+with options overriding it; plus ``render_mode`` and ``seed`` (used by the
 first ``reset()`` without a seed). Unknown options raise ``ValueError`` listing
 the known ones.
+
+Rendering
+---------
+``render_mode="ansi"``: ``render()`` returns a text table of the last round
+(values, bids, allocations, payments, utilities, clearing price); ``"human"``
+prints it after every step; ``"rgb_array"`` returns the round as an RGB image,
+a ``uint8`` array ``[H, W, 3]`` (gymnasium convention): a bar chart of each
+agent's value and bid with the clearing price as a line (drawn with
+matplotlib's Agg canvas, imported on the first render).
 
 State
 -----
@@ -138,6 +189,10 @@ in ``possible_agents`` order, ``state_space`` the matching box.
 Version history
 ---------------
 * v0: initial release.
+* v1: infos hold the same flat keys at ``reset`` and every ``step`` (``nan``,
+  not ``None``, where undefined; ``episode_*`` keys, the episode's metrics so
+  far, instead of the nested ``metrics`` of the last round);
+  ``render_mode="rgb_array"``; the ``action`` option (``absolute``, ``shade``).
 """
 
 from __future__ import annotations
@@ -155,17 +210,36 @@ from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from attn_env import mechanisms
 from attn_env.config import EnvConfig, make_config
 from attn_env.core import MarketCore
+from attn_env.metrics import METRIC_KEYS
 
-__all__ = ["MarketParallelEnv", "env", "parallel_env", "raw_env", "render_table"]
+__all__ = [
+    "INFO_KEYS",
+    "MarketParallelEnv",
+    "agent_infos",
+    "env",
+    "parallel_env",
+    "raw_env",
+    "render_rgb",
+    "render_table",
+]
 
-RENDER_MODES = ("ansi", "human")
+RENDER_MODES = ("ansi", "human", "rgb_array")
+_ROUND_KEYS = ("value", "bid", "alloc", "payment", "utility")
+INFO_KEYS = (
+    *_ROUND_KEYS,
+    "clearing_price",
+    "active",
+    "traded",
+    *(f"episode_{k}" for k in METRIC_KEYS),
+)
+"Keys of every agent's info, at ``reset`` and every ``step`` (module docstring)."
 
 
 class MarketParallelEnv(ParallelEnv):
     """One attention market (see the module docstring for the manual)."""
 
     metadata = {  # noqa: RUF012 - PettingZoo reads a class attribute
-        "name": "attention_market_v0",
+        "name": "attention_market_v1",
         "render_modes": list(RENDER_MODES),
         "is_parallelizable": True,
     }
@@ -185,7 +259,7 @@ class MarketParallelEnv(ParallelEnv):
         self.agents: list[str] = []
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
         self._obs_space = Box(spec.obs_low, spec.obs_high, dtype=np.float32)
-        self._act_space = Box(0.0, spec.max_bid, shape=(1,), dtype=np.float32)
+        self._act_space = Box(0.0, spec.action_high, shape=(1,), dtype=np.float32)
         n = spec.n_agents
         self.state_space = Box(
             np.tile(spec.obs_low, n), np.tile(spec.obs_high, n), dtype=np.float32
@@ -221,8 +295,7 @@ class MarketParallelEnv(ParallelEnv):
         self.agents = self.possible_agents[:]
         self.core.reset(self.np_random)
         obs = self.core.observe()[0]
-        values = self.core.values()[0]
-        infos = {a: {"value": float(values[i])} for i, a in enumerate(self.agents)}
+        infos = agent_infos(self.core, self._index)
         return {a: obs[i] for i, a in enumerate(self.agents)}, infos
 
     def step(self, actions: dict[str, Any]):
@@ -246,26 +319,10 @@ class MarketParallelEnv(ParallelEnv):
                     f"action of {a} must hold one number, got {actions[a]!r}"
                 )
             row[0, i] = act[0]
-        rew, done, info = self.core.step(row, self.np_random)
+        rew, done, info = self.core.step(self.core.to_bids(row), self.np_random)
         over = bool(done[0])
         obs = self.core.observe()[0]
-        price = _scalar(info["clearing_price"][0])
-        infos = {}
-        for a, i in self._index.items():
-            infos[a] = {
-                "value": float(info["value"][0, i]),
-                "bid": float(info["bid"][0, i]),
-                "alloc": float(info["alloc"][0, i]),
-                "payment": float(info["payment"][0, i]),
-                "utility": float(info["utility"][0, i]),
-                "active": bool(info["active"][0, i]),
-                "traded": bool(info["traded"][0, i]),
-                "clearing_price": price,
-            }
-        if over:
-            met = {k: _scalar(v[0]) for k, v in self.core.metrics().items()}
-            for a in infos:
-                infos[a]["metrics"] = dict(met)
+        infos = agent_infos(self.core, self._index, info)
         agents = self.agents
         observations = {a: obs[self._index[a]] for a in agents}
         rewards = {a: float(rew[0, self._index[a]]) for a in agents}
@@ -282,8 +339,8 @@ class MarketParallelEnv(ParallelEnv):
         """Global state: every agent's observation, concatenated in agent order."""
         return self.core.observe()[0].reshape(-1)
 
-    def render(self) -> str | None:
-        """A table of the last round (``ansi``: returned; ``human``: printed)."""
+    def render(self) -> str | np.ndarray | None:
+        """The last round: ``ansi`` a table, ``human`` printed, ``rgb_array`` image."""
         if self.render_mode is None:
             import gymnasium
 
@@ -302,10 +359,37 @@ class MarketParallelEnv(ParallelEnv):
         )
 
 
-def _scalar(x: float) -> float | None:
-    """A float for a dict info; ``None`` where undefined (nan never equals itself)."""
-    x = float(x)
-    return None if np.isnan(x) else x
+def agent_infos(
+    core: MarketCore,
+    index: dict[str, int],
+    info: dict[str, Any] | None = None,
+    market: int = 0,
+) -> dict[str, dict[str, float | bool]]:
+    """Every agent's flat info (``INFO_KEYS``) in ``market`` of ``core``.
+
+    ``info`` is the round's info arrays from ``core.step`` (``None`` at reset).
+    The ``episode_*`` keys are the episode's metrics so far (``core.metrics()``).
+    """
+    nan = float("nan")
+    if info is None:
+        values, active = core.values()[market], core.active()[market]
+        price = nan
+    else:
+        values, active = info["value"][market], info["active"][market]
+        price = float(info["clearing_price"][market])
+    met = core.metrics()
+    episode = {f"episode_{k}": float(met[k][market]) for k in METRIC_KEYS}
+    out = {}
+    for a, i in index.items():
+        d: dict[str, float | bool] = {"value": float(values[i])}
+        for k in _ROUND_KEYS[1:]:
+            d[k] = nan if info is None else float(info[k][market, i])
+        d["clearing_price"] = price
+        d["active"] = bool(active[i])
+        d["traded"] = False if info is None else bool(info["traded"][market, i])
+        d.update(episode)
+        out[a] = d
+    return out
 
 
 def check_render_mode(render_mode: str | None) -> str | None:
@@ -320,10 +404,13 @@ def check_render_mode(render_mode: str | None) -> str | None:
 
 def render_out(
     render_mode: str | None, core: MarketCore, agents: list[str], market: int = 0
-) -> str | None:
-    """The last round's table: returned (``ansi``), printed (``human``) or ``None``."""
+) -> str | np.ndarray | None:
+    """The last round: a table (``ansi``), printed (``human``), an RGB image
+    (``rgb_array``), or ``None`` (no render mode)."""
     if render_mode is None:
         return None
+    if render_mode == "rgb_array":
+        return render_rgb(core, agents, market)
     text = render_table(core, agents, market)
     if render_mode == "human":
         print(text)
@@ -352,6 +439,39 @@ def render_table(core: MarketCore, agents: list[str], market: int = 0) -> str:
         mark = "" if last["active"][market, i] else "  (inactive)"
         lines.append(f"{a:<12}{cells}{mark}")
     return "\n".join(lines)
+
+
+def render_rgb(core: MarketCore, agents: list[str], market: int = 0) -> np.ndarray:
+    """The last round of ``market`` as an RGB image ``uint8 [H, W, 3]``.
+
+    A bar chart of each agent's value and bid (before the first round: values
+    only) with the clearing price as a horizontal line.
+    """
+    from attn_env.figures import new_figure
+
+    c = core.config
+    last = core.state.last_round
+    name = mechanisms.name_of(c.mechanism)
+    fig, ax = new_figure(figsize=(4.8, 3.2))
+    x = np.arange(len(agents))
+    if last is None:
+        ax.bar(x, core.values()[market], 0.6, label="value", color="#4c72b0")
+        ax.set_title(f"{name}  round 0/{c.rounds}", fontsize=9)
+    else:
+        w = 0.4
+        ax.bar(x - w / 2, last["value"][market], w, label="value", color="#4c72b0")
+        ax.bar(x + w / 2, last["bid"][market], w, label="bid / ask", color="#dd8452")
+        price = float(last["clearing_price"][market])
+        if not np.isnan(price):
+            ax.axhline(price, color="#c44e52", lw=1.5, label="clearing price")
+        round_no = int(last["round"][market]) + 1
+        ax.set_title(f"{name}  round {round_no}/{c.rounds}", fontsize=9)
+    ax.set_xticks(x, agents, fontsize=7, rotation=45 if len(agents) > 6 else 0)
+    ax.set_ylim(0.0, core.spec.max_bid * 1.05)
+    ax.set_ylabel("per unit", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 def parallel_env(**options: Any) -> MarketParallelEnv:

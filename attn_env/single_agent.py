@@ -7,7 +7,10 @@
 other agents act through the ``attn_env.players.Agent`` protocol on their own
 observations, the round clears, the learner gets its utility as reward, and the
 fixed agents ``observe`` the round's public feedback. The episode terminates
-after ``rounds`` rounds.
+after ``rounds`` rounds. With ``action="shade"`` the learner's action is a
+shading factor in ``[0, 1]`` (``attn_env.actions``); the fixed agents bid as
+always. ``info`` holds the learner's flat keys of the parallel env
+(``attn_env.market_env.INFO_KEYS``), the same at ``reset`` and every ``step``.
 
 ``others`` holds the fixed agents, objects of the :class:`attn_env.players.Agent`
 protocol (a rule of the ``agents`` package, a trained policy, your own class):
@@ -39,7 +42,7 @@ from attn_env.config import EnvConfig, make_config
 from attn_env.core import MarketCore
 from attn_env.market_env import (
     RENDER_MODES,
-    _scalar,
+    agent_infos,
     check_render_mode,
     render_out,
 )
@@ -74,7 +77,7 @@ class SingleAgentMarketEnv(gymnasium.Env):
         self.learner = learner
         self._li = self.agents.index(learner)
         self.observation_space = Box(spec.obs_low, spec.obs_high, dtype=np.float32)
-        self.action_space = Box(0.0, spec.max_bid, shape=(1,), dtype=np.float32)
+        self.action_space = Box(0.0, spec.action_high, shape=(1,), dtype=np.float32)
         self.others = self._build_others(others)
         self._obs: np.ndarray | None = None
 
@@ -126,7 +129,7 @@ class SingleAgentMarketEnv(gymnasium.Env):
         self.core.reset(self.np_random)
         self.others.reset(1, self.np_random)
         self._obs = self.core.observe()
-        info = {"value": float(self.core.values()[0, self._li])}
+        info = agent_infos(self.core, {self.learner: self._li})[self.learner]
         return self._obs[0, self._li].copy(), info
 
     def step(self, action: Any):
@@ -138,24 +141,20 @@ class SingleAgentMarketEnv(gymnasium.Env):
             raise ValueError(f"action must hold one number, got {action!r}")
         row = self.others.act(self._obs, self.np_random)[..., 0].astype(np.float64)
         row[0, self._li] = a[0]
+        row = self.core.to_bids(row, columns=[self._li])
         rew, done, info = self.core.step(row, self.np_random)
         self.others.observe(info)
         self._obs = self.core.observe()
         li = self._li
-        out = {
-            k: float(info[k][0, li])
-            for k in ("value", "bid", "alloc", "payment", "utility")
-        }
-        out["clearing_price"] = _scalar(info["clearing_price"][0])
         terminated = bool(done[0])
-        if terminated:
-            out["metrics"] = {k: _scalar(v[0]) for k, v in self.core.metrics().items()}
+        out = agent_infos(self.core, {self.learner: li}, info)
+        out = out[self.learner]
         if self.render_mode == "human":
             self.render()
         return self._obs[0, li].copy(), float(rew[0, li]), terminated, False, out
 
-    def render(self) -> str | None:
-        """The last round as a table (``ansi``: returned; ``human``: printed)."""
+    def render(self) -> str | np.ndarray | None:
+        """The last round: ``ansi`` a table, ``human`` printed, ``rgb_array`` image."""
         if self.render_mode is None:
             gymnasium.logger.warn("render() called without a render_mode; pass one")
         return render_out(self.render_mode, self.core, self.agents)

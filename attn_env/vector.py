@@ -13,6 +13,10 @@ Shapes (``N = num_envs``, ``A = n_agents``, columns in :attr:`agents` order):
 - ``step(actions [N, A, 1] or [N, A]) -> obs, rew [N, A] float64,
   terminated [N, A] bool, truncated [N, A] bool, infos``.
 
+Actions are bids and asks, or shading factors in ``[0, 1]`` under
+``action="shade"`` (``attn_env.actions``), for every agent of every market.
+``render_mode`` ``ansi``, ``human`` or ``rgb_array`` renders market 0.
+
 Autoreset: **same-step** (gymnasium 1.x ``AutoresetMode.SAME_STEP``, as SB3's
 VecEnv): a market whose episode ends in a step is reset within that step; the
 returned ``obs`` is the first observation of its new episode, and the last
@@ -80,7 +84,7 @@ class MarketVectorEnv:
     """``num_envs`` attention markets as one batched environment."""
 
     metadata = {  # noqa: RUF012 - gymnasium vector envs read a class attribute
-        "name": "attention_market_v0",
+        "name": "attention_market_v1",
         "render_modes": list(RENDER_MODES),
         "autoreset_mode": AutoresetMode.SAME_STEP,
     }
@@ -114,14 +118,18 @@ class MarketVectorEnv:
         self.single_observation_space = Box(
             spec.obs_low, spec.obs_high, dtype=np.float32
         )
-        self.single_action_space = Box(0.0, spec.max_bid, shape=(1,), dtype=np.float32)
+        self.single_action_space = Box(
+            0.0, spec.action_high, shape=(1,), dtype=np.float32
+        )
         shape = (self.num_envs, self.n_agents)
         self.observation_space = Box(
             np.broadcast_to(spec.obs_low, (*shape, spec.obs_dim)),
             np.broadcast_to(spec.obs_high, (*shape, spec.obs_dim)),
             dtype=np.float32,
         )
-        self.action_space = Box(0.0, spec.max_bid, shape=(*shape, 1), dtype=np.float32)
+        self.action_space = Box(
+            0.0, spec.action_high, shape=(*shape, 1), dtype=np.float32
+        )
         self._default_seed = seed
         self._final_obs = bool(final_obs)
         self.np_random: np.random.Generator | None = None
@@ -145,7 +153,7 @@ class MarketVectorEnv:
         """One round in every market, then autoreset of the finished ones."""
         if self.np_random is None:
             raise ValueError("step() called before reset()")
-        rew, done, infos = self.core.step(actions, self.np_random)
+        rew, done, infos = self.core.step(self.core.to_bids(actions), self.np_random)
         ended = bool(done.any())
         if ended:
             met = self.core.metrics()
@@ -164,8 +172,9 @@ class MarketVectorEnv:
             self.render()
         return obs, rew, term, trunc, infos
 
-    def render(self) -> str | None:
-        """Market 0's last round as a table (``ansi``: returned; ``human``: printed)."""
+    def render(self) -> str | np.ndarray | None:
+        """Market 0's last round: ``ansi`` a table, ``human`` printed, ``rgb_array``
+        an RGB image ``uint8 [H, W, 3]``."""
         return render_out(self.render_mode, self.core, self.agents, market=0)
 
     def close(self) -> None:

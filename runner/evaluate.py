@@ -69,7 +69,7 @@ def _agent_bid_fn(
 
 def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Generator):
     """Agent names and per-agent ``values -> bids`` (trained policy in learn seats)."""
-    venv = attn_env.vector_env(1, config=config.env)
+    venv = attn_env.vector_env(1, config=config.env, action="absolute")
     # a first-round observation per agent column; the value entry is overwritten
     obs, _ = venv.reset(seed=config.seed)
     template = np.asarray(obs[0], dtype=np.float32)

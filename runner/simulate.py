@@ -54,7 +54,8 @@ def play(
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     num_envs = min(num_envs, episodes)
 
-    env = attn_env.vector_env(num_envs, config=config.env)
+    # agents bid absolutely (the protocol), whatever the env's ``action`` option
+    env = attn_env.vector_env(num_envs, config=config.env, action="absolute")
     players = build_agents(config, env.agents, agents)
     n_buyers, rounds = env.spec.n_buyers, env.config.rounds
     seats = Seats([players[a] for a in env.agents], n_buyers)

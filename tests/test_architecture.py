@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "market core",
         (
             "attn_env.observation",
+            "attn_env.actions",
             "attn_env.players",
             "attn_env.metrics",
             "attn_env.config",

@@ -43,7 +43,8 @@ def test_vector_of_one_agrees_with_parallel_env(name):
             final = np.stack([op[a] for a in p.possible_agents])
             np.testing.assert_array_equal(iv["final_obs"][0], final)
             for k in ("revenue", "welfare"):
-                assert iv["metrics"][k][0] == pytest.approx(ip["buyer_0"]["metrics"][k])
+                want = ip["buyer_0"][f"episode_{k}"]
+                assert iv["metrics"][k][0] == pytest.approx(want)
             op, _ = p.reset()  # continues the same generator, like autoreset
     assert ends == 3
 

@@ -1,6 +1,10 @@
 """How a policy's raw output becomes a bid or an ask (the action parametrisation).
 
-The environment always takes absolute bids and asks per unit. Which quantity the
+The trainer steps the environment with absolute bids and asks per unit (its
+fixed agents bid that way) and maps its policies' outputs here; the shading
+formula is the environment's own (``attn_env.actions.shade_to_price``, the
+``action: shade`` option of the env), so ``shade_clip`` here and an env built
+with ``action="shade"`` turn the same ``s`` into the same bid. Which quantity the
 *policy* outputs decides whether learning works (DESIGN.md section 5): a policy
 that outputs the absolute bid collapsed to bidding 0 in first price, one that
 outputs a shading factor learned the equilibrium. The shading factor ``s`` in
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.actions import shade_to_price
 from attn_env.observation import ROLES, VALUE
 
 ACTIONS = ("shade", "shade_clip", "absolute")
@@ -112,11 +117,10 @@ class ActionMap:
             return np.clip(raw, self.low, self.high).astype(np.float32)
         s = self.shade(raw)
         obs = np.asarray(obs, dtype=np.float64)
-        value = np.clip(obs[:, VALUE : VALUE + 1], self.low, self.high)
-        if self.role == "buyer":
-            bid = self.low + s * (value - self.low)
-        else:
-            bid = self.high - s * (self.high - value)
+        value = obs[:, VALUE : VALUE + 1]
+        seller = self.role == "seller"
+        # the env's own formula (``action="shade"``): one place for the mapping
+        bid = shade_to_price(s, value, self.low, self.high, seller=seller)
         return bid.astype(np.float32)
 
     def from_bid(self, bid: NDArray, value: NDArray) -> NDArray[np.float64]:

@@ -1,0 +1,73 @@
+"""The action parameterisation of the env: absolute bids, or shading factors.
+
+``EnvConfig.action`` picks what an agent's action means:
+
+``absolute`` (default)
+    The action is the bid (buyer) or ask (seller) per unit itself, in
+    ``[0, max_bid]``.
+``shade``
+    The action is a shading factor ``s`` in ``[0, 1]``, the agent's
+    *truthfulness*: ``s = 1`` bids or asks the private value, ``s = 0`` the
+    least aggressive end of the role's range:
+
+    - buyer:  ``bid = value_low + s * (value - value_low)`` (with values on
+      ``[0, 1]``: ``bid = s * value``), in ``[value_low, value]``;
+    - seller: ``ask = cost_high - s * (cost_high - cost)``, in
+      ``[cost, cost_high]``.
+
+    ``value`` (``cost``) is first clipped into ``[value_low, value_high]``
+    (``[cost_low, cost_high]``). A constant ``s`` covers the linear equilibria
+    (first price on ``U[0, 1]`` with ``n`` buyers: ``s = (n - 1) / n``).
+
+:func:`shade_to_price` is the one formula; the env faces and the trainer's
+action maps (``training.actions``) call it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["ACTION_MODES", "shade_to_price", "shade_to_prices"]
+
+ACTION_MODES = ("absolute", "shade")
+"Values of ``EnvConfig.action``."
+
+
+def shade_to_price(
+    s: ArrayLike, value: ArrayLike, low: float, high: float, seller: bool
+) -> NDArray[np.float64]:
+    """Bids (buyer) or asks (``seller``) of shading factors ``s`` at ``value``.
+
+    Args:
+        s: shading factors, already in ``[0, 1]``.
+        value: private values (buyer) or costs (seller), broadcast with ``s``.
+        low, high: the role's value (buyer) or cost (seller) range.
+        seller: ``True`` for asks, ``False`` for bids.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    value = np.clip(np.asarray(value, dtype=np.float64), low, high)
+    if seller:
+        return high - s * (high - value)
+    return low + s * (value - low)
+
+
+def shade_to_prices(
+    s: NDArray, values: NDArray, n_buyers: int, config
+) -> NDArray[np.float64]:
+    """``[B, n_agents]`` bids and asks from shading factors (buyers' columns first).
+
+    ``config`` is the :class:`attn_env.config.EnvConfig` whose value and cost
+    ranges the roles shade in; ``s`` is clipped into ``[0, 1]``.
+    """
+    s = np.clip(np.asarray(s, dtype=np.float64), 0.0, 1.0)
+    out = np.empty_like(s)
+    n = n_buyers
+    out[:, :n] = shade_to_price(
+        s[:, :n], values[:, :n], config.value_low, config.value_high, seller=False
+    )
+    if s.shape[1] > n:
+        out[:, n:] = shade_to_price(
+            s[:, n:], values[:, n:], config.cost_low, config.cost_high, seller=True
+        )
+    return out
