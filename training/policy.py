@@ -164,7 +164,7 @@ def _box(d: Any) -> Any:
 
 
 def build_policy(algo: str, spec: Any) -> Any:
-    """A fresh SB3 policy (CPU, random weights) as :func:`policy_spec` described it.
+    """A fresh SB3 policy (CPU, weights to load) as :func:`policy_spec` describes it.
 
     Raises:
         ValueError: the description is malformed or names a class outside the
@@ -181,6 +181,10 @@ def build_policy(algo: str, spec: Any) -> Any:
         raise ValueError("policy kwargs must be an object")
     try:
         params = {k: _decode_param(k, v) for k, v in kwargs.items()}
+        if "ortho_init" in params:
+            # every weight is overwritten by the checkpoint's: skip the QR-based
+            # orthogonal init (most of the load time of a [64, 64] policy)
+            params["ortho_init"] = False
         return cls(**params, lr_schedule=_zero_schedule)
     except (TypeError, ValueError, RuntimeError, OverflowError) as err:
         text = " ".join(str(err).split())
