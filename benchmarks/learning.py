@@ -49,9 +49,8 @@ QUICK_STEPS = 200_000
 def run_case(
     name: str, out: Path, docs: Path, quick: bool, timesteps: int | None
 ) -> dict:
-    from runner.evaluate import evaluate
-
     from attn_env.config import load_config
+    from runner.evaluate import evaluate
     from training.sb3 import train
 
     config = load_config(ROOT / CASES[name])
