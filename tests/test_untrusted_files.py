@@ -498,3 +498,25 @@ def test_atomic_save_replaces_a_regular_file_with_the_umask_mode(tmp_path):
         assert (tmp_path / "new" / "sub").stat().st_mode & 0o777 == 0o750
     finally:
         os.umask(old)
+
+
+def test_a_model_folder_with_pickled_weights_is_refused(tmp_path):
+    # use_safetensors=True: a folder whose only weights are a pickle never loads
+    import shutil
+
+    from attn_env.valuations.model import default_model_dir, load_model
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises((OSError, ValueError), match="safetensors"):
+        load_model(model_dir=folder, device="cpu")
+    assert not marker.exists()

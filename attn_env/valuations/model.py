@@ -258,8 +258,12 @@ def load_model(
     hf_logging.set_verbosity_error()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        # safetensors only: a user's model folder never gets to unpickle code
         model = AutoModel.from_pretrained(
-            str(folder), attn_implementation="eager", local_files_only=True
+            str(folder),
+            attn_implementation="eager",
+            local_files_only=True,
+            use_safetensors=True,
         )
     finally:
         hf_logging.set_verbosity(verbosity)
