@@ -309,3 +309,11 @@ def test_blocking_pairs_of_stable_and_assignment():
     # the welfare-maximising assignment ignores slots' rankings: often unstable
     best = clear("assignment", v, reserve=0.1)
     assert (mechanisms.blocking_pairs(v, best.slot, 0.1) > 0).mean() > 0.2
+
+
+def test_blocking_pairs_rejects_two_buyers_in_one_slot():
+    vals = np.random.default_rng(0).random((2, 3, 2))
+    ok = matching.blocking_pairs(vals, np.array([[0, 1, -1], [1, -1, 0]]))
+    assert ok.shape == (2,)
+    with pytest.raises(ValueError, match="market 1, slot 1 holds 2 buyers"):
+        matching.blocking_pairs(vals, np.array([[0, 1, -1], [1, -1, 1]]))

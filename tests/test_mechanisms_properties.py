@@ -285,3 +285,67 @@ GOOD = np.array([[0.5, 0.2, 0.9]])
 def test_bad_input(name, args, kw, match):
     with pytest.raises(ValueError, match=match):
         mechanisms.make(name).clear(*args, **kw)
+
+
+CPLX = np.array([[0.5 + 1j, 0.2, 0.9]])
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "match"),
+    [
+        ("gsp", (CPLX,), r"bids must be a real float64 array.*complex"),
+        ("first_price", (CPLX.astype(np.complex64),), r"bids must be a real float64"),
+        ("mcafee", (CPLX, [[0.1]]), r"bids must be a real float64"),
+        ("cda", (GOOD, [[0.1 + 0j]]), r"asks must be a real float64.*complex"),
+        ("assignment", (CPLX[..., None],), r"values must be a real float64"),
+        ("stable_matching", (CPLX[..., None],), r"values must be a real float64"),
+    ],
+)
+def test_complex_input_is_rejected_not_cut_to_real(name, args, match):
+    with pytest.raises(ValueError, match=match):
+        mechanisms.make(name).clear(*args)
+
+
+HUGE = np.array([[1e308, 5e307, 0.5]])
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "match"),
+    [
+        ("gsp", (HUGE,), r"bids must have magnitude <= 1e\+150, got 1e\+308"),
+        ("vcg", (HUGE,), r"bids must have magnitude <= 1e\+150"),
+        ("k_double", (GOOD, [[1e151]]), r"asks must have magnitude <= 1e\+150"),
+        ("mcafee", (HUGE, [[0.1]]), r"bids must have magnitude <= 1e\+150"),
+        ("assignment", (HUGE[..., None],), r"values must have magnitude <= 1e\+150"),
+        ("stable_matching", (HUGE[..., None],), r"values must have magnitude"),
+    ],
+)
+def test_huge_input_is_rejected_not_overflowed(name, args, match):
+    with pytest.raises(ValueError, match=match):
+        mechanisms.make(name).clear(*args)
+
+
+@pytest.mark.parametrize("name", ONE_SIDED + TWO_SIDED + MATCHING)
+def test_bound_itself_is_accepted_and_payments_stay_finite(name):
+    mech = mechanisms.make(name)
+    big = np.array([[1e150, 0.9e150, 0.5e150]])
+    if name in MATCHING:
+        out = mech.clear(np.repeat(big[..., None], 2, axis=2))
+    elif name in TWO_SIDED:
+        out = mech.clear(big, big[:, :2] / 2)
+    else:
+        kw = {"weights": [1.0]} if name in ("first_price", "second_price") else {}
+        out = mech.clear(big, **kw)
+    assert np.isfinite(out.pay).all() and np.isfinite(out.price).all()
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 2), (0, 12, 12), (0, 3, 11), (0, 2, 40)])
+@pytest.mark.parametrize("name", MATCHING)
+def test_matching_with_no_market_is_empty(name, shape):
+    out = mechanisms.make(name).clear(np.zeros(shape), weights=np.ones(shape[2]))
+    _, n, k = shape
+    assert out.slot.shape == out.pay.shape == out.alloc.shape == (0, n)
+    assert out.price.shape == (0, n) and out.clearing_price.shape == (0,)
+    if name == "assignment":
+        assert out.extra["slot_price"].shape == (0, k)
+        assert out.extra["welfare"].shape == (0,)

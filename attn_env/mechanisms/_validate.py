@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "MAX_MAGNITUDE",
     "as_batch",
     "check_k",
     "check_nonneg",
@@ -24,8 +25,17 @@ __all__ = [
 ]
 
 
+#: largest magnitude accepted in any price or weight array: far enough below
+#: float64's 1.8e308 that sums and products of prices (payments, welfare,
+#: Clarke differences) cannot overflow to inf or NaN.
+MAX_MAGNITUDE = 1e150
+
+
 def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
     """``x`` as a finite float64 array of the shape named by ``dims``.
+
+    Complex arrays are refused (never cut to their real part), and so are
+    entries whose magnitude exceeds :data:`MAX_MAGNITUDE` (``1e150``).
 
     Args:
         x: the array given by the caller.
@@ -36,9 +46,17 @@ def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
         ``x`` as ``float64`` (a copy only where a conversion is needed).
     """
     try:
-        arr = np.asarray(x, dtype=np.float64)
+        raw = np.asarray(x)
+        is_complex = raw.dtype.kind == "c"
+        if not is_complex:
+            arr = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be a numeric array [{dims}], got {x!r}") from err
+    if is_complex:
+        raise ValueError(
+            f"{name} must be a real float64 array [{dims}], got complex dtype "
+            f"{raw.dtype} (it is not cut to its real part)"
+        )
     ndim = dims.count(",") + 1
     if arr.ndim != ndim:
         hint = ""
@@ -54,6 +72,13 @@ def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
     if not np.isfinite(arr).all():
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(f"{name} must be finite, got {arr[idx]} at index {idx}")
+    big = np.abs(arr) > MAX_MAGNITUDE
+    if big.any():
+        idx = tuple(int(i) for i in np.argwhere(big)[0])
+        raise ValueError(
+            f"{name} must have magnitude <= {MAX_MAGNITUDE:g}, got {arr[idx]} "
+            f"at index {idx}"
+        )
     return arr
 
 

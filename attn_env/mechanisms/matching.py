@@ -139,7 +139,9 @@ class Assignment(_Matching):
         surplus = vals - self.reserve
         usable = surplus >= 0.0
         gain = np.where(usable, surplus, 0.0)
-        if math.perm(max(n, n_slots), min(n, n_slots)) <= MAX_ENUMERATED:
+        if n_markets == 0:  # no market: nothing to solve (and nothing to reshape)
+            slot, clarke = np.zeros((0, n), dtype=np.int64), np.zeros((0, n))
+        elif math.perm(max(n, n_slots), min(n, n_slots)) <= MAX_ENUMERATED:
             slot, clarke = _enumerate(gain, gen)
         elif min(n, n_slots) <= MAX_SUBSET:
             slot, clarke = _subset_dp(gain, gen)
@@ -436,11 +438,15 @@ def blocking_pairs(
 
     Args:
         values: ``float64 [B, n, K]`` bids of buyers for slots.
-        slot: ``int [B, n]`` slot of each buyer, ``-1`` for none (``Outcome.slot``).
+        slot: ``int [B, n]`` slot of each buyer, ``-1`` for none (``Outcome.slot``);
+            no two buyers of a market may share a slot.
         reserve: the reserve of the mechanism.
 
     Returns:
         ``int64 [B]``.
+
+    Raises:
+        ValueError: bad shapes or dtypes, or two buyers in one slot.
     """
     vals = as_batch(values, "values", "B, n, K")
     s = np.asarray(slot)
@@ -453,6 +459,16 @@ def blocking_pairs(
     if ((s < -1) | (s >= n_slots)).any():
         raise ValueError(f"slot entries must lie in -1..{n_slots - 1}")
     matched = s >= 0
+    # a matching: each slot holds at most one buyer
+    count = np.zeros((n_markets, n_slots + 1), dtype=np.int64)
+    np.add.at(count, (np.arange(n_markets)[:, None], np.where(matched, s, n_slots)), 1)
+    shared = count[:, :n_slots] > 1
+    if shared.any():
+        b, j = (int(i) for i in np.argwhere(shared)[0])
+        raise ValueError(
+            f"slot is not a matching: market {b}, slot {j} holds "
+            f"{int(count[b, j])} buyers (at most one each)"
+        )
     own = np.take_along_axis(vals, np.maximum(s, 0)[..., None], 2)[..., 0]
     own = np.where(matched, own, reserve)
     held = np.full((n_markets, n_slots), reserve)
