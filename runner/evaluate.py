@@ -86,6 +86,34 @@ def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Genera
     return names, fns
 
 
+def _check_run_matches(
+    config: ExperimentConfig, manifest: dict[str, Any], policy_dir: str | Path
+) -> None:
+    """``ValueError`` (one line) unless the run was trained in ``config``'s market.
+
+    The manifest's ``mechanism`` and ``agents`` (where it records them) must
+    equal the config's, and every learner seat must be one of the agents: a
+    policy is only meaningful in the market it learned.
+    """
+    agents = list(attn_env.vector_env(1, config=config.env).agents)
+    run_mech = manifest.get("mechanism", config.env.mechanism)
+    run_agents = manifest.get("agents", agents)
+    where = f"{Path(policy_dir) / 'manifest.json'}"
+    if run_mech != config.env.mechanism or run_agents != agents:
+        raise ValueError(
+            f"{where}: the run was trained in mechanism {run_mech!r} with agents "
+            f"{run_agents!r}, but the config's market is {config.env.mechanism!r} "
+            f"with agents {agents!r}; evaluate it with the run's own config.yaml"
+        )
+    for name, entry in manifest["learners"].items():
+        bad = [a for a in entry["seats"] if a not in agents]
+        if bad:
+            raise ValueError(
+                f"{where}: learner {name!r} seats {bad!r} are not agents of the "
+                f"config's market ({', '.join(agents)})"
+            )
+
+
 def _learners(config: ExperimentConfig, trained: Any) -> dict[str, tuple[str, str]]:
     """learner name -> (role, first seat's agent name)."""
     return {
@@ -117,6 +145,7 @@ def evaluate(
         ):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     trained = load_policy(policy_dir)
+    _check_run_matches(config, trained.manifest, policy_dir)
     rng = np.random.default_rng(config.seed)
     names, fns = strategies_for(config, trained, rng)
     learners = _learners(config, trained)

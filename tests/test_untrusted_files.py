@@ -350,6 +350,14 @@ BROKEN = {
         ),
         "is not allowed",
     ),
+    "role-auctioneer": (
+        lambda m: m["learners"]["buyer"].update(role="auctioneer"),
+        "learner 'buyer' role must be one of buyer, seller, got 'auctioneer'",
+    ),
+    "action-role-auctioneer": (
+        lambda m: m["learners"]["buyer"]["action"].update(role="auctioneer"),
+        "learner 'buyer' action role must be one of buyer, seller",
+    ),
     "bad-policy-class": (
         lambda m: m["learners"]["buyer"]["policy"].update({"class": "Popen"}),
         "policy class must be",
@@ -368,6 +376,37 @@ def test_malformed_manifest_is_one_clear_line(run, tmp_path, entry, broken):
     message = _outcome(ENTRY_POINTS[entry], run, tmp_path / "PWNED")
     assert message is not None and "manifest.json" in message
     assert expected in message
+
+
+OTHER_MARKETS = {
+    "gsp-5x3": (
+        EnvConfig(mechanism="gsp", n_buyers=5, n_slots=3),
+        "trained in mechanism 'first_price'",
+    ),
+    "first-price-n2": (
+        EnvConfig(mechanism="first_price", n_buyers=2),
+        "with agents ['buyer_0', 'buyer_1', 'buyer_2']",
+    ),
+}
+
+
+@pytest.mark.parametrize("market", sorted(OTHER_MARKETS))
+def test_evaluate_refuses_a_run_of_another_market(run, tmp_path, market):
+    from runner.evaluate import evaluate
+
+    env, expected = OTHER_MARKETS[market]
+    cfg = dataclasses.replace(config(), env=env)
+    message = _outcome(
+        lambda r: evaluate(cfg, r, episodes=4, samples=5), run, tmp_path / "PWNED"
+    )
+    assert message is not None and "manifest.json" in message
+    assert expected in message and "the run's own config.yaml" in message
+
+
+def test_evaluate_refuses_a_learner_seat_outside_the_market(run, tmp_path):
+    _edit(run, lambda m: m["learners"]["buyer"].update(seats=["buyer_7"]))
+    message = _outcome(_evaluate, run, tmp_path / "PWNED")
+    assert message is not None and "seats ['buyer_7'] are not agents" in message
 
 
 def test_cli_evaluate_refuses_a_planted_run_in_one_line(run, tmp_path):

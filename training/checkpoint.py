@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from attn_env.fileio import atomic_write_text, fsync_dir, umask_mode
+from attn_env.observation import ROLES
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
@@ -137,8 +138,15 @@ def check_run_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
             isinstance(seats, list) and seats and all(isinstance(a, str) for a in seats)
         ):
             raise ValueError(f"{path}: {what} 'seats' must be a list of agent names")
-        if entry["role"] not in ("buyer", "seller"):
-            raise ValueError(f"{path}: {what} role must be buyer or seller")
+        for where, role in (
+            ("role", entry["role"]),
+            ("action role", entry["action"]["role"]),
+        ):
+            if role not in ROLES:
+                raise ValueError(
+                    f"{path}: {what} {where} must be one of {', '.join(ROLES)}, "
+                    f"got {role!r}"
+                )
         for key in ("timesteps", "n_updates", "episode_num"):
             if not isinstance(entry.get(key, 0), int) or entry.get(key, 0) < 0:
                 raise ValueError(f"{path}: {what} {key!r} must be an integer >= 0")
