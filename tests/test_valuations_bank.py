@@ -790,3 +790,21 @@ def test_slot_masses_are_distributions_on_random_pages(
     for b, s in enumerate(slots):
         assert (mass[b, len(s) + 1 :] == 0).all()
         assert (mass[b, 1 : len(s) + 1] > 0).all()
+
+
+@pytest.mark.parametrize("name", ["relevance_raw", "alpha"])
+def test_bank_holding_nan_fails_validate_naming_the_array(
+    bank_path: Path, tmp_path: Path, name: str
+) -> None:
+    import shutil
+
+    from attn_env.valuations.bank_validate import validate_bank
+
+    path = tmp_path / "bank"
+    shutil.copytree(bank_path, path)
+    arr = np.load(path / f"{name}.npy")
+    arr.reshape(-1)[1] = np.nan
+    np.save(path / f"{name}.npy", arr)
+    bank = load_bank(path)
+    with pytest.raises(ValueError, match=rf"{name} \({name}\.npy\) holds 1 non-finite"):
+        validate_bank(bank, corpus=None, lm=None)  # refused before any model work

@@ -16,7 +16,25 @@ if TYPE_CHECKING:
     from attn_env.valuations.bank import Bank
     from attn_env.valuations.corpus_io import Corpus
 
-__all__ = ["validate_bank"]
+__all__ = ["check_finite", "validate_bank"]
+
+#: the float arrays of a bank, which must hold no NaN or inf.
+FLOAT_ARRAYS = ("relevance_raw", "alpha")
+
+
+def check_finite(bank: Bank) -> None:
+    """``ValueError`` naming the array (and its file) if a float array of ``bank``
+    holds a NaN or an infinity (a corrupt or hand-edited bank)."""
+    for name in FLOAT_ARRAYS:
+        arr = np.asarray(getattr(bank, name))
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"bank {str(bank.path)!r}: {name} ({name}.npy) holds "
+                f"{int(bad.sum())} non-finite value(s), first {arr[idx]} at index "
+                f"{idx}; rebuild the bank"
+            )
 
 
 def validate_bank(bank: Bank, corpus: Corpus, lm: Any) -> dict[str, Any]:
@@ -35,7 +53,12 @@ def validate_bank(bank: Bank, corpus: Corpus, lm: Any) -> dict[str, Any]:
     Returns:
         ``queries``, ``candidates_per_query``, ``own_share`` (the hit rate of a
         random pick) and ``precision_at_1_r`` / ``precision_at_1_cosine``.
+
+    Raises:
+        ValueError: ``relevance_raw`` or ``alpha`` holds a NaN or an infinity
+            (:func:`check_finite`).
     """
+    check_finite(bank)
     from attn_env.valuations.model import embed_texts
 
     queries = np.asarray(bank.queries)
