@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import data_equivalence
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
 
 from attn_env import env, mechanisms, parallel_env, raw_env
+from tests.helpers import nan_equal
 
 
 def options(name: str) -> dict:
@@ -34,15 +34,6 @@ def test_aec_api(name):
     api_test(env(**options(name)), num_cycles=30)
 
 
-def _nan_equal(a, b, exact=False):
-    """gymnasium's ``data_equivalence``, but two NaN floats are equal."""
-    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
-        return True
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_nan_equal(a[k], b[k], exact) for k in a)
-    return data_equivalence(a, b, exact)
-
-
 @pytest.fixture
 def nan_aware_seed_test(monkeypatch):
     """PettingZoo's seed tests compare infos with ``==``, under which the NaN of an
@@ -51,7 +42,7 @@ def nan_aware_seed_test(monkeypatch):
     import sys
 
     st = sys.modules["pettingzoo.test.seed_test"]  # the package shadows the module
-    monkeypatch.setattr(st, "data_equivalence", _nan_equal)
+    monkeypatch.setattr(st, "data_equivalence", nan_equal)
 
 
 @pytest.mark.parametrize("name", NAMES)

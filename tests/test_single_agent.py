@@ -6,10 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env, data_equivalence
+from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from attn_env.single_agent import SingleAgentMarketEnv
+from tests.helpers import nan_equal
 
 CASES = [
     {"mechanism": "first_price", "n_buyers": 2},
@@ -44,22 +45,13 @@ def _env(kw, **extra):
     return SingleAgentMarketEnv(learner=learner, others=others, config=cfg, **extra)
 
 
-def _nan_equal(a, b, exact=False):
-    """gymnasium's ``data_equivalence``, but two NaN floats are equal."""
-    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
-        return True
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_nan_equal(a[k], b[k], exact) for k in a)
-    return data_equivalence(a, b, exact)
-
-
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: kw["mechanism"])
 def test_gymnasium_check_env(kw, monkeypatch):
     # The checker compares infos with ``==``; an undefined info number is NaN (the
     # env's contract), which differs from itself (a CDA round often trades nothing).
     import gymnasium.utils.env_checker as checker
 
-    monkeypatch.setattr(checker, "data_equivalence", _nan_equal)
+    monkeypatch.setattr(checker, "data_equivalence", nan_equal)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no spec" notice of the checker
         check_env(_env(kw, render_mode="ansi"), skip_render_check=False)

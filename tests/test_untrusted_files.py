@@ -50,14 +50,7 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """``train`` sets torch's thread count process-wide; leave other tests theirs."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 def config(**train) -> ExperimentConfig:
