@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -808,3 +809,25 @@ def test_bank_holding_nan_fails_validate_naming_the_array(
     bank = load_bank(path)
     with pytest.raises(ValueError, match=rf"{name} \({name}\.npy\) holds 1 non-finite"):
         validate_bank(bank, corpus=None, lm=None)  # refused before any model work
+
+
+def test_temp_folder_of_a_killed_build_is_removed_by_the_next(tmp_path) -> None:
+    # The temp folder names its builder's pid: once that process is gone the
+    # folder is stale at once; a live builder's folder (ours) is kept.
+    from attn_env.valuations.bank_build import _remove_stale_temps
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".tmp-abc123-{dead.pid}-x1y2"
+    alive = tmp_path / f".tmp-abc123-{os.getpid()}-z3w4"
+    unknown = tmp_path / ".tmp-abc123-q5r6"  # no pid: the age rule decides
+    for folder in (killed, alive, unknown):
+        folder.mkdir()
+        (folder / "queries.npy").write_bytes(b"partial")
+    _remove_stale_temps(tmp_path)
+    assert not killed.exists()
+    assert alive.exists() and unknown.exists()
+    old = time.time() - 7200
+    os.utime(unknown, (old, old))
+    _remove_stale_temps(tmp_path)
+    assert not unknown.exists() and alive.exists()

@@ -221,7 +221,7 @@ def build_bank(
     ]
     total = len(pair_jobs) + len(page_jobs)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{os.getpid()}-", dir=root))
     try:
         out = _open_arrays(tmp, n_q, c, p, kmax)
         out["queries"][:] = queries
@@ -295,14 +295,41 @@ def build_bank(
 
 
 def _remove_stale_temps(root: Path, older_than_s: float = 3600.0) -> None:
-    """Remove temp folders of builds that died more than ``older_than_s`` ago."""
+    """Remove temp folders of builds that died.
+
+    A temp folder is named ``.tmp-<key>-<pid>-<random>``: it is stale as soon as
+    the process that made it is gone (a killed build is cleaned up by the next
+    one, not an hour later). A folder whose owner cannot be told (another
+    naming, or a pid of another machine on a shared disk that happens to be
+    alive here) is removed once it is older than ``older_than_s``.
+    """
     now = time.time()
     for entry in root.glob(".tmp-*"):
         try:
-            if now - entry.stat().st_mtime > older_than_s:
+            if (
+                not _owner_alive(entry.name)
+                or now - entry.stat().st_mtime > older_than_s
+            ):
                 shutil.rmtree(entry, ignore_errors=True)
         except OSError:
             continue
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether the pid in a temp folder's name (``.tmp-<key>-<pid>-<random>``) runs.
+
+    Names without a pid count as alive (the age rule decides for them).
+    """
+    parts = name.split("-")
+    if len(parts) < 4 or not parts[-2].isdigit():
+        return True
+    try:
+        os.kill(int(parts[-2]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists but is not ours, or not a pid at all
+    return True
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
