@@ -31,6 +31,9 @@ _MAX_BINS = 50
 _TOL = 1e-9
 # actions are float32: prices computed from them differ from float64 values by ~1e-7
 _PRICE_TOL = 1e-6
+F32_EPS = float(np.finfo(np.float32).eps)
+"""Relative float32 rounding (2^-23): actions travel as float32, so a truthful bid
+``float32(v)`` may exceed the value ``v`` by up to ``v * F32_EPS / 2``."""
 
 
 class MarketLog:
@@ -125,9 +128,18 @@ class MarketLog:
             ).astype(np.float64)
         else:
             blocking = np.full(len(welfare), np.nan)
+        # An action within float32 rounding of the value is the truthful one, and
+        # the loss that rounding can cause (<= F32_EPS x value x units) is no
+        # IR violation: ``ir_violations`` counts only losses beyond it.
+        slack = _TOL + F32_EPS * np.abs(value)
         rational = np.concatenate(
-            [bid[:, :n] <= bv + _TOL, bid[:, n:] >= value[:, n:] - _TOL], axis=1
+            [
+                bid[:, :n] <= bv + slack[:, :n],
+                bid[:, n:] >= value[:, n:] - slack[:, n:],
+            ],
+            axis=1,
         )
+        ir_tol = _TOL + F32_EPS * np.abs(value) * np.abs(alloc)
         self._rounds.append(
             {
                 "welfare": welfare,
@@ -138,7 +150,7 @@ class MarketLog:
                 "price": get("clearing_price"),
                 "low": low,
                 "high": high,
-                "ir": metrics.ir_violations(util, rational).astype(np.float64),
+                "ir": metrics.ir_violations(util, rational, ir_tol).astype(np.float64),
                 "blocking": blocking,
             }
         )

@@ -165,14 +165,16 @@ def budget_surplus(
 
 
 def ir_violations(
-    utility: ArrayLike, rational: ArrayLike | None = None, tol: float = 1e-9
+    utility: ArrayLike, rational: ArrayLike | None = None, tol: ArrayLike = 1e-9
 ) -> NDArray[np.int64]:
     """Individual-rationality violations per market, ``[B]``.
 
     Counts agents whose action was individually rational (``rational [B, N]``:
     truthful, or at least bid <= value / ask >= cost) and who still ended with a
-    negative utility, beyond ``tol``. A mechanism with such agents is not IR.
-    ``rational=None`` counts every agent.
+    negative utility, beyond ``tol`` (a number, or ``[B, N]`` per agent: the
+    market log allows each agent the loss float32 rounding of its action can
+    cause). A mechanism with such agents is not IR. ``rational=None`` counts
+    every agent.
     """
     u = _batch(utility, "utility")
     mask = (

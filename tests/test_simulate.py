@@ -239,6 +239,30 @@ def test_summarize_hand_case():
     assert summarize(rec, ["buyer_0", "buyer_1"], 2, "one_sided")["ir_violations"] == 1
 
 
+def test_float32_rounding_of_a_truthful_bid_is_no_ir_violation():
+    # First price, truthful: the action float32(v) may exceed v by ~v * 2^-24, so
+    # the winner loses ~1e-8. That rounding is tolerated; a real overpayment is
+    # counted even when the bid itself carries the same rounding.
+    v = 0.6  # float32(0.6) > 0.6
+    bid = float(np.float32(v))
+    assert bid > v
+    rec = {
+        "value": np.array([[[v, 0.2]]]),
+        "bid": np.array([[[bid, 0.2]]]),
+        "alloc": np.array([[[1.0, 0.0]]]),
+        "payment": np.array([[[bid, 0.0]]]),
+        "utility": np.array([[[v - bid, 0.0]]]),
+        "active": np.ones((1, 1, 2)),
+        "clearing_price": np.array([[bid]]),
+        "alpha": np.ones((1, 1, 1)),
+    }
+    names = ["buyer_0", "buyer_1"]
+    assert summarize(rec, names, 2, "one_sided")["ir_violations"] == 0
+    rec["payment"] = np.array([[[v + 1e-6, 0.0]]])
+    rec["utility"] = np.array([[[-1e-6, 0.0]]])
+    assert summarize(rec, names, 2, "one_sided")["ir_violations"] == 1
+
+
 @pytest.mark.parametrize("name", OWN_CONFIGS)
 def test_every_config_loads_and_simulates(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
