@@ -27,9 +27,16 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (``--help`` still shows usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The parser with every command group registered."""
-    parser = argparse.ArgumentParser(
+    """The parser with every command group registered (subparsers share its class)."""
+    parser = _Parser(
         prog="attn-market",
         description="Markets for attention: simulate, train and evaluate bidders.",
     )

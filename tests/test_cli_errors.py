@@ -767,3 +767,28 @@ def test_yaml_float_strings_are_floats(tmp_path: Path) -> None:
     c = load_config(cfg)
     assert c.env.value_high == 1000.0 and c.env.cost_high == 200.0
     assert c.env.max_bid == 1000.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "culprit"),
+    [
+        (["simulate", "configs/gsp.yaml", "--episodes", "abc"], "'abc'"),
+        (["simulate"], "config"),
+        (["nope"], "'nope'"),
+        (["evaluate", "configs/fpsb_n2.yaml"], "--policy"),
+        (["train", "configs/fpsb_n2.yaml", "--timesteps", "1.5"], "'1.5'"),
+        (["valuations", "show", "--slots", "x"], "'x'"),
+    ],
+)
+def test_usage_error_is_one_line(argv, culprit, capsys) -> None:
+    # argparse's own errors: one line too (no usage block), exit 2
+    from attn_market.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "error:" in lines[0] and culprit in lines[0]
+    assert "Traceback" not in err
