@@ -129,9 +129,11 @@ class MarketLog:
         else:
             blocking = np.full(len(welfare), np.nan)
         # An action within float32 rounding of the value is the truthful one, and
-        # the loss that rounding can cause (<= F32_EPS x value x units) is no
-        # IR violation: ``ir_violations`` counts only losses beyond it.
-        slack = _TOL + F32_EPS * np.abs(value)
+        # the loss that rounding can cause (<= F32_EPS x value x units, plus the
+        # float rounding of the payment) is no IR violation: ``ir_violations``
+        # counts only losses beyond it. Both bounds are relative, so markets of
+        # any value scale (1e-9 as well as 1e3) are judged alike.
+        slack = F32_EPS * np.abs(value)
         rational = np.concatenate(
             [
                 bid[:, :n] <= bv + slack[:, :n],
@@ -139,7 +141,7 @@ class MarketLog:
             ],
             axis=1,
         )
-        ir_tol = _TOL + F32_EPS * np.abs(value) * np.abs(alloc)
+        ir_tol = F32_EPS * (np.abs(value) * np.abs(alloc) + np.abs(pay))
         self._rounds.append(
             {
                 "welfare": welfare,

@@ -261,6 +261,17 @@ def test_float32_rounding_of_a_truthful_bid_is_no_ir_violation():
     rec["payment"] = np.array([[[v + 1e-6, 0.0]]])
     rec["utility"] = np.array([[[-1e-6, 0.0]]])
     assert summarize(rec, names, 2, "one_sided")["ir_violations"] == 1
+    # the tolerance is relative: a winner paying 2.5x its value at the 1e-10
+    # scale is a violation, although the loss (1.5e-10) is tiny in absolute terms
+    tiny = {
+        **rec,
+        "value": np.array([[[1e-10, 0.2e-10]]]),
+        "bid": np.array([[[1e-10, 0.2e-10]]]),
+        "payment": np.array([[[2.5e-10, 0.0]]]),
+        "utility": np.array([[[-1.5e-10, 0.0]]]),
+        "clearing_price": np.array([[2.5e-10]]),
+    }
+    assert summarize(tiny, names, 2, "one_sided")["ir_violations"] == 1
 
 
 @pytest.mark.parametrize("name", OWN_CONFIGS)

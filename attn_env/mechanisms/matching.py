@@ -162,6 +162,10 @@ class Assignment(_Matching):
         )
 
 
+_REL_TIE = 1e-12
+"Relative gap under which two assignments' welfare counts as a tie."
+
+
 def _enumerate(
     gain: NDArray[np.float64], rng: np.random.Generator
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -189,8 +193,9 @@ def _enumerate(
         part = padded[lo:hi].take(flat, axis=1).reshape(hi - lo, n_assign, n)
         total = part.sum(axis=2)  # [c, A]
         best = total.max(axis=1)
-        tol = 1e-12 * (1.0 + np.abs(best))
-        optimal = total >= (best - tol)[:, None]
+        # ties up to float rounding of the sums, relative to the market's scale
+        # (an absolute floor would call assignments 0.1 % apart optimal at 1e-9)
+        optimal = total >= (best - _REL_TIE * np.abs(best))[:, None]
         pick = optimal.argmax(axis=1)
         tied = np.flatnonzero(optimal.sum(axis=1) > 1)
         if tied.size:  # a random optimal assignment, not the first one listed
