@@ -1,0 +1,235 @@
+"""RL pipelines side by side on first price with 2 buyers (issue 10, item 6).
+
+In one run, on ``configs/fpsb_n2.yaml``'s market (first price, 2 uniform
+buyers, BNE ``b(v) = v/2``):
+
+==============  ===========================================================
+pipeline        what runs
+==============  ===========================================================
+native          ``training.sb3.Trainer`` (``attn-market train``), evaluated
+                with ``runner.evaluate.evaluate`` at each checkpoint
+supersuit_sb3   ``examples/supersuit_sb3.py`` (PettingZoo's SB3 tutorial)
+cleanrl_ppo     ``examples/cleanrl_ppo.py`` (single-file PPO on vector_env)
+torchrl_ppo     ``examples/torchrl_ppo.py``, where that file exists
+==============  ===========================================================
+
+Each trains up to ``--budget`` agent-steps, measuring ``bne_l2`` of its
+deterministic policy every ``--every`` agent-steps and stopping at the first
+checkpoint with ``bne_l2 <= --target`` (0.05). Reported per pipeline: agent-steps/s
+(training only: checkpoint evaluations are not timed), the agent-steps and the
+training seconds to the target (``null`` if not reached within the budget), and
+both as ratios to the native trainer (speed: pipeline / native; time to target:
+pipeline / native, lower is better). One torch thread everywhere.
+
+Usage (2 CPU cores; run it niced on a shared machine)::
+
+    .venv/bin/python benchmarks/pipelines.py --quick   # 200k budget, a smoke run
+    .venv/bin/python benchmarks/pipelines.py           # 2M budget, 100k checks
+    .venv/bin/python benchmarks/pipelines.py --only native,cleanrl_ppo --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import inspect
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CONFIG = ROOT / "configs" / "fpsb_n2.yaml"
+EXAMPLES = {
+    "supersuit_sb3": ROOT / "examples" / "supersuit_sb3.py",
+    "cleanrl_ppo": ROOT / "examples" / "cleanrl_ppo.py",
+    "torchrl_ppo": ROOT / "examples" / "torchrl_ppo.py",
+}
+PIPELINES = ("native", *EXAMPLES)
+
+
+def load_example(path: Path):
+    """Import an example script by path (``examples/`` is not a package)."""
+    name = f"examples_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_native(budget: int, every: int, target: float, seed: int) -> dict:
+    """The native trainer, checkpointed every ``every`` agent-steps and evaluated."""
+    from attn_env.config import load_config
+    from runner.evaluate import evaluate
+    from training.sb3 import Trainer
+
+    config = load_config(CONFIG)
+    config = dataclasses.replace(
+        config,
+        seed=seed,
+        train=dataclasses.replace(
+            config.train, total_timesteps=budget, checkpoint_every=every
+        ),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        t0 = time.perf_counter()
+        trainer = Trainer(config, out, progress=False)
+        eval_s = 0.0
+        curve: list[dict] = []
+        next_eval = every
+        while trainer.timesteps < budget:
+            trainer.step()
+            if trainer.timesteps < next_eval and trainer.timesteps < budget:
+                continue
+            next_eval += every
+            t = time.perf_counter()
+            seconds = t - t0 - eval_s
+            trainer.save(finished=trainer.timesteps >= budget)
+            res = evaluate(config, out, episodes=100, samples=200)
+            curve.append(
+                {
+                    "agent_steps": trainer.timesteps,
+                    "seconds": seconds,
+                    "bne_l2": res["bne_l2"],
+                }
+            )
+            eval_s += time.perf_counter() - t
+            if res["bne_l2"] <= target:
+                break
+        seconds = curve[-1]["seconds"] if curve else time.perf_counter() - t0
+    return {
+        "pipeline": "native",
+        "bne_l2_end": curve[-1]["bne_l2"],
+        "agent_steps": curve[-1]["agent_steps"],
+        "seconds": seconds,
+        "agent_steps_per_s": curve[-1]["agent_steps"] / max(seconds, 1e-9),
+        "curve": curve,
+    }
+
+
+def run_example(name: str, budget: int, every: int, target: float, seed: int) -> dict:
+    """An example's ``main`` with checkpoints; TorchRL's counts market frames."""
+    module = load_example(EXAMPLES[name])
+    params = inspect.signature(module.main).parameters
+    first = next(iter(params))
+    steps = budget // 2 if first == "total_frames" else budget  # 2 buyers
+    kwargs = {"seed": seed}
+    if "eval_every" in params:
+        kwargs.update(eval_every=every, target=target)
+    result = module.main(steps, **kwargs)
+    result.setdefault("pipeline", name)
+    return result
+
+
+def summarise(result: dict, target: float) -> dict:
+    """Agent-steps/s and the first checkpoint at ``bne_l2 <= target``."""
+    curve = result.get("curve") or [
+        {
+            "agent_steps": result["agent_steps"],
+            "seconds": result["seconds"],
+            "bne_l2": result["bne_l2_end"],
+        }
+    ]
+    hit = next((c for c in curve if c["bne_l2"] <= target), None)
+    return {
+        "pipeline": result["pipeline"],
+        "agent_steps_per_s": round(result["agent_steps"] / result["seconds"]),
+        "agent_steps": result["agent_steps"],
+        "train_s": round(result["seconds"], 1),
+        "bne_l2_end": round(result["bne_l2_end"], 4),
+        "steps_to_target": None if hit is None else hit["agent_steps"],
+        "s_to_target": None if hit is None else round(hit["seconds"], 1),
+        "curve": [
+            [c["agent_steps"], round(c["seconds"], 2), round(c["bne_l2"], 4)]
+            for c in curve
+        ],
+    }
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Each row's speed and time to target relative to the native trainer."""
+    native = next((r for r in rows if r["pipeline"] == "native"), None)
+    for r in rows:
+        if native is None:
+            break
+        r["speed_vs_native"] = round(
+            r["agent_steps_per_s"] / native["agent_steps_per_s"], 3
+        )
+        both = r["s_to_target"] is not None and native["s_to_target"]
+        r["time_to_target_vs_native"] = (
+            round(r["s_to_target"] / native["s_to_target"], 2) if both else None
+        )
+
+
+def table(rows: list[dict], target: float) -> str:
+    head = (
+        "| pipeline | agent-steps/s | vs native | agent-steps to bne_l2 <= "
+        f"{target} | seconds to it | vs native | bne_l2 at stop |\n"
+        "|---|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [head]
+    for r in rows:
+
+        def fmt(x, spec=","):
+            return "not reached" if x is None else format(x, spec)
+
+        lines.append(
+            f"| {r['pipeline']} | {r['agent_steps_per_s']:,} | "
+            f"{r.get('speed_vs_native', '-')}x | {fmt(r['steps_to_target'])} | "
+            f"{fmt(r['s_to_target'], '.1f')} | "
+            f"{fmt(r.get('time_to_target_vs_native'), '.2f')} | {r['bne_l2_end']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget", type=int, default=2_000_000, help="agent-steps")
+    parser.add_argument(
+        "--every", type=int, default=100_000, help="agent-steps between checks"
+    )
+    parser.add_argument("--target", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="200k budget, 50k checks")
+    parser.add_argument(
+        "--only", default=",".join(PIPELINES), help="comma-separated pipelines"
+    )
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.budget, args.every = 200_000, 50_000
+    import torch
+
+    torch.set_num_threads(1)
+    rows = []
+    for name in args.only.split(","):
+        if name not in PIPELINES:
+            parser.error(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+        if name != "native" and not EXAMPLES[name].exists():
+            print(f"# {name}: {EXAMPLES[name].name} not present, skipped", flush=True)
+            continue
+        try:
+            if name == "native":
+                res = run_native(args.budget, args.every, args.target, args.seed)
+            else:
+                res = run_example(name, args.budget, args.every, args.target, args.seed)
+        except Exception as err:  # one failing pipeline does not void the others
+            print(f"# {name} failed: {type(err).__name__}: {err}", flush=True)
+            continue
+        row = summarise(res, args.target)
+        print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+        rows.append(row)
+    add_ratios(rows)
+    print(table(rows, args.target))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
