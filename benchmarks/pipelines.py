@@ -26,6 +26,7 @@ Usage (2 CPU cores; run it niced on a shared machine)::
     .venv/bin/python benchmarks/pipelines.py --quick   # 200k budget, a smoke run
     .venv/bin/python benchmarks/pipelines.py           # 2M budget, 100k checks
     .venv/bin/python benchmarks/pipelines.py --only native,cleanrl_ppo --json out.json
+    .venv/bin/python benchmarks/pipelines.py --budgets torchrl_ppo=200000  # cap one
 """
 
 from __future__ import annotations
@@ -199,10 +200,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--only", default=",".join(PIPELINES), help="comma-separated pipelines"
     )
+    parser.add_argument(
+        "--budgets",
+        default="",
+        help="per-pipeline budgets overriding --budget, e.g. torchrl_ppo=200000",
+    )
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     if args.quick:
         args.budget, args.every = 200_000, 50_000
+    budgets = {}
+    for item in filter(None, args.budgets.split(",")):
+        name, _, steps = item.partition("=")
+        budgets[name] = int(steps)
     import torch
 
     torch.set_num_threads(1)
@@ -213,15 +223,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if name != "native" and not EXAMPLES[name].exists():
             print(f"# {name}: {EXAMPLES[name].name} not present, skipped", flush=True)
             continue
+        budget = budgets.get(name, args.budget)
         try:
             if name == "native":
-                res = run_native(args.budget, args.every, args.target, args.seed)
+                res = run_native(budget, args.every, args.target, args.seed)
             else:
-                res = run_example(name, args.budget, args.every, args.target, args.seed)
+                res = run_example(name, budget, args.every, args.target, args.seed)
         except Exception as err:  # one failing pipeline does not void the others
             print(f"# {name} failed: {type(err).__name__}: {err}", flush=True)
             continue
         row = summarise(res, args.target)
+        row["budget"] = budget
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
         rows.append(row)
     add_ratios(rows)
