@@ -121,6 +121,6 @@ def test_example_ppo_learns():
         out = _example().main(total_frames=2048, seed=0)
     assert out["agent_steps"] == 4096
     assert math.isfinite(out["bne_l2_start"]) and math.isfinite(out["bne_l2_end"])
-    assert out["bne_l2_end"] < out["bne_l2_start"] - 0.01, out
+    assert out["bne_l2_end"] < out["bne_l2_start"] - 0.005, out
     assert out["agent_steps_per_s"] > 0
     assert torch.get_num_threads() == 1
