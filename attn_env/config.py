@@ -114,6 +114,8 @@ class AgentSpec:
 class TrainConfig:
     """Options of ``attn-market train``."""
 
+    backend: str = "sb3"
+    "Training library: ``sb3`` (stable-baselines3) or ``rllib`` (Ray RLlib, PPO)."
     algo: str = "ppo"
     "``ppo`` or ``sac``."
     total_timesteps: int = 200_000

@@ -1,7 +1,8 @@
 """Learning to bid: stable-baselines3 training, self-play, checkpoints and evaluation.
 
 - ``attn-market train CONFIG --out DIR`` trains the agents with ``kind: learn``
-  (``training.sb3``) and writes a run folder (``training.checkpoint``).
+  (``training.sb3``, or RLlib PPO with ``train.backend: rllib``:
+  ``training.rllib``) and writes a run folder (``training.checkpoint``).
 - ``load_policy(DIR)`` returns a deterministic bidder, ``act(obs [N, obs_dim]) ->
   [N, 1]`` (``training.policy``).
 - ``attn-market evaluate CONFIG --policy DIR`` measures it against the analytic
@@ -30,8 +31,12 @@ def load_policy(path: Any, device: str = "auto"):
 def train(config: Any, out: Any, resume: bool = False, progress: bool = True):
     """Train the learning agents of an ``ExperimentConfig`` into run folder ``out``.
 
-    See ``training.sb3.train``.
+    See ``training.sb3.train`` (``train.backend: rllib``: ``training.rllib.train``).
     """
+    if getattr(config.train, "backend", "sb3") == "rllib":
+        from training.rllib import train as _train_rllib
+
+        return _train_rllib(config, out, resume=resume, progress=progress)
     from training.sb3 import train as _train
 
     return _train(config, out, resume=resume, progress=progress)

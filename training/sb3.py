@@ -287,6 +287,11 @@ class Trainer:
         import attn_env
 
         check_train_config(config.train)
+        if config.train.backend != "sb3":
+            raise ValueError(
+                f"train.backend is {config.train.backend!r}: train it with "
+                "training.train or `attn-market train`, not training.sb3"
+            )
         self.config, self.out, self.progress = config, Path(out), progress
         old = self._open_run_folder(resume)
         self._set_up_torch()

@@ -14,14 +14,47 @@ from attn_env.config import TrainConfig
 from training.actions import ACTIONS
 from training.policy import ALGOS, algo_class
 
-__all__ = ["MAX_LAYER", "SHARES", "check_train_config"]
+__all__ = [
+    "BACKENDS",
+    "MAX_LAYER",
+    "RLLIB_PARAMS",
+    "SHARES",
+    "check_rllib_params",
+    "check_train_config",
+]
 
+BACKENDS = ("sb3", "rllib")
+"Training libraries: stable-baselines3 (the default) and Ray RLlib."
 SHARES = ("role", "none")
 "Parameter sharing: one policy per role, or one per agent."
+RLLIB_PARAMS: dict[str, type] = {
+    "num_env_runners": int,
+    "num_envs_per_env_runner": int,
+    "num_epochs": int,
+    "minibatch_size": int,
+    "lambda_": float,
+    "clip_param": float,
+    "vf_clip_param": float,
+    "vf_loss_coeff": float,
+    "entropy_coeff": float,
+    "use_kl_loss": bool,
+    "kl_coeff": float,
+    "kl_target": float,
+    "grad_clip": float,
+}
+"``train.algo_params`` the RLlib backend accepts, and their types."
 
 
 def check_train_config(tc: TrainConfig) -> None:
     """``ValueError`` naming the first bad training option."""
+    if tc.backend not in BACKENDS:
+        raise ValueError(
+            f"train.backend must be one of {', '.join(BACKENDS)}, got {tc.backend!r}"
+        )
+    if tc.backend == "rllib" and tc.algo != "ppo":
+        raise ValueError(
+            f"train.algo {tc.algo!r} is not available with backend rllib; use ppo"
+        )
     if tc.algo not in ALGOS:
         raise ValueError(
             f"train.algo must be one of {', '.join(ALGOS)}, got {tc.algo!r}"
@@ -61,7 +94,10 @@ def check_train_config(tc: TrainConfig) -> None:
             f"[1, {MAX_LAYER}], got {tc.net_arch!r}"
         )
     check_device(tc.device, "train.device")
-    _check_algo_params(tc.algo, tc.algo_params)
+    if tc.backend == "rllib":
+        check_rllib_params(tc.algo_params)
+    else:
+        _check_algo_params(tc.algo, tc.algo_params)
 
 
 MAX_LAYER = 65_536
@@ -113,4 +149,32 @@ def _check_algo_params(algo: str, params: dict[str, Any]) -> None:
             raise ValueError(
                 f"train.algo_params.{key} must be of type {expected} "
                 f"(like its default {default!r}), got {value!r}"
+            )
+
+
+def check_rllib_params(params: Any) -> None:
+    """``ValueError`` (one line) unless ``params`` are known RLlib PPO options."""
+    if not isinstance(params, dict):
+        raise ValueError(f"train.algo_params must be a mapping, got {params!r}")
+    for key, value in params.items():
+        tp = RLLIB_PARAMS.get(key)
+        if tp is None:
+            raise ValueError(
+                f"train.algo_params: unknown keyword {key!r} for backend rllib; "
+                f"known: {', '.join(RLLIB_PARAMS)}"
+            )
+        if tp is bool:
+            ok = isinstance(value, bool)
+        elif tp is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        else:
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and is_real(value)
+            )
+        if not ok:
+            raise ValueError(
+                f"train.algo_params.{key} must be of type {tp.__name__}"
+                f"{' >= 0' if tp is int else ''}, got {value!r}"
             )

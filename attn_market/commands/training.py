@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` and ``evaluate`` commands."""
     p = subparsers.add_parser(
         "train",
-        help="train the agents with kind: learn (stable-baselines3)",
+        help="train the agents with kind: learn (stable-baselines3 or RLlib)",
         description="Train the learning agents of CONFIG and write a run folder that "
         "`evaluate --policy` and training.load_policy read.",
     )
@@ -39,6 +39,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="backend rllib: train on this Ray cluster (default: RAY_ADDRESS, "
+        "else a local Ray in this process)",
+    )
+    p.add_argument(
+        "--num-env-runners",
+        type=int,
+        default=None,
+        metavar="N",
+        help="backend rllib: remote env runners (override "
+        "train.algo_params.num_env_runners)",
+    )
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser(
@@ -90,6 +105,24 @@ def _train(args: argparse.Namespace) -> int:
     from training.sb3 import main_summary, train
 
     config = _load(args.config, args.seed, args.timesteps)
+    if config.train.backend == "rllib":
+        from training.rllib import train as train_rllib
+
+        manifest = train_rllib(
+            config,
+            args.out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            address=args.address,
+            num_env_runners=args.num_env_runners,
+        )
+        print(main_summary(manifest))
+        return 0
+    if args.address is not None or args.num_env_runners is not None:
+        raise ValueError(
+            "--address and --num-env-runners need train.backend: rllib "
+            f"(this config trains with {config.train.backend})"
+        )
     manifest = train(
         config, args.out, resume=args.resume, progress=not args.no_progress
     )

@@ -1,0 +1,228 @@
+"""``train: {backend: rllib}``: RLlib PPO runs written in our run format.
+
+The training tests need ``ray[rllib]`` (in the ``dev`` extra); they are skipped
+where it is missing. One trains with a local in-process Ray, one (`slow`) joins a real
+Ray head started on 127.0.0.1 through ``--address``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attn_env.config import ExperimentConfig, TrainConfig, load_config
+from attn_market.cli import main
+from training.train_config import check_train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(**train) -> ExperimentConfig:
+    base = load_config(ROOT / "configs" / "fpsb_n2.yaml")
+    options = {
+        "backend": "rllib",
+        "action": "shade",
+        "num_envs": 16,
+        "n_steps": 16,
+        "batch_size": 256,
+        "total_timesteps": 1024,
+        "checkpoint_every": 512,
+        **train,
+    }
+    tc = dataclasses.replace(base.train, **options)
+    return dataclasses.replace(base, train=tc, episodes=200)
+
+
+def _yaml(tmp_path: Path, config: ExperimentConfig) -> Path:
+    import yaml
+
+    data = config.to_dict()
+    path = tmp_path / "rl.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# -- bad input: one line, no Ray needed ------------------------------------------------
+
+
+def test_unknown_backend_names_the_known_ones():
+    with pytest.raises(ValueError, match=r"train.backend must be one of sb3, rllib"):
+        check_train_config(TrainConfig(backend="jax"))
+
+
+def test_rllib_params_are_checked():
+    with pytest.raises(ValueError, match="unknown keyword 'n_epochs' for backend"):
+        check_train_config(TrainConfig(backend="rllib", algo_params={"n_epochs": 3}))
+    with pytest.raises(ValueError, match="num_env_runners must be of type int"):
+        check_train_config(
+            TrainConfig(backend="rllib", algo_params={"num_env_runners": 1.5})
+        )
+    with pytest.raises(ValueError, match="not available with backend rllib"):
+        check_train_config(TrainConfig(backend="rllib", algo="sac"))
+
+
+def test_ray_missing_gives_the_install_command(tmp_path, monkeypatch, capsys):
+    # training.rllib picks its env's base class at import: import it afresh
+    # without ray, and drop that copy afterwards so later tests get the real one
+    sys.modules.pop("training.rllib", None)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    path = _yaml(tmp_path, _config())
+    try:
+        assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    finally:
+        sys.modules.pop("training.rllib", None)
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert 'pip install -e ".[rllib]"' in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreachable_address_is_one_line(tmp_path, capsys):
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = _yaml(tmp_path, _config())
+    code = main(
+        ["train", str(path), "--out", str(tmp_path / "run"), "--address",
+         f"127.0.0.1:{port}"]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "cannot reach a Ray cluster" in err and "ray start --head" in err
+
+
+def test_address_needs_the_rllib_backend(tmp_path, capsys):
+    config = dataclasses.replace(
+        _config(), train=dataclasses.replace(_config().train, backend="sb3")
+    )
+    path = _yaml(tmp_path, config)
+    code = main(["train", str(path), "--out", str(tmp_path / "r"), "--address", "x:1"])
+    assert code == 2
+    assert "need train.backend: rllib" in capsys.readouterr().err
+
+
+def test_self_play_is_refused_with_one_line(tmp_path):
+    from training.rllib import train
+
+    with pytest.raises(ValueError, match="self_play_pool is not available"):
+        train(_config(self_play_pool=2), tmp_path / "run", progress=False)
+
+
+# -- training -------------------------------------------------------------------------
+
+
+def _mlp_mean(state: dict, obs: np.ndarray) -> np.ndarray:
+    """The RLModule's deterministic action, computed by hand from its weights."""
+    h = obs.astype(np.float64)
+    i = 0
+    while f"encoder.actor_encoder.net.mlp.{i}.weight" in state:
+        w = state[f"encoder.actor_encoder.net.mlp.{i}.weight"].double().numpy()
+        b = state[f"encoder.actor_encoder.net.mlp.{i}.bias"].double().numpy()
+        h = np.tanh(h @ w.T + b)
+        i += 2
+    w = state["pi.net.mlp.0.weight"].double().numpy()
+    return h @ w.T + state["pi.net.mlp.0.bias"].double().numpy()
+
+
+def test_rllib_run_loads_and_evaluates(tmp_path):
+    pytest.importorskip("ray")
+    from runner.evaluate import evaluate
+    from training import load_policy
+    from training.checkpoint import load_tensors
+    from training.rllib import train
+
+    run = tmp_path / "run"
+    manifest = train(_config(), run, progress=False)
+    assert manifest["backend"] == "rllib" and manifest["finished"]
+    assert manifest["timesteps"] >= 1024
+    assert list((run / "tb" / "rllib").iterdir()), "no TensorBoard events"
+
+    policy = load_policy(run, device="cpu")
+    entry = manifest["learners"]["buyer"]
+    state = load_tensors(run / manifest["checkpoint"] / entry["model"], "rllib")
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(0, 1, (32, policy.by_role["buyer"].obs_dim)).astype(np.float32)
+    obs[:, 3] = 0.0  # buyers
+    raw = policy.by_role["buyer"].raw(obs)
+    np.testing.assert_allclose(
+        raw, np.clip(_mlp_mean(state, obs), -8, 8), rtol=1e-4, atol=1e-5
+    )
+    bids = policy.act(obs)
+    assert bids.shape == (32, 1) and np.all((bids >= 0) & (bids <= obs[:, :1] + 1e-6))
+
+    result = evaluate(_config(), run, episodes=200, samples=200, progress=False)
+    assert np.isfinite(result["bne_l2"])
+    assert result["timesteps"] == manifest["timesteps"]
+
+    # --resume continues from the checkpoint's weights
+    more = dataclasses.replace(
+        _config(), train=dataclasses.replace(_config().train, total_timesteps=1536)
+    )
+    again = train(more, run, resume=True, progress=False)
+    assert again["timesteps"] >= 1536 and again["iterations"] > manifest["iterations"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # 41 s alone, 67 s beside the rest of the suite on 2 cores
+def test_train_on_a_ray_head_through_address(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("ray")
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray_bin is not None
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    port = _free_port()
+    # its own process group: stopping it ends this head only, not other Rays
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+         "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until the head listens
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                assert head.poll() is None, "ray start --head exited"
+                assert time.monotonic() < deadline, "ray head did not start"
+                time.sleep(0.5)
+        path = _yaml(tmp_path, _config(total_timesteps=512))
+        out = tmp_path / "run"
+        code = main(
+            ["train", str(path), "--out", str(out), "--no-progress",
+             "--address", f"127.0.0.1:{port}", "--num-env-runners", "1"]
+        )  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["timesteps"] >= 512
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["learners"]["buyer"]["rllib"]["num_env_runners"] == 1
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
