@@ -1,7 +1,7 @@
 """``train: {backend: rllib}``: RLlib PPO runs written in our run format.
 
 The training tests need ``ray[rllib]`` (in the ``dev`` extra); they are skipped
-where it is missing. One trains with a local in-process Ray, one (`slow`) joins a real
+where it is missing. One trains with a local in-process Ray, one joins a real
 Ray head started on 127.0.0.1 through ``--address``.
 """
 
@@ -181,7 +181,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # 41 s alone, 67 s beside the rest of the suite on 2 cores
+# about 45 s (a real Ray head): in the default suite, so CI tests the --address path
 def test_train_on_a_ray_head_through_address(tmp_path, monkeypatch, capsys):
     pytest.importorskip("ray")
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
