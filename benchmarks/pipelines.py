@@ -49,7 +49,9 @@ EXAMPLES = {
     "cleanrl_ppo": ROOT / "examples" / "cleanrl_ppo.py",
     "torchrl_ppo": ROOT / "examples" / "torchrl_ppo.py",
 }
-PIPELINES = ("native", *EXAMPLES)
+RLLIB = {"rllib_1": 1, "rllib_2": 2}
+"RLlib rows: env runners each."
+PIPELINES = ("native", *EXAMPLES, *RLLIB)
 
 
 def load_example(path: Path):
@@ -110,6 +112,45 @@ def run_native(budget: int, every: int, target: float, seed: int) -> dict:
         "seconds": seconds,
         "agent_steps_per_s": curve[-1]["agent_steps"] / max(seconds, 1e-9),
         "curve": curve,
+    }
+
+
+def run_rllib(runners: int, budget: int, seed: int) -> dict:
+    """RLlib multi-agent PPO (``train.backend: rllib``, ``action: shade``) with
+    ``runners`` env runners on a local Ray, evaluated once at the end of the
+    budget (so its agent-steps to the target are an upper bound)."""
+    from attn_env.config import load_config
+    from runner.evaluate import evaluate
+    from training import train
+
+    config = load_config(CONFIG)
+    config = dataclasses.replace(
+        config,
+        seed=seed,
+        train=dataclasses.replace(
+            config.train,
+            backend="rllib",
+            action="shade",
+            total_timesteps=budget,
+            checkpoint_every=budget,
+            algo_params={"num_env_runners": runners},
+        ),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        t0 = time.perf_counter()
+        manifest = train(config, out, progress=False)
+        seconds = time.perf_counter() - t0
+        res = evaluate(config, out, episodes=100, samples=200)
+    steps = int(manifest["timesteps"])
+    point = {"agent_steps": steps, "seconds": seconds, "bne_l2": res["bne_l2"]}
+    return {
+        "pipeline": f"rllib_{runners}",
+        "bne_l2_end": res["bne_l2"],
+        "agent_steps": steps,
+        "seconds": seconds,
+        "agent_steps_per_s": steps / max(seconds, 1e-9),
+        "curve": [point],
     }
 
 
@@ -220,13 +261,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in args.only.split(","):
         if name not in PIPELINES:
             parser.error(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
-        if name != "native" and not EXAMPLES[name].exists():
+        if name in EXAMPLES and not EXAMPLES[name].exists():
             print(f"# {name}: {EXAMPLES[name].name} not present, skipped", flush=True)
             continue
         budget = budgets.get(name, args.budget)
         try:
             if name == "native":
                 res = run_native(budget, args.every, args.target, args.seed)
+            elif name in RLLIB:
+                res = run_rllib(RLLIB[name], budget, args.seed)
             else:
                 res = run_example(name, budget, args.every, args.target, args.seed)
         except Exception as err:  # one failing pipeline does not void the others
