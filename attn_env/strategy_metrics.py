@@ -29,10 +29,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env import mechanisms
-from attn_env.equilibria import Strategy
+from attn_env.actions import shade_to_price
+from attn_env.equilibria import Strategy, bne_strategy
+from attn_env.observation import ACTIVE, VALUE
 from attn_env.valuations import draw_values
 
-__all__ = ["BidFn", "bne_l2", "utility_loss", "value_grid"]
+__all__ = [
+    "BidFn",
+    "bid_function",
+    "bne_l2",
+    "shade_policy_bne_l2",
+    "utility_loss",
+    "value_grid",
+]
 
 BidFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
@@ -158,3 +167,58 @@ def utility_loss(
     u_learned, u_br = float(own.mean()), float(best.mean())
     loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0
     return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
+
+
+def bid_function(
+    act: Callable[[NDArray[np.float32]], NDArray], template: NDArray[np.float32]
+) -> BidFn:
+    """``values -> bids`` of an ``obs -> bids`` strategy at one agent's observation.
+
+    ``template`` is one observation ``[obs_dim]`` of the agent (its first of an
+    episode, say); every other entry stays as it is, the value is replaced by
+    each value asked for and the agent is marked active.
+    """
+    template = np.asarray(template, dtype=np.float32)
+
+    def fn(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        obs = np.repeat(template[None], len(values), axis=0)
+        obs[:, VALUE] = values
+        obs[:, ACTIVE] = 1.0
+        return np.asarray(act(obs), dtype=np.float64).reshape(-1)
+
+    return fn
+
+
+def shade_policy_bne_l2(
+    shade: Callable[[NDArray[np.float32]], NDArray],
+    config: Any,
+    template: NDArray[np.float32] | None = None,
+    grid: int = 1000,
+) -> float:
+    """``bne_l2`` of a buyer policy acting under ``action="shade"``.
+
+    Args:
+        shade: ``obs [N, obs_dim] -> s [N]``, the policy's deterministic shading
+            factors (clipped into ``[0, 1]`` here, as the env does).
+        config: the market's ``EnvConfig``.
+        template: the buyer's observation to vary the value in; default
+            ``buyer_0``'s first observation of ``vector_env(1)`` reset with seed 0.
+        grid: quantile midpoints of the value distribution.
+    """
+    if template is None:
+        from attn_env.vector import vector_env
+
+        obs, _ = vector_env(num_envs=1, config=config).reset(seed=0)
+        template = obs[0, 0]
+
+    shade_at = bid_function(shade, template)  # values -> shading factors
+
+    def bids(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        s = np.clip(shade_at(values), 0.0, 1.0)
+        return shade_to_price(
+            s, values, config.value_low, config.value_high, seller=False
+        )
+
+    return bne_l2(
+        bids, bne_strategy(config, "buyer"), value_grid(config, "buyer", grid)
+    )

@@ -28,10 +28,7 @@ from torch import nn
 from torch.distributions import Normal
 
 import attn_env
-from attn_env.actions import shade_to_price
-from attn_env.equilibria import bne_strategy
-from attn_env.observation import ACTIVE, VALUE
-from attn_env.strategy_metrics import bne_l2, value_grid
+from attn_env.strategy_metrics import shade_policy_bne_l2
 
 
 @dataclasses.dataclass
@@ -105,23 +102,12 @@ class Agent(nn.Module):
 
 def bid_function_l2(agent: Agent, config) -> float:
     """``bne_l2`` of the deterministic policy (the mean, clipped to [0, 1])."""
-    venv = attn_env.vector_env(1, config=config)
-    obs, _ = venv.reset(seed=0)
-    template = np.asarray(obs[0, 0], dtype=np.float32)  # buyer_0's first obs
-    grid = value_grid(config, "buyer", 1000)
 
-    def bid_fn(values: np.ndarray) -> np.ndarray:
-        o = np.repeat(template[None], len(values), axis=0)
-        o[:, VALUE] = values
-        o[:, ACTIVE] = 1.0
+    def shade(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            s = agent.actor_mean(torch.as_tensor(o)).numpy().reshape(-1)
-        s = np.clip(s.astype(np.float64), 0.0, 1.0)
-        return shade_to_price(
-            s, values, config.value_low, config.value_high, seller=False
-        )
+            return agent.actor_mean(torch.as_tensor(obs)).numpy()
 
-    return bne_l2(bid_fn, bne_strategy(config, "buyer"), grid)
+    return shade_policy_bne_l2(shade, config)
 
 
 def main(

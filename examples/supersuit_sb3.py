@@ -23,13 +23,8 @@ import json
 import time
 from typing import Any
 
-import numpy as np
-
 import attn_env
-from attn_env.actions import shade_to_price
-from attn_env.equilibria import bne_strategy
-from attn_env.observation import ACTIVE, VALUE
-from attn_env.strategy_metrics import bne_l2, value_grid
+from attn_env.strategy_metrics import shade_policy_bne_l2
 
 ENV = {"mechanism": "first_price", "n_buyers": 2, "rounds": 1, "action": "shade"}
 PPO_KWARGS = {
@@ -44,22 +39,9 @@ NUM_VEC_ENVS = 16
 
 def policy_bne_l2(model: Any, config: Any) -> float:
     """``bne_l2`` of the deterministic policy's buyer bid function."""
-    venv = attn_env.vector_env(1, config=config)
-    obs, _ = venv.reset(seed=0)
-    template = np.asarray(obs[0, 0], dtype=np.float32)  # buyer_0's first obs
-    grid = value_grid(config, "buyer", 1000)
-
-    def bid_fn(values: np.ndarray) -> np.ndarray:
-        o = np.repeat(template[None], len(values), axis=0)
-        o[:, VALUE] = values
-        o[:, ACTIVE] = 1.0
-        s, _ = model.predict(o, deterministic=True)
-        s = np.clip(np.asarray(s, dtype=np.float64).reshape(-1), 0.0, 1.0)
-        return shade_to_price(
-            s, values, config.value_low, config.value_high, seller=False
-        )
-
-    return bne_l2(bid_fn, bne_strategy(config, "buyer"), grid)
+    return shade_policy_bne_l2(
+        lambda obs: model.predict(obs, deterministic=True)[0], config
+    )
 
 
 def main(

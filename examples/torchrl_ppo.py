@@ -29,10 +29,7 @@ import time
 import numpy as np
 
 import attn_env
-from attn_env.actions import shade_to_price
-from attn_env.equilibria import bne_strategy
-from attn_env.observation import ACTIVE, VALUE
-from attn_env.strategy_metrics import bne_l2, value_grid
+from attn_env.strategy_metrics import shade_policy_bne_l2
 
 ENV = {"mechanism": "first_price", "n_buyers": 2, "rounds": 1, "action": "shade"}
 GROUP = "buyer"
@@ -54,24 +51,18 @@ def policy_bne_l2(policy, template, config) -> float:
     from tensordict import TensorDict
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-    grid = value_grid(config, "buyer", 1000)
     n = config.n_buyers
 
-    def bid_fn(values: np.ndarray) -> np.ndarray:
-        obs = np.repeat(template[None, None], len(values), axis=0).repeat(n, axis=1)
-        obs[:, :, VALUE] = values[:, None]
-        obs[:, :, ACTIVE] = 1.0
+    def shade(obs: np.ndarray) -> np.ndarray:
+        # the module acts for the whole group: every buyer sees this observation
         td = TensorDict(
-            {GROUP: {"observation": torch.as_tensor(obs)}}, batch_size=[len(values)]
+            {GROUP: {"observation": torch.as_tensor(obs)[:, None].repeat(1, n, 1)}},
+            batch_size=[len(obs)],
         )
         with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            s = policy(td).get((GROUP, "action"))[:, 0, 0].double().numpy()
-        s = np.clip(s, 0.0, 1.0)
-        return shade_to_price(
-            s, values, config.value_low, config.value_high, seller=False
-        )
+            return policy(td).get((GROUP, "action"))[:, 0, 0].double().numpy()
 
-    return bne_l2(bid_fn, bne_strategy(config, "buyer"), grid)
+    return shade_policy_bne_l2(shade, config, template)
 
 
 def make_env(seed: int):

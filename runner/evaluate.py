@@ -32,7 +32,6 @@ from ``runner.simulate.play`` with the trained policy in the learners' seats.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +43,12 @@ from attn_env import mechanisms
 from attn_env.config import ExperimentConfig
 from attn_env.equilibria import Strategy, bne_strategy
 from attn_env.figures import new_figure, save_png
-from attn_env.observation import ACTIVE, VALUE
-from attn_env.strategy_metrics import BidFn, bne_l2, utility_loss, value_grid
+from attn_env.strategy_metrics import bid_function, bne_l2, utility_loss, value_grid
 from runner.results import jsonable
 from runner.seats import build_agent
 from runner.simulate import play
 
 __all__ = ["evaluate", "plot_bid_functions", "strategies_for"]
-
-
-def _agent_bid_fn(
-    act: Callable[[NDArray], NDArray], template: NDArray[np.float32]
-) -> BidFn:
-    """``values -> bids`` of an ``obs -> bids`` strategy, other entries fixed."""
-
-    def fn(values: NDArray[np.float64]) -> NDArray[np.float64]:
-        obs = np.repeat(template[None], len(values), axis=0)
-        obs[:, VALUE] = values
-        obs[:, ACTIVE] = 1.0
-        return np.asarray(act(obs), dtype=np.float64).reshape(-1)
-
-    return fn
 
 
 def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Generator):
@@ -78,11 +62,11 @@ def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Genera
     for j, name in enumerate(names):
         spec = config.agent_spec(name)
         if spec.kind == "learn":
-            fns.append(_agent_bid_fn(trained.for_agent(name).act, template[j]))
+            fns.append(bid_function(trained.for_agent(name).act, template[j]))
         else:
             agent = build_agent(spec.kind, spec.params, config)
             agent.reset(1, rng)
-            fns.append(_agent_bid_fn(lambda o, a=agent: a.act(o, rng), template[j]))
+            fns.append(bid_function(lambda o, a=agent: a.act(o, rng), template[j]))
     return names, fns
 
 
