@@ -45,6 +45,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "attn_env",
         ),
     ),
+    ("solver", ("attn_env.solver",)),
+    ("integrity", ("attn_env.integrity",)),
     ("agents", ("agents",)),
     ("training", ("training",)),
     ("runner", ("runner",)),
