@@ -1,28 +1,48 @@
-"""The ``uniform`` source: theta from a distribution, r = alpha = 1.
+"""The ``uniform`` source: theta from a distribution, r = 1, alpha by position.
 
-Every theoretical result of DESIGN.md section 7 is checked in this source.
+Every theoretical result of DESIGN.md section 7 is checked in this source. By
+default every slot holds one unit of attention (alpha = 1); ``slot_weights``
+gives the slots decaying click-through rates instead (an explicit list, or the
+``dcg``, ``geometric`` and ``cascade`` curves of
+:mod:`attn_env.valuations.positions`), the standard position-auction setting.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from attn_env.valuations.base import VALUE_DISTS, Draw, draw_values
+from attn_env.valuations.positions import PositionModel
 
 
 class UniformSource:
-    """theta ~ ``dist`` on ``[low, high]``; every slot holds one unit of attention."""
+    """theta ~ ``dist`` on ``[low, high]``; slot j holds ``alpha_j`` of attention.
+
+    Args:
+        dist: value distribution (``uniform``, ``beta``, ``lognormal``).
+        low: bottom of the value range.
+        high: top of the value range.
+        slot_weights: the position model (``None``: every slot 1; see
+            :class:`~attn_env.valuations.positions.PositionModel`).
+    """
 
     name = "uniform"
 
     def __init__(
-        self, dist: str = "uniform", low: float = 0.0, high: float = 1.0
+        self,
+        dist: str = "uniform",
+        low: float = 0.0,
+        high: float = 1.0,
+        slot_weights: Any = None,
     ) -> None:
         if dist not in VALUE_DISTS:
             raise ValueError(
                 f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
             )
         self.dist, self.low, self.high = dist, float(low), float(high)
+        self.positions = PositionModel.parse(slot_weights)
 
     def draw(
         self, rng: np.random.Generator, batch: int, n_buyers: int, n_slots: int
@@ -31,5 +51,5 @@ class UniformSource:
         return Draw(
             theta=theta,
             relevance=np.ones((batch, n_buyers)),
-            alpha=np.ones((batch, n_slots)),
+            alpha=np.tile(self.positions.weights(n_slots), (batch, 1)),
         )
