@@ -10,6 +10,10 @@ and how to aggregate it over episodes.
 Per-episode figures (``revenue``, ``welfare``, ``mean_utility``, ``volume``) are
 sums over an episode's rounds averaged over episodes; ``efficiency`` is total
 welfare over total first-best welfare; prices are per unit of attention.
+
+Each of these means comes with its standard error over episodes (the key with
+``_se`` appended; ``attn_env.estimates``): episodes are independent, the rounds
+of one episode need not be, so the errors are computed from per-episode totals.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env import metrics
+from attn_env.estimates import Estimate
 from attn_env.mechanisms import blocking_pairs
 
 __all__ = ["MarketLog", "summarize"]
@@ -65,6 +70,7 @@ class MarketLog:
         "high",
         "ir",
         "blocking",
+        "draw",
     )
 
     def __init__(
@@ -154,6 +160,9 @@ class MarketLog:
                 "high": high,
                 "ir": metrics.ir_violations(util, rational, ir_tol).astype(np.float64),
                 "blocking": blocking,
+                # a fingerprint of the round's draw: equal across designs exactly
+                # when they drew the same values (common random numbers)
+                "draw": value.sum(axis=1),
             }
         )
         self._utility = util if self._utility is None else self._utility + util
@@ -185,10 +194,11 @@ class MarketLog:
             ``exposure_share`` by agent name, ``gini_utility`` (of agents' mean
             utilities, negatives clipped to 0), ``gini_exposure`` and ``series``
             (by round, or by bins of episodes when episodes have one round).
+            Beside every mean, its standard error over episodes: ``KEY_se`` for
+            the keys of :meth:`estimates`, ``mean_utility_se`` and
+            ``exposure_share_se`` by agent name (``nan`` with one episode).
         """
-        if not self._done["welfare"]:
-            raise ValueError("no episodes recorded; call end_batch() first")
-        d = {k: np.concatenate(v) for k, v in self._done.items()}
+        d = self._closed()
         welfare, opt, price = d["welfare"], d["opt"], d["price"]
         dist = metrics.walrasian_distance(price, d["low"], d["high"])
         traded = np.isfinite(price)
@@ -227,7 +237,74 @@ class MarketLog:
         }
         if self.matching:
             out["blocking_pairs"] = float(d["blocking"].mean())
+        for key, est in self.estimates().items():
+            out[f"{key}_se"] = est.se
+        for key, ests in self.agent_estimates().items():
+            out[f"{key}_se"] = {name: est.se for name, est in ests.items()}
         return out
+
+    def _closed(self) -> dict[str, NDArray]:
+        """Every closed episode's records, ``[E, T]`` (``utility``, ``exposure``:
+        ``[E, A]`` episode sums)."""
+        if not self._done["welfare"]:
+            raise ValueError("no episodes recorded; call end_batch() first")
+        return {k: np.concatenate(v) for k, v in self._done.items()}
+
+    def estimates(self) -> dict[str, Estimate]:
+        """The market figures of :meth:`result` that are means, as estimates over
+        episodes (value and per-episode influence, ``attn_env.estimates``).
+
+        Keys: ``efficiency``, ``welfare``, ``optimal_welfare``, ``revenue``,
+        ``budget_surplus``, ``volume``, ``mean_price``, ``mean_clearing_price``,
+        ``walrasian_distance``, ``walrasian_share`` and, in matchings,
+        ``blocking_pairs``. Values equal :meth:`result`'s up to float rounding.
+        """
+        d = self._closed()
+        total = {k: d[k].sum(axis=1) for k in ("welfare", "opt", "revenue", "units")}
+        price = d["price"]
+        traded = np.isfinite(price)
+        dist = metrics.walrasian_distance(price, d["low"], d["high"])
+        trades = traded.sum(axis=1)
+
+        def over_trades(x: NDArray) -> Estimate:
+            return Estimate.ratio(np.where(traded, x, 0.0).sum(axis=1), trades)
+
+        out = {
+            "efficiency": Estimate.ratio(total["welfare"], total["opt"]),
+            "welfare": Estimate.mean(total["welfare"]),
+            "optimal_welfare": Estimate.mean(total["opt"]),
+            "revenue": Estimate.mean(total["revenue"]),
+            "budget_surplus": Estimate.mean(d["surplus"].sum(axis=1)),
+            "volume": Estimate.mean(total["units"]),
+            "mean_price": Estimate.ratio(total["revenue"], total["units"]),
+            "mean_clearing_price": over_trades(price),
+            "walrasian_distance": over_trades(dist),
+            "walrasian_share": over_trades(dist <= _PRICE_TOL),
+        }
+        if self.matching:
+            out["blocking_pairs"] = Estimate.mean(d["blocking"].mean(axis=1))
+        return out
+
+    def agent_estimates(self) -> dict[str, dict[str, Estimate]]:
+        """``mean_utility`` (every agent) and ``exposure_share`` (buyers) by agent
+        name, as estimates over episodes."""
+        d = self._closed()
+        utility, exposure = d["utility"], d["exposure"]
+        won = exposure.sum(axis=1)
+        return {
+            "mean_utility": {
+                name: Estimate.mean(utility[:, i]) for i, name in enumerate(self.names)
+            },
+            "exposure_share": {
+                name: Estimate.ratio(exposure[:, i], won)
+                for i, name in enumerate(self.names[: self.n])
+            },
+        }
+
+    def draws(self) -> NDArray[np.float64]:
+        """``[E, T]`` fingerprint of each round's draw (the sum of its values and
+        costs): two runs drew the same markets where these are equal."""
+        return self._closed()["draw"]
 
 
 def _one_sided_interval(

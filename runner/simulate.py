@@ -4,7 +4,9 @@
 plays ``episodes`` episodes ``num_envs`` markets at a time through the one
 driver of fixed agents (:class:`attn_env.players.Seats`) and reduces every
 round with :class:`attn_env.market_log.MarketLog`. It returns plain-data
-metrics (``nan`` where undefined); the command line prints them.
+metrics (``nan`` where undefined), each mean with its standard error over
+episodes; the command line prints them. :func:`play_log` returns the log
+itself, for experiments that need per-episode figures (``runner.compare``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from attn_env.mechanisms import name_of
 from attn_env.players import Agent, Seats
 from runner.seats import build_agents
 
-__all__ = ["play"]
+__all__ = ["play", "play_log"]
 
 
 def play(
@@ -45,6 +47,26 @@ def play(
     Returns:
         Plain-data metrics (keys in :meth:`MarketLog.result`), plus ``mechanism``,
         ``episodes``, ``rounds``, ``num_envs``, ``seed`` and ``agent_kinds``.
+    """
+    log, about = play_log(config, agents, episodes, progress, num_envs)
+    result = log.result()
+    result.update(about)
+    return result
+
+
+def play_log(
+    config: ExperimentConfig,
+    agents: Mapping[str, Agent] | None = None,
+    episodes: int | None = None,
+    progress: bool = True,
+    num_envs: int | None = None,
+) -> tuple[MarketLog, dict[str, Any]]:
+    """:func:`play`'s episodes, unreduced.
+
+    Returns:
+        ``(log, about)``: the :class:`MarketLog` of every episode, and the run's
+        ``mechanism``, ``episodes``, ``rounds``, ``num_envs``, ``seed`` and
+        ``agent_kinds``.
     """
     episodes = config.episodes if episodes is None else int(episodes)
     if episodes < 1:
@@ -92,16 +114,15 @@ def play(
         done += keep
         bar.update(keep)
     bar.close()
-    result = log.result()
-    result.update(
-        mechanism=mechanism,
-        episodes=episodes,
-        rounds=rounds,
-        num_envs=num_envs,
-        seed=config.seed,
-        agent_kinds={name: _kind(config, name, agents) for name in env.agents},
-    )
-    return result
+    about = {
+        "mechanism": mechanism,
+        "episodes": episodes,
+        "rounds": rounds,
+        "num_envs": num_envs,
+        "seed": config.seed,
+        "agent_kinds": {name: _kind(config, name, agents) for name in env.agents},
+    }
+    return log, about
 
 
 def _kind(

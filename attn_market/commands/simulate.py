@@ -1,6 +1,7 @@
 """``attn-market simulate CONFIG``: the runner's ``play``, as a command.
 
-Prints the metrics as a rich table, as one JSON object (``--json``) or draws
+Prints the metrics as a rich table (each mean as ``mean ± standard error``),
+as one JSON object (``--json``: the error of ``KEY`` under ``KEY_se``) or draws
 them (``--plot FILE``).
 """
 
@@ -71,6 +72,15 @@ def _fmt(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, float) else str(x)
 
 
+def fmt_se(x: Any, se: Any = None) -> str:
+    """``x`` as the table shows it, with ``± se`` where the error is known."""
+    if se is None or not isinstance(x, float) or not math.isfinite(x):
+        return _fmt(x)
+    if not math.isfinite(se):
+        return _fmt(x)
+    return f"{x:.4f} ± {se:.4f}"
+
+
 _HEADLINE = (
     ("efficiency", "allocative efficiency (welfare / first-best)"),
     ("welfare", "welfare per episode"),
@@ -98,19 +108,26 @@ def _print_table(result: Mapping[str, Any]) -> None:
     )
     market = Table(title=title)
     market.add_column("metric")
-    market.add_column("value", justify="right")
+    market.add_column("value ± se", justify="right")
     for key, label in _HEADLINE:
         if key not in result:  # blocking_pairs: matchings only
             continue
-        market.add_row(label, _fmt(result[key]))
+        market.add_row(label, fmt_se(result[key], result.get(f"{key}_se")))
     per_agent = Table(title="agents")
     for col in ("agent", "kind", "mean utility", "exposure share"):
         per_agent.add_column(
             col, justify="left" if col in ("agent", "kind") else "right"
         )
+    u_se = result.get("mean_utility_se", {})
+    share_se = result.get("exposure_share_se", {})
     for name, u in result["mean_utility"].items():
         share = result["exposure_share"].get(name)
-        per_agent.add_row(name, result["agent_kinds"][name], _fmt(u), _fmt(share))
+        per_agent.add_row(
+            name,
+            result["agent_kinds"][name],
+            fmt_se(u, u_se.get(name)),
+            fmt_se(share, share_se.get(name)),
+        )
     console = Console()
     console.print(market)
     console.print(per_agent)
