@@ -33,6 +33,7 @@ from attn_env import mechanisms
 from attn_env.actions import ACTION_MODES
 from attn_env.checks import ConfigError, is_real, reject_unknown
 from attn_env.mechanisms import Mechanism
+from attn_env.mechanisms.exposure_floor import check_floor
 from attn_env.observation import role_of
 from attn_env.valuations import source_names
 
@@ -98,6 +99,8 @@ class EnvConfig:
     "Top of bids and asks; ``None``: value_high (two-sided: max with cost_high)."
     action: str = "absolute"
     "What an action is: ``absolute`` (the bid or ask) or ``shade`` (s in [0, 1])."
+    exposure_floor: float = 0.0
+    "Least expected share of a page's attention per buyer, in [0, 1/n_buyers]."
 
 
 @dataclass(frozen=True)
@@ -388,6 +391,10 @@ def validate_env(c: EnvConfig) -> None:
     for name in ("mechanism_params", "valuation_params"):
         if not isinstance(getattr(c, name), dict):
             raise bad(name, "a mapping of keyword parameters")
+    if c.exposure_floor:  # attn_env.mechanisms.exposure_floor: a free lottery
+        if fam == "two_sided":
+            raise bad("exposure_floor", "0 in a two-sided market (no slots)")
+        check_floor(c.exposure_floor, c.n_buyers)
     _check_valuation_params(c.valuation, c.valuation_params)
 
 

@@ -24,6 +24,7 @@ from attn_env import mechanisms
 from attn_env.actions import shade_to_prices
 from attn_env.config import EnvConfig
 from attn_env.mechanisms import Mechanism
+from attn_env.mechanisms.exposure_floor import promote
 from attn_env.metrics import episode_metrics, optimal_welfare
 from attn_env.observation import (
     ACTIVE,
@@ -427,6 +428,8 @@ class MarketCore:
             "theta": self.state.theta.copy(),
             "relevance": self.state.relevance.copy(),
         }
+        if "lottery" in out.extra:  # the exposure floor's free lottery markets
+            info["lottery"] = out.extra["lottery"]
         self.state.last_round = info
         self.state.traded |= traded
         self.state.last_price = np.nan_to_num(price, nan=0.0)
@@ -447,11 +450,15 @@ class MarketCore:
     def _clear(self, bids, asks, b_active, rng):
         """Call the mechanism of the configured family on the effective bids."""
         fam, mech = self.spec.family, self.mechanism
-        if fam == "one_sided":
-            return mech.clear(bids, weights=self.state.alpha, rng=rng), None
-        if fam == "matching":
-            values = bids[:, :, None] * self.state.alpha[:, None, :]
-            return mech.clear(values, rng=rng, weights=self.state.alpha), None
+        if fam != "two_sided":
+            if fam == "one_sided":
+                out = mech.clear(bids, weights=self.state.alpha, rng=rng)
+            else:
+                values = bids[:, :, None] * self.state.alpha[:, None, :]
+                out = mech.clear(values, rng=rng, weights=self.state.alpha)
+            if self.config.exposure_floor > 0:
+                out = promote(out, self.state.alpha, self.config.exposure_floor, rng)
+            return out, None
         # Two-sided: inactive traders stay out of the book (they set no price).
         if self._cda:
             s_active = ~self.state.traded[:, self.spec.n_buyers :]

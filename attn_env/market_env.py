@@ -167,10 +167,13 @@ Keyword options are the fields of :class:`attn_env.config.EnvConfig`
 (``mechanism``, ``mechanism_params``, ``n_buyers``, ``n_sellers``, ``n_slots``,
 ``valuation``, ``valuation_params``, ``value_dist``, ``value_low``,
 ``value_high``, ``cost_low``, ``cost_high``, ``rounds``, ``redraw``,
-``budget``, ``history``, ``max_bid``, ``action``), or ``config=EnvConfig(...)``
-with options overriding it; plus ``render_mode`` and ``seed`` (used by the
-first ``reset()`` without a seed). Unknown options raise ``ValueError`` listing
-the known ones.
+``budget``, ``history``, ``max_bid``, ``action``, ``exposure_floor``), or
+``config=EnvConfig(...)`` with options overriding it; plus ``render_mode`` and
+``seed`` (used by the first ``reset()`` without a seed). Unknown options raise
+``ValueError`` listing the known ones. ``exposure_floor`` (slot markets; default
+0, off) promises each buyer at least that expected share of a page's attention
+through a free lottery of the slots in ``n_buyers * exposure_floor`` of rounds
+(``attn_env.mechanisms.exposure_floor``).
 
 Rendering
 ---------
