@@ -11,6 +11,10 @@ kind           strategy
 ``zip``        Cliff's zero intelligence plus (adaptive margin)
 ``gd``         Gjerstad–Dickhaut belief-based expected-surplus maximiser
 ``pacing``     budget pacing, ``bid = value / (1 + mu)``
+``shill``      the seller's shill bidder (``agents.attacks``)
+``ring``       a bidding ring's leader or member (``agents.attacks``)
+``wash``       one side of a wash-trading pair (``agents.attacks``)
+``absent``     an empty seat: bids 0, asks the top price (``agents.attacks``)
 =============  ==============================================================
 
 Every agent follows ``attn_env.players.Agent``: ``reset(num_envs, rng)``,
@@ -33,6 +37,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from agents.attacks import AbsentAgent, RingAgent, ShillAgent, WashAgent
 from agents.baselines import BNEAgent, PacingAgent, ShadingAgent, TruthfulAgent
 from agents.traders import GDAgent, ZICAgent, ZIPAgent
 from attn_env.config import EnvConfig
@@ -58,6 +63,10 @@ _REGISTRY: dict[str, type] = {
     "zip": ZIPAgent,
     "gd": GDAgent,
     "pacing": PacingAgent,
+    "shill": ShillAgent,
+    "ring": RingAgent,
+    "wash": WashAgent,
+    "absent": AbsentAgent,
 }
 
 

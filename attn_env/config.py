@@ -405,6 +405,7 @@ def _check_valuation_params(name: str, params: dict[str, Any]) -> None:
     ``value_high``; a class taking ``**kwargs`` checks the rest itself.
     """
     from attn_env.valuations import source_class
+    from attn_env.valuations.fake_traffic import check_fake_traffic
 
     own = {"dist": "value_dist", "low": "value_low", "high": "value_high"}
     taken = sorted(set(params) & set(own))
@@ -413,6 +414,9 @@ def _check_valuation_params(name: str, params: dict[str, Any]) -> None:
             f"valuation_params: {', '.join(map(repr, taken))} is set by "
             f"{', '.join(own[k] for k in taken)}; drop it from valuation_params"
         )
+    if "fake_traffic" in params:  # bot traffic wraps every source
+        check_fake_traffic(params["fake_traffic"])
+        params = {k: v for k, v in params.items() if k != "fake_traffic"}
     sig = inspect.signature(source_class(name).__init__)
     kinds = [p.kind for p in sig.parameters.values()]
     if inspect.Parameter.VAR_KEYWORD in kinds:
@@ -422,5 +426,5 @@ def _check_valuation_params(name: str, params: dict[str, Any]) -> None:
     if unknown:
         raise ValueError(
             f"valuation_params: unknown option(s) {', '.join(map(repr, unknown))} "
-            f"for the {name!r} source; known: {', '.join(known) or 'none'}"
+            f"for the {name!r} source; known: {', '.join([*known, 'fake_traffic'])}"
         )

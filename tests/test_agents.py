@@ -44,6 +44,10 @@ def test_registry_lists_every_kind():
         "zip",
         "gd",
         "pacing",
+        "shill",
+        "ring",
+        "wash",
+        "absent",
     ]
 
 

@@ -74,5 +74,15 @@ def source_class(name: str) -> type:
 
 
 def make_source(name: str, **params: Any) -> ValuationSource:
-    """Build valuation source ``name`` (``source_names()``)."""
-    return source_class(name)(**params)
+    """Build valuation source ``name`` (``source_names()``).
+
+    ``fake_traffic`` (any source) wraps it in bot traffic that inflates some
+    ads' r or the slots' alpha (``attn_env.valuations.fake_traffic``).
+    """
+    fake = params.pop("fake_traffic", None)
+    source = source_class(name)(**params)
+    if fake is None:
+        return source
+    from attn_env.valuations.fake_traffic import FakeTrafficSource
+
+    return FakeTrafficSource(source, **fake)
