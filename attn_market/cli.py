@@ -5,6 +5,7 @@ Each command group registers itself here:
 - ``simulate``                       -> ``attn_market.commands.simulate``
 - ``valuations build|show|validate`` -> ``attn_market.commands.valuations``
 - ``train``, ``evaluate``            -> ``attn_market.commands.training``
+- ``compare``                        -> ``attn_market.commands.compare``
 
 Each ``register(subparsers)`` adds its parsers and sets ``func`` (a callable
 taking the parsed ``argparse.Namespace`` and returning an exit code). Modules
@@ -24,6 +25,7 @@ _COMMAND_MODULES = (
     "attn_market.commands.simulate",
     "attn_market.commands.valuations",
     "attn_market.commands.training",
+    "attn_market.commands.compare",
 )
 
 
