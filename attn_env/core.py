@@ -146,6 +146,8 @@ class MarketState:
     "Episode accumulators ``[B]``: welfare, optimal_welfare, revenue, receipts, volume."
     last_round: dict[str, NDArray] | None = None
     "The info arrays of the last round (``None`` before the first step)."
+    group: NDArray[np.int64] | None = None
+    "``[B, n]`` label of each buyer's ad (its vertical), when the source labels ads."
 
     @classmethod
     def empty(cls, spec: MarketSpec, num_envs: int) -> MarketState:
@@ -233,6 +235,10 @@ class MarketCore:
         self.state.relevance[idx] = d.relevance
         self.state.unit_value[idx] = d.unit_value
         self.state.alpha[idx] = d.alpha
+        if d.group is not None:
+            if self.state.group is None:
+                self.state.group = np.full(self.state.theta.shape, -1, np.int64)
+            self.state.group[idx] = d.group
         if s.n_sellers:
             cost = draw_values(
                 rng, (count, s.n_sellers), "uniform", c.cost_low, c.cost_high
@@ -430,6 +436,8 @@ class MarketCore:
         }
         if "lottery" in out.extra:  # the exposure floor's free lottery markets
             info["lottery"] = out.extra["lottery"]
+        if self.state.group is not None:  # the ads' verticals (attention source)
+            info["group"] = self.state.group.copy()
         self.state.last_round = info
         self.state.traded |= traded
         self.state.last_price = np.nan_to_num(price, nan=0.0)

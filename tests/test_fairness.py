@@ -158,3 +158,57 @@ def test_bad_floor_is_one_line(option, match):
 def test_check_floor_accepts_the_bounds():
     assert check_floor(0, 4) == 0.0
     assert check_floor(0.25, 4) == 0.25
+
+
+# -- verticals: the attention source labels each buyer's ad ------------------------
+def _fake_bank(folder, corpus_hash: str, q: int = 5, c: int = 8, k: int = 3):
+    """A bank folder of random arrays whose candidates index the shipped corpus."""
+    import json
+
+    from attn_env.valuations.bank_settings import FORMAT_VERSION
+
+    rng = np.random.default_rng(0)
+    alpha = np.zeros((q, 2, k, k), np.float32)
+    for j in range(k):
+        alpha[:, :, j, : j + 1] = np.sort(rng.dirichlet(np.ones(j + 1)))[::-1]
+    arrays = {
+        "queries": np.arange(q, dtype=np.int32),
+        "candidates": rng.integers(0, 3000, (q, c)).astype(np.int32),
+        "own": np.zeros((q, c), bool),
+        "relevance_raw": rng.random((q, c)).astype(np.float32),
+        "page_candidates": np.zeros((q, 2, k), np.int32),
+        "alpha": alpha,
+    }
+    for name, a in arrays.items():
+        np.save(folder / f"{name}.npy", a)
+    manifest = {"format": FORMAT_VERSION, "corpus_hash": corpus_hash}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return arrays["candidates"]
+
+
+def test_attention_draws_carry_the_ads_verticals(tmp_path):
+    from attn_env.valuations import make_source
+    from attn_env.valuations.bank import load_corpus
+
+    corpus = load_corpus(None)
+    cands = _fake_bank(tmp_path, corpus.content_hash)
+    src = make_source("attention", bank_path=str(tmp_path))
+    assert src.group_names == tuple(sorted(set(corpus.cand_verticals)))
+    env = attn_env.vector_env(
+        64,
+        mechanism="gsp",
+        n_buyers=4,
+        n_slots=3,
+        valuation="attention",
+        valuation_params={"bank_path": str(tmp_path)},
+    )
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.ones((64, 4)))
+    group = info["group"]
+    assert group.shape == (64, 4) and group.min() >= 0
+    # every label is the vertical of some candidate the bank holds
+    held = {src.group_names.index(corpus.cand_verticals[i]) for i in cands.ravel()}
+    assert set(np.unique(group)) <= held
+    # a bank of another corpus: no labels, and no group in the infos
+    _fake_bank(tmp_path, "another corpus")
+    assert make_source("attention", bank_path=str(tmp_path)).group_names == ()

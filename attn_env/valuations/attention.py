@@ -9,7 +9,9 @@ Each market of a round draws (numpy only, no model call, no loop over markets):
    default, or ``max``: divided by the largest);
 3. a page layout p of q uniformly; alpha is that layout's ``n_slots``-slot page
    (sums to 1, sorted descending: the position effect);
-4. theta from ``draw_values(rng, ..., dist, low, high)``.
+4. theta from ``draw_values(rng, ..., dist, low, high)``;
+5. (no draw) each buyer's ``group``: its candidate's vertical, an index into
+   ``group_names`` (the corpus's verticals, sorted).
 
 So buyer i's value for slot j is ``theta_i * r_i * alpha_j``. The definitions of
 r and alpha are in :mod:`attn_env.valuations.model` and the bank layout in
@@ -46,6 +48,7 @@ from attn_env.valuations.bank import (
     RELEVANCE_MAPS,
     Bank,
     BankSettings,
+    Corpus,
     build_bank,
     find_bank,
     load_bank,
@@ -123,6 +126,7 @@ class AttentionSource:
             device=device, batch_size=batch_size, build=build, relevance=relevance
         )
         self.dist, self.low, self.high = dist, float(low), float(high)
+        data = load_corpus(corpus)
         if bank_path is not None:
             if settings:
                 raise ValueError(
@@ -133,7 +137,7 @@ class AttentionSource:
         else:
             self.bank = self._open_or_build(
                 BankSettings.from_params(settings, SOURCE_OPTIONS),
-                corpus=corpus,
+                data=data,
                 bank_dir=bank_dir,
                 model_dir=model_dir,
                 device=device,
@@ -141,13 +145,14 @@ class AttentionSource:
                 build=build,
             )
         self._relevance = map_relevance(self.bank.relevance_raw, relevance)
+        self.group_names, self._group = _verticals(data, self.bank)
         self._alpha_by_k: dict[int, NDArray[np.float64]] = {}
 
     @staticmethod
     def _open_or_build(
         settings: BankSettings,
         *,
-        corpus: str | Path | None,
+        data: Corpus,
         bank_dir: str | Path | None,
         model_dir: str | Path | None,
         device: str,
@@ -157,7 +162,6 @@ class AttentionSource:
         """Open the bank of these settings, building it first when it is missing."""
         from attn_env.valuations.model import model_identity
 
-        data = load_corpus(corpus)
         model_id = model_identity(model_dir)
         found = find_bank(settings, model_id, data.content_hash, bank_dir)
         if found is None:
@@ -214,7 +218,24 @@ class AttentionSource:
         relevance = self._relevance[q[:, None], pick]
         layout = rng.integers(self.bank.pages, size=batch)
         alpha = self._alpha(n_slots)[q, layout]
-        return Draw(theta=theta, relevance=relevance, alpha=alpha)
+        group = None if self._group is None else self._group[q[:, None], pick]
+        return Draw(theta=theta, relevance=relevance, alpha=alpha, group=group)
+
+
+def _verticals(
+    data: Corpus, bank: Bank
+) -> tuple[tuple[str, ...], NDArray[np.int64] | None]:
+    """The corpus's verticals and each bank candidate's, ``[Q, C]`` int64.
+
+    ``((), None)`` when the bank was built from another corpus than ``data``
+    (a ``bank_path`` opened with a different ``corpus``): no labels then.
+    """
+    if bank.manifest.get("corpus_hash") != data.content_hash:
+        return (), None
+    names = tuple(sorted(set(data.cand_verticals)))
+    index = {v: i for i, v in enumerate(names)}
+    of_cand = np.array([index[v] for v in data.cand_verticals], dtype=np.int64)
+    return names, of_cand[np.asarray(bank.candidates)]
 
 
 def _sample_without_replacement(

@@ -28,11 +28,15 @@ class Draw:
             ``uniform``).
         alpha: ``float64 [B, K]`` attention mass of each slot, sorted descending
             (1 in ``uniform``).
+        group: ``int64 [B, n]`` label of buyer i's ad, an index into the
+            source's ``group_names`` (``attention``: the candidate's vertical);
+            ``None`` for a source without labels.
     """
 
     theta: NDArray[np.float64]
     relevance: NDArray[np.float64]
     alpha: NDArray[np.float64]
+    group: NDArray[np.int64] | None = None
 
     @property
     def unit_value(self) -> NDArray[np.float64]:
