@@ -48,6 +48,12 @@ key                      shape             meaning
 ``theta``                ``[N, n]``        buyers' values per unit of attention
 ``relevance``            ``[N, n]``        buyers' relevance ``r`` (value =
                                            ``theta * r``)
+``group``                ``[N, n]`` int    each buyer's ad's vertical (index into
+                                           ``core.source.group_names``; only
+                                           with a source that labels ads)
+``lottery``              ``[N]`` bool      the exposure floor's free lottery
+                                           allocated the market (only with
+                                           ``exposure_floor > 0``)
 ``metrics``              dict of ``[N]``   metrics of the episode that ended (see
                                            ``METRIC_KEYS``), ``nan`` elsewhere
 ``_metrics``             ``[N]`` bool      markets whose episode ended this step
