@@ -20,6 +20,7 @@ market with and without fake traffic on the same seed draws the same values:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -119,10 +120,10 @@ class FakeTrafficSource:
         d = self.inner.draw(rng, batch, n_buyers, n_slots)
         boost = float(self.spec["boost"])
         if self.spec["target"] == "alpha":
-            return Draw(theta=d.theta, relevance=d.relevance, alpha=d.alpha * boost)
+            return dataclasses.replace(d, alpha=d.alpha * boost)
         r = np.array(d.relevance, dtype=np.float64)
         r[:, fake_ads(self.spec, n_buyers)] *= boost
-        return Draw(theta=d.theta, relevance=r, alpha=d.alpha)
+        return dataclasses.replace(d, relevance=r)
 
 
 def true_draw(
