@@ -12,8 +12,8 @@ itself, for experiments that need per-episode figures (``runner.compare``).
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,7 +24,20 @@ from attn_env.mechanisms import name_of
 from attn_env.players import Agent, Seats
 from runner.seats import build_agents
 
-__all__ = ["play", "play_log"]
+__all__ = ["Recorder", "play", "play_log"]
+
+
+class Recorder(Protocol):
+    """Something that watches :func:`play_log`'s rounds beside the market log."""
+
+    def start(self, env: Any) -> None:
+        """Called once with the vector env, before the first round."""
+
+    def add_round(self, info: Mapping[str, Any]) -> None:
+        """One round's infos of ``num_envs`` markets."""
+
+    def end_batch(self, keep: int) -> None:
+        """The batch's episodes ended; only the first ``keep`` markets count."""
 
 
 def play(
@@ -60,8 +73,13 @@ def play_log(
     episodes: int | None = None,
     progress: bool = True,
     num_envs: int | None = None,
+    recorders: Sequence[Recorder] = (),
 ) -> tuple[MarketLog, dict[str, Any]]:
     """:func:`play`'s episodes, unreduced.
+
+    ``recorders`` see the run too: each is started with the vector env, then
+    gets every round's infos and the end of every batch of episodes, as the
+    log does (``runner.fairness`` keeps the rounds it needs this way).
 
     Returns:
         ``(log, about)``: the :class:`MarketLog` of every episode, and the run's
@@ -85,6 +103,8 @@ def play_log(
     rng = np.random.default_rng([config.seed, 1])
     seats.reset(num_envs, rng)
     obs, _ = env.reset(seed=config.seed)
+    for r in recorders:
+        r.start(env)
     log = MarketLog(
         env.agents,
         n_buyers,
@@ -109,8 +129,12 @@ def play_log(
             obs, _, _, _, info = env.step(seats.act(obs, rng))
             seats.observe(info)
             log.add_round(info)
+            for r in recorders:
+                r.add_round(info)
         keep = min(num_envs, episodes - done)
         log.end_batch(keep)
+        for r in recorders:
+            r.end_batch(keep)
         done += keep
         bar.update(keep)
     bar.close()
