@@ -831,3 +831,27 @@ def test_temp_folder_of_a_killed_build_is_removed_by_the_next(tmp_path) -> None:
     os.utime(unknown, (old, old))
     _remove_stale_temps(tmp_path)
     assert not unknown.exists() and alive.exists()
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_validate_shows_a_bar_on_a_terminal_only(
+    bank_path: Path, corpus_dir: Path, tiny, monkeypatch, tty: bool
+) -> None:
+    import io
+
+    from attn_env.valuations.bank_validate import validate_bank
+
+    class Stderr(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    corpus = load_corpus(corpus_dir)
+    runs = {}
+    for progress in (True, False):
+        err = Stderr()
+        monkeypatch.setattr(sys, "stderr", err)
+        result = validate_bank(load_bank(bank_path), corpus, tiny, progress=progress)
+        runs[progress] = (result, "cosine baseline: embedding" in err.getvalue())
+    assert runs[True][1] is tty  # the bar: on a terminal, when asked
+    assert runs[False][1] is False
+    assert runs[True][0] == runs[False][0]  # same batches, same numbers

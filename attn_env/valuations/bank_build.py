@@ -156,7 +156,7 @@ def build_bank(
         model_dir: a local BERT-like model folder, when ``lm`` is ``None``.
         device: where to load the model, when ``lm`` is ``None``.
         batch_size: sequences per forward pass.
-        progress: show a tqdm progress bar on stderr.
+        progress: show a tqdm progress bar on stderr (when it is a terminal).
 
     Returns:
         The bank folder ``<bank_dir>/<key>``.
@@ -333,9 +333,13 @@ def _owner_alive(name: str) -> bool:
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
-    """A tqdm bar of ``total`` sequences on stderr (disabled unless ``enabled``)."""
+    """A tqdm bar of ``total`` sequences on stderr (when ``enabled`` and a terminal)."""
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, disable=not enabled, desc=desc, unit="seq", file=sys.stderr
+        total=total,
+        disable=None if enabled else True,
+        desc=desc,
+        unit="seq",
+        file=sys.stderr,
     )

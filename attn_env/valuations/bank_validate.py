@@ -8,6 +8,7 @@ model, which is imported when the check runs, never at import time.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +38,9 @@ def check_finite(bank: Bank) -> None:
             )
 
 
-def validate_bank(bank: Bank, corpus: Corpus, lm: Any) -> dict[str, Any]:
+def validate_bank(
+    bank: Bank, corpus: Corpus, lm: Any, progress: bool = False
+) -> dict[str, Any]:
     """Precision@1 at picking an own-vertical candidate: r vs a cosine baseline.
 
     For every query of the bank, the top candidate of its set by ``r_raw`` (any
@@ -49,6 +52,8 @@ def validate_bank(bank: Bank, corpus: Corpus, lm: Any) -> dict[str, Any]:
         bank: a loaded bank.
         corpus: the corpus the bank was built from.
         lm: a :class:`~attn_env.valuations.model.LoadedModel` for the baseline.
+        progress: a tqdm bar on stderr over the texts embedded for the
+            baseline (the slow part), shown when stderr is a terminal.
 
     Returns:
         ``queries``, ``candidates_per_query``, ``own_share`` (the hit rate of a
@@ -59,7 +64,7 @@ def validate_bank(bank: Bank, corpus: Corpus, lm: Any) -> dict[str, Any]:
             (:func:`check_finite`).
     """
     check_finite(bank)
-    from attn_env.valuations.model import embed_texts
+    from tqdm.auto import tqdm
 
     queries = np.asarray(bank.queries)
     cands = np.asarray(bank.candidates)
@@ -67,8 +72,15 @@ def validate_bank(bank: Bank, corpus: Corpus, lm: Any) -> dict[str, Any]:
     rows = np.arange(len(queries))
     top_r = np.argmax(np.asarray(bank.relevance_raw), axis=1)
     uniq = np.unique(cands)
-    emb_c = embed_texts(lm, [corpus.cand_texts[j] for j in uniq])
-    emb_q = embed_texts(lm, [corpus.query_texts[q] for q in queries])
+    with tqdm(
+        total=len(uniq) + len(queries),
+        desc="cosine baseline: embedding",
+        unit="text",
+        disable=None if progress else True,
+        file=sys.stderr,
+    ) as bar:
+        emb_c = _embed(lm, [corpus.cand_texts[j] for j in uniq], bar)
+        emb_q = _embed(lm, [corpus.query_texts[q] for q in queries], bar)
     pos = np.searchsorted(uniq, cands)
     cosine = np.einsum("qcd,qd->qc", emb_c[pos], emb_q)
     top_cos = np.argmax(cosine, axis=1)
@@ -79,3 +91,15 @@ def validate_bank(bank: Bank, corpus: Corpus, lm: Any) -> dict[str, Any]:
         "precision_at_1_r": float(own[rows, top_r].mean()),
         "precision_at_1_cosine": float(own[rows, top_cos].mean()),
     }
+
+
+def _embed(lm: Any, texts: list[str], bar: Any, batch_size: int = 128) -> np.ndarray:
+    """``embed_texts`` batch by batch, ticking ``bar`` (same batches: same numbers)."""
+    from attn_env.valuations.model import embed_texts
+
+    parts = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        parts.append(embed_texts(lm, chunk, batch_size=batch_size))
+        bar.update(len(chunk))
+    return np.concatenate(parts)

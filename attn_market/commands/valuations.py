@@ -8,6 +8,9 @@
 - ``validate CONFIG``: precision@1 of r at picking a candidate of the query's own
   vertical, beside a mean-pooled cosine-embedding baseline, on the bank's sets.
 
+``build`` and ``validate`` draw progress bars on stderr when it is a terminal;
+``--no-progress`` (or ``--quiet``) turns them off.
+
 torch, transformers and matplotlib are imported inside the command functions.
 """
 
@@ -39,7 +42,13 @@ def register(subparsers: Any) -> None:
     build.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     build.add_argument("--bank-dir", default=None, help="parent folder of banks")
     build.add_argument("--batch-size", type=int, default=None)
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument(
+        "--quiet",
+        "--no-progress",
+        dest="quiet",
+        action="store_true",
+        help="no progress bar (none either when stderr is not a terminal)",
+    )
     build.set_defaults(func=_cmd_build)
 
     show = sub.add_parser("show", help="heatmap PNG of the attention a page receives")
@@ -63,6 +72,13 @@ def register(subparsers: Any) -> None:
     val.add_argument("--device", default=None)
     val.add_argument("--bank-dir", default=None, help="parent folder of banks")
     val.add_argument("--json", action="store_true", help="print one JSON object")
+    val.add_argument(
+        "--no-progress",
+        "--quiet",
+        dest="quiet",
+        action="store_true",
+        help="no progress bars (none either when stderr is not a terminal)",
+    )
     val.set_defaults(func=_cmd_validate)
 
 
@@ -136,7 +152,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     path, _, opts = _build(args)
     bank = load_bank(path)
     lm = load_model(opts.get("model_dir"), device=args.device or "auto")
-    result = validate_bank(bank, load_corpus(opts.get("corpus")), lm)
+    corpus = load_corpus(opts.get("corpus"))
+    result = validate_bank(bank, corpus, lm, progress=not args.quiet)
     if args.json:
         print(json.dumps(result))
     else:
