@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "Scenario",
     "attack_damage",
     "defend",
+    "record",
     "scenario",
 ]
 
@@ -339,26 +340,14 @@ def _play(
     ``bots``: the fake traffic this market carries (its real r and alpha are
     restored from the measured ones), or ``None``.
     """
-    env_cfg = config.env
-    mech = hardened(
-        mechanisms.name_of(env_cfg.mechanism),
-        env_cfg.mechanism_params,
-        config.seed,
-        random_reserve,
-    )
-    env_cfg = dataclasses.replace(env_cfg, mechanism=mech, mechanism_params={})
-    num_envs = min(num_envs, episodes)
-    env = attn_env.vector_env(num_envs, config=env_cfg, action="absolute")
-    players = build_agents(dataclasses.replace(config, env=env_cfg), env.agents)
-    n = env.spec.n_buyers
-    seats = Seats([players[a] for a in env.agents], n)
-    rng = np.random.default_rng([config.seed, 1])  # the agents' stream, as in play
-    seats.reset(num_envs, rng)
-    obs, _ = env.reset(seed=config.seed)
+    env, rounds = _market(config, min(num_envs, episodes), random_reserve)
+    num_envs, env_cfg = env.num_envs, env.config
     keep = [j for j in range(len(env.agents)) if j not in scen.fake]
     names = [env.agents[j] for j in keep]
+    n = env.spec.n_buyers
     n_keep = sum(j < n for j in keep)
-    log = MarketLog(names, n_keep, env.spec.family, env_cfg.redraw, mech.reserve)
+    reserve = env.core.mechanism.reserve
+    log = MarketLog(names, n_keep, env.spec.family, env_cfg.redraw, reserve)
     two_sided = env.spec.family == "two_sided"
     fake_b = [j for j in scen.fake if j < n]
     fake_s = [j for j in scen.fake if j >= n]
@@ -367,8 +356,7 @@ def _play(
     while done < episodes:
         acc = np.zeros(num_envs)
         for _ in range(env_cfg.rounds):
-            obs, _, _, _, info = env.step(seats.act(obs, rng))
-            seats.observe(info)
+            info = next(rounds)
             pay = np.asarray(info["payment"], dtype=np.float64)
             acc += pay[:, fake_s].sum(axis=1) - pay[:, fake_b].sum(axis=1)
             log.add_round(_honest_view(info, keep, n, bots, two_sided))
@@ -387,6 +375,65 @@ def _play(
     out["attacker_net"] = Estimate.mean(np.concatenate(net))
     out["ring_utility"] = _sum([u for a, u in utility.items() if a in ring])
     out["_draws"] = log.draws()
+    return out
+
+
+def _market(
+    config: ExperimentConfig,
+    num_envs: int,
+    random_reserve: tuple[float, float] | None = None,
+) -> tuple[Any, Iterator[dict[str, Any]]]:
+    """``config``'s vector env (hardened mechanism) and an endless iterator of
+    its rounds' infos, the config's agents playing (seeded as ``play``)."""
+    env_cfg = config.env
+    mech = hardened(
+        mechanisms.name_of(env_cfg.mechanism),
+        env_cfg.mechanism_params,
+        config.seed,
+        random_reserve,
+    )
+    env_cfg = dataclasses.replace(env_cfg, mechanism=mech, mechanism_params={})
+    env = attn_env.vector_env(num_envs, config=env_cfg, action="absolute")
+    players = build_agents(dataclasses.replace(config, env=env_cfg), env.agents)
+    seats = Seats([players[a] for a in env.agents], env.spec.n_buyers)
+
+    def rounds() -> Iterator[dict[str, Any]]:
+        rng = np.random.default_rng([config.seed, 1])  # the agents' stream
+        seats.reset(num_envs, rng)
+        obs, _ = env.reset(seed=config.seed)
+        while True:
+            obs, _, _, _, info = env.step(seats.act(obs, rng))
+            seats.observe(info)
+            yield info
+
+    return env, rounds()
+
+
+def record(
+    config: ExperimentConfig,
+    markets: int,
+    episodes: int,
+    random_reserve: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Every round of ``markets`` markets, ``episodes`` episodes each, kept whole.
+
+    Labelled traffic for the detectors: market ``b``'s history is row ``b``.
+
+    Returns:
+        ``agents`` (names, buyers first), ``n_buyers``, and ``[B, T, ...]``
+        arrays (``T = episodes * rounds``): ``bid``, ``payment``, ``alloc``,
+        ``value`` ``[B, T, A]``, ``theta``, ``relevance`` ``[B, T, n]``,
+        ``alpha [B, T, K]``, ``clearing_price [B, T]``.
+    """
+    env, rounds = _market(config, markets, random_reserve)
+    keys = ("bid", "payment", "alloc", "value", "theta", "relevance", "alpha")
+    seen: dict[str, list[NDArray]] = {k: [] for k in (*keys, "clearing_price")}
+    for _ in range(episodes * env.config.rounds):
+        info = next(rounds)
+        for k in seen:
+            seen[k].append(np.asarray(info[k], dtype=np.float64))
+    out: dict[str, Any] = {k: np.stack(v, axis=1) for k, v in seen.items()}
+    out.update(agents=list(env.agents), n_buyers=env.spec.n_buyers)
     return out
 
 
