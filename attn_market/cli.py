@@ -5,6 +5,7 @@ Each command group registers itself here:
 - ``simulate``                       -> ``attn_market.commands.simulate``
 - ``valuations build|show|validate`` -> ``attn_market.commands.valuations``
 - ``train``, ``evaluate``            -> ``attn_market.commands.training``
+- ``explain``, ``audit``             -> ``attn_market.commands.integrity``
 - ``compare``                        -> ``attn_market.commands.compare``
 
 Each ``register(subparsers)`` adds its parsers and sets ``func`` (a callable
@@ -26,6 +27,7 @@ _COMMAND_MODULES = (
     "attn_market.commands.valuations",
     "attn_market.commands.training",
     "attn_market.commands.compare",
+    "attn_market.commands.integrity",
 )
 
 

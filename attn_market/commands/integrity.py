@@ -1,0 +1,128 @@
+"""``attn-market explain CONFIG --market I`` and ``attn-market audit CONFIG``.
+
+``explain`` prints who got which slot of market ``I`` of ``simulate``'s run
+and what set each price (``runner.explain``); ``audit`` prints or writes the
+integrity report of a config's market (``runner.audit``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from attn_env.config import load_config, validate_experiment
+from runner.results import jsonable
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``explain`` and ``audit``."""
+    p = subparsers.add_parser(
+        "explain",
+        help="explain one market of a simulated run: slots, prices, price setters",
+        description="Replay simulate's run of CONFIG up to market I (episode-major: "
+        "episode I // rounds, round I %% rounds) and print each trader's score, "
+        "slot, attention share, payment and the bids that set its price.",
+    )
+    p.add_argument("config", help="YAML experiment config (see configs/)")
+    p.add_argument(
+        "--market", type=int, required=True, metavar="I", help="market index"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--seed", type=int, metavar="N", help="override config seed")
+    p.set_defaults(func=_explain)
+
+    a = subparsers.add_parser(
+        "audit",
+        help="integrity report: fairness, exposure floor, attacks, collusion",
+        description="Measure a config's market: exposure fairness by bidder and "
+        "vertical, the cost of an exposure floor, an explained market, the damage "
+        "of the attacks its mechanism admits and, with qlearn bidders, collusion.",
+    )
+    a.add_argument("config", help="YAML experiment config (see configs/)")
+    a.add_argument("--json", action="store_true", help="print the report as JSON")
+    a.add_argument(
+        "--out", metavar="DIR", help="write audit.json, audit.md and figures there"
+    )
+    a.add_argument("--episodes", type=int, metavar="N", help="override episodes")
+    a.add_argument("--seed", type=int, metavar="N", help="override config seed")
+    a.set_defaults(func=_audit)
+
+
+def _config(args: argparse.Namespace):
+    config = load_config(args.config)
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
+        validate_experiment(config)
+    return config
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from runner.explain import explain
+
+    ex = explain(_config(args), args.market)
+    if args.json:
+        print(json.dumps(jsonable(ex), allow_nan=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from runner.audit_report import explain_rows
+
+    price = ex["clearing_price"]
+    title = (
+        f"{ex['mechanism']}: market {ex['market']} (episode {ex['episode']}, round "
+        f"{ex['round']}), seed {ex['seed']}, clearing price "
+        + ("—" if price != price else f"{price:.4f}")
+        + (" — allocated by the exposure floor's lottery" if ex["lottery"] else "")
+    )
+    head, rows = explain_rows(ex)
+    table = Table(title=title)
+    for col in head:
+        table.add_column(
+            col, justify="left" if col.startswith(("agent", "price s")) else "right"
+        )
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from runner.audit import audit, write_audit
+    from runner.audit_report import audit_markdown
+
+    if args.episodes is not None and args.episodes < 2:
+        raise ValueError(
+            f"--episodes must be >= 2 (standard errors), got {args.episodes}"
+        )
+    if args.out:
+        _check_folder(args.out)  # fail before the run, not after it
+    report = audit(_config(args), episodes=args.episodes)
+    data = jsonable(report)
+    if args.out:
+        write_audit(report, args.out)
+    if args.json:
+        print(json.dumps(data, allow_nan=False))
+    else:
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(audit_markdown(data)))
+        if args.out:
+            print(f"audit written to {args.out}")
+    return 0
+
+
+def _check_folder(path: str) -> None:
+    """``ValueError`` unless ``path`` is a folder or can become one."""
+    from pathlib import Path
+
+    p = Path(path)
+    for above in (p, *p.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise ValueError(f"--out {path!r}: {str(above)!r} is not a folder")
+            return

@@ -1,0 +1,128 @@
+"""``audit``: one integrity report of a config's market.
+
+:func:`audit` gathers, for the market a config describes:
+
+- ``market``: its headline figures as ``simulate`` measures them;
+- ``fairness``: exposure fairness by bidder and by vertical
+  (:func:`runner.fairness.fairness`) and, in slot markets, the cost of an
+  exposure floor (:func:`runner.fairness.floor_costs`);
+- ``explain``: the explanation records of market 0 (:func:`runner.explain.explain`);
+- ``attacks``: the damage of every attack the mechanism admits, with default
+  parameters, against the clean market on common random numbers
+  (:func:`runner.attacks.attack_damage`);
+- ``collusion``: with ``qlearn`` bidders in the config, their revenue against
+  the competitive one over seeds (:func:`runner.collusion.run_collusion`).
+
+:func:`write_audit` writes the report as ``audit.json``, ``audit.md`` and PNG
+figures into a folder, each file atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from attn_env import mechanisms
+from attn_env.config import ExperimentConfig, validate_experiment
+from attn_env.fileio import atomic_write_text
+from runner.attacks import ATTACKS, attack_damage
+from runner.audit_report import audit_markdown, plot_audit
+from runner.collusion import run_collusion
+from runner.explain import explain
+from runner.fairness import fairness, floor_costs
+from runner.results import jsonable
+from runner.simulate import play
+
+__all__ = ["SECTIONS", "audit", "write_audit"]
+
+SECTIONS = ("market", "fairness", "floor_costs", "explain", "attacks", "collusion")
+"The keys of an audit report, in order (a section that does not apply is null)."
+_MARKET_KEYS = ("efficiency", "revenue", "welfare", "mean_price", "volume")
+_DAMAGE_KEYS = ("revenue", "efficiency", "honest_utility")
+
+
+def audit(
+    config: ExperimentConfig, episodes: int | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """The integrity report of ``config``'s market.
+
+    Args:
+        config: the experiment.
+        episodes: override ``config.episodes`` in every section.
+        progress: show progress bars.
+
+    Returns:
+        Plain data with the keys :data:`SECTIONS` (``None`` for a section that
+        does not apply: ``floor_costs`` outside slot markets, ``collusion``
+        without ``qlearn`` bidders), plus ``mechanism``, ``episodes``, ``seed``.
+    """
+    if episodes is not None:
+        config = dataclasses.replace(config, episodes=int(episodes))
+        validate_experiment(config)
+    mech = mechanisms.name_of(config.env.mechanism)
+    fam = mechanisms.family(config.env.mechanism)
+    sim = play(config, progress=progress)
+    market = {k: sim[k] for k in _MARKET_KEYS}
+    market.update({f"{k}_se": sim.get(f"{k}_se") for k in _MARKET_KEYS})
+    report: dict[str, Any] = {
+        "mechanism": mech,
+        "episodes": config.episodes,
+        "seed": config.seed,
+        "market": market,
+        "fairness": fairness(config, progress=progress),
+        "floor_costs": (
+            floor_costs(config, progress=progress) if fam != "two_sided" else None
+        ),
+        "explain": explain(config, 0, progress=progress),
+        "attacks": _attacks(config, mech),
+        "collusion": _collusion(config),
+    }
+    return report
+
+
+def _attacks(config: ExperimentConfig, mech: str) -> dict[str, Any]:
+    """Damage of each attack the mechanism admits (default parameters)."""
+    out = {}
+    for name, (admits, _) in ATTACKS.items():
+        if mech not in admits:
+            continue
+        r = attack_damage(config, name, episodes=max(config.episodes, 2))
+        out[name] = {
+            "params": r["params"],
+            "crn": r["crn"],
+            "damage": {k: r["damage"][k] for k in _DAMAGE_KEYS},
+            "clean": {k: r["clean"][k] for k in _DAMAGE_KEYS},
+            "attacked": {k: r["attacked"][k] for k in _DAMAGE_KEYS},
+        }
+    return out
+
+
+def _collusion(config: ExperimentConfig) -> dict[str, Any] | None:
+    """Learning bidders' revenue over seeds, when the config has ``qlearn`` ones."""
+    kinds = {spec.kind for spec in config.agents.values()}
+    if "qlearn" not in kinds:
+        return None
+    r = run_collusion(config)
+    keep = ("revenue", "revenue_se", "revenue_ci95", "rounds_to_convergence")
+    return {k: r[k] for k in (*keep, "seeds", "warmup", "feedback", "mean_bid")}
+
+
+def write_audit(report: dict[str, Any], out: str | Path) -> list[Path]:
+    """Write ``audit.json``, ``audit.md`` and the figures into folder ``out``.
+
+    Returns:
+        The paths written.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = jsonable(report)
+    paths = [
+        atomic_write_text(
+            out / "audit.json", json.dumps(data, indent=2, allow_nan=False) + "\n"
+        ),
+        atomic_write_text(out / "audit.md", audit_markdown(data)),
+    ]
+    paths += plot_audit(data, out)
+    return paths

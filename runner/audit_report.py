@@ -1,0 +1,289 @@
+"""An audit report as Markdown tables and PNG figures (``runner.audit``'s output).
+
+Both read the report's plain JSON data (``null`` for undefined numbers), so a
+saved ``audit.json`` renders the same. Figures follow ``attn_env.figures``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attn_env.figures import new_figure, save_png
+
+__all__ = ["audit_markdown", "explain_rows", "plot_audit"]
+
+_DISPARITY = (
+    ("demographic_parity", "demographic parity E(G)"),
+    ("disparate_treatment", "disparate treatment E(G)/U(G)"),
+    ("disparate_impact", "disparate impact C(G)/U(G)"),
+)
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _pm(d: Mapping[str, Any], key: str) -> str:
+    se = d.get(f"{key}_se")
+    return _f(d.get(key)) + ("" if se is None else f" ± {se:.4f}")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
+
+
+def explain_rows(ex: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of an explanation (``runner.explain.explain``'s output)."""
+    head = ["agent", "bid", "rank", "slot", "attention share", "payment", "price"]
+    head.append("price set by")
+    rows = []
+    for r in ex["records"]:
+        setters = ", ".join(
+            f"{t['agent']}: {_f(t['bid'], 3)}"
+            + ("" if t["weight"] == 1 else f" x {t['weight']:.3g}")
+            for t in r["price_setters"]
+        )
+        rows.append(
+            [
+                r["agent"] + (f" ({r['vertical']})" if r.get("vertical") else ""),
+                _f(r["bid"]),
+                "—" if r["rank"] is None else str(r["rank"]),
+                "—" if r["slot"] is None else str(r["slot"]),
+                _f(r["attention_share"], 3),
+                _f(r["payment"]),
+                _f(r["price"]),
+                setters or "—",
+            ]
+        )
+    return head, rows
+
+
+def audit_markdown(rep: Mapping[str, Any]) -> str:
+    """The report as Markdown: one table per section."""
+    out = [
+        f"# Audit: {rep['mechanism']}, {rep['episodes']} episodes, seed {rep['seed']}",
+        "",
+        "## Market",
+        "",
+    ]
+    m = rep["market"]
+    out += _table(["figure", "value"], [[k, _pm(m, k)] for k in m if "_se" not in k])
+    fair = rep["fairness"]
+    out += [f"## Fairness (merit: {fair['merit']})", ""]
+    rows = [
+        ["Gini of attention (bidders)", _f(fair["gini_attention"])],
+        ["Gini of surplus (bidders)", _f(fair["gini_surplus"])],
+        ["exposure-merit gap (mean TV per market)", _f(fair["exposure_merit_gap"])],
+    ]
+    rows += [
+        [f"bidders: {label}", _f(fair["bidder_disparity"][k])]
+        for k, label in _DISPARITY
+    ]
+    if fair.get("group_disparity"):
+        rows += [
+            [f"verticals: {label}", _f(fair["group_disparity"][k])]
+            for k, label in _DISPARITY
+        ]
+    out += _table(["measure (ratios: 1 = parity)", "value"], rows)
+    head = ["bidder", "exposure share", "merit share", "surplus share", "page share"]
+    out += _table(
+        head,
+        [
+            [
+                name,
+                _f(b["exposure_share"]),
+                _f(b["merit_share"]),
+                _f(b["surplus_share"]),
+                _f(fair["floor_share"][name]),
+            ]
+            for name, b in fair["by_bidder"].items()
+        ],
+    )
+    if fair.get("by_group"):
+        head = ["vertical", "ads", "E(G)", "U(G)", "C(G)", "exposure share"]
+        head += ["merit share", "Gini attention", "Gini surplus"]
+        out += _table(
+            head,
+            [
+                [
+                    name,
+                    str(g["ads"]),
+                    _f(g["exposure"]),
+                    _f(g["merit"]),
+                    _f(g["impact"]),
+                    _f(g["exposure_share"]),
+                    _f(g["merit_share"]),
+                    _f(g["gini_attention"]),
+                    _f(g["gini_surplus"]),
+                ]
+                for name, g in fair["by_group"].items()
+            ],
+        )
+    if rep.get("floor_costs"):
+        out += ["## Exposure floor: its cost", ""]
+        head = ["floor", "lottery share", "revenue", "change", "efficiency", "change"]
+        head += ["least page share", "Gini attention"]
+        out += _table(
+            head,
+            [
+                [
+                    _f(r["floor"]),
+                    _f(r["lottery_share"], 3),
+                    _pm(r, "revenue"),
+                    _pct(r["revenue_change"]),
+                    _pm(r, "efficiency"),
+                    _pct(r["efficiency_change"]),
+                    _f(r["min_share"]),
+                    _f(r["gini_attention"]),
+                ]
+                for r in rep["floor_costs"]
+            ],
+        )
+    ex = rep["explain"]
+    out += [
+        f"## Explain: market {ex['market']} (episode {ex['episode']}, round "
+        f"{ex['round']}), clearing price {_f(ex['clearing_price'])}"
+        + (", allocated by the floor's lottery" if ex["lottery"] else ""),
+        "",
+    ]
+    out += _table(*explain_rows(ex))
+    if rep.get("attacks"):
+        out += ["## Attacks: damage against the clean market (paired, ± se)", ""]
+        head = ["attack", "revenue", "efficiency", "honest utility", "CRN"]
+        out += _table(
+            head,
+            [
+                [name, *(_dmg(a["damage"][k]) for k in _DAMAGE), _f(a["crn"], 2)]
+                for name, a in rep["attacks"].items()
+            ],
+        )
+    if rep.get("collusion"):
+        c = rep["collusion"]
+        out += ["## Collusion: learning bidders", ""]
+        out += _table(
+            ["figure", "value"],
+            [
+                ["revenue per round", _pm(c, "revenue")],
+                [
+                    "95% interval",
+                    f"[{_f(c['revenue_ci95'][0])}, {_f(c['revenue_ci95'][1])}]",
+                ],
+                ["rounds to convergence (median)", _f(c["rounds_to_convergence"], 0)],
+                [
+                    "seeds, warmup, feedback",
+                    f"{c['seeds']}, {c['warmup']}, {c['feedback']}",
+                ],
+            ],
+        )
+    return "\n".join(out)
+
+
+_DAMAGE = ("revenue", "efficiency", "honest_utility")
+
+
+def _dmg(d: Mapping[str, Any]) -> str:
+    return _f(d["diff"]) + ("" if d["se"] is None else f" ± {d['se']:.4f}")
+
+
+def _pct(x: Any) -> str:
+    return "—" if x is None else f"{100 * x:+.1f}%"
+
+
+def _arr(xs: list[Any]) -> np.ndarray:
+    return np.array([np.nan if x is None else x for x in xs], dtype=np.float64)
+
+
+def plot_audit(rep: Mapping[str, Any], out: Path) -> list[Path]:
+    """Write ``fairness.png`` and, where the sections exist, ``floor_costs.png``
+    and ``attacks.png`` into ``out``; returns the paths."""
+    paths = [_plot_fairness(rep["fairness"], out / "fairness.png")]
+    if rep.get("floor_costs"):
+        paths.append(_plot_floors(rep["floor_costs"], out / "floor_costs.png"))
+    if rep.get("attacks"):
+        paths.append(_plot_attacks(rep["attacks"], out / "attacks.png"))
+    return paths
+
+
+def _bars(ax: Any, labels: list[str], series: dict[str, np.ndarray]) -> None:
+    x = np.arange(len(labels))
+    width = 0.8 / len(series)
+    for k, (name, y) in enumerate(series.items()):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, y, width, label=name)
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize="small")
+    ax.legend(fontsize="small")
+
+
+def _plot_fairness(fair: Mapping[str, Any], path: Path) -> Path:
+    groups = fair.get("by_group") or {}
+    fig, axes = new_figure(1, 2 if groups else 1, figsize=(11 if groups else 6, 4))
+    axes = np.atleast_1d(axes)
+    bidders = fair["by_bidder"]
+    _bars(
+        axes[0],
+        list(bidders),
+        {
+            "attention share": _arr([b["exposure_share"] for b in bidders.values()]),
+            "merit share": _arr([b["merit_share"] for b in bidders.values()]),
+            "surplus share": _arr([b["surplus_share"] for b in bidders.values()]),
+        },
+    )
+    axes[0].set_title(f"by bidder (merit: {fair['merit']})")
+    if groups:
+        _bars(
+            axes[1],
+            list(groups),
+            {
+                "attention share": _arr([g["exposure_share"] for g in groups.values()]),
+                "merit share": _arr([g["merit_share"] for g in groups.values()]),
+            },
+        )
+        axes[1].set_title("by vertical of the ad")
+    return save_png(fig, path)
+
+
+def _plot_floors(rows: list[Mapping[str, Any]], path: Path) -> Path:
+    fig, ax = new_figure(figsize=(6, 4))
+    floor = _arr([r["floor"] for r in rows])
+    for key, color in (("revenue", "tab:red"), ("efficiency", "tab:green")):
+        y = _arr([r[key] for r in rows])
+        se = _arr([r[f"{key}_se"] for r in rows])
+        base = y[0] if y[0] else 1.0
+        ax.errorbar(
+            floor,
+            y / base,
+            yerr=se / base,
+            marker="o",
+            color=color,
+            label=f"{key} (relative to floor {floor[0]:g})",
+            capsize=3,
+        )
+    ax.set_xlabel("exposure floor (least expected share of the page)")
+    ax.set_ylabel("relative to no floor")
+    ax.legend(fontsize="small")
+    ax.set_title("cost of an exposure floor")
+    return save_png(fig, path)
+
+
+def _plot_attacks(attacks: Mapping[str, Any], path: Path) -> Path:
+    fig, axes = new_figure(1, len(_DAMAGE), figsize=(4 * len(_DAMAGE), 3.6))
+    names = list(attacks)
+    for ax, key in zip(np.atleast_1d(axes), _DAMAGE, strict=True):
+        d = [attacks[n]["damage"][key] for n in names]
+        y = _arr([x["diff"] for x in d])
+        lo, hi = _arr([x["ci_low"] for x in d]), _arr([x["ci_high"] for x in d])
+        ax.bar(names, y, color="tab:purple")
+        ax.errorbar(
+            names, y, yerr=[y - lo, hi - y], fmt="none", color="black", capsize=3
+        )
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_title(f"{key}: attacked - clean (95% CI)", fontsize="small")
+    return save_png(fig, path)
