@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     parser.add_argument("--plots", metavar="DIR", help="a PNG per table")
     args = parser.parse_args(argv)
+    if args.plots:
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {
         "behaviour": args.behaviour,
         "episodes": args.episodes,
