@@ -231,10 +231,11 @@ def defend(
     """``config`` under ``defence``, and the random-reserve range it asks for.
 
     ``reserve`` sets the mechanism's ``reserve`` (default 0.25 of the top
-    price); ``random_reserve`` draws it ``U[low, high]`` each round (default
-    ``[0, 0.5]`` of the top price); ``trade_reduction`` replaces a two-sided
-    mechanism by McAfee's; ``feedback`` sets the env's ``feedback`` (default
-    ``none``: nothing published).
+    price); ``random_reserve`` draws it per market and round (default
+    ``[0, 0.5]`` of the top price; :mod:`attn_env.integrity.defences`);
+    ``trade_reduction`` replaces a sealed double auction (``k_double``,
+    ``call_market``) by McAfee's; ``feedback`` sets the env's ``feedback``
+    (default ``none``: nothing published).
     """
     name, params = _spec("defence", defence, DEFENCES)
     env = config.env
@@ -248,9 +249,10 @@ def defend(
     if name == "random_reserve":
         return config, (params.get("low", 0.0), params.get("high", 0.5 * top))
     if name == "trade_reduction":
-        if mechanisms.family(mech) != "two_sided":
+        if mech not in ("k_double", "call_market"):
             raise ValueError(
-                f"defence 'trade_reduction' needs a two-sided mechanism, got {mech!r}"
+                f"defence 'trade_reduction' replaces a sealed double auction "
+                f"(k_double, call_market) by mcafee; got {mech!r}"
             )
         return _with(config, {"mechanism": "mcafee"}, {}), None
     return _with(config, {"feedback": params.get("feedback", "none")}, {}), None
