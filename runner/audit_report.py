@@ -219,7 +219,7 @@ def _bars(ax: Any, labels: list[str], series: dict[str, np.ndarray]) -> None:
     for k, (name, y) in enumerate(series.items()):
         ax.bar(x + (k - (len(series) - 1) / 2) * width, y, width, label=name)
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize="small")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3)
 
 
 def _plot_fairness(fair: Mapping[str, Any], path: Path) -> Path:
