@@ -44,13 +44,18 @@ _DAMAGE_KEYS = ("revenue", "efficiency", "honest_utility")
 
 
 def audit(
-    config: ExperimentConfig, episodes: int | None = None, progress: bool = False
+    config: ExperimentConfig,
+    episodes: int | None = None,
+    merit: str = "relevance",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The integrity report of ``config``'s market.
 
     Args:
         config: the experiment.
         episodes: override ``config.episodes`` in every section.
+        merit: what an ad deserves in the fairness section
+            (``runner.fairness.MERITS``).
         progress: show progress bars.
 
     Returns:
@@ -71,7 +76,7 @@ def audit(
         "episodes": config.episodes,
         "seed": config.seed,
         "market": market,
-        "fairness": fairness(config, progress=progress),
+        "fairness": fairness(config, merit=merit, progress=progress),
         "floor_costs": (
             floor_costs(config, progress=progress) if fam != "two_sided" else None
         ),

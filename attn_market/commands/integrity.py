@@ -47,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", metavar="DIR", help="write audit.json, audit.md and figures there"
     )
     a.add_argument("--episodes", type=int, metavar="N", help="override episodes")
+    a.add_argument(
+        "--merit",
+        choices=("relevance", "value"),
+        default="relevance",
+        help="what an ad deserves: its relevance r (default) or its value theta*r",
+    )
     a.add_argument("--seed", type=int, metavar="N", help="override config seed")
     a.set_defaults(func=_audit)
 
@@ -100,7 +106,7 @@ def _audit(args: argparse.Namespace) -> int:
         )
     if args.out:
         _check_folder(args.out)  # fail before the run, not after it
-    report = audit(_config(args), episodes=args.episodes)
+    report = audit(_config(args), episodes=args.episodes, merit=args.merit)
     data = jsonable(report)
     if args.out:
         write_audit(report, args.out)
