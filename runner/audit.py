@@ -10,6 +10,10 @@
 - ``attacks``: the damage of every attack the mechanism admits, with default
   parameters, against the clean market on common random numbers
   (:func:`runner.attacks.attack_damage`);
+- ``detection``: the detectors of :mod:`attn_env.integrity.detect` on one long
+  history of the market (up to :data:`HISTORY` rounds): its collusion index,
+  each bidder's shill score and the p-value of its winning more than the
+  others (fake traffic);
 - ``collusion``: with ``qlearn`` bidders in the config, their revenue against
   the competitive one over seeds (:func:`runner.collusion.run_collusion`).
 
@@ -24,10 +28,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from attn_env import mechanisms
+from attn_env import mechanisms, metrics
 from attn_env.config import ExperimentConfig, validate_experiment
 from attn_env.fileio import atomic_write_text
-from runner.attacks import ATTACKS, attack_damage
+from attn_env.integrity.detect import collusion_index, exposure_pvalues, shill_scores
+from runner.attacks import ATTACKS, attack_damage, record
 from runner.audit_report import audit_markdown, plot_audit
 from runner.collusion import run_collusion
 from runner.explain import explain
@@ -37,10 +42,20 @@ from runner.simulate import play
 
 __all__ = ["SECTIONS", "audit", "write_audit"]
 
-SECTIONS = ("market", "fairness", "floor_costs", "explain", "attacks", "collusion")
+SECTIONS = (
+    "market",
+    "fairness",
+    "floor_costs",
+    "explain",
+    "attacks",
+    "detection",
+    "collusion",
+)
 "The keys of an audit report, in order (a section that does not apply is null)."
 _MARKET_KEYS = ("efficiency", "revenue", "welfare", "mean_price", "volume")
 _DAMAGE_KEYS = ("revenue", "efficiency", "honest_utility")
+HISTORY = 5000
+"Most rounds of the one market history the detectors read."
 
 
 def audit(
@@ -82,6 +97,7 @@ def audit(
         ),
         "explain": explain(config, 0, progress=progress),
         "attacks": _attacks(config, mech),
+        "detection": _detection(config, fam),
         "collusion": _collusion(config),
     }
     return report
@@ -101,6 +117,41 @@ def _attacks(config: ExperimentConfig, mech: str) -> dict[str, Any]:
             "clean": {k: r["clean"][k] for k in _DAMAGE_KEYS},
             "attacked": {k: r["attacked"][k] for k in _DAMAGE_KEYS},
         }
+    return out
+
+
+def _detection(config: ExperimentConfig, fam: str) -> dict[str, Any]:
+    """The detectors on one history of the market, as a platform would see it.
+
+    ``collusion_index``: mean clearing price against the competitive one (the
+    lower end of each round's Walrasian interval; in slot markets the top
+    slot's) and the collusive one (the reserve): 0 competitive, 1 collusive,
+    < 0 above competitive (matchings: ``None``). ``shill_score`` by bidder
+    (position auctions): share of rounds it set a winner's price from just
+    under that winner's bid. ``exposure_pvalue`` by bidder (slot markets):
+    one-sided p-value of winning more rounds than the bidders' mean.
+    """
+    rounds = config.env.rounds
+    hist = record(config, 1, max(1, min(config.episodes, HISTORY // rounds)))
+    n = hist["n_buyers"]
+    names = hist["agents"][:n]
+    value, price = hist["value"][0], hist["clearing_price"][0]
+    bv = value[:, :n]
+    out: dict[str, Any] = {"rounds": int(price.size), "collusion_index": None}
+    reserve = float(config.env.mechanism_params.get("reserve", 0.0))
+    low = None  # a matching's mean price has no single Walrasian interval
+    if fam == "two_sided":
+        low = metrics.walrasian_interval(bv, costs=value[:, n:])[0]
+    elif fam == "one_sided":
+        low = metrics.walrasian_interval(bv, alpha=hist["alpha"][0])[0]
+    if low is not None:
+        out["collusion_index"] = collusion_index(price, low, reserve)
+    if fam == "one_sided":
+        b, pay, alloc = (hist[k][0][:, :n] for k in ("bid", "payment", "alloc"))
+        out["shill_score"] = dict(zip(names, shill_scores(b, pay, alloc), strict=True))
+    if fam != "two_sided":
+        p = exposure_pvalues(hist["alloc"][0][:, :n])
+        out["exposure_pvalue"] = dict(zip(names, p, strict=True))
     return out
 
 

@@ -166,6 +166,24 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
                 for name, a in rep["attacks"].items()
             ],
         )
+    if rep.get("detection"):
+        d = rep["detection"]
+        out += [f"## Detection: one history of {d['rounds']} rounds", ""]
+        out += _table(
+            ["detector", "value"],
+            [
+                [
+                    "collusion index (0 competitive, 1 collusive)",
+                    _f(d["collusion_index"]),
+                ]
+            ],
+        )
+        per = [k for k in ("shill_score", "exposure_pvalue") if d.get(k)]
+        if per:
+            out += _table(
+                ["bidder", *per],
+                [[name] + [_f(d[k][name]) for k in per] for name in d[per[0]]],
+            )
     if rep.get("collusion"):
         c = rep["collusion"]
         out += ["## Collusion: learning bidders", ""]

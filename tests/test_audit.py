@@ -81,6 +81,13 @@ def test_audit_json_keys_and_files(tmp_path, capsys):
     )
     assert set(rep["attacks"]) == {"shill", "ring", "fake_traffic"}
     assert rep["explain"]["market"] == 0
+    det = rep["detection"]
+    assert det["rounds"] == 30 and isinstance(det["collusion_index"], float)
+    assert set(det["shill_score"]) == set(det["exposure_pvalue"]) == {
+        "buyer_0",
+        "buyer_1",
+        "buyer_2",
+    }
     names = {p.name for p in out.iterdir()}
     assert {"audit.json", "audit.md", "fairness.png", "floor_costs.png"} <= names
     assert not [n for n in names if n.startswith(".")]  # no temp files left
