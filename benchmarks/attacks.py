@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return out
     print(
         "| attack | defence | clean revenue | Δ revenue | Δ efficiency "
-        "| Δ honest utility | attacker net | CRN |\n|---|---|---|---|---|---|---|---|"
+        "| Δ honest utility | Δ clearing price | attacker net | CRN |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     for r in out:
         dmg = r["damage"]
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"| {r['case']} | {_defence(r['defence'])} | "
             f"{r['clean']['revenue']:.4f} | {_pm(dmg['revenue'])} | "
             f"{_pm(dmg['efficiency'])} | {_pm(dmg['honest_utility'])} | "
+            f"{_pm(dmg['mean_clearing_price'])} | "
             f"{r['attacked']['attacker_net']:+.4f} | {r['crn']:.2f} |"
         )
     return out
