@@ -17,6 +17,9 @@ kind           strategy
 ``absent``     an empty seat: bids 0, asks the top price (``agents.attacks``)
 =============  ==============================================================
 
+``equilibrium`` bids the numerical Bayes–Nash equilibrium of any sealed-bid
+market (``attn_env.solver``, solved once and cached; ``agents.equilibrium``).
+
 Every agent follows ``attn_env.players.Agent``: ``reset(num_envs, rng)``,
 ``act(obs [N, obs_dim], rng) -> [N, 1]`` float32 and ``observe(feedback)``
 (feedback layout: ``attn_env.players.feedback_for``). A trained policy
@@ -39,6 +42,7 @@ from typing import Any
 
 from agents.attacks import AbsentAgent, RingAgent, ShillAgent, WashAgent
 from agents.baselines import BNEAgent, PacingAgent, ShadingAgent, TruthfulAgent
+from agents.equilibrium import EquilibriumAgent
 from agents.traders import GDAgent, ZICAgent, ZIPAgent
 from attn_env.config import EnvConfig
 from attn_env.core import MarketSpec
@@ -67,6 +71,7 @@ _REGISTRY: dict[str, type] = {
     "ring": RingAgent,
     "wash": WashAgent,
     "absent": AbsentAgent,
+    "equilibrium": EquilibriumAgent,
 }
 
 

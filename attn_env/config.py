@@ -44,6 +44,7 @@ __all__ = [
     "ConfigError",
     "EnvConfig",
     "ExperimentConfig",
+    "SolveConfig",
     "TrainConfig",
     "from_dict",
     "load_config",
@@ -154,6 +155,30 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SolveConfig:
+    """Options of the equilibrium solver (``solve`` command, ``kind: equilibrium``)."""
+
+    values: int = 64
+    "Value (or cost) grid points per role: quantile midpoints of its distribution."
+    bids: int = 101
+    "Bid (or ask) grid points, equally spaced on ``[0, max_bid]``."
+    iterations: int = 3000
+    "Most dual-averaging iterations."
+    step: float = 2.0
+    "Initial step size ``eta_0`` (utilities scaled by each value's best utility)."
+    decay: float = 0.05
+    "Step-size decay: ``eta_t = step * t ** -decay``."
+    tolerance: float = 0.001
+    "Stop when every role's relative utility loss on the solve grid is below this."
+    samples: int = 200
+    "Opponent profiles per iteration where no closed form exists (double auctions)."
+    refine: int = 4
+    "The reported utility loss is a best response on grids this many times finer."
+    cache: bool = True
+    "Keep solutions under the cache folder, so repeated runs do not solve again."
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: env, agents, episodes and training."""
 
@@ -167,6 +192,8 @@ class ExperimentConfig:
     "Episodes played by ``simulate`` and ``evaluate``."
     train: TrainConfig = field(default_factory=TrainConfig)
     "Training options."
+    solve: SolveConfig = field(default_factory=SolveConfig)
+    "Equilibrium-solver options."
 
     def agent_spec(self, agent: str) -> AgentSpec:
         """The spec for ``agent`` (by name, else by its role, else truthful)."""

@@ -5,6 +5,7 @@ Each command group registers itself here:
 - ``simulate``                       -> ``attn_market.commands.simulate``
 - ``valuations build|show|validate`` -> ``attn_market.commands.valuations``
 - ``train``, ``evaluate``            -> ``attn_market.commands.training``
+- ``solve``                          -> ``attn_market.commands.solve``
 - ``explain``, ``audit``             -> ``attn_market.commands.integrity``
 - ``compare``                        -> ``attn_market.commands.compare``
 
@@ -28,6 +29,7 @@ _COMMAND_MODULES = (
     "attn_market.commands.training",
     "attn_market.commands.compare",
     "attn_market.commands.integrity",
+    "attn_market.commands.solve",
 )
 
 

@@ -7,7 +7,11 @@ for each learner:
     L2 distance of the learned bid function to the analytic BNE over the value
     distribution: ``sqrt(mean_v (b(v) - b*(v))^2)`` on ``grid`` quantile
     midpoints of the value (or cost) distribution (equal spacing for uniform
-    values). Reported where ``attn_env.equilibria`` knows the equilibrium.
+    values). The reference is the closed form of ``attn_env.equilibria`` where
+    one is known (``reference: analytic``), else the numerical equilibrium of
+    ``attn_env.solver`` with the config's ``solve:`` options, solved once and
+    cached (``reference: numerical``; none for markets the solver does not
+    cover).
 ``utility_loss``
     ``(u_BR - u) / u_BR``: the ex-ante utility a best response would earn
     against the *learned* opponents, minus the learned agent's own, relative.
@@ -43,6 +47,7 @@ from attn_env import mechanisms
 from attn_env.config import ExperimentConfig
 from attn_env.equilibria import Strategy, bne_strategy
 from attn_env.figures import new_figure, save_png
+from attn_env.solver import solve_cached, unsupported
 from attn_env.strategy_metrics import bid_function, bne_l2, utility_loss, value_grid
 from runner.results import jsonable
 from runner.seats import build_agent
@@ -119,7 +124,9 @@ def evaluate(
     Returns:
         The market metrics of ``simulate.play`` plus ``bne_l2``, ``utility_loss``
         (worst over learners, ``None`` where not defined), ``bne_l2_by_learner``,
-        ``utility_loss_by_learner``, and the run's ``timesteps``.
+        ``utility_loss_by_learner``, ``reference`` (``analytic``, ``numerical``
+        where any learner's equilibrium came from the solver, or ``None``) and
+        the run's ``timesteps``.
     """
     from training.policy import load_policy
 
@@ -138,10 +145,13 @@ def evaluate(
     by_ul: dict[str, float] = {}
     floor: dict[str, float] = {}
     curves = {}
+    refs: set[str] = set()
     for lname, (role, seat) in learners.items():
         j = names.index(seat)
         grid = value_grid(env, role, 1000)
-        star = bne_strategy(env, role)
+        star, ref = _reference(config, role)
+        if ref is not None:
+            refs.add(ref)
         curves[lname] = (role, grid, fns[j](grid), None if star is None else star(grid))
         if star is not None:
             by_l2[lname] = bne_l2(fns[j], star, grid)
@@ -154,6 +164,9 @@ def evaluate(
     )
     result.update(
         bne_l2=max(by_l2.values()) if by_l2 else None,
+        reference=(
+            "numerical" if "numerical" in refs else "analytic" if refs else None
+        ),
         utility_loss=max(by_ul.values()) if by_ul else None,
         bne_l2_by_learner=by_l2,
         bne_l2_floor_by_learner=floor,
@@ -166,6 +179,21 @@ def evaluate(
         )
         result["plot"] = str(plot)
     return result
+
+
+def _reference(
+    config: ExperimentConfig, role: str
+) -> tuple[Strategy | None, str | None]:
+    """The equilibrium to measure ``role`` against: ``analytic`` or ``numerical``."""
+    star = bne_strategy(config.env, role)
+    if star is not None:
+        return star, "analytic"
+    if unsupported(config.env) is not None:
+        return None, None
+    solution = solve_cached(config.env, config.solve)
+    if role not in solution.roles:
+        return None, None
+    return solution.bid_function(role), "numerical"
 
 
 def _reachable_floor(

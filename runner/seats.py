@@ -17,6 +17,8 @@ __all__ = ["POLICY", "build_agent", "build_agents"]
 
 POLICY = "policy"
 "The kind of a trained run: ``{kind: policy, params: {path: DIR[, agent: NAME]}}``."
+EQUILIBRIUM = "equilibrium"
+"The solver's kind: it solves with the config's ``solve:`` options unless given."
 
 
 def build_agent(
@@ -35,6 +37,8 @@ def build_agent(
         policy = load_policy(params["path"])
         name = params.get("agent")
         return policy.for_agent(name) if name is not None else policy
+    if kind == EQUILIBRIUM and "path" not in params and "solve" not in params:
+        params = {**params, "solve": config.solve}  # the config's solve: section
     return agents.for_market(kind, params, config.env)
 
 

@@ -48,6 +48,7 @@ def test_registry_lists_every_kind():
         "ring",
         "wash",
         "absent",
+        "equilibrium",
     ]
 
 

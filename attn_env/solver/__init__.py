@@ -1,0 +1,53 @@
+"""Numerical Bayes–Nash equilibria of sealed-bid markets (SODA).
+
+``solve(env, solve_cfg, seed)`` discretises a market (:mod:`.game`), runs
+simultaneous online dual averaging (:mod:`.soda`) and returns a
+:class:`Solution`: a bid (or ask) function per role, its utility loss and the
+convergence history. Symmetric position auctions get exact payoffs from order
+statistics (:mod:`.position`); every other sealed mechanism is cleared by its
+own ``clear`` (:mod:`.sampled`). :func:`solve_cached` keeps solutions on disk.
+"""
+
+from __future__ import annotations
+
+from attn_env.solver.cache import cache_dir, solve_cached
+from attn_env.solver.game import (
+    Game,
+    check_solve_config,
+    game_from_config,
+    unsupported,
+)
+from attn_env.solver.soda import run_soda, utility_losses
+from attn_env.solver.solution import RoleSolution, Solution, load_solution
+
+__all__ = [
+    "Game",
+    "RoleSolution",
+    "Solution",
+    "cache_dir",
+    "check_solve_config",
+    "game_from_config",
+    "load_solution",
+    "run_soda",
+    "solve",
+    "solve_cached",
+    "unsupported",
+    "utility_losses",
+]
+
+
+def solve(env, solve_cfg=None, seed: int = 0, progress=None) -> Solution:
+    """The symmetric equilibrium of ``env`` (an ``EnvConfig``) on ``solve_cfg``'s grids.
+
+    Raises:
+        ConfigError: a market the solver does not cover (the message says why
+            and what to use instead), or a bad solver option.
+    """
+    import numpy as np
+
+    from attn_env.config import SolveConfig
+
+    solve_cfg = solve_cfg or SolveConfig()
+    rng = np.random.default_rng(seed)
+    game = game_from_config(env, solve_cfg, rng)
+    return run_soda(game, solve_cfg, rng, progress)

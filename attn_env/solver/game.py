@@ -1,0 +1,266 @@
+"""The discretised game the solver plays: roles, grids, priors and payoffs.
+
+:func:`game_from_config` turns a market (``EnvConfig``) and the solver's grid
+sizes (``SolveConfig``) into a :class:`Game`, or raises a one-line
+``ConfigError`` saying why the market is out of reach and what to use instead.
+
+Each role (``buyer``, and ``seller`` in two-sided markets) is symmetric: all
+its traders play one distributional strategy over the value grid (quantile
+midpoints of the role's value distribution, equal mass) and the bid grid
+(``bids`` equal steps on ``[0, max_bid]``). Utilities are quasi-linear, so a
+trader's ex-interim utility of a bid is ``v A(b) - P(b)`` (sellers
+``P(b) - c A(b)``): only the expected quantity ``A`` and money ``P`` of each
+bid against the opponents' bid distributions are needed
+(:meth:`Game.payoffs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from attn_env import mechanisms
+from attn_env.checks import ConfigError
+from attn_env.config import EnvConfig, SolveConfig
+from attn_env.core import MarketSpec
+from attn_env.solver.position import RULES, position_payoffs
+from attn_env.solver.sampled import opponent_profiles, sampled_payoffs
+from attn_env.strategy_metrics import value_grid
+from attn_env.valuations import make_source
+
+__all__ = [
+    "Dist",
+    "Game",
+    "Role",
+    "check_solve_config",
+    "game_from_config",
+    "unsupported",
+]
+
+Dist = tuple[NDArray[np.float64], NDArray[np.float64]]
+"A discrete bid distribution: ``(support [S], mass [S])``."
+
+MEMORY_LIMIT = 2 * 2**30
+"Bytes the largest payoff array of one iteration may take."
+EMPIRICAL_DRAWS = 20_000
+"Markets drawn from a valuation source to build its empirical value distribution."
+
+
+@dataclass(frozen=True)
+class Role:
+    """One symmetric role: how many traders, their value law and their bid grid."""
+
+    name: str
+    count: int
+    bids: NDArray[np.float64]
+    env: EnvConfig = field(repr=False)
+    sample: NDArray[np.float64] | None = field(default=None, repr=False)
+    "Empirical values (a non-uniform valuation source); ``None``: the parametric law."
+
+    def grid(self, size: int) -> NDArray[np.float64]:
+        """``size`` quantile midpoints of the role's value (or cost) distribution."""
+        if self.sample is None:
+            return value_grid(self.env, self.name, size)
+        return np.quantile(self.sample, (np.arange(size) + 0.5) / size)
+
+
+@dataclass(frozen=True)
+class Game:
+    """A sealed-bid market, discretised for the solver."""
+
+    env: EnvConfig
+    mechanism: Any
+    rule: str | None
+    "Position rule with closed-form payoffs (``position.RULES``), else ``None``."
+    roles: tuple[Role, ...]
+    weights: NDArray[np.float64]
+    "Mean attention of each slot (one-sided), ``[K]``."
+    reserve: float
+    max_bid: float
+
+    @property
+    def n_buyers(self) -> int:
+        return self.roles[0].count
+
+    def payoffs(
+        self,
+        role: int,
+        dists: list[Dist],
+        cand: NDArray[np.float64],
+        rng: np.random.Generator,
+        samples: int,
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Expected quantity and money ``[C]`` of one trader of ``role`` per bid.
+
+        Args:
+            role: index into :attr:`roles`.
+            dists: each role's bid distribution, played by all its other traders.
+            cand: candidate bids of the one trader.
+            rng: tie-breaks and sampled opponent profiles.
+            samples: opponent profiles where there is no closed form.
+        """
+        if self.rule is not None:
+            support, mass = dists[0]
+            return position_payoffs(
+                self.rule,
+                support,
+                mass,
+                self.n_buyers - 1,
+                self.weights,
+                self.reserve,
+                cand,
+            )
+        columns = [
+            dists[r] for r, spec in enumerate(self.roles) for _ in range(spec.count)
+        ]
+        focal = sum(spec.count for spec in self.roles[:role])
+        profiles, weights = opponent_profiles(
+            columns[:focal] + columns[focal + 1 :], samples, rng
+        )
+        return sampled_payoffs(
+            lambda b, a: self._clear(b, a, rng),
+            focal,
+            self.n_buyers,
+            profiles,
+            weights,
+            cand,
+        )
+
+    def _clear(self, bids, asks, rng):
+        if asks is None:
+            return self.mechanism.clear(bids, weights=self.weights, rng=rng)
+        return self.mechanism.clear(bids, asks, rng=rng)
+
+    def utility(
+        self, role: int, values: NDArray[np.float64], qty: NDArray, money: NDArray
+    ) -> NDArray[np.float64]:
+        """``[V, C]`` utility of value x bid (buyers ``vA - P``, sellers ``P - cA``)."""
+        if self.roles[role].name == "seller":
+            return money[None, :] - values[:, None] * qty[None, :]
+        return values[:, None] * qty[None, :] - money[None, :]
+
+
+def unsupported(env: EnvConfig) -> str | None:
+    """Why the solver cannot take this market, and what to use instead, or ``None``."""
+    name = mechanisms.name_of(env.mechanism)
+    fam = mechanisms.family(env.mechanism)
+    if name == "cda":
+        return (
+            "cda is a continuous double auction (orders arrive one at a time), not "
+            "a sealed-bid game; solve k_double, mcafee or call_market, or simulate "
+            "cda with zi_c, zip or gd traders"
+        )
+    if fam == "matching":
+        return (
+            f"{name!r} is a matching (a value per slot, no scalar bid), not a "
+            "sealed-bid auction; solve vcg or gsp for position auctions"
+        )
+    if env.budget is not None:
+        return (
+            f"budget={env.budget!r} links the rounds of an episode (a dynamic game); "
+            "the solver takes one-shot rounds: set budget to null"
+        )
+    if env.rounds > 1 and env.redraw != "round":
+        return (
+            f"redraw={env.redraw!r} keeps values over {env.rounds} rounds (a dynamic "
+            "game); the solver takes independent rounds: set redraw: round"
+        )
+    if getattr(env, "exposure_floor", 0.0):
+        return (
+            f"exposure_floor={env.exposure_floor!r} adds a lottery the solver does "
+            "not model; set exposure_floor to 0"
+        )
+    return None
+
+
+def check_solve_config(s: SolveConfig) -> None:
+    """``ConfigError`` naming the first bad solver option."""
+    for name, least in (
+        ("values", 2),
+        ("bids", 2),
+        ("iterations", 1),
+        ("samples", 1),
+        ("refine", 1),
+    ):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise ConfigError(f"solve.{name} must be an integer >= {least}, got {v!r}")
+    if not (np.isfinite(s.step) and s.step > 0):
+        raise ConfigError(f"solve.step must be a number > 0, got {s.step!r}")
+    if not 0.0 <= s.decay < 1.0:
+        raise ConfigError(f"solve.decay must be in [0, 1), got {s.decay!r}")
+    if not s.tolerance >= 0.0:
+        raise ConfigError(f"solve.tolerance must be >= 0, got {s.tolerance!r}")
+
+
+def _check_memory(game: Game, s: SolveConfig) -> None:
+    """``ConfigError`` when one iteration's payoff arrays would not fit."""
+    n_cand = s.refine * (s.bids - 1) + 1 + s.refine * s.values
+    if game.rule is not None:
+        k = len(game.weights)
+        elements = n_cand * s.refine * s.values * game.n_buyers * k
+        how = "lower solve.bids or solve.values"
+    else:
+        cols = sum(r.count for r in game.roles)
+        elements = min(s.bids, n_cand) * s.samples * cols * 4
+        how = "lower solve.samples or solve.bids"
+    need = 8 * 4 * elements  # float64, a few temporaries
+    if need > MEMORY_LIMIT:
+        raise ConfigError(
+            f"solver grid too large for memory (about {need / 2**30:.1f} GiB per "
+            f"iteration with values={s.values}, bids={s.bids}, samples={s.samples}, "
+            f"refine={s.refine}); {how}"
+        )
+
+
+def game_from_config(
+    env: EnvConfig, solve: SolveConfig, rng: np.random.Generator
+) -> Game:
+    """The discretised game of ``env`` (``ConfigError`` where the solver cannot go).
+
+    Args:
+        env: the market.
+        solve: grid sizes.
+        rng: draws the empirical value sample of a non-uniform valuation source and
+            the mean slot attention.
+    """
+    why = unsupported(env)
+    if why:
+        raise ConfigError(f"no equilibrium solver for this market: {why}")
+    check_solve_config(solve)
+    spec = MarketSpec.from_config(env)
+    mech = (
+        env.mechanism
+        if isinstance(env.mechanism, mechanisms.Mechanism)
+        else mechanisms.make(env.mechanism, **env.mechanism_params)
+    )
+    name = mechanisms.name_of(env.mechanism)
+    closed = name in RULES and type(mech) is mechanisms.mechanism_class(name)
+    source = make_source(
+        env.valuation,
+        dist=env.value_dist,
+        low=env.value_low,
+        high=env.value_high,
+        **env.valuation_params,
+    )
+    n_draws = EMPIRICAL_DRAWS if env.valuation != "uniform" else 1
+    draw = source.draw(rng, n_draws, env.n_buyers, spec.n_slots)
+    sample = None if env.valuation == "uniform" else draw.unit_value.ravel()
+    bids = np.linspace(0.0, spec.max_bid, solve.bids)
+    roles = [Role("buyer", env.n_buyers, bids, env, sample)]
+    if spec.n_sellers:
+        roles.append(Role("seller", spec.n_sellers, bids, env))
+    game = Game(
+        env=env,
+        mechanism=mech,
+        rule=name if closed else None,
+        roles=tuple(roles),
+        weights=np.asarray(draw.alpha, dtype=np.float64).mean(axis=0),
+        reserve=float(getattr(mech, "reserve", 0.0) or 0.0),
+        max_bid=spec.max_bid,
+    )
+    _check_memory(game, solve)
+    return game

@@ -1,0 +1,265 @@
+"""Simultaneous online dual averaging (SODA) on the discretised game.
+
+Bichler, Fichtl & Oberlechner (Operations Research, 2023): every role keeps a
+distributional strategy ``s[v, b]`` (a bid distribution at each grid value)
+and a dual vector ``y[v, b]``, the step-weighted sum of its utility gradients.
+The gradient of the ex-ante utility with respect to ``s[v, b]`` is the
+ex-interim utility ``u(v, b)`` of bidding ``b`` at value ``v`` against the
+other traders' current bid distributions, so each iteration
+
+1. computes ``u`` for every role from the opponents' current marginals
+   (``Game.payoffs``), all roles at once (simultaneous);
+2. measures the relative utility loss on the grid,
+   ``(sum_v max_b u - sum_v s u) / sum_v max_b u``, and stops below ``tolerance``;
+3. sets ``y += eta_t u / max_bid`` and ``s[v] = softmax(y[v])`` (the entropic
+   mirror map), with ``eta_t = step * t ** -decay``.
+
+The equilibrium reported is the mean bid at each value, and its utility loss
+is measured again against a best response on grids ``refine`` times finer
+(:func:`utility_losses`), with the opponents playing those bid functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from attn_env.config import SolveConfig
+from attn_env.solver.game import Dist, Game
+from attn_env.solver.solution import RoleSolution, Solution
+
+__all__ = ["run_soda", "utility_losses"]
+
+EVAL_SAMPLES = 10
+"The loss is measured on this many times ``samples`` opponent profiles."
+CHUNK_ROWS = 400_000
+"Candidate bids x opponent profiles cleared at once when measuring the loss."
+
+
+def _scale(u: NDArray[np.float64], max_bid: float) -> NDArray[np.float64]:
+    """Per value, the best utility on the grid (at least ``1e-4 max_bid``).
+
+    Dividing by it makes the step the same for every type: a low value, which
+    rarely wins, would otherwise see utility differences too small to move its
+    strategy in any reasonable number of iterations.
+    """
+    return np.maximum(u.max(axis=1, keepdims=True), 1e-4 * max_bid)
+
+
+def _softmax(y: NDArray[np.float64]) -> NDArray[np.float64]:
+    z = np.exp(y - y.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def run_soda(
+    game: Game,
+    s: SolveConfig,
+    rng: np.random.Generator,
+    progress: Callable[[int, float], None] | None = None,
+) -> Solution:
+    """Solve ``game`` with the grid sizes and step rule of ``s``."""
+    start = time.perf_counter()
+    values = [role.grid(s.values) for role in game.roles]
+    n_bids = s.bids
+    dual = [np.zeros((s.values, n_bids)) for _ in game.roles]
+    strat = [np.full((s.values, n_bids), 1.0 / n_bids) for _ in game.roles]
+    history: list[dict[str, float]] = []
+    check = max(1, s.iterations // 200)
+    converged, t = False, 0
+    for t in range(1, s.iterations + 1):
+        marg: list[Dist] = [
+            (role.bids, st.mean(axis=0))
+            for role, st in zip(game.roles, strat, strict=True)
+        ]
+        utils = []
+        for r, role in enumerate(game.roles):
+            qty, money = game.payoffs(r, marg, role.bids, rng, s.samples)
+            utils.append(game.utility(r, values[r], qty, money))
+        losses = []
+        for u, st in zip(utils, strat, strict=True):
+            best = u.max(axis=1).mean()
+            own = (u * st).sum(axis=1).mean()
+            losses.append((best - own) / best if best > 1e-12 else 0.0)
+        eta = s.step * t ** (-s.decay)
+        done = max(losses) <= s.tolerance
+        if done or t % check == 0 or t == 1:
+            history.append(
+                {
+                    "iteration": t,
+                    "step": eta,
+                    **{
+                        f"grid_loss_{role.name}": float(loss)
+                        for role, loss in zip(game.roles, losses, strict=True)
+                    },
+                }
+            )
+            if progress is not None:
+                progress(t, max(losses))
+        if done:
+            converged = True
+            break
+        for r in range(len(game.roles)):
+            dual[r] += eta * utils[r] / _scale(utils[r], game.max_bid)
+            strat[r] = _softmax(dual[r])
+
+    raw = [st @ role.bids for st, role in zip(strat, game.roles, strict=True)]
+    means = [
+        unstep(v, monotone(m), role.bids[1] - role.bids[0], game.reserve)
+        for v, m, role in zip(values, raw, game.roles, strict=True)
+    ]
+    if game.reserve > 0.0:
+        # under the reserve no bid wins: any is a best reply; report 0, as
+        # attn_env.equilibria does
+        means[0] = np.where(values[0] < game.reserve, 0.0, means[0])
+    spreads = [
+        float(np.sqrt(np.maximum(st @ role.bids**2 - m**2, 0.0)).mean())
+        for st, role, m in zip(strat, game.roles, raw, strict=True)
+    ]
+    fns = [_interp(v, m) for v, m in zip(values, means, strict=True)]
+    losses = utility_losses(game, fns, s, rng)
+    roles = {
+        role.name: RoleSolution(
+            values=values[r].tolist(),
+            bids=means[r].tolist(),
+            utility_loss=losses[r],
+            spread=spreads[r],
+            bid_grid=role.bids.tolist(),
+            strategy=np.round(strat[r], 6).tolist(),
+        )
+        for r, role in enumerate(game.roles)
+    }
+    return Solution(
+        roles=roles,
+        iterations=t,
+        seconds=time.perf_counter() - start,
+        converged=converged,
+        history=history,
+        market=_market(game, s),
+    )
+
+
+def monotone(y: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Least-squares non-decreasing fit (pool adjacent violators).
+
+    Equilibrium bids (asks) of these single-crossing auctions rise with the value
+    (cost); on a finite grid the mean bid jitters by about a grid step, and a
+    jittered bid function is easier to exploit than the equilibrium it
+    approximates.
+    """
+    level, weight, size = [], [], []
+    for x in y:
+        level.append(float(x))
+        weight.append(1.0)
+        size.append(1)
+        while len(level) > 1 and level[-2] > level[-1]:
+            w = weight[-2] + weight[-1]
+            level[-2] = (weight[-2] * level[-2] + weight[-1] * level[-1]) / w
+            weight[-2], size[-2] = w, size[-2] + size[-1]
+            del level[-1], weight[-1], size[-1]
+    return np.repeat(level, size)
+
+
+def unstep(
+    x: NDArray[np.float64], y: NDArray[np.float64], step: float, floor: float
+) -> NDArray[np.float64]:
+    """A non-decreasing staircase ``y(x)`` redrawn through the centres of its steps.
+
+    On a bid grid coarser than the bid function's slope, several neighbouring
+    values pick the same grid bid; the continuous equilibrium crosses each step
+    near its middle (steps are told apart by jumps over half a grid step; a
+    value mixing two neighbouring bids belongs to the step). A flat piece would
+    also be an atom of bids, which a best response beats by bidding just above
+    it. Each step becomes one knot at its centre, the ends extrapolated from the
+    nearest two knots; a first step under ``floor`` (the reserve: those values
+    cannot win) stays flat.
+    """
+    cut = np.flatnonzero(np.abs(np.diff(y)) > step / 2) + 1
+    runs = np.split(np.arange(len(y)), cut)
+    if len(runs) < 2:
+        return y
+    kx = np.array([x[r].mean() for r in runs])
+    ky = np.array([y[r].mean() for r in runs])
+    out = np.interp(x, kx, ky)
+    for end, (a, b) in (("low", (0, 1)), ("high", (-2, -1))):
+        slope = (ky[b] - ky[a]) / max(kx[b] - kx[a], 1e-12)
+        k = a if end == "low" else b
+        side = x < kx[k] if end == "low" else x > kx[k]
+        out = np.where(side, ky[k] + slope * (x - kx[k]), out)
+    if ky[0] < floor:
+        out[runs[0]] = y[runs[0]]
+    return np.clip(out, y.min(), max(y.max(), out.max()))
+
+
+def _interp(xs: NDArray[np.float64], ys: NDArray[np.float64]):
+    return lambda v: np.interp(v, xs, ys)
+
+
+def utility_losses(
+    game: Game, fns: list, s: SolveConfig, rng: np.random.Generator
+) -> list[float]:
+    """Relative utility loss of each role's bid function, on grids ``refine`` finer.
+
+    Every trader plays its role's pure bid function ``fns[r]``; opponents' bids
+    are those functions at ``refine * values`` quantile midpoints. At each of
+    those values the best response searches ``refine * (bids - 1) + 1`` equally
+    spaced bids (the own bid included): ``(u_BR - u) / u_BR``, ex ante.
+    """
+    n_fine = s.refine * s.values
+    fine = [role.grid(n_fine) for role in game.roles]
+    dists = [
+        (np.asarray(fn(v), dtype=np.float64), np.full(n_fine, 1.0 / n_fine))
+        for fn, v in zip(fns, fine, strict=True)
+    ]
+    grid = np.linspace(0.0, game.max_bid, s.refine * (s.bids - 1) + 1)
+    out = []
+    for r, _ in enumerate(game.roles):
+        own = dists[r][0]
+        cand = np.unique(np.concatenate([grid, own]))
+        qty, money = _chunked_payoffs(
+            game, r, dists, cand, rng, EVAL_SAMPLES * s.samples
+        )
+        u = game.utility(r, fine[r], qty, money)  # [V, C]
+        u_own = u[np.arange(n_fine), np.searchsorted(cand, own)]
+        best = np.maximum(u.max(axis=1), 0.0).mean()
+        out.append(float((best - u_own.mean()) / best) if best > 1e-12 else 0.0)
+    return out
+
+
+def _chunked_payoffs(game, r, dists, cand, rng, samples):
+    """:meth:`Game.payoffs` over candidate chunks (bounded memory)."""
+    if game.rule is not None:
+        size = max(1, CHUNK_ROWS // max(1, len(dists[0][0]) * game.n_buyers))
+    else:
+        size = max(1, CHUNK_ROWS // samples)
+    parts = [
+        game.payoffs(r, dists, cand[i : i + size], rng, samples)
+        for i in range(0, len(cand), size)
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _market(game: Game, s: SolveConfig) -> dict:
+    """What was solved, saved with the solution (checked when it is loaded)."""
+    from attn_env import mechanisms
+
+    env = game.env
+    return {
+        "mechanism": mechanisms.name_of(env.mechanism),
+        "mechanism_params": dict(env.mechanism_params),
+        "n_buyers": game.roles[0].count,
+        "n_sellers": game.roles[1].count if len(game.roles) > 1 else 0,
+        "n_slots": len(game.weights),
+        "weights": game.weights.tolist(),
+        "valuation": env.valuation,
+        "value_dist": env.value_dist,
+        "closed_form_payoffs": game.rule is not None,
+        "grid": {
+            "values": s.values,
+            "bids": s.bids,
+            "refine": s.refine,
+            "samples": s.samples,
+        },
+    }
