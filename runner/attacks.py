@@ -255,6 +255,8 @@ def defend(
                 f"(k_double, call_market) by mcafee; got {mech!r}"
             )
         return _with(config, {"mechanism": "mcafee"}, {}), None
+    if "feedback" not in {f.name for f in dataclasses.fields(env)}:
+        raise ValueError("defence 'feedback' needs the env option feedback")
     return _with(config, {"feedback": params.get("feedback", "none")}, {}), None
 
 
