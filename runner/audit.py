@@ -10,8 +10,8 @@
 - ``attacks``: the damage of every attack the mechanism admits, with default
   parameters, against the clean market on common random numbers
   (:func:`runner.attacks.attack_damage`);
-- ``detection``: the detectors of :mod:`attn_env.integrity.detect` on one long
-  history of the market (up to :data:`HISTORY` rounds): its collusion index,
+- ``detection``: the detectors of :mod:`attn_env.integrity.detect` on up to
+  :data:`HISTORY` of the market's rounds: its collusion index,
   each bidder's shill score and the p-value of its winning more than the
   others (fake traffic);
 - ``collusion``: with ``qlearn`` bidders in the config, their revenue against
@@ -104,12 +104,21 @@ def audit(
 
 
 def _attacks(config: ExperimentConfig, mech: str) -> dict[str, Any]:
-    """Damage of each attack the mechanism admits (default parameters)."""
-    out = {}
+    """Damage of each attack the mechanism admits (default parameters).
+
+    An attack the config's agents cannot face (e.g. ``bne`` agents where the
+    attack's extra seats leave no analytic equilibrium) is ``{"skipped":
+    reason}``.
+    """
+    out: dict[str, Any] = {}
     for name, (admits, _) in ATTACKS.items():
         if mech not in admits:
             continue
-        r = attack_damage(config, name, episodes=max(config.episodes, 2))
+        try:
+            r = attack_damage(config, name, episodes=max(config.episodes, 2))
+        except ValueError as err:
+            out[name] = {"skipped": " ".join(str(err).split())}
+            continue
         out[name] = {
             "params": r["params"],
             "crn": r["crn"],
@@ -121,7 +130,10 @@ def _attacks(config: ExperimentConfig, mech: str) -> dict[str, Any]:
 
 
 def _detection(config: ExperimentConfig, fam: str) -> dict[str, Any]:
-    """The detectors on one history of the market, as a platform would see it.
+    """The detectors on the market's rounds, as a platform would see them.
+
+    Up to :data:`HISTORY` market rounds: one episode of each of up to
+    ``HISTORY // rounds`` markets, pooled.
 
     ``collusion_index``: mean clearing price against the competitive one (the
     lower end of each round's Walrasian interval; in slot markets the top
@@ -131,11 +143,14 @@ def _detection(config: ExperimentConfig, fam: str) -> dict[str, Any]:
     under that winner's bid. ``exposure_pvalue`` by bidder (slot markets):
     one-sided p-value of winning more rounds than the bidders' mean.
     """
-    rounds = config.env.rounds
-    hist = record(config, 1, max(1, min(config.episodes, HISTORY // rounds)))
-    n = hist["n_buyers"]
-    names = hist["agents"][:n]
-    value, price = hist["value"][0], hist["clearing_price"][0]
+    markets = max(1, min(config.episodes, HISTORY // config.env.rounds))
+    rec = record(config, markets, 1)
+    n = rec["n_buyers"]
+    names = rec["agents"][:n]
+    # every market's episode, one after another: [markets * rounds, ...]
+    keys = ("bid", "payment", "alloc", "value", "alpha", "clearing_price")
+    hist = {k: rec[k].reshape(-1, *rec[k].shape[2:]) for k in keys}
+    value, price = hist["value"], hist["clearing_price"]
     bv = value[:, :n]
     out: dict[str, Any] = {"rounds": int(price.size), "collusion_index": None}
     reserve = float(config.env.mechanism_params.get("reserve", 0.0))
@@ -143,14 +158,14 @@ def _detection(config: ExperimentConfig, fam: str) -> dict[str, Any]:
     if fam == "two_sided":
         low = metrics.walrasian_interval(bv, costs=value[:, n:])[0]
     elif fam == "one_sided":
-        low = metrics.walrasian_interval(bv, alpha=hist["alpha"][0])[0]
+        low = metrics.walrasian_interval(bv, alpha=hist["alpha"])[0]
     if low is not None:
         out["collusion_index"] = collusion_index(price, low, reserve)
     if fam == "one_sided":
-        b, pay, alloc = (hist[k][0][:, :n] for k in ("bid", "payment", "alloc"))
+        b, pay, alloc = (hist[k][:, :n] for k in ("bid", "payment", "alloc"))
         out["shill_score"] = dict(zip(names, shill_scores(b, pay, alloc), strict=True))
     if fam != "two_sided":
-        p = exposure_pvalues(hist["alloc"][0][:, :n])
+        p = exposure_pvalues(hist["alloc"][:, :n])
         out["exposure_pvalue"] = dict(zip(names, p, strict=True))
     return out
 

@@ -158,17 +158,23 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
     out += _table(*explain_rows(ex))
     if rep.get("attacks"):
         out += ["## Attacks: damage against the clean market (paired, ± se)", ""]
-        head = ["attack", "revenue", "efficiency", "honest utility", "CRN"]
-        out += _table(
-            head,
-            [
+        ran = {k: a for k, a in rep["attacks"].items() if "skipped" not in a}
+        if ran:
+            head = ["attack", "revenue", "efficiency", "honest utility", "CRN"]
+            rows = [
                 [name, *(_dmg(a["damage"][k]) for k in _DAMAGE), _f(a["crn"], 2)]
-                for name, a in rep["attacks"].items()
-            ],
-        )
+                for name, a in ran.items()
+            ]
+            out += _table(head, rows)
+        out += [
+            f"- {name} skipped: {a['skipped']}"
+            for name, a in rep["attacks"].items()
+            if "skipped" in a
+        ]
+        out += [""]
     if rep.get("detection"):
         d = rep["detection"]
-        out += [f"## Detection: one history of {d['rounds']} rounds", ""]
+        out += [f"## Detection: {d['rounds']} market rounds", ""]
         out += _table(
             ["detector", "value"],
             [
@@ -226,8 +232,9 @@ def plot_audit(rep: Mapping[str, Any], out: Path) -> list[Path]:
     paths = [_plot_fairness(rep["fairness"], out / "fairness.png")]
     if rep.get("floor_costs"):
         paths.append(_plot_floors(rep["floor_costs"], out / "floor_costs.png"))
-    if rep.get("attacks"):
-        paths.append(_plot_attacks(rep["attacks"], out / "attacks.png"))
+    ran = {k: a for k, a in (rep.get("attacks") or {}).items() if "skipped" not in a}
+    if ran:
+        paths.append(_plot_attacks(ran, out / "attacks.png"))
     return paths
 
 

@@ -83,11 +83,15 @@ def test_audit_json_keys_and_files(tmp_path, capsys):
     assert rep["explain"]["market"] == 0
     det = rep["detection"]
     assert det["rounds"] == 30 and isinstance(det["collusion_index"], float)
-    assert set(det["shill_score"]) == set(det["exposure_pvalue"]) == {
-        "buyer_0",
-        "buyer_1",
-        "buyer_2",
-    }
+    assert (
+        set(det["shill_score"])
+        == set(det["exposure_pvalue"])
+        == {
+            "buyer_0",
+            "buyer_1",
+            "buyer_2",
+        }
+    )
     names = {p.name for p in out.iterdir()}
     assert {"audit.json", "audit.md", "fairness.png", "floor_costs.png"} <= names
     assert not [n for n in names if n.startswith(".")]  # no temp files left
@@ -147,3 +151,18 @@ def test_unknown_merit_is_named():
     config = from_dict(ExperimentConfig, {"episodes": 2})
     with pytest.raises(ValueError, match="merit must be one of relevance, value"):
         fairness(config, merit="clicks")
+
+
+def test_an_attack_the_agents_cannot_face_is_skipped_with_its_reason():
+    from runner.audit import _attacks
+
+    config = from_dict(
+        ExperimentConfig,
+        {
+            "env": {"mechanism": "k_double", "n_buyers": 1, "n_sellers": 1},
+            "agents": {"buyer": {"kind": "bne"}, "seller": {"kind": "bne"}},
+            "episodes": 10,
+        },
+    )
+    out = _attacks(config, "k_double")
+    assert "no analytic BNE" in out["wash"]["skipped"]
