@@ -211,3 +211,19 @@ def test_behaviour_policy_plays_a_trained_run(tmp_path):
     )
     assert res["designs"][0]["revenue"] == pytest.approx(direct["revenue"])
     assert np.isfinite(res["differences"][0]["figures"]["revenue"]["se"])
+
+
+def test_behaviour_equilibrium_revenue_equivalence():
+    # kind: equilibrium in every seat (the numerical BNE, attn_env.solver): first
+    # price near b(v) = v/2, second price near truthful; equal expected revenue,
+    # so the paired interval covers 0 in about 19 of 20 seeds
+    sp, fp = _design("second_price"), _design("first_price")
+    hits = 0
+    for seed in range(20):
+        res = compare(
+            [("sp", sp), ("fp", fp)], behaviour="equilibrium", episodes=2000, seed=seed
+        )
+        assert set(res["designs"][1]["agent_kinds"].values()) == {"equilibrium"}
+        lo, hi = res["differences"][0]["figures"]["revenue"]["ci"]
+        hits += lo < 0.0 < hi
+    assert hits >= 17
