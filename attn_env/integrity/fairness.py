@@ -123,11 +123,8 @@ def disparity(means: dict[str, NDArray[np.float64]]) -> dict[str, float]:
     e, u, c = means["exposure"], means["merit"], means["impact"]
     with np.errstate(invalid="ignore", divide="ignore"):
         merit_ok = np.where(u > _EPS, u, np.nan)
-        return {
-            "demographic_parity": _ratio(e),
-            "disparate_treatment": _ratio(e / merit_ok),
-            "disparate_impact": _ratio(c / merit_ok),
-        }
+        ratios = (_ratio(e), _ratio(e / merit_ok), _ratio(c / merit_ok))
+    return dict(zip(DISPARITIES, ratios, strict=True))
 
 
 def exposure_merit_gap(alloc: ArrayLike, merit: ArrayLike) -> float:
