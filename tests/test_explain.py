@@ -33,12 +33,13 @@ def _explain_one_sided(name, bids, alpha, reserve=0.0, seed=0):
     return out, recs
 
 
-def _explain_two_sided(name, bids, asks, reserve=0.0, seed=0):
+def _explain_two_sided(name, bids, asks, reserve=0.0, seed=0, **kw):
     mech = mechanisms.make(name, reserve=reserve)
     out = mech.clear(
         np.asarray([bids], float),
         np.asarray([asks], float),
         rng=np.random.default_rng(seed),
+        **kw,
     )
     n, m = len(bids), len(asks)
     names = [f"buyer_{i}" for i in range(n)] + [f"seller_{j}" for j in range(m)]
@@ -122,6 +123,18 @@ def test_k_double_and_mcafee_by_hand():
     _, recs = _explain_two_sided("mcafee", [0.9, 0.7, 0.6], [0.1, 0.5, 0.9])
     assert _setters(recs, "buyer_0") == [("buyer_1", 0.7, 1.0)]
     assert _setters(recs, "seller_0") == [("seller_1", 0.5, 1.0)]
+
+
+def test_call_market_and_cda_by_hand():
+    # q = 2; Walrasian interval [max(s_2, b_3), min(b_2, s_3)] = [0.5, 0.7]
+    _, recs = _explain_two_sided("call_market", [0.9, 0.7, 0.3], [0.1, 0.5, 0.8])
+    assert _setters(recs, "buyer_0") == [("buyer_1", 0.7, 0.5), ("seller_1", 0.5, 0.5)]
+    assert recs[0]["price"] == pytest.approx(0.6)
+    # CDA: the order that stood first sets the price
+    ask_first = _explain_two_sided("cda", [0.8], [0.3], order=[[1, 0]])[1]
+    assert _setters(ask_first, "buyer_0") == [("seller_0", 0.3, 1.0)]
+    bid_first = _explain_two_sided("cda", [0.8], [0.3], order=[[0, 1]])[1]
+    assert _setters(bid_first, "seller_0") == [("buyer_0", 0.8, 1.0)]
 
 
 def test_lottery_market_has_no_setters():
