@@ -15,6 +15,8 @@ kind           strategy
 ``ring``       a bidding ring's leader or member (``agents.attacks``)
 ``wash``       one side of a wash-trading pair (``agents.attacks``)
 ``absent``     an empty seat: bids 0, asks the top price (``agents.attacks``)
+``qlearn``     tabular Q-learning on a bid grid (algorithmic collusion;
+               ``agents.qlearn``)
 =============  ==============================================================
 
 ``equilibrium`` bids the numerical Bayes–Nash equilibrium of any sealed-bid
@@ -42,6 +44,7 @@ from typing import Any
 
 from agents.attacks import AbsentAgent, RingAgent, ShillAgent, WashAgent
 from agents.baselines import BNEAgent, PacingAgent, ShadingAgent, TruthfulAgent
+from agents.qlearn import QLearnAgent
 from agents.equilibrium import EquilibriumAgent
 from agents.traders import GDAgent, ZICAgent, ZIPAgent
 from attn_env.config import EnvConfig
@@ -72,6 +75,7 @@ _REGISTRY: dict[str, type] = {
     "wash": WashAgent,
     "absent": AbsentAgent,
     "equilibrium": EquilibriumAgent,
+    "qlearn": QLearnAgent,
 }
 
 

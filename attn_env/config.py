@@ -32,6 +32,7 @@ import numpy as np
 from attn_env import mechanisms
 from attn_env.actions import ACTION_MODES
 from attn_env.checks import ConfigError, is_real, reject_unknown
+from attn_env.feedback import check_feedback
 from attn_env.mechanisms import Mechanism
 from attn_env.mechanisms.exposure_floor import check_floor
 from attn_env.observation import role_of
@@ -96,6 +97,8 @@ class EnvConfig:
     "Buyers' budget for the episode (``None``: unlimited)."
     history: int = 0
     "How many past rounds of public prices each agent observes."
+    feedback: str = "none"
+    "Published after each round: ``none``, ``winning_bid``, ``min_bid_to_win``."
     max_bid: float | None = None
     "Top of bids and asks; ``None``: value_high (two-sided: max with cost_high)."
     action: str = "absolute"
@@ -190,6 +193,8 @@ class ExperimentConfig:
     "Agents by role (``buyer``, ``seller``) or by name (``buyer_0``)."
     episodes: int = 1000
     "Episodes played by ``simulate`` and ``evaluate``."
+    warmup: int = 0
+    "Rounds every market plays before the measured episodes (agents learn; unmeasured)."
     train: TrainConfig = field(default_factory=TrainConfig)
     "Training options."
     solve: SolveConfig = field(default_factory=SolveConfig)
@@ -316,7 +321,7 @@ def validate_experiment(c: ExperimentConfig) -> None:
     every key of ``agents`` is a role (``buyer``, ``seller``) or an agent of the
     market; the agent kinds are checked where agents are built.
     """
-    for name, least in (("seed", 0), ("episodes", 1)):
+    for name, least in (("seed", 0), ("episodes", 1), ("warmup", 0)):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
@@ -381,6 +386,7 @@ def validate_env(c: EnvConfig) -> None:
     if c.history > MAX_HISTORY:
         raise bad("history", f"at most {MAX_HISTORY} (past rounds observed)")
     fam = mechanisms.family(c.mechanism)
+    check_feedback(c.feedback, fam, mechanisms.name_of(c.mechanism))
     if c.n_sellers and fam != "two_sided":
         raise ValueError(
             f"n_sellers must be 0 for the {fam} mechanism "
@@ -399,11 +405,20 @@ def validate_env(c: EnvConfig) -> None:
         raise bad("redraw", f"one of {', '.join(REDRAW)}")
     if c.action not in ACTION_MODES:
         raise bad("action", f"one of {', '.join(ACTION_MODES)}")
-    for lo, hi in (("value_low", "value_high"), ("cost_low", "cost_high")):
+    # values may be one fixed number (value_low == value_high: a common value)
+    for lo, hi, rel in (
+        ("value_low", "value_high", "<="),
+        ("cost_low", "cost_high", "<"),
+    ):
         a, b = getattr(c, lo), getattr(c, hi)
-        if not (is_real(a) and is_real(b) and 0.0 <= a < b):
+        if not (
+            is_real(a)
+            and is_real(b)
+            and 0.0 <= a
+            and (a < b or (a == b and rel == "<="))
+        ):
             raise ValueError(
-                f"{lo}, {hi} must satisfy 0 <= {lo} < {hi}, got {a!r}, {b!r}"
+                f"{lo}, {hi} must satisfy 0 <= {lo} {rel} {hi}, got {a!r}, {b!r}"
             )
     for name in ("value_low", "value_high", "cost_low", "cost_high", "budget"):
         v = getattr(c, name)

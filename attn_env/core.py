@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from attn_env import mechanisms
 from attn_env.actions import shade_to_prices
 from attn_env.config import EnvConfig
+from attn_env.feedback import published
 from attn_env.mechanisms import Mechanism
 from attn_env.mechanisms.exposure_floor import promote
 from attn_env.metrics import episode_metrics, optimal_welfare
@@ -36,6 +37,7 @@ from attn_env.observation import (
     ROLE,
     ROUND,
     VALUE,
+    feedback_dim,
 )
 from attn_env.valuations import draw_values, make_source
 
@@ -67,7 +69,10 @@ class MarketSpec:
         max_bid = float(c.max_bid) if c.max_bid is not None else vmax
         # Unlimited budgets are reported as the most a buyer could ever spend.
         budget_high = float(c.budget) if c.budget is not None else c.rounds * max_bid
-        high = np.zeros(OBS_BASE_DIM + c.history, dtype=np.float32)
+        high = np.zeros(
+            OBS_BASE_DIM + c.history + feedback_dim(c.feedback, c.history),
+            dtype=np.float32,
+        )
         high[[VALUE, BUDGET, ROUND, ROLE, LAST_PRICE, LAST_ALLOC, LAST_PAY, ACTIVE]] = [
             vmax,
             max(budget_high, _EPS),
@@ -102,7 +107,8 @@ class MarketSpec:
 
     @property
     def obs_dim(self) -> int:
-        return OBS_BASE_DIM + self.config.history
+        c = self.config
+        return OBS_BASE_DIM + c.history + feedback_dim(c.feedback, c.history)
 
     @property
     def agents(self) -> list[str]:
@@ -142,6 +148,8 @@ class MarketState:
     "``[B, n_agents]`` last round's payments (sellers: receipts)."
     history: NDArray[np.float64]
     "``[B, history]`` past clearing prices, newest first."
+    published: NDArray[np.float64]
+    "``[B, n_agents, F]`` published feedback (``attn_env.feedback``), newest first."
     acc: dict[str, NDArray[np.float64]]
     "Episode accumulators ``[B]``: welfare, optimal_welfare, revenue, receipts, volume."
     last_round: dict[str, NDArray] | None = None
@@ -166,11 +174,24 @@ class MarketState:
             last_alloc=np.zeros((B, spec.n_agents)),
             last_pay=np.zeros((B, spec.n_agents)),
             history=np.zeros((B, spec.config.history)),
+            published=np.zeros(
+                (
+                    B,
+                    spec.n_agents,
+                    feedback_dim(spec.config.feedback, spec.config.history),
+                )
+            ),
             acc={
                 k: np.zeros(B)
                 for k in ("welfare", "optimal_welfare", "revenue", "receipts", "volume")
             },
         )
+
+
+def _push(past: NDArray[np.float64], latest: NDArray[np.float64]) -> None:
+    """Shift ``past [..., T]`` one step along its last axis, ``latest`` first."""
+    past[..., 1:] = past[..., :-1]
+    past[..., 0] = latest
 
 
 class MarketCore:
@@ -223,6 +244,7 @@ class MarketCore:
         self.state.last_alloc[idx] = 0.0
         self.state.last_pay[idx] = 0.0
         self.state.history[idx] = 0.0
+        self.state.published[idx] = 0.0
         for a in self.state.acc.values():
             a[idx] = 0.0
         self._draw(rng, idx, count)
@@ -289,7 +311,11 @@ class MarketCore:
         obs[:, :, LAST_PAY] = self.state.last_pay
         obs[:, :, ACTIVE] = self.active()
         if self.config.history:
-            obs[:, :, OBS_BASE_DIM:] = self.state.history[:, None, :]
+            obs[:, :, OBS_BASE_DIM : OBS_BASE_DIM + self.config.history] = (
+                self.state.history[:, None, :]
+            )
+        if self.state.published.shape[2]:
+            obs[:, :, OBS_BASE_DIM + self.config.history :] = self.state.published
         # Every entry is >= 0 by construction (values, budgets, prices); the upper
         # clip guards against sources whose r or alpha stray above 1.
         np.minimum(obs, s.obs_high, out=obs)
@@ -445,8 +471,14 @@ class MarketCore:
         self.state.last_alloc = alloc_all.copy()
         self.state.last_pay = pay_all.copy()
         if c.history:
-            self.state.history[:, 1:] = self.state.history[:, :-1]
-            self.state.history[:, 0] = self.state.last_price
+            _push(self.state.history, self.state.last_price)
+        if c.feedback != "none":
+            shown = np.zeros((self.num_envs, s.n_agents))
+            shown[:, :n] = published(
+                c.feedback, bids, alloc, s.n_slots, self.mechanism.reserve
+            )
+            info["published"] = shown
+            _push(self.state.published, shown)
         self.state.round += 1
         done = self.state.round >= c.rounds
         if c.redraw == "round" and not done.all():

@@ -15,6 +15,8 @@ and the trainers read them through these indices. One row per agent:
   6   own payment last round (sellers: receipt)
   7   active flag: 1 if the agent can still trade this round
   8+  the last ``history`` clearing prices
+  ..  with ``feedback`` other than ``none``: the last ``max(1, history)``
+      values the auctioneer published to the agent (``attn_env.feedback``)
 ====  ==============================================================
 """
 
@@ -39,6 +41,7 @@ __all__ = [
     "ROUND",
     "VALUE",
     "as_actions",
+    "feedback_dim",
     "is_seller",
     "role_of",
 ]
@@ -47,6 +50,12 @@ __all__ = [
 def as_actions(x: NDArray) -> NDArray[np.float32]:
     """``[N]`` bids or asks -> ``[N, 1]`` float32, the env's action layout."""
     return np.asarray(x, dtype=np.float32).reshape(-1, 1)
+
+
+def feedback_dim(feedback: str, history: int) -> int:
+    """Observation entries of published feedback: 0 under ``none``, else
+    ``max(1, history)`` (``history`` sets the memory of every public series)."""
+    return 0 if feedback == "none" else max(1, history)
 
 
 def is_seller(obs: NDArray) -> NDArray[np.bool_]:

@@ -66,7 +66,9 @@ def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
     and ``seller_active [N, m]`` (who could trade: orders of inactive traders, out
     of budget or already traded in a CDA period, were not in the market),
     ``traded [N, n + m]`` and the agent's own ``own_alloc``, ``own_pay``,
-    ``own_value``, ``own_action`` ``[N]``.
+    ``own_value``, ``own_action`` ``[N]``. Where the market publishes feedback
+    (env option ``feedback``, ``attn_env.feedback``), ``published [N]`` is the
+    value published to this agent; under ``feedback: none`` the key is absent.
 
     Args:
         info: the info arrays of ``MarketCore.step`` (or the vector env's).
@@ -74,7 +76,7 @@ def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
         n_buyers: number of buyer columns.
     """
     n = n_buyers
-    return {
+    out = {
         "clearing_price": info["clearing_price"],
         "bids": info["bid"][:, :n],
         "asks": info["bid"][:, n:],
@@ -88,6 +90,9 @@ def feedback_for(info: dict[str, Any], j: int, n_buyers: int) -> dict[str, Any]:
         "own_value": info["value"][:, j],
         "own_action": info["bid"][:, j],
     }
+    if "published" in info:
+        out["published"] = info["published"][:, j]
+    return out
 
 
 class Seats:

@@ -103,6 +103,13 @@ def play_log(
     rng = np.random.default_rng([config.seed, 1])
     seats.reset(num_envs, rng)
     obs, _ = env.reset(seed=config.seed)
+    if config.warmup:
+        # learning agents (qlearn, zip, ...) learn first; the measured episodes
+        # then start afresh in markets whose agents keep what they learned
+        for _ in range(config.warmup):
+            obs, _, _, _, info = env.step(seats.act(obs, rng))
+            seats.observe(info)
+        obs, _ = env.reset()
     for r in recorders:
         r.start(env)
     log = MarketLog(

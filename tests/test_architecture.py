@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "attn_env.observation",
             "attn_env.actions",
             "attn_env.players",
+            "attn_env.feedback",
             "attn_env.metrics",
             "attn_env.config",
             "attn_env.core",

@@ -68,15 +68,16 @@ def draw_values(
 
     ``uniform`` is U[low, high]; ``beta`` is Beta(2, 2) scaled to the range;
     ``lognormal`` is LogNormal(0, 0.5) clipped to the range (documented clip: values
-    are bounded so that observation spaces stay bounded).
+    are bounded so that observation spaces stay bounded). ``low == high`` is a
+    fixed value: every draw is ``low`` (the generator advances all the same).
     """
     if dist not in VALUE_DISTS:
         raise ValueError(
             f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
         )
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+    if not (np.isfinite(low) and np.isfinite(high) and high >= low):
         raise ValueError(
-            f"value range must satisfy low < high, got low={low!r}, high={high!r}"
+            f"value range must satisfy low <= high, got low={low!r}, high={high!r}"
         )
     if dist == "uniform":
         return rng.uniform(low, high, size=shape)
