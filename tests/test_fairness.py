@@ -174,7 +174,7 @@ def _fake_bank(folder, corpus_hash: str, q: int = 5, c: int = 8, k: int = 3):
     arrays = {
         "queries": np.arange(q, dtype=np.int32),
         "candidates": rng.integers(0, 3000, (q, c)).astype(np.int32),
-        "own": np.zeros((q, c), bool),
+        "own": rng.random((q, c)) < 0.25,
         "relevance_raw": rng.random((q, c)).astype(np.float32),
         "page_candidates": np.zeros((q, 2, k), np.int32),
         "alpha": alpha,
@@ -212,3 +212,19 @@ def test_attention_draws_carry_the_ads_verticals(tmp_path):
     # a bank of another corpus: no labels, and no group in the infos
     _fake_bank(tmp_path, "another corpus")
     assert make_source("attention", bank_path=str(tmp_path)).group_names == ()
+
+
+def test_attention_draws_label_on_topic_ads(tmp_path):
+    from attn_env.valuations import make_source
+    from attn_env.valuations.bank import load_corpus
+
+    _fake_bank(tmp_path, load_corpus(None).content_hash)
+    src = make_source("attention", bank_path=str(tmp_path), groups="on_topic")
+    assert src.group_names == ("off_topic", "on_topic")
+    d = src.draw(np.random.default_rng(0), 500, 4, 2)
+    own = np.load(tmp_path / "own.npy")
+    # each label is the bank's own-vertical flag of some (query, candidate)
+    assert set(np.unique(d.group)) == {0, 1}
+    assert abs(d.group.mean() - own.mean()) < 0.1
+    with pytest.raises(ValueError, match="groups must be one of vertical, on_topic"):
+        make_source("attention", bank_path=str(tmp_path), groups="topic")

@@ -10,8 +10,10 @@ Each market of a round draws (numpy only, no model call, no loop over markets):
 3. a page layout p of q uniformly; alpha is that layout's ``n_slots``-slot page
    (sums to 1, sorted descending: the position effect);
 4. theta from ``draw_values(rng, ..., dist, low, high)``;
-5. (no draw) each buyer's ``group``: its candidate's vertical, an index into
-   ``group_names`` (the corpus's verticals, sorted).
+5. (no draw) each buyer's ``group``, an index into ``group_names``: its
+   candidate's vertical (``groups: vertical``, default; the corpus's verticals,
+   sorted) or whether it is of the query's own vertical (``groups: on_topic``;
+   names ``off_topic``, ``on_topic``).
 
 So buyer i's value for slot j is ``theta_i * r_i * alpha_j``. The definitions of
 r and alpha are in :mod:`attn_env.valuations.model` and the bank layout in
@@ -30,7 +32,9 @@ Keyword parameters (``valuation_params`` of the environment):
 - ``device`` (``auto``), ``batch_size`` (64): used only when building;
 - ``build``: ``auto`` (build when missing) or ``never`` (raise instead);
 - ``relevance``: ``logistic`` (default) or ``max``, the map of ``r_raw`` into
-  [0, 1] (applied at load time: not part of the bank key).
+  [0, 1] (applied at load time: not part of the bank key);
+- ``groups``: ``vertical`` (default) or ``on_topic``, how ads are labelled
+  (step 5; for fairness by group, ``attn_env.integrity.fairness``).
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ __all__ = ["AttentionSource", "check_source_options"]
 
 log = logging.getLogger(__name__)
 BUILD_MODES = ("auto", "never")
+GROUPINGS = ("vertical", "on_topic")
+"How draws label ads: by the candidate's vertical, or on/off the query's vertical."
 SOURCE_OPTIONS = (
     "corpus",
     "bank_dir",
@@ -70,6 +76,7 @@ SOURCE_OPTIONS = (
     "batch_size",
     "build",
     "relevance",
+    "groups",
 )
 "valuation_params that are not bank settings."
 
@@ -78,7 +85,7 @@ def check_source_options(**options: Any) -> None:
     """``ValueError`` naming the first bad source option (not a bank setting).
 
     Checked before a bank is built or opened: ``device``, ``batch_size``,
-    ``build`` and ``relevance``, where given.
+    ``build``, ``relevance`` and ``groups``, where given.
     """
     if "device" in options:
         check_device(options["device"])
@@ -94,6 +101,10 @@ def check_source_options(**options: Any) -> None:
         raise ValueError(
             f"relevance must be one of {', '.join(RELEVANCE_MAPS)}, "
             f"got {options['relevance']!r}"
+        )
+    if "groups" in options and options["groups"] not in GROUPINGS:
+        raise ValueError(
+            f"groups must be one of {', '.join(GROUPINGS)}, got {options['groups']!r}"
         )
 
 
@@ -116,6 +127,7 @@ class AttentionSource:
         batch_size: int = 64,
         build: str = "auto",
         relevance: str = "logistic",
+        groups: str = "vertical",
         **settings: Any,
     ) -> None:
         if dist not in VALUE_DISTS:
@@ -123,7 +135,11 @@ class AttentionSource:
                 f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
             )
         check_source_options(
-            device=device, batch_size=batch_size, build=build, relevance=relevance
+            device=device,
+            batch_size=batch_size,
+            build=build,
+            relevance=relevance,
+            groups=groups,
         )
         self.dist, self.low, self.high = dist, float(low), float(high)
         data = load_corpus(corpus)
@@ -145,7 +161,11 @@ class AttentionSource:
                 build=build,
             )
         self._relevance = map_relevance(self.bank.relevance_raw, relevance)
-        self.group_names, self._group = _verticals(data, self.bank)
+        if groups == "on_topic":
+            self.group_names = ("off_topic", "on_topic")
+            self._group = np.asarray(self.bank.own, dtype=np.int64)
+        else:
+            self.group_names, self._group = _verticals(data, self.bank)
         self._alpha_by_k: dict[int, NDArray[np.float64]] = {}
 
     @staticmethod
