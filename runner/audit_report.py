@@ -90,7 +90,7 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
     ]
     if fair.get("group_disparity"):
         rows += [
-            [f"verticals: {label}", _f(fair["group_disparity"][k])]
+            [f"groups of ads: {label}", _f(fair["group_disparity"][k])]
             for k, label in _DISPARITY
         ]
     out += _table(["measure (ratios: 1 = parity)", "value"], rows)
@@ -109,7 +109,7 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
         ],
     )
     if fair.get("by_group"):
-        head = ["vertical", "ads", "E(G)", "U(G)", "C(G)", "exposure share"]
+        head = ["group (ads' label)", "ads", "E(G)", "U(G)", "C(G)", "exposure share"]
         head += ["merit share", "Gini attention", "Gini surplus"]
         out += _table(
             head,
@@ -132,22 +132,25 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
         out += ["## Exposure floor: its cost", ""]
         head = ["floor", "lottery share", "revenue", "change", "efficiency", "change"]
         head += ["least page share", "Gini attention"]
-        out += _table(
-            head,
-            [
-                [
-                    _f(r["floor"]),
-                    _f(r["lottery_share"], 3),
-                    _pm(r, "revenue"),
-                    _pct(r["revenue_change"]),
-                    _pm(r, "efficiency"),
-                    _pct(r["efficiency_change"]),
-                    _f(r["min_share"]),
-                    _f(r["gini_attention"]),
-                ]
-                for r in rep["floor_costs"]
-            ],
-        )
+        grouped = rep["floor_costs"][0].get("group_parity") is not None
+        if grouped:
+            head += ["groups: parity", "groups: treatment"]
+        rows = []
+        for r in rep["floor_costs"]:
+            row = [
+                _f(r["floor"]),
+                _f(r["lottery_share"], 3),
+                _pm(r, "revenue"),
+                _pct(r["revenue_change"]),
+                _pm(r, "efficiency"),
+                _pct(r["efficiency_change"]),
+                _f(r["min_share"]),
+                _f(r["gini_attention"]),
+            ]
+            if grouped:
+                row += [_f(r["group_parity"]), _f(r["group_treatment"])]
+            rows.append(row)
+        out += _table(head, rows)
     ex = rep["explain"]
     out += [
         f"## Explain: market {ex['market']} (episode {ex['episode']}, round "
@@ -271,7 +274,7 @@ def _plot_fairness(fair: Mapping[str, Any], path: Path) -> Path:
                 "merit share": _arr([g["merit_share"] for g in groups.values()]),
             },
         )
-        axes[1].set_title("by vertical of the ad")
+        axes[1].set_title("by group of the ad (its label in the draws)")
     return save_png(fig, path)
 
 

@@ -163,8 +163,10 @@ def floor_costs(
     share of markets the lottery allocated, ``revenue`` and ``efficiency``
     (with ``_se``) and their change against the first floor given (the
     baseline, 0 by default), the least bidder's mean share of the page's
-    attention (``min_share``, >= the floor up to sampling error) and the
-    Gini of attention across bidders.
+    attention (``min_share``, >= the floor up to sampling error), the
+    Gini of attention across bidders and, where ads are labelled, the groups'
+    demographic parity and disparate treatment ratios (``group_parity``,
+    ``group_treatment``; ``None`` without labels).
     """
     n = config.env.n_buyers
     floors = default_floors(n) if floors is None else [float(f) for f in floors]
@@ -176,7 +178,10 @@ def floor_costs(
         rec, about = _run(cfg, "relevance", episodes, progress)
         a = rec.arrays()
         share = _page_share(a["alloc"], a["page"])
-        report = fairness_report(a["alloc"], a["merit"], a["utility"], rec.names)
+        report = fairness_report(
+            a["alloc"], a["merit"], a["utility"], rec.names, a["group"], rec.group_names
+        )
+        groups = report.get("group_disparity", {})
         rows.append(
             {
                 "floor": f,
@@ -187,6 +192,8 @@ def floor_costs(
                 "efficiency_se": about["efficiency_se"],
                 "min_share": float(share.min()),
                 "gini_attention": report["gini_attention"],
+                "group_parity": groups.get("demographic_parity"),
+                "group_treatment": groups.get("disparate_treatment"),
             }
         )
     base = rows[0]
