@@ -214,3 +214,107 @@ def test_solve_command_error_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith("attn-market solve: error: no equilibrium solver")
+
+
+# --- long validations against theory (benchmarks/solver.py prints the same) ---
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_first_price_n_bidders_l2_to_bne(n):
+    sol = solve(EnvConfig(n_buyers=n), SolveConfig())
+    r = sol.roles["buyer"]
+    assert _l2(r.bids, (n - 1) / n * np.asarray(r.values)) <= 0.01
+
+
+@pytest.mark.slow
+def test_first_price_two_equal_units():
+    env = EnvConfig(n_buyers=4, n_slots=2)
+    r = solve(env, SolveConfig()).roles["buyer"]
+    assert _l2(r.bids, first_price_bne(4, 2)(np.asarray(r.values))) <= 0.01
+
+
+@pytest.mark.slow
+def test_first_price_with_a_reserve():
+    env = EnvConfig(n_buyers=3, mechanism_params={"reserve": 0.3})
+    r = solve(env, SolveConfig()).roles["buyer"]
+    v = np.asarray(r.values)
+    star = first_price_bne(3, 1, reserve=0.3)(v)
+    assert _l2(np.asarray(r.bids)[v >= 0.3], star[v >= 0.3]) <= 0.01
+    assert np.all(np.asarray(r.bids)[v < 0.3] == 0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env",
+    [
+        EnvConfig(mechanism="vcg", n_buyers=4, n_slots=3),
+        EnvConfig(mechanism="mcafee", n_buyers=3, n_sellers=3),
+    ],
+)
+def test_truthful_formats_reach_truthful_bidding(env):
+    s = SolveConfig(values=32, bids=51, iterations=600)
+    sol = solve(env, s)
+    for role, r in sol.roles.items():
+        v, b = np.asarray(r.values), np.asarray(r.bids)
+        # where bidding matters (a chance to trade), the bid is the value
+        keep = (v > 0.1) & (v < 0.9)
+        assert _l2(b[keep], v[keep]) <= 0.03, role
+        assert r.utility_loss <= 0.02, role
+
+
+@pytest.mark.slow
+def test_bilateral_k_double_reaches_an_epsilon_equilibrium_near_cs():
+    # many equilibria (Chatterjee–Samuelson's linear one, Leininger–Linhart–
+    # Radner's step ones): the solver ends near a step equilibrium, an
+    # epsilon-equilibrium that trades less efficiently than the linear 27/32
+    from attn_env.equilibria import CS_EFFICIENCY, chatterjee_samuelson
+
+    env = EnvConfig(mechanism="k_double", n_buyers=1, n_sellers=1)
+    sol = solve(env, SolveConfig())
+    for role, r in sol.roles.items():
+        v, b = np.asarray(r.values), np.asarray(r.bids)
+        trade = v >= 0.25 if role == "buyer" else v <= 0.75
+        star = chatterjee_samuelson(0.5, role)(v)
+        assert _l2(b[trade], star[trade]) <= 0.05, role
+        assert r.utility_loss <= 0.03, role
+    x = (np.arange(400) + 0.5) / 400
+    v, c = np.meshgrid(x, x, indexing="ij")
+    trade = sol.bid_function("buyer")(v) >= sol.bid_function("seller")(c)
+    efficiency = ((v - c) * trade).sum() / np.maximum(v - c, 0.0).sum()
+    assert 0.75 <= efficiency <= CS_EFFICIENCY + 0.01
+
+
+def test_evaluate_uses_the_numerical_reference_where_no_closed_form(tmp_path):
+    from attn_env.config import TrainConfig
+    from runner.evaluate import evaluate
+    from training import train
+
+    config = ExperimentConfig(
+        env=EnvConfig(mechanism="gsp", n_buyers=3, n_slots=2),
+        agents={"buyer": AgentSpec(kind="learn")},
+        episodes=100,
+        train=TrainConfig(
+            total_timesteps=256,
+            num_envs=8,
+            n_steps=16,
+            batch_size=64,
+            net_arch=[16],
+            device="cpu",
+        ),
+        solve=FAST,
+    )
+    train(config, tmp_path / "run", progress=False)
+    res = evaluate(config, tmp_path / "run", episodes=100, samples=200)
+    assert res["reference"] == "numerical"
+    assert 0.0 <= res["bne_l2"] <= 1.0
+    analytic = ExperimentConfig(
+        env=EnvConfig(mechanism="gsp", n_buyers=3, n_slots=1),
+        agents=config.agents,
+        episodes=100,
+        train=config.train,
+    )
+    train(analytic, tmp_path / "run1", progress=False)
+    assert (
+        evaluate(analytic, tmp_path / "run1", episodes=100)["reference"] == "analytic"
+    )

@@ -106,10 +106,15 @@ def run_soda(
             strat[r] = _softmax(dual[r])
 
     raw = [st @ role.bids for st, role in zip(strat, game.roles, strict=True)]
-    means = [
-        unstep(v, monotone(m), role.bids[1] - role.bids[0], game.reserve)
-        for v, m, role in zip(values, raw, game.roles, strict=True)
-    ]
+    means = [monotone(m) for m in raw]
+    if len(game.roles) == 1:
+        # one-sided: atoms are discretisation artefacts (a bidder beats an atom by
+        # bidding just above it); two-sided markets have genuine pooling
+        # (step) equilibria, whose atoms must stay
+        means = [
+            unstep(v, m, role.bids[1] - role.bids[0], game.reserve)
+            for v, m, role in zip(values, means, game.roles, strict=True)
+        ]
     if game.reserve > 0.0:
         # under the reserve no bid wins: any is a best reply; report 0, as
         # attn_env.equilibria does

@@ -1,0 +1,187 @@
+"""The equilibrium solver: speed targets, validation against theory, cost growth.
+
+Three tables (``attn_env.solver.solve``, one process, numpy):
+
+- **targets** (issue 13): first price n = 2 to L2 <= 0.01 in <= 5 s; GSP with
+  5 bidders and 3 slots to utility loss <= 0.01 in <= 60 s;
+- **validation**: the numerical equilibrium against the closed forms of
+  ``attn_env.equilibria`` (first price n = 2..5, K = 2 units, a reserve;
+  truthful second price, VCG, McAfee; Chatterjee–Samuelson on the trade
+  region);
+- **scaling**: milliseconds per iteration as bidders, slots and the bid grid
+  grow (GSP).
+
+L2 is over the solve's value grid (quantile midpoints); the utility loss is
+the solver's own, a best response on grids ``refine`` times finer. Timings
+depend on the machine's load: run it on an idle machine (``uptime``).
+
+    python benchmarks/solver.py [--only targets|validation|scaling] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from attn_env.config import EnvConfig, SolveConfig
+from attn_env.equilibria import bne_strategy
+from attn_env.solver import solve
+
+DEFAULT = SolveConfig(cache=False)
+
+
+def _row(name: str, env: EnvConfig, s: SolveConfig, region=None) -> dict[str, Any]:
+    """Solve ``env``; L2 to the analytic BNE (on ``region`` of values) per role."""
+    sol = solve(env, s)
+    row: dict[str, Any] = {
+        "case": name,
+        "grid": f"{s.values}x{s.bids}",
+        "iterations": sol.iterations,
+        "seconds": round(sol.seconds, 2),
+    }
+    for role, r in sol.roles.items():
+        v, b = np.asarray(r.values), np.asarray(r.bids)
+        star = bne_strategy(env, role)
+        keep = np.ones_like(v, dtype=bool) if region is None else region(role, v)
+        if star is not None:
+            row[f"l2_{role}"] = float(np.sqrt(np.mean((b - star(v))[keep] ** 2)))
+        row[f"utility_loss_{role}"] = r.utility_loss
+    return row
+
+
+def targets() -> list[dict[str, Any]]:
+    fpsb = SolveConfig(values=64, bids=101, iterations=600, cache=False)
+    gsp = SolveConfig(values=64, bids=101, iterations=3000, cache=False)
+    return [
+        _row("FPSB n=2 (target L2<=0.01 in <=5 s)", EnvConfig(n_buyers=2), fpsb),
+        _row(
+            "GSP 5 bidders x 3 slots (target loss<=0.01 in <=60 s)",
+            EnvConfig(mechanism="gsp", n_buyers=5, n_slots=3),
+            gsp,
+        ),
+    ]
+
+
+def _trade_region(role: str, v: np.ndarray) -> np.ndarray:
+    """Values that trade in the k = 1/2 linear equilibrium (v >= 1/4, c <= 3/4)."""
+    return v >= 0.25 if role == "buyer" else v <= 0.75
+
+
+def _above_reserve(reserve: float):
+    return lambda role, v: v >= reserve
+
+
+def validation() -> list[dict[str, Any]]:
+    rows = [_row(f"FPSB n={n}", EnvConfig(n_buyers=n), DEFAULT) for n in (2, 3, 4, 5)]
+    rows += [
+        _row("FP n=4, K=2 equal units", EnvConfig(n_buyers=4, n_slots=2), DEFAULT),
+        _row(
+            "FP n=3, reserve 0.3 (v >= r)",
+            EnvConfig(n_buyers=3, mechanism_params={"reserve": 0.3}),
+            DEFAULT,
+            _above_reserve(0.3),
+        ),
+        _row(
+            "second price n=3", EnvConfig(mechanism="second_price", n_buyers=3), DEFAULT
+        ),
+        _row(
+            "VCG n=4, 3 slots",
+            EnvConfig(mechanism="vcg", n_buyers=4, n_slots=3),
+            DEFAULT,
+        ),
+        _row(
+            "McAfee 3x3",
+            EnvConfig(mechanism="mcafee", n_buyers=3, n_sellers=3),
+            SolveConfig(values=32, bids=51, iterations=400, cache=False),
+        ),
+        _row(
+            "k-double 1x1, k=1/2 (trade region)",
+            EnvConfig(mechanism="k_double", n_buyers=1, n_sellers=1),
+            DEFAULT,
+            _trade_region,
+        ),
+    ]
+    return rows
+
+
+def _ms_per_iteration(env: EnvConfig, bids: int = 101, values: int = 64) -> float:
+    s = SolveConfig(
+        values=values, bids=bids, iterations=100, tolerance=0.0, cache=False
+    )
+    sol = solve(env, s)
+    return 1000.0 * sol.seconds / sol.iterations
+
+
+def scaling() -> list[dict[str, Any]]:
+    rows = []
+    for n in (3, 5, 8, 12):
+        env = EnvConfig(mechanism="gsp", n_buyers=n, n_slots=3)
+        rows.append(
+            {
+                "grow": "bidders",
+                "n": n,
+                "K": 3,
+                "bids": 101,
+                "ms_per_iteration": _ms_per_iteration(env),
+            }
+        )
+    for k in (1, 2, 3, 5):
+        env = EnvConfig(mechanism="gsp", n_buyers=6, n_slots=k)
+        rows.append(
+            {
+                "grow": "slots",
+                "n": 6,
+                "K": k,
+                "bids": 101,
+                "ms_per_iteration": _ms_per_iteration(env),
+            }
+        )
+    for bids in (51, 101, 201, 401):
+        env = EnvConfig(mechanism="gsp", n_buyers=5, n_slots=3)
+        rows.append(
+            {
+                "grow": "bid grid",
+                "n": 5,
+                "K": 3,
+                "bids": bids,
+                "ms_per_iteration": _ms_per_iteration(env, bids=bids),
+            }
+        )
+    return rows
+
+
+TABLES = {"targets": targets, "validation": validation, "scaling": scaling}
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=list(TABLES), help="one table only")
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    args = ap.parse_args(argv)
+    load = os.getloadavg()[0]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, fn in TABLES.items():
+        if args.only and name != args.only:
+            continue
+        start = time.perf_counter()
+        out[name] = fn()
+        if not args.json:
+            print(f"\n## {name} ({time.perf_counter() - start:.0f} s, load {load:.1f})")
+            for row in out[name]:
+                print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+    if args.json:
+        print(json.dumps({"load": load, **out}, indent=2))
+    return out
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+if __name__ == "__main__":
+    main()
