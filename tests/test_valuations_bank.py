@@ -35,6 +35,7 @@ from attn_env.valuations.bank import (  # noqa: E402
     load_corpus,
     map_relevance,
 )
+from attn_env.valuations.lift import pair_relevance  # noqa: E402
 from attn_env.valuations.model import (  # noqa: E402
     AttentionSpec,
     assemble_pages,
@@ -53,6 +54,7 @@ VERTICALS = {
 }
 SETTINGS = {
     "layers": [2],  # the tiny model has 2 layers (MiniLM's default is [3])
+    "lift_heads": [[1, 1], [2, 2]],  # and 2 heads per layer
     "n_queries": None,
     "candidates_per_query": 6,
     "own_fraction": 0.5,
@@ -231,7 +233,11 @@ def test_segment_mass_matches_the_formula(tiny, spec: AttentionSpec) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    [AttentionSpec([2]), AttentionSpec([1, 2], "mean"), AttentionSpec(1, source="cls")],
+    [
+        AttentionSpec([2], score="maxsim"),
+        AttentionSpec([1, 2], "mean", score="maxsim"),
+        AttentionSpec(1, source="cls", score="maxsim"),
+    ],
 )
 def test_maxsim_score_matches_the_formula(tiny, spec: AttentionSpec) -> None:
     """r_raw = mean over source rows of the best candidate token's share."""
@@ -340,8 +346,7 @@ def test_bank_round_trips(bank_path: Path, tiny, corpus_dir: Path) -> None:
     i, j = 4, 2
     q = tokenize(tiny.tokenizer, [corpus.query_texts[bank.queries[i]]], 8)
     c = tokenize(tiny.tokenizer, [corpus.cand_texts[bank.candidates[i, j]]], 12)
-    page = assemble_pages(tiny.tokenizer, q, [c])
-    expect = pair_score(page_attention(tiny, page, spec), page.segment, spec)[0]
+    expect = pair_relevance(tiny, q, c, spec)[0]
     assert bank.relevance_raw[i, j] == pytest.approx(expect, abs=1e-5)
     # and one stored alpha: layout 1 of query 3 with K = 3 slots
     pc = bank.page_candidates[3, 1]
@@ -392,6 +397,7 @@ def test_every_setting_corpus_and_model_change_the_key() -> None:
     changed = {
         "layers": 2,
         "score": "mass",
+        "lift_heads": [[2, 1]],
         "heads": "mean",
         "source": "cls",
         "max_query_tokens": 9,

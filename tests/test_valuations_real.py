@@ -15,12 +15,12 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 pytest.importorskip("transformers")
 
+from attn_env.valuations.lift import pair_relevance
 from attn_env.valuations.model import (
     AttentionSpec,
     assemble_pages,
     load_model,
     page_attention,
-    pair_score,
     segment_mass,
     tokenize,
 )
@@ -65,16 +65,21 @@ def minilm():
 def _r_raw(lm, query: str, ads: list[str], spec: AttentionSpec) -> np.ndarray:
     q = tokenize(lm.tokenizer, [query], 24)[0]
     c = tokenize(lm.tokenizer, ads, 40)
-    page = assemble_pages(lm.tokenizer, [q] * len(c), [[x] for x in c])
-    return pair_score(page_attention(lm, page, spec), page.segment, spec)
+    return pair_relevance(lm, [q] * len(c), c, spec)
 
 
 def test_relevant_ad_gets_higher_r_on_the_real_model(minilm) -> None:
     assert minilm.n_layers == 6
     assert minilm.model.config._attn_implementation == "eager"
-    # the default (layer 3, max over heads, maxsim) and DESIGN.md's probe
-    # definition (last layer, mean over heads, mass) both rank the match first
-    for spec in (AttentionSpec(), AttentionSpec(1, "mean", score="mass")):
+    # the default (lift), the earlier default (layer 3, max over heads, maxsim)
+    # and DESIGN.md's probe definition (last layer, mean over heads, mass) all
+    # rank the match first
+    specs = (
+        AttentionSpec(),
+        AttentionSpec(score="maxsim"),
+        AttentionSpec(1, "mean", score="mass"),
+    )
+    for spec in specs:
         for query, good, bad in PAIRS:
             r_good, r_bad = _r_raw(minilm, query, [good, bad], spec)
             assert r_good > r_bad, (spec, query, r_good, r_bad)

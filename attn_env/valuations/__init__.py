@@ -6,6 +6,9 @@ sampled from an attention bank). The attention source is imported lazily so that
 ``import attn_env`` never imports torch or transformers. A user's own source
 joins with :func:`register_source` and is then named by ``valuation:`` like the
 built-ins.
+
+``relevance(query, candidates)`` and ``slot_attention(query, candidates)`` score
+texts directly with the transformer, no bank needed (:mod:`.scoring`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from attn_env.valuations.base import Draw, ValuationSource, draw_values
+from attn_env.valuations.scoring import relevance, slot_attention
 from attn_env.valuations.uniform import UniformSource
 
 __all__ = [
@@ -23,6 +27,8 @@ __all__ = [
     "draw_values",
     "make_source",
     "register_source",
+    "relevance",
+    "slot_attention",
     "source_class",
     "source_names",
 ]

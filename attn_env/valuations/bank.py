@@ -19,7 +19,7 @@ file                    shape, dtype              meaning
 ``queries.npy``         ``[Q] int32``             corpus index of each query
 ``candidates.npy``      ``[Q, C] int32``          corpus index of its candidates
 ``own.npy``             ``[Q, C] bool``           candidate of the query's vertical
-``relevance_raw.npy``   ``[Q, C] float32``        ``r_raw`` (``model.pair_score``)
+``relevance_raw.npy``   ``[Q, C] float32``        ``r_raw`` (``pair_relevance``)
 ``page_candidates.npy`` ``[Q, P, Kmax] int32``    slot fill of each page layout
 ``alpha.npy``           ``[Q, P, Kmax, Kmax]``    row K-1: the K-slot page's alpha
 ======================  ========================  ===============================

@@ -161,12 +161,12 @@ def build_bank(
     Returns:
         The bank folder ``<bank_dir>/<key>``.
     """
+    from attn_env.valuations.lift import pair_relevance
     from attn_env.valuations.model import (
         assemble_pages,
         load_model,
         model_identity,
         page_attention,
-        pair_score,
         segment_mass,
         tokenize,
     )
@@ -235,12 +235,13 @@ def build_bank(
         started = time.perf_counter()
         for start in range(0, len(pair_jobs), batch_size):
             chunk = pair_jobs[start : start + batch_size]
-            page = assemble_pages(
-                lm.tokenizer,
+            score = pair_relevance(
+                lm,
                 [q_tok[i] for i, _ in chunk],
-                [[c_tok[int(cands[i, j])]] for i, j in chunk],
+                [c_tok[int(cands[i, j])] for i, j in chunk],
+                spec,
+                batch_size,
             )
-            score = pair_score(page_attention(lm, page, spec), page.segment, spec)
             rows, cols = np.asarray(chunk).T
             out["relevance_raw"][rows, cols] = score
             bar.update(len(chunk))

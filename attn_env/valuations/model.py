@@ -61,6 +61,7 @@ from attn_env.valuations.cache import file_digest
 
 __all__ = [
     "HEAD_AGGREGATIONS",
+    "LIFT_HEADS",
     "SCORES",
     "SOURCES",
     "AttentionSpec",
@@ -69,6 +70,7 @@ __all__ = [
     "assemble_pages",
     "default_model_dir",
     "embed_texts",
+    "layer_attentions",
     "load_model",
     "model_identity",
     "page_attention",
@@ -79,7 +81,9 @@ __all__ = [
 
 HEAD_AGGREGATIONS = ("max", "mean")
 SOURCES = ("query", "cls")
-SCORES = ("maxsim", "mass")
+SCORES = ("lift", "maxsim", "mass")
+LIFT_HEADS = ((1, 2), (3, 6), (4, 4))
+"Default heads of score ``lift``: (layer, head), both 1-based, chosen on the dev probe."
 SEG_PAD, SEG_SPECIAL, SEG_QUERY = -2, -1, 0
 
 
@@ -97,8 +101,10 @@ class AttentionSpec:
     "Head aggregation: ``max`` or ``mean``."
     source: str = "query"
     "Source rows: the ``query`` tokens or the ``cls`` token."
-    score: str = "maxsim"
-    "Relevance score of a pair: ``maxsim`` or ``mass`` (alpha always uses mass)."
+    score: str = "lift"
+    "Relevance score of a pair: ``lift``, ``maxsim`` or ``mass`` (alpha uses mass)."
+    lift_heads: tuple[tuple[int, int], ...] = LIFT_HEADS
+    "Heads read by ``lift``: 1-based ``(layer, head)`` pairs (other scores ignore it)."
 
     def __post_init__(self) -> None:
         layers = self.layers
@@ -124,6 +130,21 @@ class AttentionSpec:
             raise ValueError(
                 f"unknown relevance score {self.score!r}; known: {', '.join(SCORES)}"
             )
+        heads = self.lift_heads
+        pairs = list(heads) if isinstance(heads, list | tuple) else None
+        if not pairs or not all(
+            isinstance(p, list | tuple)
+            and len(p) == 2
+            and all(_positive_int(x) for x in p)
+            for p in pairs
+        ):
+            raise ValueError(
+                "lift_heads must be a non-empty list of 1-based [layer, head] pairs, "
+                f"got {heads!r}"
+            )
+        object.__setattr__(
+            self, "lift_heads", tuple(sorted({(int(a), int(b)) for a, b in pairs}))
+        )
 
     def layer_indices(self, n_layers: int) -> list[int]:
         """0-based indices of the layers read, for a model of ``n_layers``."""
@@ -138,6 +159,13 @@ class AttentionSpec:
                 f"layers={list(self.layers)} but the model has {n_layers} layers"
             )
         return [x - 1 for x in self.layers]
+
+    def describe_relevance(self) -> str:
+        """A short label of the pair score, e.g. ``lift of heads L1H2, L3H6``."""
+        if self.score == "lift":
+            heads = ", ".join(f"L{a}H{b}" for a, b in self.lift_heads)
+            return f"lift of heads {heads} over a content-free query"
+        return f"{self.score}, {self.describe()}"
 
     def describe(self) -> str:
         """A short label, e.g. ``layer 3, max over heads``."""
@@ -347,21 +375,18 @@ def assemble_pages(
     return Page(input_ids, token_type, segment)
 
 
-def page_attention(lm: LoadedModel, page: Page, spec: AttentionSpec) -> Any:
-    """The aggregated map ``A`` of the docstring, ``float32 [N, T, T]`` torch tensor.
+def layer_attentions(lm: LoadedModel, page: Page, need: int) -> tuple[Any, ...]:
+    """Softmax maps ``[N, H, T, T]`` of layers ``1..need`` (0-based tuple index).
 
-    Only the layers up to the highest one in ``spec`` run, and only their maps
-    are kept; the forward pass runs under ``torch.inference_mode()``.
+    Only the first ``need`` layers run, under ``torch.inference_mode()``.
     """
     import torch
 
-    which = spec.layer_indices(lm.n_layers)
     # Layers above the highest one read cannot change its map: run only those
     # below it (MiniLM's default layer 3 of 6 halves the work). transformers
     # installs its attention-recording hooks on the first call, on the layers
     # present then, so the first call always runs the whole encoder.
     encoder = getattr(getattr(lm.model, "encoder", None), "layer", None)
-    need = max(which) + 1
     truncate = (
         lm.full_pass_done
         and isinstance(encoder, torch.nn.ModuleList)
@@ -380,8 +405,22 @@ def page_attention(lm: LoadedModel, page: Page, spec: AttentionSpec) -> Any:
         finally:
             if truncate:
                 lm.model.encoder.layer = encoder
-        lm.full_pass_done = lm.full_pass_done or not truncate
-        maps = [out.attentions[i] for i in which]
+    lm.full_pass_done = lm.full_pass_done or not truncate
+    return tuple(out.attentions[:need])
+
+
+def page_attention(lm: LoadedModel, page: Page, spec: AttentionSpec) -> Any:
+    """The aggregated map ``A`` of the docstring, ``float32 [N, T, T]`` torch tensor.
+
+    Only the layers up to the highest one in ``spec`` run, and only their maps
+    are kept; the forward pass runs under ``torch.inference_mode()``.
+    """
+    import torch
+
+    which = spec.layer_indices(lm.n_layers)
+    attentions = layer_attentions(lm, page, max(which) + 1)
+    with torch.inference_mode():
+        maps = [attentions[i] for i in which]
         agg = torch.zeros_like(maps[0][:, 0], dtype=torch.float32)
         for a in maps:
             a = a.float()
@@ -427,9 +466,18 @@ def segment_mass(
 def pair_score(
     attn: Any, segment: NDArray[np.int64], spec: AttentionSpec
 ) -> NDArray[np.float64]:
-    """``r_raw`` of pair pages ``[CLS] q [SEP] c [SEP]`` by ``spec.score``, ``[N]``."""
+    """``r_raw`` of pair pages ``[CLS] q [SEP] c [SEP]`` by ``spec.score``, ``[N]``.
+
+    For the map-based scores ``maxsim`` and ``mass``; ``lift`` reads single heads
+    and a second page (:func:`attn_env.valuations.lift.pair_relevance`).
+    """
     import torch
 
+    if spec.score == "lift":
+        raise ValueError(
+            "score 'lift' is not read from an aggregated map; use "
+            "attn_env.valuations.lift.pair_relevance"
+        )
     if spec.score == "mass":
         return segment_mass(attn, segment, 2, spec)[:, 1]
     seg = torch.as_tensor(segment, device=attn.device)

@@ -188,7 +188,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
         candidates = _top_candidates(
             lm, args.query, corpus, settings, args.slots, args.seed
         )
-    out = render_heatmap(lm, args.query, candidates, settings, Path(args.out))
+    r = _relevance(lm, args.query, list(candidates), settings)
+    print(f"r ({settings.spec.describe_relevance()}):")
+    for j, (text, rj) in enumerate(zip(candidates, r, strict=True), start=1):
+        print(f"  slot {j}  r={rj:.3f}  {text}")
+    out = render_heatmap(lm, args.query, candidates, settings, Path(args.out), r)
     print(f"wrote {out}")
     return 0
 
@@ -203,39 +207,50 @@ def max_page_slots(settings: Any) -> int:
     return (MAX_PAGE_TOKENS - 2 - settings.max_query_tokens) // per_slot
 
 
+def _relevance(lm: Any, query: str, texts: list[str], settings: Any) -> np.ndarray:
+    """r of each text to ``query`` with the settings' attention spec."""
+    import dataclasses
+
+    from attn_env.valuations import relevance
+
+    return relevance(
+        query,
+        texts,
+        model=lm,
+        max_query_tokens=settings.max_query_tokens,
+        max_candidate_tokens=settings.max_candidate_tokens,
+        **dataclasses.asdict(settings.spec),
+    )
+
+
 def _top_candidates(
     lm: Any, query: str, corpus: Any, settings: Any, k: int, seed: int, sample: int = 96
 ) -> list[str]:
-    """The ``k`` texts of highest r_raw among a seeded sample of the corpus."""
-    from attn_env.valuations.model import (
-        assemble_pages,
-        page_attention,
-        pair_score,
-        tokenize,
-    )
-
+    """The ``k`` texts of highest r among a seeded sample of the corpus."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(
         len(corpus.cand_texts), size=min(sample, len(corpus.cand_texts)), replace=False
     )
     texts = [corpus.cand_texts[i] for i in idx]
-    q = tokenize(lm.tokenizer, [query], settings.max_query_tokens)[0]
-    c = tokenize(lm.tokenizer, texts, settings.max_candidate_tokens)
-    page = assemble_pages(lm.tokenizer, [q] * len(c), [[x] for x in c])
-    spec = settings.spec
-    raw = pair_score(page_attention(lm, page, spec), page.segment, spec)
-    return [texts[i] for i in np.argsort(-raw)[:k]]
+    r = _relevance(lm, query, texts, settings)
+    return [texts[i] for i in np.argsort(-r, kind="stable")[:k]]
 
 
 def render_heatmap(
-    lm: Any, query: str, candidates: list[str], settings: Any, out: Path
+    lm: Any,
+    query: str,
+    candidates: list[str],
+    settings: Any,
+    out: Path,
+    relevance: np.ndarray | None = None,
 ) -> Path:
     """Draw the query-token rows of the renormalised map over a page; atomic PNG write.
 
     Rows: the query's word pieces. Columns: the page's text tokens (query, then
     slot 1..K; [CLS]/[SEP] dropped, rows renormalised as in ``model.py``).
     Vertical lines mark slot boundaries; each slot's alpha (its share of the
-    query's attention to the slots, in page order) is written above it.
+    query's attention to the slots, in page order) and, when given, its r
+    (``relevance``, one per candidate) are written above it.
     """
     from attn_env.figures import new_figure, save_png
     from attn_env.valuations.model import (
@@ -273,6 +288,8 @@ def render_heatmap(
         if j > 0:
             ax.axvline(span[0] - 0.5, color="cyan", linewidth=1.5)
         label = "query" if j == 0 else f"slot {j}\nalpha={alpha[j - 1]:.2f}"
+        if j > 0 and relevance is not None:
+            label += f"\nr={relevance[j - 1]:.2f}"
         ax.text(
             (span[0] + span[-1]) / 2,
             -0.7,
@@ -282,11 +299,12 @@ def render_heatmap(
             fontsize=8,
         )
     ax.set_ylabel("query token (attending)")
+    ax.set_xlabel("page token (attended): the query, then slot 1..K")
     ax.set_title(
         f"attention of the query's tokens over the page ({spec.describe()}; "
         "[CLS]/[SEP] dropped, rows renormalised)",
         fontsize=9,
-        pad=34,
+        pad=34 if relevance is None else 44,
     )
     fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01, label="attention")
     out.parent.mkdir(parents=True, exist_ok=True)
