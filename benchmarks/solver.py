@@ -9,10 +9,13 @@ Three tables (``attn_env.solver.solve``, one process, numpy):
   truthful second price, VCG, McAfee; Chatterjee–Samuelson on the trade
   region);
 - **scaling**: milliseconds per iteration as bidders, slots and the bid grid
-  grow (GSP).
+  grow (GSP), and for double auctions (the difference of a 140- and a
+  40-iteration solve, so the final loss measure is left out).
 
 L2 is over the solve's value grid (quantile midpoints); the utility loss is
-the solver's own, a best response on grids ``refine`` times finer. Timings
+the solver's own, a best response on grids ``refine`` times finer;
+``bne_utility_loss`` is that same measure applied to the closed-form
+equilibrium (the floor the discretised measurement itself puts under it). Timings
 depend on the machine's load: run it on an idle machine (``uptime``).
 
     python benchmarks/solver.py [--only targets|validation|scaling] [--json]
@@ -30,7 +33,7 @@ import numpy as np
 
 from attn_env.config import EnvConfig, SolveConfig
 from attn_env.equilibria import bne_strategy
-from attn_env.solver import solve
+from attn_env.solver import game_from_config, solve, utility_losses
 
 DEFAULT = SolveConfig(cache=False)
 
@@ -44,6 +47,7 @@ def _row(name: str, env: EnvConfig, s: SolveConfig, region=None) -> dict[str, An
         "iterations": sol.iterations,
         "seconds": round(sol.seconds, 2),
     }
+    stars = [bne_strategy(env, role) for role in sol.roles]
     for role, r in sol.roles.items():
         v, b = np.asarray(r.values), np.asarray(r.bids)
         star = bne_strategy(env, role)
@@ -51,6 +55,12 @@ def _row(name: str, env: EnvConfig, s: SolveConfig, region=None) -> dict[str, An
         if star is not None:
             row[f"l2_{role}"] = float(np.sqrt(np.mean((b - star(v))[keep] ** 2)))
         row[f"utility_loss_{role}"] = r.utility_loss
+    if all(star is not None for star in stars):
+        # the same measure applied to the closed form: its discretisation floor
+        rng = np.random.default_rng(0)
+        floor = utility_losses(game_from_config(env, s, rng), stars, s, rng)
+        for role, loss in zip(sol.roles, floor, strict=True):
+            row[f"bne_utility_loss_{role}"] = loss
     return row
 
 
@@ -110,11 +120,14 @@ def validation() -> list[dict[str, Any]]:
 
 
 def _ms_per_iteration(env: EnvConfig, bids: int = 101, values: int = 64) -> float:
-    s = SolveConfig(
-        values=values, bids=bids, iterations=100, tolerance=0.0, cache=False
-    )
-    sol = solve(env, s)
-    return 1000.0 * sol.seconds / sol.iterations
+    """Milliseconds per dual-averaging iteration (the final loss measure excluded)."""
+    seconds = []
+    for iterations in (40, 140):
+        s = SolveConfig(
+            values=values, bids=bids, iterations=iterations, tolerance=0.0, cache=False
+        )
+        seconds.append(solve(env, s).seconds)
+    return 1000.0 * (seconds[1] - seconds[0]) / 100
 
 
 def scaling() -> list[dict[str, Any]]:
@@ -150,6 +163,17 @@ def scaling() -> list[dict[str, Any]]:
                 "K": 3,
                 "bids": bids,
                 "ms_per_iteration": _ms_per_iteration(env, bids=bids),
+            }
+        )
+    for mech, n, m in (("k_double", 1, 1), ("mcafee", 3, 3), ("k_double", 5, 5)):
+        env = EnvConfig(mechanism=mech, n_buyers=n, n_sellers=m)
+        rows.append(
+            {
+                "grow": f"{mech} {n}x{m} (mechanism's clear)",
+                "n": n,
+                "K": 1,
+                "bids": 101,
+                "ms_per_iteration": _ms_per_iteration(env),
             }
         )
     return rows
