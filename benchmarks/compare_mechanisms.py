@@ -84,9 +84,13 @@ SOURCES = {
 }
 
 
+DOMINANT = ("second_price", "vcg", "assignment", "mcafee")
+"Truthful bidding (and asking) is dominant here, whatever the values' distribution."
+
+
 def kind_for(env: EnvConfig, role: str, behaviour: str) -> str:
     """The agent kind of ``role`` in ``env`` for ``behaviour``."""
-    if behaviour == "truthful":
+    if behaviour == "truthful" or env.mechanism in DOMINANT:
         return "truthful"
     star = bne_strategy(env, role)
     if star is truthful:
