@@ -4,7 +4,10 @@ The general case, for every sealed mechanism without a closed form here (the
 double auctions, a user's registered mechanism): the opponents' bid profiles
 are enumerated exactly (bids of probability under ``PRUNE`` left out) when
 there are at most ``samples`` of them (the bilateral trade game), otherwise
-``samples`` profiles are drawn from their current distributions. Every
+``samples`` profiles are drawn from their current distributions, stratified
+(Latin hypercube). The solver draws them with the same random numbers every
+iteration (common random numbers), so a sampled game is one fixed
+approximation whose grid utility loss carries no sampling noise. Every
 candidate bid of the one trader is set against every profile and the
 mechanism's ``clear`` runs once on the whole batch, so whatever it does
 (ties, reserves, trade reduction) is what the solver sees.
@@ -44,10 +47,21 @@ def opponent_profiles(
         profiles = np.stack([g.ravel() for g in grids], axis=1)
         weights = np.prod(np.stack([m.ravel() for m in masses], axis=1), axis=1)
         return profiles, weights / weights.sum()
-    profiles = np.column_stack(
-        [rng.choice(s, size=samples, p=m / m.sum()) for s, m in columns]
-    )
+    profiles = np.column_stack([_stratified(s, m, samples, rng) for s, m in columns])
     return profiles, np.full(samples, 1.0 / samples)
+
+
+def _stratified(
+    support: NDArray[np.float64],
+    mass: NDArray[np.float64],
+    samples: int,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
+    """``samples`` draws, one from each of ``samples`` equal-probability strata
+    (inverse CDF of shuffled stratified uniforms: Latin hypercube over columns)."""
+    u = (rng.permutation(samples) + rng.random(samples)) / samples
+    cdf = np.cumsum(mass) / mass.sum()
+    return support[np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)]
 
 
 PRUNE = 1e-7

@@ -69,6 +69,7 @@ def run_soda(
     history: list[dict[str, float]] = []
     check = max(1, s.iterations // 200)
     converged, t = False, 0
+    crn_seed = int(rng.integers(2**63))
     for t in range(1, s.iterations + 1):
         marg: list[Dist] = [
             (role.bids, st.mean(axis=0))
@@ -76,7 +77,10 @@ def run_soda(
         ]
         utils = []
         for r, role in enumerate(game.roles):
-            qty, money = game.payoffs(r, marg, role.bids, rng, s.samples)
+            # common random numbers: the same opponent samples and tie-breaks
+            # every iteration (sampled markets only)
+            crn = np.random.default_rng(crn_seed)
+            qty, money = game.payoffs(r, marg, role.bids, crn, s.samples)
             utils.append(game.utility(r, values[r], qty, money))
         losses = []
         for u, st in zip(utils, strat, strict=True):
