@@ -318,3 +318,34 @@ def test_evaluate_uses_the_numerical_reference_where_no_closed_form(tmp_path):
     assert (
         evaluate(analytic, tmp_path / "run1", episodes=100)["reference"] == "analytic"
     )
+
+
+class _HalfRelevance:
+    """theta ~ U[low, high], relevance 1/2, alpha = (1, 1/2, ...): a known
+    empirical law (unit values U[0, 1/2]) and known slot weights."""
+
+    name = "half_relevance"
+
+    def __init__(self, dist="uniform", low=0.0, high=1.0):
+        self.low, self.high = low, high
+
+    def draw(self, rng, batch, n_buyers, n_slots):
+        from attn_env.valuations import Draw
+
+        theta = rng.uniform(self.low, self.high, size=(batch, n_buyers))
+        alpha = np.tile(0.5 ** np.arange(n_slots), (batch, 1))
+        return Draw(theta=theta, relevance=np.full_like(theta, 0.5), alpha=alpha)
+
+
+def test_empirical_values_and_slot_weights_of_a_valuation_source():
+    from attn_env import valuations
+
+    if "half_relevance" not in valuations.source_names():
+        valuations.register_source("half_relevance", _HalfRelevance)
+    env = EnvConfig(mechanism="first_price", n_buyers=2, valuation="half_relevance")
+    sol = solve(env, FAST)
+    r = sol.roles["buyer"]
+    assert max(r.values) < 0.5  # quantiles of the empirical theta * r
+    assert _l2(r.bids, np.asarray(r.values) / 2) <= 0.01  # BNE on U[0, 1/2]
+    gsp = EnvConfig(mechanism="gsp", n_buyers=3, n_slots=2, valuation="half_relevance")
+    assert solve(gsp, FAST).market["weights"] == [1.0, 0.5]
