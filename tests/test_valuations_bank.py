@@ -39,7 +39,6 @@ from attn_env.valuations.lift import pair_relevance  # noqa: E402
 from attn_env.valuations.model import (  # noqa: E402
     AttentionSpec,
     assemble_pages,
-    default_model_dir,
     load_model,
     page_attention,
     pair_score,
@@ -63,32 +62,6 @@ SETTINGS = {
     "max_query_tokens": 8,
     "max_candidate_tokens": 12,
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer BERT + the real MiniLM tokenizer, saved."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    tok = AutoTokenizer.from_pretrained(str(default_model_dir()), local_files_only=True)
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=tok.vocab_size,
-        attn_implementation="eager",
-    )
-    BertModel(cfg).save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_dir: Path):
-    return load_model(tiny_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
