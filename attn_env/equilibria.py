@@ -162,6 +162,7 @@ def bne_strategy(env_cfg, role: str) -> Strategy | None:
         or env_cfg.value_dist != "uniform"
         or env_cfg.budget is not None
         or (env_cfg.rounds > 1 and env_cfg.redraw != "round")
+        or env_cfg.value_low == env_cfg.value_high  # a known common value
     ):
         return None
     mech, params = mechanisms.name_of(env_cfg.mechanism), dict(env_cfg.mechanism_params)
@@ -187,7 +188,8 @@ def bne_reason(env_cfg) -> str:
     """Why :func:`bne_strategy` may have no answer for ``env_cfg`` (for errors)."""
     return (
         "an analytic BNE is known here for independent sealed-bid rounds with "
-        "valuation: uniform, value_dist: uniform, no budget and redraw: round, in "
+        "valuation: uniform, value_dist: uniform, value_low < value_high, no budget "
+        "and redraw: round, in "
         "first_price (one slot with a reserve, or K slots without), second_price, "
         "vcg, assignment, gsp with one slot, mcafee, and k_double with one buyer "
         "and one seller on a common range; got mechanism "

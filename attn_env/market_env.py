@@ -14,7 +14,7 @@ Parallel API        Yes
 Manual control      No
 Agents              ``buyer_0..buyer_{n-1}`` (+ ``seller_0..seller_{m-1}``)
 Agents count        ``n_buyers`` (+ ``n_sellers`` in two-sided mechanisms)
-Observation shape   ``(8 + history,)``
+Observation shape   ``(8 + history + F,)``, ``F = 0`` under ``feedback="none"``
 Observation values  ``Box(0, high, float32)``, bounds below
 ==================  ========================================================
 
@@ -88,6 +88,9 @@ idx   meaning                                                   upper bound
 7     active: 1 if the agent can trade this round (budget       1
       left; in ``cda`` not yet traded this period)
 8+    the last ``history`` clearing prices, most recent first   ``max_bid``
+..    ``feedback`` other than ``none``: the last ``F =          ``max_bid``
+      max(1, history)`` values published to the agent
+      (``attn_env.feedback``), most recent first
 ====  ========================================================  =================
 
 All lower bounds are 0; entries are clipped into the box.
@@ -167,7 +170,8 @@ Keyword options are the fields of :class:`attn_env.config.EnvConfig`
 (``mechanism``, ``mechanism_params``, ``n_buyers``, ``n_sellers``, ``n_slots``,
 ``valuation``, ``valuation_params``, ``value_dist``, ``value_low``,
 ``value_high``, ``cost_low``, ``cost_high``, ``rounds``, ``redraw``,
-``budget``, ``history``, ``max_bid``, ``action``, ``exposure_floor``), or
+``budget``, ``history``, ``feedback``, ``max_bid``, ``action``,
+``exposure_floor``), or
 ``config=EnvConfig(...)`` with options overriding it; plus ``render_mode`` and
 ``seed`` (used by the first ``reset()`` without a seed). Unknown options raise
 ``ValueError`` listing the known ones. ``exposure_floor`` (slot markets; default
@@ -195,7 +199,8 @@ Version history
 * v1: infos hold the same flat keys at ``reset`` and every ``step`` (``nan``,
   not ``None``, where undefined; ``episode_*`` keys, the episode's metrics so
   far, instead of the nested ``metrics`` of the last round);
-  ``render_mode="rgb_array"``; the ``action`` option (``absolute``, ``shade``).
+  ``render_mode="rgb_array"``; the ``action`` option (``absolute``, ``shade``);
+  the ``feedback`` option (``none``, the default, leaves the layout as it was).
 """
 
 from __future__ import annotations

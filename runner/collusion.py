@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +23,12 @@ from numpy.typing import NDArray
 
 import attn_env
 from attn_env.config import ExperimentConfig
+from attn_env.figures import new_figure, save_png
 from attn_env.mechanisms import name_of
 from attn_env.players import Seats
 from runner.seats import build_agents
 
-__all__ = ["confidence_interval", "run_collusion"]
+__all__ = ["confidence_interval", "plot_paths", "run_collusion"]
 
 
 def confidence_interval(x: NDArray[np.float64], level: float = 0.95) -> dict:
@@ -61,6 +64,8 @@ def run_collusion(
         ``revenue_se``, ``revenue_ci95``, ``revenue_by_seed``, ``mean_bid`` by
         agent, ``rounds_to_convergence`` (median over seeds of the last round at
         which a learner's greedy bid changed; ``nan`` without learners),
+        ``converged_share`` (seeds whose greedy bids held for the last 10% of
+        the rounds),
         ``path`` (``round`` and the winning bid's ``mean``, ``q10``, ``q90`` over
         seeds per block), ``seconds`` and the case (``mechanism``, ``feedback``,
         ``seeds``, ``warmup``, ``rounds``, ``seed``).
@@ -117,6 +122,7 @@ def run_collusion(
             zip(env.agents[:n], (bids / rounds).mean(axis=0).tolist(), strict=True)
         ),
         "rounds_to_convergence": float(np.median(converge)),
+        "converged_share": float(np.mean(converge < 0.9 * total)),
         "path": {
             "round": ends.tolist(),
             "mean": wins.mean(axis=1).tolist(),
@@ -125,3 +131,28 @@ def run_collusion(
         },
         "seconds": time.perf_counter() - start,
     }
+
+
+def plot_paths(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Winning bid by round of each :func:`run_collusion` result, one panel per
+    mechanism: the mean over seeds, and the band of their 10-90% quantiles."""
+    mechanisms = list(dict.fromkeys(r["mechanism"] for r in results))
+    fig, axes = new_figure(
+        1, len(mechanisms), figsize=(5.0 * len(mechanisms), 3.8), squeeze=False
+    )
+    for ax, mechanism in zip(axes[0], mechanisms, strict=True):
+        for r in results:
+            if r["mechanism"] != mechanism:
+                continue
+            p = r["path"]
+            (line,) = ax.plot(p["round"], p["mean"], label=r["feedback"])
+            ax.fill_between(
+                p["round"], p["q10"], p["q90"], color=line.get_color(), alpha=0.15
+            )
+        ax.axvline(r["warmup"], color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{mechanism}, {r['seeds']} seeds")
+        ax.set_xlabel("round")
+        ax.set_ylim(0.0, 1.05)
+        ax.legend(title="feedback", loc="lower right")
+    axes[0][0].set_ylabel("winning bid (value 1)")
+    return save_png(fig, path)

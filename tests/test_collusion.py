@@ -5,6 +5,7 @@ batched collusion runs (``attn_env.feedback``, ``agents.qlearn``,
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,12 @@ import agents
 import attn_env
 from agents.qlearn import QLearnAgent
 from attn_env.checks import ConfigError
-from attn_env.config import ExperimentConfig, from_dict, validate_experiment
+from attn_env.config import (
+    ExperimentConfig,
+    from_dict,
+    load_config,
+    validate_experiment,
+)
 from attn_env.feedback import published
 from runner.collusion import run_collusion
 from runner.simulate import play
@@ -293,13 +299,22 @@ def test_run_matches_simulate() -> None:
     assert len(run["path"]["round"]) == len(run["path"]["mean"])
 
 
+def test_publishing_min_bid_to_win_raises_first_price_revenue() -> None:
+    """A short batched run: synchronous updates end the learners' low bids."""
+    out = {}
+    for feedback in ("none", "min_bid_to_win"):
+        config = _case("first_price", feedback, n_bids=10, epsilon_decay=1e-3)
+        out[feedback] = run_collusion(config, seeds=32, warmup=3_000)
+    quiet, told = out["none"], out["min_bid_to_win"]
+    margin = 3 * math.hypot(quiet["revenue_se"], told["revenue_se"])
+    assert quiet["revenue"] + margin < told["revenue"]
+
+
 @pytest.mark.slow
 def test_first_price_collusive_second_price_not() -> None:
-    """A short batched run: Q-learners keep first-price revenue under second's."""
-    out = {}
-    for mechanism in ("first_price", "second_price"):
-        config = _case(mechanism, n_bids=11, epsilon_decay=4e-4, learning_rate=0.2)
-        out[mechanism] = run_collusion(config, seeds=32, warmup=12_000)
-    fpa, spa = out["first_price"], out["second_price"]
+    """The shipped configs, 20 seeds each: first-price revenue under second's."""
+    root = Path(__file__).resolve().parent.parent / "configs"
+    fpa = run_collusion(load_config(root / "collusion_fpa.yaml"))
+    spa = run_collusion(load_config(root / "collusion_spa.yaml"))
     margin = 3 * math.hypot(fpa["revenue_se"], spa["revenue_se"])
     assert fpa["revenue"] + margin < spa["revenue"]

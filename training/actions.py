@@ -147,9 +147,11 @@ class ActionMap:
 
 
 def action_map_for(env_cfg, role: str, mode: str) -> ActionMap:
-    """The :class:`ActionMap` of ``role`` in an ``EnvConfig`` (value or cost range)."""
+    """The :class:`ActionMap` of ``role`` in an ``EnvConfig`` (value or cost range).
+
+    A fixed buyers' value (``value_low == value_high``) maps onto ``[0, value]``.
+    """
     if role == "buyer":
-        return ActionMap(
-            mode, role, float(env_cfg.value_low), float(env_cfg.value_high)
-        )
+        low, high = float(env_cfg.value_low), float(env_cfg.value_high)
+        return ActionMap(mode, role, 0.0 if low == high else low, high)
     return ActionMap(mode, role, float(env_cfg.cost_low), float(env_cfg.cost_high))
