@@ -1,24 +1,32 @@
 """``audit``: one integrity report of a config's market.
 
-:func:`audit` gathers, for the market a config describes:
+:func:`audit` plays the config once as ``simulate`` does (warmup included)
+and reads from that run:
 
 - ``market``: its headline figures as ``simulate`` measures them;
-- ``fairness``: exposure fairness by bidder and by vertical
-  (:func:`runner.fairness.fairness`) and, in slot markets, the cost of an
-  exposure floor (:func:`runner.fairness.floor_costs`);
-- ``explain``: the explanation records of market 0 (:func:`runner.explain.explain`);
+- ``fairness``: exposure fairness by bidder and by group of ads
+  (:func:`runner.fairness.fairness_of`);
+- ``explain``: the explanation records of market 0 (:mod:`runner.explain`);
+- ``detection``: the detectors of :mod:`attn_env.integrity.detect` on up to
+  :data:`runner.detection.HISTORY` of its market rounds: the collusion index,
+  each bidder's shill score and the p-value of its winning more than the
+  others (fake traffic).
+
+and adds, from runs of their own:
+
+- ``floor_costs`` (slot markets): the cost of an exposure floor
+  (:func:`runner.fairness.floor_costs`);
 - ``attacks``: the damage of every attack the mechanism admits, with default
   parameters, against the clean market on common random numbers
   (:func:`runner.attacks.attack_damage`);
-- ``detection``: the detectors of :mod:`attn_env.integrity.detect` on up to
-  :data:`HISTORY` of the market's rounds: its collusion index,
-  each bidder's shill score and the p-value of its winning more than the
-  others (fake traffic);
 - ``collusion``: with ``qlearn`` bidders in the config, their revenue against
   the competitive one over seeds (:func:`runner.collusion.run_collusion`).
 
-:func:`write_audit` writes the report as ``audit.json``, ``audit.md`` and PNG
-figures into a folder, each file atomically.
+Configs whose agents learn first (``warmup > 0``) skip ``floor_costs`` and
+``attacks``, which would replay the warmup per floor or measure untrained
+agents; those sections say so. :func:`write_audit` writes the report as
+``audit.json``, ``audit.md`` and PNG figures into a folder, each file
+atomically.
 """
 
 from __future__ import annotations
@@ -28,17 +36,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from attn_env import mechanisms, metrics
+from attn_env import mechanisms
 from attn_env.config import ExperimentConfig, validate_experiment
 from attn_env.fileio import atomic_write_text
-from attn_env.integrity.detect import collusion_index, exposure_pvalues, shill_scores
-from runner.attacks import ATTACKS, attack_damage, record
+from runner.attacks import ATTACKS, attack_damage
 from runner.audit_report import audit_markdown, plot_audit
 from runner.collusion import run_collusion
-from runner.explain import explain
-from runner.fairness import fairness, floor_costs
+from runner.detection import DetectionRecorder
+from runner.explain import MarketRecorder
+from runner.fairness import FairnessRecorder, fairness_of, floor_costs
 from runner.results import jsonable
-from runner.simulate import play
+from runner.simulate import play_log
 
 __all__ = ["SECTIONS", "audit", "write_audit"]
 
@@ -54,8 +62,6 @@ SECTIONS = (
 "The keys of an audit report, in order (a section that does not apply is null)."
 _MARKET_KEYS = ("efficiency", "revenue", "welfare", "mean_price", "volume")
 _DAMAGE_KEYS = ("revenue", "efficiency", "honest_utility")
-HISTORY = 5000
-"Most rounds of the one market history the detectors read."
 
 
 def audit(
@@ -76,31 +82,40 @@ def audit(
     Returns:
         Plain data with the keys :data:`SECTIONS` (``None`` for a section that
         does not apply: ``floor_costs`` outside slot markets, ``collusion``
-        without ``qlearn`` bidders), plus ``mechanism``, ``episodes``, ``seed``.
+        without ``qlearn`` bidders; ``{"skipped": reason}`` for one skipped),
+        plus ``mechanism``, ``episodes``, ``seed``.
     """
     if episodes is not None:
         config = dataclasses.replace(config, episodes=int(episodes))
         validate_experiment(config)
     mech = mechanisms.name_of(config.env.mechanism)
     fam = mechanisms.family(config.env.mechanism)
-    sim = play(config, progress=progress)
+    fair, det = FairnessRecorder(merit), DetectionRecorder()
+    market0 = MarketRecorder.for_market(config, 0)
+    log, _ = play_log(config, progress=progress, recorders=[fair, det, market0])
+    sim = log.result()
     market = {k: sim[k] for k in _MARKET_KEYS}
     market.update({f"{k}_se": sim.get(f"{k}_se") for k in _MARKET_KEYS})
-    report: dict[str, Any] = {
+    learned = (
+        {"skipped": f"the agents learn for warmup = {config.warmup} rounds first"}
+        if config.warmup
+        else None
+    )
+    floors = None
+    if fam != "two_sided":
+        floors = learned or floor_costs(config, progress=progress)
+    return {
         "mechanism": mech,
         "episodes": config.episodes,
         "seed": config.seed,
         "market": market,
-        "fairness": fairness(config, merit=merit, progress=progress),
-        "floor_costs": (
-            floor_costs(config, progress=progress) if fam != "two_sided" else None
-        ),
-        "explain": explain(config, 0, progress=progress),
-        "attacks": _attacks(config, mech),
-        "detection": _detection(config, fam),
+        "fairness": fairness_of(fair),
+        "floor_costs": floors,
+        "explain": {**market0.explanation(), "seed": config.seed},
+        "attacks": learned or _attacks(config, mech),
+        "detection": det.report(),
         "collusion": _collusion(config),
     }
-    return report
 
 
 def _attacks(config: ExperimentConfig, mech: str) -> dict[str, Any]:
@@ -126,47 +141,6 @@ def _attacks(config: ExperimentConfig, mech: str) -> dict[str, Any]:
             "clean": {k: r["clean"][k] for k in _DAMAGE_KEYS},
             "attacked": {k: r["attacked"][k] for k in _DAMAGE_KEYS},
         }
-    return out
-
-
-def _detection(config: ExperimentConfig, fam: str) -> dict[str, Any]:
-    """The detectors on the market's rounds, as a platform would see them.
-
-    Up to :data:`HISTORY` market rounds: one episode of each of up to
-    ``HISTORY // rounds`` markets, pooled.
-
-    ``collusion_index``: mean clearing price against the competitive one (the
-    lower end of each round's Walrasian interval; in slot markets the top
-    slot's) and the collusive one (the reserve): 0 competitive, 1 collusive,
-    < 0 above competitive (matchings: ``None``). ``shill_score`` by bidder
-    (position auctions): share of rounds it set a winner's price from just
-    under that winner's bid. ``exposure_pvalue`` by bidder (slot markets):
-    one-sided p-value of winning more rounds than the bidders' mean.
-    """
-    markets = max(1, min(config.episodes, HISTORY // config.env.rounds))
-    rec = record(config, markets, 1)
-    n = rec["n_buyers"]
-    names = rec["agents"][:n]
-    # every market's episode, one after another: [markets * rounds, ...]
-    keys = ("bid", "payment", "alloc", "value", "alpha", "clearing_price")
-    hist = {k: rec[k].reshape(-1, *rec[k].shape[2:]) for k in keys}
-    value, price = hist["value"], hist["clearing_price"]
-    bv = value[:, :n]
-    out: dict[str, Any] = {"rounds": int(price.size), "collusion_index": None}
-    reserve = float(config.env.mechanism_params.get("reserve", 0.0))
-    low = None  # a matching's mean price has no single Walrasian interval
-    if fam == "two_sided":
-        low = metrics.walrasian_interval(bv, costs=value[:, n:])[0]
-    elif fam == "one_sided":
-        low = metrics.walrasian_interval(bv, alpha=hist["alpha"])[0]
-    if low is not None:
-        out["collusion_index"] = collusion_index(price, low, reserve)
-    if fam == "one_sided":
-        b, pay, alloc = (hist[k][:, :n] for k in ("bid", "payment", "alloc"))
-        out["shill_score"] = dict(zip(names, shill_scores(b, pay, alloc), strict=True))
-    if fam != "two_sided":
-        p = exposure_pvalues(hist["alloc"][:, :n])
-        out["exposure_pvalue"] = dict(zip(names, p, strict=True))
     return out
 
 

@@ -54,7 +54,7 @@ def explain_rows(ex: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         )
         rows.append(
             [
-                r["agent"] + (f" ({r['vertical']})" if r.get("vertical") else ""),
+                r["agent"] + (f" ({r['group']})" if r.get("group") else ""),
                 _f(r["bid"]),
                 "—" if r["rank"] is None else str(r["rank"]),
                 "—" if r["slot"] is None else str(r["slot"]),
@@ -128,15 +128,18 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
                 for name, g in fair["by_group"].items()
             ],
         )
-    if rep.get("floor_costs"):
+    floors = rep.get("floor_costs")
+    if isinstance(floors, dict):  # skipped
+        out += ["## Exposure floor: its cost", "", f"Skipped: {floors['skipped']}.", ""]
+    elif floors:
         out += ["## Exposure floor: its cost", ""]
         head = ["floor", "lottery share", "revenue", "change", "efficiency", "change"]
         head += ["least page share", "Gini attention"]
-        grouped = rep["floor_costs"][0].get("group_parity") is not None
+        grouped = floors[0].get("group_parity") is not None
         if grouped:
             head += ["groups: parity", "groups: treatment"]
         rows = []
-        for r in rep["floor_costs"]:
+        for r in floors:
             row = [
                 _f(r["floor"]),
                 _f(r["lottery_share"], 3),
@@ -159,9 +162,12 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
         "",
     ]
     out += _table(*explain_rows(ex))
-    if rep.get("attacks"):
+    attacks = rep.get("attacks")
+    if attacks and isinstance(attacks.get("skipped"), str):
+        out += ["## Attacks", "", f"Skipped: {attacks['skipped']}.", ""]
+    elif attacks:
         out += ["## Attacks: damage against the clean market (paired, ± se)", ""]
-        ran = {k: a for k, a in rep["attacks"].items() if "skipped" not in a}
+        ran = _ran(attacks)
         if ran:
             head = ["attack", "revenue", "efficiency", "honest utility", "CRN"]
             rows = [
@@ -171,7 +177,7 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
             out += _table(head, rows)
         out += [
             f"- {name} skipped: {a['skipped']}"
-            for name, a in rep["attacks"].items()
+            for name, a in attacks.items()
             if "skipped" in a
         ]
         out += [""]
@@ -217,6 +223,13 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
 _DAMAGE = ("revenue", "efficiency", "honest_utility")
 
 
+def _ran(attacks: Mapping[str, Any]) -> dict[str, Any]:
+    """The attacks that were measured (a skipped one, or all, say why not)."""
+    if isinstance(attacks.get("skipped"), str):
+        return {}
+    return {k: a for k, a in attacks.items() if "skipped" not in a}
+
+
 def _dmg(d: Mapping[str, Any]) -> str:
     return _f(d["diff"]) + ("" if d["se"] is None else f" ± {d['se']:.4f}")
 
@@ -233,9 +246,9 @@ def plot_audit(rep: Mapping[str, Any], out: Path) -> list[Path]:
     """Write ``fairness.png`` and, where the sections exist, ``floor_costs.png``
     and ``attacks.png`` into ``out``; returns the paths."""
     paths = [_plot_fairness(rep["fairness"], out / "fairness.png")]
-    if rep.get("floor_costs"):
+    if isinstance(rep.get("floor_costs"), list):
         paths.append(_plot_floors(rep["floor_costs"], out / "floor_costs.png"))
-    ran = {k: a for k, a in (rep.get("attacks") or {}).items() if "skipped" not in a}
+    ran = _ran(rep.get("attacks") or {})
     if ran:
         paths.append(_plot_attacks(ran, out / "attacks.png"))
     return paths

@@ -16,6 +16,7 @@ import numpy as np
 
 from attn_env.config import ExperimentConfig
 from attn_env.integrity.explain import explain_market
+from attn_env.mechanisms import name_of
 from runner.simulate import play_log
 
 __all__ = ["MarketRecorder", "explain"]
@@ -24,12 +25,39 @@ _MAX_ENVS = 1024  # simulate's default batch of markets
 
 
 class MarketRecorder:
-    """Keeps the infos of market ``column`` in round ``round`` of batch ``batch``."""
+    """Keeps market ``market`` of a run (a ``runner.simulate`` recorder).
 
-    def __init__(self, batch: int, column: int, round_: int) -> None:
+    Build it with :meth:`for_market`; after the run :meth:`explanation`
+    explains the market.
+    """
+
+    def __init__(
+        self, market: int, episode: int, round_: int, batch: int, column: int
+    ) -> None:
+        self.market, self.episode, self.round = market, episode, round_
         self.target = (batch, column, round_)
         self._batch = self._round = 0
         self.info: dict[str, Any] | None = None
+
+    @classmethod
+    def for_market(cls, config: ExperimentConfig, market: int) -> MarketRecorder:
+        """The recorder of market ``market`` of ``simulate``'s run of ``config``.
+
+        Raises:
+            ValueError: ``market`` outside ``[0, episodes x rounds)``.
+        """
+        episodes, rounds = config.episodes, config.env.rounds
+        total = episodes * rounds
+        if isinstance(market, bool) or not isinstance(market, int | np.integer):
+            raise ValueError(f"market must be an integer, got {market!r}")
+        if not 0 <= market < total:
+            raise ValueError(
+                f"market must be in [0, {total - 1}] (episodes x rounds of the "
+                f"config), got {market}"
+            )
+        episode, round_ = divmod(int(market), rounds)
+        batch, column = divmod(episode, min(episodes, _MAX_ENVS))
+        return cls(int(market), episode, round_, batch, column)
 
     def start(self, env: Any) -> None:
         self.env = env
@@ -48,6 +76,40 @@ class MarketRecorder:
         self._batch += 1
         self._round = 0
 
+    def explanation(self) -> dict[str, Any]:
+        """The market's explanation (see :func:`explain`)."""
+        info, env = self.info, self.env
+        if info is None:
+            raise ValueError(f"market {self.market} was not played in this run")
+        n = env.spec.n_buyers
+        lottery = bool(info.get("lottery", False))
+        records = explain_market(
+            env.core.mechanism,
+            env.agents,
+            n,
+            info["bid"],
+            info["value"],
+            info["alloc"],
+            info["payment"],
+            info["alpha"],
+            info["active"],
+            lottery=lottery,
+        )
+        names = tuple(getattr(env.core.source, "group_names", ()))
+        if "group" in info and names:
+            for i, r in enumerate(records[:n]):
+                r["group"] = names[int(info["group"][i])]
+        return {
+            "market": self.market,
+            "episode": self.episode,
+            "round": self.round,
+            "mechanism": name_of(env.core.mechanism),
+            "clearing_price": float(info["clearing_price"]),
+            "lottery": lottery,
+            "alpha": [float(a) for a in info["alpha"]],
+            "records": records,
+        }
+
 
 def explain(
     config: ExperimentConfig, market: int, progress: bool = False
@@ -59,59 +121,18 @@ def explain(
         ``clearing_price`` (``nan``: nothing traded), ``lottery`` (the exposure
         floor's lottery allocated it), ``alpha`` (the page) and ``records``
         (one per agent, :func:`~attn_env.integrity.explain.explain_market`;
-        with a ``vertical`` where the source labels ads).
+        with the ad's ``group`` where the source labels ads).
 
     Raises:
         ValueError: ``market`` outside ``[0, episodes x rounds)``.
     """
-    episodes, rounds = config.episodes, config.env.rounds
-    total = episodes * rounds
-    if isinstance(market, bool) or not isinstance(market, int | np.integer):
-        raise ValueError(f"market must be an integer, got {market!r}")
-    if not 0 <= market < total:
-        raise ValueError(
-            f"market must be in [0, {total - 1}] (episodes x rounds of the config), "
-            f"got {market}"
-        )
-    episode, round_ = divmod(int(market), rounds)
-    num_envs = min(episodes, _MAX_ENVS)
-    batch, column = divmod(episode, num_envs)
-    rec = MarketRecorder(batch, column, round_)
-    _, about = play_log(
+    rec = MarketRecorder.for_market(config, market)
+    num_envs = min(config.episodes, _MAX_ENVS)
+    play_log(
         config,
-        episodes=min(episodes, (batch + 1) * num_envs),
+        episodes=min(config.episodes, (rec.target[0] + 1) * num_envs),
         num_envs=num_envs,
         progress=progress,
         recorders=[rec],
     )
-    info, env = rec.info, rec.env
-    assert info is not None  # the run played the target batch
-    n = env.spec.n_buyers
-    lottery = bool(info.get("lottery", False))
-    records = explain_market(
-        env.core.mechanism,
-        env.agents,
-        n,
-        info["bid"],
-        info["value"],
-        info["alloc"],
-        info["payment"],
-        info["alpha"],
-        info["active"],
-        lottery=lottery,
-    )
-    names = tuple(getattr(env.core.source, "group_names", ()))
-    if "group" in info and names:
-        for i, r in enumerate(records[:n]):
-            r["vertical"] = names[int(info["group"][i])]
-    return {
-        "market": int(market),
-        "episode": episode,
-        "round": round_,
-        "mechanism": about["mechanism"],
-        "seed": config.seed,
-        "clearing_price": float(info["clearing_price"]),
-        "lottery": lottery,
-        "alpha": [float(a) for a in info["alpha"]],
-        "records": records,
-    }
+    return {**rec.explanation(), "seed": config.seed}

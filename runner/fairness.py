@@ -23,7 +23,14 @@ from attn_env.config import ExperimentConfig, validate_experiment
 from attn_env.integrity.fairness import fairness_report
 from runner.simulate import play_log
 
-__all__ = ["MERITS", "FairnessRecorder", "default_floors", "fairness", "floor_costs"]
+__all__ = [
+    "MERITS",
+    "FairnessRecorder",
+    "default_floors",
+    "fairness",
+    "fairness_of",
+    "floor_costs",
+]
 
 MERITS = ("relevance", "value")
 """What an ad deserves: ``relevance`` r of the ad to the query (Singh and
@@ -127,6 +134,15 @@ def fairness(
         ``welfare`` (with ``_se``).
     """
     rec, about = _run(config, _check_merit(merit), episodes, progress)
+    report = fairness_of(rec)
+    keep = ("mechanism", "episodes", "seed", "revenue", "efficiency", "welfare")
+    report.update({k: v for k, v in about.items() if k.startswith(keep)})
+    return report
+
+
+def fairness_of(rec: FairnessRecorder) -> dict[str, Any]:
+    """The fairness report of the rounds a recorder kept (see :func:`fairness`;
+    without the run's ``mechanism`` ... ``welfare`` keys)."""
     a = rec.arrays()
     report = fairness_report(
         a["alloc"], a["merit"], a["utility"], rec.names, a["group"], rec.group_names
@@ -134,9 +150,7 @@ def fairness(
     share = _page_share(a["alloc"], a["page"])
     report["floor_share"] = dict(zip(rec.names, map(float, share), strict=True))
     report["lottery_share"] = float(a["lottery"].mean())
-    report["merit"] = merit
-    keep = ("mechanism", "episodes", "seed", "revenue", "efficiency", "welfare")
-    report.update({k: v for k, v in about.items() if k.startswith(keep)})
+    report["merit"] = rec.merit
     return report
 
 
