@@ -166,3 +166,26 @@ def test_an_attack_the_agents_cannot_face_is_skipped_with_its_reason():
     )
     out = _attacks(config, "k_double")
     assert "no analytic BNE" in out["wash"]["skipped"]
+
+
+def test_learning_agents_audit_one_warmed_run_and_collusion(tmp_path):
+    from runner.audit import audit
+
+    config = from_dict(
+        ExperimentConfig,
+        {
+            "env": {"mechanism": "first_price", "value_low": 1.0, "value_high": 1.0},
+            "agents": {"buyer": {"kind": "qlearn"}},
+            "episodes": 4,
+            "warmup": 50,
+        },
+    )
+    rep = audit(config)
+    assert "warmup = 50" in rep["floor_costs"]["skipped"]
+    assert "warmup = 50" in rep["attacks"]["skipped"]
+    assert rep["collusion"]["warmup"] == 50 and rep["collusion"]["seeds"] == 4
+    # the detectors read the measured episodes of the same warmed-up run
+    assert rep["detection"]["rounds"] == 4
+    assert rep["detection"]["collusion_index"] == pytest.approx(
+        1.0 - rep["market"]["revenue"]
+    )
