@@ -2,7 +2,9 @@
 
 1. Bank build: (query, candidate) pairs/s and pages/s of the real MiniLM-L6,
    on the CPU and, when one is present (or ``--device cuda``), on the GPU.
-2. Env agent-steps/s of ``vector_env`` (GSP, 4 buyers, 3 slots, truthful bids)
+2. Relevance pairs/s of the default score ``lift`` against the earlier
+   ``maxsim`` (layer 3) on the same pairs (the dev probe's), as a ratio.
+3. Env agent-steps/s of ``vector_env`` (GSP, 4 buyers, 3 slots, truthful bids)
    with ``valuation="attention"`` sampled from the bank built in 1, against
    ``valuation="uniform"`` in the same run; target: ratio <= 2.
 
@@ -78,6 +80,42 @@ def bench_build(
     }
 
 
+def bench_relevance(device: str, batch_size: int, repeats: int = 2) -> dict[str, Any]:
+    """Pairs/s of ``lift`` and ``maxsim`` over the dev probe's pairs, interleaved.
+
+    The best of ``repeats`` runs of each, alternating, so that load from other
+    jobs on a shared machine hits both alike.
+    """
+    import time
+
+    from attn_env.valuations.lift import pair_relevance
+    from attn_env.valuations.model import AttentionSpec, load_model, tokenize
+    from attn_env.valuations.probes import load_probe
+
+    lm = load_model(device=device)
+    items = load_probe("dev").items
+    queries = [item.query for item in items for _ in item.candidates]
+    cands = [c for item in items for c in item.candidates]
+    q_tok = tokenize(lm.tokenizer, queries, 24)
+    c_tok = tokenize(lm.tokenizer, cands, 40)
+    specs = {"lift": AttentionSpec(), "maxsim": AttentionSpec(score="maxsim")}
+    pair_relevance(lm, q_tok[:batch_size], c_tok[:batch_size], specs["lift"])  # warm
+    best = dict.fromkeys(specs, 0.0)
+    for _ in range(repeats):
+        for name, spec in specs.items():
+            started = time.perf_counter()
+            pair_relevance(lm, q_tok, c_tok, spec, batch_size)
+            best[name] = max(best[name], len(q_tok) / (time.perf_counter() - started))
+    return {
+        "device": str(lm.device),
+        "pairs": len(q_tok),
+        "batch_size": batch_size,
+        "lift_pairs_per_s": best["lift"],
+        "maxsim_pairs_per_s": best["maxsim"],
+        "slowdown": best["maxsim"] / best["lift"],
+    }
+
+
 def _gpu_name(device: str) -> str | None:
     if not device.startswith("cuda"):
         return None
@@ -113,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
         "build": [],
+        "relevance": [],
     }
     with tempfile.TemporaryDirectory(prefix="attn-bench-") as tmp:
         bank = None
@@ -129,6 +168,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{batch}: {res['pairs_per_s']:.0f} pairs/s "
                     f"({res['pairs']} pairs), {res['pages_per_s']:.0f} pages/s "
                     f"({res['pages']} pages of 2-3 slots)",
+                    flush=True,
+                )
+            rel = bench_relevance(dev, batch)
+            results["relevance"].append(rel)
+            if not args.json:
+                print(
+                    f"relevance on {rel['device']}: lift {rel['lift_pairs_per_s']:.0f} "
+                    f"pairs/s, maxsim (layer 3) {rel['maxsim_pairs_per_s']:.0f} "
+                    f"pairs/s: lift is {rel['slowdown']:.2f}x slower "
+                    f"({rel['pairs']} pairs, batch {batch})",
                     flush=True,
                 )
         base = {"mechanism": "gsp", "n_buyers": 4, "n_slots": 3}

@@ -233,6 +233,7 @@ def build_bank(
 
         bar = _progress(total, progress, f"attention bank {key[:8]} on {lm.device}")
         started = time.perf_counter()
+        neutral: dict = {}  # lift's neutral-query masses, once per candidate
         for start in range(0, len(pair_jobs), batch_size):
             chunk = pair_jobs[start : start + batch_size]
             score = pair_relevance(
@@ -241,6 +242,7 @@ def build_bank(
                 [c_tok[int(cands[i, j])] for i, j in chunk],
                 spec,
                 batch_size,
+                neutral,
             )
             rows, cols = np.asarray(chunk).T
             out["relevance_raw"][rows, cols] = score

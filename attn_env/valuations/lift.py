@@ -87,6 +87,7 @@ def pair_relevance(
     candidates: list[list[int]],
     spec: AttentionSpec,
     batch_size: int = 64,
+    neutral: dict[tuple[int, ...], NDArray[np.float64]] | None = None,
 ) -> NDArray[np.float64]:
     """``r_raw`` of each (query, candidate) pair of token ids by ``spec.score``.
 
@@ -96,6 +97,10 @@ def pair_relevance(
         candidates: word-piece ids of each pair's candidate.
         spec: which score (``lift``, ``maxsim`` or ``mass``) and its settings.
         batch_size: pages per forward pass.
+        neutral: the caller's store of the neutral query's head masses by
+            candidate ids (``lift`` only), filled as candidates come: a bank
+            build passes one for all its pairs, so each candidate's neutral
+            page runs once however many queries it is scored for.
 
     Returns:
         ``float64 [N]`` in [0, 1].
@@ -103,6 +108,7 @@ def pair_relevance(
     if len(queries) != len(candidates):
         raise ValueError(f"{len(queries)} queries but {len(candidates)} candidates")
     out = []
+    neutral = {} if neutral is None else neutral
     for start in range(0, len(queries), batch_size):
         q = queries[start : start + batch_size]
         c = candidates[start : start + batch_size]
@@ -110,24 +116,29 @@ def pair_relevance(
         if spec.score != "lift":
             out.append(pair_score(page_attention(lm, page, spec), page.segment, spec))
             continue
-        out.append(_lift(lm, page, c, spec))
+        out.append(_lift(lm, page, c, spec, neutral))
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def _lift(
-    lm: LoadedModel, page: Page, cands: list[list[int]], spec: AttentionSpec
+    lm: LoadedModel,
+    page: Page,
+    cands: list[list[int]],
+    spec: AttentionSpec,
+    neutral: dict[tuple[int, ...], NDArray[np.float64]],
 ) -> NDArray[np.float64]:
     """The ``lift`` of one batch of pair pages (see the module docstring)."""
-    neutral_q = tokenize(lm.tokenizer, [NEUTRAL_QUERY], 8)[0]
-    unique: dict[tuple[int, ...], int] = {}
-    for ids in cands:
-        unique.setdefault(tuple(ids), len(unique))
-    neutral_page = assemble_pages(
-        lm.tokenizer, [neutral_q] * len(unique), [[list(ids)] for ids in unique]
-    )
+    keys = [tuple(ids) for ids in cands]
+    missing = list(dict.fromkeys(k for k in keys if k not in neutral))
+    if missing:
+        neutral_q = tokenize(lm.tokenizer, [NEUTRAL_QUERY], 8)[0]
+        neutral_page = assemble_pages(
+            lm.tokenizer, [neutral_q] * len(missing), [[list(k)] for k in missing]
+        )
+        masses = head_mass(lm, neutral_page, spec.lift_heads)
+        neutral.update(zip(missing, masses, strict=True))
     m_pair = head_mass(lm, page, spec.lift_heads)
-    m_neutral = head_mass(lm, neutral_page, spec.lift_heads)
-    m_neutral = m_neutral[[unique[tuple(ids)] for ids in cands]]
+    m_neutral = np.stack([neutral[k] for k in keys])
     log_ratio = np.log(np.maximum(m_pair, 1e-12)) - np.log(np.maximum(m_neutral, 1e-12))
     return _sigmoid(log_ratio.mean(axis=1))
 
