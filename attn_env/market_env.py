@@ -158,7 +158,9 @@ agents active in it, except in ``cda`` where it is that of the period (one unit
 per trader per draw of values).
 
 Valuations: ``valuation="uniform"`` (``theta ~ value_dist`` on
-``[value_low, value_high]``, ``r = alpha = 1``) or ``"attention"`` (``r`` and
+``[value_low, value_high]``, ``r = 1``, ``alpha = 1`` or decaying click-through
+rates from ``valuation_params={"slot_weights": ...}``: a list, ``dcg``,
+``geometric``, ``cascade``; docs/position_models.md) or ``"attention"`` (``r`` and
 ``alpha`` from a transformer's attention maps, ``valuation_params`` passed to
 ``attn_env.valuations.make_source``). Sellers' costs are
 ``U[cost_low, cost_high]``. Observation bounds assume ``r <= 1`` and
