@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attn_env.checks import ConfigError
 from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig
 from attn_env.equilibria import bne_strategy, truthful
 from attn_env.fileio import atomic_write_text
@@ -125,7 +124,7 @@ def run_market(
         try:
             res = compare(designs, episodes=episodes, seed=seed)
             break
-        except (ValueError, ConfigError) as err:
+        except ValueError as err:  # ConfigError included
             bad = next((n for n, _ in designs if f"design {n!r}" in str(err)), None)
             if bad is None:
                 raise

@@ -147,9 +147,9 @@ def compare(
             raise ValueError(f"design {name!r}: {err}") from err
         runs.append((name, config, log, about))
 
+    ests = [log.estimates() for _, _, log, _ in runs]
     rows = []
-    for name, _, log, about in runs:
-        est = log.estimates()
+    for (name, _, _, about), est in zip(runs, ests, strict=True):
         row: dict[str, Any] = {
             "name": name,
             "mechanism": about["mechanism"],
@@ -160,14 +160,12 @@ def compare(
         rows.append(row)
 
     base_name, base_config, base_log, _ = runs[0]
-    base_est = base_log.estimates()
     diffs = []
-    for name, config, log, _ in runs[1:]:
+    for (name, config, log, _), est in zip(runs[1:], ests[1:], strict=True):
         why = _unpaired_reason(base_config, config, base_log, log)
-        est = log.estimates()
         figures = {}
         for key in FIGURES:
-            d = difference(est[key], base_est[key], why is None, confidence)
+            d = difference(est[key], ests[0][key], why is None, confidence)
             figures[key] = {
                 "diff": d.diff,
                 "se": d.se,
