@@ -10,6 +10,9 @@ own ``clear`` (:mod:`.sampled`). :func:`solve_cached` keeps solutions on disk.
 
 from __future__ import annotations
 
+import numpy as np
+
+from attn_env.config import EnvConfig, SolveConfig
 from attn_env.solver.cache import cache_dir, solve_cached
 from attn_env.solver.game import (
     Game,
@@ -36,17 +39,18 @@ __all__ = [
 ]
 
 
-def solve(env, solve_cfg=None, seed: int = 0, progress=None) -> Solution:
+def solve(
+    env: EnvConfig,
+    solve_cfg: SolveConfig | None = None,
+    seed: int = 0,
+    progress=None,
+) -> Solution:
     """The symmetric equilibrium of ``env`` (an ``EnvConfig``) on ``solve_cfg``'s grids.
 
     Raises:
         ConfigError: a market the solver does not cover (the message says why
             and what to use instead), or a bad solver option.
     """
-    import numpy as np
-
-    from attn_env.config import SolveConfig
-
     solve_cfg = solve_cfg or SolveConfig()
     rng = np.random.default_rng(seed)
     game = game_from_config(env, solve_cfg, rng)
