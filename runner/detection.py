@@ -17,6 +17,8 @@ from numpy.typing import NDArray
 
 from attn_env import metrics
 from attn_env.integrity.detect import collusion_index, exposure_pvalues, shill_scores
+from attn_env.mechanisms import name_of
+from runner.attacks import ATTACKS
 
 __all__ = ["HISTORY", "DetectionRecorder"]
 
@@ -38,6 +40,7 @@ class DetectionRecorder:
         self.n = env.spec.n_buyers
         self.names = list(env.agents[: self.n])
         self.family = env.spec.family
+        self.mechanism = name_of(env.core.mechanism)
         self.reserve = float(env.core.mechanism.reserve)
 
     def add_round(self, info: Mapping[str, Any]) -> None:
@@ -61,8 +64,9 @@ class DetectionRecorder:
             in slot markets the top slot's) and the collusive one (the
             reserve): 0 competitive, 1 collusive, < 0 above competitive
             (``None`` in matchings, whose mean price has no one interval);
-            ``shill_score`` by bidder (one-sided: share of rounds it set a
-            winner's price from just under that winner's bid);
+            ``shill_score`` by bidder (where a shill can set prices: second
+            price, GSP, VCG; share of rounds it set a winner's price from just
+            under that winner's bid);
             ``exposure_pvalue`` by bidder (slot markets: one-sided p-value of
             winning more rounds than the bidders' mean).
         """
@@ -78,7 +82,7 @@ class DetectionRecorder:
             low = metrics.walrasian_interval(bv, alpha=h["alpha"])[0]
         if low is not None:
             out["collusion_index"] = collusion_index(price, low, self.reserve)
-        if fam == "one_sided":
+        if self.mechanism in ATTACKS["shill"][0]:
             b, pay, alloc = (h[k][:, :n] for k in ("bid", "payment", "alloc"))
             scores = shill_scores(b, pay, alloc)
             out["shill_score"] = dict(zip(self.names, scores, strict=True))
