@@ -308,16 +308,6 @@ def test_evaluate_uses_the_numerical_reference_where_no_closed_form(tmp_path):
     res = evaluate(config, tmp_path / "run", episodes=100, samples=200)
     assert res["reference"] == "numerical"
     assert 0.0 <= res["bne_l2"] <= 1.0
-    analytic = ExperimentConfig(
-        env=EnvConfig(mechanism="gsp", n_buyers=3, n_slots=1),
-        agents=config.agents,
-        episodes=100,
-        train=config.train,
-    )
-    train(analytic, tmp_path / "run1", progress=False)
-    assert (
-        evaluate(analytic, tmp_path / "run1", episodes=100)["reference"] == "analytic"
-    )
 
 
 class _HalfRelevance:

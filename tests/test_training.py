@@ -572,6 +572,7 @@ def test_cli_train_and_evaluate_json(tmp_path, capsys):
     ):
         assert key in result
     assert 0.0 <= result["bne_l2"] <= 1.0 and 0.0 <= result["utility_loss"] <= 1.0
+    assert result["reference"] == "analytic"  # first price: the closed form
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
