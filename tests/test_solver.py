@@ -264,6 +264,21 @@ def test_truthful_formats_reach_truthful_bidding(env):
 
 
 @pytest.mark.slow
+def test_gsp_three_slots_by_the_independent_monte_carlo_measure():
+    # strategy_metrics.utility_loss clears the library's mechanism on sampled
+    # opponents: a second opinion on the solver's own loss (0.008)
+    from attn_env.strategy_metrics import utility_loss
+
+    env = EnvConfig(mechanism="gsp", n_buyers=5, n_slots=3)
+    sol = solve(env, SolveConfig())
+    fns = [sol.bid_function("buyer")] * 5
+    res = utility_loss(env, fns, 0, np.random.default_rng(0), samples=4000, bids=201)
+    assert res["utility_loss"] <= 0.015
+    truthful = utility_loss(env, [np.asarray] * 5, 0, np.random.default_rng(0))
+    assert truthful["utility_loss"] > 0.2  # truthful GSP is far from equilibrium
+
+
+@pytest.mark.slow
 def test_bilateral_k_double_reaches_an_epsilon_equilibrium_near_cs():
     # many equilibria (Chatterjee–Samuelson's linear one, Leininger–Linhart–
     # Radner's step ones): the solver ends near a step equilibrium, an
