@@ -11,12 +11,15 @@ other traders' current bid distributions, so each iteration
    (``Game.payoffs``), all roles at once (simultaneous);
 2. measures the relative utility loss on the grid,
    ``(sum_v max_b u - sum_v s u) / sum_v max_b u``, and stops below ``tolerance``;
-3. sets ``y += eta_t u / max_bid`` and ``s[v] = softmax(y[v])`` (the entropic
-   mirror map), with ``eta_t = step * t ** -decay``.
+3. sets ``y[v] += eta_t u[v] / u*(v)`` (``u*(v)`` the value's best grid
+   utility, :func:`_scale`) and ``s[v] = softmax(y[v])`` (the entropic mirror
+   map), with ``eta_t = step * t ** -decay``.
 
-The equilibrium reported is the mean bid at each value, and its utility loss
-is measured again against a best response on grids ``refine`` times finer
-(:func:`utility_losses`), with the opponents playing those bid functions.
+The equilibrium reported is the mean bid at each value, made non-decreasing
+(:func:`monotone`; one-sided markets also :func:`unstep`), and its utility
+loss is measured again against a best response on grids ``refine`` times
+finer (:func:`utility_losses`), with the opponents playing those bid
+functions.
 """
 
 from __future__ import annotations
