@@ -17,11 +17,9 @@ import numpy as np
 from attn_env.config import ExperimentConfig
 from attn_env.integrity.explain import explain_market
 from attn_env.mechanisms import name_of
-from runner.simulate import play_log
+from runner.simulate import MAX_NUM_ENVS, play_log
 
 __all__ = ["MarketRecorder", "explain"]
-
-_MAX_ENVS = 1024  # simulate's default batch of markets
 
 
 class MarketRecorder:
@@ -56,7 +54,7 @@ class MarketRecorder:
                 f"config), got {market}"
             )
         episode, round_ = divmod(int(market), rounds)
-        batch, column = divmod(episode, min(episodes, _MAX_ENVS))
+        batch, column = divmod(episode, min(episodes, MAX_NUM_ENVS))
         return cls(int(market), episode, round_, batch, column)
 
     def start(self, env: Any) -> None:
@@ -127,7 +125,7 @@ def explain(
         ValueError: ``market`` outside ``[0, episodes x rounds)``.
     """
     rec = MarketRecorder.for_market(config, market)
-    num_envs = min(config.episodes, _MAX_ENVS)
+    num_envs = min(config.episodes, MAX_NUM_ENVS)
     play_log(
         config,
         episodes=min(config.episodes, (rec.target[0] + 1) * num_envs),

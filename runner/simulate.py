@@ -24,7 +24,10 @@ from attn_env.mechanisms import name_of
 from attn_env.players import Agent, Seats
 from runner.seats import build_agents
 
-__all__ = ["Recorder", "play", "play_log"]
+__all__ = ["MAX_NUM_ENVS", "Recorder", "play", "play_log"]
+
+MAX_NUM_ENVS = 1024
+"Markets stepped at once by default (``min(episodes, MAX_NUM_ENVS)``)."
 
 
 class Recorder(Protocol):
@@ -89,7 +92,7 @@ def play_log(
     episodes = config.episodes if episodes is None else int(episodes)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    num_envs = min(episodes, 1024) if num_envs is None else int(num_envs)
+    num_envs = min(episodes, MAX_NUM_ENVS) if num_envs is None else int(num_envs)
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     num_envs = min(num_envs, episodes)
