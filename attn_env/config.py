@@ -405,7 +405,7 @@ def validate_env(c: EnvConfig) -> None:
         raise bad("redraw", f"one of {', '.join(REDRAW)}")
     if c.action not in ACTION_MODES:
         raise bad("action", f"one of {', '.join(ACTION_MODES)}")
-    # values may be one fixed number (value_low == value_high: a common value)
+    # values may be one fixed number (0 < value_low == value_high: a common value)
     for lo, hi, rel in (
         ("value_low", "value_high", "<="),
         ("cost_low", "cost_high", "<"),
@@ -415,10 +415,11 @@ def validate_env(c: EnvConfig) -> None:
             is_real(a)
             and is_real(b)
             and 0.0 <= a
-            and (a < b or (a == b and rel == "<="))
+            and (a < b or (a == b > 0.0 and rel == "<="))
         ):
+            also = f" and {hi} > 0" if rel == "<=" else ""
             raise ValueError(
-                f"{lo}, {hi} must satisfy 0 <= {lo} {rel} {hi}, got {a!r}, {b!r}"
+                f"{lo}, {hi} must satisfy 0 <= {lo} {rel} {hi}{also}, got {a!r}, {b!r}"
             )
     for name in ("value_low", "value_high", "cost_low", "cost_high", "budget"):
         v = getattr(c, name)

@@ -154,6 +154,7 @@ def test_feedback_none_keeps_observations() -> None:
         ({"mechanism": "k_double", "feedback": "winning_bid"}, "two_sided"),
         ({"feedback": "everything"}, "one of none, winning_bid"),
         ({"cost_low": 1.0, "cost_high": 1.0, "mechanism": "cda"}, "cost_low < cost"),
+        ({"value_low": 0.0, "value_high": 0.0}, "value_high > 0"),
     ],
 )
 def test_config_errors(options: dict, message: str) -> None:
