@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.mechanisms import name_of
 from attn_env.observation import VALUE, as_actions
 
 __all__ = ["QLearnAgent"]
@@ -77,7 +78,7 @@ class QLearnAgent:
         learning_rate: float = 0.1,
         discount: float = 0.95,
         epsilon: float = 1.0,
-        epsilon_decay: float = 2e-5,
+        epsilon_decay: float = 5e-5,
         memory: int = 0,
         counterfactual: bool = True,
         q_init: float | None = None,
@@ -101,10 +102,9 @@ class QLearnAgent:
         self.n_bids, self.memory = n_bids, memory
         self.learning_rate, self.discount = float(learning_rate), float(discount)
         self.epsilon0, self.epsilon_decay = float(epsilon), float(epsilon_decay)
-        self.feedback = feedback
         self.n_signals = 2 * n_bids
         self.n_states = self.n_signals**memory
-        name = mechanism if isinstance(mechanism, str) else type(mechanism).__name__
+        name = name_of(mechanism)
         known = name in _SYNCHRONOUS and n_slots == 1
         self.synchronous = bool(
             counterfactual and feedback == "min_bid_to_win" and known
@@ -208,7 +208,7 @@ class QLearnAgent:
         cdf = (np.arange(1, g + 1) / g) ** max(rivals, 0)
         p_max = np.diff(cdf, prepend=0.0)  # P(highest rival bid = index j)
         out = np.zeros(g)
-        for j, p in enumerate(p_max):
+        for j, p in enumerate(p_max):  # summed in this order: runs reproduce bitwise
             out += p * self._counterfactual(np.array([float(j)]), np.ones(1))[0]
         return out
 
