@@ -11,7 +11,7 @@ measured window (mean over seeds, 95% t-interval), the learners' mean bids,
 the median round of the last change of a greedy bid, and seconds.
 
     python benchmarks/collusion.py [--seeds 20] [--window 1000] [--workers 2]
-        [--warmup ROUNDS] [--json OUT.json] [--plot OUT.png]
+        [--warmup ROUNDS] [--memory M] [--json OUT.json] [--plot OUT.png]
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ CASES = [
 
 
 def run_case(
-    case: tuple[str, str], seeds: int, window: int, warmup: int | None = None
+    case: tuple[str, str],
+    seeds: int,
+    window: int,
+    warmup: int | None = None,
+    memory: int | None = None,
 ) -> dict[str, Any]:
     """One case of :data:`CASES` on the base config, measured over ``window``."""
     mechanism, feedback = case
@@ -45,9 +49,11 @@ def run_case(
     env = dataclasses.replace(
         config.env, mechanism=mechanism, feedback=feedback, rounds=window
     )
-    return run_collusion(
-        dataclasses.replace(config, env=env), seeds=seeds, warmup=warmup
-    )
+    buyer = config.agents["buyer"]
+    if memory is not None:
+        buyer = dataclasses.replace(buyer, params={**buyer.params, "memory": memory})
+    config = dataclasses.replace(config, env=env, agents={"buyer": buyer})
+    return run_collusion(config, seeds=seeds, warmup=warmup)
 
 
 def main() -> None:
@@ -56,6 +62,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--warmup", type=int, help="rounds of learning (config's)")
+    parser.add_argument("--memory", type=int, help="learners' memory (config's: 0)")
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument("--plot", type=Path, help="bid paths of every case (PNG)")
     args = parser.parse_args()
@@ -63,7 +70,7 @@ def main() -> None:
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [
-            pool.submit(run_case, c, args.seeds, args.window, args.warmup)
+            pool.submit(run_case, c, args.seeds, args.window, args.warmup, args.memory)
             for c in CASES
         ]
         results = [j.result() for j in jobs]
