@@ -1,10 +1,18 @@
 """Score texts directly, no bank: relevance r of candidates and alpha of a page.
 
->>> from attn_env.valuations import relevance, slot_attention
->>> relevance("best running shoes", ["Trainers for fallen arches.", "Tax advice."])
-array([0.71..., 0.38...])
->>> slot_attention("best running shoes", ["ad one", "ad two", "ad three"])
-array([0.41..., 0.31..., 0.28...])   # sums to 1, in page order
+Example (the shipped MiniLM-L6)::
+
+    from attn_env.valuations import relevance, slot_attention
+
+    relevance(
+        "best running shoes for flat feet",
+        [
+            "Supportive trainers built for fallen arches on long jogs.",
+            "Running a small shop? The best card reader for retailers.",
+        ],
+    )  # array([0.395, 0.367]): the paraphrase above the lexical distractor
+    slot_attention("best running shoes", ["ad one", "ad two", "ad three"])
+    # array([0.451, 0.216, 0.334]): sums to 1, in page order
 
 Both read the shipped MiniLM-L6 (or ``model_dir``) on ``device`` (``auto``:
 CUDA in fp16 when present, else CPU fp32). The model is loaded on first use and
