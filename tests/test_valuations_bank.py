@@ -673,6 +673,13 @@ def test_cli_build_and_show(
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in png.parent.iterdir()] == ["heat.png"]  # no temp left
+    # the chosen ads with their r, in slot order
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("r (lift of heads L1H1, L2H2")
+    assert (
+        lines[1].startswith("  slot 1  r=0.") and "trail sneakers on sale" in lines[1]
+    )
+    assert lines[2].startswith("  slot 2  r=0.") and lines[2].endswith("tax help")
 
 
 # ------------------------------------------------------------------------- env
