@@ -16,13 +16,15 @@ Each market of a round draws (numpy only, no model call, no loop over markets):
    names ``off_topic``, ``on_topic``).
 
 So buyer i's value for slot j is ``theta_i * r_i * alpha_j``. The definitions of
-r and alpha are in :mod:`attn_env.valuations.model` and the bank layout in
+r and alpha are in :mod:`attn_env.valuations.model` (``lift``, the default
+r, in :mod:`attn_env.valuations.lift`) and the bank layout in
 :mod:`attn_env.valuations.bank`. The bank is opened once (memory-mapped); when
 none exists for the settings, a bank is built on first use, with a warning.
 
 Keyword parameters (``valuation_params`` of the environment):
 
-- bank settings: ``layers``, ``heads``, ``source``, ``max_query_tokens``,
+- bank settings: ``layers``, ``heads``, ``source``, ``score``, ``lift_heads``,
+  ``max_query_tokens``,
   ``max_candidate_tokens``, ``n_queries``, ``candidates_per_query``,
   ``own_fraction``, ``pages``, ``max_slots``, ``seed`` (see ``BankSettings``);
 - ``corpus``: folder with ``queries.jsonl`` and ``candidates.jsonl`` (default: shipped);
