@@ -33,7 +33,11 @@ token (``source="cls"``). The mass that segment s receives is
 - ``r_raw`` of a candidate, from the pair ``[CLS] query [SEP] cand [SEP]``, by
   ``score``:
 
-  - ``maxsim`` (default): ``(1 / |S|) sum_{t in S} max_{u : seg(u) = 1} Ã[t, u]``,
+  - ``lift`` (default): single heads' mass on the candidate over a content-free
+    query's, :mod:`attn_env.valuations.lift` (it reads ``lift_heads``, not the
+    aggregated map ``A``);
+  - ``maxsim`` (the default before issue 12):
+    ``(1 / |S|) sum_{t in S} max_{u : seg(u) = 1} Ã[t, u]``,
     how strongly each query token locks onto its best-matching candidate token
     (an attention analogue of ColBERT's MaxSim; it does not grow with the
     candidate's length);
