@@ -3,6 +3,8 @@ numbers."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -114,6 +116,25 @@ def test_fake_traffic_changes_only_the_targeted_ads(n, data, boost, seed):
     d2 = fa.draw(np.random.default_rng(seed), 5, n, 2)
     np.testing.assert_allclose(d2.alpha, boost * d0.alpha)
     np.testing.assert_array_equal(d2.relevance, d0.relevance)
+
+
+def test_fake_traffic_keeps_the_inner_groups():
+    """Fairness by vertical still works under bots: labels and names pass through."""
+
+    class Labelled:
+        name = "labelled"
+        group_names = ("shoes", "travel")
+
+        def draw(self, rng, batch, n_buyers, n_slots):
+            d = make_source("uniform").draw(rng, batch, n_buyers, n_slots)
+            group = np.tile(np.arange(n_buyers) % 2, (batch, 1))
+            return dataclasses.replace(d, group=group)
+
+    fake = FakeTrafficSource(Labelled(), ads=[0], boost=2.0)
+    assert fake.group_names == ("shoes", "travel")
+    d = fake.draw(np.random.default_rng(0), 3, 4, 2)
+    np.testing.assert_array_equal(d.group, [[0, 1, 0, 1]] * 3)
+    assert FakeTrafficSource(make_source("uniform"), ads=[0]).group_names == ()
 
 
 def test_fake_traffic_through_the_env_config():

@@ -112,6 +112,8 @@ class FakeTrafficSource:
         self.inner = inner
         self.spec = check_fake_traffic(spec)
         self.name = inner.name
+        # the draws keep the inner labels, so fairness by vertical still reads them
+        self.group_names: tuple[str, ...] = tuple(getattr(inner, "group_names", ()))
 
     def draw(
         self, rng: np.random.Generator, batch: int, n_buyers: int, n_slots: int
