@@ -439,6 +439,10 @@ def validate_env(c: EnvConfig) -> None:
             raise bad("exposure_floor", "0 in a two-sided market (no slots)")
         check_floor(c.exposure_floor, c.n_buyers)
     _check_valuation_params(c.valuation, c.valuation_params)
+    if c.valuation_params.get("slot_weights") is not None:  # uniform source
+        from attn_env.valuations.positions import PositionModel
+
+        PositionModel.parse(c.valuation_params["slot_weights"]).weights(c.n_slots)
 
 
 def _check_valuation_params(name: str, params: dict[str, Any]) -> None:

@@ -80,8 +80,7 @@ def test_bad_slot_weights_name_the_value(spec, named):
 
 
 def test_bad_slot_weights_fail_before_any_market_is_played():
-    # a bad curve when the env is built; a list of the wrong length at the first
-    # draw, where n_slots meets the source
+    # a bad curve, and a list of the wrong length, when the config is checked
     with pytest.raises(ValueError, match="unknown slot_weights curve 'foo'"):
         attn_env.vector_env(
             num_envs=2,
@@ -89,16 +88,15 @@ def test_bad_slot_weights_fail_before_any_market_is_played():
             n_slots=2,
             valuation_params={"slot_weights": "foo"},
         )
-    e = attn_env.parallel_env(
-        mechanism="gsp",
-        n_buyers=4,
-        n_slots=3,
-        valuation_params={"slot_weights": [0.5, 0.2]},
-    )
     with pytest.raises(
         ConfigError, match=r"2 entries \[0.5, 0.2\], expected n_slots = 3"
     ):
-        e.reset(seed=0)
+        attn_env.parallel_env(
+            mechanism="gsp",
+            n_buyers=4,
+            n_slots=3,
+            valuation_params={"slot_weights": [0.5, 0.2]},
+        )
 
 
 # --- the default is unchanged --------------------------------------------------
