@@ -29,6 +29,13 @@ learn in one numpy pass.
   equal to the threshold counts as a tie won half the time), the channel by
   which Banchio & Skrzypacz find that publishing it restores competition.
 
+The defaults are Calvano-style (learning rate 0.1, discount 0.95, exploration
+from 1, initial values against uniform rivals). ``configs/collusion_*.yaml``
+use Banchio & Skrzypacz's learner instead: ``learning_rate=0.05,
+discount=0.99, epsilon=0.025, epsilon_decay=2e-4, q_init=100`` (equal
+optimistic values ``1 / (1 - discount)``) and 500,000 rounds, with which second
+price reaches the competitive bid (``docs/collusion.md``).
+
 Learning happens in :meth:`QLearnAgent.observe`; the Q-tables persist across
 episodes (the learner keeps learning until ``reset``). The agent reads only its
 own outcome and the ``published`` value of the feedback, not the others' bids.

@@ -9,9 +9,17 @@ a time on two processes; the learners' settings are those of
 ``configs/collusion_fpa.yaml``. Each row: revenue per auction over the
 measured window (mean over seeds, 95% t-interval), the learners' mean bids,
 the median round of the last change of a greedy bid, and seconds.
+With the configs' 500,000 rounds of learning a case takes about 3 minutes
+(docs/collusion.md); ``--cases`` picks some.
 
     python benchmarks/collusion.py [--seeds 20] [--window 1000] [--workers 2]
-        [--warmup ROUNDS] [--memory M] [--json OUT.json] [--plot OUT.png]
+        [--warmup ROUNDS] [--memory M] [--params JSON] [--cases MECH:FEEDBACK,..]
+        [--json OUT.json] [--plot OUT.png]
+
+``--params`` overrides the learners' settings (``qlearn`` keyword arguments),
+e.g. Banchio & Skrzypacz's (docs/collusion.md): ``--params '{"learning_rate":
+0.05, "discount": 0.99, "epsilon": 0.025, "epsilon_decay": 2e-4, "q_init":
+100}' --warmup 1000000``; ``--cases second_price:none`` runs only that case.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ def run_case(
     window: int,
     warmup: int | None = None,
     memory: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One case of :data:`CASES` on the base config, measured over ``window``."""
     mechanism, feedback = case
@@ -52,6 +61,8 @@ def run_case(
     buyer = config.agents["buyer"]
     if memory is not None:
         buyer = dataclasses.replace(buyer, params={**buyer.params, "memory": memory})
+    if params:
+        buyer = dataclasses.replace(buyer, params={**buyer.params, **params})
     config = dataclasses.replace(config, env=env, agents={"buyer": buyer})
     return run_collusion(config, seeds=seeds, warmup=warmup)
 
@@ -63,15 +74,35 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--warmup", type=int, help="rounds of learning (config's)")
     parser.add_argument("--memory", type=int, help="learners' memory (config's: 0)")
+    parser.add_argument(
+        "--params", type=json.loads, help="learners' settings, JSON (config's)"
+    )
+    parser.add_argument(
+        "--cases", help="comma-separated MECHANISM:FEEDBACK (default: all six)"
+    )
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument("--plot", type=Path, help="bid paths of every case (PNG)")
     args = parser.parse_args()
 
+    cases = CASES
+    if args.cases:
+        cases = [tuple(c.split(":")) for c in args.cases.split(",")]
+        unknown = [c for c in cases if c not in CASES]
+        if unknown:
+            parser.error(f"unknown cases {unknown}; choose from {CASES}")
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [
-            pool.submit(run_case, c, args.seeds, args.window, args.warmup, args.memory)
-            for c in CASES
+            pool.submit(
+                run_case,
+                c,
+                args.seeds,
+                args.window,
+                args.warmup,
+                args.memory,
+                args.params,
+            )
+            for c in cases
         ]
         results = [j.result() for j in jobs]
     wall = time.perf_counter() - start
@@ -89,7 +120,7 @@ def main() -> None:
             f"{r['rounds_to_convergence']:>10.0f} {r['seconds']:>8.1f}"
         )
     print(
-        f"{len(CASES)} cases x {args.seeds} seeds x "
+        f"{len(cases)} cases x {args.seeds} seeds x "
         f"{results[0]['warmup'] + args.window} rounds: {wall:.0f} s wall "
         f"on {args.workers} processes"
     )
