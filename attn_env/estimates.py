@@ -83,6 +83,19 @@ class Estimate:
         """Standard error over episodes (``nan`` with fewer than 2 episodes)."""
         return _se(self.influence)
 
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Two-sided Student-t interval ``value -/+ t(E - 1) se`` (``nan`` ends
+        with fewer than 2 episodes)."""
+        if not 0.0 < confidence < 1.0:
+            raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+        se = self.se
+        if not math.isfinite(se):
+            return (math.nan, math.nan)
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + confidence / 2, self.episodes - 1)) * se
+        return (self.value - half, self.value + half)
+
 
 def _se(z: NDArray[np.float64]) -> float:
     if z.size < 2 or not np.all(np.isfinite(z)):

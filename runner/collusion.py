@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 import attn_env
 from attn_env.config import ExperimentConfig
+from attn_env.estimates import Estimate
 from attn_env.figures import new_figure, save_png
 from attn_env.mechanisms import name_of
 from attn_env.players import Seats
@@ -33,15 +34,8 @@ __all__ = ["confidence_interval", "plot_paths", "run_collusion"]
 
 def confidence_interval(x: NDArray[np.float64], level: float = 0.95) -> dict:
     """Mean, standard error and Student-t interval of ``x`` (one value per seed)."""
-    from scipy import stats
-
-    x = np.asarray(x, dtype=np.float64)
-    mean = float(x.mean())
-    if x.size < 2:
-        return {"mean": mean, "se": math.nan, "ci": [math.nan, math.nan]}
-    se = float(x.std(ddof=1) / math.sqrt(x.size))
-    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1)) * se
-    return {"mean": mean, "se": se, "ci": [mean - half, mean + half]}
+    est = Estimate.mean(x)
+    return {"mean": est.value, "se": est.se, "ci": list(est.interval(level))}
 
 
 def run_collusion(

@@ -182,3 +182,25 @@ def test_simulate_table_shows_mean_plus_minus_se(capsys):
     main(["simulate", "configs/second_price.yaml", "--episodes", "200"])
     out = capsys.readouterr().out
     assert "±" in out and "value ± se" in out
+
+
+def test_interval_of_a_mean_is_the_student_t_interval():
+    x = np.array([0.2, 0.5, 0.9, 0.4])
+    low, high = Estimate.mean(x).interval(0.9)
+    se = x.std(ddof=1) / math.sqrt(4)
+    half = 2.3533634 * se  # t(3) at 0.95, from the table
+    assert low == pytest.approx(x.mean() - half, rel=1e-6)
+    assert high == pytest.approx(x.mean() + half, rel=1e-6)
+    assert all(math.isnan(v) for v in Estimate.mean([0.3]).interval())
+    with pytest.raises(ValueError, match="confidence must be in"):
+        Estimate.mean(x).interval(1.0)
+
+
+def test_collusion_confidence_interval_is_the_estimate_interval():
+    from runner.collusion import confidence_interval
+
+    x = np.array([0.1, 0.3, 0.35, 0.2, 0.5])
+    ci = confidence_interval(x)
+    assert ci["mean"] == pytest.approx(x.mean())
+    assert ci["se"] == pytest.approx(x.std(ddof=1) / math.sqrt(5))
+    assert ci["ci"] == pytest.approx(list(Estimate.mean(x).interval(0.95)))
