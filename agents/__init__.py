@@ -44,8 +44,8 @@ from typing import Any
 
 from agents.attacks import AbsentAgent, RingAgent, ShillAgent, WashAgent
 from agents.baselines import BNEAgent, PacingAgent, ShadingAgent, TruthfulAgent
-from agents.qlearn import QLearnAgent
 from agents.equilibrium import EquilibriumAgent
+from agents.qlearn import QLearnAgent
 from agents.traders import GDAgent, ZICAgent, ZIPAgent
 from attn_env.config import EnvConfig
 from attn_env.core import MarketSpec
