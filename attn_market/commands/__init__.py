@@ -3,9 +3,10 @@ parsers and sets ``func`` (``argparse.Namespace -> exit code``)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-__all__ = ["check_output_file"]
+__all__ = ["check_output_file", "config_from_args"]
 
 
 def check_output_file(path: str | Path, option: str, make_folder: bool = False) -> None:
@@ -32,3 +33,16 @@ def check_output_file(path: str | Path, option: str, make_folder: bool = False) 
                     f"{option} {str(path)!r}: {str(above)!r} is not a folder"
                 )
             return
+
+
+def config_from_args(args: argparse.Namespace):
+    """The ``ExperimentConfig`` of ``args.config``, with ``--seed`` applied if given."""
+    import dataclasses
+
+    from attn_env.config import load_config, validate_experiment
+
+    config = load_config(args.config)
+    if getattr(args, "seed", None) is not None:
+        config = dataclasses.replace(config, seed=args.seed)
+        validate_experiment(config)
+    return config

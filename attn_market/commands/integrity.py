@@ -8,10 +8,9 @@ integrity report of a config's market (``runner.audit``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
-from attn_env.config import load_config, validate_experiment
+from attn_market.commands import config_from_args
 from runner.results import jsonable
 
 __all__ = ["register"]
@@ -57,18 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.set_defaults(func=_audit)
 
 
-def _config(args: argparse.Namespace):
-    config = load_config(args.config)
-    if args.seed is not None:
-        config = dataclasses.replace(config, seed=args.seed)
-        validate_experiment(config)
-    return config
-
-
 def _explain(args: argparse.Namespace) -> int:
     from runner.explain import explain
 
-    ex = explain(_config(args), args.market)
+    ex = explain(config_from_args(args), args.market)
     if args.json:
         print(json.dumps(jsonable(ex), allow_nan=False))
         return 0
@@ -106,7 +97,7 @@ def _audit(args: argparse.Namespace) -> int:
         )
     if args.out:
         _check_folder(args.out)  # fail before the run, not after it
-    report = audit(_config(args), episodes=args.episodes, merit=args.merit)
+    report = audit(config_from_args(args), episodes=args.episodes, merit=args.merit)
     data = jsonable(report)
     if args.out:
         write_audit(report, args.out)

@@ -8,14 +8,12 @@ them (``--plot FILE``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from attn_env.config import load_config, validate_experiment
-from attn_market.commands import check_output_file
+from attn_market.commands import check_output_file, config_from_args
 from runner.results import jsonable
 from runner.simulate import play
 
@@ -46,10 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    if args.seed is not None:
-        config = dataclasses.replace(config, seed=args.seed)
-        validate_experiment(config)
+    config = config_from_args(args)
     if args.plot:
         check_output_file(args.plot, "--plot")  # fail before the run, not after it
     result = play(config, episodes=args.episodes, num_envs=args.num_envs)

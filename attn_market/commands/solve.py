@@ -10,10 +10,9 @@ object (``--json``): ``{"roles": {ROLE: {"values", "bids", "utility_loss"}},
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
-from attn_market.commands import check_output_file
+from attn_market.commands import check_output_file, config_from_args
 
 __all__ = ["register"]
 
@@ -39,13 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from attn_env.config import load_config, validate_experiment
     from runner.solve import SOLUTION_FILE, solve
 
-    config = load_config(args.config)
-    if args.seed is not None:
-        config = dataclasses.replace(config, seed=args.seed)
-        validate_experiment(config)
+    config = config_from_args(args)
     if args.plot:
         check_output_file(args.plot, "--plot")
     if args.out:
