@@ -86,14 +86,7 @@ class Estimate:
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
         """Two-sided Student-t interval ``value -/+ t(E - 1) se`` (``nan`` ends
         with fewer than 2 episodes)."""
-        if not 0.0 < confidence < 1.0:
-            raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-        se = self.se
-        if not math.isfinite(se):
-            return (math.nan, math.nan)
-        from scipy.stats import t
-
-        half = float(t.ppf(0.5 + confidence / 2, self.episodes - 1)) * se
+        half = _t_half(self.se, float(self.episodes - 1), confidence)
         return (self.value - half, self.value + half)
 
 
@@ -101,6 +94,18 @@ def _se(z: NDArray[np.float64]) -> float:
     if z.size < 2 or not np.all(np.isfinite(z)):
         return math.nan
     return float(z.std(ddof=1) / math.sqrt(z.size))
+
+
+def _t_half(se: float, df: float, confidence: float) -> float:
+    """Half-width ``t(df) se`` of a two-sided Student-t interval at ``confidence``
+    (0 when ``se`` is 0, ``nan`` when ``se`` or ``df`` is undefined)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if math.isfinite(se) and math.isfinite(df) and df > 0:
+        from scipy.stats import t
+
+        return float(t.ppf(0.5 + confidence / 2, df)) * se
+    return 0.0 if se == 0.0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -139,8 +144,6 @@ def difference(
             otherwise Welch's.
         confidence: level of the interval, in (0, 1).
     """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     if paired and a.episodes != b.episodes:
         raise ValueError(
             f"paired estimates need the same episodes, got {a.episodes} and "
@@ -156,12 +159,7 @@ def difference(
         # Welch–Satterthwaite; a design without spread adds no degrees of freedom
         parts = [s**4 / (e - 1) for s, e in ((se_a, a.episodes), (se_b, b.episodes))]
         df = se**4 / sum(parts) if sum(parts) > 0 else math.nan
-    if math.isfinite(se) and math.isfinite(df) and df > 0:
-        from scipy.stats import t
-
-        half = float(t.ppf(0.5 + confidence / 2, df)) * se
-    else:
-        half = 0.0 if se == 0.0 else math.nan
+    half = _t_half(se, df, confidence)
     return Difference(
         diff, se, se_unpaired, df, diff - half, diff + half, paired=bool(paired)
     )
