@@ -38,6 +38,7 @@ from attn_env.market_log import MarketLog
 from attn_env.players import Seats
 from attn_env.valuations.fake_traffic import check_fake_traffic, true_draw
 from runner.seats import build_agents
+from runner.simulate import MAX_NUM_ENVS
 
 __all__ = [
     "ATTACKS",
@@ -277,7 +278,8 @@ def attack_damage(
         seed: the seed of both markets (default ``config.seed``).
         defence: a name of :data:`DEFENCES` or ``{name: ..., **params}``, applied
             to both markets.
-        num_envs: markets stepped at once (default ``min(episodes, 1024)``).
+        num_envs: markets stepped at once (default
+            ``min(episodes, runner.simulate.MAX_NUM_ENVS)``).
 
     Returns:
         ``attack``, ``params``, ``defence``, ``mechanism``, ``episodes``, ``seed``,
@@ -290,7 +292,7 @@ def attack_damage(
     episodes = config.episodes if episodes is None else int(episodes)
     if episodes < 2:
         raise ValueError(f"episodes must be >= 2 (standard errors), got {episodes}")
-    num_envs = min(episodes, 1024) if num_envs is None else int(num_envs)
+    num_envs = min(episodes, MAX_NUM_ENVS) if num_envs is None else int(num_envs)
     scen = scenario(config, attack)
     d_name, _ = _spec("defence", defence, DEFENCES)
     runs = {}
