@@ -16,8 +16,10 @@
       ``[cost, cost_high]``.
 
     ``value`` (``cost``) is first clipped into ``[value_low, value_high]``
-    (``[cost_low, cost_high]``). A constant ``s`` covers the linear equilibria
-    (first price on ``U[0, 1]`` with ``n`` buyers: ``s = (n - 1) / n``).
+    (``[cost_low, cost_high]``). With a fixed common value
+    (``value_low == value_high``) buyers shade from 0: ``bid = s * value``.
+    A constant ``s`` covers the linear equilibria (first price on ``U[0, 1]``
+    with ``n`` buyers: ``s = (n - 1) / n``).
 
 :func:`shade_to_price` is the one formula; the env faces and the trainer's
 action maps (``training.actions``) call it.
@@ -28,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ACTION_MODES", "shade_to_price", "shade_to_prices"]
+__all__ = ["ACTION_MODES", "buyer_shade_range", "shade_to_price", "shade_to_prices"]
 
 ACTION_MODES = ("absolute", "shade")
 "Values of ``EnvConfig.action``."
@@ -52,6 +54,12 @@ def shade_to_price(
     return low + s * (value - low)
 
 
+def buyer_shade_range(config) -> tuple[float, float]:
+    """``(low, high)`` buyers shade in: the value range, from 0 for a fixed value."""
+    low, high = float(config.value_low), float(config.value_high)
+    return (0.0 if low == high else low), high
+
+
 def shade_to_prices(
     s: NDArray, values: NDArray, n_buyers: int, config
 ) -> NDArray[np.float64]:
@@ -64,7 +72,7 @@ def shade_to_prices(
     out = np.empty_like(s)
     n = n_buyers
     out[:, :n] = shade_to_price(
-        s[:, :n], values[:, :n], config.value_low, config.value_high, seller=False
+        s[:, :n], values[:, :n], *buyer_shade_range(config), seller=False
     )
     if s.shape[1] > n:
         out[:, n:] = shade_to_price(

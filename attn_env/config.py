@@ -131,8 +131,8 @@ class TrainConfig:
     "Parameter sharing: ``role`` (one policy per role) or ``none`` (independent)."
     num_envs: int = 64
     "Markets stepped in parallel to collect experience."
-    action: str = "shade"
-    "Policy output: ``shade`` (bid = s x value) or ``absolute`` (the bid itself)."
+    squash: str = "sigmoid"
+    "Raw policy sample -> ``s`` under ``env.action: shade``: ``sigmoid`` or ``clip``."
     gamma: float = 0.0
     "Discount factor (0 for one-shot rounds)."
     learning_rate: float = 3e-4
@@ -274,6 +274,17 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {name}, got {value!r}")
 
 
+MOVED_KEYS = {
+    ("TrainConfig", "action"): (
+        "the key moved: what an action means is the env's option (env.action: "
+        "shade or absolute), how the policy squashes into it is train.squash "
+        "(sigmoid or clip); train.action shade_clip = env.action shade + "
+        "train.squash clip"
+    ),
+}
+"Keys of earlier versions, and where they went (named in the error)."
+
+
 def from_dict(cls: type, data: Any, where: str = "config") -> Any:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
     if data is None:
@@ -285,6 +296,9 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in known:
+            moved = MOVED_KEYS.get((cls.__name__, key))
+            if moved:
+                raise ConfigError(f"{where}.{key}: {moved}")
             raise ConfigError(
                 f"{where}: unknown key {key!r}; known keys: {', '.join(known)}"
             )

@@ -14,7 +14,10 @@ Shapes (``N = num_envs``, ``A = n_agents``, columns in :attr:`agents` order):
   terminated [N, A] bool, truncated [N, A] bool, infos``.
 
 Actions are bids and asks, or shading factors in ``[0, 1]`` under
-``action="shade"`` (``attn_env.actions``), for every agent of every market.
+``action="shade"`` (``attn_env.actions``), for every agent of every market
+except the ``fixed_agents``: their actions are always bids and asks. That is
+how a trainer steps learners in the env's own action parameterisation beside
+fixed agents of ``agents/``, which bid (``attn-market train`` does).
 ``render_mode`` ``ansi``, ``human`` or ``rgb_array`` renders market 0.
 
 Autoreset: **same-step** (gymnasium 1.x ``AutoresetMode.SAME_STEP``, as SB3's
@@ -63,14 +66,17 @@ key                      shape             meaning
 
 Attributes: ``agents``, ``n_agents``, ``num_envs``, ``single_observation_space``
 and ``single_action_space`` (the space of one agent in one market, shared by
-all agents: what a parameter-shared policy sees), ``observation_space`` and
-``action_space`` (the batched boxes), ``options`` (the resolved
-:class:`~attn_env.config.EnvConfig` as a dict), ``config``.
+all agents that follow ``action``: what a parameter-shared policy sees),
+``observation_space`` and ``action_space`` (the batched boxes; ``fixed_agents``'
+columns reach ``max_bid``), ``fixed_columns`` (their column indices),
+``options`` (the resolved :class:`~attn_env.config.EnvConfig` as a dict),
+``config``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -102,6 +108,7 @@ class MarketVectorEnv:
         render_mode: str | None = None,
         seed: int | None = None,
         final_obs: bool = True,
+        fixed_agents: Sequence[str] = (),
         **options: Any,
     ) -> None:
         if (
@@ -127,15 +134,21 @@ class MarketVectorEnv:
         self.single_action_space = Box(
             0.0, spec.action_high, shape=(1,), dtype=np.float32
         )
+        self.fixed_columns = _fixed_columns(fixed_agents, self.agents)
+        self._action_columns = (
+            [j for j in range(self.n_agents) if j not in self.fixed_columns]
+            if self.fixed_columns
+            else None
+        )
         shape = (self.num_envs, self.n_agents)
         self.observation_space = Box(
             np.broadcast_to(spec.obs_low, (*shape, spec.obs_dim)),
             np.broadcast_to(spec.obs_high, (*shape, spec.obs_dim)),
             dtype=np.float32,
         )
-        self.action_space = Box(
-            0.0, spec.action_high, shape=(*shape, 1), dtype=np.float32
-        )
+        high = np.full((*shape, 1), spec.action_high, dtype=np.float32)
+        high[:, list(self.fixed_columns)] = spec.max_bid
+        self.action_space = Box(0.0, high, dtype=np.float32)
         self._default_seed = seed
         self._final_obs = bool(final_obs)
         self.np_random: np.random.Generator | None = None
@@ -159,7 +172,8 @@ class MarketVectorEnv:
         """One round in every market, then autoreset of the finished ones."""
         if self.np_random is None:
             raise ValueError("step() called before reset()")
-        rew, done, infos = self.core.step(self.core.to_bids(actions), self.np_random)
+        bids = self.core.to_bids(actions, columns=self._action_columns)
+        rew, done, infos = self.core.step(bids, self.np_random)
         ended = bool(done.any())
         if ended:
             met = self.core.metrics()
@@ -192,6 +206,20 @@ class MarketVectorEnv:
             f"MarketVectorEnv(num_envs={self.num_envs}, mechanism={c.mechanism!r}, "
             f"agents={self.n_agents}, rounds={c.rounds})"
         )
+
+
+def _fixed_columns(fixed: Sequence[str], agents: list[str]) -> tuple[int, ...]:
+    """Column indices of ``fixed_agents``; ``ValueError`` naming an unknown one."""
+    if isinstance(fixed, str):
+        fixed = [fixed]
+    out = []
+    for name in fixed:
+        if name not in agents:
+            raise ValueError(
+                f"fixed_agents: unknown agent {name!r}; agents: {', '.join(agents)}"
+            )
+        out.append(agents.index(name))
+    return tuple(sorted(set(out)))
 
 
 def vector_env(num_envs: int, **options: Any) -> MarketVectorEnv:

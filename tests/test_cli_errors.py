@@ -33,7 +33,7 @@ TWO_SIDED: dict[str, Any] = {
 }
 LEARN: dict[str, Any] = {
     "seed": 0,
-    "env": {"mechanism": "first_price", "n_buyers": 2},
+    "env": {"mechanism": "first_price", "n_buyers": 2, "action": "shade"},
     "agents": {"buyer": {"kind": "learn"}},
     "episodes": 2,
     "train": {"total_timesteps": 64, "num_envs": 2, "n_steps": 8, "batch_size": 16},
@@ -324,7 +324,8 @@ TRAIN_BAD: list[tuple[str, Any, str]] = [
     ("algo", "dqn", "dqn"),
     ("algo", 1, "algo"),
     ("share", "all", "all"),
-    ("action", "bid", "bid"),
+    ("squash", "bid", "bid"),
+    ("action", "shade", "env.action"),
     ("total_timesteps", 0, "total_timesteps"),
     ("total_timesteps", -1, "total_timesteps"),
     ("total_timesteps", 1.5, "total_timesteps"),

@@ -187,7 +187,7 @@ def test_behaviour_policy_plays_a_trained_run(tmp_path):
 
     run = tmp_path / "run"
     learn = ExperimentConfig(
-        env=EnvConfig(mechanism="first_price", n_buyers=2),
+        env=EnvConfig(mechanism="first_price", n_buyers=2, action="shade"),
         agents={"buyer": AgentSpec(kind="learn")},
         train=TrainConfig(
             total_timesteps=256,

@@ -306,7 +306,7 @@ def test_evaluate_uses_the_numerical_reference_where_no_closed_form(tmp_path):
     from training import train
 
     config = ExperimentConfig(
-        env=EnvConfig(mechanism="gsp", n_buyers=3, n_slots=2),
+        env=EnvConfig(mechanism="gsp", n_buyers=3, n_slots=2, action="shade"),
         agents={"buyer": AgentSpec(kind="learn")},
         episodes=100,
         train=TrainConfig(

@@ -50,7 +50,7 @@ pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 def fpsb(n: int = 2, seed: int = 0, **train) -> ExperimentConfig:
     return ExperimentConfig(
         seed=seed,
-        env=EnvConfig(mechanism="first_price", n_buyers=n),
+        env=EnvConfig(mechanism="first_price", n_buyers=n, action="shade"),
         agents={"buyer": AgentSpec(kind="learn")},
         episodes=200,
         train=TrainConfig(**{**TINY, **train}),
@@ -60,7 +60,7 @@ def fpsb(n: int = 2, seed: int = 0, **train) -> ExperimentConfig:
 def bilateral(**train) -> ExperimentConfig:
     return ExperimentConfig(
         seed=1,
-        env=EnvConfig(mechanism="k_double", n_buyers=1, n_sellers=1),
+        env=EnvConfig(mechanism="k_double", n_buyers=1, n_sellers=1, action="shade"),
         agents={"buyer": AgentSpec(kind="learn"), "seller": AgentSpec(kind="learn")},
         episodes=200,
         train=TrainConfig(**{**TINY, **train}),
@@ -303,7 +303,10 @@ def test_market_vec_env_shapes_and_seat_mapping():
     from attn_env.players import Seats
     from training.vec_adapter import MarketVecEnv
 
-    venv = attn_env.vector_env(4, mechanism="first_price", n_buyers=3)
+    # the learner's seats act in the env's units (s); the fixed seat 1 bids
+    venv = attn_env.vector_env(
+        4, mechanism="first_price", n_buyers=3, action="shade", fixed_agents=["buyer_1"]
+    )
 
     class Zero:
         def reset(self, n, rng): ...
@@ -325,7 +328,7 @@ def test_market_vec_env_shapes_and_seat_mapping():
     obs2, rew, done, infos = env.step(np.full((8, 1), 8.0, np.float32))
     assert rew.shape == (8,) and rew.dtype == np.float32 and done.shape == (8,)
     assert done.all() and all("terminal_observation" in i for i in infos)
-    np.testing.assert_allclose(env.last_bids[:, 0], obs[:, VALUE], rtol=1e-3)
+    np.testing.assert_allclose(env.last_actions[:, 0], 1.0, rtol=1e-3)
     assert (rew >= 0).all() and (rew < 1e-3).all()  # winners pay (almost) their value
     assert (zero.fb["own_alloc"] == 0).all()
     # shade 1/2 -> the higher of seats 0 and 2 wins and keeps half its value
@@ -362,7 +365,7 @@ def test_ppo_learns_on_adapter():
     from training.policy import RolePolicy
     from training.vec_adapter import MarketVecEnv
 
-    venv = attn_env.vector_env(64, mechanism="first_price", n_buyers=2)
+    venv = attn_env.vector_env(64, mechanism="first_price", n_buyers=2, action="shade")
     amap = ActionMap("shade", "buyer", 0.0, 1.0)
     env = MarketVecEnv(venv, np.array([[0, 1]] * 64), amap, seed=0)
     model = PPO(
@@ -625,3 +628,44 @@ def test_evaluate_two_roles_reports_each_role(tmp_path):
     assert res["bne_l2"] == max(res["bne_l2_by_learner"].values()) >= 0.024
     with pytest.raises(ValueError, match="sealed-bid"):
         utility_loss(EnvConfig(mechanism="assignment"), [], 0, np.random.default_rng(0))
+
+
+def test_trainer_steps_the_env_in_its_own_action_units(tmp_path):
+    # env.action: shade: the learner's env actions are s (its ActionMap squashes
+    # the raw sample), the env turns them into bids with its own formula, and
+    # the fixed truthful agent bids beside it
+    from attn_env.actions import shade_to_price
+    from training.sb3 import Trainer
+
+    config = dataclasses.replace(
+        fpsb(3),
+        agents={"buyer_0": AgentSpec(kind="learn"), "buyer": AgentSpec("truthful")},
+    )
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    env = trainer.learners[0].env
+    assert env.venv.config.action == "shade" and env.venv.fixed_columns == (1, 2)
+    env.seed(0)
+    obs = env.reset()
+    raw = np.array([[-1.0], [0.0], [2.0], [9.0]] * 2, np.float32)
+    seen = {}
+    step = env.venv.step
+    env.venv.step = lambda a: seen.setdefault("out", step(a))
+    env.step(raw)
+    s = env.last_actions[:, 0]
+    np.testing.assert_allclose(s, trainer.learners[0].action_map.shade(raw)[:, 0])
+    bids = seen["out"][4]["bid"]
+    np.testing.assert_allclose(
+        bids[:, 0], shade_to_price(s, obs[:, VALUE], 0.0, 1.0, seller=False), rtol=1e-6
+    )
+    np.testing.assert_allclose(bids[:, 1:], seen["out"][4]["value"][:, 1:])
+
+
+def test_absolute_learners_are_warned_about():
+    from training.sb3 import plan_learners
+
+    config = dataclasses.replace(fpsb(), env=EnvConfig(mechanism="first_price"))
+    with pytest.warns(
+        UserWarning, match=r"env\.action is absolute.*env\.action: shade"
+    ):
+        (lr,) = plan_learners(config, ["buyer_0", "buyer_1"])
+    assert lr.action_map.mode == "absolute"

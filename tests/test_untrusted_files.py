@@ -56,7 +56,7 @@ pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 def config(**train) -> ExperimentConfig:
     return ExperimentConfig(
         seed=0,
-        env=EnvConfig(mechanism="first_price", n_buyers=3),
+        env=EnvConfig(mechanism="first_price", n_buyers=3, action="shade"),
         agents={"buyer": AgentSpec(kind="learn")},
         episodes=16,
         train=TrainConfig(**{**TINY, **train}),
@@ -450,7 +450,7 @@ def test_resume_restores_weights_and_optimizer_exactly(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"action": "absolute"}, "action map changed"),
+        ({"squash": "clip"}, "action map changed"),
         ({"share": "none"}, "cannot resume"),
         ({"algo": "sac", "algo_params": {}}, "trained with algo ppo"),
     ],

@@ -198,3 +198,41 @@ def test_two_sided_slot_is_the_partner_seller(name):
     assert (info["alloc"][b, i] == 1).all()
     assert (info["alloc"][b, n + slot[b, i]] == 1).all()  # the partner sold
     assert (slot >= 0).sum() == info["alloc"][:, n:].sum()
+
+
+def test_fixed_agents_bid_while_the_others_shade():
+    # k-double, 2 + 2 traders: buyer_1 and seller_0 are fixed (their actions are
+    # bids and asks), buyer_0 and seller_1 act in the env's units (s)
+    env = vector_env(
+        5,
+        mechanism="k_double",
+        n_buyers=2,
+        n_sellers=2,
+        action="shade",
+        fixed_agents=["buyer_1", "seller_0"],
+        seed=3,
+    )
+    assert env.fixed_columns == (1, 2)
+    _, info = env.reset()
+    v = info["value"]
+    actions = np.column_stack([np.full(5, 0.5), np.full(5, 0.7), v[:, 2], np.zeros(5)])
+    _, _, _, _, info = env.step(actions)
+    np.testing.assert_allclose(info["bid"][:, 0], 0.5 * v[:, 0])  # s x value
+    np.testing.assert_allclose(info["bid"][:, 1], 0.7)  # a bid as given
+    np.testing.assert_allclose(info["bid"][:, 2], v[:, 2])  # an ask as given
+    np.testing.assert_allclose(info["bid"][:, 3], 1.0)  # s = 0 asks cost_high
+    # the batched box: s in [0, 1] for shading columns, up to max_bid for fixed
+    assert env.action_space.high[0, :, 0].tolist() == [1.0, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match=r"fixed_agents: unknown agent 'buyer_9'"):
+        vector_env(1, n_buyers=2, fixed_agents=["buyer_9"])
+
+
+def test_fixed_common_value_shades_from_zero():
+    # value_low == value_high: the range [value, value] would make every s bid
+    # the value; buyers shade on [0, value] instead (as the trainer's maps do)
+    env = vector_env(
+        2, n_buyers=2, value_low=2.0, value_high=2.0, action="shade", seed=0
+    )
+    env.reset()
+    _, _, _, _, info = env.step(np.array([[0.25, 1.0], [0.5, 0.0]]))
+    np.testing.assert_allclose(info["bid"], [[0.5, 2.0], [1.0, 0.0]])

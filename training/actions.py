@@ -1,36 +1,38 @@
-"""How a policy's raw output becomes a bid or an ask (the action parametrisation).
+"""How a policy's raw output becomes the env's action (the policy's squashing).
 
-The trainer steps the environment with absolute bids and asks per unit (its
-fixed agents bid that way) and maps its policies' outputs here; the shading
-formula is the environment's own (``attn_env.actions.shade_to_price``, the
-``action: shade`` option of the env), so ``shade_clip`` here and an env built
-with ``action="shade"`` turn the same ``s`` into the same bid. Which quantity the
-*policy* outputs decides whether learning works (DESIGN.md section 5): a policy
-that outputs the absolute bid collapsed to bidding 0 in first price, one that
-outputs a shading factor learned the equilibrium. The shading factor ``s`` in
-``[0, 1]`` is the policy's *truthfulness*: ``s = 1`` bids or asks the private
-value, ``s = 0`` the least aggressive end of the role's range:
+What an action *means* is the env's option ``env.action`` (``attn_env.actions``):
+``shade`` (a shading factor ``s`` in ``[0, 1]``; the env bids ``s x value``) or
+``absolute`` (the bid or ask itself). The trainer steps the env with that very
+option (``vector_env(action=env.action, fixed_agents=...)``: learners act in
+the env's units, fixed agents bid), so the env's formula is the only one.
+What the *policy* outputs is this module's business: a Gaussian policy's raw
+sample ``a`` is squashed into the env's action by ``train.squash``. Which
+quantity the policy learns decides whether learning works (DESIGN.md section
+5): a policy that outputs the absolute bid collapsed to bidding 0 in first
+price, one that outputs a shading factor learned the equilibrium. ``s`` is the
+policy's *truthfulness*: ``s = 1`` bids or asks the private value, ``s = 0`` the
+least aggressive end of the role's range (buyer: ``bid = low + s (value -
+low)``; seller: ``ask = high - s (high - cost)``).
 
-- buyer:  ``bid = low + s * (value - low)`` (``low`` = ``value_low``; with values
-  on ``[0, 1]`` this is ``bid = s * value``)
-- seller: ``ask = high - s * (high - cost)`` (``high`` = ``cost_high``)
+An :class:`ActionMap`'s ``mode`` combines the two options:
 
-A constant ``s`` covers the linear equilibria (first price on ``U[a, b]``:
-``s = (n - 1) / n``). Three maps from the raw (Gaussian) policy output ``a``:
-
-``shade`` (default)
+``shade`` (``env.action: shade``, ``train.squash: sigmoid``, the default squash)
     ``s = sigmoid(a + logit(0.9))``, ``a`` in ``[-8, 8]``: smooth, so the
     gradient never dies at an end of ``[0, 1]``, and an untrained policy
     (``a`` near 0) starts near truthful bidding (``s`` about 0.9) and has to
     *learn* to shade. Measured: with the clipped map below, a k = 1/2 seller's
     mean drifted past ``s = 1`` into the clipped region (every sample there asks
     the cost, so the gradient vanished) and stayed truthful.
-``shade_clip``
+``shade_clip`` (``env.action: shade``, ``train.squash: clip``)
     ``s = clip(a, 0, 1)``: the recipe measured in DESIGN.md section 5 (first
     price: L2 0.014 to the BNE after 2M agent-steps). An untrained policy has
     mean ``s`` near 0.
-``absolute``
-    The policy outputs the bid (or ask) itself, in ``[low, high]`` of its role.
+``absolute`` (``env.action: absolute``)
+    The policy outputs the bid (or ask) itself, clipped to its role's range.
+
+A saved policy keeps its mode in the run's manifest; :meth:`ActionMap.to_bid`
+turns its output into a bid wherever it plays as a fixed agent (``simulate``,
+``evaluate``), with the env's formula (``attn_env.actions.shade_to_price``).
 """
 
 from __future__ import annotations
@@ -40,17 +42,20 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from attn_env.actions import shade_to_price
+from attn_env.actions import ACTION_MODES, buyer_shade_range, shade_to_price
 from attn_env.observation import ROLES, VALUE
 
 ACTIONS = ("shade", "shade_clip", "absolute")
+"Modes of an :class:`ActionMap` (a run's manifest records one per learner)."
+SQUASHES = ("sigmoid", "clip")
+"Values of ``train.squash``: how a raw Gaussian sample becomes ``s``."
 SHADE_START = 0.9
 "Truthfulness of an untrained ``shade`` policy (raw action 0)."
 RAW_BOUND = 8.0
 "Raw actions of ``shade`` lie in ``[-RAW_BOUND, RAW_BOUND]``."
 _OFFSET = float(np.log(SHADE_START / (1.0 - SHADE_START)))
 
-__all__ = ["ACTIONS", "ROLES", "ActionMap", "action_map_for"]
+__all__ = ["ACTIONS", "ROLES", "SQUASHES", "ActionMap", "action_map_for", "map_mode"]
 
 
 @dataclass(frozen=True)
@@ -106,8 +111,13 @@ class ActionMap:
             return 1.0 / (1.0 + np.exp(-(a + _OFFSET)))
         return a
 
-    def to_bid(self, raw: NDArray, obs: NDArray) -> NDArray[np.float32]:
-        """Absolute bids (buyers) or asks (sellers) ``[M, 1]`` from raw actions.
+    @property
+    def env_action(self) -> str:
+        """The env's ``action`` option this map's outputs are in."""
+        return "absolute" if self.mode == "absolute" else "shade"
+
+    def to_action(self, raw: NDArray) -> NDArray[np.float32]:
+        """The env's actions ``[M, 1]`` (``s``, or the bid) from raw actions.
 
         Raw actions are clipped to :attr:`bounds` first (SB3 samples unbounded
         Gaussians and clips the same way when it steps an env).
@@ -115,6 +125,17 @@ class ActionMap:
         raw = np.asarray(raw, dtype=np.float64).reshape(-1, 1)
         if self.mode == "absolute":
             return np.clip(raw, self.low, self.high).astype(np.float32)
+        return self.shade(raw).astype(np.float32)
+
+    def to_bid(self, raw: NDArray, obs: NDArray) -> NDArray[np.float32]:
+        """Absolute bids (buyers) or asks (sellers) ``[M, 1]`` from raw actions.
+
+        For a policy playing in a market stepped with absolute bids (a saved
+        policy in ``simulate``); in training the env applies its own formula.
+        """
+        raw = np.asarray(raw, dtype=np.float64).reshape(-1, 1)
+        if self.mode == "absolute":
+            return self.to_action(raw)
         s = self.shade(raw)
         obs = np.asarray(obs, dtype=np.float64)
         value = obs[:, VALUE : VALUE + 1]
@@ -146,12 +167,27 @@ class ActionMap:
         return np.clip(raw, -RAW_BOUND, RAW_BOUND)
 
 
+def map_mode(env_action: str, squash: str) -> str:
+    """The :class:`ActionMap` mode of ``env.action`` and ``train.squash``."""
+    if env_action not in ACTION_MODES:
+        raise ValueError(
+            f"env.action must be one of {', '.join(ACTION_MODES)}, got {env_action!r}"
+        )
+    if squash not in SQUASHES:
+        raise ValueError(
+            f"train.squash must be one of {', '.join(SQUASHES)}, got {squash!r}"
+        )
+    if env_action == "absolute":
+        return "absolute"
+    return "shade" if squash == "sigmoid" else "shade_clip"
+
+
 def action_map_for(env_cfg, role: str, mode: str) -> ActionMap:
     """The :class:`ActionMap` of ``role`` in an ``EnvConfig`` (value or cost range).
 
-    A fixed buyers' value (``value_low == value_high``) maps onto ``[0, value]``.
+    The range is the one the env shades in (``attn_env.actions``): a fixed
+    buyers' value (``value_low == value_high``) maps onto ``[0, value]``.
     """
     if role == "buyer":
-        low, high = float(env_cfg.value_low), float(env_cfg.value_high)
-        return ActionMap(mode, role, 0.0 if low == high else low, high)
+        return ActionMap(mode, role, *buyer_shade_range(env_cfg))
     return ActionMap(mode, role, float(env_cfg.cost_low), float(env_cfg.cost_high))

@@ -237,14 +237,22 @@ class RolePolicy:
         action_map: how the policy's raw output becomes a bid or ask.
         deterministic: act with the distribution's mean (evaluation) or sample
             from it (frozen opponents during training keep exploring).
+        env_units: :meth:`act` returns the env's actions (``env.action``: ``s``
+            under ``shade``), for a seat of a learner in the trainer's env;
+            ``False`` (default): bids and asks, for a market stepped with bids.
     """
 
     def __init__(
-        self, policy: Any, action_map: ActionMap, deterministic: bool = True
+        self,
+        policy: Any,
+        action_map: ActionMap,
+        deterministic: bool = True,
+        env_units: bool = False,
     ) -> None:
         self.policy = policy
         self.action_map = action_map
         self.deterministic = deterministic
+        self.env_units = env_units
         self.obs_dim = int(np.prod(policy.observation_space.shape))
 
     def raw(self, obs: NDArray) -> NDArray[np.float32]:
@@ -263,7 +271,9 @@ class RolePolicy:
     def act(
         self, obs: NDArray, rng: np.random.Generator | None = None
     ) -> NDArray[np.float32]:
-        """Bids (buyers) or asks (sellers) ``[M, 1]``."""
+        """Bids (buyers) or asks (sellers) ``[M, 1]``, or the env's actions."""
+        if self.env_units:
+            return self.action_map.to_action(self.raw(obs))
         return self.action_map.to_bid(self.raw(obs), obs)
 
     def reset(self, num_envs: int, rng: np.random.Generator) -> None:

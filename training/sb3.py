@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from attn_env.config import ExperimentConfig, TrainConfig
 from attn_env.fileio import atomic_write_text
 from attn_env.observation import role_of
 from attn_env.players import Seats
-from training.actions import ActionMap, action_map_for
+from training.actions import ActionMap, action_map_for, map_mode
 from training.checkpoint import (
     CONFIG,
     MANIFEST,
@@ -108,11 +109,19 @@ def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Lear
         name = agent_names[i]
         key = role_of(name) if tc.share == "role" else name
         groups.setdefault(key, []).append(i)
+    mode = map_mode(config.env.action, tc.squash)
+    if mode == "absolute":
+        warnings.warn(
+            "env.action is absolute: the learners' policies output bids, which "
+            "collapse toward 0 in first price (DESIGN.md section 5); set "
+            "env.action: shade to learn shading factors",
+            stacklevel=2,
+        )
     seeds = np.random.SeedSequence(config.seed).generate_state(len(groups))
     out = []
     for (key, seats), seed in zip(groups.items(), seeds, strict=True):
         role = role_of(agent_names[seats[0]])
-        amap = action_map_for(config.env, role, tc.action)
+        amap = action_map_for(config.env, role, mode)
         out.append(Learner(key, role, seats, amap, int(seed)))
     return out
 
@@ -316,6 +325,13 @@ class Trainer:
         _write_config(self.out, config)
 
     @property
+    def _fixed(self) -> list[str]:
+        """Agents that are not learned: they bid, whatever ``env.action`` says."""
+        return [
+            n for n in self.agent_names if self.config.agent_spec(n).kind != "learn"
+        ]
+
+    @property
     def _self_play(self) -> bool:
         return self.config.train.self_play_pool > 0
 
@@ -377,9 +393,9 @@ class Trainer:
                 lr.pool = SnapshotPool(
                     tc.self_play_pool, lr.action_map, self.out / "pool" / lr.name
                 )
-            # absolute bids: fixed agents bid, and the action maps shade themselves
+            # learners act in the env's own units (env.action); fixed agents bid
             venv = attn_env.vector_env(
-                tc.num_envs, config=self.config.env, action="absolute"
+                tc.num_envs, config=self.config.env, fixed_agents=self._fixed
             )
             seats = _seat_matrix(lr, tc.num_envs, self._self_play)
             lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed)
@@ -396,7 +412,10 @@ class Trainer:
                 lr.model = _make_model(lr, tc.algo, kwargs, self.device, tb)
                 self._sb3_kwargs[lr.name] = kwargs
             lr.frozen = RolePolicy(
-                freeze(lr.model.policy), lr.action_map, deterministic=False
+                freeze(lr.model.policy),
+                lr.action_map,
+                deterministic=False,
+                env_units=True,
             )
             if lr.pool is not None and not lr.pool.members:
                 lr.pool.add(lr.model.policy, lr.timesteps)

@@ -48,13 +48,17 @@ class SnapshotPool:
         self.members: list[RolePolicy] = []
         self.files: list[str] = []
 
+    def _player(self, policy: Any) -> RolePolicy:
+        """A member: samples as while learning, acts in the env's units."""
+        return RolePolicy(policy, self.action_map, deterministic=False, env_units=True)
+
     def __len__(self) -> int:
         return len(self.members)
 
     def add(self, policy: Any, tag: int) -> None:
         """Freeze a copy of SB3 ``policy`` (sampling, as while learning); save it."""
         frozen = freeze(policy)
-        self.members.append(RolePolicy(frozen, self.action_map, deterministic=False))
+        self.members.append(self._player(frozen))
         if self.folder is not None:
             path = self.folder / f"{tag:012d}{WEIGHTS}"
             state = {"policy": frozen.state_dict()}
@@ -87,9 +91,7 @@ class SnapshotPool:
                 pol.to(device)
                 pol.set_training_mode(False)
                 pol.requires_grad_(False)
-                self.members.append(
-                    RolePolicy(pol, self.action_map, deterministic=False)
-                )
+                self.members.append(self._player(pol))
                 self.files.append(name)
 
     def prune_files(self) -> None:

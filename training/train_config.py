@@ -11,7 +11,7 @@ from typing import Any
 
 from attn_env.checks import check_device, is_real
 from attn_env.config import TrainConfig
-from training.actions import ACTIONS
+from training.actions import SQUASHES
 from training.policy import ALGOS, algo_class
 
 __all__ = [
@@ -63,9 +63,9 @@ def check_train_config(tc: TrainConfig) -> None:
         raise ValueError(
             f"train.share must be one of {', '.join(SHARES)}, got {tc.share!r}"
         )
-    if tc.action not in ACTIONS:
+    if tc.squash not in SQUASHES:
         raise ValueError(
-            f"train.action must be one of {', '.join(ACTIONS)}, got {tc.action!r}"
+            f"train.squash must be one of {', '.join(SQUASHES)}, got {tc.squash!r}"
         )
     for name in (
         "threads",

@@ -5,8 +5,9 @@
 market, so SB3 sees ``N * k`` sub-envs, market-major: sub-env ``m * k + i`` is
 seat ``seats[m, i]`` of market ``m``. All other seats are filled by
 :class:`Seats`: fixed agents, other learners' frozen policies, or frozen past
-selves (self-play). The learner's raw actions are turned into bids or asks by an
-:class:`~training.actions.ActionMap` before the market sees them.
+selves (self-play). The learner's raw actions are turned into the env's actions
+(``s`` under ``env.action: shade``, else bids and asks) by an
+:class:`~training.actions.ActionMap`; the env applies its own formula.
 
 Seeding: ``seed(s)`` (SB3 calls it from ``PPO(seed=...)``) makes the next
 ``reset`` reset the markets with ``seed=s`` and reseeds the generator handed to
@@ -42,7 +43,7 @@ class MarketVecEnv(VecEnv):
         venv: a vector env as ``attn_env.vector_env`` (``reset(seed=)``, ``step``,
             ``num_envs``, ``n_agents``, ``single_observation_space``).
         seats: ``int [N, k]`` agent index of each learner seat in each market.
-        action_map: raw policy action -> bid/ask for the learner's role.
+        action_map: raw policy action -> the env's action for the learner's role.
         others: players of the other seats (``None``: the learner holds every seat).
         seed: seed of the first reset (``seed()`` overrides it).
     """
@@ -97,7 +98,8 @@ class MarketVecEnv(VecEnv):
         self._actions: NDArray | None = None
         self._ep_ret = np.zeros(self.num_envs)
         self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
-        self.last_bids: NDArray[np.float32] | None = None
+        self.last_actions: NDArray[np.float32] | None = None
+        "The learner seats' env actions of the last step, ``[N * k, 1]``."
 
     # -- the VecEnv interface -------------------------------------------------
 
@@ -124,10 +126,9 @@ class MarketVecEnv(VecEnv):
             raise RuntimeError("call reset() and step_async() before step_wait()")
         obs = self._obs
         full = self.others.act(obs, self._rng)
-        mine = self._learner_view(obs)
-        bids = self.action_map.to_bid(self._actions.reshape(-1, 1), mine)
-        full[self._rows, self.seats] = bids.reshape(self.n_markets, self.k, 1)
-        self.last_bids = bids
+        acts = self.action_map.to_action(self._actions.reshape(-1, 1))
+        full[self._rows, self.seats] = acts.reshape(self.n_markets, self.k, 1)
+        self.last_actions = acts
         nxt, rew, term, trunc, infos = self.venv.step(full)
         self.others.observe(infos)
         term = np.asarray(term, dtype=bool)
