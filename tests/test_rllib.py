@@ -32,7 +32,7 @@ def _config(**train) -> ExperimentConfig:
     base = load_config(ROOT / "configs" / "fpsb_n2.yaml")
     options = {
         "backend": "rllib",
-        "action": "shade",
+        "squash": "sigmoid",
         "num_envs": 16,
         "n_steps": 16,
         "batch_size": 256,
@@ -167,12 +167,50 @@ def test_rllib_run_loads_and_evaluates(tmp_path):
     assert np.isfinite(result["bne_l2"])
     assert result["timesteps"] == manifest["timesteps"]
 
-    # --resume continues from the checkpoint's weights
+    # --resume restores the optimizer state: with nothing left to train, the
+    # checkpoint it writes holds exactly the state it loaded
+    saved = load_tensors(run / manifest["checkpoint"] / entry["model"], "optimizer")
+    (name,) = saved
+    assert saved[name]["module_id"] == "buyer"
+    adam = saved[name]["state"]
+    assert (
+        adam["state"] and adam["param_groups"][0]["lr"] == _config().train.learning_rate
+    )
+    assert all(s["step"] > 0 for s in adam["state"].values())
+    same = train(_config(), run, resume=True, progress=False)
+    assert same["iterations"] == manifest["iterations"]
+    back = load_tensors(run / same["checkpoint"] / entry["model"], "optimizer")
+    _assert_same_tree(back, saved)
+
+    # --resume continues training from the checkpoint's weights and optimizer
     more = dataclasses.replace(
         _config(), train=dataclasses.replace(_config().train, total_timesteps=1536)
     )
     again = train(more, run, resume=True, progress=False)
     assert again["timesteps"] >= 1536 and again["iterations"] > manifest["iterations"]
+    later = load_tensors(run / again["checkpoint"] / entry["model"], "optimizer")
+    steps = [s["step"] for s in later[name]["state"]["state"].values()]
+    assert all(
+        n > s["step"] for n, s in zip(steps, adam["state"].values(), strict=True)
+    )
+
+
+def _assert_same_tree(a, b, where="") -> None:
+    import torch
+
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            _assert_same_tree(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_tree(x, y, f"{where}/{i}")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    else:
+        assert a == b, where
 
 
 def _free_port() -> int:

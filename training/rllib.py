@@ -10,8 +10,9 @@ The same YAML as the stable-baselines3 trainer (``training.sb3``) drives it:
    ``attn_env.vector_env`` batch of ``num_envs`` markets: agent ids are
    ``"<agent>/<market>"`` for every learner seat of every market, so one env step
    is ``num_envs x seats`` agent-steps. Fixed agents play their kinds inside the
-   env; each learner's raw Gaussian action is turned into a bid or ask by its
-   :class:`~training.actions.ActionMap` (``train.action``), exactly as for SB3.
+   env; each learner's raw Gaussian action is turned into the env's action
+   (``env.action``) by its :class:`~training.actions.ActionMap`
+   (``train.squash``), exactly as for SB3.
 3. **Ray.** By default a local Ray starts in-process (``ray.init(num_cpus=2)``);
    ``--address HOST:PORT`` (or ``RAY_ADDRESS``) joins an existing cluster, where
    ``num_env_runners`` remote env runners each step their own ``vector_env``.
@@ -20,8 +21,10 @@ The same YAML as the stable-baselines3 trainer (``training.sb3``) drives it:
    an SB3 ``ActorCriticPolicy`` with the same ``net_arch``; its weights are copied
    into one (:func:`to_sb3_state`) and written with ``training.checkpoint`` as
    any SB3 run, so ``load_policy`` and ``attn-market evaluate`` read RLlib runs
-   unchanged. The RLModule's own state is kept in the same safetensors file
-   (part ``rllib``) for ``--resume``. Nothing is pickled into the run folder.
+   unchanged. The RLModule's own state (part ``rllib``) and its learner's
+   optimizer state (part ``optimizer``: Adam's buffers as tensors, its steps and
+   ``param_groups`` in the file's JSON index) are kept in the same safetensors
+   file for ``--resume``. Nothing is pickled into the run folder.
 
 ``train.algo_params`` with this backend take PPO's RLlib options
 (:data:`RLLIB_PARAMS`), e.g. ``{num_env_runners: 2, entropy_coeff: 0.001}``.
@@ -122,8 +125,10 @@ class MarketMultiAgentEnv(_env_base()):
         env_config = dict(env_config or {})
         config: ExperimentConfig = env_config["experiment"]
         n = int(env_config.get("num_envs", config.train.num_envs))
-        self.venv = attn_env.vector_env(n, config=config.env, action="absolute")
-        names = list(self.venv.agents)
+        names = list(attn_env.vector_env(1, config=config.env).agents)
+        fixed = [a for a in names if config.agent_spec(a).kind != "learn"]
+        # learners act in the env's own units (env.action); fixed agents bid
+        self.venv = attn_env.vector_env(n, config=config.env, fixed_agents=fixed)
         self.learners = plan_learners(config, names)
         self.n_markets = n
         owner = {s: lr for lr in self.learners for s in lr.seats}
@@ -181,7 +186,7 @@ class MarketMultiAgentEnv(_env_base()):
         full = self.others.act(obs, self._rng)
         for j, _, lr in self._seats:
             raw = np.asarray([action_dict[a] for a in self._ids[j]], np.float64)
-            full[:, j, :] = lr.action_map.to_bid(raw.reshape(-1, 1), obs[:, j, :])
+            full[:, j, :] = lr.action_map.to_action(raw.reshape(-1, 1))
         nxt, rew, term, trunc, info = self.venv.step(full)
         self.others.observe(info)
         done = bool(np.any(term) or np.any(trunc))
@@ -398,10 +403,65 @@ def _module_states(algo) -> dict[str, dict[str, Any]]:
     return state[COMPONENT_LEARNER][COMPONENT_RL_MODULE]
 
 
-def _set_module_states(algo, states: dict[str, dict[str, Any]]) -> None:
-    from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
+def _optimizer_states(algo) -> dict[str, dict[str, Any]]:
+    """The learner's optimizers: ``{name: {"module_id", "state"}}``, numpy inside.
 
-    algo.learner_group.set_state({COMPONENT_LEARNER: {COMPONENT_RL_MODULE: states}})
+    ``state`` is torch's ``Optimizer.state_dict()`` as RLlib returns it: per
+    parameter buffers (Adam's ``exp_avg``, ``exp_avg_sq``) as numpy arrays,
+    ``step`` and the ``param_groups`` as plain numbers, tuples and lists.
+    """
+    from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_OPTIMIZER
+
+    state = algo.learner_group.get_state(
+        components=f"{COMPONENT_LEARNER}/{COMPONENT_OPTIMIZER}"
+    )
+    return state[COMPONENT_LEARNER][COMPONENT_OPTIMIZER]
+
+
+def _to_storable(obj: Any) -> Any:
+    """Numpy arrays as torch tensors (for :func:`save_tensors`), the rest as is."""
+    import torch
+
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj, copy=True))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _to_storable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_storable(v) for v in obj)
+    return obj
+
+
+def _from_storable(obj: Any) -> Any:
+    """:func:`_to_storable` undone: tensors back to numpy, as RLlib hands them out."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _from_storable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_from_storable(v) for v in obj)
+    return obj
+
+
+def _set_states(
+    algo,
+    modules: dict[str, dict[str, Any]],
+    optimizers: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Load RLModule weights (and optimizer states) into the learner; sync runners."""
+    from ray.rllib.core import (
+        COMPONENT_LEARNER,
+        COMPONENT_OPTIMIZER,
+        COMPONENT_RL_MODULE,
+    )
+
+    state: dict[str, Any] = {COMPONENT_RL_MODULE: modules}
+    if optimizers:
+        state[COMPONENT_OPTIMIZER] = optimizers
+    algo.learner_group.set_state({COMPONENT_LEARNER: state})
     algo.env_runner_group.sync_weights(
         from_worker_or_learner_group=algo.learner_group, inference_only=True
     )
@@ -461,8 +521,8 @@ def train(
     Args:
         config: the experiment (``train.backend: rllib``).
         out: the run folder; must not hold a run unless ``resume``.
-        resume: continue from the last checkpoint's weights (the optimizer
-            state starts afresh).
+        resume: continue from the last checkpoint: RLModule weights and the
+            learner's optimizer state (Adam's moments and steps).
         progress: show a progress bar.
         address: ``HOST:PORT`` of an existing Ray cluster (default:
             ``RAY_ADDRESS``, else a local Ray in this process).
@@ -533,14 +593,20 @@ def train(
     per_env_step = tc.num_envs * seats
     state = {"iterations": 0, "wall_s": 0.0, "env_steps": 0}
     if old is not None:
-        states = {}
+        states, optimizers = {}, {}
         for lr in learners:
             entry = old["learners"][lr.name]
             path = inside_run(out, f"{old['checkpoint']}/{entry['model']}", "model")
-            states[lr.name] = {
-                k: v.numpy() for k, v in load_tensors(path, "rllib").items()
-            }
-        _set_module_states(algo, states)
+            saved = load_tensors(path)
+            if not isinstance(saved, dict) or "rllib" not in saved:
+                raise ValueError(
+                    f"{path}: no RLModule state (part 'rllib'); cannot resume it "
+                    "with backend rllib"
+                )
+            states[lr.name] = {k: v.numpy() for k, v in saved["rllib"].items()}
+            # runs saved before the optimizer was kept resume with a fresh one
+            optimizers.update(_from_storable(saved.get("optimizer") or {}))
+        _set_states(algo, states, optimizers)
         state = {
             "iterations": int(old.get("iterations", 0)),
             "wall_s": float(old.get("wall_s", 0.0)),
@@ -550,6 +616,7 @@ def train(
 
     def save(finished: bool) -> dict[str, Any]:
         mods = _module_states(algo)
+        optims = _optimizer_states(algo)
         entries, saves = {}, {}
         for lr in learners:
             mod = {k: np.asarray(v) for k, v in mods[lr.name].items()}
@@ -572,6 +639,14 @@ def train(
             tensors = {
                 "policy": policy.state_dict(),
                 "rllib": {k: torch.as_tensor(v) for k, v in mod.items()},
+                # Adam's buffers as tensors; steps and param_groups in the JSON index
+                "optimizer": _to_storable(
+                    {
+                        name: o
+                        for name, o in optims.items()
+                        if o.get("module_id") == lr.name
+                    }
+                ),
             }
             saves[file] = lambda path, t=tensors: save_tensors(path, t)
         manifest = {
