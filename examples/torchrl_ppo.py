@@ -10,9 +10,15 @@ outputs a shading factor ``s`` in ``[0, 1]`` and the env bids ``s x value``; the
 BNE is ``s = 1/2``. Every round is an episode (``rounds: 1``). One torch thread:
 small MLPs crawl with more threads than free cores.
 
+``--num-envs N`` (N > 1) swaps ``PettingZooWrapper`` for
+:class:`training.torchrl_env.MarketTorchRLEnv`, which steps ``N`` markets in one
+numpy call behind TorchRL's ``EnvBase`` with the same keys, so nothing else
+changes; a frame is then one market, ``N`` frames per env step.
+
 Run it::
 
     .venv/bin/python examples/torchrl_ppo.py --frames 100000
+    .venv/bin/python examples/torchrl_ppo.py --frames 100000 --num-envs 64
 
 It prints ``bne_l2`` (L2 distance of the deterministic policy's bid function to
 the BNE ``b(v) = v/2``) of the initial and the trained policy. A frame is one
@@ -65,8 +71,16 @@ def policy_bne_l2(policy, template, config) -> float:
     return shade_policy_bne_l2(shade, config, template)
 
 
-def make_env(seed: int):
-    """The market as a TorchRL env: one group ``buyer`` with both buyers."""
+def make_env(seed: int, num_envs: int = 1):
+    """The market as a TorchRL env: one group ``buyer`` with both buyers.
+
+    ``num_envs > 1``: that many markets batched (``MarketTorchRLEnv``).
+    """
+    if num_envs > 1:
+        from training.torchrl_env import MarketTorchRLEnv
+
+        env = MarketTorchRLEnv(num_envs, seed=seed, **ENV)
+        return env, env.venv.config
     from torchrl.envs.libs.pettingzoo import PettingZooWrapper
 
     market = attn_env.parallel_env(**ENV, seed=seed)
@@ -128,12 +142,14 @@ def main(
     seed: int = 0,
     eval_every: int | None = None,
     target: float | None = None,
+    num_envs: int = 1,
 ) -> dict:
     """Train for ``total_frames`` market steps; ``bne_l2`` before and after.
 
     Args:
         total_frames: market steps (each is one agent-step per buyer).
         seed: seeds torch and the env.
+        num_envs: markets per env step (> 1: the batched env).
         eval_every: also measure ``bne_l2`` every so many agent-steps (the
             ``curve``; evaluation time is not counted in ``seconds``).
         target: with ``eval_every``, stop once ``bne_l2 <= target``.
@@ -146,10 +162,11 @@ def main(
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    env, config = make_env(seed)
+    env, config = make_env(seed, num_envs)
     n_agents = len(env.group_map[GROUP])
     actor, critic = make_modules(env)
-    template = env.reset()[GROUP, "observation"][0].numpy().copy()  # buyer_0
+    first = env.reset()[GROUP, "observation"]
+    template = first.reshape(-1, first.shape[-1])[0].numpy().copy()  # buyer_0
 
     loss_module = ClipPPOLoss(
         actor_network=actor,
@@ -169,7 +186,9 @@ def main(
     loss_module.make_value_estimator(ValueEstimators.GAE, gamma=0.0, lmbda=0.95)
     optim = torch.optim.Adam(loss_module.parameters(), lr=LR)
 
-    frames_per_batch = min(FRAMES_PER_BATCH, total_frames)
+    # whole env steps of num_envs markets
+    frames_per_batch = max(num_envs, min(FRAMES_PER_BATCH, total_frames))
+    frames_per_batch -= frames_per_batch % num_envs
     collector = Collector(
         env,
         actor,
@@ -227,7 +246,7 @@ def main(
     if curve[-1]["agent_steps"] != agent_steps:
         curve.append({"agent_steps": agent_steps, "seconds": seconds, "bne_l2": end})
     return {
-        "pipeline": "torchrl",
+        "pipeline": "torchrl" if num_envs == 1 else "torchrl_batched",
         "bne_l2_start": start,
         "bne_l2_end": end,
         "agent_steps": agent_steps,
@@ -241,7 +260,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--num-envs", type=int, default=1, help="> 1: that many markets batched"
+    )
     args = parser.parse_args()
-    out = main(args.frames, args.seed)
+    out = main(args.frames, args.seed, num_envs=args.num_envs)
     out.pop("curve")
     print(json.dumps(out, indent=2))

@@ -124,3 +124,74 @@ def test_example_ppo_learns():
     assert out["bne_l2_end"] < out["bne_l2_start"] - 0.005, out
     assert out["agent_steps_per_s"] > 0
     assert torch.get_num_threads() == 1
+
+
+# -- the batched env (training.torchrl_env) -------------------------------------
+
+
+@pytest.mark.parametrize("action", ["shade", "absolute"])
+@pytest.mark.parametrize("name", NAMES)
+def test_batched_env_check_env_specs(name, action):
+    from training.torchrl_env import MarketTorchRLEnv
+
+    env = MarketTorchRLEnv(4, **options(name, action=action))
+    groups = {"buyer": [f"buyer_{i}" for i in range(3)]}
+    if mechanisms.family(name) == "two_sided":
+        groups["seller"] = ["seller_0", "seller_1"]
+    assert env.group_map == groups and env.batch_size == (4,)
+    check_env_specs(env, seed=0)
+    high = 1.0 if action == "shade" else env.venv.spec.max_bid
+    assert float(env.full_action_spec["buyer", "action"].space.high.max()) == high
+
+
+def test_batched_env_steps_the_vector_env():
+    """Same seed and actions: the vector env's observations, rewards and infos;
+    the last observation of an episode, then the next episode's first."""
+    from training.torchrl_env import MarketTorchRLEnv
+
+    kw = options("k_double", action="shade", rounds=2, history=0)
+    env = MarketTorchRLEnv(5, **kw)
+    ref = attn_env.vector_env(5, **kw)
+    env.set_seed(7)
+    td = env.reset()
+    obs, info = ref.reset(seed=7)
+    rng = np.random.default_rng(0)
+    for t in range(5):
+        cols = env.groups
+        for g, c in cols.items():
+            np.testing.assert_array_equal(td[g, "observation"].numpy(), obs[:, c])
+            np.testing.assert_allclose(td[g, "info", "value"], info["value"][:, c])
+        actions = rng.uniform(0, 1, (5, 5, 1)).astype(np.float32)
+        for g, c in cols.items():
+            td[g, "action"] = torch.as_tensor(actions[:, c])
+        out = env.step(td)["next"]
+        obs, rew, _, _, info = ref.step(actions)
+        ended = t % 2 == 1
+        assert out["done"].all() == ended and not (out["done"].any() and not ended)
+        seen = info["final_obs"] if ended else obs
+        for g, c in cols.items():
+            np.testing.assert_array_equal(out[g, "observation"].numpy(), seen[:, c])
+            np.testing.assert_allclose(out[g, "reward"][..., 0], rew[:, c], rtol=1e-6)
+            np.testing.assert_allclose(out[g, "info", "bid"], info["bid"][:, c])
+            assert out[g, "done"].all() == ended
+        td = env.reset(out.clone()) if ended else out.clone()
+        if ended:
+            info = {"value": ref.core.values()}
+
+
+def test_batched_env_group_map_all_and_bad_group_map():
+    from training.torchrl_env import MarketTorchRLEnv
+
+    env = MarketTorchRLEnv(3, group_map="all", **options("mcafee"))
+    assert list(env.group_map) == ["agents"] and len(env.group_map["agents"]) == 5
+    check_env_specs(env, seed=0)
+    with pytest.raises(ValueError, match=r"group_map must be one of role, all.*'x'"):
+        MarketTorchRLEnv(3, group_map="x")
+
+
+def test_example_ppo_learns_on_the_batched_env():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = _example().main(total_frames=8192, seed=0, num_envs=32)
+    assert out["pipeline"] == "torchrl_batched" and out["agent_steps"] == 16384
+    assert out["bne_l2_end"] < out["bne_l2_start"] - 0.02, out
