@@ -20,7 +20,8 @@ and adds, from runs of their own:
   parameters, against the clean market on common random numbers
   (:func:`runner.attacks.attack_damage`);
 - ``collusion``: with ``qlearn`` bidders in the config, their revenue against
-  the competitive one over seeds (:func:`runner.collusion.run_collusion`).
+  the competitive one over seeds (:class:`runner.collusion.CollusionRecorder`
+  in the same play: the warmup is played once).
 
 Configs whose agents learn first (``warmup > 0``) skip ``floor_costs`` and
 ``attacks``, which would replay the warmup per floor or measure untrained
@@ -41,7 +42,7 @@ from attn_env.config import ExperimentConfig, validate_experiment
 from attn_env.fileio import atomic_write_text
 from runner.attacks import ATTACKS, attack_damage
 from runner.audit_report import audit_markdown, plot_audit
-from runner.collusion import run_collusion
+from runner.collusion import CollusionRecorder, collusion_recorder
 from runner.detection import DetectionRecorder
 from runner.explain import MarketRecorder
 from runner.fairness import FairnessRecorder, fairness_of, floor_costs
@@ -92,7 +93,17 @@ def audit(
     fam = mechanisms.family(config.env.mechanism)
     fair, det = FairnessRecorder(merit), DetectionRecorder()
     market0 = MarketRecorder.for_market(config, 0)
-    log, _ = play_log(config, progress=progress, recorders=[fair, det, market0])
+    recorders: list[Any] = [fair, det, market0]
+    players, num_envs, collusion = None, None, None
+    if "qlearn" in {spec.kind for spec in config.agents.values()}:
+        # learning bidders: the one play (warmup included) also measures the
+        # collusion over seeds, all seeds in one batch as run_collusion plays
+        collusion, players = collusion_recorder(config)
+        recorders.append(collusion)
+        num_envs = config.episodes
+    log, _ = play_log(
+        config, players, progress=progress, num_envs=num_envs, recorders=recorders
+    )
     sim = log.result()
     market = {k: sim[k] for k in _MARKET_KEYS}
     market.update({f"{k}_se": sim.get(f"{k}_se") for k in _MARKET_KEYS})
@@ -114,7 +125,7 @@ def audit(
         "explain": {**market0.explanation(), "seed": config.seed},
         "attacks": learned or _attacks(config, mech),
         "detection": det.report(),
-        "collusion": _collusion(config),
+        "collusion": _collusion(config, collusion),
     }
 
 
@@ -144,14 +155,21 @@ def _attacks(config: ExperimentConfig, mech: str) -> dict[str, Any]:
     return out
 
 
-def _collusion(config: ExperimentConfig) -> dict[str, Any] | None:
-    """Learning bidders' revenue over seeds, when the config has ``qlearn`` ones."""
-    kinds = {spec.kind for spec in config.agents.values()}
-    if "qlearn" not in kinds:
+def _collusion(
+    config: ExperimentConfig, recorder: CollusionRecorder | None
+) -> dict[str, Any] | None:
+    """Learning bidders' revenue over seeds (``None`` without ``qlearn`` ones)."""
+    if recorder is None:
         return None
-    r = run_collusion(config)
+    r = recorder.result()
     keep = ("revenue", "revenue_se", "revenue_ci95", "rounds_to_convergence")
-    return {k: r[k] for k in (*keep, "seeds", "warmup", "feedback", "mean_bid")}
+    return {
+        **{k: r[k] for k in keep},
+        "seeds": config.episodes,
+        "warmup": config.warmup,
+        "feedback": config.env.feedback,
+        "mean_bid": r["mean_bid"],
+    }
 
 
 def write_audit(report: dict[str, Any], out: str | Path) -> list[Path]:

@@ -12,9 +12,10 @@ of the learners' greedy policies and the path of the winning bid for plots.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,111 @@ from attn_env.config import ExperimentConfig
 from attn_env.estimates import Estimate
 from attn_env.figures import new_figure, save_png
 from attn_env.mechanisms import name_of
-from attn_env.players import Seats
 from runner.seats import build_agents
+from runner.simulate import play_log
 
-__all__ = ["confidence_interval", "plot_paths", "run_collusion"]
+__all__ = [
+    "CollusionRecorder",
+    "collusion_recorder",
+    "confidence_interval",
+    "plot_paths",
+    "run_collusion",
+]
 
 
 def confidence_interval(x: NDArray[np.float64], level: float = 0.95) -> dict:
     """Mean, standard error and Student-t interval of ``x`` (one value per seed)."""
     est = Estimate.mean(x)
     return {"mean": est.value, "se": est.se, "ci": list(est.interval(level))}
+
+
+class CollusionRecorder:
+    """The bid path and per-seed revenue of one batch of learning markets.
+
+    A :class:`runner.simulate.Recorder` with a ``warmup_round`` hook: it sees
+    every round, warmup included, of a :func:`runner.simulate.play_log` whose
+    one batch holds every seed (``num_envs == episodes``).
+
+    Args:
+        players: the agents by name (convergence reads the ``qlearn`` ones'
+            ``last_change``).
+        warmup: rounds of learning before the measured episode.
+        rounds: rounds of the measured episode.
+        path_points: blocks of rounds in the returned bid path.
+    """
+
+    def __init__(
+        self, players: dict[str, Any], warmup: int, rounds: int, path_points: int = 200
+    ) -> None:
+        self.players, self.warmup, self.rounds = players, warmup, rounds
+        self.total = warmup + rounds
+        self.block = max(1, math.ceil(self.total / path_points))
+        self.path: list[NDArray[np.float64]] = []
+        self.t = 0
+
+    def start(self, env: Any) -> None:
+        self.n, self.seeds = env.spec.n_buyers, env.num_envs
+        self.agents = list(env.agents[: self.n])
+        self.acc = np.zeros(self.seeds)
+        self.revenue = np.zeros(self.seeds)
+        self.bids = np.zeros((self.seeds, self.n))
+
+    def warmup_round(self, info: Mapping[str, Any]) -> None:
+        bid = info["bid"][:, : self.n]
+        self.acc += bid.max(axis=1)
+        self.t += 1
+        if self.t % self.block == 0 or self.t == self.total:
+            self.path.append(self.acc / (((self.t - 1) % self.block) + 1))
+            self.acc = np.zeros(self.seeds)
+
+    def add_round(self, info: Mapping[str, Any]) -> None:
+        self.warmup_round(info)
+        self.revenue += info["payment"][:, : self.n].sum(axis=1)
+        self.bids += info["bid"][:, : self.n]
+
+    def end_batch(self, keep: int) -> None:
+        """One batch holds every seed: nothing to do."""
+
+    def result(self) -> dict[str, Any]:
+        """Revenue with its interval over seeds, convergence, mean bids, path."""
+        revenue = self.revenue / self.rounds
+        ci = confidence_interval(revenue)
+        change = [
+            p.last_change for p in self.players.values() if hasattr(p, "last_change")
+        ]
+        converge = np.max(change, axis=0) if change else np.full(self.seeds, np.nan)
+        wins = np.stack(self.path)
+        ends = np.minimum(np.arange(1, len(self.path) + 1) * self.block, self.total)
+        mean_bid = (self.bids / self.rounds).mean(axis=0).tolist()
+        return {
+            "revenue": ci["mean"],
+            "revenue_se": ci["se"],
+            "revenue_ci95": ci["ci"],
+            "revenue_by_seed": revenue.tolist(),
+            "mean_bid": dict(zip(self.agents, mean_bid, strict=True)),
+            "rounds_to_convergence": float(np.median(converge)),
+            "converged_share": float(np.mean(converge < 0.9 * self.total)),
+            "path": {
+                "round": ends.tolist(),
+                "mean": wins.mean(axis=1).tolist(),
+                "q10": np.quantile(wins, 0.1, axis=1).tolist(),
+                "q90": np.quantile(wins, 0.9, axis=1).tolist(),
+            },
+        }
+
+
+def collusion_recorder(
+    config: ExperimentConfig, path_points: int = 200
+) -> tuple[CollusionRecorder, dict[str, Any]]:
+    """A :class:`CollusionRecorder` for ``config`` and the agents it watches.
+
+    Play ``config`` with ``play_log(config, agents, num_envs=config.episodes,
+    recorders=[recorder, ...])``: the one batch holds every seed.
+    """
+    names = list(attn_env.vector_env(1, config=config.env).agents)
+    players = build_agents(config, names)
+    recorder = CollusionRecorder(players, config.warmup, config.env.rounds, path_points)
+    return recorder, players
 
 
 def run_collusion(
@@ -69,60 +165,17 @@ def run_collusion(
     if seeds < 1 or warmup < 0:
         raise ValueError(f"need seeds >= 1 and warmup >= 0, got {seeds}, {warmup}")
     start = time.perf_counter()
-    env = attn_env.vector_env(seeds, config=config.env, action="absolute")
-    players = build_agents(config, env.agents)
-    n, rounds = env.spec.n_buyers, env.config.rounds
-    seats = Seats([players[a] for a in env.agents], n)
-    rng = np.random.default_rng([config.seed, 1])
-    seats.reset(seeds, rng)
-    obs, _ = env.reset(seed=config.seed)
-
-    total = warmup + rounds
-    block = max(1, math.ceil(total / path_points))
-    path: list[NDArray[np.float64]] = []
-    acc = np.zeros(seeds)
-    revenue, bids = np.zeros(seeds), np.zeros((seeds, n))
-    for t in range(total):
-        if t == warmup:  # the measured episode starts afresh, as in simulate
-            obs, _ = env.reset()
-        obs, _, _, _, info = env.step(seats.act(obs, rng))
-        seats.observe(info)
-        bid = info["bid"][:, :n]
-        acc += bid.max(axis=1)
-        if (t + 1) % block == 0 or t + 1 == total:
-            path.append(acc / ((t % block) + 1))
-            acc = np.zeros(seeds)
-        if t >= warmup:
-            revenue += info["payment"][:, :n].sum(axis=1)
-            bids += bid
-    revenue /= rounds
-    ci = confidence_interval(revenue)
-    change = [p.last_change for p in players.values() if hasattr(p, "last_change")]
-    converge = np.max(change, axis=0) if change else np.full(seeds, np.nan)
-    wins = np.stack(path)
-    ends = np.minimum(np.arange(1, len(path) + 1) * block, total)
+    config = dataclasses.replace(config, episodes=seeds, warmup=warmup)
+    recorder, players = collusion_recorder(config, path_points)
+    play_log(config, players, progress=False, num_envs=seeds, recorders=[recorder])
     return {
         "mechanism": name_of(config.env.mechanism),
         "feedback": config.env.feedback,
         "seeds": seeds,
         "warmup": warmup,
-        "rounds": rounds,
+        "rounds": config.env.rounds,
         "seed": config.seed,
-        "revenue": ci["mean"],
-        "revenue_se": ci["se"],
-        "revenue_ci95": ci["ci"],
-        "revenue_by_seed": revenue.tolist(),
-        "mean_bid": dict(
-            zip(env.agents[:n], (bids / rounds).mean(axis=0).tolist(), strict=True)
-        ),
-        "rounds_to_convergence": float(np.median(converge)),
-        "converged_share": float(np.mean(converge < 0.9 * total)),
-        "path": {
-            "round": ends.tolist(),
-            "mean": wins.mean(axis=1).tolist(),
-            "q10": np.quantile(wins, 0.1, axis=1).tolist(),
-            "q90": np.quantile(wins, 0.9, axis=1).tolist(),
-        },
+        **recorder.result(),
         "seconds": time.perf_counter() - start,
     }
 

@@ -31,10 +31,15 @@ MAX_NUM_ENVS = 1024
 
 
 class Recorder(Protocol):
-    """Something that watches :func:`play_log`'s rounds beside the market log."""
+    """Something that watches :func:`play_log`'s rounds beside the market log.
+
+    A recorder may also define ``warmup_round(info)``: it then sees the
+    ``config.warmup`` learning rounds too (``runner.collusion`` draws the bid
+    path from them); the others see only the measured episodes.
+    """
 
     def start(self, env: Any) -> None:
-        """Called once with the vector env, before the first round."""
+        """Called once with the vector env, before the warmup and the first round."""
 
     def add_round(self, info: Mapping[str, Any]) -> None:
         """One round's infos of ``num_envs`` markets."""
@@ -82,7 +87,8 @@ def play_log(
 
     ``recorders`` see the run too: each is started with the vector env, then
     gets every round's infos and the end of every batch of episodes, as the
-    log does (``runner.fairness`` keeps the rounds it needs this way).
+    log does (``runner.fairness`` keeps the rounds it needs this way); those
+    with a ``warmup_round`` method get the warmup's rounds as well.
 
     Returns:
         ``(log, about)``: the :class:`MarketLog` of every episode, and the run's
@@ -106,15 +112,18 @@ def play_log(
     rng = np.random.default_rng([config.seed, 1])
     seats.reset(num_envs, rng)
     obs, _ = env.reset(seed=config.seed)
+    for r in recorders:
+        r.start(env)
     if config.warmup:
         # learning agents (qlearn, zip, ...) learn first; the measured episodes
         # then start afresh in markets whose agents keep what they learned
+        watch = [r.warmup_round for r in recorders if hasattr(r, "warmup_round")]
         for _ in range(config.warmup):
             obs, _, _, _, info = env.step(seats.act(obs, rng))
             seats.observe(info)
+            for hook in watch:
+                hook(info)
         obs, _ = env.reset()
-    for r in recorders:
-        r.start(env)
     log = MarketLog(
         env.agents,
         n_buyers,
