@@ -114,11 +114,63 @@ def test_address_needs_the_rllib_backend(tmp_path, capsys):
     assert "need train.backend: rllib" in capsys.readouterr().err
 
 
-def test_self_play_is_refused_with_one_line(tmp_path):
-    from training.rllib import train
+def _three_buyers(**train) -> ExperimentConfig:
+    config = _config(**train)
+    return dataclasses.replace(config, env=dataclasses.replace(config.env, n_buyers=3))
 
-    with pytest.raises(ValueError, match="self_play_pool is not available"):
-        train(_config(self_play_pool=2), tmp_path / "run", progress=False)
+
+def test_self_play_env_plays_one_seat_per_market_and_the_pool():
+    # no Ray started: the env alone, with a pool member of known actions
+    pytest.importorskip("ray")
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from training.rllib import MarketMultiAgentEnv
+
+    env = MarketMultiAgentEnv(
+        {"experiment": _three_buyers(self_play_pool=2), "num_envs": 6}
+    )
+    # seat m mod 3 of market m is the learner's; the others are the pool's
+    assert env.agents == [
+        "buyer_0/0", "buyer_0/3", "buyer_1/1", "buyer_1/4", "buyer_2/2", "buyer_2/5"
+    ]  # fmt: skip
+    (lr,) = env.learners
+    policy = ActorCriticPolicy(
+        lr.obs_space,
+        lr.action_map.space(),
+        lambda _: 0.0,
+        net_arch=[64, 64],
+        activation_fn=torch.nn.Tanh,
+        ortho_init=False,
+    )
+    state = {k: v.numpy().copy() for k, v in policy.state_dict().items()}
+    state["action_net.weight"][:] = 0.0
+    state["action_net.bias"][:] = -1.5  # the member's raw action, whatever it sees
+    state["log_std"][:] = -30.0  # it samples, with a negligible spread
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == set(env.agents)
+    with pytest.raises(RuntimeError, match="pool is empty"):
+        env.step(dict.fromkeys(env.agents, np.zeros(1, np.float32)))
+    assert env.set_pool("buyer", [("a.safetensors", state)]) == 1
+    member = env.pools["buyer"].members[0]
+    assert env.set_pool("buyer", [("a.safetensors", state)]) == 1
+    assert env.pools["buyer"].members[0] is member  # kept, not rebuilt
+
+    seen = []
+    step = env.venv.step
+    env.venv.step = lambda full: (seen.append(full.copy()), step(full))[1]
+    env.reset(seed=1)
+    acts = {a: np.full(1, 2.0, np.float32) for a in env.agents}
+    _, rew, *_ = env.step(acts)
+    (full,) = seen
+    mine = np.arange(6) % 3
+    learner = lr.action_map.to_action(np.array([[2.0]]))[0, 0]
+    pooled = lr.action_map.to_action(np.array([[-1.5]]))[0, 0]
+    for m in range(6):
+        for j in range(3):
+            want = learner if j == mine[m] else pooled
+            assert full[m, j, 0] == pytest.approx(want, abs=1e-5), (m, j)
+    assert set(rew) == set(env.agents)
 
 
 # -- training -------------------------------------------------------------------------
@@ -211,6 +263,41 @@ def _assert_same_tree(a, b, where="") -> None:
         assert a.dtype == b.dtype and torch.equal(a, b), where
     else:
         assert a == b, where
+
+
+def test_rllib_self_play_writes_resumes_and_loads_its_pool(tmp_path):
+    pytest.importorskip("ray")
+    from training import load_policy
+    from training.rllib import train
+
+    run = tmp_path / "sp"
+    # one learner seat per market: 16 agent-steps per env step, 256 per iteration
+    first = train(
+        _three_buyers(self_play_pool=2, total_timesteps=512), run, progress=False
+    )
+    assert first["timesteps"] == 512 and first["learners"]["buyer"]["timesteps"] == 512
+    pool = first["pool"]["buyer"]
+    # the initial policy, then one snapshot per iteration; the oldest left
+    assert pool == ["000000000256.safetensors", "000000000512.safetensors"]
+    files = sorted(p.name for p in (run / "pool" / "buyer").glob("*.safetensors"))
+    assert files == pool
+
+    again = train(
+        _three_buyers(self_play_pool=2, total_timesteps=768),
+        run,
+        resume=True,
+        progress=False,
+    )
+    assert again["timesteps"] == 768 and again["iterations"] == first["iterations"] + 1
+    assert again["pool"]["buyer"] == [pool[1], "000000000768.safetensors"]
+    files = sorted(p.name for p in (run / "pool" / "buyer").glob("*.safetensors"))
+    assert files == again["pool"]["buyer"]
+
+    policy = load_policy(run, device="cpu")
+    obs = np.zeros((4, policy.by_role["buyer"].obs_dim), np.float32)
+    obs[:, 0] = [0.2, 0.4, 0.6, 0.8]
+    bids = policy.act(obs)
+    assert bids.shape == (4, 1) and np.all((bids >= 0) & (bids <= obs[:, :1] + 1e-6))
 
 
 def _free_port() -> int:

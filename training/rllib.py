@@ -28,7 +28,13 @@ The same YAML as the stable-baselines3 trainer (``training.sb3``) drives it:
 
 ``train.algo_params`` with this backend take PPO's RLlib options
 (:data:`RLLIB_PARAMS`), e.g. ``{num_env_runners: 2, entropy_coeff: 0.001}``.
-Self-play pools are refused with one line (not implemented for this backend).
+``train.self_play_pool: P > 0`` plays self-play as ``training.sb3`` does
+(``training.selfplay``): a learner holding several seats controls one per
+market, its other seats play a pool of its last ``P`` snapshots, one added after
+every PPO iteration, saved as ``DIR/pool/<learner>/<steps>.safetensors`` (the
+SB3 policy's weights, as the SB3 backend writes them) and listed in the
+manifest, so ``--resume`` keeps the pool. The trainer pushes the pool's weights
+(numpy) to the env on every env runner (:meth:`MarketMultiAgentEnv.set_pool`).
 """
 
 from __future__ import annotations
@@ -105,6 +111,13 @@ def _env_base() -> type:
 class MarketMultiAgentEnv(_env_base()):
     """An RLlib ``MultiAgentEnv`` over a ``vector_env`` batch of markets.
 
+    With ``train.self_play_pool: P > 0``, a learner holding several seats
+    controls one seat per market (seat ``m mod n_seats`` in market ``m``, as
+    ``training.sb3``); its other seats are played by :attr:`pools`, frozen past
+    policies that the trainer pushes with :meth:`set_pool` after every
+    training iteration (one drawn per market and round, sampling, acting in the
+    env's units).
+
     Args:
         env_config: ``{"experiment": ExperimentConfig, "num_envs": int}``
             (``num_envs`` defaults to ``train.num_envs``); RLlib's
@@ -118,6 +131,7 @@ class MarketMultiAgentEnv(_env_base()):
         from agents import for_market
         from attn_env.players import Seats
         from training.sb3 import plan_learners
+        from training.selfplay import PoolPlayer, SnapshotPool
 
         # RLlib's EnvContext carries the runner's index as attributes
         worker = int(getattr(env_config, "worker_index", 0))
@@ -131,19 +145,39 @@ class MarketMultiAgentEnv(_env_base()):
         self.venv = attn_env.vector_env(n, config=config.env, fixed_agents=fixed)
         self.learners = plan_learners(config, names)
         self.n_markets = n
+        self.net_arch = list(config.train.net_arch)
         owner = {s: lr for lr in self.learners for s in lr.seats}
+        self.pools: dict[str, SnapshotPool] = {
+            lr.name: SnapshotPool(config.train.self_play_pool, lr.action_map)
+            for lr in self.learners
+            if _self_play(lr, config.train)
+        }
+        self._tags: dict[str, list[Any]] = {name: [] for name in self.pools}
         players = []
         for j, name in enumerate(names):
             spec = config.agent_spec(name)
-            players.append(
-                None if j in owner else for_market(spec.kind, spec.params, config.env)
-            )
+            if j not in owner:
+                players.append(for_market(spec.kind, spec.params, config.env))
+            elif owner[j].name in self.pools:
+                # every seat of its role; the learner's own seats are overwritten
+                players.append(PoolPlayer(self.pools[owner[j].name]))
+            else:
+                players.append(None)
         self.others = Seats(players, n_buyers=config.env.n_buyers)
         self._seed: int | None = config.seed + 1_000_003 * worker + 7919 * vector_index
         self._rng = np.random.default_rng(self._seed)
-        self._seats = [(j, names[j], owner[j]) for j in sorted(owner)]
+        # (seat, agent name, learner, markets where the learner plays that seat)
+        self._seats = []
+        for j in sorted(owner):
+            lr = owner[j]
+            markets = np.arange(n)
+            if lr.name in self.pools:
+                markets = markets[markets % len(lr.seats) == lr.seats.index(j)]
+            if len(markets):
+                self._seats.append((j, names[j], lr, markets))
         self._ids = {
-            j: [f"{name}{SEP}{m}" for m in range(n)] for j, name, _ in self._seats
+            j: [f"{name}{SEP}{m}" for m in markets]
+            for j, name, _, markets in self._seats
         }
         space = self.venv.single_observation_space
         from gymnasium.spaces import Box
@@ -153,18 +187,49 @@ class MarketMultiAgentEnv(_env_base()):
             np.asarray(space.high, np.float32),
             dtype=np.float32,
         )
-        self.agents = [a for j, _, _ in self._seats for a in self._ids[j]]
+        for lr in self.learners:
+            lr.obs_space = obs_space
+        self.agents = [a for j, *_ in self._seats for a in self._ids[j]]
         self.possible_agents = list(self.agents)
         self.observation_spaces = dict.fromkeys(self.agents, obs_space)
         self.action_spaces = {
-            a: lr.action_map.space() for j, _, lr in self._seats for a in self._ids[j]
+            a: lr.action_map.space()
+            for j, _, lr, _ in self._seats
+            for a in self._ids[j]
         }
         self._obs: np.ndarray | None = None
         self._pending: np.ndarray | None = None
 
+    def set_pool(self, name: str, members: list[tuple[Any, dict[str, Any]]]) -> int:
+        """Replace learner ``name``'s self-play pool: ``[(tag, SB3 state dict)]``.
+
+        State dicts hold numpy arrays (an SB3 ``ActorCriticPolicy``'s, as
+        :func:`to_sb3_state` gives); members already held (same tag) are kept.
+        Returns the pool's size.
+        """
+        import torch
+
+        pool = self.pools[name]
+        lr = next(x for x in self.learners if x.name == name)
+        held = dict(zip(self._tags[name], pool.members, strict=True))
+        pool.members, self._tags[name] = [], []
+        for tag, state in members[-pool.size :]:
+            member = held.get(tag)
+            if member is None:
+                weights = {k: torch.as_tensor(np.asarray(v)) for k, v in state.items()}
+                policy = _sb3_policy(lr, self.net_arch, weights)
+                policy.set_training_mode(False)
+                policy.requires_grad_(False)
+                member = pool._player(policy)
+            pool.members.append(member)
+            self._tags[name].append(tag)
+        return len(pool.members)
+
     def _view(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         return {
-            a: obs[m, j] for j, _, _ in self._seats for m, a in enumerate(self._ids[j])
+            a: obs[m, j]
+            for j, _, _, markets in self._seats
+            for m, a in zip(markets, self._ids[j], strict=True)
         }
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -184,9 +249,9 @@ class MarketMultiAgentEnv(_env_base()):
     def step(self, action_dict: dict[str, Any]):
         obs = self._obs
         full = self.others.act(obs, self._rng)
-        for j, _, lr in self._seats:
+        for j, _, lr, markets in self._seats:
             raw = np.asarray([action_dict[a] for a in self._ids[j]], np.float64)
-            full[:, j, :] = lr.action_map.to_action(raw.reshape(-1, 1))
+            full[markets, j, :] = lr.action_map.to_action(raw.reshape(-1, 1))
         nxt, rew, term, trunc, info = self.venv.step(full)
         self.others.observe(info)
         done = bool(np.any(term) or np.any(trunc))
@@ -200,8 +265,8 @@ class MarketMultiAgentEnv(_env_base()):
         rew = np.asarray(rew, dtype=np.float64)
         rewards = {
             a: float(rew[m, j])
-            for j, _, _ in self._seats
-            for m, a in enumerate(self._ids[j])
+            for j, _, _, markets in self._seats
+            for m, a in zip(markets, self._ids[j], strict=True)
         }
         return (
             self._view(out),
@@ -210,6 +275,16 @@ class MarketMultiAgentEnv(_env_base()):
             {"__all__": False},
             {},
         )
+
+
+def _self_play(lr, tc) -> bool:
+    """Whether learner ``lr`` plays its other seats against its snapshot pool."""
+    return tc.self_play_pool > 0 and len(lr.seats) > 1
+
+
+def _seats_per_market(lr, tc) -> int:
+    """Seats ``lr`` plays in each market: one under self-play, else all of them."""
+    return 1 if _self_play(lr, tc) else len(lr.seats)
 
 
 def _module_by_role(agent_id, *args, **kwargs) -> str:
@@ -345,7 +420,7 @@ def _build_algo(config: ExperimentConfig, learners, params: dict[str, Any]):
     }
     runners = int(params.pop("num_env_runners"))
     per_runner = int(params.pop("num_envs_per_env_runner"))
-    seats = sum(len(lr.seats) for lr in learners)
+    seats = sum(_seats_per_market(lr, tc) for lr in learners)
     # one env step plays num_envs markets; a PPO batch is n_steps of them, counted
     # in agent-steps as SB3's n_steps * n_envs
     batch = tc.n_steps * tc.num_envs * seats
@@ -467,6 +542,35 @@ def _set_states(
     )
 
 
+def _push_pools(algo, pools: dict[str, Any]) -> None:
+    """Send every self-play pool (numpy weights) to the env of every env runner."""
+    if not pools:
+        return
+    payload = {
+        name: [
+            (
+                file,
+                {k: v.detach().cpu().numpy() for k, v in m.policy.state_dict().items()},
+            )
+            for file, m in zip(pool.files, pool.members, strict=True)
+        ]
+        for name, pool in pools.items()
+    }
+
+    def push(runner) -> list[dict[str, int]]:
+        env = getattr(runner, "env", None)
+        if env is None:  # a local runner without env (remote runners sample)
+            return []
+        return [
+            {name: e.unwrapped.set_pool(name, ms) for name, ms in payload.items()}
+            for e in getattr(env, "envs", [env])
+        ]
+
+    sizes = algo.env_runner_group.foreach_env_runner(push, local_env_runner=True)
+    if not any(sizes):
+        raise RuntimeError("no RLlib env runner took the self-play pool")
+
+
 class _Log:
     """Progress bar and TensorBoard scalars per PPO iteration."""
 
@@ -532,17 +636,13 @@ def train(
         The final manifest (timesteps, learners, checkpoint, wall time).
     """
     import attn_env
-    from training.policy import policy_spec
+    from training.policy import build_policy, policy_spec
     from training.sb3 import _write_config, plan_learners
+    from training.selfplay import SnapshotPool
     from training.train_config import check_train_config
 
     check_train_config(config.train)
     tc = config.train
-    if tc.self_play_pool > 0:
-        raise ValueError(
-            "train.self_play_pool is not available with backend rllib yet; "
-            "set it to 0 or use backend: sb3"
-        )
     out = Path(out)
     old = None
     if resume:
@@ -591,6 +691,11 @@ def train(
     hyper = dict(params)
     _cfg, algo, seats = _build_algo(config, learners, params)
     per_env_step = tc.num_envs * seats
+    pools = {
+        lr.name: SnapshotPool(tc.self_play_pool, lr.action_map, out / "pool" / lr.name)
+        for lr in learners
+        if _self_play(lr, tc)
+    }
     state = {"iterations": 0, "wall_s": 0.0, "env_steps": 0}
     if old is not None:
         states, optimizers = {}, {}
@@ -607,12 +712,39 @@ def train(
             # runs saved before the optimizer was kept resume with a fresh one
             optimizers.update(_from_storable(saved.get("optimizer") or {}))
         _set_states(algo, states, optimizers)
+        for name, pool in pools.items():
+            files = list(old["pool"].get(name, []))
+            for file in files:
+                inside_run(out, f"pool/{name}/{file}", "pool file")
+            spec = old["learners"][name]["policy"]
+            try:
+                pool.restore(lambda s=spec: build_policy("ppo", s), files, "cpu")
+            except ValueError as err:
+                raise ValueError(f"{out / MANIFEST}: learner {name!r}: {err}") from None
         state = {
             "iterations": int(old.get("iterations", 0)),
             "wall_s": float(old.get("wall_s", 0.0)),
             "env_steps": int(old["timesteps"]) // per_env_step,
         }
     _write_config(out, config)
+
+    def learner_steps(lr) -> int:
+        return state["env_steps"] * tc.num_envs * _seats_per_market(lr, tc)
+
+    def snapshot(empty_only: bool = False) -> None:
+        """Add the current policy of every self-play learner to its pool."""
+        if not pools:
+            return
+        mods = _module_states(algo)
+        for lr in learners:
+            pool = pools.get(lr.name)
+            if pool is not None and not (empty_only and pool.members):
+                mod = {k: np.asarray(v) for k, v in mods[lr.name].items()}
+                policy = _sb3_policy(lr, tc.net_arch, to_sb3_state(mod))
+                pool.add(policy, learner_steps(lr))
+
+    snapshot(empty_only=True)  # a fresh pool starts with the initial policy
+    _push_pools(algo, pools)
 
     def save(finished: bool) -> dict[str, Any]:
         mods = _module_states(algo)
@@ -628,7 +760,7 @@ def train(
                 "algo": "ppo",
                 "backend": "rllib",
                 "action": dataclasses.asdict(lr.action_map),
-                "timesteps": state["env_steps"] * tc.num_envs * len(lr.seats),
+                "timesteps": learner_steps(lr),
                 "n_updates": state["iterations"],
                 "episode_num": 0,
                 "model": file,
@@ -659,11 +791,13 @@ def train(
             "total_timesteps": tc.total_timesteps,
             "finished": finished,
             "learners": entries,
-            "pool": {},
+            "pool": {name: list(pool.files) for name, pool in pools.items()},
             "turns": state["iterations"],
             **state,
         }
         write_checkpoint(out, manifest["timesteps"], saves, manifest)
+        for pool in pools.values():
+            pool.prune_files()  # after the manifest stopped naming them
         return read_manifest(out)
 
     done = state["env_steps"] * per_env_step
@@ -684,6 +818,8 @@ def train(
                 )
             state["env_steps"] += env_steps
             state["iterations"] += 1
+            snapshot()
+            _push_pools(algo, pools)
             added = env_steps * per_env_step
             done += added
             log.update(done, added, result, added / (time.perf_counter() - t1))
