@@ -11,6 +11,8 @@ native          ``training.sb3.Trainer`` (``attn-market train``), evaluated
 supersuit_sb3   ``examples/supersuit_sb3.py`` (PettingZoo's SB3 tutorial)
 cleanrl_ppo     ``examples/cleanrl_ppo.py`` (single-file PPO on vector_env)
 torchrl_ppo     ``examples/torchrl_ppo.py``, where that file exists
+rllib_ppo       ``examples/rllib_ppo.py`` (RLlib's PettingZoo pipeline:
+                ``ParallelPettingZooEnv``, local Ray, no env runners)
 ==============  ===========================================================
 
 Each trains up to ``--budget`` agent-steps, measuring ``bne_l2`` of its
@@ -48,6 +50,7 @@ EXAMPLES = {
     "supersuit_sb3": ROOT / "examples" / "supersuit_sb3.py",
     "cleanrl_ppo": ROOT / "examples" / "cleanrl_ppo.py",
     "torchrl_ppo": ROOT / "examples" / "torchrl_ppo.py",
+    "rllib_ppo": ROOT / "examples" / "rllib_ppo.py",
 }
 RLLIB = {"rllib_1": 1, "rllib_2": 2}
 "RLlib rows: env runners each."
