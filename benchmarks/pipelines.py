@@ -10,7 +10,10 @@ native          ``training.sb3.Trainer`` (``attn-market train``), evaluated
                 with ``runner.evaluate.evaluate`` at each checkpoint
 supersuit_sb3   ``examples/supersuit_sb3.py`` (PettingZoo's SB3 tutorial)
 cleanrl_ppo     ``examples/cleanrl_ppo.py`` (single-file PPO on vector_env)
-torchrl_ppo     ``examples/torchrl_ppo.py``, where that file exists
+torchrl_ppo     ``examples/torchrl_ppo.py`` (``PettingZooWrapper``, one market
+                per step)
+torchrl_batch   the same example on ``training.torchrl_env.MarketTorchRLEnv``
+                (``--num-envs 64``: 64 markets per step)
 rllib_ppo       ``examples/rllib_ppo.py`` (RLlib's PettingZoo pipeline:
                 ``ParallelPettingZooEnv``, local Ray, no env runners)
 ==============  ===========================================================
@@ -50,8 +53,11 @@ EXAMPLES = {
     "supersuit_sb3": ROOT / "examples" / "supersuit_sb3.py",
     "cleanrl_ppo": ROOT / "examples" / "cleanrl_ppo.py",
     "torchrl_ppo": ROOT / "examples" / "torchrl_ppo.py",
+    "torchrl_batch": ROOT / "examples" / "torchrl_ppo.py",
     "rllib_ppo": ROOT / "examples" / "rllib_ppo.py",
 }
+EXAMPLE_KWARGS = {"torchrl_batch": {"num_envs": 64}}
+"Extra keywords of an example's ``main`` per pipeline."
 RLLIB = {"rllib_1": 1, "rllib_2": 2}
 "RLlib rows: env runners each."
 PIPELINES = ("native", *EXAMPLES, *RLLIB)
@@ -119,7 +125,7 @@ def run_native(budget: int, every: int, target: float, seed: int) -> dict:
 
 
 def run_rllib(runners: int, budget: int, seed: int) -> dict:
-    """RLlib multi-agent PPO (``train.backend: rllib``, ``action: shade``) with
+    """RLlib multi-agent PPO (``train.backend: rllib``, ``squash: sigmoid``) with
     ``runners`` env runners on a local Ray, evaluated once at the end of the
     budget (so its agent-steps to the target are an upper bound)."""
     from attn_env.config import load_config
@@ -133,7 +139,7 @@ def run_rllib(runners: int, budget: int, seed: int) -> dict:
         train=dataclasses.replace(
             config.train,
             backend="rllib",
-            action="shade",
+            squash="sigmoid",
             total_timesteps=budget,
             checkpoint_every=budget,
             algo_params={"num_env_runners": runners},
@@ -163,11 +169,11 @@ def run_example(name: str, budget: int, every: int, target: float, seed: int) ->
     params = inspect.signature(module.main).parameters
     first = next(iter(params))
     steps = budget // 2 if first == "total_frames" else budget  # 2 buyers
-    kwargs = {"seed": seed}
+    kwargs = {"seed": seed, **EXAMPLE_KWARGS.get(name, {})}
     if "eval_every" in params:
         kwargs.update(eval_every=every, target=target)
     result = module.main(steps, **kwargs)
-    result.setdefault("pipeline", name)
+    result["pipeline"] = name
     return result
 
 
