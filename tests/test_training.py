@@ -356,6 +356,15 @@ def test_market_vec_env_refuses_next_step_autoreset():
         MarketVecEnv(venv, np.array([[0]] * 2), ActionMap("shade", "buyer", 0, 1))
 
 
+def test_adapter_refuses_an_env_in_other_action_units():
+    import attn_env
+    from training.vec_adapter import MarketVecEnv
+
+    venv = attn_env.vector_env(2, mechanism="first_price", n_buyers=2)  # absolute
+    with pytest.raises(ValueError, match=r"action is 'absolute'.*action='shade'"):
+        MarketVecEnv(venv, np.array([[0]] * 2), ActionMap("shade", "buyer", 0, 1))
+
+
 def test_ppo_learns_on_adapter():
     # First price, n = 2: an untrained shade policy bids 0.9 x value; PPO on the
     # adapter must move it to the BNE's 0.5 (30k agent-steps, about 1 s).

@@ -220,7 +220,7 @@ class MarketMultiAgentEnv(_env_base()):
                 policy = _sb3_policy(lr, self.net_arch, weights)
                 policy.set_training_mode(False)
                 policy.requires_grad_(False)
-                member = pool._player(policy)
+                member = pool.as_member(policy)
             pool.members.append(member)
             self._tags[name].append(tag)
         return len(pool.members)

@@ -48,7 +48,7 @@ class SnapshotPool:
         self.members: list[RolePolicy] = []
         self.files: list[str] = []
 
-    def _player(self, policy: Any) -> RolePolicy:
+    def as_member(self, policy: Any) -> RolePolicy:
         """A member: samples as while learning, acts in the env's units."""
         return RolePolicy(policy, self.action_map, deterministic=False, env_units=True)
 
@@ -58,7 +58,7 @@ class SnapshotPool:
     def add(self, policy: Any, tag: int) -> None:
         """Freeze a copy of SB3 ``policy`` (sampling, as while learning); save it."""
         frozen = freeze(policy)
-        self.members.append(self._player(frozen))
+        self.members.append(self.as_member(frozen))
         if self.folder is not None:
             path = self.folder / f"{tag:012d}{WEIGHTS}"
             state = {"policy": frozen.state_dict()}
@@ -91,7 +91,7 @@ class SnapshotPool:
                 pol.to(device)
                 pol.set_training_mode(False)
                 pol.requires_grad_(False)
-                self.members.append(self._player(pol))
+                self.members.append(self.as_member(pol))
                 self.files.append(name)
 
     def prune_files(self) -> None:

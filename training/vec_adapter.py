@@ -65,6 +65,13 @@ class MarketVecEnv(VecEnv):
                 f"the vector env must autoreset in the same step (as "
                 f"attn_env.vector_env), got autoreset_mode={mode!r}"
             )
+        units = getattr(getattr(venv, "config", None), "action", action_map.env_action)
+        if units != action_map.env_action:
+            raise ValueError(
+                f"the vector env's action is {units!r} but the learner's action map "
+                f"outputs {action_map.env_action!r} actions; build the env with "
+                f"action={action_map.env_action!r}"
+            )
         self.venv = venv
         self.seats = np.asarray(seats, dtype=np.int64)
         n_markets = int(venv.num_envs)
