@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
+from pathlib import Path
 
 from attn_env.checks import ConfigError
 
@@ -52,6 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGES = frozenset({"attn_env", "agents", "training", "runner", "attn_market"})
+"This project's packages: their ``UserWarning``s print as one line."
+
+
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` for the library's own warnings: one line each.
+
+    Warnings of other packages keep their usual form (file and line help there).
+    """
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        ours = _PACKAGES.intersection(Path(str(filename)).parts)
+        if category is UserWarning and ours:
+            text = " ".join(str(message).split())
+            print(f"attn-market {command}: warning: {text}", file=sys.stderr)
+            return
+        default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``attn-market`` console script.
 
@@ -63,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args) or 0)
     except (ConfigError, ValueError, OSError, yaml.YAMLError) as err:
         # user errors: a bad config, option, value or path (ValueError covers
         # json.JSONDecodeError and UnicodeDecodeError, OSError the missing,

@@ -678,3 +678,24 @@ def test_absolute_learners_are_warned_about():
     ):
         (lr,) = plan_learners(config, ["buyer_0", "buyer_1"])
     assert lr.action_map.mode == "absolute"
+
+
+def test_cli_prints_library_warnings_as_one_line(tmp_path, capsys):
+    # learners under env.action: absolute train, with the library's warning as
+    # one line naming the command, not a file path and source line
+    import yaml
+
+    from attn_market.cli import main
+
+    config = fpsb().to_dict()
+    config["env"]["action"] = "absolute"
+    path = tmp_path / "absolute.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(out), "--no-progress"]) == 0
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert warned == [
+        "attn-market train: warning: env.action is absolute: the learners' policies "
+        "output bids, which collapse toward 0 in first price (DESIGN.md section 5); "
+        "set env.action: shade to learn shading factors"
+    ]
