@@ -173,6 +173,57 @@ def test_self_play_env_plays_one_seat_per_market_and_the_pool():
     assert set(rew) == set(env.agents)
 
 
+def test_restarted_runner_pulls_the_pools_from_the_board():
+    # an env runner that Ray (re)starts mid-run builds a fresh env with empty
+    # pools: at its first reset it fills them from the trainer's pool board
+    ray = pytest.importorskip("ray")
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from training.rllib import MarketMultiAgentEnv, _pool_board
+
+    ray.init(
+        address="local",
+        num_cpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    try:
+        board = _pool_board(ray, "attn_market_pools_test")
+        experiment = _three_buyers(self_play_pool=2)
+        env = MarketMultiAgentEnv(
+            {
+                "experiment": experiment,
+                "num_envs": 3,
+                "pool_board": "attn_market_pools_test",
+            }
+        )
+        env.reset(seed=0)  # the board is empty: the pool stays empty
+        assert len(env.pools["buyer"]) == 0
+        (lr,) = env.learners
+        policy = ActorCriticPolicy(
+            lr.obs_space,
+            lr.action_map.space(),
+            lambda _: 0.0,
+            net_arch=[64, 64],
+            activation_fn=torch.nn.Tanh,
+            ortho_init=False,
+        )
+        state = {k: v.numpy() for k, v in policy.state_dict().items()}
+        ray.get(
+            board.put.remote(
+                {"buyer": [("a.safetensors", state), ("b.safetensors", state)]}
+            )
+        )
+        env.reset(seed=1)
+        assert len(env.pools["buyer"]) == 2
+        _, rew, *_ = env.step({a: np.zeros(1, np.float32) for a in env.agents})
+        assert set(rew) == set(env.agents)
+    finally:
+        ray.shutdown()
+
+
 # -- training -------------------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ import dataclasses
 import os
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,7 @@ class MarketMultiAgentEnv(_env_base()):
         }
         self._obs: np.ndarray | None = None
         self._pending: np.ndarray | None = None
+        self._board: str | None = env_config.get("pool_board")
 
     def set_pool(self, name: str, members: list[tuple[Any, dict[str, Any]]]) -> int:
         """Replace learner ``name``'s self-play pool: ``[(tag, SB3 state dict)]``.
@@ -232,7 +234,19 @@ class MarketMultiAgentEnv(_env_base()):
             for m, a in zip(markets, self._ids[j], strict=True)
         }
 
+    def _pull_pools(self) -> None:
+        """Fill empty pools from the trainer's pool board (a restarted runner)."""
+        if not self._board or all(p.members for p in self.pools.values()):
+            return
+        import ray
+
+        payload = ray.get(ray.get_actor(self._board).get.remote())
+        for name, members in payload.items():
+            if name in self.pools and members:
+                self.set_pool(name, members)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self._pull_pools()
         if seed is not None:
             self._seed, self._pending = seed, None
             self._rng = np.random.default_rng(seed)
@@ -397,7 +411,12 @@ def _init_ray(ray, address: str | None, runners: int) -> None:
         ) from None
 
 
-def _build_algo(config: ExperimentConfig, learners, params: dict[str, Any]):
+def _build_algo(
+    config: ExperimentConfig,
+    learners,
+    params: dict[str, Any],
+    pool_board: str | None = None,
+):
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
@@ -434,7 +453,11 @@ def _build_algo(config: ExperimentConfig, learners, params: dict[str, Any]):
         )
         .environment(
             MarketMultiAgentEnv,
-            env_config={"experiment": config, "num_envs": tc.num_envs},
+            env_config={
+                "experiment": config,
+                "num_envs": tc.num_envs,
+                "pool_board": pool_board,
+            },
             disable_env_checking=True,
             normalize_actions=False,
             clip_actions=True,
@@ -542,8 +565,31 @@ def _set_states(
     )
 
 
-def _push_pools(algo, pools: dict[str, Any]) -> None:
-    """Send every self-play pool (numpy weights) to the env of every env runner."""
+def _pool_board(ray, name: str):
+    """A Ray actor holding the latest pools, for env runners Ray (re)starts later.
+
+    The trainer pushes each pool to the running env runners directly; one that
+    Ray restarts mid-run builds a fresh env with empty pools, which pulls them
+    from this board (by ``name``) at its first reset.
+    """
+
+    @ray.remote(num_cpus=0)
+    class PoolBoard:
+        def __init__(self) -> None:
+            self.payload: dict[str, Any] = {}
+
+        def put(self, payload: dict[str, Any]) -> None:
+            self.payload = payload
+
+        def get(self) -> dict[str, Any]:
+            return self.payload
+
+    return PoolBoard.options(name=name).remote()
+
+
+def _push_pools(algo, pools: dict[str, Any], board: Any = None) -> None:
+    """Send every self-play pool (numpy weights) to the env of every env runner,
+    and to the pool ``board`` (for runners started later)."""
     if not pools:
         return
     payload = {
@@ -566,6 +612,10 @@ def _push_pools(algo, pools: dict[str, Any]) -> None:
             for e in getattr(env, "envs", [env])
         ]
 
+    if board is not None:
+        import ray
+
+        ray.get(board.put.remote(payload))
     sizes = algo.env_runner_group.foreach_env_runner(push, local_env_runner=True)
     if not any(sizes):
         raise RuntimeError("no RLlib env runner took the self-play pool")
@@ -689,7 +739,11 @@ def train(
     _init_ray(ray, address, int(params["num_env_runners"]))
     out.mkdir(parents=True, exist_ok=True)
     hyper = dict(params)
-    _cfg, algo, seats = _build_algo(config, learners, params)
+    board = board_name = None
+    if any(_self_play(lr, tc) for lr in learners):
+        board_name = f"attn_market_pools_{uuid.uuid4().hex[:12]}"
+        board = _pool_board(ray, board_name)
+    _cfg, algo, seats = _build_algo(config, learners, params, board_name)
     per_env_step = tc.num_envs * seats
     pools = {
         lr.name: SnapshotPool(tc.self_play_pool, lr.action_map, out / "pool" / lr.name)
@@ -744,7 +798,7 @@ def train(
                 pool.add(policy, learner_steps(lr))
 
     snapshot(empty_only=True)  # a fresh pool starts with the initial policy
-    _push_pools(algo, pools)
+    _push_pools(algo, pools, board)
 
     def save(finished: bool) -> dict[str, Any]:
         mods = _module_states(algo)
@@ -819,7 +873,7 @@ def train(
             state["env_steps"] += env_steps
             state["iterations"] += 1
             snapshot()
-            _push_pools(algo, pools)
+            _push_pools(algo, pools, board)
             added = env_steps * per_env_step
             done += added
             log.update(done, added, result, added / (time.perf_counter() - t1))
