@@ -2,9 +2,13 @@
 
 ``EnvConfig.action`` picks what an agent's action means:
 
-``absolute`` (default)
+``auto`` (default)
+    ``absolute`` wherever the env is stepped (every env face, ``simulate``);
+    learners that ``attn-market train`` trains act under ``shade``
+    (:func:`learner_action`), the parameterisation under which they learn.
+``absolute``
     The action is the bid (buyer) or ask (seller) per unit itself, in
-    ``[0, max_bid]``.
+    ``[0, max_bid]``. Set explicitly, learners train on absolute bids too.
 ``shade``
     The action is a shading factor ``s`` in ``[0, 1]``, the agent's
     *truthfulness*: ``s = 1`` bids or asks the private value, ``s = 0`` the
@@ -30,10 +34,21 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ACTION_MODES", "buyer_shade_range", "shade_to_price", "shade_to_prices"]
+__all__ = [
+    "ACTION_MODES",
+    "buyer_shade_range",
+    "learner_action",
+    "shade_to_price",
+    "shade_to_prices",
+]
 
-ACTION_MODES = ("absolute", "shade")
+ACTION_MODES = ("auto", "absolute", "shade")
 "Values of ``EnvConfig.action``."
+
+
+def learner_action(action: str) -> str:
+    """What a learner's action is under ``EnvConfig.action``: ``auto`` -> shade."""
+    return "shade" if action == "auto" else action
 
 
 def shade_to_price(

@@ -101,8 +101,9 @@ class EnvConfig:
     "Published after each round: ``none``, ``winning_bid``, ``min_bid_to_win``."
     max_bid: float | None = None
     "Top of bids and asks; ``None``: value_high (two-sided: max with cost_high)."
-    action: str = "absolute"
-    "What an action is: ``absolute`` (the bid or ask) or ``shade`` (s in [0, 1])."
+    action: str = "auto"
+    "What an action is: ``absolute`` (the bid or ask), ``shade`` (s in [0, 1]), or"
+    " ``auto``: absolute, but learners in ``attn-market train`` shade."
     exposure_floor: float = 0.0
     "Least expected share of a page's attention per buyer, in [0, 1/n_buyers]."
 

@@ -325,7 +325,7 @@ class MarketCore:
     def to_bids(self, actions: Any, columns: Any = None) -> Any:
         """Env actions -> the bids and asks :meth:`step` takes.
 
-        Under ``action="absolute"`` ``actions`` come back unchanged. Under
+        Under ``action="absolute"`` (or ``auto``) ``actions`` come back unchanged. Under
         ``action="shade"`` the ``[B, n_agents(, 1)]`` shading factors are clipped
         into ``[0, 1]`` and mapped by :func:`attn_env.actions.shade_to_prices`;
         with ``columns`` (agent indices) only those columns are mapped, the others

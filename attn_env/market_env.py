@@ -37,7 +37,7 @@ Action space
 ------------
 The option ``action`` says what an action is (``attn_env.actions``):
 
-``action="absolute"`` (default)
+``action="auto"`` (default) or ``action="absolute"``
     Every agent: ``Box(0, max_bid, shape=(1,), float32)``, a bid (buyer) or ask
     (seller) per unit of attention; ``max_bid`` defaults to the top of the price
     range: ``value_high`` (one-sided, matching) or ``max(value_high, cost_high)``
@@ -53,6 +53,8 @@ The option ``action`` says what an action is (``attn_env.actions``):
     ``[0, 1]``; the rules below then apply to the resulting bid or ask. This is
     the parameterisation under which generic RL libraries (SB3, SuperSuit)
     learn: with absolute bids their policies collapse to bidding 0.
+    (``auto`` differs from ``absolute`` only for ``attn-market train``: its
+    learners act under ``shade`` unless ``absolute`` is set explicitly.)
 
 - Out-of-range actions are **clipped** to ``[0, max_bid]`` (standard practice for
   Box actions: policies with Gaussian heads emit any real number). A NaN action

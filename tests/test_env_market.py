@@ -280,7 +280,7 @@ def test_history_holds_last_prices_most_recent_first():
         ({"history": -1}, "history must be an integer >= 0"),
         ({"max_bid": 0.0}, "max_bid must be"),
         ({"render_mode": "rgb"}, "render_mode must be"),
-        ({"action": "bid"}, "action must be one of absolute, shade"),
+        ({"action": "bid"}, "action must be one of auto, absolute, shade"),
         ({"value_dist": "cauchy"}, "unknown value distribution 'cauchy'"),
         ({"mechanism_params": {"reservee": 0.1}}, "unknown parameter.*reservee"),
         ({"mechanism_params": {"reserve": -1}}, "reserve must be"),

@@ -672,12 +672,31 @@ def test_trainer_steps_the_env_in_its_own_action_units(tmp_path):
 def test_absolute_learners_are_warned_about():
     from training.sb3 import plan_learners
 
-    config = dataclasses.replace(fpsb(), env=EnvConfig(mechanism="first_price"))
+    env = EnvConfig(mechanism="first_price", action="absolute")
+    config = dataclasses.replace(fpsb(), env=env)
     with pytest.warns(
         UserWarning, match=r"env\.action is absolute.*env\.action: shade"
     ):
         (lr,) = plan_learners(config, ["buyer_0", "buyer_1"])
     assert lr.action_map.mode == "absolute"
+
+
+def test_default_action_trains_shading_factors(tmp_path):
+    # env.action left out (auto): the env faces take bids, learners shade
+    import warnings
+
+    from training.sb3 import Trainer
+
+    env = EnvConfig(mechanism="first_price", n_buyers=2)
+    assert env.action == "auto"
+    train = TrainConfig(**{**TINY, "squash": "clip"})
+    config = dataclasses.replace(fpsb(), env=env, train=train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no absolute-bid warning
+        trainer = Trainer(config, tmp_path / "run", progress=False)
+    (lr,) = trainer.learners
+    assert lr.action_map.mode == "shade_clip"
+    assert lr.env.venv.config.action == "shade"
 
 
 def test_cli_prints_library_warnings_as_one_line(tmp_path, capsys):
@@ -697,5 +716,5 @@ def test_cli_prints_library_warnings_as_one_line(tmp_path, capsys):
     assert warned == [
         "attn-market train: warning: env.action is absolute: the learners' policies "
         "output bids, which collapse toward 0 in first price (DESIGN.md section 5); "
-        "set env.action: shade to learn shading factors"
+        "set env.action: shade (or leave it out) to learn shading factors"
     ]

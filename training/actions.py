@@ -42,7 +42,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from attn_env.actions import ACTION_MODES, buyer_shade_range, shade_to_price
+from attn_env.actions import (
+    ACTION_MODES,
+    buyer_shade_range,
+    learner_action,
+    shade_to_price,
+)
 from attn_env.observation import ROLES, VALUE
 
 ACTIONS = ("shade", "shade_clip", "absolute")
@@ -168,7 +173,10 @@ class ActionMap:
 
 
 def map_mode(env_action: str, squash: str) -> str:
-    """The :class:`ActionMap` mode of ``env.action`` and ``train.squash``."""
+    """The :class:`ActionMap` mode of ``env.action`` and ``train.squash``.
+
+    ``env.action: auto`` (the default) trains shading factors, as ``shade``.
+    """
     if env_action not in ACTION_MODES:
         raise ValueError(
             f"env.action must be one of {', '.join(ACTION_MODES)}, got {env_action!r}"
@@ -177,7 +185,7 @@ def map_mode(env_action: str, squash: str) -> str:
         raise ValueError(
             f"train.squash must be one of {', '.join(SQUASHES)}, got {squash!r}"
         )
-    if env_action == "absolute":
+    if learner_action(env_action) == "absolute":
         return "absolute"
     return "shade" if squash == "sigmoid" else "shade_clip"
 

@@ -142,9 +142,14 @@ class MarketMultiAgentEnv(_env_base()):
         n = int(env_config.get("num_envs", config.train.num_envs))
         names = list(attn_env.vector_env(1, config=config.env).agents)
         fixed = [a for a in names if config.agent_spec(a).kind != "learn"]
-        # learners act in the env's own units (env.action); fixed agents bid
-        self.venv = attn_env.vector_env(n, config=config.env, fixed_agents=fixed)
         self.learners = plan_learners(config, names)
+        # learners act in the env's own units (env.action); fixed agents bid
+        self.venv = attn_env.vector_env(
+            n,
+            config=config.env,
+            action=self.learners[0].action_map.env_action,
+            fixed_agents=fixed,
+        )
         self.n_markets = n
         self.net_arch = list(config.train.net_arch)
         owner = {s: lr for lr in self.learners for s in lr.seats}

@@ -114,7 +114,7 @@ def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Lear
         warnings.warn(
             "env.action is absolute: the learners' policies output bids, which "
             "collapse toward 0 in first price (DESIGN.md section 5); set "
-            "env.action: shade to learn shading factors",
+            "env.action: shade (or leave it out) to learn shading factors",
             stacklevel=2,
         )
     seeds = np.random.SeedSequence(config.seed).generate_state(len(groups))
@@ -395,7 +395,10 @@ class Trainer:
                 )
             # learners act in the env's own units (env.action); fixed agents bid
             venv = attn_env.vector_env(
-                tc.num_envs, config=self.config.env, fixed_agents=self._fixed
+                tc.num_envs,
+                config=self.config.env,
+                action=lr.action_map.env_action,
+                fixed_agents=self._fixed,
             )
             seats = _seat_matrix(lr, tc.num_envs, self._self_play)
             lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed)

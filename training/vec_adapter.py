@@ -66,6 +66,7 @@ class MarketVecEnv(VecEnv):
                 f"attn_env.vector_env), got autoreset_mode={mode!r}"
             )
         units = getattr(getattr(venv, "config", None), "action", action_map.env_action)
+        units = "absolute" if units == "auto" else units  # how the env steps it
         if units != action_map.env_action:
             raise ValueError(
                 f"the vector env's action is {units!r} but the learner's action map "
