@@ -119,11 +119,24 @@ def _three_buyers(**train) -> ExperimentConfig:
     return dataclasses.replace(config, env=dataclasses.replace(config.env, n_buyers=3))
 
 
+def _member_policy(lr):
+    """A fresh SB3 policy of the layout a pool member has (``net_arch [64, 64]``)."""
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    return ActorCriticPolicy(
+        lr.obs_space,
+        lr.action_map.space(),
+        lambda _: 0.0,
+        net_arch=[64, 64],
+        activation_fn=torch.nn.Tanh,
+        ortho_init=False,
+    )
+
+
 def test_self_play_env_plays_one_seat_per_market_and_the_pool():
     # no Ray started: the env alone, with a pool member of known actions
     pytest.importorskip("ray")
-    import torch
-    from stable_baselines3.common.policies import ActorCriticPolicy
 
     from training.rllib import MarketMultiAgentEnv
 
@@ -135,14 +148,7 @@ def test_self_play_env_plays_one_seat_per_market_and_the_pool():
         "buyer_0/0", "buyer_0/3", "buyer_1/1", "buyer_1/4", "buyer_2/2", "buyer_2/5"
     ]  # fmt: skip
     (lr,) = env.learners
-    policy = ActorCriticPolicy(
-        lr.obs_space,
-        lr.action_map.space(),
-        lambda _: 0.0,
-        net_arch=[64, 64],
-        activation_fn=torch.nn.Tanh,
-        ortho_init=False,
-    )
+    policy = _member_policy(lr)
     state = {k: v.numpy().copy() for k, v in policy.state_dict().items()}
     state["action_net.weight"][:] = 0.0
     state["action_net.bias"][:] = -1.5  # the member's raw action, whatever it sees
@@ -177,8 +183,6 @@ def test_restarted_runner_pulls_the_pools_from_the_board():
     # an env runner that Ray (re)starts mid-run builds a fresh env with empty
     # pools: at its first reset it fills them from the trainer's pool board
     ray = pytest.importorskip("ray")
-    import torch
-    from stable_baselines3.common.policies import ActorCriticPolicy
 
     from training.rllib import MarketMultiAgentEnv, _pool_board
 
@@ -202,14 +206,7 @@ def test_restarted_runner_pulls_the_pools_from_the_board():
         env.reset(seed=0)  # the board is empty: the pool stays empty
         assert len(env.pools["buyer"]) == 0
         (lr,) = env.learners
-        policy = ActorCriticPolicy(
-            lr.obs_space,
-            lr.action_map.space(),
-            lambda _: 0.0,
-            net_arch=[64, 64],
-            activation_fn=torch.nn.Tanh,
-            ortho_init=False,
-        )
+        policy = _member_policy(lr)
         state = {k: v.numpy() for k, v in policy.state_dict().items()}
         ray.get(
             board.put.remote(
