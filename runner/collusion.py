@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-import attn_env
-from attn_env.config import ExperimentConfig
+from attn_env.config import ExperimentConfig, make_config
+from attn_env.core import MarketSpec
 from attn_env.estimates import Estimate
 from attn_env.figures import new_figure, save_png
 from attn_env.mechanisms import name_of
@@ -128,7 +128,7 @@ def collusion_recorder(
     Play ``config`` with ``play_log(config, agents, num_envs=config.episodes,
     recorders=[recorder, ...])``: the one batch holds every seed.
     """
-    names = list(attn_env.vector_env(1, config=config.env).agents)
+    names = MarketSpec.from_config(make_config(config.env)).agents
     players = build_agents(config, names)
     recorder = CollusionRecorder(players, config.warmup, config.env.rounds, path_points)
     return recorder, players

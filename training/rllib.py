@@ -61,6 +61,7 @@ from training.checkpoint import (
     save_tensors,
     write_checkpoint,
 )
+from training.selfplay import plays_pool
 from training.train_config import RLLIB_PARAMS, check_rllib_params
 
 __all__ = [
@@ -128,11 +129,12 @@ class MarketMultiAgentEnv(_env_base()):
 
     def __init__(self, env_config: dict[str, Any] | None = None) -> None:
         super().__init__()
-        import attn_env
         from agents import for_market
+        from attn_env.config import make_config
+        from attn_env.core import MarketSpec
         from attn_env.players import Seats
-        from training.sb3 import plan_learners
-        from training.selfplay import PoolPlayer, SnapshotPool
+        from training.sb3 import plan_learners, training_env
+        from training.selfplay import PoolPlayer, SnapshotPool, seat_matrix
 
         # RLlib's EnvContext carries the runner's index as attributes
         worker = int(getattr(env_config, "worker_index", 0))
@@ -140,23 +142,17 @@ class MarketMultiAgentEnv(_env_base()):
         env_config = dict(env_config or {})
         config: ExperimentConfig = env_config["experiment"]
         n = int(env_config.get("num_envs", config.train.num_envs))
-        names = list(attn_env.vector_env(1, config=config.env).agents)
-        fixed = [a for a in names if config.agent_spec(a).kind != "learn"]
+        names = MarketSpec.from_config(make_config(config.env)).agents
         self.learners = plan_learners(config, names)
-        # learners act in the env's own units (env.action); fixed agents bid
-        self.venv = attn_env.vector_env(
-            n,
-            config=config.env,
-            action=self.learners[0].action_map.env_action,
-            fixed_agents=fixed,
-        )
+        action = self.learners[0].action_map.env_action  # one env.action for all
+        self.venv = training_env(config, n, action)
         self.n_markets = n
         self.net_arch = list(config.train.net_arch)
         owner = {s: lr for lr in self.learners for s in lr.seats}
         self.pools: dict[str, SnapshotPool] = {
             lr.name: SnapshotPool(config.train.self_play_pool, lr.action_map)
             for lr in self.learners
-            if _self_play(lr, config.train)
+            if plays_pool(lr.seats, config.train.self_play_pool)
         }
         self._tags: dict[str, list[Any]] = {name: [] for name in self.pools}
         players = []
@@ -176,9 +172,8 @@ class MarketMultiAgentEnv(_env_base()):
         self._seats = []
         for j in sorted(owner):
             lr = owner[j]
-            markets = np.arange(n)
-            if lr.name in self.pools:
-                markets = markets[markets % len(lr.seats) == lr.seats.index(j)]
+            plays = seat_matrix(lr.seats, n, config.train.self_play_pool)
+            markets = np.flatnonzero((plays == j).any(axis=1))
             if len(markets):
                 self._seats.append((j, names[j], lr, markets))
         self._ids = {
@@ -296,14 +291,9 @@ class MarketMultiAgentEnv(_env_base()):
         )
 
 
-def _self_play(lr, tc) -> bool:
-    """Whether learner ``lr`` plays its other seats against its snapshot pool."""
-    return tc.self_play_pool > 0 and len(lr.seats) > 1
-
-
 def _seats_per_market(lr, tc) -> int:
     """Seats ``lr`` plays in each market: one under self-play, else all of them."""
-    return 1 if _self_play(lr, tc) else len(lr.seats)
+    return 1 if plays_pool(lr.seats, tc.self_play_pool) else len(lr.seats)
 
 
 def _module_by_role(agent_id, *args, **kwargs) -> str:
@@ -745,7 +735,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     hyper = dict(params)
     board = board_name = None
-    if any(_self_play(lr, tc) for lr in learners):
+    if any(plays_pool(lr.seats, tc.self_play_pool) for lr in learners):
         board_name = f"attn_market_pools_{uuid.uuid4().hex[:12]}"
         board = _pool_board(ray, board_name)
     _cfg, algo, seats = _build_algo(config, learners, params, board_name)
@@ -753,7 +743,7 @@ def train(
     pools = {
         lr.name: SnapshotPool(tc.self_play_pool, lr.action_map, out / "pool" / lr.name)
         for lr in learners
-        if _self_play(lr, tc)
+        if plays_pool(lr.seats, tc.self_play_pool)
     }
     state = {"iterations": 0, "wall_s": 0.0, "env_steps": 0}
     if old is not None:

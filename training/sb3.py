@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from agents import for_market
-from attn_env.config import ExperimentConfig, TrainConfig
+from attn_env.config import ExperimentConfig, TrainConfig, make_config
+from attn_env.core import MarketSpec
 from attn_env.fileio import atomic_write_text
 from attn_env.observation import role_of
 from attn_env.players import Seats
@@ -64,11 +65,11 @@ from training.policy import (
     policy_spec,
     resolve_device,
 )
-from training.selfplay import PoolPlayer, SnapshotPool
+from training.selfplay import PoolPlayer, SnapshotPool, plays_pool, seat_matrix
 from training.train_config import check_train_config
 from training.vec_adapter import MarketVecEnv
 
-__all__ = ["Learner", "Trainer", "plan_learners", "train"]
+__all__ = ["Learner", "Trainer", "plan_learners", "train", "training_env"]
 
 
 @dataclass
@@ -126,12 +127,20 @@ def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Lear
     return out
 
 
-def _seat_matrix(learner: Learner, n_markets: int, self_play: bool) -> np.ndarray:
-    """``[N, k]`` seats the learner controls in each market."""
-    seats = np.asarray(learner.seats, dtype=np.int64)
-    if self_play and len(seats) > 1:
-        return seats[np.arange(n_markets) % len(seats)][:, None]
-    return np.tile(seats, (n_markets, 1))
+def training_env(config: ExperimentConfig, num_envs: int, action: str):
+    """The vector env learners train in (the SB3 and RLlib backends').
+
+    Learners act in the env's own units (``action``, the env applies its one
+    formula); the fixed agents (every kind but ``learn``) bid as they are.
+    """
+    import attn_env
+
+    # the agent names without building a market (no valuation source to load)
+    names = MarketSpec.from_config(make_config(config.env)).agents
+    fixed = [a for a in names if config.agent_spec(a).kind != "learn"]
+    return attn_env.vector_env(
+        num_envs, config=config.env, action=action, fixed_agents=fixed
+    )
 
 
 def _model_kwargs(learner: Learner, tc: TrainConfig) -> dict[str, Any]:
@@ -249,15 +258,14 @@ def _others(
     learners: list[Learner],
     config: ExperimentConfig,
     agent_names: list[str],
-    self_play: bool,
 ) -> Seats:
     """Players of the seats ``learner`` does not control."""
     owner = {s: other for other in learners for s in other.seats}
     players: list[Any] = []
     for j, name in enumerate(agent_names):
         if j in learner.seats:
-            shared = self_play and len(learner.seats) > 1
-            players.append(PoolPlayer(learner.pool) if shared else None)
+            # under self-play its other seats (per market) play the pool
+            players.append(None if learner.pool is None else PoolPlayer(learner.pool))
         elif j in owner:
             players.append(owner[j].frozen)
         else:
@@ -311,9 +319,7 @@ class Trainer:
         self._build_envs()
         self._build_models(old)
         for lr in self.learners:
-            lr.env.others = _others(
-                lr, self.learners, config, self.agent_names, self._self_play
-            )
+            lr.env.others = _others(lr, self.learners, config, self.agent_names)
         self.state = {"turns": 0, "wall_s": 0.0}
         if old is not None:
             self.state = {
@@ -323,17 +329,6 @@ class Trainer:
         # Only now, every check passed: a refused --resume leaves the run's
         # config.yaml matching its checkpoint.
         _write_config(self.out, config)
-
-    @property
-    def _fixed(self) -> list[str]:
-        """Agents that are not learned: they bid, whatever ``env.action`` says."""
-        return [
-            n for n in self.agent_names if self.config.agent_spec(n).kind != "learn"
-        ]
-
-    @property
-    def _self_play(self) -> bool:
-        return self.config.train.self_play_pool > 0
 
     def _open_run_folder(self, resume: bool) -> dict[str, Any] | None:
         """The old manifest when resuming; refuse to overwrite a trained run.
@@ -385,22 +380,14 @@ class Trainer:
 
     def _build_envs(self) -> None:
         """Each learner's vector env of ``num_envs`` markets, and its self-play pool."""
-        import attn_env
-
         tc = self.config.train
         for lr in self.learners:
-            if self._self_play and len(lr.seats) > 1:
+            if plays_pool(lr.seats, tc.self_play_pool):
                 lr.pool = SnapshotPool(
                     tc.self_play_pool, lr.action_map, self.out / "pool" / lr.name
                 )
-            # learners act in the env's own units (env.action); fixed agents bid
-            venv = attn_env.vector_env(
-                tc.num_envs,
-                config=self.config.env,
-                action=lr.action_map.env_action,
-                fixed_agents=self._fixed,
-            )
-            seats = _seat_matrix(lr, tc.num_envs, self._self_play)
+            venv = training_env(self.config, tc.num_envs, lr.action_map.env_action)
+            seats = seat_matrix(lr.seats, tc.num_envs, tc.self_play_pool)
             lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed)
 
     def _build_models(self, old: dict[str, Any] | None) -> None:

@@ -13,7 +13,7 @@ the learner's, described in the manifest) so a resumed run keeps its pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,24 @@ from training.actions import ActionMap
 from training.checkpoint import WEIGHTS, save_tensors
 from training.policy import RolePolicy, freeze, load_weights
 
-__all__ = ["PoolPlayer", "SnapshotPool"]
+__all__ = ["PoolPlayer", "SnapshotPool", "plays_pool", "seat_matrix"]
+
+
+def plays_pool(seats: Sequence[int], pool_size: int) -> bool:
+    """Whether a learner holding ``seats`` plays self-play (a pool, several seats)."""
+    return pool_size > 0 and len(seats) > 1
+
+
+def seat_matrix(seats: Sequence[int], n_markets: int, pool_size: int) -> NDArray:
+    """``int [N, k]``: the seats a learner controls in each market.
+
+    Under self-play (:func:`plays_pool`) one seat per market, seat ``m mod
+    len(seats)`` in market ``m``; otherwise all of its seats in every market.
+    """
+    s = np.asarray(seats, dtype=np.int64)
+    if plays_pool(seats, pool_size):
+        return s[np.arange(n_markets) % len(s)][:, None]
+    return np.tile(s, (n_markets, 1))
 
 
 class SnapshotPool:
