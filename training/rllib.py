@@ -219,10 +219,7 @@ class MarketMultiAgentEnv(_env_base()):
             member = held.get(tag)
             if member is None:
                 weights = {k: torch.as_tensor(np.asarray(v)) for k, v in state.items()}
-                policy = _sb3_policy(lr, self.net_arch, weights)
-                policy.set_training_mode(False)
-                policy.requires_grad_(False)
-                member = pool.as_member(policy)
+                member = pool.as_member(_sb3_policy(lr, self.net_arch, weights))
             pool.members.append(member)
             self._tags[name].append(tag)
         return len(pool.members)

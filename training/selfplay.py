@@ -66,7 +66,10 @@ class SnapshotPool:
         self.files: list[str] = []
 
     def as_member(self, policy: Any) -> RolePolicy:
-        """A member: samples as while learning, acts in the env's units."""
+        """A member of SB3 ``policy`` (put in inference mode, no gradients): it
+        samples as while learning and acts in the env's units."""
+        policy.set_training_mode(False)
+        policy.requires_grad_(False)
         return RolePolicy(policy, self.action_map, deterministic=False, env_units=True)
 
     def __len__(self) -> int:
@@ -106,8 +109,6 @@ class SnapshotPool:
                 pol = build()
                 load_weights(pol, path)
                 pol.to(device)
-                pol.set_training_mode(False)
-                pol.requires_grad_(False)
                 self.members.append(self.as_member(pol))
                 self.files.append(name)
 
