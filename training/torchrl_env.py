@@ -185,18 +185,16 @@ class MarketTorchRLEnv(EnvBase):
             actions[:, cols] = tensordict.get((g, "action")).detach().cpu().numpy()
         obs, rew, term, trunc, info = self.venv.step(actions)
         obs = np.asarray(obs, dtype=np.float32)
-        ended = np.asarray(term, dtype=bool).any(1) | np.asarray(trunc, bool).any(1)
+        term = np.asarray(term, dtype=bool).any(1)  # per market
+        trunc = np.asarray(trunc, dtype=bool).any(1)
+        ended = term | trunc
         if ended.any():
             final = np.where(ended[:, None, None], info["final_obs"], obs)
             self._pending, self._obs = obs, np.asarray(final, dtype=np.float32)
         else:
             self._obs = obs
         return self._out(
-            self._obs,
-            np.asarray(rew, dtype=np.float32),
-            np.asarray(term, dtype=bool).any(1),
-            np.asarray(trunc, dtype=bool).any(1),
-            info,
+            self._obs, np.asarray(rew, dtype=np.float32), term, trunc, info
         )
 
     def _out(
@@ -210,18 +208,14 @@ class MarketTorchRLEnv(EnvBase):
         n, dev = self.venv.num_envs, self.device
         term_t = torch.as_tensor(term, device=dev).reshape(n, 1)
         trunc_t = torch.as_tensor(trunc, device=dev).reshape(n, 1)
-        data: dict[str, Any] = {
-            "done": term_t | trunc_t,
-            "terminated": term_t,
-            "truncated": trunc_t,
-        }
+        flags = {"done": term_t | trunc_t, "terminated": term_t, "truncated": trunc_t}
+        data: dict[str, Any] = dict(flags)
         for g, cols in self.groups.items():
             k = len(cols)
             entry = {
                 "observation": torch.as_tensor(obs[:, cols], device=dev),
-                "done": (term_t | trunc_t)[:, None].expand(n, k, 1).clone(),
-                "terminated": term_t[:, None].expand(n, k, 1).clone(),
-                "truncated": trunc_t[:, None].expand(n, k, 1).clone(),
+                # every agent of a market shares its market's flags
+                **{f: v[:, None].expand(n, k, 1).clone() for f, v in flags.items()},
             }
             if rew is not None:
                 entry["reward"] = torch.as_tensor(rew[:, cols, None], device=dev)
