@@ -718,3 +718,18 @@ def test_cli_prints_library_warnings_as_one_line(tmp_path, capsys):
         "output bids, which collapse toward 0 in first price (DESIGN.md section 5); "
         "set env.action: shade (or leave it out) to learn shading factors"
     ]
+
+
+def test_save_tensors_stores_numpy_as_tensors(tmp_path):
+    # RLlib hands optimizer states out as numpy: arrays come back as tensors of
+    # the same values and dtype, numpy scalars as plain numbers
+    import torch
+
+    from training.checkpoint import load_tensors, save_tensors
+
+    tree = {"m": np.arange(4.0).reshape(2, 2), "step": np.float32(3.0), "t": (1, "x")}
+    save_tensors(tmp_path / "w.safetensors", tree)
+    back = load_tensors(tmp_path / "w.safetensors")
+    assert torch.equal(back["m"], torch.arange(4.0, dtype=torch.float64).reshape(2, 2))
+    assert back["step"] == 3.0 and type(back["step"]) is float
+    assert back["t"] == (1, "x")

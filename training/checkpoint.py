@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from attn_env.fileio import atomic_write_text, fsync_dir, umask_mode
 from attn_env.observation import ROLES
 
@@ -217,9 +219,10 @@ def _one_line(err: BaseException, limit: int = 200) -> str:
 def save_tensors(path: str | Path, tree: Any) -> None:
     """Write nested dicts/lists of tensors and plain values as one safetensors file.
 
-    Tensors go in as tensors (copied to the CPU); the nesting and the plain
-    values (optimizer hyperparameters, step counts) as a JSON index in the
-    file's metadata. :func:`load_tensors` rebuilds ``tree`` exactly.
+    Tensors go in as tensors (copied to the CPU), numpy arrays as tensors too
+    (they come back as tensors), numpy scalars as plain numbers; the nesting
+    and the plain values (optimizer hyperparameters, step counts) as a JSON
+    index in the file's metadata. :func:`load_tensors` rebuilds ``tree``.
     """
     from safetensors.torch import save_file
 
@@ -259,6 +262,10 @@ def load_tensors(path: str | Path, part: str | None = None, device: str = "cpu")
 def _encode(obj: Any, key: str, out: dict[str, Any]) -> Any:
     import torch
 
+    if isinstance(obj, np.ndarray):
+        obj = torch.from_numpy(np.array(obj))  # a writable copy
+    elif isinstance(obj, np.generic):
+        obj = obj.item()
     if isinstance(obj, torch.Tensor):
         if key in out:
             raise ValueError(f"two tensors would share the name {key!r}")

@@ -508,23 +508,9 @@ def _optimizer_states(algo) -> dict[str, dict[str, Any]]:
     return state[COMPONENT_LEARNER][COMPONENT_OPTIMIZER]
 
 
-def _to_storable(obj: Any) -> Any:
-    """Numpy arrays as torch tensors (for :func:`save_tensors`), the rest as is."""
-    import torch
-
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.array(obj, copy=True))
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, dict):
-        return {k: _to_storable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_to_storable(v) for v in obj)
-    return obj
-
-
 def _from_storable(obj: Any) -> Any:
-    """:func:`_to_storable` undone: tensors back to numpy, as RLlib hands them out."""
+    """What :func:`save_tensors` gave back, with tensors as numpy arrays again, as
+    RLlib hands optimizer states out (``save_tensors`` stores numpy as tensors)."""
     import torch
 
     if isinstance(obj, torch.Tensor):
@@ -818,13 +804,11 @@ def train(
                 "policy": policy.state_dict(),
                 "rllib": {k: torch.as_tensor(v) for k, v in mod.items()},
                 # Adam's buffers as tensors; steps and param_groups in the JSON index
-                "optimizer": _to_storable(
-                    {
-                        name: o
-                        for name, o in optims.items()
-                        if o.get("module_id") == lr.name
-                    }
-                ),
+                "optimizer": {
+                    name: o
+                    for name, o in optims.items()
+                    if o.get("module_id") == lr.name
+                },
             }
             saves[file] = lambda path, t=tensors: save_tensors(path, t)
         manifest = {
