@@ -1,6 +1,6 @@
 """Checks every layer shares: the config error type and the unknown-key check.
 
-Foundation layer: imports nothing from the project, so mechanisms, valuation
+Foundation layer: imports only ``attn_env.errors``, so mechanisms, valuation
 sources and the typed config can all reject bad input the same way.
 """
 
@@ -13,12 +13,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEVICES", "ConfigError", "check_device", "is_real", "reject_unknown"]
+from attn_env.errors import ConfigError, UserError
 
-
-class ConfigError(ValueError):
-    """A configuration value or key is wrong; the message names it."""
-
+__all__ = [
+    "DEVICES",
+    "ConfigError",
+    "UserError",
+    "check_device",
+    "is_real",
+    "reject_unknown",
+]
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 "The torch devices a config or an option may name."

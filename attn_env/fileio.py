@@ -23,11 +23,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from attn_env.errors import UserError
+
 __all__ = [
+    "MAX_JSON_BYTES",
+    "MAX_NESTING",
     "atomic_save",
     "atomic_write_text",
+    "check_user_file",
     "check_writable_target",
     "fsync_dir",
+    "json_depth",
+    "read_user_bytes",
+    "read_user_json",
     "umask_mode",
 ]
 
@@ -111,3 +119,127 @@ def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_save(path, lambda tmp: tmp.write_text(text))
+
+
+# -- reading files a user hands in --------------------------------------------------
+
+MAX_JSON_BYTES = 64 * 2**20
+"Default size cap of a JSON file a user hands in (manifests, solutions, caches)."
+MAX_NESTING = 64
+"Deepest nesting of JSON arrays/objects (or YAML collections) accepted."
+
+
+def check_user_file(
+    path: str | Path,
+    what: str,
+    max_bytes: int,
+    inside: str | Path | None = None,
+) -> Path:
+    """``path`` if it is a regular file of at most ``max_bytes``, else one line.
+
+    Checked *before* anything opens it, so a fifo cannot hang a read and a
+    symlink to ``/dev/zero`` cannot feed one without end. With ``inside``, the
+    file (symlinks resolved) must also lie inside that folder.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing (the message names it).
+        UserError: not a regular file, too large, or outside ``inside``.
+    """
+    path = Path(path)
+    try:
+        info = path.stat()  # follows symlinks: the kind of what would be read
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    except (OSError, RuntimeError) as err:  # a symlink loop, a bad component
+        raise UserError(f"{path}: cannot read the {what} ({_brief(err)})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = next(
+            (name for test, name in _KINDS if test(info.st_mode)), "not a regular file"
+        )
+        raise UserError(f"{path}: the {what} is {kind}, not a regular file")
+    if info.st_size > max_bytes:
+        raise UserError(
+            f"{path}: the {what} is {info.st_size:,} bytes, over the cap of "
+            f"{max_bytes:,}"
+        )
+    if inside is not None and not path.resolve().is_relative_to(Path(inside).resolve()):
+        raise UserError(f"{path}: the {what} leads outside {str(inside)!r}")
+    return path
+
+
+def read_user_bytes(
+    path: str | Path, what: str, max_bytes: int, inside: str | Path | None = None
+) -> bytes:
+    """The bytes of a file a user handed in, checked by :func:`check_user_file`.
+
+    Reads at most ``max_bytes + 1`` bytes, so a file that grows after the
+    check is refused rather than read without end.
+    """
+    path = check_user_file(path, what, max_bytes, inside)
+    with open(path, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UserError(f"{path}: the {what} is over the cap of {max_bytes:,} bytes")
+    return data
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s JSON arrays and objects nest (strings skipped)."""
+    import re
+
+    import numpy as np
+
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    code = np.frombuffer(bare.encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(code, (ord("["), ord("{"))).astype(np.int64) - np.isin(
+        code, (ord("]"), ord("}"))
+    )
+    return int(np.cumsum(step).max(initial=0))
+
+
+def read_user_json(
+    path: str | Path,
+    what: str,
+    max_bytes: int = MAX_JSON_BYTES,
+    inside: str | Path | None = None,
+    max_depth: int = MAX_NESTING,
+) -> Any:
+    """Parse a JSON file a user handed in, with limits; one line naming it if bad.
+
+    Regular files only, at most ``max_bytes``, nesting at most ``max_depth``;
+    ``NaN`` and ``Infinity`` are refused. The caller still checks the type and
+    range of every field it uses.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing.
+        UserError: anything else wrong with the file (one line naming it).
+    """
+    import json
+
+    data = read_user_bytes(path, what, max_bytes, inside)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path}: the {what} is not UTF-8 text ({err.reason})"
+        ) from None
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise UserError(
+            f"{path}: the {what} nests {depth} levels deep, over the cap of {max_depth}"
+        )
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError) as err:
+        raise UserError(
+            f"{path}: the {what} is not valid JSON ({_brief(err)})"
+        ) from None
+
+
+def _brief(err: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

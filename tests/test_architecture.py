@@ -18,7 +18,10 @@ PACKAGES = ("attn_env", "agents", "training", "runner", "attn_market")
 # Lowest first. A module belongs to the first layer with a matching prefix
 # (longest prefix wins); it may import its own layer and the ones below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("attn_env.checks", "attn_env.fileio", "attn_env.figures")),
+    (
+        "foundation",
+        ("attn_env.errors", "attn_env.checks", "attn_env.fileio", "attn_env.figures"),
+    ),
     ("mechanisms", ("attn_env.mechanisms",)),
     ("valuations", ("attn_env.valuations",)),
     (
