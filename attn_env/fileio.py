@@ -16,6 +16,7 @@ link cannot redirect a write elsewhere.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import stat
 import tempfile
@@ -207,8 +208,8 @@ def read_user_json(
     """Parse a JSON file a user handed in, with limits; one line naming it if bad.
 
     Regular files only, at most ``max_bytes``, nesting at most ``max_depth``;
-    ``NaN`` and ``Infinity`` are refused. The caller still checks the type and
-    range of every field it uses.
+    ``NaN``, ``Infinity`` and floats that overflow (``1e400``) are refused.
+    The caller still checks the type and range of every field it uses.
 
     Raises:
         FileNotFoundError: ``path`` is missing.
@@ -232,8 +233,14 @@ def read_user_json(
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not a number JSON allows")
 
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if math.isinf(value):
+            raise ValueError(f"{literal[:40]} overflows a float")
+        return value
+
     try:
-        return json.loads(text, parse_constant=refuse)
+        return json.loads(text, parse_constant=refuse, parse_float=finite)
     except (ValueError, RecursionError) as err:
         raise UserError(
             f"{path}: the {what} is not valid JSON ({_brief(err)})"
