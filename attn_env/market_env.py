@@ -209,7 +209,6 @@ Version history
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -280,13 +279,13 @@ class MarketParallelEnv(ParallelEnv):
         self.np_random: np.random.Generator | None = None
         self.np_random_seed: int | None = None
 
-    @functools.cache  # noqa: B019 - PettingZoo's API test wants the same object back
     def observation_space(self, agent: str) -> Box:
+        """The one observation box (the same object each call, as PettingZoo wants)."""
         self._check_agent(agent)
         return self._obs_space
 
-    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> Box:
+        """The one action box (the same object each call)."""
         self._check_agent(agent)
         return self._act_space
 

@@ -172,3 +172,20 @@ print(",".join(m for m in heavy if m in sys.modules))
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "", f"loaded {res.stdout.strip()}"
+
+
+def test_envs_are_collected_after_del():
+    """Spaces are plain attributes: asking for them keeps no env alive."""
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(20):
+        e = parallel_env(mechanism="first_price", n_buyers=2)
+        for a in e.possible_agents:
+            assert e.observation_space(a) is e.observation_space(a)
+            assert e.action_space(a) is e.action_space(a)
+        refs.append(weakref.ref(e))
+        del e
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0
