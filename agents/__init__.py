@@ -49,6 +49,7 @@ from agents.qlearn import QLearnAgent
 from agents.traders import GDAgent, ZICAgent, ZIPAgent
 from attn_env.config import EnvConfig
 from attn_env.core import MarketSpec
+from attn_env.errors import UserError
 from attn_env.observation import role_of
 from attn_env.players import Agent
 
@@ -94,14 +95,14 @@ def register(kind: str, cls: type) -> None:
             from the market (see :func:`market_context`).
     """
     if not isinstance(kind, str) or not kind.isidentifier():
-        raise ValueError(f"agent kind must be an identifier, got {kind!r}")
+        raise UserError(f"agent kind must be an identifier, got {kind!r}")
     if kind in _REGISTRY or kind in ("learn", "policy"):
-        raise ValueError(f"agent kind {kind!r} is already taken")
+        raise UserError(f"agent kind {kind!r} is already taken")
     missing = [
         m for m in ("reset", "act", "observe") if not callable(getattr(cls, m, None))
     ]
     if not isinstance(cls, type) or missing:
-        raise ValueError(
+        raise UserError(
             f"register({kind!r}, cls): cls must be a class with reset, act and "
             f"observe (attn_env.players.Agent), got {cls!r}"
         )
@@ -110,7 +111,7 @@ def register(kind: str, cls: type) -> None:
 
 def _cls(kind: str) -> type:
     if kind not in _REGISTRY:
-        raise ValueError(f"unknown agent kind {kind!r}; known: {', '.join(names())}")
+        raise UserError(f"unknown agent kind {kind!r}; known: {', '.join(names())}")
     return _REGISTRY[kind]
 
 
@@ -120,7 +121,7 @@ def make(kind: str, **params: Any) -> Agent:
     sig = inspect.signature(cls)
     unknown = sorted(set(params) - set(sig.parameters))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"agent kind {kind!r} has no parameter {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(sig.parameters) or '(none)'}"
         )

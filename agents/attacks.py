@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
 from attn_env.observation import ROUND, VALUE, as_actions, is_seller
 
 __all__ = ["SEES", "AbsentAgent", "RingAgent", "ShillAgent", "WashAgent"]
@@ -35,7 +36,7 @@ SEES = ("bids", "published")
 
 def _fraction(name: str, x: float) -> float:
     if isinstance(x, bool) or not isinstance(x, int | float) or not 0.0 <= x <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {x!r}")
+        raise UserError(f"{name} must be a number in [0, 1], got {x!r}")
     return float(x)
 
 
@@ -104,11 +105,11 @@ class ShillAgent:
         redraw: str = "round",
     ) -> None:
         if sees not in SEES:
-            raise ValueError(f"sees must be one of {', '.join(SEES)}, got {sees!r}")
+            raise UserError(f"sees must be one of {', '.join(SEES)}, got {sees!r}")
         self.margin = _fraction("margin", margin)
         self.opening = _fraction("opening", opening)
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+            raise UserError(f"rank must be an integer >= 1, got {rank!r}")
         self.rank, self.sees = rank, sees
         self.max_price, self.redraw = float(max_price), redraw
         self.estimate = np.zeros(0)
@@ -160,7 +161,7 @@ class RingAgent(_Stateless):
         self, leader: bool = False, shade: float = 1.0, cover: float = 0.0
     ) -> None:
         if not isinstance(leader, bool):
-            raise ValueError(f"leader must be true or false, got {leader!r}")
+            raise UserError(f"leader must be true or false, got {leader!r}")
         self.leader = leader
         self.shade = _fraction("shade", shade)
         self.cover = _fraction("cover", cover)

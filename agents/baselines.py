@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from attn_env.config import EnvConfig
 from attn_env.equilibria import bne_reason, bne_strategy, truthful
+from attn_env.errors import UserError
 from attn_env.observation import BUDGET, LAST_PAY, ROUND, VALUE, as_actions, is_seller
 from attn_env.players import TruthfulAgent
 
@@ -48,7 +49,7 @@ class ShadingAgent(_Stateless):
 
     def __init__(self, shade: float = 0.8, max_price: float = 1.0) -> None:
         if not 0.0 <= shade <= 1.0:
-            raise ValueError(f"shade must be in [0, 1], got {shade!r}")
+            raise UserError(f"shade must be in [0, 1], got {shade!r}")
         self.shade, self.max_price = float(shade), float(max_price)
 
     def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
@@ -75,10 +76,10 @@ class BNEAgent(_Stateless):
 
     def __init__(self, env: EnvConfig) -> None:
         if not isinstance(env, EnvConfig):
-            raise ValueError(f"env must be an EnvConfig, got {env!r}")
+            raise UserError(f"env must be an EnvConfig, got {env!r}")
         buyer = bne_strategy(env, "buyer")
         if buyer is None:
-            raise ValueError(f"no analytic BNE for this market: {bne_reason(env)}")
+            raise UserError(f"no analytic BNE for this market: {bne_reason(env)}")
         self._buyer = buyer
         self._seller = bne_strategy(env, "seller") or truthful
 
@@ -125,13 +126,13 @@ class PacingAgent:
         update: str = "dual",
     ) -> None:
         if update not in self._UPDATES:
-            raise ValueError(
+            raise UserError(
                 f"unknown pacing update {update!r}; known: dual, multiplicative"
             )
         if rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {rounds!r}")
+            raise UserError(f"rounds must be >= 1, got {rounds!r}")
         if eta < 0 or mu0 < 0 or mu_max < mu0:
-            raise ValueError(
+            raise UserError(
                 f"need eta >= 0 and 0 <= mu0 <= mu_max, got eta={eta}, mu0={mu0}, "
                 f"mu_max={mu_max}"
             )

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
 from attn_env.mechanisms import name_of
 from attn_env.observation import VALUE, as_actions
 
@@ -105,7 +106,7 @@ class QLearnAgent:
         )
         for name, value, ok, expected in checks:
             if isinstance(value, bool) or not ok:
-                raise ValueError(f"qlearn {name} must be {expected}, got {value!r}")
+                raise UserError(f"qlearn {name} must be {expected}, got {value!r}")
         self.n_bids, self.memory = n_bids, memory
         self.learning_rate, self.discount = float(learning_rate), float(discount)
         self.epsilon0, self.epsilon_decay = float(epsilon), float(epsilon_decay)

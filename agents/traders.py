@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
 from attn_env.observation import ACTIVE, VALUE, as_actions, is_seller
 
 __all__ = ["GDAgent", "ZICAgent", "ZIPAgent"]
@@ -27,7 +28,7 @@ def _array(feedback: dict[str, Any], key: str, n: int) -> NDArray[np.float64] | 
         return None
     x = np.asarray(feedback[key], dtype=np.float64)
     if x.shape[:1] != (n,):
-        raise ValueError(
+        raise UserError(
             f"feedback[{key!r}] must have leading size {n}, got shape {x.shape}"
         )
     return x
@@ -47,7 +48,7 @@ class ZICAgent:
 
     def __init__(self, max_price: float = 1.0) -> None:
         if not max_price > 0:
-            raise ValueError(f"max_price must be > 0, got {max_price!r}")
+            raise UserError(f"max_price must be > 0, got {max_price!r}")
         self.max_price = float(max_price)
 
     def reset(self, num_envs: int, rng: np.random.Generator) -> None:
@@ -108,11 +109,11 @@ class ZIPAgent:
     ) -> None:
         for name, (lo, hi) in (("beta", beta), ("gamma", gamma), ("margin0", margin0)):
             if not 0.0 <= lo <= hi:
-                raise ValueError(
+                raise UserError(
                     f"{name} must be a range 0 <= low <= high, got {(lo, hi)}"
                 )
         if not max_price > 0:
-            raise ValueError(f"max_price must be > 0, got {max_price!r}")
+            raise UserError(f"max_price must be > 0, got {max_price!r}")
         self.max_price = float(max_price)
         self.beta_range, self.gamma_range, self.margin_range = beta, gamma, margin0
         self.reset(0, np.random.default_rng(0))
@@ -146,7 +147,7 @@ class ZIPAgent:
         n = p.shape[0]
         q = _array(feedback, "clearing_price", n)
         if q is None:
-            raise ValueError(
+            raise UserError(
                 "ZIP needs feedback['clearing_price'] (nan where no trade)"
             )
         traded = np.isfinite(q)
@@ -199,7 +200,7 @@ def _shouts(
     """
     q = _array(feedback, "clearing_price", n)
     if q is None:
-        raise ValueError("GD needs feedback['clearing_price'] (nan where no trade)")
+        raise UserError("GD needs feedback['clearing_price'] (nan where no trade)")
     q_col = q[:, None]
     bids, asks = _array(feedback, "bids", n), _array(feedback, "asks", n)
     if bids is None and asks is None:
@@ -254,9 +255,9 @@ class GDAgent:
         self, max_price: float = 1.0, memory: int = 5, grid: int = 101
     ) -> None:
         if not max_price > 0:
-            raise ValueError(f"max_price must be > 0, got {max_price!r}")
+            raise UserError(f"max_price must be > 0, got {max_price!r}")
         if memory < 1 or grid < 2:
-            raise ValueError(
+            raise UserError(
                 f"need memory >= 1 and grid >= 2, got memory={memory}, grid={grid}"
             )
         self.max_price, self.memory, self.grid_size = (

@@ -221,6 +221,7 @@ from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from attn_env import mechanisms
 from attn_env.config import EnvConfig, make_config
 from attn_env.core import MarketCore
+from attn_env.errors import UserError
 from attn_env.metrics import METRIC_KEYS
 
 __all__ = [
@@ -291,7 +292,7 @@ class MarketParallelEnv(ParallelEnv):
 
     def _check_agent(self, agent: str) -> None:
         if agent not in self._index:
-            raise ValueError(
+            raise UserError(
                 f"unknown agent {agent!r}; agents: {', '.join(self.possible_agents)}"
             )
 
@@ -312,13 +313,13 @@ class MarketParallelEnv(ParallelEnv):
     def step(self, actions: dict[str, Any]):
         """Play one round with every live agent's action."""
         if not self.agents:
-            raise ValueError("step() called on a finished episode; call reset() first")
+            raise UserError("step() called on a finished episode; call reset() first")
         missing = [a for a in self.agents if a not in actions]
         if missing:
-            raise ValueError(f"missing actions for {', '.join(missing)}")
+            raise UserError(f"missing actions for {', '.join(missing)}")
         extra = [a for a in actions if a not in self._index]
         if extra:
-            raise ValueError(
+            raise UserError(
                 f"actions for unknown agent(s) {', '.join(map(repr, extra))}; "
                 f"agents: {', '.join(self.possible_agents)}"
             )
@@ -326,7 +327,7 @@ class MarketParallelEnv(ParallelEnv):
         for a, i in self._index.items():
             act = np.asarray(actions.get(a, 0.0), dtype=np.float64).reshape(-1)
             if act.size != 1:
-                raise ValueError(
+                raise UserError(
                     f"action of {a} must hold one number, got {actions[a]!r}"
                 )
             row[0, i] = act[0]
@@ -406,7 +407,7 @@ def agent_infos(
 def check_render_mode(render_mode: str | None) -> str | None:
     """``render_mode`` itself when it is ``None`` or one of ``RENDER_MODES``."""
     if render_mode is not None and render_mode not in RENDER_MODES:
-        raise ValueError(
+        raise UserError(
             f"render_mode must be None or one of {', '.join(RENDER_MODES)}, "
             f"got {render_mode!r}"
         )

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
 from attn_env.observation import VALUE, as_actions
 
 __all__ = ["Agent", "Seats", "TruthfulAgent", "feedback_for"]
@@ -110,7 +111,7 @@ class Seats:
     def __init__(self, players: Sequence[Agent | None], n_buyers: int) -> None:
         for j, p in enumerate(players):
             if p is not None and not isinstance(p, Agent):
-                raise ValueError(
+                raise UserError(
                     f"player of column {j} must follow attn_env.players.Agent "
                     f"(reset/act/observe), got {p!r}"
                 )

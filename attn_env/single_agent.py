@@ -40,6 +40,7 @@ from gymnasium.spaces import Box
 
 from attn_env.config import EnvConfig, make_config
 from attn_env.core import MarketCore
+from attn_env.errors import UserError
 from attn_env.market_env import (
     RENDER_MODES,
     agent_infos,
@@ -71,7 +72,7 @@ class SingleAgentMarketEnv(gymnasium.Env):
         spec = self.core.spec
         self.agents = spec.agents
         if learner not in self.agents:
-            raise ValueError(
+            raise UserError(
                 f"unknown learner {learner!r}; agents: {', '.join(self.agents)}"
             )
         self.learner = learner
@@ -85,19 +86,19 @@ class SingleAgentMarketEnv(gymnasium.Env):
         if others is None:
             others = {}
         elif not isinstance(others, Mapping):
-            raise ValueError(
+            raise UserError(
                 "others must be None or a mapping from agent names or roles to agent "
                 f"objects (agents.opponents builds one from kinds), got {others!r}"
             )
         names = set(self.agents) | {"buyer", "seller"}
         unknown = sorted(set(others) - names)
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"others names unknown agent(s) {', '.join(map(repr, unknown))}; "
                 f"agents: {', '.join(self.agents)} or roles buyer, seller"
             )
         if self.learner in others:
-            raise ValueError(f"{self.learner!r} is the learner; it cannot be in others")
+            raise UserError(f"{self.learner!r} is the learner; it cannot be in others")
         players: list[Agent | None] = []
         seen: dict[int, str] = {}
         for name in self.agents:
@@ -108,12 +109,12 @@ class SingleAgentMarketEnv(gymnasium.Env):
             if agent is None:
                 agent = TruthfulAgent()
             elif isinstance(agent, str):
-                raise ValueError(
+                raise UserError(
                     f"others[{name!r}] is the kind name {agent!r}; pass agent objects "
                     "(agents.opponents(kind, config, learner) builds them)"
                 )
             if id(agent) in seen:
-                raise ValueError(
+                raise UserError(
                     f"one agent object would play both {seen[id(agent)]!r} and "
                     f"{name!r}; give each agent name its own object"
                 )
@@ -135,10 +136,10 @@ class SingleAgentMarketEnv(gymnasium.Env):
     def step(self, action: Any):
         """One round: the learner's ``action`` (bid or ask) against the rest."""
         if self._obs is None:
-            raise ValueError("step() called before reset()")
+            raise UserError("step() called before reset()")
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.size != 1:
-            raise ValueError(f"action must hold one number, got {action!r}")
+            raise UserError(f"action must hold one number, got {action!r}")
         row = self.others.act(self._obs, self.np_random)[..., 0].astype(np.float64)
         row[0, self._li] = a[0]
         row = self.core.to_bids(row, columns=[self._li])

@@ -86,6 +86,7 @@ from gymnasium.vector import AutoresetMode
 
 from attn_env.config import EnvConfig, make_config
 from attn_env.core import MarketCore
+from attn_env.errors import UserError
 from attn_env.market_env import RENDER_MODES, check_render_mode, render_out
 from attn_env.metrics import METRIC_KEYS
 
@@ -116,7 +117,7 @@ class MarketVectorEnv:
             or not isinstance(num_envs, int | np.integer)
             or num_envs < 1
         ):
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+            raise UserError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self.config = make_config(config, **options)
         self.options = dataclasses.asdict(self.config)
         self.render_mode = check_render_mode(render_mode)
@@ -171,7 +172,7 @@ class MarketVectorEnv:
     def step(self, actions: Any):
         """One round in every market, then autoreset of the finished ones."""
         if self.np_random is None:
-            raise ValueError("step() called before reset()")
+            raise UserError("step() called before reset()")
         bids = self.core.to_bids(actions, columns=self._action_columns)
         rew, done, infos = self.core.step(bids, self.np_random)
         ended = bool(done.any())
@@ -215,7 +216,7 @@ def _fixed_columns(fixed: Sequence[str], agents: list[str]) -> tuple[int, ...]:
     out = []
     for name in fixed:
         if name not in agents:
-            raise ValueError(
+            raise UserError(
                 f"fixed_agents: unknown agent {name!r}; agents: {', '.join(agents)}"
             )
         out.append(agents.index(name))

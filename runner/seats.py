@@ -11,6 +11,7 @@ from typing import Any
 
 import agents
 from attn_env.config import ExperimentConfig
+from attn_env.errors import UserError
 from attn_env.players import Agent
 
 __all__ = ["POLICY", "build_agent", "build_agents"]
@@ -28,7 +29,7 @@ def build_agent(
     if kind == POLICY:
         unknown = sorted(set(params) - {"path", "agent"})
         if unknown or "path" not in params:
-            raise ValueError(
+            raise UserError(
                 "kind 'policy' takes params {path: RUN_DIR[, agent: NAME]}, got "
                 f"{dict(params)!r}"
             )
@@ -56,7 +57,7 @@ def build_agents(
     given = dict(given or {})
     unknown = sorted(set(given) - set(names))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"agents given for unknown name(s) {', '.join(map(repr, unknown))}; "
             f"the market has: {', '.join(names)}"
         )
@@ -67,7 +68,7 @@ def build_agents(
             continue
         spec = config.agent_spec(name)
         if spec.kind == "learn":
-            raise ValueError(
+            raise UserError(
                 f"agent {name!r} has kind 'learn', which simulate cannot play; train "
                 "it with `attn-market train`, then use kind 'policy' with params "
                 "{path: RUN_DIR}, or a fixed kind: "
@@ -76,5 +77,5 @@ def build_agents(
         try:
             out[name] = build_agent(spec.kind, spec.params, config)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"agent {name!r}: {err}") from err
+            raise UserError(f"agent {name!r}: {err}") from err
     return out

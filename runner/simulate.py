@@ -19,6 +19,7 @@ import numpy as np
 
 import attn_env
 from attn_env.config import ExperimentConfig
+from attn_env.errors import UserError
 from attn_env.market_log import MarketLog
 from attn_env.mechanisms import name_of
 from attn_env.players import Agent, Seats
@@ -97,10 +98,10 @@ def play_log(
     """
     episodes = config.episodes if episodes is None else int(episodes)
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise UserError(f"episodes must be >= 1, got {episodes}")
     num_envs = min(episodes, MAX_NUM_ENVS) if num_envs is None else int(num_envs)
     if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        raise UserError(f"num_envs must be >= 1, got {num_envs}")
     num_envs = min(num_envs, episodes)
 
     # agents bid absolutely (the protocol), whatever the env's ``action`` option

@@ -48,6 +48,7 @@ from attn_env.actions import (
     learner_action,
     shade_to_price,
 )
+from attn_env.errors import UserError
 from attn_env.observation import ROLES, VALUE
 
 ACTIONS = ("shade", "shade_clip", "absolute")
@@ -81,15 +82,15 @@ class ActionMap:
 
     def __post_init__(self) -> None:
         if self.mode not in ACTIONS:
-            raise ValueError(
+            raise UserError(
                 f"unknown action map {self.mode!r}; known: {', '.join(ACTIONS)}"
             )
         if self.role not in ROLES:
-            raise ValueError(f"unknown role {self.role!r}; known: {', '.join(ROLES)}")
+            raise UserError(f"unknown role {self.role!r}; known: {', '.join(ROLES)}")
         if not (
             np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low
         ):
-            raise ValueError(
+            raise UserError(
                 "range must satisfy low < high, "
                 f"got low={self.low!r}, high={self.high!r}"
             )
@@ -178,11 +179,11 @@ def map_mode(env_action: str, squash: str) -> str:
     ``env.action: auto`` (the default) trains shading factors, as ``shade``.
     """
     if env_action not in ACTION_MODES:
-        raise ValueError(
+        raise UserError(
             f"env.action must be one of {', '.join(ACTION_MODES)}, got {env_action!r}"
         )
     if squash not in SQUASHES:
-        raise ValueError(
+        raise UserError(
             f"train.squash must be one of {', '.join(SQUASHES)}, got {squash!r}"
         )
     if learner_action(env_action) == "absolute":

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
 from attn_env.observation import OBS_BASE_DIM, ROLE, role_of
 from training.actions import ActionMap
 from training.checkpoint import (
@@ -78,7 +79,7 @@ def algo_class(name: str):
         from stable_baselines3 import SAC
 
         return SAC
-    raise ValueError(f"unknown algo {name!r}; known: {', '.join(ALGOS)}")
+    raise UserError(f"unknown algo {name!r}; known: {', '.join(ALGOS)}")
 
 
 def _policy_class(algo: str) -> type:
@@ -90,7 +91,7 @@ def _policy_class(algo: str) -> type:
         from stable_baselines3.sac.policies import SACPolicy
 
         return SACPolicy
-    raise ValueError(f"unknown algo {algo!r}; known: {', '.join(ALGOS)}")
+    raise UserError(f"unknown algo {algo!r}; known: {', '.join(ALGOS)}")
 
 
 def policy_spec(policy: Any) -> dict[str, Any]:
@@ -141,7 +142,7 @@ def _decode_param(key: str, value: Any) -> Any:
     if isinstance(value, dict) and set(value) == {"class"}:
         where = _CLASSES.get(key)
         if where is None or value["class"] not in where[1]:
-            raise ValueError(f"{key}: class {value['class']!r} is not allowed")
+            raise UserError(f"{key}: class {value['class']!r} is not allowed")
         return getattr(importlib.import_module(where[0]), value["class"])
     if isinstance(value, dict):
         return {k: _decode_param(key, v) for k, v in value.items()}
@@ -154,9 +155,9 @@ def _box(d: Any) -> Any:
     from gymnasium import spaces
 
     if not isinstance(d, dict) or set(d) != {"low", "high", "shape", "dtype"}:
-        raise ValueError("a space must be {box: {low, high, shape, dtype}}")
+        raise UserError("a space must be {box: {low, high, shape, dtype}}")
     if d["dtype"] not in _BOX_DTYPES:
-        raise ValueError(f"space dtype {d['dtype']!r} is not one of {_BOX_DTYPES}")
+        raise UserError(f"space dtype {d['dtype']!r} is not one of {_BOX_DTYPES}")
     shape = tuple(int(n) for n in d["shape"])
     low = np.asarray(d["low"], dtype=d["dtype"]).reshape(shape)
     high = np.asarray(d["high"], dtype=d["dtype"]).reshape(shape)
@@ -172,13 +173,13 @@ def build_policy(algo: str, spec: Any) -> Any:
     """
     cls = _policy_class(algo)
     if not isinstance(spec, dict) or spec.get("class") != cls.__name__:
-        raise ValueError(
+        raise UserError(
             f"policy class must be {cls.__name__!r} for algo {algo!r}, got "
             f"{spec.get('class') if isinstance(spec, dict) else spec!r}"
         )
     kwargs = spec.get("kwargs")
     if not isinstance(kwargs, dict):
-        raise ValueError("policy kwargs must be an object")
+        raise UserError("policy kwargs must be an object")
     try:
         params = {k: _decode_param(k, v) for k, v in kwargs.items()}
         if "ortho_init" in params:
@@ -188,7 +189,7 @@ def build_policy(algo: str, spec: Any) -> Any:
         return cls(**params, lr_schedule=_zero_schedule)
     except (TypeError, ValueError, RuntimeError, OverflowError) as err:
         text = " ".join(str(err).split())
-        raise ValueError(f"cannot rebuild the {cls.__name__}: {text}") from None
+        raise UserError(f"cannot rebuild the {cls.__name__}: {text}") from None
 
 
 def _zero_schedule(_progress: float) -> float:
@@ -206,7 +207,7 @@ def load_weights(module: Any, path: Path, part: str = "policy") -> None:
         module.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError, KeyError) as err:
         text = " ".join(str(err).split())[:200]
-        raise ValueError(f"{path}: weights do not fit the policy ({text})") from None
+        raise UserError(f"{path}: weights do not fit the policy ({text})") from None
 
 
 def freeze(policy: Any) -> Any:
@@ -259,7 +260,7 @@ class RolePolicy:
         """The policy's raw actions ``[M, 1]``, clipped to the action bounds."""
         obs = np.asarray(obs, dtype=np.float32)
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
-            raise ValueError(
+            raise UserError(
                 f"obs must have shape [N, {self.obs_dim}], got {obs.shape}"
             )
         if len(obs) == 0:
@@ -321,7 +322,7 @@ class TrainedPolicy:
         """``[N, obs_dim] -> [N, 1]`` bids/asks, by the role flag ``obs[:, 3]``."""
         obs = np.asarray(obs_batch, dtype=np.float32)
         if obs.ndim != 2 or obs.shape[1] < OBS_BASE_DIM:
-            raise ValueError(
+            raise UserError(
                 f"obs_batch must have shape [N, obs_dim>={OBS_BASE_DIM}], "
                 f"got {obs.shape}"
             )
@@ -331,7 +332,7 @@ class TrainedPolicy:
             if not rows.any():
                 continue
             if role not in self.by_role:
-                raise ValueError(
+                raise UserError(
                     f"obs rows have role flag of a {role}, but this run trained only "
                     f"{', '.join(self.by_role)}"
                 )
@@ -345,7 +346,7 @@ class TrainedPolicy:
         role = role_of(agent)
         if role in self.by_role:
             return self.by_role[role]
-        raise ValueError(
+        raise UserError(
             f"no policy for agent {agent!r}; trained: {', '.join(self.by_agent)}"
         )
 
@@ -387,7 +388,7 @@ def load_policy(path: str | Path, device: str = "auto") -> TrainedPolicy:
             amap = action_map_from(entry)
         except (ValueError, TypeError, KeyError) as err:
             text = " ".join(str(err).split())
-            raise ValueError(
+            raise UserError(
                 f"{path / 'manifest.json'}: learner {name!r}: {text}"
             ) from None
         load_weights(policy, inside_run(path, f"{ckpt}/{entry['model']}", "model"))

@@ -39,6 +39,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 import attn_env
+from attn_env.errors import UserError
 from attn_env.observation import role_of
 
 __all__ = ["GROUP_MAPS", "MarketTorchRLEnv"]
@@ -72,7 +73,7 @@ class MarketTorchRLEnv(EnvBase):
         **options: Any,
     ) -> None:
         if group_map not in GROUP_MAPS:
-            raise ValueError(
+            raise UserError(
                 f"group_map must be one of {', '.join(GROUP_MAPS)}, got {group_map!r}"
             )
         venv = attn_env.vector_env(num_envs, **options)

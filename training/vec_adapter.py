@@ -30,6 +30,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
+from attn_env.errors import UserError
 from attn_env.players import Seats
 from training.actions import ActionMap
 
@@ -61,14 +62,14 @@ class MarketVecEnv(VecEnv):
 
         mode = getattr(venv, "metadata", {}).get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
-            raise ValueError(
+            raise UserError(
                 f"the vector env must autoreset in the same step (as "
                 f"attn_env.vector_env), got autoreset_mode={mode!r}"
             )
         units = getattr(getattr(venv, "config", None), "action", action_map.env_action)
         units = "absolute" if units == "auto" else units  # how the env steps it
         if units != action_map.env_action:
-            raise ValueError(
+            raise UserError(
                 f"the vector env's action is {units!r} but the learner's action map "
                 f"outputs {action_map.env_action!r} actions; build the env with "
                 f"action={action_map.env_action!r}"
@@ -77,13 +78,13 @@ class MarketVecEnv(VecEnv):
         self.seats = np.asarray(seats, dtype=np.int64)
         n_markets = int(venv.num_envs)
         if self.seats.ndim != 2 or self.seats.shape[0] != n_markets:
-            raise ValueError(
+            raise UserError(
                 f"seats must have shape [num_envs={n_markets}, k], "
                 f"got {self.seats.shape}"
             )
         n_agents = int(venv.n_agents)
         if self.seats.min() < 0 or self.seats.max() >= n_agents:
-            raise ValueError(
+            raise UserError(
                 f"seat indices must lie in [0, {n_agents}), got {self.seats.tolist()}"
             )
         self.n_markets, self.k = self.seats.shape
