@@ -62,7 +62,8 @@ class Case:
     argv: list[str]
     "``{cfg}`` is the config file written from ``config``/``text``; ``{tmp}`` a folder."
     culprit: str
-    "A substring the error line must contain (case-insensitive)."
+    """A substring the error line must contain (case-insensitive): the bad key,
+    value or file name, long and specific enough not to match by accident."""
     config: dict[str, Any] | None = None
     text: str | bytes | None = None
     files: dict[str, Any] = field(default_factory=dict)
@@ -86,19 +87,29 @@ CASES += [
     Case("yaml-bad-indent", ["simulate", "{cfg}"], "c.yaml", text="a: 1\n b: 2\n"),
     Case("yaml-tab", ["simulate", "{cfg}"], "c.yaml", text="env:\n\tn_buyers: 2\n"),
     Case("yaml-unclosed-quote", ["simulate", "{cfg}"], "c.yaml", text='seed: "0\n'),
-    Case("yaml-list", ["simulate", "{cfg}"], "mapping", text="- 1\n- 2\n"),
-    Case("yaml-scalar", ["simulate", "{cfg}"], "mapping", text="42\n"),
-    Case("yaml-string", ["simulate", "{cfg}"], "mapping", text="hello\n"),
+    Case("yaml-list", ["simulate", "{cfg}"], "31337", text="- 31337\n- 2\n"),
+    Case("yaml-scalar", ["simulate", "{cfg}"], "424242", text="424242\n"),
+    Case("yaml-string", ["simulate", "{cfg}"], "hello", text="hello\n"),
     Case("yaml-binary", ["simulate", "{cfg}"], "c.yaml", text=b"\xff\xfe\x00\x01"),
     Case(
         "yaml-python-tag",
         ["simulate", "{cfg}"],
-        "c.yaml",
+        "python/name:os.system",
         text="a: !!python/name:os.system\n",
     ),
-    Case("yaml-anchor-undefined", ["simulate", "{cfg}"], "c.yaml", text="a: *nope\n"),
+    Case(
+        "yaml-anchor-undefined",
+        ["simulate", "{cfg}"],
+        "missing_anchor",
+        text="a: *missing_anchor\n",
+    ),
     Case("config-missing", ["simulate", "{tmp}/nope.yaml"], "nope.yaml"),
-    Case("config-is-dir", ["simulate", "{tmp}/d"], "d", files={"d": None}),
+    Case(
+        "config-is-dir",
+        ["simulate", "{tmp}/confdir"],
+        "confdir",
+        files={"confdir": None},
+    ),
     Case(
         "train-yaml-syntax",
         ["train", "{cfg}", "--out", "{tmp}/r"],
@@ -118,8 +129,8 @@ CASES += [
     Case(
         "evaluate-yaml-list",
         ["evaluate", "{cfg}", "--policy", "{tmp}"],
-        "mapping",
-        text="[1]",
+        "27182",
+        text="[27182]",
     ),
     Case("build-config-missing", ["valuations", "build", "{tmp}/no.yaml"], "no.yaml"),
     Case(
@@ -132,36 +143,38 @@ CASES += [
         ["valuations", "show", "--query", "q", "--config", "{tmp}/no.yaml"],
         "no.yaml",
     ),
-    Case("build-yaml-scalar", ["valuations", "build", "{cfg}"], "mapping", text="3\n"),
+    Case(
+        "build-yaml-scalar", ["valuations", "build", "{cfg}"], "31415", text="31415\n"
+    ),
 ]
 
 # --- top level ------------------------------------------------------------------
 CASES += [
     _sim("top-unknown", {"epsiodes": 3}, "epsiodes"),
     _sim("top-unknown-2", {"mechanism": "gsp"}, "mechanism"),
-    _sim("seed-str", {"seed": "abc"}, "seed"),
-    _sim("seed-float", {"seed": 1.5}, "seed"),
-    _sim("seed-negative", {"seed": -1}, "seed"),
-    _sim("seed-bool", {"seed": True}, "seed"),
+    _sim("seed-str", {"seed": "notanumber"}, "notanumber"),
+    _sim("seed-float", {"seed": 2.71828}, "2.71828"),
+    _sim("seed-negative", {"seed": -31337}, "-31337"),
+    _sim("seed-bool", {"seed": True}, "c.yaml.seed"),
     _sim("episodes-zero", {"episodes": 0}, "episodes"),
     _sim("episodes-negative", {"episodes": -5}, "episodes"),
     _sim("episodes-str", {"episodes": "many"}, "episodes"),
     _sim("episodes-float", {"episodes": 2.5}, "episodes"),
-    _sim("env-list", {"env": [1, 2]}, "env"),
-    _sim("env-str", {"env": "cda"}, "env"),
-    _sim("train-str", {"train": "ppo"}, "train"),
-    _sim("agents-list", {"agents": ["buyer"]}, "agents"),
-    _sim("agents-str", {"agents": "zi_c"}, "agents"),
+    _sim("env-list", {"env": [1, 2]}, "c.yaml.env"),
+    _sim("env-str", {"env": "double_auction"}, "double_auction"),
+    _sim("train-str", {"train": "ppo"}, "c.yaml.train"),
+    _sim("agents-list", {"agents": ["buyer"]}, "c.yaml.agents"),
+    _sim("agents-str", {"agents": "zi_c"}, "c.yaml.agents"),
 ]
 
 # --- env options ----------------------------------------------------------------
 ENV_BAD: list[tuple[str, Any, str]] = [
-    ("mechanism", "gspp", "gspp"),
+    ("mechanism", "gsp_typo", "gsp_typo"),
     ("mechanism", 3, "mechanism"),
     ("mechanism", ["gsp"], "mechanism"),
     ("mechanism", None, "mechanism"),
     ("mechanism_params", [1], "mechanism_params"),
-    ("mechanism_params", {"foo": 1}, "foo"),
+    ("mechanism_params", {"bogus_param": 1}, "bogus_param"),
     ("mechanism_params", {"reserve": -1}, "reserve"),
     ("mechanism_params", {"reserve": "low"}, "reserve"),
     ("n_buyers", 0, "n_buyers"),
@@ -177,11 +190,11 @@ ENV_BAD: list[tuple[str, Any, str]] = [
     ("n_slots", -2, "n_slots"),
     ("n_slots", 1.0, "n_slots"),
     ("valuation", "unifrom", "unifrom"),
-    ("valuation", 1, "valuation"),
+    ("valuation", 1, "c.yaml.env.valuation"),
     ("valuation_params", "abc", "valuation_params"),
     ("valuation_params", {"alpha": [0.5, 0.3]}, "alpha"),
-    ("valuation_params", {"foo": 1}, "foo"),
-    ("valuation_params", {"dist": "beta"}, "dist"),
+    ("valuation_params", {"bogus_option": 1}, "bogus_option"),
+    ("valuation_params", {"dist": "beta"}, "'dist'"),
     ("value_dist", "normal", "normal"),
     ("value_dist", 3, "value_dist"),
     ("value_low", -1, "value_low"),
@@ -250,8 +263,8 @@ CASES += [
     ),
     _sim(
         "k_double-k",
-        {"env.mechanism_params": {"k": 2}},
-        "k",
+        {"env.mechanism_params": {"k": 1.0625}},
+        "1.0625",
         base=TWO_SIDED | {"env": {"mechanism": "k_double", "n_buyers": 2}},
     ),
     _sim(
@@ -274,33 +287,45 @@ CASES += [
 # --- agents ---------------------------------------------------------------------
 AGENTS_BAD: list[tuple[str, Any, str]] = [
     ("role-plural", {"buyers": {"kind": "zi_c"}}, "buyers"),
-    ("role-typo", {"buyr": {"kind": "zi_c"}}, "buyr"),
+    ("role-typo", {"buyeer": {"kind": "zi_c"}}, "buyeer"),
     ("role-caps", {"Buyer": {"kind": "zi_c"}}, "Buyer"),
     ("name-out-of-range", {"buyer_2": {"kind": "zi_c"}}, "buyer_2"),
     ("name-bad-index", {"buyer_x": {"kind": "zi_c"}}, "buyer_x"),
     ("seller-in-one-sided-name", {"seller_0": {"kind": "zi_c"}}, "seller_0"),
-    ("kind-unknown", {"buyer": {"kind": "zic"}}, "zic"),
-    ("kind-int", {"buyer": {"kind": 5}}, "kind"),
-    ("kind-null", {"buyer": {"kind": None}}, "kind"),
-    ("spec-str", {"buyer": "zi_c"}, "buyer"),
-    ("spec-list", {"buyer": ["zi_c"]}, "buyer"),
-    ("spec-unknown-key", {"buyer": {"knd": "zi_c"}}, "knd"),
-    ("spec-unknown-key-2", {"buyer": {"kind": "zi_c", "param": {}}}, "param"),
+    ("kind-unknown", {"buyer": {"kind": "zicee"}}, "zicee"),
+    ("kind-int", {"buyer": {"kind": 31337}}, "31337"),
+    ("kind-null", {"buyer": {"kind": None}}, "c.yaml.agents.buyer.kind"),
+    ("spec-str", {"buyer": "zero_intel"}, "zero_intel"),
+    ("spec-list", {"buyer": ["zero_intel"]}, "zero_intel"),
+    ("spec-unknown-key", {"buyer": {"kindd": "zi_c"}}, "kindd"),
+    (
+        "spec-unknown-key-2",
+        {"buyer": {"kind": "zi_c", "parameters": {}}},
+        "parameters",
+    ),
     ("params-list", {"buyer": {"kind": "zi_c", "params": [1]}}, "params"),
-    ("params-unknown", {"buyer": {"kind": "zi_c", "params": {"foo": 1}}}, "foo"),
+    (
+        "params-unknown",
+        {"buyer": {"kind": "zi_c", "params": {"bogus_param": 1}}},
+        "bogus_param",
+    ),
     (
         "params-shading-unknown",
-        {"buyer": {"kind": "shading", "params": {"shad": 0.5}}},
-        "shad",
+        {"buyer": {"kind": "shading", "params": {"shade_factor": 0.5}}},
+        "shade_factor",
     ),
     ("params-gd-unknown", {"buyer": {"kind": "gd", "params": {"memry": 3}}}, "memry"),
     (
         "params-pacing-update",
-        {"buyer": {"kind": "pacing", "params": {"update": "x"}}},
-        "update",
+        {"buyer": {"kind": "pacing", "params": {"update": "additive"}}},
+        "additive",
     ),
-    ("params-truthful", {"buyer": {"kind": "truthful", "params": {"x": 1}}}, "x"),
-    ("policy-no-path", {"buyer": {"kind": "policy"}}, "path"),
+    (
+        "params-truthful",
+        {"buyer": {"kind": "truthful", "params": {"bogus_param": 1}}},
+        "bogus_param",
+    ),
+    ("policy-no-path", {"buyer": {"kind": "policy"}}, "path: RUN_DIR"),
     (
         "policy-missing-path",
         {"buyer": {"kind": "policy", "params": {"path": "/nonexistent/run"}}},
@@ -308,8 +333,8 @@ AGENTS_BAD: list[tuple[str, Any, str]] = [
     ),
     (
         "policy-extra",
-        {"buyer": {"kind": "policy", "params": {"path": "x", "foo": 1}}},
-        "foo",
+        {"buyer": {"kind": "policy", "params": {"path": "x", "bogus_param": 1}}},
+        "bogus_param",
     ),
     ("learn-in-simulate", {"buyer": {"kind": "learn"}}, "learn"),
 ]
@@ -321,10 +346,10 @@ CASES += [
 # --- train section (through `train`) --------------------------------------------
 TRAIN_BAD: list[tuple[str, Any, str]] = [
     ("algoo", "ppo", "algoo"),
-    ("algo", "dqn", "dqn"),
-    ("algo", 1, "algo"),
-    ("share", "all", "all"),
-    ("squash", "bid", "bid"),
+    ("algo", "rainbow", "rainbow"),
+    ("algo", 1, "c.yaml.train.algo"),
+    ("share", "everyone", "everyone"),
+    ("squash", "softsign", "softsign"),
     ("action", "shade", "env.action"),
     ("total_timesteps", 0, "total_timesteps"),
     ("total_timesteps", -1, "total_timesteps"),
@@ -352,16 +377,16 @@ TRAIN_BAD: list[tuple[str, Any, str]] = [
     ("net_arch", "64", "net_arch"),
     ("net_arch", [64.5], "net_arch"),
     ("net_arch", [10**7], "net_arch"),
-    ("device", "tpu", "tpu"),
+    ("device", "tpu_v4", "tpu_v4"),
     ("device", "cuda:x", "cuda:x"),
-    ("device", 5, "device"),
-    ("device", "", "device"),
-    ("algo_params", {"foo": 1}, "foo"),
+    ("device", 5, "c.yaml.train.device"),
+    ("device", "", "train.device"),
+    ("algo_params", {"bogus_kwarg": 1}, "bogus_kwarg"),
     ("algo_params", {"n_epochs": "ten"}, "n_epochs"),
     ("algo_params", {"clip_range": "wide"}, "clip_range"),
     ("algo_params", {"ent_coef": [1]}, "ent_coef"),
-    ("algo_params", {"env": "x"}, "env"),
-    ("algo_params", {"policy": "CnnPolicy"}, "policy"),
+    ("algo_params", {"env": "x"}, "algo_params.env"),
+    ("algo_params", {"policy": "CnnPolicy"}, "algo_params.policy"),
     ("algo_params", [1], "algo_params"),
     ("algo_params", "fast", "algo_params"),
     ("algo_params", {"learning_starts": 10}, "learning_starts"),
@@ -380,24 +405,24 @@ CASES += [
     _train("train-role-typo", {"agents": {"buyers": {"kind": "learn"}}}, "buyers"),
     _train(
         "train-fixed-kind-typo",
-        {"agents": {"buyer_0": {"kind": "learn"}, "buyer_1": {"kind": "zic"}}},
-        "zic",
+        {"agents": {"buyer_0": {"kind": "learn"}, "buyer_1": {"kind": "zicee"}}},
+        "zicee",
     ),
     _train("train-env-bad", {"env.n_buyers": 0}, "n_buyers"),
     _train("train-history-huge", {"env.history": 10**9}, "history"),
     Case(
         "train-out-under-file",
-        ["train", "{cfg}", "--out", "{tmp}/f/run"],
-        "f",
+        ["train", "{cfg}", "--out", "{tmp}/plainfile/run"],
+        "plainfile",
         config=LEARN,
-        files={"f": "x"},
+        files={"plainfile": "x"},
     ),
     Case(
         "train-out-is-file",
-        ["train", "{cfg}", "--out", "{tmp}/f"],
-        "f",
+        ["train", "{cfg}", "--out", "{tmp}/plainfile"],
+        "plainfile",
         config=LEARN,
-        files={"f": "x"},
+        files={"plainfile": "x"},
     ),
     Case(
         "train-resume-empty",
@@ -420,8 +445,8 @@ CASES += [
     ),
     Case(
         "train-seed-neg",
-        ["train", "{cfg}", "--out", "{tmp}/r", "--seed", "-1"],
-        "seed",
+        ["train", "{cfg}", "--out", "{tmp}/r", "--seed", "-31337"],
+        "-31337",
         config=LEARN,
     ),
 ]
@@ -452,7 +477,12 @@ CASES += [
         "num_envs",
         config=SIM,
     ),
-    Case("sim-seed-neg", ["simulate", "{cfg}", "--seed", "-1"], "seed", config=SIM),
+    Case(
+        "sim-seed-neg",
+        ["simulate", "{cfg}", "--seed", "-31337"],
+        "-31337",
+        config=SIM,
+    ),
     Case(
         "sim-plot-missing-dir",
         ["simulate", "{cfg}", "--plot", "{tmp}/no/p.png"],
@@ -461,10 +491,10 @@ CASES += [
     ),
     Case(
         "sim-plot-onto-dir",
-        ["simulate", "{cfg}", "--plot", "{tmp}/d"],
-        "d",
+        ["simulate", "{cfg}", "--plot", "{tmp}/plotdir"],
+        "plotdir",
         config=SIM,
-        files={"d": None},
+        files={"plotdir": None},
     ),
     Case(
         "sim-plot-under-file",
@@ -493,15 +523,26 @@ CASES += [
         "episodes",
         config=SIM,
     ),
-    Case("eval-policy-missing", [*_EVAL, "{tmp}/nope"], "nope", config=SIM),
+    Case(
+        "eval-policy-missing",
+        [*_EVAL, "{tmp}/no_such_run"],
+        "no_such_run",
+        config=SIM,
+    ),
     Case(
         "eval-policy-no-manifest",
-        [*_EVAL, "{tmp}/run"],
-        "run",
+        [*_EVAL, "{tmp}/bare_run"],
+        "bare_run",
         config=SIM,
-        files={"run": None},
+        files={"bare_run": None},
     ),
-    Case("eval-policy-is-file", [*_EVAL, "{tmp}/f"], "f", config=SIM, files={"f": "x"}),
+    Case(
+        "eval-policy-is-file",
+        [*_EVAL, "{tmp}/plainfile"],
+        "plainfile",
+        config=SIM,
+        files={"plainfile": "x"},
+    ),
     Case(
         "eval-manifest-list",
         [*_EVAL, "{tmp}/run"],
@@ -552,10 +593,10 @@ CASES += [
     ),
     Case(
         "eval-plot-onto-dir",
-        [*_EVAL, "{tmp}/run", "--plot", "{tmp}/d"],
-        "d",
+        [*_EVAL, "{tmp}/run", "--plot", "{tmp}/plotdir"],
+        "plotdir",
         config=SIM,
-        files={"d": None},
+        files={"plotdir": None},
     ),
     Case(
         "eval-plot-under-file",
@@ -590,9 +631,9 @@ CASES += [
     ),
     Case(
         "show-out-onto-dir",
-        ["valuations", "show", "--query", "q", "--out", "{tmp}/d"],
-        "d",
-        files={"d": None},
+        ["valuations", "show", "--query", "q", "--out", "{tmp}/heatmapdir"],
+        "heatmapdir",
+        files={"heatmapdir": None},
     ),
     Case(
         "show-out-under-file",
@@ -602,8 +643,8 @@ CASES += [
     ),
     Case(
         "show-device-tpu",
-        ["valuations", "show", "--query", "q", "--device", "tpu"],
-        "tpu",
+        ["valuations", "show", "--query", "q", "--device", "tpu_v4"],
+        "tpu_v4",
     ),
     Case(
         "show-config-bad-setting",
@@ -643,16 +684,16 @@ CASES += [
     ),
     Case(
         "build-device-tpu",
-        ["valuations", "build", "{cfg}", "--device", "tpu"],
-        "tpu",
+        ["valuations", "build", "{cfg}", "--device", "tpu_v4"],
+        "tpu_v4",
         config=_patched(SIM, _ATT),
     ),
     Case(
         "build-bank-dir-file",
-        ["valuations", "build", "{cfg}", "--bank-dir", "{tmp}/f"],
-        "f",
+        ["valuations", "build", "{cfg}", "--bank-dir", "{tmp}/plainfile"],
+        "plainfile",
         config=_patched(SIM, _ATT),
-        files={"f": "x"},
+        files={"plainfile": "x"},
     ),
     Case(
         "build-bank-path-missing",
@@ -670,8 +711,8 @@ CASES += [
     ),
     Case(
         "validate-device-tpu",
-        ["valuations", "validate", "{cfg}", "--device", "tpu"],
-        "tpu",
+        ["valuations", "validate", "{cfg}", "--device", "tpu_v4"],
+        "tpu_v4",
         config=_patched(SIM, _ATT),
     ),
     Case(
@@ -716,9 +757,53 @@ def _no_training(monkeypatch):
     monkeypatch.setenv("ATTN_MARKET_CACHE", "/nonexistent/attn-market-cache")
 
 
+COMMANDS = ("simulate", "train", "evaluate", "valuations")
+MIN_CULPRIT = 5
+
+
+def _prefix(command: str) -> str:
+    """The fixed start of every error line of ``command``."""
+    return f"attn-market {command}: error: "
+
+
+def _accidental_match(culprit: str, tmp: Path) -> str | None:
+    """Where ``culprit`` would match without the error naming it, else None.
+
+    A word shorter than ``MIN_CULPRIT`` or found in a fixed part of every line
+    (the ``attn-market <command>: error:`` prefix, the temporary folder's path)
+    matches whatever the error says.
+    """
+    word = culprit.lower()
+    if len(word) < MIN_CULPRIT:
+        return f"shorter than {MIN_CULPRIT} characters"
+    fixed = [*(_prefix(c) for c in COMMANDS), str(tmp)]
+    hits = [part for part in fixed if word in part.lower()]
+    return f"found in {hits[0]!r}" if hits else None
+
+
 def test_the_table_is_big_enough():
     assert len(CASES) >= 150
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_every_culprit_is_specific():
+    """No expected word can match by accident (issue 21 item 7)."""
+    weak = {c.id: _accidental_match(c.culprit, Path("/")) for c in CASES}
+    assert {k: v for k, v in weak.items() if v} == {}
+
+
+@pytest.mark.parametrize(
+    ("culprit", "tmp", "reason"),
+    [
+        ("k", "/t", "shorter"),
+        ("f", "/t", "shorter"),
+        ("market", "/t", "attn-market"),
+        ("error", "/t", "error"),
+        ("pytest", "/tmp/pytest-of-x/pytest-1", "pytest"),
+    ],
+)
+def test_the_accident_check_catches_weak_words(culprit, tmp, reason) -> None:
+    assert reason in _accidental_match(culprit, Path(tmp))
 
 
 @pytest.mark.parametrize(
@@ -731,11 +816,11 @@ def test_user_error_is_one_line(case: Case, tmp_path: Path, capsys) -> None:
     code = main(argv)
     err = capsys.readouterr().err
     lines = err.splitlines()
-    command = argv[0] if argv[0] != "valuations" else "valuations"
+    assert _accidental_match(case.culprit, tmp_path) is None, case.culprit
     assert code == 2, f"exit {code}, stderr {err!r}"
     assert "Traceback" not in err
     assert len(lines) == 1, err
-    assert lines[0].startswith(f"attn-market {command}: error: "), lines[0]
+    assert lines[0].startswith(_prefix(argv[0])), lines[0]
     assert case.culprit.lower() in lines[0].lower(), lines[0]
 
 
