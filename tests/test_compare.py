@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.cells import cell_len
+from rich.console import Console
 
 from attn_env.config import (
     AgentSpec,
@@ -17,6 +22,9 @@ from attn_env.config import (
     load_config,
 )
 from attn_market.cli import main
+from attn_market.commands.compare import _LABELS, _print_tables
+from attn_market.commands.simulate import fmt_se
+from attn_market.tables import Grid, orient, print_grid
 from runner.compare import compare, with_behaviour
 from runner.simulate import play
 
@@ -155,6 +163,87 @@ def test_cli_table(capsys):
     out = capsys.readouterr().out
     assert "second_price#2" in out and "95% CI" in out and "±" in out
     assert "common random numbers" in out
+
+
+def _render(width: int, draw) -> str:
+    """What ``draw(console)`` prints on a console ``width`` columns wide."""
+    buf = io.StringIO()
+    draw(Console(file=buf, width=width, color_system=None))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def three_designs() -> dict:
+    """Three designs with long names (the names rich used to cut)."""
+    return compare(
+        [
+            ("second_price_baseline", _sp()),
+            ("second_price_reserve_half", _sp(0.5)),
+            ("first_price_at_equilibrium", _design("first_price", "bne")),
+        ],
+        episodes=40,
+    )
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120, 250])
+def test_tables_fit_the_width_and_cut_nothing(three_designs, width):
+    out = _render(width, lambda c: _print_tables(three_designs, c))
+    assert max(cell_len(line) for line in out.splitlines()) <= width
+    assert "…" not in out
+    for row in three_designs["designs"]:
+        assert row["name"] in out
+        assert row["mechanism"] in out
+        for key in _LABELS:
+            assert fmt_se(row[key], row[f"{key}_se"]) in out
+    for label in _LABELS.values():
+        assert label in out
+    for d in three_designs["differences"]:
+        f = d["figures"]["revenue"]
+        assert f"[{f['ci'][0]:+.4f}, {f['ci'][1]:+.4f}]" in out
+        assert f"{f['diff']:+.4f}" in out
+
+
+def test_few_designs_transpose_many_do_not(three_designs):
+    # 3 designs and 7 columns: designs across the page, figures down it
+    out = _render(250, lambda c: _print_tables(three_designs, c))
+    assert out.splitlines()[2].split()[1] == "figure"
+    # 12 designs do not fit across 250 columns; the 7 columns do: not transposed
+    many = dict(three_designs, designs=[*three_designs["designs"]] * 4)
+    out = _render(250, lambda c: _print_tables(many, c))
+    assert out.splitlines()[2].split()[1] == "design"
+
+
+_word = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=14)
+
+
+@given(
+    data=st.data(),
+    rows=st.integers(1, 5),
+    cols=st.integers(0, 6),
+    width=st.integers(16, 120),  # a word and its colon fit
+    transpose=st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_print_grid_shows_every_cell_whole(data, rows, cols, width, transpose):
+    labels = data.draw(st.lists(_word, min_size=rows, max_size=rows))
+    heads = data.draw(st.lists(_word, min_size=cols, max_size=cols))
+    cells = [data.draw(st.lists(_word, min_size=cols, max_size=cols)) for _ in labels]
+    grid = Grid("corner", labels, heads, cells)
+    out = _render(
+        width,
+        lambda c: print_grid(c, grid, transpose="flip" if transpose else None),
+    )
+    lines = out.splitlines()
+    assert max(cell_len(line) for line in lines) <= width
+    if any(line[:1] in "┏┌" for line in lines):  # tables: every text on one line
+        for t in [*labels, *heads, *(c for row in cells for c in row)]:
+            assert any(t in line for line in lines), t
+    else:  # too narrow for any table: "head: cell" lines, wrapped between words
+        flat = " ".join(out.split())
+        shown = orient(grid, width, "flip") if transpose else grid
+        for row in shown.cells:
+            for head, cell in zip(shown.heads, row, strict=True):
+                assert " ".join(f"{head}: {cell}".split()) in flat
 
 
 @pytest.mark.parametrize(

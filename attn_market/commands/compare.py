@@ -11,16 +11,20 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attn_env.config import load_config
 from attn_market.commands import check_output_file
 from attn_market.commands.simulate import fmt_se
+from attn_market.tables import Grid, print_grid
 from runner.compare import BEHAVIOURS, FIGURES, compare, plot_compare
 from runner.results import jsonable
 from runner.seats import POLICY
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["design_grid", "difference_grid", "register"]
 
 _LABELS = {
     "revenue": "revenue",
@@ -152,45 +156,55 @@ def _interval(ci: list[float]) -> str:
     return f"[{lo:+.4f}, {hi:+.4f}]"
 
 
-def _print_tables(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    behaviour = result["behaviour"] or "each config's agents"
-    designs = Table(
-        title=f"{result['episodes']} episodes per design, seed {result['seed']}, "
-        f"{behaviour}: mean ± se"
+def design_grid(result: dict[str, Any]) -> Grid:
+    """One row per design: its mechanism and each figure as ``mean ± se``."""
+    return Grid(
+        "design",
+        [row["name"] for row in result["designs"]],
+        ["mechanism", *(_LABELS[k] for k in FIGURES)],
+        [
+            [row["mechanism"], *(fmt_se(row[k], row[f"{k}_se"]) for k in FIGURES)]
+            for row in result["designs"]
+        ],
+        left=frozenset({0}),
     )
-    designs.add_column("design")
-    designs.add_column("mechanism")
-    for key in FIGURES:
-        designs.add_column(_LABELS[key], justify="right")
-    for row in result["designs"]:
-        designs.add_row(
-            row["name"],
-            row["mechanism"],
-            *(fmt_se(row[k], row[f"{k}_se"]) for k in FIGURES),
-        )
+
+
+def difference_grid(result: dict[str, Any], d: dict[str, Any]) -> Grid:
+    """One row per figure of one design's difference from the baseline."""
     level = round(100 * result["confidence"])
-    diffs = Table(title=f"differences from {result['designs'][0]['name']}")
-    for col in ("design", "figure", "difference", "se", "se unpaired", f"{level}% CI"):
-        diffs.add_column(
-            col, justify="left" if col in ("design", "figure") else "right"
-        )
-    for d in result["differences"]:
-        for key in FIGURES:
-            f = d["figures"][key]
-            diffs.add_row(
-                d["design"],
-                _LABELS[key],
+    cells = []
+    for key in FIGURES:
+        f = d["figures"][key]
+        cells.append(
+            [
                 f"{f['diff']:+.4f}" if math.isfinite(f["diff"]) else "—",
                 fmt_se(f["se"]),
                 fmt_se(f["se_unpaired"]),
                 _interval(f["ci"]),
-            )
-        diffs.add_section()
-    console = Console()
-    console.print(designs)
-    console.print(diffs)
+            ]
+        )
+    heads = ["difference", "se", "se unpaired", f"{level}% CI"]
+    return Grid("figure", [_LABELS[k] for k in FIGURES], heads, cells)
+
+
+def _print_tables(result: dict[str, Any], console: Console | None = None) -> None:
+    """The designs' table (transposed where that fits better) and one table of
+    differences per later design, each fitted to ``console``'s width."""
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    behaviour = result["behaviour"] or "each config's agents"
+    title = (
+        f"{result['episodes']} episodes per design, seed {result['seed']}, "
+        f"{behaviour}: mean ± se"
+    )
+    print_grid(console, design_grid(result), title, transpose="figure")
     for d in result["differences"]:
-        console.print(f"{d['design']} vs {d['against']}: {d['pairing']}")
+        console.print()
+        print_grid(
+            console,
+            difference_grid(result, d),
+            f"{d['design']} - {d['against']} ({d['pairing']})",
+        )
