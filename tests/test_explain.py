@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from attn_env import mechanisms
 from attn_env.integrity.explain import explain_market, setter_price
+from attn_market.cli import build_parser, main
 
 ONE_SIDED = ("first_price", "second_price", "gsp", "vcg")
 MATCHING = ("assignment", "stable_matching")
@@ -189,3 +192,32 @@ def test_setters_reproduce_slot_prices(name, bids, k, reserve, seed):
 def test_setters_reproduce_double_auction_prices(name, bids, asks, reserve, seed):
     _, recs = _explain_two_sided(name, bids, asks, reserve, seed)
     _check_setters(recs, reserve)
+
+
+# -- every command's --help: argparse's % escapes printed as the user should see
+
+
+def _commands(
+    parser: argparse.ArgumentParser, words: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    """The words of every command and subcommand (``()``: the program itself)."""
+    out = [words]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += _commands(sub, (*words, name))
+    return out
+
+
+def test_every_help_prints_percent_signs_once(capsys):
+    commands = _commands(build_parser())
+    assert {("explain",), ("audit",), ("compare",), ("simulate",)} <= set(commands)
+    for words in commands:
+        with pytest.raises(SystemExit) as stop:
+            main([*words, "--help"])
+        assert stop.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: attn-market"), words
+        assert "%%" not in out and "%(" not in out, (words, out)
+        if words == ("explain",):
+            assert "round I % rounds" in " ".join(out.split())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attn_env.config import load_config
+from attn_env.errors import UserError
 from attn_market.commands import check_output_file
 from attn_market.commands.simulate import fmt_se
 from attn_market.tables import Grid, print_grid
@@ -87,17 +88,17 @@ def _behaviour(words: list[str] | None) -> tuple[str | None, str | None]:
         return None, None
     kind, rest = words[0], words[1:]
     if kind not in BEHAVIOURS:
-        raise ValueError(
+        raise UserError(
             f"--behaviour {kind!r}: expected truthful, equilibrium or policy DIR"
         )
     if kind == POLICY:
         if len(rest) != 1:
-            raise ValueError(
+            raise UserError(
                 f"--behaviour policy takes one run folder, got {len(rest)}: {rest!r}"
             )
         return kind, rest[0]
     if rest:
-        raise ValueError(
+        raise UserError(
             f"--behaviour {kind} takes no folder, got {rest!r} (give the configs "
             "before --behaviour)"
         )
@@ -116,12 +117,12 @@ def _names(paths: list[str]) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     behaviour, policy = _behaviour(args.behaviour)
     if len(args.configs) < 2:
-        raise ValueError(
+        raise UserError(
             f"compare needs at least two configs (the first is the baseline), got "
             f"{len(args.configs)}: {' '.join(args.configs)}"
         )
     if args.episodes is not None and args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+        raise UserError(f"--episodes must be >= 1, got {args.episodes}")
     designs = [
         (name, load_config(path))
         for name, path in zip(_names(args.configs), args.configs, strict=True)

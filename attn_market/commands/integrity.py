@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from attn_env.errors import UserError
 from attn_market.commands import config_from_args
 from runner.results import jsonable
 
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "explain",
         help="explain one market of a simulated run: slots, prices, price setters",
         description="Replay simulate's run of CONFIG up to market I (episode-major: "
-        "episode I // rounds, round I %% rounds) and print each trader's score, "
+        "episode I // rounds, round I % rounds) and print each trader's score, "
         "slot, attention share, payment and the bids that set its price.",
     )
     p.add_argument("config", help="YAML experiment config (see configs/)")
@@ -92,7 +93,7 @@ def _audit(args: argparse.Namespace) -> int:
     from runner.audit_report import audit_markdown
 
     if args.episodes is not None and args.episodes < 2:
-        raise ValueError(
+        raise UserError(
             f"--episodes must be >= 2 (standard errors), got {args.episodes}"
         )
     if args.out:
@@ -114,12 +115,12 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _check_folder(path: str) -> None:
-    """``ValueError`` unless ``path`` is a folder or can become one."""
+    """``UserError`` unless ``path`` is a folder or can become one."""
     from pathlib import Path
 
     p = Path(path)
     for above in (p, *p.parents):
         if above.exists():
             if not above.is_dir():
-                raise ValueError(f"--out {path!r}: {str(above)!r} is not a folder")
+                raise UserError(f"--out {path!r}: {str(above)!r} is not a folder")
             return
