@@ -5,7 +5,15 @@ Each section is a frozen dataclass whose fields carry a one-line docstring
 the known ones, and types are checked, so a typo in a YAML file fails loudly
 with the bad key named.
 
-Layout of a config file (DESIGN.md section 6)::
+A config is a file a user hands in, so it is read with limits (docs/security.md):
+a size cap, YAML nesting, expanded size and aliases bounded, duplicate keys
+refused; every size that makes work (agents, slots, rounds, episodes, grids,
+threads, ...) has a cap named in its error; numbers are checked before they
+reach numpy or torch (a bool is not a number, a 400-digit integer is refused);
+``mechanism_params`` are checked against what the mechanism declares. Every
+error is one :class:`ConfigError` line naming the key.
+
+Layout of a config file (docs/design.md#config-files)::
 
     seed: 0
     env: {mechanism: cda, n_buyers: 10, n_sellers: 10, valuation: uniform, rounds: 1}
@@ -14,15 +22,18 @@ Layout of a config file (DESIGN.md section 6)::
       seller_3: {kind: truthful}   # ... or by agent name (wins over the role)
     episodes: 2000
     train: {algo: ppo, total_timesteps: 200000, share: role}
+    plugins: [my_pkg.mechanisms]   # imported first: what they register is known
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +42,35 @@ import numpy as np
 
 from attn_env import mechanisms
 from attn_env.actions import ACTION_MODES
-from attn_env.checks import ConfigError, is_real, reject_unknown
+from attn_env.checks import (
+    ConfigError,
+    check_device,
+    check_int,
+    check_real,
+    is_int,
+    is_real,
+    reject_unknown,
+    show,
+)
 from attn_env.feedback import check_feedback
+from attn_env.fileio import MAX_NESTING, read_user_bytes
 from attn_env.mechanisms import Mechanism
 from attn_env.mechanisms.exposure_floor import check_floor
-from attn_env.observation import role_of
+from attn_env.observation import OBS_BASE_DIM, feedback_dim, role_of
+from attn_env.plugins import check_module_names, import_plugins
 from attn_env.valuations import source_names
 
 __all__ = [
+    "MAX_AGENTS",
+    "MAX_CELLS",
+    "MAX_CONFIG_BYTES",
+    "MAX_EPISODES",
     "MAX_HISTORY",
+    "MAX_LAYER",
+    "MAX_PRICE",
+    "MAX_ROUNDS",
+    "MAX_SEED",
+    "MAX_SLOTS",
     "REDRAW",
     "AgentSpec",
     "ConfigError",
@@ -50,15 +81,73 @@ __all__ = [
     "from_dict",
     "load_config",
     "make_config",
+    "read_config_yaml",
     "reject_unknown",
     "validate_env",
     "validate_experiment",
+    "validate_solve",
+    "validate_train",
 ]
 
 REDRAW = ("round", "episode")
 MAX_HISTORY = 10_000
 "Most past rounds of prices an observation may hold (``history``)."
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# -- caps on every size that makes work (one-line errors name them) -------------
+MAX_AGENTS = 10_000
+"Most buyers, and most sellers, in one market (``n_buyers``, ``n_sellers``)."
+MAX_SLOTS = 1_000
+"Most slots in one market (``n_slots``)."
+MAX_CELLS = 1_000_000
+"Most numbers one market holds per step: agents x observation width (history"
+" and feedback included), and buyers x slots (a matching's value table). Every"
+" vector env steps up to 1,024 such markets at once."
+MAX_ROUNDS = 1_000_000
+"Most rounds in one episode (``rounds``)."
+MAX_EPISODES = 100_000_000
+"Most episodes ``simulate`` and ``evaluate`` play (``episodes``)."
+MAX_WARMUP = 1_000_000_000
+"Most unmeasured warm-up rounds (``warmup``)."
+MAX_SEED = 2**32 - 1
+"Largest seed: numpy's and SB3's global seeding take 32-bit seeds."
+MAX_PRICE = 1e12
+"Largest value, cost, budget, bid, reserve or other number a market option or a"
+" mechanism parameter may set: far under float32's 3.4e38 (observations) even"
+" summed over ``MAX_ROUNDS`` rounds."
+MAX_PARAM_INT = 2**53
+"Largest magnitude of an integer in free-form parameters (agent, valuation,"
+" algorithm): exact as a float64, and within numpy's int64."
+MAX_CONFIG_BYTES = 1 << 20
+"Size cap of a config file (1 MiB; the shipped configs are under 2 KiB)."
+MAX_YAML_NODES = 100_000
+"Most values a config's YAML may expand to, aliases counted at every use."
+MAX_YAML_ALIASES = 1_000
+"Most alias uses (``*name``) in one config."
+MAX_LAYER = 65_536
+"Widest hidden layer ``train.net_arch`` may ask for."
+MAX_WEIGHTS = 100_000_000
+"Most weights between hidden layers of one ``train.net_arch`` (400 MB as float32)."
+MAX_ROLLOUT = 10_000_000
+"Most experience rows one rollout holds: ``train.n_steps x train.num_envs``."
+_TRAIN_INTS = {
+    "total_timesteps": (1, 10**12),
+    "num_envs": (1, 16_384),
+    "n_steps": (1, 1_000_000),
+    "batch_size": (1, 100_000_000),
+    "self_play_pool": (0, 1_000),
+    "checkpoint_every": (1, 10**12),
+    "alternate_every": (1, 10**12),
+    "threads": (1, 256),
+}
+"Integer options of ``train`` and their ranges (``threads``: torch CPU threads)."
+_SOLVE_INTS = {
+    "values": (2, 100_000),
+    "bids": (2, 100_000),
+    "iterations": (1, 10_000_000),
+    "samples": (1, 1_000_000),
+    "refine": (1, 64),
+}
+"Integer options of ``solve`` and their ranges (memory is checked by the solver)."
 
 
 @dataclass(frozen=True)
@@ -172,8 +261,12 @@ class SolveConfig:
     "Initial step size ``eta_0`` (utilities scaled by each value's best utility)."
     decay: float = 0.05
     "Step-size decay: ``eta_t = step * t ** -decay``."
-    tolerance: float = 0.001
+    stop: float = 0.001
     "Stop when every role's relative utility loss on the solve grid is below this."
+    tolerance: float = 0.02
+    "Largest reported utility loss of a converged solution (above it: flagged)."
+    allow_unconverged: bool = False
+    "Let ``kind: equilibrium`` and ``evaluate`` use a solution over ``tolerance``."
     samples: int = 200
     "Opponent profiles per iteration where no closed form exists (double auctions)."
     refine: int = 4
@@ -200,6 +293,9 @@ class ExperimentConfig:
     "Training options."
     solve: SolveConfig = field(default_factory=SolveConfig)
     "Equilibrium-solver options."
+    plugins: list[str] = field(default_factory=list)
+    "Modules imported before the rest of the config is checked (their mechanisms,"
+    " sources and agent kinds are then known by name); see attn_env.plugins."
 
     def agent_spec(self, agent: str) -> AgentSpec:
         """The spec for ``agent`` (by name, else by its role, else truthful)."""
@@ -213,50 +309,55 @@ class ExperimentConfig:
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
-    """Check (and lightly coerce: int -> float) ``value`` against annotation ``tp``."""
+    """Check (and lightly coerce: int -> float) ``value`` against annotation ``tp``.
+
+    Floats must be finite; a value typed ``Any`` must be plain data
+    (:func:`_check_plain`). Ranges are checked by the ``validate_*`` functions.
+    """
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
-        for arg in typing.get_args(tp):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(tp)):
+            return None
+        if len(options) == 1:  # Optional[X]: X's own message
+            return _check_type(value, options[0], where)
+        for arg in options:
             try:
                 return _check_type(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(f"{where}: {value!r} matches none of {tp}")
+            except ConfigError:
+                pass
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in options)
+        raise ConfigError(f"{where}: expected {names}, got {show(value)}")
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{where}: expected null, got {value!r}")
+        raise ConfigError(f"{where}: expected null, got {show(value)}")
     if tp is Any:
-        return value
+        return _check_plain(value, where)
     if (
         isinstance(tp, type)
         and not dataclasses.is_dataclass(tp)
-        and tp
-        not in (
-            int,
-            float,
-            bool,
-            str,
-        )
+        and tp not in (int, float, bool, str)
     ):
         if isinstance(value, tp):
             return value
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {show(value)}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {show(value)}")
         _, vt = typing.get_args(tp)
         return {str(k): _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {show(value)}")
         (et,) = typing.get_args(tp)
         return [_check_type(v, et, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        if is_real(value):
+            return float(value)
+        raise ConfigError(f"{where}: expected a finite number, got {show(value)}")
     if tp is float and isinstance(value, str):
         # PyYAML reads 1e30 (no dot in the mantissa) as a string
         try:
@@ -265,14 +366,55 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             number = math.nan
         if math.isfinite(number):
             return number
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
+    if tp is int and is_int(value):
+        return int(value)
     if tp is bool and isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str):
         return value
     name = getattr(tp, "__name__", str(tp))
-    raise ConfigError(f"{where}: expected {name}, got {value!r}")
+    raise ConfigError(f"{where}: expected {name}, got {show(value)}")
+
+
+def _check_plain(value: Any, where: str, depth: int = 0) -> Any:
+    """``value`` if it is plain data with bounded numbers, else one line naming it.
+
+    Plain data: null, booleans, strings, integers of magnitude at most
+    :data:`MAX_PARAM_INT`, finite floats, and lists and mappings of those, at
+    most ``MAX_NESTING`` deep. Free-form parameters (a mechanism's, a source's,
+    an agent's) reach numpy through their owners: nothing there may overflow.
+    """
+    if depth > MAX_NESTING:
+        raise ConfigError(f"{where}: nests over {MAX_NESTING} levels deep")
+    if value is None or isinstance(value, bool | str):
+        return value
+    if is_int(value):
+        if abs(int(value)) > MAX_PARAM_INT:
+            raise ConfigError(
+                f"{where}: integer {show(value)} is too large (magnitude at most "
+                f"2**53 = {MAX_PARAM_INT:,})"
+            )
+        return value
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {show(value)}")
+        return value
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]", depth + 1)
+        return value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not (k is None or isinstance(k, bool | str) or is_int(k)):
+                raise ConfigError(
+                    f"{where}: a key must be a string or a number, got {show(k)}"
+                )
+            _check_plain(v, f"{where}.{k}", depth + 1)
+        return value
+    raise ConfigError(
+        f"{where}: expected plain data (numbers, strings, lists, mappings), got "
+        f"{type(value).__name__} {show(value)}"
+    )
 
 
 MOVED_KEYS = {
@@ -291,7 +433,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {show(data)}")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -308,118 +450,319 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a YAML file into an :class:`ExperimentConfig` (errors name the bad key)."""
-    import yaml
+    """Read a YAML file into an :class:`ExperimentConfig` (errors name the bad key).
 
+    The file is read with limits (:func:`read_config_yaml`); the modules under
+    ``plugins`` are imported before anything else is checked, so the names they
+    register are known. A file that sets nothing (empty, comments only, ``{}``)
+    runs on every default and says so with a ``UserWarning``.
+    """
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as err:
-        msg = " ".join(str(err).split())
-        raise ConfigError(f"{path}: not valid YAML: {msg}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
+    data = read_config_yaml(path)
+    if data is None or data == {}:
+        warnings.warn(
+            f"{path} sets nothing: every option takes its default (first_price, "
+            "2 truthful buyers, 1000 episodes); check the file",
+            UserWarning,
+            stacklevel=2,
+        )
+    if isinstance(data, dict) and "plugins" in data:
+        where = f"{path.name}: plugins"
+        import_plugins(check_module_names(data["plugins"], where), where)
     config = from_dict(ExperimentConfig, data, where=path.name)
     validate_experiment(config)
     return config
 
 
-def validate_experiment(c: ExperimentConfig) -> None:
-    """``ValueError`` naming the first bad option of a whole experiment.
+def read_config_yaml(path: str | Path) -> Any:
+    """The plain data of a YAML config file, read with limits; one line if bad.
 
-    Checks the env (:func:`validate_env`), ``seed`` and ``episodes``, and that
-    every key of ``agents`` is a role (``buyer``, ``seller``) or an agent of the
-    market; the agent kinds are checked where agents are built.
+    A regular file of at most :data:`MAX_CONFIG_BYTES`, UTF-8, parsed by a
+    ``yaml.SafeLoader`` (no Python tags) that refuses nesting deeper than
+    ``MAX_NESTING``, more than :data:`MAX_YAML_ALIASES` alias uses, an
+    expansion to more than :data:`MAX_YAML_NODES` values (billion laughs),
+    recursive aliases and a key given twice in one mapping.
     """
-    for name, least in (("seed", 0), ("episodes", 1), ("warmup", 0)):
-        v = getattr(c, name)
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+    import yaml
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    raw = read_user_bytes(path, "config file", MAX_CONFIG_BYTES)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
+    try:
+        return yaml.load(text, Loader=_limited_loader(str(path)))
+    except yaml.YAMLError as err:
+        msg = " ".join(str(err).split())
+        raise ConfigError(f"{path}: not valid YAML: {msg}") from None
+    except (ValueError, OverflowError) as err:  # e.g. an int of over 4,300 digits
+        if isinstance(err, ConfigError):
+            raise
+        msg = " ".join(str(err).split())
+        raise ConfigError(f"{path}: a value cannot be read: {msg}") from None
+
+
+def _limited_loader(where: str) -> type:
+    """A ``yaml.SafeLoader`` subclass that bounds what a document may cost."""
+    import yaml
+
+    class LimitedLoader(yaml.SafeLoader):
+        """Counts nesting depth, alias uses and expanded size while composing."""
+
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self._depth = 0
+            self._aliases = 0
+            self._sizes: dict[int, int] = {}
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self._aliases += 1
+                if self._aliases > MAX_YAML_ALIASES:
+                    line = self.peek_event().start_mark.line + 1
+                    raise ConfigError(
+                        f"{where}: more than {MAX_YAML_ALIASES:,} alias uses "
+                        f"(*name), line {line}; the cap is {MAX_YAML_ALIASES:,}"
+                    )
+                return super().compose_node(parent, index)
+            self._depth += 1
+            if self._depth > MAX_NESTING:
+                line = self.peek_event().start_mark.line + 1
+                raise ConfigError(
+                    f"{where}: nests over {MAX_NESTING} levels deep (line {line}); "
+                    f"the cap is {MAX_NESTING}"
+                )
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+            self._sizes[id(node)] = self._size(node)
+            return node
+
+        def _size(self, node: Any) -> int:
+            """Values ``node`` expands to, every alias counted at each use."""
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+                _no_duplicate_keys(node, where)
+            elif isinstance(node, yaml.SequenceNode):
+                children = node.value
+            else:
+                return 1
+            total = 1
+            for child in children:
+                size = self._sizes.get(id(child))
+                if size is None:  # an alias of a node still being composed
+                    raise ConfigError(
+                        f"{where}: a recursive alias (line "
+                        f"{child.start_mark.line + 1}): a value cannot contain itself"
+                    )
+                total += size
+            if total > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{where}: expands to over {MAX_YAML_NODES:,} values (aliases "
+                    f"repeat what they name), line {node.start_mark.line + 1}; the "
+                    f"cap is {MAX_YAML_NODES:,}"
+                )
+            return total
+
+    return LimitedLoader
+
+
+def _no_duplicate_keys(node: Any, where: str) -> None:
+    """``ConfigError`` if a mapping node gives one scalar key twice (YAML keeps
+    the last silently; a config with ``n_buyers`` twice is a mistake)."""
+    import yaml
+
+    seen: set[tuple[str, str]] = set()
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag.endswith(":merge"):
+            continue
+        ident = (key.tag, key.value)
+        if ident in seen:
+            raise ConfigError(
+                f"{where}: key {key.value!r} appears twice in one mapping "
+                f"(line {key.start_mark.line + 1})"
+            )
+        seen.add(ident)
+
+
+def validate_experiment(c: ExperimentConfig) -> None:
+    """``ConfigError`` naming the first bad option of a whole experiment.
+
+    Checks ``seed``, ``episodes`` and ``warmup`` against their caps, the env
+    (:func:`validate_env`), every key of ``agents`` (a role the market has, or
+    one of its agents), the ``train`` and ``solve`` sections' ranges
+    (:func:`validate_train`, :func:`validate_solve`) and ``plugins`` (names
+    only; :func:`load_config` imports them). The agent kinds are checked where
+    agents are built, the training stack's options in ``training.train_config``.
+    """
+    check_int(c.seed, "seed", 0, MAX_SEED)
+    check_int(c.episodes, "episodes", 1, MAX_EPISODES)
+    check_int(c.warmup, "warmup", 0, MAX_WARMUP)
     validate_env(c.env)
-    n_sellers = (
-        (c.env.n_sellers or c.env.n_buyers)
-        if mechanisms.family(c.env.mechanism) == "two_sided"
-        else 0
-    )
+    _check_agent_keys(c)
+    validate_train(c.train)
+    validate_solve(c.solve)
+    check_module_names(c.plugins, "plugins")
+
+
+def _check_agent_keys(c: ExperimentConfig) -> None:
+    """Every key of ``agents`` is a role of this market or one of its agents."""
+    if not isinstance(c.agents, dict):
+        raise ConfigError(f"agents must be a mapping, got {show(c.agents)}")
+    two_sided = mechanisms.family(c.env.mechanism) == "two_sided"
+    n_sellers = (c.env.n_sellers or c.env.n_buyers) if two_sided else 0
+    roles = ["buyer", "seller"] if two_sided else ["buyer"]
+    if "seller" in c.agents and not two_sided:
+        fam = mechanisms.family(c.env.mechanism)
+        raise ConfigError(
+            f"agents.seller: the {fam} mechanism "
+            f"{mechanisms.name_of(c.env.mechanism)!r} has no sellers (the publisher "
+            "is the market); roles here: buyer"
+        )
     names = [f"buyer_{i}" for i in range(c.env.n_buyers)]
     names += [f"seller_{j}" for j in range(n_sellers)]
-    unknown = sorted(set(c.agents) - {"buyer", "seller", *names})
+    unknown = sorted(set(c.agents) - {*roles, *names})
     if unknown:
         shown = names if len(names) <= 6 else [*names[:2], "...", *names[-2:]]
         raise ConfigError(
             f"agents: unknown key(s) {', '.join(map(repr, unknown))}; a key is a "
-            f"role (buyer, seller) or an agent of the market ({', '.join(shown)})"
+            f"role ({', '.join(roles)}) or an agent of the market ({', '.join(shown)})"
         )
+
+
+def validate_train(tc: TrainConfig) -> None:
+    """``ConfigError`` naming the first ``train`` option out of range.
+
+    The static checks only: sizes against their caps (``threads``,
+    ``num_envs``, ``total_timesteps``, ...), rates, ``net_arch`` and the device;
+    names that need the training stack (algorithm, backend, ``algo_params``)
+    are checked by ``training.train_config.check_train_config``.
+    """
+    for name, (low, high) in _TRAIN_INTS.items():
+        check_int(getattr(tc, name), f"train.{name}", low, high)
+    rollout = tc.n_steps * tc.num_envs
+    if rollout > MAX_ROLLOUT:
+        raise ConfigError(
+            f"train.n_steps x train.num_envs = {rollout:,} experience rows per "
+            f"rollout, over the cap of {MAX_ROLLOUT:,}; lower one of them"
+        )
+    check_real(tc.gamma, "train.gamma", 0.0, 1.0)
+    check_real(tc.learning_rate, "train.learning_rate", 0.0, above=True)
+    arch = tc.net_arch
+    if (
+        not isinstance(arch, list | tuple)
+        or not 1 <= len(arch) <= MAX_NESTING
+        or not all(is_int(n) and 1 <= n <= MAX_LAYER for n in arch)
+    ):
+        raise ConfigError(
+            f"train.net_arch must be a list of 1 to {MAX_NESTING} layer sizes in "
+            f"[1, {MAX_LAYER:,}], got {show(arch)}"
+        )
+    weights = sum(a * b for a, b in itertools.pairwise(arch))
+    if weights > MAX_WEIGHTS:
+        raise ConfigError(
+            f"train.net_arch {show(arch)} has {weights:,} weights between hidden "
+            f"layers, over the cap of {MAX_WEIGHTS:,}"
+        )
+    check_device(tc.device, "train.device")
+    if not isinstance(tc.algo_params, dict):
+        raise ConfigError(
+            f"train.algo_params must be a mapping, got {show(tc.algo_params)}"
+        )
+
+
+def validate_solve(s: SolveConfig) -> None:
+    """``ConfigError`` naming the first ``solve`` option out of range (grid sizes,
+    iterations and samples against their caps; finite rates). The solver checks
+    the rest, and whether a grid fits in memory."""
+    for name, (low, high) in _SOLVE_INTS.items():
+        if hasattr(s, name):
+            check_int(getattr(s, name), f"solve.{name}", low, high)
+    for f in dataclasses.fields(s):
+        value = getattr(s, f.name)
+        if f.type in (float, "float") and not is_real(value):
+            raise ConfigError(
+                f"solve.{f.name} must be a finite number, got {show(value)}"
+            )
 
 
 def make_config(config: EnvConfig | None = None, **options: Any) -> EnvConfig:
     """Merge ``config`` and keyword ``options`` into a validated :class:`EnvConfig`.
 
     Raises:
-        ValueError: an unknown option (the message lists the known ones) or a bad
+        ConfigError: an unknown option (the message lists the known ones) or a bad
             value (the message names it and what was expected).
     """
     reject_unknown(EnvConfig, options, "environment option(s)")
     if config is None:
         config = EnvConfig()
     elif not isinstance(config, EnvConfig):
-        raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
+        raise ConfigError(f"config must be an EnvConfig, got {type(config).__name__}")
     config = dataclasses.replace(config, **options)
     validate_env(config)
     return config
 
 
 def validate_env(c: EnvConfig) -> None:
-    """``ValueError`` naming the first bad environment option and what it expects."""
+    """``ConfigError`` naming the first bad environment option and what it expects.
 
-    def bad(name: str, expected: str) -> ValueError:
-        return ValueError(f"{name} must be {expected}, got {getattr(c, name)!r}")
+    Sizes are checked against their caps (:data:`MAX_AGENTS`, :data:`MAX_SLOTS`,
+    :data:`MAX_ROUNDS`, :data:`MAX_HISTORY`, :data:`MAX_CELLS`), prices against
+    :data:`MAX_PRICE`, and ``mechanism_params`` against the mechanism's own
+    parameters (:func:`_check_mechanism_params`).
+    """
+
+    def bad(name: str, expected: str) -> ConfigError:
+        return ConfigError(f"{name} must be {expected}, got {show(getattr(c, name))}")
 
     if isinstance(c.mechanism, Mechanism):
         if c.mechanism_params:
-            raise ValueError(
+            raise ConfigError(
                 "mechanism_params must be empty when mechanism is an instance "
-                f"(its parameters are set), got {c.mechanism_params!r}"
+                f"(its parameters are set), got {show(c.mechanism_params)}"
             )
-    elif c.mechanism not in mechanisms.names():
-        raise ValueError(
-            f"unknown mechanism {c.mechanism!r}; known: {', '.join(mechanisms.names())}"
+    elif not isinstance(c.mechanism, str) or c.mechanism not in mechanisms.names():
+        raise ConfigError(
+            f"unknown mechanism {show(c.mechanism)}; known: "
+            f"{', '.join(mechanisms.names())} (a plug-in's mechanism: name its "
+            "module under plugins, or --plugin MODULE)"
         )
-    for name in ("n_buyers", "n_slots", "rounds"):
-        v = getattr(c, name)
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise bad(name, "an integer >= 1")
-    for name in ("n_sellers", "history"):
-        v = getattr(c, name)
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
-            raise bad(name, "an integer >= 0")
-    if c.history > MAX_HISTORY:
-        raise bad("history", f"at most {MAX_HISTORY} (past rounds observed)")
+    check_int(c.n_buyers, "n_buyers", 1, MAX_AGENTS)
+    check_int(c.n_sellers, "n_sellers", 0, MAX_AGENTS)
+    check_int(c.n_slots, "n_slots", 1, MAX_SLOTS)
+    check_int(c.rounds, "rounds", 1, MAX_ROUNDS)
+    check_int(c.history, "history", 0, MAX_HISTORY)
     fam = mechanisms.family(c.mechanism)
     check_feedback(c.feedback, fam, mechanisms.name_of(c.mechanism))
     if c.n_sellers and fam != "two_sided":
-        raise ValueError(
+        raise ConfigError(
             f"n_sellers must be 0 for the {fam} mechanism "
             f"{mechanisms.name_of(c.mechanism)!r} (the publisher is the market), "
             f"got {c.n_sellers}"
         )
     if fam == "two_sided" and c.n_slots != 1:
-        raise ValueError(
+        raise ConfigError(
             f"n_slots must be 1 for the two-sided mechanism "
             f"{mechanisms.name_of(c.mechanism)!r} (one unit per trader), "
             f"got {c.n_slots}"
         )
-    if c.valuation not in source_names():
+    _check_cells(c, fam)
+    if not isinstance(c.valuation, str) or c.valuation not in source_names():
         raise bad("valuation", f"one of {', '.join(source_names())}")
     if c.redraw not in REDRAW:
         raise bad("redraw", f"one of {', '.join(REDRAW)}")
     if c.action not in ACTION_MODES:
         raise bad("action", f"one of {', '.join(ACTION_MODES)}")
+    for name in ("value_low", "value_high", "cost_low", "cost_high"):
+        v = getattr(c, name)
+        if is_real(v) and abs(v) > MAX_PRICE:
+            raise bad(name, f"at most {MAX_PRICE:g} (the cap on prices)")
     # values may be one fixed number (0 < value_low == value_high: a common value)
     for lo, hi, rel in (
         ("value_low", "value_high", "<="),
@@ -433,31 +776,103 @@ def validate_env(c: EnvConfig) -> None:
             and (a < b or (a == b > 0.0 and rel == "<="))
         ):
             also = f" and {hi} > 0" if rel == "<=" else ""
-            raise ValueError(
-                f"{lo}, {hi} must satisfy 0 <= {lo} {rel} {hi}{also}, got {a!r}, {b!r}"
+            raise ConfigError(
+                f"{lo}, {hi} must satisfy 0 <= {lo} {rel} {hi}{also}, got "
+                f"{show(a)}, {show(b)}"
             )
-    for name in ("value_low", "value_high", "cost_low", "cost_high", "budget"):
-        v = getattr(c, name)
-        if is_real(v) and abs(v) > _FLOAT32_MAX:
-            raise bad(name, f"finite as float32 (at most {_FLOAT32_MAX:.4g})")
-    if is_real(c.max_bid) and c.max_bid > _FLOAT32_MAX:
-        raise bad("max_bid", f"finite as float32 (at most {_FLOAT32_MAX:.4g})")
-    if c.budget is not None and not (is_real(c.budget) and c.budget >= 0):
-        raise bad("budget", "None (unlimited) or a finite number >= 0")
-    if c.max_bid is not None and not (is_real(c.max_bid) and c.max_bid > 0):
-        raise bad("max_bid", "None (the top of the value/cost ranges) or a number > 0")
+    if c.budget is not None:
+        check_real(c.budget, "budget", 0.0, MAX_PRICE)
+    if c.max_bid is not None:
+        check_real(c.max_bid, "max_bid", 0.0, MAX_PRICE, above=True)
     for name in ("mechanism_params", "valuation_params"):
         if not isinstance(getattr(c, name), dict):
             raise bad(name, "a mapping of keyword parameters")
+    if not isinstance(c.mechanism, Mechanism):
+        _check_mechanism_params(c.mechanism, c.mechanism_params)
+    check_real(c.exposure_floor, "exposure_floor", 0.0, 1.0)
     if c.exposure_floor:  # attn_env.mechanisms.exposure_floor: a free lottery
         if fam == "two_sided":
             raise bad("exposure_floor", "0 in a two-sided market (no slots)")
-        check_floor(c.exposure_floor, c.n_buyers)
+        try:
+            check_floor(c.exposure_floor, c.n_buyers)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     _check_valuation_params(c.valuation, c.valuation_params)
     if c.valuation_params.get("slot_weights") is not None:  # uniform source
         from attn_env.valuations.positions import PositionModel
 
         PositionModel.parse(c.valuation_params["slot_weights"]).weights(c.n_slots)
+
+
+def _check_cells(c: EnvConfig, fam: str) -> None:
+    """Numbers one market holds per step stay under :data:`MAX_CELLS`."""
+    n_agents = c.n_buyers + ((c.n_sellers or c.n_buyers) if fam == "two_sided" else 0)
+    width = OBS_BASE_DIM + c.history + feedback_dim(c.feedback, c.history)
+    if n_agents * width > MAX_CELLS:
+        raise ConfigError(
+            f"{n_agents:,} agents x {width:,} observation entries (history "
+            f"{c.history:,}) = {n_agents * width:,} numbers per market, over the cap "
+            f"of {MAX_CELLS:,}; lower n_buyers, n_sellers or history"
+        )
+    if c.n_buyers * c.n_slots > MAX_CELLS:
+        raise ConfigError(
+            f"n_buyers x n_slots = {c.n_buyers * c.n_slots:,} values per market, "
+            f"over the cap of {MAX_CELLS:,}; lower n_buyers or n_slots"
+        )
+
+
+def mechanism_parameters(name: str) -> dict[str, Any]:
+    """The keyword parameters mechanism ``name`` accepts, with their defaults.
+
+    ``reserve`` and ``seed`` (every mechanism's), the class's declared
+    ``params``, and any named keyword of its own ``__init__``.
+    """
+    cls = mechanisms.mechanism_class(name)
+    accepted: dict[str, Any] = {"reserve": 0.0, "seed": None}
+    accepted.update(getattr(cls, "params", {}) or {})
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            accepted.setdefault(
+                p.name, None if p.default is inspect.Parameter.empty else p.default
+            )
+    return accepted
+
+
+def _check_mechanism_params(name: str, params: dict[str, Any]) -> None:
+    """Keys of ``mechanism_params`` are the mechanism's parameters, and values of
+    the type of their defaults, bounded; then the mechanism is built once, so its
+    own checks (``k`` in [0, 1], ...) answer at load time, in one line."""
+    accepted = mechanism_parameters(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"mechanism_params: unknown parameter(s) {', '.join(map(repr, unknown))} "
+            f"for the {name!r} mechanism; known: {', '.join(accepted)}"
+        )
+    for key, value in params.items():
+        where = f"mechanism_params.{key}"
+        default = accepted[key]
+        if key == "reserve":
+            check_real(value, where, 0.0, MAX_PRICE)
+        elif key == "seed":
+            if value is not None:
+                check_int(value, where, 0, MAX_SEED)
+        elif key == "n_slots":
+            check_int(value, where, 1, MAX_SLOTS)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where} must be true or false, got {show(value)}")
+        elif isinstance(default, int):
+            check_int(value, where, -MAX_PARAM_INT, MAX_PARAM_INT)
+        elif isinstance(default, float):
+            check_real(value, where, -MAX_PRICE, MAX_PRICE)
+    try:
+        mechanisms.make(name, **params)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        text = " ".join(str(err).split())
+        raise ConfigError(f"mechanism_params of {name!r}: {text}") from None
 
 
 def _check_valuation_params(name: str, params: dict[str, Any]) -> None:
@@ -472,7 +887,7 @@ def _check_valuation_params(name: str, params: dict[str, Any]) -> None:
     own = {"dist": "value_dist", "low": "value_low", "high": "value_high"}
     taken = sorted(set(params) & set(own))
     if taken:
-        raise ValueError(
+        raise ConfigError(
             f"valuation_params: {', '.join(map(repr, taken))} is set by "
             f"{', '.join(own[k] for k in taken)}; drop it from valuation_params"
         )
@@ -486,7 +901,7 @@ def _check_valuation_params(name: str, params: dict[str, Any]) -> None:
     known = [k for k in sig.parameters if k not in ("self", *own)]
     unknown = sorted(set(params) - set(known))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"valuation_params: unknown option(s) {', '.join(map(repr, unknown))} "
             f"for the {name!r} source; known: {', '.join([*known, 'fake_traffic'])}"
         )

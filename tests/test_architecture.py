@@ -20,7 +20,13 @@ PACKAGES = ("attn_env", "agents", "training", "runner", "attn_market")
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "foundation",
-        ("attn_env.errors", "attn_env.checks", "attn_env.fileio", "attn_env.figures"),
+        (
+            "attn_env.errors",
+            "attn_env.checks",
+            "attn_env.fileio",
+            "attn_env.figures",
+            "attn_env.plugins",
+        ),
     ),
     ("mechanisms", ("attn_env.mechanisms",)),
     ("valuations", ("attn_env.valuations",)),
