@@ -3,7 +3,7 @@
 :func:`bne_strategy` is the only dispatcher: the ``bne`` agent plays what it
 returns and ``evaluate`` measures distances to it, so the two cannot disagree.
 
-DESIGN.md section 7. All of them assume one independent sealed-bid market with
+docs/design.md#known-answers. All of them assume one independent sealed-bid market with
 uniformly distributed values (and costs):
 
 - ``first_price``, ``K`` identical slots, ``n`` unit-demand buyers, values

@@ -1,7 +1,7 @@
 """Position auctions (first_price, second_price, gsp, vcg) against theory.
 
 Hand-written bid tables with exact expected outcomes, brute-force VCG on small
-markets, and the Monte Carlo answers of DESIGN.md section 7 with tolerances of
+markets, and the Monte Carlo answers of docs/design.md#known-answers within
 a few standard errors (fixed seeds: the checks are deterministic).
 """
 
@@ -220,7 +220,7 @@ def test_gsp_envy_free_equilibrium_has_vcg_revenue():
         assert (gain <= u + 1e-9).all()
 
 
-# --- Monte Carlo, DESIGN.md section 7 --------------------------------------------
+# --- Monte Carlo, docs/design.md#known-answers ------------------------------------
 
 
 def assert_mean(samples, expected, z=4.0):

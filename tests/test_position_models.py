@@ -1,4 +1,4 @@
-"""Position models of the uniform source (``slot_weights``), DESIGN.md section 7."""
+"""Uniform-source position models (``slot_weights``), docs/design.md#known-answers."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from attn_env.config import ExperimentConfig, TrainConfig, load_config
 from attn_market.cli import main
 from training.train_config import check_train_config
 
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 
 

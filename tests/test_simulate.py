@@ -35,8 +35,9 @@ def _config(seed: int = 0, **env) -> ExperimentConfig:
 
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_second_price_truthful_revenue(n):
-    # DESIGN 7: revenue = E[2nd highest of n U[0,1]] = (n-1)/(n+1), through the
-    # whole stack (config -> agents -> vector env -> mechanism -> metrics).
+    # docs/design.md#known-answers: revenue = E[2nd highest of n U[0,1]] =
+    # (n-1)/(n+1), through the whole stack (config -> agents -> vector env ->
+    # mechanism -> metrics).
     episodes = 20_000
     cfg = _config(seed=n, mechanism="second_price", n_buyers=n)
     res = play(cfg, episodes=episodes, progress=False)

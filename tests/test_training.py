@@ -715,7 +715,8 @@ def test_cli_prints_library_warnings_as_one_line(tmp_path, capsys):
     warned = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
     assert warned == [
         "attn-market train: warning: env.action is absolute: the learners' policies "
-        "output bids, which collapse toward 0 in first price (DESIGN.md section 5); "
+        "output bids, which collapse toward 0 in first price "
+        "(docs/design.md#the-action-recipe); "
         "set env.action: shade (or leave it out) to learn shading factors"
     ]
 

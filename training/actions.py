@@ -7,12 +7,13 @@ option (``vector_env(action=env.action, fixed_agents=...)``: learners act in
 the env's units, fixed agents bid), so the env's formula is the only one.
 What the *policy* outputs is this module's business: a Gaussian policy's raw
 sample ``a`` is squashed into the env's action by ``train.squash``. Which
-quantity the policy learns decides whether learning works (DESIGN.md section
-5): a policy that outputs the absolute bid collapsed to bidding 0 in first
-price, one that outputs a shading factor learned the equilibrium. ``s`` is the
-policy's *truthfulness*: ``s = 1`` bids or asks the private value, ``s = 0`` the
-least aggressive end of the role's range (buyer: ``bid = low + s (value -
-low)``; seller: ``ask = high - s (high - cost)``).
+quantity the policy learns decides whether learning works
+(docs/design.md#the-action-recipe): a policy that outputs the absolute bid
+collapsed to bidding 0 in first price, one that outputs a shading factor
+learned the equilibrium. ``s`` is the policy's *truthfulness*: ``s = 1`` bids
+or asks the private value, ``s = 0`` the least aggressive end of the role's
+range (buyer: ``bid = low + s (value - low)``; seller: ``ask = high - s (high -
+cost)``).
 
 An :class:`ActionMap`'s ``mode`` combines the two options:
 
@@ -24,7 +25,7 @@ An :class:`ActionMap`'s ``mode`` combines the two options:
     mean drifted past ``s = 1`` into the clipped region (every sample there asks
     the cost, so the gradient vanished) and stayed truthful.
 ``shade_clip`` (``env.action: shade``, ``train.squash: clip``)
-    ``s = clip(a, 0, 1)``: the recipe measured in DESIGN.md section 5 (first
+    ``s = clip(a, 0, 1)``: the recipe of docs/design.md#the-action-recipe (first
     price: L2 0.014 to the BNE after 2M agent-steps). An untrained policy has
     mean ``s`` near 0.
 ``absolute`` (``env.action: absolute``)

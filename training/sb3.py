@@ -114,7 +114,7 @@ def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Lear
     if mode == "absolute":
         warnings.warn(
             "env.action is absolute: the learners' policies output bids, which "
-            "collapse toward 0 in first price (DESIGN.md section 5); set "
+            "collapse toward 0 in first price (docs/design.md#the-action-recipe); set "
             "env.action: shade (or leave it out) to learn shading factors",
             stacklevel=2,
         )

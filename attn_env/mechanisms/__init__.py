@@ -53,7 +53,7 @@ __all__ = [
 
 
 def names() -> list[str]:
-    """The names of all mechanisms: DESIGN.md section 2 order, then registered ones."""
+    """All mechanism names: docs/design.md#mechanisms order, then registered ones."""
     return list(_REGISTRY)
 
 

@@ -1,6 +1,6 @@
 """The ``uniform`` source: theta from a distribution, r = 1, alpha by position.
 
-Every theoretical result of DESIGN.md section 7 is checked in this source. By
+Every result of docs/design.md#known-answers is checked in this source. By
 default every slot holds one unit of attention (alpha = 1); ``slot_weights``
 gives the slots decaying click-through rates instead (an explicit list, or the
 ``dcg``, ``geometric`` and ``cascade`` curves of
