@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from attn_env.errors import ConfigError
 from attn_env.valuations.base import Draw, ValuationSource, draw_values
 from attn_env.valuations.scoring import relevance, slot_attention
 from attn_env.valuations.uniform import UniformSource
@@ -74,7 +75,7 @@ def source_class(name: str) -> type:
         return AttentionSource
     if isinstance(name, str) and name in _USER_SOURCES:
         return _USER_SOURCES[name]
-    raise ValueError(
+    raise ConfigError(
         f"unknown valuation source {name!r}; known: {', '.join(source_names())}"
     )
 

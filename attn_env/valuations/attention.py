@@ -50,6 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.checks import check_device
+from attn_env.errors import ConfigError, UserError
 from attn_env.valuations.bank import (
     RELEVANCE_MAPS,
     Bank,
@@ -81,31 +82,43 @@ SOURCE_OPTIONS = (
     "groups",
 )
 "valuation_params that are not bank settings."
+PATH_OPTIONS = ("corpus", "bank_dir", "bank_path", "model_dir")
+"Source options that name a folder."
 
 
 def check_source_options(**options: Any) -> None:
-    """``ValueError`` naming the first bad source option (not a bank setting).
+    """``ConfigError`` naming the first bad source option (not a bank setting).
 
     Checked before a bank is built or opened: ``device``, ``batch_size``,
-    ``build``, ``relevance`` and ``groups``, where given.
+    ``build``, ``relevance`` and ``groups``, where given, and the folders
+    (``corpus``, ``bank_dir``, ``bank_path``, ``model_dir``): null or a
+    non-empty path string.
     """
+    for name in PATH_OPTIONS:
+        value = options.get(name)
+        if value is not None and not (
+            isinstance(value, str | Path) and str(value).strip()
+        ):
+            raise ConfigError(
+                f"{name} must be a folder path (a non-empty string), got {value!r}"
+            )
     if "device" in options:
         check_device(options["device"])
     if "batch_size" in options:
         b = options["batch_size"]
         if isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {b!r}")
+            raise ConfigError(f"batch_size must be an integer >= 1, got {b!r}")
     if "build" in options and options["build"] not in BUILD_MODES:
-        raise ValueError(
+        raise ConfigError(
             f"build must be one of {', '.join(BUILD_MODES)}, got {options['build']!r}"
         )
     if "relevance" in options and options["relevance"] not in RELEVANCE_MAPS:
-        raise ValueError(
+        raise ConfigError(
             f"relevance must be one of {', '.join(RELEVANCE_MAPS)}, "
             f"got {options['relevance']!r}"
         )
     if "groups" in options and options["groups"] not in GROUPINGS:
-        raise ValueError(
+        raise ConfigError(
             f"groups must be one of {', '.join(GROUPINGS)}, got {options['groups']!r}"
         )
 
@@ -133,7 +146,7 @@ class AttentionSource:
         **settings: Any,
     ) -> None:
         if dist not in VALUE_DISTS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
             )
         check_source_options(
@@ -142,12 +155,16 @@ class AttentionSource:
             build=build,
             relevance=relevance,
             groups=groups,
+            corpus=corpus,
+            bank_dir=bank_dir,
+            bank_path=bank_path,
+            model_dir=model_dir,
         )
         self.dist, self.low, self.high = dist, float(low), float(high)
         data = load_corpus(corpus)
         if bank_path is not None:
             if settings:
-                raise ValueError(
+                raise ConfigError(
                     f"bank_path opens a built bank as it is; drop the settings "
                     f"{', '.join(sorted(settings))}"
                 )
@@ -225,12 +242,12 @@ class AttentionSource:
         """Draw ``batch`` markets (see the module docstring)."""
         n_q, n_c = self._relevance.shape
         if not 1 <= n_buyers <= n_c:
-            raise ValueError(
+            raise ConfigError(
                 f"n_buyers must be in [1, {n_c}] (the bank's candidates per query), "
                 f"got {n_buyers}"
             )
         if not 1 <= n_slots <= self.bank.max_slots:
-            raise ValueError(
+            raise ConfigError(
                 f"n_slots must be in [1, {self.bank.max_slots}] (the bank's "
                 f"max_slots), got {n_slots}; build a bank with a larger max_slots"
             )
@@ -254,10 +271,17 @@ def _verticals(
     """
     if bank.manifest.get("corpus_hash") != data.content_hash:
         return (), None
+    cands = np.asarray(bank.candidates)
+    if cands.max() >= len(data.cand_verticals):
+        raise UserError(
+            f"{bank.path / 'candidates.npy'}: candidate index {int(cands.max())} "
+            f"is past the corpus's {len(data.cand_verticals)} candidates, though "
+            "the manifest names this corpus; rebuild the bank"
+        )
     names = tuple(sorted(set(data.cand_verticals)))
     index = {v: i for i, v in enumerate(names)}
     of_cand = np.array([index[v] for v in data.cand_verticals], dtype=np.int64)
-    return names, of_cand[np.asarray(bank.candidates)]
+    return names, of_cand[cands]
 
 
 def _sample_without_replacement(

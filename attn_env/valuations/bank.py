@@ -54,7 +54,6 @@ leaves no bank (a stale temp folder is ignored and removed by the next build).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
 from attn_env.valuations.bank_build import build_bank
+from attn_env.valuations.bank_check import (
+    ARRAY_LAYOUT,
+    check_arrays,
+    open_array,
+    read_manifest,
+)
 from attn_env.valuations.bank_settings import (
     FORMAT_VERSION,
     BankSettings,
@@ -87,14 +93,7 @@ __all__ = [
     "validate_bank",
 ]
 
-ARRAYS = (
-    "queries",
-    "candidates",
-    "own",
-    "relevance_raw",
-    "page_candidates",
-    "alpha",
-)
+ARRAYS = tuple(ARRAY_LAYOUT)
 "The ``.npy`` files of a bank (see the table above)."
 RELEVANCE_MAPS = ("logistic", "max")
 "Known maps of ``r_raw`` into [0, 1] (see :func:`map_relevance`)."
@@ -135,7 +134,13 @@ class Bank:
 
 
 def load_bank(path: str | Path) -> Bank:
-    """Open a built bank folder (arrays memory-mapped read-only).
+    """Open a built bank folder (arrays memory-mapped read-only), every file checked.
+
+    The folder may come from a user (``bank_path``) or a shared cache, so it
+    is read as hostile input (:mod:`~attn_env.valuations.bank_check`): regular
+    files inside the folder only, size caps, the manifest's fields typed, every
+    array's dtype and rank as in the table above, shapes that agree, and
+    values in range (finite relevance, alpha pages that sum to 1).
 
     Args:
         path: a bank folder ``<bank_dir>/<key>``.
@@ -144,22 +149,22 @@ def load_bank(path: str | Path) -> Bank:
         The bank.
 
     Raises:
-        FileNotFoundError: when the folder has no ``manifest.json``.
-        ValueError: when the bank has another format version.
+        FileNotFoundError: when the folder or one of its files is missing.
+        UserError: one line naming the file and field that is wrong (an old
+            format version included).
     """
     path = Path(path)
-    manifest_file = path / "manifest.json"
-    if not manifest_file.is_file():
+    if not path.exists():
+        raise FileNotFoundError(f"attention bank folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise UserError(f"{path}: an attention bank is a folder, this is not one")
+    if not (path / "manifest.json").exists():
         raise FileNotFoundError(
             f"{str(path)!r} is not a complete attention bank (no manifest.json)"
         )
-    manifest = json.loads(manifest_file.read_text())
-    if manifest.get("format") != FORMAT_VERSION:
-        raise ValueError(
-            f"bank {str(path)!r} has format {manifest.get('format')!r}, "
-            f"expected {FORMAT_VERSION}; rebuild it"
-        )
-    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    manifest = read_manifest(path, FORMAT_VERSION)
+    arrays = {name: open_array(path, name) for name in ARRAYS}
+    check_arrays(path, arrays)
     return Bank(path=path, manifest=manifest, **arrays)
 
 
@@ -193,16 +198,23 @@ def map_relevance(raw: NDArray, how: str = "logistic") -> NDArray[np.float64]:
         ``r [Q, C]`` in [0, 1], float64.
 
     Raises:
-        ValueError: for an unknown map.
+        UserError: for an unknown map, or ``max`` on a row with no r_raw > 0.
     """
     raw = np.asarray(raw, dtype=np.float64)
     if how == "max":
-        return raw / raw.max(axis=1, keepdims=True)
+        top = raw.max(axis=1, keepdims=True)
+        if (top <= 0).any():
+            q = int(np.flatnonzero(top[:, 0] <= 0)[0])
+            raise UserError(
+                f"relevance 'max' divides by each query's largest r_raw, but query "
+                f"row {q} has none above 0; use relevance 'logistic'"
+            )
+        return raw / top
     if how == "logistic":
         z = (raw - raw.mean(axis=1, keepdims=True)) / np.maximum(
             raw.std(axis=1, keepdims=True), 1e-12
         )
         return 1.0 / (1.0 + np.exp(-z))
-    raise ValueError(
+    raise UserError(
         f"unknown relevance map {how!r}; known: {', '.join(RELEVANCE_MAPS)}"
     )

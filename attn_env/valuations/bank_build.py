@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.checks import check_device
+from attn_env.errors import ConfigError
 from attn_env.fileio import atomic_write_text, fsync_dir, umask_mode
 from attn_env.valuations.bank_settings import (
     FORMAT_VERSION,
@@ -74,7 +75,7 @@ def _candidate_sets(
             )
         same, other = by_vertical[v]
         if len(same) < n_own or len(other) < c - n_own:
-            raise ValueError(
+            raise ConfigError(
                 f"query {corpus.query_ids[q]!r} (vertical {v!r}) needs {n_own} "
                 f"own-vertical and {c - n_own} other candidates; the corpus has "
                 f"{len(same)} and {len(other)}"
@@ -176,7 +177,7 @@ def build_bank(
         or not isinstance(batch_size, int | np.integer)
         or batch_size < 1
     ):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_device(device)
     model_id = lm.identity if lm is not None else model_identity(model_dir)
     root = Path(bank_dir).expanduser() if bank_dir is not None else default_bank_dir()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attn_env.checks import reject_unknown
+from attn_env.errors import ConfigError
 from attn_env.valuations.cache import default_bank_dir
 from attn_env.valuations.model import AttentionSpec
 
@@ -148,19 +149,19 @@ class BankSettings:
         for name in _POSITIVE_INTS:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if self.n_queries is not None and not (
             isinstance(self.n_queries, int) and self.n_queries >= 1
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"n_queries must be null or an integer >= 1, got {self.n_queries!r}"
             )
         if not 0.0 <= self.own_fraction <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"own_fraction must be in [0, 1], got {self.own_fraction!r}"
             )
         if self.max_slots > self.candidates_per_query:
-            raise ValueError(
+            raise ConfigError(
                 f"max_slots={self.max_slots} exceeds candidates_per_query="
                 f"{self.candidates_per_query}: a page holds distinct candidates"
             )

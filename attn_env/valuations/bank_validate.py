@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attn_env.errors import UserError
+
 if TYPE_CHECKING:
     from attn_env.valuations.bank import Bank
     from attn_env.valuations.corpus_io import Corpus
@@ -31,7 +33,7 @@ def check_finite(bank: Bank) -> None:
         bad = ~np.isfinite(arr)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
+            raise UserError(
                 f"bank {str(bank.path)!r}: {name} ({name}.npy) holds "
                 f"{int(bad.sum())} non-finite value(s), first {arr[idx]} at index "
                 f"{idx}; rebuild the bank"

@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import ConfigError
+
 __all__ = ["Draw", "ValuationSource", "draw_values"]
 
 VALUE_DISTS = ("uniform", "beta", "lognormal")
@@ -72,11 +74,11 @@ def draw_values(
     fixed value: every draw is ``low`` (the generator advances all the same).
     """
     if dist not in VALUE_DISTS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
         )
     if not (np.isfinite(low) and np.isfinite(high) and high >= low):
-        raise ValueError(
+        raise ConfigError(
             f"value range must satisfy low <= high, got low={low!r}, high={high!r}"
         )
     if dist == "uniform":

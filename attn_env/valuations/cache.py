@@ -20,7 +20,8 @@ import os
 import re
 from pathlib import Path
 
-from attn_env.fileio import atomic_write_text
+from attn_env.errors import UserError
+from attn_env.fileio import atomic_write_text, read_user_bytes
 
 __all__ = ["default_bank_dir", "file_digest"]
 
@@ -57,8 +58,9 @@ def file_digest(path: str | Path, cache_dir: str | Path | None = None) -> str:
     version = f"{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
     root = Path(cache_dir) if cache_dir is not None else default_bank_dir()
     memo = root / ".digests" / hashlib.sha256(version.encode()).hexdigest()[:32]
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        known = memo.read_text().strip()
+    with contextlib.suppress(OSError, UnicodeDecodeError, UserError):
+        # a regular file of a few bytes only: a fifo or device there is skipped
+        known = read_user_bytes(memo, "digest memo", 128).decode().strip()
         if _HEX64.fullmatch(known):
             return known
     h = hashlib.sha256()

@@ -14,12 +14,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from attn_env.errors import UserError
+from attn_env.fileio import json_depth, read_user_bytes
+
 __all__ = ["Corpus", "load_corpus", "shipped_corpus_dir"]
 
 CORPUS_FILES = ("queries.jsonl", "candidates.jsonl")
 "The two files of a corpus folder, in the order they enter the content hash."
 ROW_KEYS = ("id", "text", "vertical")
 "The keys every row must hold, each a non-empty string."
+MAX_CORPUS_BYTES = 64 * 2**20
+"Size cap of one corpus file (the shipped candidates.jsonl is 0.4 MB)."
+MAX_ROW_NESTING = 8
+"Deepest JSON nesting of one row (a row is a flat object)."
 
 
 @dataclass(frozen=True)
@@ -45,49 +52,85 @@ def shipped_corpus_dir() -> Path:
     return Path(__file__).resolve().parent / "corpus"
 
 
-def _read_jsonl(path: Path) -> list[dict[str, str]]:
-    """Read and check the rows of one corpus file.
+def _parse_jsonl(path: Path, data: bytes) -> list[dict[str, str]]:
+    """Parse and check the rows of one corpus file's bytes.
 
     Args:
-        path: a JSONL file of ``{"id", "text", "vertical"}`` rows.
+        path: the file the bytes came from (named in every message).
+        data: its bytes: UTF-8 JSONL of ``{"id", "text", "vertical"}`` rows.
 
     Returns:
         The rows in file order (blank lines skipped).
 
     Raises:
-        ValueError: naming the file and line of a row that is not valid JSON,
-            lacks a non-empty string key, or repeats an id; or when the file
-            has no rows.
+        UserError: naming the file and line of a row that is not UTF-8 or
+            valid JSON (NaN, Infinity and deep nesting refused), is not an
+            object, lacks a non-empty string key, or repeats an id; or when
+            the file has no rows.
     """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        lineno = data[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}:{lineno}: not UTF-8 text ({err.reason})") from None
     rows = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{path}:{lineno}: not valid JSON ({err.msg})"
-                ) from err
-            for key in ROW_KEYS:
-                if not isinstance(row.get(key), str) or not row[key].strip():
-                    raise ValueError(
-                        f"{path}:{lineno}: expected a non-empty string {key!r}, "
-                        f"got {row.get(key)!r}"
-                    )
-            if row["id"] in seen:
-                raise ValueError(f"{path}:{lineno}: duplicate id {row['id']!r}")
-            seen.add(row["id"])
-            rows.append(row)
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        row = _parse_row(path, lineno, line)
+        for key in ROW_KEYS:
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise UserError(
+                    f"{path}:{lineno}: expected a non-empty string {key!r}, "
+                    f"got {_short(row.get(key))}"
+                )
+        if row["id"] in seen:
+            raise UserError(f"{path}:{lineno}: duplicate id {row['id']!r}")
+        seen.add(row["id"])
+        rows.append(row)
     if not rows:
-        raise ValueError(f"{path}: no rows")
+        raise UserError(f"{path}: no rows")
     return rows
+
+
+def _parse_row(path: Path, lineno: int, line: str) -> dict:
+    """One JSONL line as an object; ``UserError`` naming the file and line if not."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    brackets = line.count("[") + line.count("{")  # cheap bound on the depth
+    if brackets > MAX_ROW_NESTING and json_depth(line) > MAX_ROW_NESTING:
+        raise UserError(
+            f"{path}:{lineno}: nests deeper than {MAX_ROW_NESTING} levels; "
+            "expected a flat object"
+        )
+    try:
+        row = json.loads(line, parse_constant=refuse)
+    except (ValueError, RecursionError) as err:
+        msg = getattr(err, "msg", None) or " ".join(str(err).split())[:120]
+        raise UserError(f"{path}:{lineno}: not valid JSON ({msg})") from None
+    if not isinstance(row, dict):
+        raise UserError(
+            f'{path}:{lineno}: expected an object {{"id", "text", '
+            f'"vertical"}}, got {type(row).__name__}'
+        )
+    return row
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a message stays one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_corpus(path: str | Path | None = None) -> Corpus:
     """Read ``queries.jsonl`` and ``candidates.jsonl`` from a folder.
+
+    Both files are read with limits (:func:`attn_env.fileio.read_user_bytes`:
+    regular files inside the folder, at most :data:`MAX_CORPUS_BYTES` each),
+    and the content hash is taken from the very bytes that are parsed.
 
     Args:
         path: a folder with both files (JSONL rows ``{"id", "text", "vertical"}``);
@@ -97,21 +140,31 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
         The corpus, with the content hash of both files.
 
     Raises:
-        FileNotFoundError: when either file is missing.
-        ValueError: when a row is malformed (see :func:`_read_jsonl`).
+        FileNotFoundError: when the folder or either file is missing.
+        UserError: when a file is not a regular file, too large, or a row is
+            malformed (see :func:`_parse_jsonl`).
     """
     folder = Path(path).expanduser() if path is not None else shipped_corpus_dir()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(
+            f"{folder}: a corpus is a folder holding queries.jsonl and "
+            "candidates.jsonl, this is not one"
+        )
     files = [folder / name for name in CORPUS_FILES]
     for f in files:
-        if not f.is_file():
+        if not f.exists() and not f.is_symlink():
             raise FileNotFoundError(
                 f"corpus file {str(f)!r} does not exist; a corpus folder holds "
                 "queries.jsonl and candidates.jsonl"
             )
+    data = [
+        read_user_bytes(f, "corpus file", MAX_CORPUS_BYTES, inside=folder)
+        for f in files
+    ]
     digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.read_bytes())
-    queries, cands = (_read_jsonl(f) for f in files)
+    for chunk in data:
+        digest.update(chunk)
+    queries, cands = (_parse_jsonl(f, b) for f, b in zip(files, data, strict=True))
     return Corpus(
         query_ids=[r["id"] for r in queries],
         query_texts=[r["text"] for r in queries],

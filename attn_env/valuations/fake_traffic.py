@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import ConfigError
 from attn_env.valuations.base import Draw, ValuationSource
 
 __all__ = [
@@ -44,36 +45,36 @@ _KEYS = ("ads", "share", "boost", "target")
 def check_fake_traffic(spec: Any) -> dict[str, Any]:
     """The validated ``fake_traffic`` options (``ValueError`` naming a bad one)."""
     if not isinstance(spec, dict):
-        raise ValueError(
+        raise ConfigError(
             f"fake_traffic must be a mapping with keys {', '.join(_KEYS)}, got {spec!r}"
         )
     unknown = sorted(set(spec) - set(_KEYS))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"fake_traffic: unknown key(s) {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(_KEYS)}"
         )
     out = {"ads": None, "share": None, "boost": 2.0, "target": "relevance", **spec}
     if out["ads"] is not None and out["share"] is not None:
-        raise ValueError("fake_traffic: give ads or share, not both")
+        raise ConfigError("fake_traffic: give ads or share, not both")
     ads = out["ads"]
     if ads is not None and not (
         isinstance(ads, list | tuple)
         and ads
         and all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in ads)
     ):
-        raise ValueError(
+        raise ConfigError(
             f"fake_traffic.ads must be a non-empty list of buyer indices, got {ads!r}"
         )
     share = out["share"]
     if share is not None and not (_real(share) and 0.0 < share <= 1.0):
-        raise ValueError(f"fake_traffic.share must be in (0, 1], got {share!r}")
+        raise ConfigError(f"fake_traffic.share must be in (0, 1], got {share!r}")
     if not (_real(out["boost"]) and out["boost"] > 0.0):
-        raise ValueError(
+        raise ConfigError(
             f"fake_traffic.boost must be a number > 0, got {out['boost']!r}"
         )
     if out["target"] not in TARGETS:
-        raise ValueError(
+        raise ConfigError(
             f"fake_traffic.target must be one of {', '.join(TARGETS)}, "
             f"got {out['target']!r}"
         )
@@ -94,7 +95,7 @@ def fake_ads(spec: dict[str, Any], n_buyers: int) -> list[int]:
         return list(range(max(1, round(share * n_buyers))))
     bad = [a for a in spec["ads"] if a >= n_buyers]
     if bad:
-        raise ValueError(
+        raise ConfigError(
             f"fake_traffic.ads must be buyer indices in [0, {n_buyers}), got {bad}"
         )
     return sorted(set(spec["ads"]))

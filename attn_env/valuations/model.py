@@ -61,6 +61,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.checks import check_device
+from attn_env.errors import ConfigError, UserError
 from attn_env.valuations.cache import file_digest
 
 __all__ = [
@@ -115,23 +116,23 @@ class AttentionSpec:
         items = layers if isinstance(layers, list | tuple) else [layers]
         ok = bool(items) and all(_positive_int(x) for x in items)
         if not ok:
-            raise ValueError(
+            raise ConfigError(
                 "layers must be an integer >= 1 or a non-empty list of 1-based "
                 f"layer indices, got {layers!r}"
             )
         if isinstance(layers, list | tuple):
             object.__setattr__(self, "layers", tuple(sorted(set(layers))))
         if self.heads not in HEAD_AGGREGATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown head aggregation {self.heads!r}; known: "
                 f"{', '.join(HEAD_AGGREGATIONS)}"
             )
         if self.source not in SOURCES:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown attention source {self.source!r}; known: {', '.join(SOURCES)}"
             )
         if self.score not in SCORES:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown relevance score {self.score!r}; known: {', '.join(SCORES)}"
             )
         heads = self.lift_heads
@@ -142,7 +143,7 @@ class AttentionSpec:
             and all(_positive_int(x) for x in p)
             for p in pairs
         ):
-            raise ValueError(
+            raise ConfigError(
                 "lift_heads must be a non-empty list of 1-based [layer, head] pairs, "
                 f"got {heads!r}"
             )
@@ -154,12 +155,12 @@ class AttentionSpec:
         """0-based indices of the layers read, for a model of ``n_layers``."""
         if isinstance(self.layers, int):
             if self.layers > n_layers:
-                raise ValueError(
+                raise ConfigError(
                     f"layers={self.layers} but the model has {n_layers} layers"
                 )
             return list(range(n_layers - self.layers, n_layers))
         if max(self.layers) > n_layers:
-            raise ValueError(
+            raise ConfigError(
                 f"layers={list(self.layers)} but the model has {n_layers} layers"
             )
         return [x - 1 for x in self.layers]
@@ -283,7 +284,7 @@ def resolve_device(device: str = "auto") -> tuple[Any, Any]:
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for but CUDA is not available")
+            raise UserError(f"device {device!r} asked for but CUDA is not available")
         return dev, torch.float16
     return dev, torch.float32
 
@@ -324,7 +325,7 @@ def load_model(
 def tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> list[list[int]]:
     """Word-piece ids of each text, no special tokens, at most ``max_tokens``."""
     if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        raise UserError(f"max_tokens must be >= 1, got {max_tokens}")
     enc = tokenizer(
         list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens
     )
@@ -350,7 +351,7 @@ def assemble_pages(
     rows_ids, rows_type, rows_seg = [], [], []
     for q, cands in zip(queries, slots, strict=True):
         if not q or not cands or any(not c for c in cands):
-            raise ValueError(
+            raise UserError(
                 "every page needs a non-empty query and non-empty candidates"
             )
         ids = [cls, *q, sep]
@@ -364,7 +365,7 @@ def assemble_pages(
     width = max(len(r) for r in rows_ids)
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and width > limit:
-        raise ValueError(
+        raise UserError(
             f"a page of {width} tokens exceeds the model's limit of {limit}; "
             "use fewer or shorter candidates"
         )

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
+
 __all__ = ["relevance", "slot_attention"]
 
 
@@ -53,20 +55,20 @@ def _model(model: Any, model_dir: str | Path | None, device: str) -> Any:
 def _check_texts(query: Any, candidates: Any, what: str) -> list[str]:
     """``ValueError`` naming the first bad input; the candidates as a list."""
     if not isinstance(query, str):
-        raise ValueError(f"query must be a string, got {type(query).__name__}")
+        raise UserError(f"query must be a string, got {type(query).__name__}")
     if not query.strip():
-        raise ValueError("query is empty; expected some text")
+        raise UserError("query is empty; expected some text")
     if isinstance(candidates, str) or not isinstance(candidates, list | tuple):
-        raise ValueError(
+        raise UserError(
             f"{what} must be a list of strings, got {type(candidates).__name__}"
         )
     if not candidates:
-        raise ValueError(f"{what} is empty; expected at least one text")
+        raise UserError(f"{what} is empty; expected at least one text")
     for i, text in enumerate(candidates):
         if not isinstance(text, str):
-            raise ValueError(f"{what}[{i}] must be a string, got {type(text).__name__}")
+            raise UserError(f"{what}[{i}] must be a string, got {type(text).__name__}")
         if not text.strip():
-            raise ValueError(f"{what}[{i}] is empty; expected some text")
+            raise UserError(f"{what}[{i}] is empty; expected some text")
     return list(candidates)
 
 
@@ -75,9 +77,7 @@ def _tokens(lm: Any, texts: list[str], limit: int, what: str) -> list[list[int]]
     from attn_env.valuations.model import tokenize
 
     if not (isinstance(limit, int) and limit >= 1):
-        raise ValueError(
-            f"max tokens for {what} must be an integer >= 1, got {limit!r}"
-        )
+        raise UserError(f"max tokens for {what} must be an integer >= 1, got {limit!r}")
     # a generous cap: only to count how many pieces the truncation drops
     ids = tokenize(lm.tokenizer, texts, 4096)
     for i, row in enumerate(ids):
@@ -131,7 +131,7 @@ def relevance(
     cands = _check_texts(query, candidates, "candidates")
     attention = AttentionSpec(**spec)
     if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise UserError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     lm = _model(model, model_dir, device)
     q = _tokens(lm, [query], max_query_tokens, "query")[0]
     c = _tokens(lm, cands, max_candidate_tokens, "candidates")

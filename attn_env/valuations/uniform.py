@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from attn_env.errors import ConfigError
 from attn_env.valuations.base import VALUE_DISTS, Draw, draw_values
 from attn_env.valuations.positions import PositionModel
 
@@ -38,7 +39,7 @@ class UniformSource:
         slot_weights: Any = None,
     ) -> None:
         if dist not in VALUE_DISTS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown value distribution {dist!r}; known: {', '.join(VALUE_DISTS)}"
             )
         self.dist, self.low, self.high = dist, float(low), float(high)

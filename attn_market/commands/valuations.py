@@ -134,14 +134,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
     path, _, _ = _build(args)
     bank = load_bank(path)
     m = bank.manifest
-    rate = m["sequences"] / m["seconds"] if m["seconds"] else float("nan")
     print(
         f"attention bank: {path}\n"
         f"  {bank.n_queries} queries x {bank.candidates_per_query} candidates, "
-        f"{bank.pages} layouts of up to {bank.max_slots} slots\n"
-        f"  built on {m['device']} ({m['dtype']}): {m['sequences']} sequences in "
-        f"{m['seconds']:.1f} s ({rate:.0f}/s)"
+        f"{bank.pages} layouts of up to {bank.max_slots} slots"
     )
+    if all(key in m for key in ("device", "dtype", "sequences", "seconds")):
+        rate = m["sequences"] / m["seconds"] if m["seconds"] else float("nan")
+        print(
+            f"  built on {m['device']} ({m['dtype']}): {m['sequences']} sequences "
+            f"in {m['seconds']:.1f} s ({rate:.0f}/s)"
+        )
     return 0
 
 
