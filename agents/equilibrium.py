@@ -5,8 +5,11 @@ It plays the solver's bid (or ask) function of its role
 the solver covers, so markets without a closed-form equilibrium (GSP with
 several slots, double auctions with many traders, attention values) still have
 an equilibrium player. The solution is read from ``path`` when given (a file
-or an ``attn-market solve --out`` folder), else solved once and kept in the
-solver's cache.
+or an ``attn-market solve --out`` folder; read with limits, every field
+checked), else solved once and kept in the solver's cache. Either way it must
+have been solved for this market, and a solution whose utility loss is over
+``solve.tolerance`` is refused in one line unless ``solve: {allow_unconverged:
+true}``: it is not an equilibrium to play.
 """
 
 from __future__ import annotations
@@ -22,24 +25,49 @@ from attn_env import mechanisms
 from attn_env.config import EnvConfig, SolveConfig, from_dict
 from attn_env.core import MarketSpec
 from attn_env.equilibria import truthful
+from attn_env.errors import UserError
 from attn_env.observation import VALUE, as_actions, is_seller
-from attn_env.solver import Solution, load_solution, solve_cached
+from attn_env.solver import (
+    Solution,
+    check_converged,
+    check_solve_config,
+    load_solution,
+    solve_cached,
+)
 
 __all__ = ["EquilibriumAgent"]
 
 
+def _rules(name: str, params: Any) -> str:
+    """The mechanism with its parameters filled in (``FirstPrice(reserve=0.0)``),
+    so ``{}`` and ``{reserve: 0}`` compare equal; the raw text if it cannot be
+    built."""
+    try:
+        return repr(mechanisms.make(name, **dict(params)))
+    except (ValueError, TypeError):
+        return f"{name}{params!r}"
+
+
 def _check_market(solution: Solution, env: EnvConfig, where: str) -> None:
-    """``ValueError`` unless ``solution`` was solved for ``env``'s market."""
+    """``UserError`` unless ``solution`` was solved for ``env``'s market."""
     spec = MarketSpec.from_config(env)
+    name = mechanisms.name_of(env.mechanism)
     want = {
-        "mechanism": mechanisms.name_of(env.mechanism),
+        "mechanism": name,
         "n_buyers": env.n_buyers,
         "n_sellers": spec.n_sellers,
         "n_slots": spec.n_slots if spec.family == "one_sided" else 1,
+        "valuation": env.valuation,
+        "value_dist": env.value_dist,
     }
-    got = {k: solution.market.get(k) for k in want}
+    got = {k: solution.market.get(k, want[k]) for k in want}
+    if got == want and not isinstance(env.mechanism, mechanisms.Mechanism):
+        params = solution.market.get("mechanism_params", {})
+        if _rules(name, params) != _rules(name, env.mechanism_params):
+            got["mechanism_params"] = params
+            want["mechanism_params"] = dict(env.mechanism_params)
     if got != want:
-        raise ValueError(
+        raise UserError(
             f"{where}: the equilibrium was solved for {got}, but the market is {want}; "
             "solve this market (attn-market solve CONFIG --out DIR)"
         )
@@ -68,15 +96,23 @@ class EquilibriumAgent:
     ) -> None:
         if not isinstance(env, EnvConfig):
             raise ValueError(f"env must be an EnvConfig, got {env!r}")
-        if path is not None:
-            solution = load_solution(path)
-            _check_market(solution, env, str(Path(path)))
+        if solve is None or isinstance(solve, SolveConfig):
+            cfg = solve or SolveConfig()
+        elif isinstance(solve, Mapping):
+            cfg = from_dict(SolveConfig, dict(solve), "solve")
         else:
-            if solve is None or isinstance(solve, SolveConfig):
-                cfg = solve or SolveConfig()
-            else:
-                cfg = from_dict(SolveConfig, dict(solve), "solve")
+            raise UserError(f"equilibrium: solve must be a mapping, got {solve!r}")
+        check_solve_config(cfg)
+        if path is not None:
+            if not isinstance(path, str | Path):
+                raise UserError(f"equilibrium: path must be a file name, got {path!r}")
+            where = str(Path(path))
+            solution = load_solution(path)
+            _check_market(solution, env, where)
+        else:
+            where = f"the equilibrium of this market (seed {seed})"
             solution = solve_cached(env, cfg, seed)
+        check_converged(solution, cfg.tolerance, cfg.allow_unconverged, where)
         self.solution = solution
         self._buyer = solution.bid_function("buyer")
         self._seller = (

@@ -4,7 +4,12 @@
     L2 distance of a bid function to the analytic BNE over the value
     distribution: ``sqrt(mean_v (b(v) - b*(v))^2)`` on quantile midpoints of the
     value (or cost) distribution (:func:`value_grid`; equal spacing for uniform
-    values).
+    values). With ``relevant=(lo, hi)`` (:func:`relevant_range`) both bids are
+    first clipped into the range where a bid can change the outcome against
+    the equilibrium opponents: every bid under a binding reserve (or under
+    every equilibrium ask) loses, so all of them are one action, and the
+    distance counts none of them (``evaluate``'s ``bne_l2``; without the clip,
+    ``bne_l2_all``).
 ``utility_loss``
     ``(u_BR - u) / u_BR``: the ex-ante utility a best response would earn
     against the given opponents, minus the strategy's own, relative. Monte
@@ -38,6 +43,7 @@ __all__ = [
     "BidFn",
     "bid_function",
     "bne_l2",
+    "relevant_range",
     "shade_policy_bne_l2",
     "utility_loss",
     "value_grid",
@@ -59,11 +65,73 @@ def value_grid(env_cfg, role: str, size: int = 1000) -> NDArray[np.float64]:
     return np.quantile(sample, q)
 
 
-def bne_l2(bid_fn: BidFn, bne: Strategy, values: NDArray[np.float64]) -> float:
-    """``sqrt(mean((bid_fn(v) - bne(v))^2))`` over ``values`` (a grid or a sample)."""
+def bne_l2(
+    bid_fn: BidFn,
+    bne: Strategy,
+    values: NDArray[np.float64],
+    relevant: tuple[float, float] | None = None,
+) -> float:
+    """``sqrt(mean((bid_fn(v) - bne(v))^2))`` over ``values`` (a grid or a sample).
+
+    Args:
+        relevant: ``(lo, hi)``: clip both bids into this range first (the bids
+            that can change the outcome, :func:`relevant_range`); ``None``: the
+            whole range.
+    """
     learned = np.asarray(bid_fn(values), dtype=np.float64).reshape(-1)
-    diff = learned - bne(values).reshape(-1)
-    return float(np.sqrt(np.mean(diff**2)))
+    star = np.asarray(bne(values), dtype=np.float64).reshape(-1)
+    if relevant is not None:
+        learned, star = np.clip(learned, *relevant), np.clip(star, *relevant)
+    return float(np.sqrt(np.mean((learned - star) ** 2)))
+
+
+def relevant_range(
+    env_cfg, role: str, other: Strategy | None = None
+) -> tuple[float, float]:
+    """The bids (asks) of ``role`` that can change its outcome in equilibrium.
+
+    - One-sided: every bid under a reserve that binds (asked of the mechanism's
+      own ``clear``: a lone bid just under it wins nothing) loses and pays
+      nothing, so ``lo`` is the reserve.
+    - Two-sided, given the other role's equilibrium strategy ``other``: a bid
+      under every equilibrium ask never trades (``lo`` the lowest ask), an ask
+      over every equilibrium bid never trades (``hi`` the highest bid).
+
+    Returns ``(-inf, inf)`` where every bid can matter.
+    """
+    fam = mechanisms.family(env_cfg.mechanism)
+    lo, hi = -np.inf, np.inf
+    if fam == "one_sided" and _reserve_binds(env_cfg):
+        lo = float(_mechanism(env_cfg).reserve)
+    if fam == "two_sided" and other is not None:
+        their = "seller" if role == "buyer" else "buyer"
+        bids = np.asarray(other(value_grid(env_cfg, their, 1000)), dtype=np.float64)
+        if role == "buyer":
+            lo = float(bids.min())
+        else:
+            hi = float(bids.max())
+    return lo, hi
+
+
+def _mechanism(env_cfg) -> Any:
+    if isinstance(env_cfg.mechanism, mechanisms.Mechanism):
+        return env_cfg.mechanism
+    return mechanisms.make(env_cfg.mechanism, **env_cfg.mechanism_params)
+
+
+def _reserve_binds(env_cfg) -> bool:
+    """Whether a one-sided mechanism's reserve makes a bid under it lose: a lone
+    bid just under it, every other bid 0, is cleared."""
+    mech = _mechanism(env_cfg)
+    reserve = float(getattr(mech, "reserve", 0.0) or 0.0)
+    if reserve <= 0.0:
+        return False
+    bids = np.zeros((1, max(env_cfg.n_buyers, 1)))
+    bids[0, 0] = np.nextafter(reserve, 0.0)
+    out = mech.clear(
+        bids, weights=np.ones(env_cfg.n_slots), rng=np.random.default_rng(0)
+    )
+    return not (out.alloc[0, 0] > 0.0 or out.pay[0, 0] != 0.0)
 
 
 def _clear(
@@ -195,7 +263,8 @@ def shade_policy_bne_l2(
     template: NDArray[np.float32] | None = None,
     grid: int = 1000,
 ) -> float:
-    """``bne_l2`` of a buyer policy acting under ``action="shade"``.
+    """``bne_l2`` (payoff-relevant, :func:`relevant_range`) of a buyer policy
+    acting under ``action="shade"``.
 
     Args:
         shade: ``obs [N, obs_dim] -> s [N]``, the policy's deterministic shading
@@ -219,6 +288,10 @@ def shade_policy_bne_l2(
             s, values, config.value_low, config.value_high, seller=False
         )
 
+    other = bne_strategy(config, "seller")
     return bne_l2(
-        bids, bne_strategy(config, "buyer"), value_grid(config, "buyer", grid)
+        bids,
+        bne_strategy(config, "buyer"),
+        value_grid(config, "buyer", grid),
+        relevant_range(config, "buyer", other),
     )

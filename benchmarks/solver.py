@@ -124,7 +124,7 @@ def _ms_per_iteration(env: EnvConfig, bids: int = 101, values: int = 64) -> floa
     seconds = []
     for iterations in (40, 140):
         s = SolveConfig(
-            values=values, bids=bids, iterations=iterations, tolerance=0.0, cache=False
+            values=values, bids=bids, iterations=iterations, stop=0.0, cache=False
         )
         seconds.append(solve(env, s).seconds)
     return 1000.0 * (seconds[1] - seconds[0]) / 100

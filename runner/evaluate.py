@@ -11,7 +11,16 @@ for each learner:
     one is known (``reference: analytic``), else the numerical equilibrium of
     ``attn_env.solver`` with the config's ``solve:`` options, solved once and
     cached (``reference: numerical``; none for markets the solver does not
-    cover).
+    cover; refused in one line when its utility loss is over
+    ``solve.tolerance``, unless ``solve: {allow_unconverged: true}``).
+    Payoff-relevant: both bid functions are clipped into the range of bids
+    that can change the outcome against equilibrium opponents
+    (``strategy_metrics.relevant_range``: under a binding reserve every bid
+    is the same losing action, as is a bid under every equilibrium ask), so
+    a learner that bids anything under the reserve is not penalised for it.
+``bne_l2_all``
+    The same distance over the whole value range, bids that cannot matter
+    included (what ``bne_l2`` was before the clip).
 ``utility_loss``
     ``(u_BR - u) / u_BR``: the ex-ante utility a best response would earn
     against the *learned* opponents, minus the learned agent's own, relative.
@@ -25,9 +34,11 @@ for each learner:
     Monte Carlo error shrinks with ``samples``. Reported for single-round
     sealed-bid markets of the ``uniform`` source.
 
-``bne_l2_floor_by_learner`` is the least ``bne_l2`` the learner's action map
-can reach (shading never bids above the value: 0.024 per role for the k = 1/2
-bilateral equilibrium, 0 for first and second price).
+``bne_l2_floor_by_learner`` is the least (payoff-relevant) ``bne_l2`` the
+learner's action map can reach. Shading never bids above the value, which
+costs 0.024 per role of ``bne_l2_all`` against the k = 1/2 bilateral
+equilibrium, but only where no equilibrium ask (bid) can be met, so the
+payoff-relevant floor is 0 there, as for first and second price.
 
 Per-learner values are under ``*_by_learner``; the headline ``bne_l2`` and
 ``utility_loss`` are the worst (largest) over learners. The market metrics come
@@ -47,8 +58,19 @@ from attn_env import mechanisms
 from attn_env.config import ExperimentConfig
 from attn_env.equilibria import Strategy, bne_strategy
 from attn_env.figures import new_figure, save_png
-from attn_env.solver import solve_cached, unsupported
-from attn_env.strategy_metrics import bid_function, bne_l2, utility_loss, value_grid
+from attn_env.solver import (
+    check_converged,
+    check_solve_config,
+    solve_cached,
+    unsupported,
+)
+from attn_env.strategy_metrics import (
+    bid_function,
+    bne_l2,
+    relevant_range,
+    utility_loss,
+    value_grid,
+)
 from runner.results import jsonable
 from runner.seats import build_agent
 from runner.simulate import play
@@ -142,6 +164,7 @@ def evaluate(
     learners = _learners(config, trained)
     env = config.env
     by_l2: dict[str, float] = {}
+    by_l2_all: dict[str, float] = {}
     by_ul: dict[str, float] = {}
     floor: dict[str, float] = {}
     curves = {}
@@ -152,10 +175,18 @@ def evaluate(
         star, ref = _reference(config, role)
         if ref is not None:
             refs.add(ref)
-        curves[lname] = (role, grid, fns[j](grid), None if star is None else star(grid))
+        relevant = _relevant(config, role) if star is not None else None
+        curves[lname] = (
+            role,
+            grid,
+            fns[j](grid),
+            None if star is None else star(grid),
+            relevant,
+        )
         if star is not None:
-            by_l2[lname] = bne_l2(fns[j], star, grid)
-            floor[lname] = _reachable_floor(trained, seat, role, grid, star)
+            by_l2[lname] = bne_l2(fns[j], star, grid, relevant)
+            by_l2_all[lname] = bne_l2(fns[j], star, grid)
+            floor[lname] = _reachable_floor(trained, seat, role, grid, star, relevant)
         if env.rounds == 1 and env.valuation == "uniform" and _sealed(env.mechanism):
             res = utility_loss(env, fns, j, rng, samples=samples)
             by_ul[lname] = res["utility_loss"]
@@ -164,11 +195,13 @@ def evaluate(
     )
     result.update(
         bne_l2=max(by_l2.values()) if by_l2 else None,
+        bne_l2_all=max(by_l2_all.values()) if by_l2_all else None,
         reference=(
             "numerical" if "numerical" in refs else "analytic" if refs else None
         ),
         utility_loss=max(by_ul.values()) if by_ul else None,
         bne_l2_by_learner=by_l2,
+        bne_l2_all_by_learner=by_l2_all,
         bne_l2_floor_by_learner=floor,
         utility_loss_by_learner=by_ul,
         timesteps=int(trained.manifest["timesteps"]),
@@ -190,14 +223,34 @@ def _reference(
         return star, "analytic"
     if unsupported(config.env) is not None:
         return None, None
+    check_solve_config(config.solve)
     solution = solve_cached(config.env, config.solve)
+    check_converged(
+        solution,
+        config.solve.tolerance,
+        config.solve.allow_unconverged,
+        "evaluate's numerical reference",
+    )
     if role not in solution.roles:
         return None, None
     return solution.bid_function(role), "numerical"
 
 
+def _relevant(config: ExperimentConfig, role: str) -> tuple[float, float]:
+    """The bids of ``role`` that can change its outcome against the reference."""
+    other = None
+    if mechanisms.family(config.env.mechanism) == "two_sided":
+        other = _reference(config, "seller" if role == "buyer" else "buyer")[0]
+    return relevant_range(config.env, role, other)
+
+
 def _reachable_floor(
-    trained: Any, seat: str, role: str, grid: NDArray, star: Strategy
+    trained: Any,
+    seat: str,
+    role: str,
+    grid: NDArray,
+    star: Strategy,
+    relevant: tuple[float, float] | None = None,
 ) -> float:
     """Least ``bne_l2`` the learner's action map allows.
 
@@ -213,6 +266,8 @@ def _reachable_floor(
         reach = np.clip(b, amap.low, grid)
     else:
         reach = np.clip(b, grid, amap.high)
+    if relevant is not None:
+        reach, b = np.clip(reach, *relevant), np.clip(b, *relevant)
     return float(np.sqrt(np.mean((reach - b) ** 2)))
 
 
@@ -232,23 +287,32 @@ def _market_metrics(config, trained, names, episodes, progress) -> dict[str, Any
 
 
 def plot_bid_functions(
-    curves: dict[str, tuple[str, NDArray, NDArray, NDArray | None]],
+    curves: dict[str, tuple],
     path: str | Path,
     title: str = "",
 ) -> Path:
     """Learned bid (ask) functions against the BNE, one panel per learner, as a PNG.
 
     Args:
-        curves: learner -> ``(role, values, learned bids, BNE bids or None)``.
+        curves: learner -> ``(role, values, learned bids, BNE bids or None,
+            relevant bid range or None)``; bids outside the relevant range
+            (under a binding reserve, say) are shaded: any bid there is one
+            action, and ``bne_l2`` does not count them.
         path: the PNG to write (atomically).
         title: figure title.
     """
     fig, axes = new_figure(
         1, len(curves), figsize=(4.2 * len(curves), 3.8), squeeze=False
     )
-    for ax, (name, (role, v, learned, star)) in zip(
+    for ax, (name, (role, v, learned, star, *rest)) in zip(
         axes[0], curves.items(), strict=True
     ):
+        lo, hi = rest[0] if rest and rest[0] is not None else (-np.inf, np.inf)
+        top = max(float(np.max(v)), float(np.max(learned)))
+        if np.isfinite(lo):
+            ax.axhspan(0.0, lo, color="grey", alpha=0.15, label="cannot matter")
+        if np.isfinite(hi) and hi < top:
+            ax.axhspan(hi, top, color="grey", alpha=0.15, label="cannot matter")
         ax.plot(v, v, ":", color="grey", label="truthful")
         if star is not None:
             ax.plot(v, star, "--", color="black", label="BNE")

@@ -38,8 +38,9 @@ def build_agent(
         policy = load_policy(params["path"])
         name = params.get("agent")
         return policy.for_agent(name) if name is not None else policy
-    if kind == EQUILIBRIUM and "path" not in params and "solve" not in params:
-        params = {**params, "solve": config.solve}  # the config's solve: section
+    if kind == EQUILIBRIUM and "solve" not in params:
+        # the config's solve: section (a path's solution is judged by its tolerance)
+        params = {**params, "solve": config.solve}
     return agents.for_market(kind, params, config.env)
 
 

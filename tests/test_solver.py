@@ -141,7 +141,7 @@ def test_grid_too_large_and_bad_options_are_one_line():
         )
     with pytest.raises(ConfigError, match=r"solve.bids must be an integer >= 2, got 1"):
         solve(EnvConfig(), SolveConfig(bids=1))
-    with pytest.raises(ConfigError, match=r"solve.decay must be in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"solve.decay must be a number in \[0, 1\)"):
         solve(EnvConfig(), SolveConfig(decay=1.5))
 
 
@@ -200,7 +200,8 @@ def test_solve_command_json_out_and_plot(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     data = json.loads(lines[0])
-    assert set(data) == {"roles", "iterations", "seconds"}
+    assert set(data) == {"roles", "iterations", "seconds", "converged"}
+    assert data["converged"] is True
     assert set(data["roles"]["buyer"]) == {"values", "bids", "utility_loss"}
     assert len(data["roles"]["buyer"]["bids"]) == 24
     assert load_solution(out).roles["buyer"].bids == data["roles"]["buyer"]["bids"]

@@ -10,10 +10,8 @@ own ``clear`` (:mod:`.sampled`). :func:`solve_cached` keeps solutions on disk.
 
 from __future__ import annotations
 
-import numpy as np
-
-from attn_env.config import EnvConfig, SolveConfig
 from attn_env.solver.cache import cache_dir, solve_cached
+from attn_env.solver.driver import solve
 from attn_env.solver.game import (
     Game,
     check_solve_config,
@@ -21,13 +19,19 @@ from attn_env.solver.game import (
     unsupported,
 )
 from attn_env.solver.soda import run_soda, utility_losses
-from attn_env.solver.solution import RoleSolution, Solution, load_solution
+from attn_env.solver.solution import (
+    RoleSolution,
+    Solution,
+    check_converged,
+    load_solution,
+)
 
 __all__ = [
     "Game",
     "RoleSolution",
     "Solution",
     "cache_dir",
+    "check_converged",
     "check_solve_config",
     "game_from_config",
     "load_solution",
@@ -37,21 +41,3 @@ __all__ = [
     "unsupported",
     "utility_losses",
 ]
-
-
-def solve(
-    env: EnvConfig,
-    solve_cfg: SolveConfig | None = None,
-    seed: int = 0,
-    progress=None,
-) -> Solution:
-    """The symmetric equilibrium of ``env`` (an ``EnvConfig``) on ``solve_cfg``'s grids.
-
-    Raises:
-        ConfigError: a market the solver does not cover (the message says why
-            and what to use instead), or a bad solver option.
-    """
-    solve_cfg = solve_cfg or SolveConfig()
-    rng = np.random.default_rng(seed)
-    game = game_from_config(env, solve_cfg, rng)
-    return run_soda(game, solve_cfg, rng, progress)

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env import mechanisms
-from attn_env.checks import ConfigError
+from attn_env.checks import ConfigError, is_real
 from attn_env.config import EnvConfig, SolveConfig
 from attn_env.core import MarketSpec
 from attn_env.solver.position import RULES, position_payoffs
@@ -188,12 +188,21 @@ def check_solve_config(s: SolveConfig) -> None:
         v = getattr(s, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ConfigError(f"solve.{name} must be an integer >= {least}, got {v!r}")
-    if not (np.isfinite(s.step) and s.step > 0):
-        raise ConfigError(f"solve.step must be a number > 0, got {s.step!r}")
-    if not 0.0 <= s.decay < 1.0:
-        raise ConfigError(f"solve.decay must be in [0, 1), got {s.decay!r}")
-    if not s.tolerance >= 0.0:
-        raise ConfigError(f"solve.tolerance must be >= 0, got {s.tolerance!r}")
+    for name, low, high, what in (
+        ("step", 0.0, np.inf, "a number > 0"),
+        ("decay", 0.0, 1.0, "a number in [0, 1)"),
+        ("stop", 0.0, 1.0, "a number in [0, 1)"),
+        ("tolerance", 0.0, 1.0, "a number in [0, 1)"),
+    ):
+        v = getattr(s, name)
+        ok = is_real(v) and (low < v if name == "step" else low <= v) and v < high
+        if not ok:
+            raise ConfigError(f"solve.{name} must be {what}, got {v!r}")
+    for name in ("allow_unconverged", "cache"):
+        if not isinstance(getattr(s, name), bool):
+            raise ConfigError(
+                f"solve.{name} must be true or false, got {getattr(s, name)!r}"
+            )
 
 
 def _check_memory(game: Game, s: SolveConfig) -> None:

@@ -10,7 +10,7 @@ other traders' current bid distributions, so each iteration
 1. computes ``u`` for every role from the opponents' current marginals
    (``Game.payoffs``), all roles at once (simultaneous);
 2. measures the relative utility loss on the grid,
-   ``(sum_v max_b u - sum_v s u) / sum_v max_b u``, and stops below ``tolerance``;
+   ``(sum_v max_b u - sum_v s u) / sum_v max_b u``, and stops below ``stop``;
 3. sets ``y[v] += eta_t u[v] / u*(v)`` (``u*(v)`` the value's best grid
    utility, :func:`_scale`) and ``s[v] = softmax(y[v])`` (the entropic mirror
    map), with ``eta_t = step * t ** -decay``.
@@ -19,7 +19,8 @@ The equilibrium reported is the mean bid at each value, made non-decreasing
 (:func:`monotone`; one-sided markets also :func:`unstep`), and its utility
 loss is measured again against a best response on grids ``refine`` times
 finer (:func:`utility_losses`), with the opponents playing those bid
-functions.
+functions. The solution is ``converged`` when every role's loss is at most
+``tolerance``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def run_soda(
     strat = [np.full((s.values, n_bids), 1.0 / n_bids) for _ in game.roles]
     history: list[dict[str, float]] = []
     check = max(1, s.iterations // 200)
-    converged, t = False, 0
+    t = 0
     crn_seed = int(rng.integers(2**63))
     for t in range(1, s.iterations + 1):
         marg: list[Dist] = [
@@ -91,7 +92,7 @@ def run_soda(
             own = (u * st).sum(axis=1).mean()
             losses.append((best - own) / best if best > 1e-12 else 0.0)
         eta = s.step * t ** (-s.decay)
-        done = max(losses) <= s.tolerance
+        done = max(losses) <= s.stop
         if done or t % check == 0 or t == 1:
             history.append(
                 {
@@ -106,7 +107,6 @@ def run_soda(
             if progress is not None:
                 progress(t, max(losses))
         if done:
-            converged = True
             break
         for r in range(len(game.roles)):
             dual[r] += eta * utils[r] / _scale(utils[r], game.max_bid)
@@ -122,7 +122,7 @@ def run_soda(
             unstep(v, m, role.bids[1] - role.bids[0], game.reserve)
             for v, m, role in zip(values, means, game.roles, strict=True)
         ]
-    if game.reserve > 0.0:
+    if _reserve_binds(game, strat, s.samples, crn_seed):
         # under the reserve no bid wins: any is a best reply; report 0, as
         # attn_env.equilibria does
         means[0] = np.where(values[0] < game.reserve, 0.0, means[0])
@@ -147,10 +147,32 @@ def run_soda(
         roles=roles,
         iterations=t,
         seconds=time.perf_counter() - start,
-        converged=converged,
+        converged=max(losses) <= s.tolerance,
         history=history,
         market=_market(game, s),
     )
+
+
+def _reserve_binds(
+    game: Game, strat: list[NDArray[np.float64]], samples: int, crn_seed: int
+) -> bool:
+    """Whether the buyers' reserve makes every bid under it lose (and pay) nothing.
+
+    True of the built-in auctions; a user's mechanism may still sell below its
+    ``reserve`` (a soft floor), so its own ``clear`` is asked, against the
+    final strategies.
+    """
+    if game.reserve <= 0.0:
+        return False
+    if game.rule is not None:
+        return True
+    role = game.roles[0]
+    under = role.bids[role.bids < game.reserve]
+    if under.size == 0:
+        return True
+    marg = [(r.bids, st.mean(axis=0)) for r, st in zip(game.roles, strat, strict=True)]
+    qty, money = game.payoffs(0, marg, under, np.random.default_rng(crn_seed), samples)
+    return not (np.any(qty > 0.0) or np.any(money != 0.0))
 
 
 def monotone(y: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -2,19 +2,27 @@
 
 Prints each role's utility loss and the solver's cost as a table, or one JSON
 object (``--json``): ``{"roles": {ROLE: {"values", "bids", "utility_loss"}},
-"iterations", "seconds"}``; ``--out DIR`` saves the solution
+"iterations", "seconds", "converged"}``; ``--out DIR`` saves the solution
 (``DIR/equilibrium.json``, which ``kind: equilibrium`` reads with ``path``),
 ``--plot FILE`` draws the bid functions.
+
+A solution whose utility loss is over ``solve.tolerance`` is never passed off
+as an equilibrium: one warning line on stderr names the loss, ``converged`` is
+``false`` and the exit status is :data:`EXIT_UNCONVERGED` (3).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from attn_market.commands import check_output_file, config_from_args
 
-__all__ = ["register"]
+__all__ = ["EXIT_UNCONVERGED", "register"]
+
+EXIT_UNCONVERGED = 3
+"Exit status of a solve whose utility loss is over ``solve.tolerance``."
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,9 +56,19 @@ def _run(args: argparse.Namespace) -> int:
     solution = solve(config, out=args.out, plot=args.plot)
     if args.json:
         print(json.dumps(solution.summary(), allow_nan=False))
+    else:
+        _print_table(solution, args)
+    if solution.converged:
         return 0
-    _print_table(solution, args)
-    return 0
+    worst = max(solution.roles, key=lambda r: solution.roles[r].utility_loss)
+    print(
+        f"attn-market solve: warning: not converged: utility loss "
+        f"{solution.utility_loss:.4f} ({worst}) is over solve.tolerance "
+        f"{config.solve.tolerance:g}; the bids are not an equilibrium (refine the "
+        "grid or add iterations)",
+        file=sys.stderr,
+    )
+    return EXIT_UNCONVERGED
 
 
 def _print_table(solution, args: argparse.Namespace) -> None:
@@ -61,8 +79,7 @@ def _print_table(solution, args: argparse.Namespace) -> None:
     table = Table(
         title=f"{m['mechanism']}: {solution.iterations} iterations, "
         f"{solution.seconds:.1f} s, grid {m['grid']['values']} values x "
-        f"{m['grid']['bids']} bids"
-        + ("" if solution.converged else " (tolerance not reached)")
+        f"{m['grid']['bids']} bids" + ("" if solution.converged else " (NOT converged)")
     )
     for col in ("role", "utility loss", "bid at lowest value", "bid at highest value"):
         table.add_column(col, justify="left" if col == "role" else "right")

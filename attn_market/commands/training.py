@@ -155,12 +155,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(x) -> str:
-    if isinstance(x, float):
-        return f"{x:.4f}"
-    if isinstance(x, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in x.items())
-    return str(x)
+_FIRST = (
+    "bne_l2",
+    "bne_l2_all",
+    "reference",
+    "utility_loss",
+    "bne_l2_by_learner",
+    "bne_l2_all_by_learner",
+    "utility_loss_by_learner",
+    "efficiency",
+    "revenue",
+    "welfare",
+    "mean_price",
+    "mean_utility",
+    "timesteps",
+)
+"Rows of the evaluate table that come first, in this order."
+_LABELS = {
+    "bne_l2": "bne_l2 (bids that can matter)",
+    "bne_l2_all": "bne_l2_all (whole value range)",
+}
+
+
+def _cell(value, se=None) -> str:
+    """One value as the table shows it: ``mean ± se``, per learner or agent."""
+    from attn_market.commands.simulate import fmt_se
+
+    if isinstance(value, dict):
+        errs = se if isinstance(se, dict) else {}
+        return ", ".join(f"{k}={_cell(v, errs.get(k))}" for k, v in value.items())
+    return fmt_se(value, se)
 
 
 def _has_list(x) -> bool:
@@ -169,28 +193,29 @@ def _has_list(x) -> bool:
     return isinstance(x, list)
 
 
+def _rows(result: dict) -> list[tuple[str, str]]:
+    """``(metric, value ± se)`` rows: each ``X_se`` folded into ``X``'s row;
+    per-episode series (lists) are for ``--json`` and plots, not the table."""
+    keys = [k for k in _FIRST if k in result]
+    keys += [k for k in result if k not in _FIRST]
+    rows = []
+    for key in keys:
+        value = result[key]
+        if key.endswith("_se") and key[:-3] in result:
+            continue
+        if _has_list(value):
+            continue
+        rows.append((_LABELS.get(key, key), _cell(value, result.get(f"{key}_se"))))
+    return rows
+
+
 def _print(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="evaluate")
     table.add_column("metric")
-    table.add_column("value")
-    first = (
-        "bne_l2",
-        "utility_loss",
-        "bne_l2_by_learner",
-        "utility_loss_by_learner",
-        "efficiency",
-        "revenue",
-        "welfare",
-        "mean_price",
-        "mean_utility",
-        "timesteps",
-    )
-    for key in first + tuple(k for k in result if k not in first):
-        value = result.get(key)
-        # Per-episode series (lists) are for --json and plots, not the table.
-        if key in result and not _has_list(value):
-            table.add_row(key, _fmt(value))
+    table.add_column("value ± se", overflow="fold")
+    for metric, cell in _rows(result):
+        table.add_row(metric, cell)
     Console().print(table)
