@@ -67,7 +67,9 @@ def is_int(x: Any) -> bool:
 
 def show(value: Any, limit: int = 60) -> str:
     """``repr(value)`` on one short line: a 400-digit integer as its head, tail and
-    digit count, any other long repr cut with ``...``."""
+    digit count, a bool as YAML writes it, any other long repr cut with ``...``."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
     if is_int(value):
         text = str(int(value)) if abs(int(value)) < 10**4000 else None
         if text is None:
@@ -78,6 +80,10 @@ def show(value: Any, limit: int = 60) -> str:
         return text
     text = " ".join(repr(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _no_bool(value: Any) -> str:
+    return " (true/false is not a number)" if isinstance(value, bool | np.bool_) else ""
 
 
 def _range(low: float | None, high: float | None) -> str:
@@ -104,7 +110,7 @@ def check_int(
         ok = (low is None or value >= low) and (high is None or value <= high)
     if not ok:
         what = " ".join(("an integer", _range(low, high))).rstrip()
-        raise ConfigError(f"{name} must be {what}, got {show(value)}")
+        raise ConfigError(f"{name} must be {what}, got {show(value)}{_no_bool(value)}")
     return value
 
 
@@ -139,7 +145,7 @@ def check_real(
         else:
             rng = ""
         what = f"a finite number {rng}".rstrip()
-        raise ConfigError(f"{name} must be {what}, got {show(value)}")
+        raise ConfigError(f"{name} must be {what}, got {show(value)}{_no_bool(value)}")
     return x
 
 

@@ -31,6 +31,7 @@ import dataclasses
 import inspect
 import itertools
 import math
+import re
 import types
 import typing
 import warnings
@@ -507,12 +508,22 @@ def read_config_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: a value cannot be read: {msg}") from None
 
 
+_FLOAT_12 = re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"
+)
+"A float in exponent form as YAML 1.2 writes it (``1e30``, ``2.5E-3``)."
+
+
 def _limited_loader(where: str) -> type:
     """A ``yaml.SafeLoader`` subclass that bounds what a document may cost."""
     import yaml
 
     class LimitedLoader(yaml.SafeLoader):
-        """Counts nesting depth, alias uses and expanded size while composing."""
+        """Counts nesting depth, alias uses and expanded size while composing.
+
+        Also reads ``1e30`` and ``1.0e200`` as floats (YAML 1.2; PyYAML's YAML
+        1.1 wants a dot and a signed exponent, else a string).
+        """
 
         def __init__(self, stream: Any) -> None:
             super().__init__(stream)
@@ -570,6 +581,9 @@ def _limited_loader(where: str) -> type:
                 )
             return total
 
+    LimitedLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789.")
+    )
     return LimitedLoader
 
 

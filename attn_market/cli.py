@@ -8,11 +8,18 @@ Each command group registers itself here:
 - ``solve``                          -> ``attn_market.commands.solve``
 - ``explain``, ``audit``             -> ``attn_market.commands.integrity``
 - ``compare``                        -> ``attn_market.commands.compare``
+- ``list``                           -> ``attn_market.commands.listing``
 
 Each ``register(subparsers)`` adds its parsers and sets ``func`` (a callable
 taking the parsed ``argparse.Namespace`` and returning an exit code). Modules
 are imported only to build the parser; heavy imports (torch, transformers,
 stable-baselines3) happen inside the command functions.
+
+Every command also takes ``--plugin MODULE`` (repeatable: modules that register
+mechanisms, valuation sources or agent kinds, imported before the command runs)
+and ``--debug`` (the full traceback of any error, user errors included).
+Installed plug-ins (entry points of the group ``attn_market.plugins``) are
+loaded at start; see ``attn_env.plugins``.
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from attn_env.checks import ConfigError
+from attn_env.plugins import import_plugins, load_entry_points
 
 _COMMAND_MODULES = (
     "attn_market.commands.simulate",
@@ -32,6 +42,7 @@ _COMMAND_MODULES = (
     "attn_market.commands.compare",
     "attn_market.commands.integrity",
     "attn_market.commands.solve",
+    "attn_market.commands.listing",
 )
 
 
@@ -51,7 +62,46 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for leaf in _leaf_parsers(parser):
+        _add_common_options(leaf)
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """The parsers that run a command (``simulate``, ``valuations build``, ...)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases once
+                yield from _leaf_parsers(sub)
+            return
+    yield parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    """``--plugin MODULE`` (repeatable) and ``--debug``, on every command."""
+    if "--plugin" in parser._option_string_actions:
+        return
+    group = parser.add_argument_group("plug-ins and debugging")
+    group.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE before the command runs (a plug-in that registers "
+        "mechanisms, valuation sources or agent kinds; it runs as your code); "
+        "repeatable",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the full traceback of any error, user errors included",
+    )
+
+
+def load_plugins(args: argparse.Namespace) -> None:
+    """Installed plug-ins (entry points), then ``--plugin`` modules, in order."""
+    load_entry_points()
+    import_plugins(getattr(args, "plugin", []), "--plugin")
 
 
 _PACKAGES = frozenset({"attn_env", "agents", "training", "runner", "attn_market"})
@@ -79,8 +129,9 @@ def _one_line_warning(command: str):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``attn-market`` console script.
 
-    A user error (bad config, option, value or path) prints one line,
-    ``attn-market COMMAND: error: ...``, on stderr and returns 2.
+    A user error (bad config, option, value or path, a plug-in that fails to
+    import) prints one line, ``attn-market COMMAND: error: ...``, on stderr and
+    returns 2; with ``--debug`` the full traceback comes first.
     """
     import yaml
 
@@ -89,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
+            load_plugins(args)
             return int(args.func(args) or 0)
     except (ConfigError, ValueError, OSError, yaml.YAMLError) as err:
         # user errors: a bad config, option, value or path (ValueError covers
         # json.JSONDecodeError and UnicodeDecodeError, OSError the missing,
         # unreadable, folder-for-file and file-for-folder paths); anything
         # else is a bug and keeps its traceback
+        if getattr(args, "debug", False):
+            traceback.print_exception(err, file=sys.stderr)
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"attn-market {args.command}: error: {message}", file=sys.stderr)
         return 2
