@@ -204,3 +204,29 @@ def test_collusion_confidence_interval_is_the_estimate_interval():
     assert ci["mean"] == pytest.approx(x.mean())
     assert ci["se"] == pytest.approx(x.std(ddof=1) / math.sqrt(5))
     assert ci["ci"] == pytest.approx(list(Estimate.mean(x).interval(0.95)))
+
+
+def test_evaluate_table_is_metric_value_plus_minus_se(capsys):
+    from attn_market.commands.training import _print, _rows
+
+    result = play(
+        _config(n_buyers=3, mechanism="second_price"), episodes=200, progress=False
+    )
+    result = {**result, "bne_l2": 0.0123, "bne_l2_all": 0.2, "reference": "analytic"}
+    rows = dict(_rows(result))
+    assert not any(m.endswith("_se") for m in rows)  # folded into their metric
+    assert rows["revenue"] == f"{result['revenue']:.4f} ± {result['revenue_se']:.4f}"
+    name = next(iter(result["mean_utility"]))
+    u, se = result["mean_utility"][name], result["mean_utility_se"][name]
+    assert f"{name}={u:.4f} ± {se:.4f}" in rows["mean_utility"]
+    # the two distances are named so they cannot be confused
+    assert rows["bne_l2 (bids that can matter)"] == "0.0123"
+    assert rows["bne_l2_all (whole value range)"] == "0.2000"
+    assert list(rows)[:3] == [
+        "bne_l2 (bids that can matter)",
+        "bne_l2_all (whole value range)",
+        "reference",
+    ]
+    _print(result)
+    out = capsys.readouterr().out
+    assert "value ± se" in out and "revenue_se" not in out
