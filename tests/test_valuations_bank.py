@@ -844,3 +844,67 @@ def test_validate_shows_a_bar_on_a_terminal_only(
     assert runs[True][1] is tty  # the bar: on a terminal, when asked
     assert runs[False][1] is False
     assert runs[True][0] == runs[False][0]  # same batches, same numbers
+
+
+# --------------------------------------------------------------- quiet loading
+
+
+def _hf_switches() -> tuple[int, bool, bool]:
+    """transformers' verbosity and both progress-bar switches, as they stand."""
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    return (
+        hf_logging.get_verbosity(),
+        hf_logging.is_progress_bar_enabled(),
+        hub_utils.are_progress_bars_disabled(),
+    )
+
+
+def test_model_loading_is_quiet_unless_verbose_and_leaves_settings_as_found(
+    tiny_dir: Path, capfd: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    before = _hf_switches()
+    load_model(tiny_dir, device="cpu")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert _hf_switches() == before
+    load_model(tiny_dir, device="cpu", verbose=True)
+    assert "Loading weights" in capfd.readouterr().err  # the bar is real
+    assert _hf_switches() == before
+    with pytest.raises((OSError, ValueError)):
+        load_model(tmp_path, device="cpu")  # an empty folder: the load fails
+    assert _hf_switches() == before
+
+
+def test_show_refuses_a_bad_out_before_loading_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attn_env.valuations.model as model
+    from attn_env.errors import UserError
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(model, "load_model", never)
+    (tmp_path / "link.png").symlink_to(tmp_path / "elsewhere.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    for out, kind in (
+        ("/dev/null", "a device"),
+        (str(tmp_path / "link.png"), "a symlink"),
+        (str(tmp_path / "pipe.png"), "a fifo"),
+    ):
+        with pytest.raises(UserError, match=f"--out: refusing to write .*{kind}"):
+            _run_cli(["valuations", "show", "--query", "q", "--out", out])
+    assert not (tmp_path / "elsewhere.png").exists()
+
+
+def test_every_valuations_command_takes_verbose() -> None:
+    import argparse
+
+    from attn_market.commands.valuations import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    for argv in (["build", "c.yaml"], ["show", "--query", "q"], ["validate", "c.yaml"]):
+        assert parser.parse_args(["valuations", *argv]).verbose is False
+        assert parser.parse_args(["valuations", *argv, "--verbose"]).verbose is True

@@ -142,6 +142,7 @@ def build_bank(
     device: str = "auto",
     batch_size: int = 64,
     progress: bool = True,
+    verbose: bool = False,
 ) -> Path:
     """Compute r and alpha and store them as a bank; return its folder.
 
@@ -158,6 +159,7 @@ def build_bank(
         device: where to load the model, when ``lm`` is ``None``.
         batch_size: sequences per forward pass.
         progress: show a tqdm progress bar on stderr (when it is a terminal).
+        verbose: let transformers log while loading the model (quiet by default).
 
     Returns:
         The bank folder ``<bank_dir>/<key>``.
@@ -187,7 +189,7 @@ def build_bank(
         return final
     root.mkdir(parents=True, exist_ok=True)  # a bad bank_dir fails before the model
     if lm is None:
-        lm = load_model(model_dir, device=device)
+        lm = load_model(model_dir, device=device, verbose=verbose)
     _remove_stale_temps(root)
 
     rng = np.random.default_rng(settings.seed)

@@ -122,7 +122,7 @@ def open_array(folder: Path, name: str) -> np.ndarray:
     )
     try:
         arr = np.load(file, mmap_mode="r", allow_pickle=False)
-    except Exception as err:  # noqa: BLE001 -- whatever numpy trips on in a bad file
+    except Exception as err:  # whatever numpy trips on in a bad file
         brief = " ".join(str(err).split())[:160]
         raise UserError(f"{file}: not a readable .npy array ({brief})") from None
     if not isinstance(arr, np.ndarray):

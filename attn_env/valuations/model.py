@@ -52,7 +52,9 @@ module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,7 @@ __all__ = [
     "model_identity",
     "page_attention",
     "pair_score",
+    "quiet_transformers",
     "segment_mass",
     "tokenize",
 ]
@@ -290,24 +293,26 @@ def resolve_device(device: str = "auto") -> tuple[Any, Any]:
 
 
 def load_model(
-    model_dir: str | Path | None = None, device: str = "auto"
+    model_dir: str | Path | None = None, device: str = "auto", verbose: bool = False
 ) -> LoadedModel:
     """Load an encoder and its tokenizer from a local folder, never from a hub.
+
+    Quiet unless ``verbose``: transformers' logging and its "Loading weights"
+    progress bar are turned off for the load only (:func:`quiet_transformers`),
+    and their settings are restored afterwards, error or not.
 
     Args:
         model_dir: a transformers folder; default: the shipped MiniLM-L6.
         device: ``auto`` (cuda when present), ``cpu`` or ``cuda[:i]``.
+        verbose: let transformers log and draw its loading bar as it would.
     """
     check_device(device)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     folder = Path(model_dir) if model_dir is not None else default_model_dir()
     dev, dtype = resolve_device(device)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with quiet_transformers(not verbose):
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         # safetensors only: a user's model folder never gets to unpickle code
         model = AutoModel.from_pretrained(
@@ -316,10 +321,41 @@ def load_model(
             local_files_only=True,
             use_safetensors=True,
         )
-    finally:
-        hf_logging.set_verbosity(verbosity)
     model.eval().to(device=dev, dtype=dtype)
     return LoadedModel(model, tokenizer, dev, model_identity(model_dir))
+
+
+@contextlib.contextmanager
+def quiet_transformers(quiet: bool = True) -> Iterator[None]:
+    """Within the block, transformers logs errors only and draws no progress bar.
+
+    The verbosity and both progress-bar switches (transformers' own and
+    huggingface_hub's, which transformers turns together) are read first and
+    restored on the way out, so no setting of the caller's is left changed.
+    With ``quiet=False`` nothing is touched.
+    """
+    if not quiet:
+        yield
+        return
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hub_bars_off = hub_utils.are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if hub_bars_off != hub_utils.are_progress_bars_disabled():
+            if hub_bars_off:
+                hub_utils.disable_progress_bars()
+            else:
+                hub_utils.enable_progress_bars()
 
 
 def tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> list[list[int]]:

@@ -49,6 +49,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="no progress bar (none either when stderr is not a terminal)",
     )
+    _add_verbose(build)
     build.set_defaults(func=_cmd_build)
 
     show = sub.add_parser("show", help="heatmap PNG of the attention a page receives")
@@ -65,6 +66,7 @@ def register(subparsers: Any) -> None:
     show.add_argument("--out", default="attention_heatmap.png", help="PNG file")
     show.add_argument("--device", default="cpu")
     show.add_argument("--seed", type=int, default=0)
+    _add_verbose(show)
     show.set_defaults(func=_cmd_show)
 
     val = sub.add_parser("validate", help="precision@1 of r vs a cosine baseline")
@@ -79,7 +81,17 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="no progress bars (none either when stderr is not a terminal)",
     )
+    _add_verbose(val)
     val.set_defaults(func=_cmd_validate)
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: let transformers log and draw its "Loading weights" bar."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the model loader's log and progress bar (quiet by default)",
+    )
 
 
 def _params(config: str | None) -> dict[str, Any]:
@@ -124,6 +136,7 @@ def _build(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
         device=device,
         batch_size=batch_size if batch_size is not None else opts.get("batch_size", 64),
         progress=not getattr(args, "quiet", False),
+        verbose=getattr(args, "verbose", False),
     )
     return path, settings, opts
 
@@ -154,7 +167,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     path, _, opts = _build(args)
     bank = load_bank(path)
-    lm = load_model(opts.get("model_dir"), device=args.device or "auto")
+    lm = load_model(
+        opts.get("model_dir"), device=args.device or "auto", verbose=args.verbose
+    )
     corpus = load_corpus(opts.get("corpus"))
     result = validate_bank(bank, corpus, lm, progress=not args.quiet)
     if args.json:
@@ -183,8 +198,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
             f"candidates fits {MAX_PAGE_TOKENS} tokens), got {args.slots}"
         )
     check_device(args.device, "--device")
-    check_output_file(args.out, "--out", make_folder=True)
-    lm = load_model(opts.get("model_dir"), device=args.device)
+    _check_out(args.out)  # before the model: a bad --out fails at once
+    lm = load_model(opts.get("model_dir"), device=args.device, verbose=args.verbose)
     candidates = args.candidate
     if not candidates:
         corpus = load_corpus(opts.get("corpus"))
@@ -198,6 +213,25 @@ def _cmd_show(args: argparse.Namespace) -> int:
     out = render_heatmap(lm, args.query, candidates, settings, Path(args.out), r)
     print(f"wrote {out}")
     return 0
+
+
+def _check_out(path: str) -> None:
+    """One ``UserError`` line unless a PNG can be written at ``path``.
+
+    Its folder must exist or be creatable, and the path must be missing or a
+    regular file (no folder, device, fifo or symlink): the same checks the
+    atomic write makes at the end, made before the model is loaded.
+    """
+    from attn_env.errors import UserError
+    from attn_env.fileio import check_writable_target
+
+    try:
+        check_output_file(path, "--out", make_folder=True)
+        check_writable_target(path)
+    except UserError:
+        raise
+    except ValueError as err:
+        raise UserError(f"--out: {err}") from None
 
 
 MAX_PAGE_TOKENS = 512
