@@ -5,7 +5,7 @@ rich fits a table wider than the console by cutting its cells ("second…",
 that every cell shows in full instead: it takes the orientation (as given, or
 transposed) that needs fewer tables, then splits the value columns over as
 many tables as the width needs, each repeating the label column. Only columns
-marked ``wrap`` break their cells, and only between words. A grid too wide
+marked ``wrap`` (lists) break their cells, and only between items. A grid too wide
 for that prints one two-column table (head | cell) per row, and failing that
 ``head: cell`` lines wrapped between words.
 """
@@ -37,8 +37,9 @@ class Grid:
     columns (``heads``), ``cells[row][column]``.
 
     Attributes:
-        wrap: value columns whose cells may break between words (long text such
-            as a list of price setters); every other cell stays on one line.
+        wrap: value columns whose cells are lists (items joined by ``", "``,
+            such as price setters) that may break between items, one item a
+            line; every other cell stays on one line.
         left: value columns justified left (text); the others right (numbers).
     """
 
@@ -64,19 +65,30 @@ class Grid:
         cells = [[row[j] for row in self.cells] for j in range(len(self.heads))]
         return Grid(corner, self.heads, self.labels, cells)
 
-    def need(self, j: int) -> int:
+    def need(self, j: int, broken: bool = True) -> int:
         """Width value column ``j`` needs: its widest cell or header, or, where it
-        may wrap, its widest word."""
-        return _need([self.heads[j], *(row[j] for row in self.cells)], j in self.wrap)
+        may wrap (and ``broken``), its widest item."""
+        texts = [self.heads[j], *(row[j] for row in self.cells)]
+        return _need(texts, broken and j in self.wrap)
 
     def label_need(self) -> int:
         """Width the label column needs."""
         return _need([self.corner, *self.labels], False)
 
 
+_ITEMS = ", "
+"What separates the items of a cell in a ``wrap`` column."
+
+
+def _broken(text: str) -> str:
+    """A list cell one item a line."""
+    return text.replace(_ITEMS, ",\n")
+
+
 def _need(texts: Iterable[str], wrap: bool) -> int:
-    if wrap:
-        return max((cell_len(w) for t in texts for w in t.split()), default=0)
+    if wrap:  # one item a line, each but the last with its comma
+        lines = (w for t in texts for w in _broken(t).split("\n"))
+        return max((cell_len(w) for w in lines), default=0)
     return max((cell_len(t) for t in texts), default=0)
 
 
@@ -135,19 +147,23 @@ def tables(grid: Grid, width: int) -> list[Table] | None:
     if groups is None:
         return None
     out = []
+    label = grid.label_need()
     for run in groups:
+        whole = [label, *(grid.need(j, broken=False) for j in run)]
+        broken = table_width(whole) > width  # lists one item a line
         table = Table()
         table.add_column(Text(grid.corner), no_wrap=True, justify="left")
         for j in run:
             table.add_column(
                 Text(grid.heads[j]),
-                no_wrap=j not in grid.wrap,
-                min_width=grid.need(j),
+                no_wrap=True,
                 justify="left" if j in grid.left else "right",
-                overflow="fold",
             )
-        for label, row in zip(grid.labels, grid.cells, strict=True):
-            table.add_row(Text(label), *(Text(row[j]) for j in run))
+        for name, row in zip(grid.labels, grid.cells, strict=True):
+            cells = [
+                _broken(row[j]) if broken and j in grid.wrap else row[j] for j in run
+            ]
+            table.add_row(Text(name), *map(Text, cells))
         out.append(table)
     return out
 
@@ -162,11 +178,14 @@ def record_tables(grid: Grid, width: int) -> list[tuple[str, Table]] | None:
         cells = max((_need([c], j in grid.wrap) for j, c in enumerate(row)), default=0)
         if table_width([heads, cells]) > width:
             return None
+        broken = table_width([heads, _need(row, False)]) > width
         table = Table(show_header=False)
         table.add_column(no_wrap=True, justify="left")
-        table.add_column(min_width=cells, justify="right", overflow="fold")
+        table.add_column(no_wrap=True, justify="right")
         for j, (head, cell) in enumerate(zip(grid.heads, row, strict=True)):
-            table.add_row(Text(head), Text(cell, no_wrap=j not in grid.wrap))
+            if broken and j in grid.wrap:
+                cell = _broken(cell)
+            table.add_row(Text(head), Text(cell))
         out.append((f"{grid.corner}: {label}", table))
     return out
 

@@ -7,6 +7,7 @@ saved ``audit.json`` renders the same. Figures follow ``attn_env.figures``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,16 @@ import numpy as np
 
 from attn_env.figures import new_figure, save_png
 
-__all__ = ["audit_markdown", "explain_rows", "plot_audit"]
+__all__ = [
+    "Block",
+    "TableBlock",
+    "audit_blocks",
+    "audit_markdown",
+    "collusion_reading",
+    "explain_note",
+    "explain_rows",
+    "plot_audit",
+]
 
 _DISPARITY = (
     ("demographic_parity", "demographic parity E(G)"),
@@ -32,19 +42,47 @@ def _pm(d: Mapping[str, Any], key: str) -> str:
     return _f(d.get(key)) + ("" if se is None else f" ± {se:.4f}")
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-        *("| " + " | ".join(r) + " |" for r in rows),
-        "",
-    ]
+@dataclass(frozen=True)
+class TableBlock:
+    """One table of the report: ``head`` over ``rows`` of text cells; ``wrap``
+    names the columns whose cells may break between words (long text)."""
+
+    head: list[str]
+    rows: list[list[str]]
+    wrap: frozenset[str] = frozenset()
+
+    def markdown(self) -> list[str]:
+        """The table as Markdown lines, a blank line after it."""
+        return [
+            "| " + " | ".join(self.head) + " |",
+            "|" + "|".join("---" for _ in self.head) + "|",
+            *("| " + " | ".join(r) + " |" for r in self.rows),
+            "",
+        ]
+
+
+Block = str | TableBlock
+"A report line of Markdown text, or a table."
+
+
+def _table(
+    head: list[str], rows: list[list[str]], wrap: frozenset[str] = frozenset()
+) -> list[Block]:
+    return [TableBlock(head, rows, wrap)]
 
 
 def explain_rows(ex: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of an explanation (``runner.explain.explain``'s output)."""
-    head = ["agent", "bid", "rank", "slot", "attention share", "payment", "price"]
-    head.append("price set by")
+    """Header and rows of an explanation (``runner.explain.explain``'s output).
+
+    ``attention`` is what the price is per (the attention of the slot won; in
+    two-sided markets, ``units`` traded), so ``payment = price / unit x
+    attention`` row by row; ``page share`` is that attention over the page's
+    (:func:`explain_note` says so beside the table).
+    """
+    slots = any(r["attention_share"] is not None for r in ex["records"])
+    head = ["agent", "bid", "rank", "slot", "attention" if slots else "units"]
+    head += ["page share"] if slots else []
+    head += ["price / unit", "payment", "price set by"]
     rows = []
     for r in ex["records"]:
         setters = ", ".join(
@@ -58,18 +96,42 @@ def explain_rows(ex: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
                 _f(r["bid"]),
                 "—" if r["rank"] is None else str(r["rank"]),
                 "—" if r["slot"] is None else str(r["slot"]),
-                _f(r["attention_share"], 3),
-                _f(r["payment"]),
+                _f(r["attention"]),
+                *([_f(r["attention_share"], 3)] if slots else []),
                 _f(r["price"]),
+                _f(r["payment"]),
                 setters or "—",
             ]
         )
     return head, rows
 
 
+def explain_note(ex: Mapping[str, Any]) -> str:
+    """What the explanation's columns are: payment = price / unit x attention,
+    and the page share a different quantity (attention over the page's)."""
+    if not any(r["attention_share"] is not None for r in ex["records"]):
+        return "payment = price / unit x units traded (for sellers: received)."
+    page = ex.get("page_attention")
+    total = "the page's attention" + ("" if page is None else f" ({page:.4f})")
+    return (
+        "payment = price / unit x attention, the attention of the slot won; "
+        f"page share = attention / {total}, the sum of its top slots, not what "
+        "the price is per."
+    )
+
+
 def audit_markdown(rep: Mapping[str, Any]) -> str:
     """The report as Markdown: one table per section."""
-    out = [
+    lines: list[str] = []
+    for block in audit_blocks(rep):
+        lines += block.markdown() if isinstance(block, TableBlock) else [block]
+    return "\n".join(lines)
+
+
+def audit_blocks(rep: Mapping[str, Any]) -> list[Block]:
+    """The report as Markdown lines and tables (a terminal lays tables out to
+    fit its width; :func:`audit_markdown` writes them as Markdown)."""
+    out: list[Block] = [
         f"# Audit: {rep['mechanism']}, {rep['episodes']} episodes, seed {rep['seed']}",
         "",
         "## Market",
@@ -161,7 +223,8 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
         + (", allocated by the floor's lottery" if ex["lottery"] else ""),
         "",
     ]
-    out += _table(*explain_rows(ex))
+    out += _table(*explain_rows(ex), wrap=frozenset({"price set by"}))
+    out += [explain_note(ex), ""]
     attacks = rep.get("attacks")
     if attacks and isinstance(attacks.get("skipped"), str):
         out += ["## Attacks", "", f"Skipped: {attacks['skipped']}.", ""]
@@ -184,15 +247,9 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
     if rep.get("detection"):
         d = rep["detection"]
         out += [f"## Detection: {d['rounds']} market rounds", ""]
-        out += _table(
-            ["detector", "value"],
-            [
-                [
-                    "collusion index (0 competitive, 1 collusive)",
-                    _f(d["collusion_index"]),
-                ]
-            ],
-        )
+        out += _table(["detector", "value"], _index_rows(d))
+        if d.get("mean_price") is not None:
+            out += [collusion_reading(d), ""]
         per = [k for k in ("shill_score", "exposure_pvalue") if d.get(k)]
         if per:
             out += _table(
@@ -217,10 +274,59 @@ def audit_markdown(rep: Mapping[str, Any]) -> str:
                 ],
             ],
         )
-    return "\n".join(out)
+    return out
 
 
 _DAMAGE = ("revenue", "efficiency", "honest_utility")
+
+
+def _index_rows(d: Mapping[str, Any]) -> list[list[str]]:
+    """The collusion index and, where it is defined, the three means it compares
+    (:func:`collusion_reading` says what the index means beside them)."""
+    rows = [["collusion index (C - P) / (C - K)", _f(d["collusion_index"])]]
+    if d.get("mean_price") is not None:
+        rows += [
+            ["P: mean clearing price", _f(d["mean_price"])],
+            ["C: competitive price", _f(d["competitive_price"])],
+            ["K: collusive price (reserve)", _f(d["collusive_price"])],
+        ]
+    return rows
+
+
+def collusion_reading(d: Mapping[str, Any]) -> str:
+    """The collusion index in words: its scale (0 at the competitive price C, 1
+    at the collusive K, no lower bound), and where the mean price P lies.
+
+    Args:
+        d: the detection section (``collusion_index``, ``mean_price``,
+            ``competitive_price``, ``collusive_price``; ``None`` undefined).
+    """
+    index, p = d.get("collusion_index"), d.get("mean_price")
+    c, k = d.get("competitive_price"), d.get("collusive_price")
+    scale = (
+        "Collusion index: 0 at the competitive price C (the lower end of each "
+        "round's Walrasian interval), 1 at the collusive K (the reserve), "
+        "negative above C (no lower bound). "
+    )
+    if p is None:
+        return scale + "Undefined here: nothing sold."
+    if index is None:
+        return scale + f"Undefined here: C = K = {c:.4f}."
+    where = f"Here the mean price P = {p:.4f} "
+    if index < 0:
+        return scale + (
+            where + f"lies above C = {c:.4f} by {p - c:.4f}, {-index:.2f} x (C - K): "
+            "prices over the competitive level (overbidding, as truthful GSP "
+            "bids do, or a shill), not collusion."
+        )
+    if index > 1:
+        return scale + (
+            where + f"lies under K = {k:.4f}: prices under the reserve, which an "
+            "enforced reserve rules out."
+        )
+    return scale + (
+        where + f"lies {index:.2f} of the way from C = {c:.4f} down to K = {k:.4f}."
+    )
 
 
 def _ran(attacks: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env import metrics
-from attn_env.integrity.detect import collusion_index, exposure_pvalues, shill_scores
+from attn_env.integrity.detect import (
+    exposure_pvalues,
+    price_benchmarks,
+    shill_scores,
+)
 from attn_env.mechanisms import name_of
 from runner.attacks import ATTACKS
 
@@ -25,6 +29,12 @@ __all__ = ["HISTORY", "DetectionRecorder"]
 HISTORY = 5000
 "Most market rounds the detectors read."
 _KEYS = ("bid", "payment", "alloc", "value", "alpha", "clearing_price")
+_BENCHMARKS = {
+    "mean_price": "price",
+    "competitive_price": "competitive",
+    "collusive_price": "collusive",
+}
+"The report's keys for the collusion index's three means."
 
 
 class DetectionRecorder:
@@ -63,7 +73,10 @@ class DetectionRecorder:
             competitive one (the lower end of each round's Walrasian interval;
             in slot markets the top slot's) and the collusive one (the
             reserve): 0 competitive, 1 collusive, < 0 above competitive
-            (``None`` in matchings, whose mean price has no one interval);
+            (``None`` in matchings, whose mean price has no one interval),
+            with its means over rounds with a sale: ``mean_price`` (the
+            clearing price P), ``competitive_price`` (C) and
+            ``collusive_price`` (K), so that index = (C - P) / (C - K);
             ``shill_score`` by bidder (where a shill can set prices: second
             price, GSP, VCG; share of rounds it set a winner's price from just
             under that winner's bid);
@@ -75,13 +88,16 @@ class DetectionRecorder:
         value, price = h["value"], h["clearing_price"]
         bv = value[:, :n]
         out: dict[str, Any] = {"rounds": int(price.size), "collusion_index": None}
+        out.update(dict.fromkeys(_BENCHMARKS))
         low = None
         if fam == "two_sided":
             low = metrics.walrasian_interval(bv, costs=value[:, n:])[0]
         elif fam == "one_sided":
             low = metrics.walrasian_interval(bv, alpha=h["alpha"])[0]
         if low is not None:
-            out["collusion_index"] = collusion_index(price, low, self.reserve)
+            bench = price_benchmarks(price, low, self.reserve)
+            out["collusion_index"] = bench["index"]
+            out.update({key: bench[part] for key, part in _BENCHMARKS.items()})
         if self.mechanism in ATTACKS["shill"][0]:
             b, pay, alloc = (h[k][:, :n] for k in ("bid", "payment", "alloc"))
             scores = shill_scores(b, pay, alloc)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from attn_env.config import ExperimentConfig
-from attn_env.integrity.explain import explain_market
+from attn_env.integrity.explain import explain_market, page_attention
 from attn_env.mechanisms import name_of
 from runner.simulate import MAX_NUM_ENVS, play_log
 
@@ -105,6 +105,9 @@ class MarketRecorder:
             "clearing_price": float(info["clearing_price"]),
             "lottery": lottery,
             "alpha": [float(a) for a in info["alpha"]],
+            "page_attention": None
+            if env.spec.family == "two_sided"
+            else page_attention(info["alpha"], n),
             "records": records,
         }
 
@@ -117,9 +120,12 @@ def explain(
     Returns:
         ``market``, ``episode``, ``round``, ``mechanism``, ``seed``,
         ``clearing_price`` (``nan``: nothing traded), ``lottery`` (the exposure
-        floor's lottery allocated it), ``alpha`` (the page) and ``records``
-        (one per agent, :func:`~attn_env.integrity.explain.explain_market`;
-        with the ad's ``group`` where the source labels ads).
+        floor's lottery allocated it), ``alpha`` (the page), ``page_attention``
+        (its top slots' sum, what ``attention_share`` divides by; ``None`` in
+        two-sided markets) and ``records`` (one per agent,
+        :func:`~attn_env.integrity.explain.explain_market`, where ``payment =
+        price x attention``; with the ad's ``group`` where the source labels
+        ads).
 
     Raises:
         ValueError: ``market`` outside ``[0, episodes x rounds)``.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.cells import cell_len
 
 from attn_env.config import ExperimentConfig, from_dict
 from attn_market.cli import main
@@ -97,6 +98,37 @@ def test_audit_json_keys_and_files(tmp_path, capsys):
     assert not [n for n in names if n.startswith(".")]  # no temp files left
     assert json.loads((out / "audit.json").read_text())["market"] == rep["market"]
     assert "## Exposure floor: its cost" in (out / "audit.md").read_text()
+
+
+TRUTHFUL_GSP = GSP.replace(", buyer_2: {kind: shading, params: {shade: 0.5}}", "")
+
+
+@pytest.mark.parametrize("columns", [60, 100])
+def test_audit_prints_to_fit_and_reads_a_negative_index(
+    tmp_path, capsys, monkeypatch, columns
+):
+    # truthful GSP bidders pay more than the competitive (VCG) price of the top
+    # slot: the collusion index is negative, and the report says what that means
+    path = _config(tmp_path, episodes=60, text=TRUTHFUL_GSP)
+    assert main(["audit", str(path), "--json"]) == 0
+    det = json.loads(capsys.readouterr().out)["detection"]
+    p, c, k = det["mean_price"], det["competitive_price"], det["collusive_price"]
+    assert k == 0.0 and p > c > k
+    assert det["collusion_index"] == pytest.approx((c - p) / (c - k)) and (
+        det["collusion_index"] < 0
+    )
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["audit", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert max(cell_len(line) for line in out.splitlines()) <= columns
+    assert "…" not in out
+    flat = " ".join(out.split())
+    assert f"P = {p:.4f} lies above C = {c:.4f} by {p - c:.4f}" in flat
+    assert "negative above C (no lower bound)" in flat and "not collusion" in flat
+    assert f"{det['collusion_index']:.4f}" in out
+    assert "payment = price / unit x attention" in flat
+    for name in ("buyer_0", "buyer_1", "buyer_2", "price set by", "page share"):
+        assert name in out
 
 
 def test_floor_costs_rise_with_the_floor(tmp_path):

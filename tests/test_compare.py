@@ -214,6 +214,7 @@ def test_few_designs_transpose_many_do_not(three_designs):
 
 
 _word = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=14)
+_list = st.lists(_word, min_size=1, max_size=3).map(", ".join)
 
 
 @given(
@@ -223,20 +224,25 @@ _word = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=14)
     width=st.integers(16, 120),  # a word and its colon fit
     transpose=st.booleans(),
 )
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_print_grid_shows_every_cell_whole(data, rows, cols, width, transpose):
     labels = data.draw(st.lists(_word, min_size=rows, max_size=rows))
     heads = data.draw(st.lists(_word, min_size=cols, max_size=cols))
-    cells = [data.draw(st.lists(_word, min_size=cols, max_size=cols)) for _ in labels]
-    grid = Grid("corner", labels, heads, cells)
+    wrap = frozenset(data.draw(st.sets(st.integers(0, max(cols - 1, 0)))) or ())
+    wrap = frozenset(j for j in wrap if j < cols)
+    cells = [
+        [data.draw(_list if j in wrap else _word) for j in range(cols)] for _ in labels
+    ]
+    grid = Grid("corner", labels, heads, cells, wrap=wrap)
     out = _render(
         width,
         lambda c: print_grid(c, grid, transpose="flip" if transpose else None),
     )
     lines = out.splitlines()
     assert max(cell_len(line) for line in lines) <= width
-    if any(line[:1] in "┏┌" for line in lines):  # tables: every text on one line
-        for t in [*labels, *heads, *(c for row in cells for c in row)]:
+    if any(line[:1] in "┏┌" for line in lines):  # tables: every item on one line
+        items = [i for row in cells for c in row for i in c.split(", ")]
+        for t in [*labels, *heads, *items]:
             assert any(t in line for line in lines), t
     else:  # too narrow for any table: "head: cell" lines, wrapped between words
         flat = " ".join(out.split())

@@ -14,10 +14,12 @@ from attn_env.integrity.detect import (
     collusion_index,
     exposure_pvalues,
     precision_recall,
+    price_benchmarks,
     relevance_ks,
     shill_scores,
 )
 from runner.attacks import record
+from runner.audit_report import collusion_reading
 
 
 def test_collusion_index_by_hand():
@@ -28,6 +30,68 @@ def test_collusion_index_by_hand():
     half = np.array([0.3, 0.3, 0.3, np.nan])  # the unsold round is left out
     assert collusion_index(half, competitive, 0.0) == pytest.approx((0.5 - 0.3) / 0.5)
     assert math.isnan(collusion_index(np.full(4, np.nan), competitive))
+
+
+_unit = st.floats(0.0, 1.0)
+
+
+@given(
+    rows=st.lists(st.tuples(_unit, _unit, st.booleans()), min_size=1, max_size=30),
+    reserve=st.floats(0.0, 0.5),
+)
+@settings(max_examples=100, deadline=None)
+def test_index_is_negative_exactly_when_prices_exceed_competitive(rows, reserve):
+    # prices never under the reserve (it is enforced); competitive above it
+    price = np.array(
+        [reserve + p * (1 - reserve) if sold else np.nan for p, _, sold in rows]
+    )
+    comp = np.array([reserve + c * (1 - reserve) for _, c, _ in rows])
+    b = price_benchmarks(price, comp, reserve)
+    sold = np.isfinite(price)
+    if not sold.any():
+        assert all(math.isnan(v) for v in b.values())
+        return
+    p, c = price[sold].mean(), comp[sold].mean()
+    assert b["price"] == pytest.approx(p) and b["competitive"] == pytest.approx(c)
+    assert b["collusive"] == pytest.approx(reserve)
+    if c - reserve <= 1e-12:
+        assert math.isnan(b["index"])
+        return
+    assert b["index"] == pytest.approx((c - p) / (c - reserve))
+    assert b["index"] == collusion_index(price, comp, reserve)
+    assert b["index"] <= 1.0 + 1e-12  # an enforced reserve bounds it above
+    if abs(p - c) > 1e-9:
+        assert (b["index"] < 0) == (p > c)
+    if b["index"] < 0:
+        assert "lies above C" in collusion_reading(_section(b))
+    else:
+        assert "of the way from C" in collusion_reading(_section(b))
+
+
+def _section(b: dict) -> dict:
+    """A detection section as the audit report holds it."""
+    return {
+        "collusion_index": b["index"],
+        "mean_price": b["price"],
+        "competitive_price": b["competitive"],
+        "collusive_price": b["collusive"],
+    }
+
+
+def test_collusion_reading_by_hand():
+    # truthful GSP's prices over the competitive benchmark: index -0.4
+    text = collusion_reading(_section(price_benchmarks([0.7], [0.5], 0.0)))
+    assert "negative above C (no lower bound)" in text
+    assert "P = 0.7000 lies above C = 0.5000 by 0.2000, 0.40 x (C - K)" in text
+    assert "not collusion" in text
+    text = collusion_reading(_section(price_benchmarks([0.3], [0.5], 0.1)))
+    assert "P = 0.3000 lies 0.50 of the way from C = 0.5000 down to K = 0.1000" in text
+    assert "nothing sold" in collusion_reading(
+        {"collusion_index": None, "mean_price": None}
+    )
+    flat = _section(price_benchmarks([0.2], [0.2], 0.2))
+    flat["collusion_index"] = None  # as the JSON report holds nan
+    assert "C = K = 0.2000" in collusion_reading(flat)
 
 
 def test_shill_scores_by_hand():

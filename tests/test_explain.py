@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn_env import mechanisms
-from attn_env.integrity.explain import explain_market, setter_price
+from attn_env.integrity.explain import explain_market, page_attention, setter_price
 from attn_market.cli import build_parser, main
+from runner.audit_report import explain_note, explain_rows
 
 ONE_SIDED = ("first_price", "second_price", "gsp", "vcg")
 MATCHING = ("assignment", "stable_matching")
@@ -192,6 +193,81 @@ def test_setters_reproduce_slot_prices(name, bids, k, reserve, seed):
 def test_setters_reproduce_double_auction_prices(name, bids, asks, reserve, seed):
     _, recs = _explain_two_sided(name, bids, asks, reserve, seed)
     _check_setters(recs, reserve)
+
+
+# -- payment = price per unit x attention; the page share is another quantity
+
+
+@pytest.mark.parametrize("name", ONE_SIDED + MATCHING)
+@given(
+    bids=_bids,
+    k=st.integers(1, 4),
+    reserve=st.sampled_from([0.0, 0.3]),
+    seed=st.integers(0, 99),
+)
+@settings(max_examples=40, deadline=None)
+def test_payment_is_price_times_the_slots_attention(name, bids, k, reserve, seed):
+    # the attention a winner is charged for is its slot's alpha, not its share
+    # of the page: payment = (setters' price) x alpha[slot], share = alpha / page
+    if name == "second_price":
+        k = 1
+    if name == "assignment":
+        reserve = 0.0
+    alpha = np.sort(np.random.default_rng(seed).uniform(0.1, 1.0, k))[::-1]
+    out, recs = _explain_one_sided(name, bids, alpha, reserve, seed)
+    page = page_attention(alpha, len(bids))
+    assert page == pytest.approx(alpha[: len(bids)].sum())
+    for r, paid in zip(recs, out.pay[0], strict=True):
+        assert r["payment"] == pytest.approx(paid)
+        assert r["attention_share"] * page == pytest.approx(r["attention"])
+        if r["slot"] is None:
+            assert r["attention"] == 0.0 and r["payment"] == pytest.approx(0.0)
+            continue
+        assert r["attention"] == pytest.approx(alpha[r["slot"]])
+        assert r["payment"] == pytest.approx(r["price"] * alpha[r["slot"]])
+        assert r["payment"] == pytest.approx(
+            setter_price(r["price_setters"]) * alpha[r["slot"]], abs=1e-12
+        )
+
+
+def _figures(row: list[str], head: list[str]) -> dict[str, float]:
+    return {
+        h: float(c)
+        for h, c in zip(head, row, strict=True)
+        if h != "agent" and c.replace(".", "").isdigit()
+    }
+
+
+@pytest.mark.parametrize("name", ("gsp", "vcg", "first_price", "stable_matching"))
+@pytest.mark.parametrize("seed", range(5))
+def test_printed_payment_is_printed_price_times_printed_attention(name, seed):
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(2, 6)), int(rng.integers(1, 4))
+    alpha = np.sort(rng.uniform(0.2, 1.0, k))[::-1]
+    _, recs = _explain_one_sided(name, rng.uniform(0, 1, n), alpha, 0.0, seed)
+    ex = {"records": recs, "page_attention": page_attention(alpha, n)}
+    head, rows = explain_rows(ex)
+    assert head[4:8] == ["attention", "page share", "price / unit", "payment"]
+    half = 0.5e-4  # rounding of a figure printed to 4 decimals
+    for row in rows:
+        f = _figures(row, head)
+        x, p = f["attention"], f["price / unit"]
+        assert abs(f["payment"] - p * x) <= half * (1 + x + p) + 1e-12, row
+        share = f["page share"] * ex["page_attention"]
+        assert abs(share - x) <= 0.5e-3 * ex["page_attention"] + half, row
+    note = explain_note(ex)
+    assert "payment = price / unit x attention" in note
+    assert f"({ex['page_attention']:.4f})" in note
+
+
+def test_two_sided_rows_say_units_traded():
+    _, recs = _explain_two_sided("k_double", [0.9, 0.7, 0.3], [0.1, 0.5, 0.8])
+    head, rows = explain_rows({"records": recs})
+    assert "units" in head and "page share" not in head
+    for row in rows:
+        f = _figures(row, head)
+        assert f["payment"] == pytest.approx(f["price / unit"] * f["units"], abs=1e-4)
+    assert "units traded" in explain_note({"records": recs})
 
 
 # -- every command's --help: argparse's % escapes printed as the user should see

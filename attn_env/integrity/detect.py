@@ -13,8 +13,11 @@ tunes the thresholds on a labelled training set and reports a test set.
   second price charges and, by revenue equivalence, what every standard
   auction's equilibrium charges on average), ``K`` the collusive one (the
   reserve: a perfect ring pays nothing more) and ``P`` the price paid. 0 is
-  competitive, 1 fully collusive; above 1 is impossible with individually
-  rational bids, below 0 is prices over the competitive level (a shill).
+  competitive, 1 fully collusive; the index has no lower bound: below 0 is
+  prices over the competitive level (overbidding, as truthful GSP does, or a
+  shill), by ``(P - C) / (C - K)``; above 1 (prices under the reserve) an
+  enforced reserve rules out. :func:`price_benchmarks` returns ``P``, ``C``
+  and ``K`` with it, so a reader can see which.
 - :func:`shill_scores`: per bidder, the share of rounds in which it *shadows*
   another buyer: its bid set that buyer's price (second price, GSP) and was
   within ``closeness`` of that buyer's own bid. An honest bidder shadows when
@@ -38,15 +41,23 @@ __all__ = [
     "collusion_index",
     "exposure_pvalues",
     "precision_recall",
+    "price_benchmarks",
     "relevance_ks",
     "shill_scores",
 ]
 
 
-def collusion_index(
+def price_benchmarks(
     price: ArrayLike, competitive: ArrayLike, collusive: ArrayLike = 0.0
-) -> float:
-    """``(mean C - mean P) / (mean C - mean K)`` over rounds with a sale.
+) -> dict[str, float]:
+    """Mean price paid ``P``, competitive ``C`` and collusive ``K`` over rounds with
+    a sale, and the collusion index ``(C - P) / (C - K)`` they give.
+
+    The index is not bounded below: it is 0 at the competitive price and 1 at
+    the collusive one, and negative exactly when ``P > C`` (prices above the
+    competitive level: overbidding, as truthful GSP does, or a shill), by
+    ``(P - C) / (C - K)``. It exceeds 1 only when prices fall under the reserve
+    ``K``, which an enforced reserve rules out.
 
     Args:
         price: ``[T]`` (or any shape) price per unit paid; ``nan`` where nothing
@@ -56,18 +67,33 @@ def collusion_index(
             same shape.
 
     Returns:
-        The index (``nan`` when nothing sold or ``C = K`` on average).
+        ``index``, ``price``, ``competitive``, ``collusive`` (all ``nan`` when
+        nothing sold; ``index`` ``nan`` also when ``C = K`` on average).
     """
     p = np.asarray(price, dtype=np.float64)
     c = np.broadcast_to(np.asarray(competitive, dtype=np.float64), p.shape)
     k = np.broadcast_to(np.asarray(collusive, dtype=np.float64), p.shape)
     sold = np.isfinite(p)
     if not sold.any():
-        return math.nan
-    gap = c[sold].mean() - k[sold].mean()
-    if gap <= 1e-12:
-        return math.nan
-    return float((c[sold].mean() - p[sold].mean()) / gap)
+        return dict.fromkeys(("index", "price", "competitive", "collusive"), math.nan)
+    mp, mc, mk = (float(x[sold].mean()) for x in (p, c, k))
+    gap = mc - mk
+    index = (mc - mp) / gap if gap > 1e-12 else math.nan
+    return {"index": index, "price": mp, "competitive": mc, "collusive": mk}
+
+
+def collusion_index(
+    price: ArrayLike, competitive: ArrayLike, collusive: ArrayLike = 0.0
+) -> float:
+    """``(mean C - mean P) / (mean C - mean K)`` over rounds with a sale: 0
+    competitive, 1 fully collusive, negative where prices exceed the
+    competitive level (see :func:`price_benchmarks`, which also returns the
+    three means).
+
+    Returns:
+        The index (``nan`` when nothing sold or ``C = K`` on average).
+    """
+    return price_benchmarks(price, competitive, collusive)["index"]
 
 
 def shill_scores(

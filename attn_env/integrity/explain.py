@@ -42,7 +42,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from attn_env.mechanisms import Mechanism, family, name_of
 
-__all__ = ["RULES", "explain_market", "setter_price"]
+__all__ = ["RULES", "explain_market", "page_attention", "setter_price"]
 
 RULES = {
     "first_price": "pays its bid",
@@ -66,6 +66,13 @@ def _term(agent: str, bid: float, weight: float) -> dict[str, Any]:
 def setter_price(terms: Sequence[dict[str, Any]]) -> float:
     """The price the setters imply: ``sum(weight * bid)``."""
     return float(sum(t["weight"] * t["bid"] for t in terms))
+
+
+def page_attention(alpha: ArrayLike, n_buyers: int) -> float:
+    """The attention a page can give: its top ``min(n_buyers, K)`` slots' sum
+    (what a buyer's ``attention_share`` divides its attention by)."""
+    a = np.asarray(alpha, dtype=np.float64)
+    return float(a[: min(n_buyers, a.size)].sum())
 
 
 def explain_market(
@@ -101,6 +108,11 @@ def explain_market(
         (0-based, ``None`` for none; two-sided: ``None``), ``attention``,
         ``attention_share``, ``payment``, ``price`` (per unit), ``rule`` and
         ``price_setters`` (empty for agents that did not trade).
+        ``payment = price x attention``: the price is per unit of attention
+        won (the slot's ``alpha``; in two-sided markets, per unit traded),
+        while ``attention_share`` is that attention over the page's
+        (:func:`page_attention`; ``None`` in two-sided markets), a different
+        quantity.
     """
     b = np.asarray(bid, dtype=np.float64)
     v = np.asarray(value, dtype=np.float64)
@@ -134,7 +146,7 @@ def explain_market(
             _two_sided(mechanism, name, records, b, x, act, n_buyers)
         return records
     a = np.asarray(alpha, dtype=np.float64)
-    page = a[: min(n_buyers, a.size)].sum()
+    page = page_attention(a, n_buyers)
     order = _slot_order(b[:n_buyers], x[:n_buyers], a, act[:n_buyers], mechanism)
     for k, i in enumerate(order):
         rec = records[i]

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from attn_env.errors import UserError
 from attn_market.commands import config_from_args
+from attn_market.tables import Grid, print_grid
 from runner.results import jsonable
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runner.audit_report import Block, TableBlock
+
+__all__ = ["block_grid", "print_blocks", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,9 +72,8 @@ def _explain(args: argparse.Namespace) -> int:
         print(json.dumps(jsonable(ex), allow_nan=False))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    from runner.audit_report import explain_rows
+    from runner.audit_report import TableBlock, explain_note, explain_rows
 
     price = ex["clearing_price"]
     title = (
@@ -76,21 +82,46 @@ def _explain(args: argparse.Namespace) -> int:
         + ("—" if price != price else f"{price:.4f}")
         + (" — allocated by the exposure floor's lottery" if ex["lottery"] else "")
     )
-    head, rows = explain_rows(ex)
-    table = Table(title=title)
-    for col in head:
-        table.add_column(
-            col, justify="left" if col.startswith(("agent", "price s")) else "right"
-        )
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    block = TableBlock(*explain_rows(ex), wrap=frozenset({"price set by"}))
+    print_grid(Console(), block_grid(block), title, note=explain_note(ex))
     return 0
+
+
+def block_grid(block: TableBlock) -> Grid:
+    """A report table as a grid: its first column the labels; the columns that
+    may wrap (long text) justified left, the rest (numbers) right."""
+    wrap = frozenset(
+        j - 1 for j, h in enumerate(block.head) if j > 0 and h in block.wrap
+    )
+    return Grid(
+        block.head[0],
+        [r[0] for r in block.rows],
+        block.head[1:],
+        [r[1:] for r in block.rows],
+        wrap=wrap,
+        left=wrap,
+    )
+
+
+def print_blocks(console: Console, blocks: list[Block]) -> None:
+    """Markdown text through rich, tables fitted to the console's width."""
+    from rich.markdown import Markdown
+
+    text: list[str] = []
+    for block in [*blocks, None]:
+        if isinstance(block, str):
+            text.append(block)
+            continue
+        if text:
+            console.print(Markdown("\n".join(text)))
+            text = []
+        if block is not None:
+            print_grid(console, block_grid(block))
 
 
 def _audit(args: argparse.Namespace) -> int:
     from runner.audit import audit, write_audit
-    from runner.audit_report import audit_markdown
+    from runner.audit_report import audit_blocks
 
     if args.episodes is not None and args.episodes < 2:
         raise UserError(
@@ -106,9 +137,8 @@ def _audit(args: argparse.Namespace) -> int:
         print(json.dumps(data, allow_nan=False))
     else:
         from rich.console import Console
-        from rich.markdown import Markdown
 
-        Console().print(Markdown(audit_markdown(data)))
+        print_blocks(Console(), audit_blocks(data))
         if args.out:
             print(f"audit written to {args.out}")
     return 0
