@@ -22,7 +22,7 @@ from attn_env.config import (
 )
 from attn_env.feedback import published
 from runner.collusion import run_collusion
-from runner.simulate import play
+from runner.simulate import play, play_log
 
 
 def _case(mechanism: str, feedback: str = "none", **agent: object) -> ExperimentConfig:
@@ -314,16 +314,30 @@ def test_bad_params(params: dict, name: str) -> None:
 
 
 def test_run_matches_simulate() -> None:
-    """run_collusion's measured episode is simulate's, seed for seed."""
+    """run_collusion's measured episode is simulate's, seed for seed, and its
+    interval is the Student-t one over those seeds."""
+    from scipy.stats import t
+
     config = _case("first_price", epsilon_decay=1e-3)
     config = from_dict(ExperimentConfig, {**config.to_dict(), "warmup": 300})
     run = run_collusion(config)
-    sim = play(config, progress=False)
     assert run["seeds"] == 8 and run["warmup"] == 300
-    assert run["revenue"] * 50 == pytest.approx(sim["revenue"], rel=1e-12)
-    lo, hi = run["revenue_ci95"]
-    assert lo < run["revenue"] < hi
-    assert len(run["path"]["round"]) == len(run["path"]["mean"])
+    # simulate's revenue of each episode (a plain mean: value + influence)
+    log, _ = play_log(config, progress=False)
+    est = log.estimates()["revenue"]
+    per_episode = (est.value + est.influence) / config.env.rounds
+    by_seed = np.asarray(run["revenue_by_seed"])
+    assert np.ptp(by_seed) > 0.01  # the seeds differ: the match below is seed for seed
+    np.testing.assert_allclose(by_seed, per_episode, rtol=1e-12, atol=1e-15)
+    assert run["revenue"] * 50 == pytest.approx(play(config, progress=False)["revenue"])
+    half = t.ppf(0.975, 7) * by_seed.std(ddof=1) / math.sqrt(8)
+    assert run["revenue_se"] == pytest.approx(by_seed.std(ddof=1) / math.sqrt(8))
+    assert run["revenue_ci95"] == pytest.approx(
+        [by_seed.mean() - half, by_seed.mean() + half], rel=1e-12
+    )
+    rounds = run["path"]["round"]
+    assert len(rounds) == len(run["path"]["mean"]) == len(run["path"]["q10"])
+    assert rounds[-1] == 300 + 50 and np.all(np.diff(rounds) > 0)
 
 
 def test_publishing_min_bid_to_win_raises_first_price_revenue() -> None:
