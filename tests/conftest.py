@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+
+OFF_BY_DEFAULT = ("slow", "gpu")
+"Markers deselected unless the ``-m`` expression names them (see below)."
+
+
+def off_by_default(markexpr: str, markers: set[str]) -> str | None:
+    """The off-by-default marker among ``markers`` that ``markexpr`` does not name."""
+    named = set(re.findall(r"\w+", markexpr))
+    for marker in OFF_BY_DEFAULT:
+        if marker in markers and marker not in named:
+            return marker
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Keep ``slow`` and ``gpu`` off under any ``-m`` that does not name them.
+
+    ``addopts`` deselects them with ``-m 'not slow and not gpu'``, but a second
+    ``-m`` on the command line replaces that expression: ``pytest -m "not
+    integration"`` (the fast local loop) would otherwise run every slow test.
+    ``-m slow`` or ``-m gpu`` still selects them.
+    """
+    markexpr = config.getoption("markexpr") or ""
+    kept, dropped = [], []
+    for item in items:
+        markers = {m.name for m in item.iter_markers()}
+        (dropped if off_by_default(markexpr, markers) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture
