@@ -32,6 +32,7 @@ import attn_env
 from attn_env import mechanisms
 from attn_env.config import AgentSpec, ExperimentConfig, validate_experiment
 from attn_env.core import MarketSpec
+from attn_env.errors import UserError
 from attn_env.estimates import Estimate, difference
 from attn_env.integrity.defences import hardened
 from attn_env.market_log import MarketLog
@@ -118,15 +119,15 @@ def _spec(what: str, spec: str | Mapping[str, Any] | None, table: dict) -> tuple
         params = {k: v for k, v in spec.items() if k != "name"}
         name = spec["name"]
     else:
-        raise ValueError(
+        raise UserError(
             f"{what} must be a name or a mapping with a 'name', got {spec!r}"
         )
     if name not in table:
-        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(table)}")
+        raise UserError(f"unknown {what} {name!r}; known: {', '.join(table)}")
     known = table[name][1] if what == "attack" else table[name]
     unknown = sorted(set(params) - set(known))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"{what} {name!r} has no parameter {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(known) or '(none)'}"
         )
@@ -166,7 +167,7 @@ def scenario(config: ExperimentConfig, attack: str | Mapping[str, Any]) -> Scena
     mech = mechanisms.name_of(env.mechanism)
     supported = ATTACKS[name][0]
     if mech not in supported:
-        raise ValueError(
+        raise UserError(
             f"attack {name!r} does not support mechanism {mech!r}; "
             f"supported: {', '.join(supported)}"
         )
@@ -185,7 +186,7 @@ def scenario(config: ExperimentConfig, attack: str | Mapping[str, Any]) -> Scena
         if len(set(members)) < 2 or not all(
             isinstance(i, int) and 0 <= i < n for i in members
         ):
-            raise ValueError(
+            raise UserError(
                 f"ring members must be at least 2 distinct buyer indices in "
                 f"[0, {n}), got {members!r}"
             )
@@ -212,7 +213,7 @@ def scenario(config: ExperimentConfig, attack: str | Mapping[str, Any]) -> Scena
         )
     pairs = params.pop("pairs", 1)
     if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
-        raise ValueError(f"wash pairs must be an integer >= 1, got {pairs!r}")
+        raise UserError(f"wash pairs must be an integer >= 1, got {pairs!r}")
     m = env.n_sellers or n
     seats = {"n_buyers": n + pairs, "n_sellers": m + pairs}
     added = [f"buyer_{n + k}" for k in range(pairs)]
@@ -251,13 +252,13 @@ def defend(
         return config, (params.get("low", 0.0), params.get("high", 0.5 * top))
     if name == "trade_reduction":
         if mech not in ("k_double", "call_market"):
-            raise ValueError(
+            raise UserError(
                 f"defence 'trade_reduction' replaces a sealed double auction "
                 f"(k_double, call_market) by mcafee; got {mech!r}"
             )
         return _with(config, {"mechanism": "mcafee"}, {}), None
     if "feedback" not in {f.name for f in dataclasses.fields(env)}:
-        raise ValueError("defence 'feedback' needs the env option feedback")
+        raise UserError("defence 'feedback' needs the env option feedback")
     return _with(config, {"feedback": params.get("feedback", "none")}, {}), None
 
 
@@ -291,7 +292,7 @@ def attack_damage(
     seed = config.seed if seed is None else int(seed)
     episodes = config.episodes if episodes is None else int(episodes)
     if episodes < 2:
-        raise ValueError(f"episodes must be >= 2 (standard errors), got {episodes}")
+        raise UserError(f"episodes must be >= 2 (standard errors), got {episodes}")
     num_envs = min(episodes, MAX_NUM_ENVS) if num_envs is None else int(num_envs)
     scen = scenario(config, attack)
     d_name, _ = _spec("defence", defence, DEFENCES)

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from attn_env.config import ExperimentConfig, make_config
 from attn_env.core import MarketSpec
+from attn_env.errors import UserError
 from attn_env.estimates import Estimate
 from attn_env.figures import new_figure, save_png
 from attn_env.mechanisms import name_of
@@ -163,7 +164,7 @@ def run_collusion(
     seeds = config.episodes if seeds is None else int(seeds)
     warmup = config.warmup if warmup is None else int(warmup)
     if seeds < 1 or warmup < 0:
-        raise ValueError(f"need seeds >= 1 and warmup >= 0, got {seeds}, {warmup}")
+        raise UserError(f"need seeds >= 1 and warmup >= 0, got {seeds}, {warmup}")
     start = time.perf_counter()
     config = dataclasses.replace(config, episodes=seeds, warmup=warmup)
     recorder, players = collusion_recorder(config, path_points)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from attn_env.config import AgentSpec, ExperimentConfig
+from attn_env.errors import UserError
 from attn_env.estimates import difference
 from attn_env.figures import new_figure, save_png
 from attn_env.market_log import MarketLog
@@ -79,17 +80,17 @@ def with_behaviour(
     if behaviour is None:
         return config
     if behaviour not in BEHAVIOURS:
-        raise ValueError(
+        raise UserError(
             f"unknown behaviour {behaviour!r}; known: {', '.join(BEHAVIOURS)}"
         )
     if (behaviour == POLICY) != (policy is not None):
-        raise ValueError(
+        raise UserError(
             f"behaviour {behaviour!r}: a run folder goes with 'policy' only, got "
             f"{policy!r}"
         )
     if behaviour == POLICY:
         if not Path(policy).is_dir():
-            raise ValueError(
+            raise UserError(
                 f"behaviour policy: run folder {str(policy)!r} does not exist; give "
                 "the --out folder of `attn-market train`"
             )
@@ -127,7 +128,7 @@ def compare(
         high]``; and ``episodes``, ``seed``, ``behaviour``, ``confidence``.
     """
     if len(designs) < 2:
-        raise ValueError(
+        raise UserError(
             f"compare needs at least two designs (the first is the baseline), got "
             f"{len(designs)}"
         )
@@ -143,8 +144,8 @@ def compare(
             log, about = play_log(
                 config, episodes=episodes, progress=progress, num_envs=episodes
             )
-        except ValueError as err:
-            raise ValueError(f"design {name!r}: {err}") from err
+        except UserError as err:
+            raise UserError(f"design {name!r}: {err}") from err
         runs.append((name, config, log, about))
 
     ests = [log.estimates() for _, _, log, _ in runs]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from attn_env.config import ExperimentConfig
+from attn_env.errors import UserError
 from attn_env.integrity.explain import explain_market, page_attention
 from attn_env.mechanisms import name_of
 from runner.simulate import MAX_NUM_ENVS, play_log
@@ -42,14 +43,14 @@ class MarketRecorder:
         """The recorder of market ``market`` of ``simulate``'s run of ``config``.
 
         Raises:
-            ValueError: ``market`` outside ``[0, episodes x rounds)``.
+            UserError: ``market`` outside ``[0, episodes x rounds)``.
         """
         episodes, rounds = config.episodes, config.env.rounds
         total = episodes * rounds
         if isinstance(market, bool) or not isinstance(market, int | np.integer):
-            raise ValueError(f"market must be an integer, got {market!r}")
+            raise UserError(f"market must be an integer, got {market!r}")
         if not 0 <= market < total:
-            raise ValueError(
+            raise UserError(
                 f"market must be in [0, {total - 1}] (episodes x rounds of the "
                 f"config), got {market}"
             )
@@ -78,7 +79,7 @@ class MarketRecorder:
         """The market's explanation (see :func:`explain`)."""
         info, env = self.info, self.env
         if info is None:
-            raise ValueError(f"market {self.market} was not played in this run")
+            raise RuntimeError(f"market {self.market} was not played in this run")
         n = env.spec.n_buyers
         lottery = bool(info.get("lottery", False))
         records = explain_market(
@@ -128,7 +129,7 @@ def explain(
         ads).
 
     Raises:
-        ValueError: ``market`` outside ``[0, episodes x rounds)``.
+        UserError: ``market`` outside ``[0, episodes x rounds)``.
     """
     rec = MarketRecorder.for_market(config, market)
     num_envs = min(config.episodes, MAX_NUM_ENVS)

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.config import ExperimentConfig, validate_experiment
+from attn_env.errors import UserError
 from attn_env.integrity.fairness import fairness_report
 from runner.simulate import play_log
 
@@ -39,7 +40,7 @@ Joachims' merit: the user's view) or ``value``, theta * r (the advertiser's)."""
 
 def _check_merit(merit: str) -> str:
     if merit not in MERITS:
-        raise ValueError(f"merit must be one of {', '.join(MERITS)}, got {merit!r}")
+        raise UserError(f"merit must be one of {', '.join(MERITS)}, got {merit!r}")
     return merit
 
 

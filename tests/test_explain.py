@@ -160,7 +160,8 @@ def test_lottery_market_has_no_setters():
 
 # -- property: the setters reproduce the payment rule --------------------------
 _bids = st.lists(
-    st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 1.0]) | st.floats(0.0, 1.0),
+    # mechanisms refuse magnitudes under 1e-150 (subnormals) with a UserError
+    st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 1.0]) | st.floats(1e-12, 1.0),
     min_size=1,
     max_size=6,
 )

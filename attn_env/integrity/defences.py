@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from attn_env import mechanisms
 from attn_env.checks import is_real
+from attn_env.errors import UserError
 from attn_env.mechanisms import Mechanism, Outcome
 
 __all__ = ["hardened"]
@@ -49,7 +50,7 @@ def hardened(
     if random_reserve is not None:
         low, high = random_reserve
         if not (is_real(low) and is_real(high) and 0.0 <= low <= high):
-            raise ValueError(
+            raise UserError(
                 f"random_reserve must be (low, high) with 0 <= low <= high, "
                 f"got {random_reserve!r}"
             )

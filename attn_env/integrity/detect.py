@@ -37,6 +37,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from attn_env.errors import UserError
+
 __all__ = [
     "collusion_index",
     "exposure_pvalues",
@@ -128,7 +130,7 @@ def shill_scores(
             f"{pay.shape}, {a.shape}"
         )
     if not 0.0 < closeness <= 1.0:
-        raise ValueError(f"closeness must be in (0, 1], got {closeness!r}")
+        raise UserError(f"closeness must be in (0, 1], got {closeness!r}")
     won = a > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         unit = np.where(won, pay / np.where(won, a, 1.0), np.nan)
