@@ -73,8 +73,7 @@ def test_relevant_ad_gets_higher_r_on_the_real_model(minilm) -> None:
     assert minilm.model.config._attn_implementation == "eager"
     # the default (lift), the earlier default (layer 3, max over heads, maxsim)
     # and the original probe (docs/design.md#the-original-probe: last layer,
-    # mean over heads, mass) all
-    # rank the match first
+    # mean over heads, mass) all rank the match first
     specs = (
         AttentionSpec(),
         AttentionSpec(score="maxsim"),
