@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from attn_env.config import ExperimentConfig, TrainConfig, load_config
+from attn_env.errors import UserError
 from attn_market.cli import main
 from training.train_config import check_train_config
 
@@ -103,6 +104,100 @@ def test_unreachable_address_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "cannot reach a Ray cluster" in err and "ray start --head" in err
+
+
+class _NotRay:
+    """A local TCP server that accepts connections but is not Ray.
+
+    ``reply``: bytes sent to every client at once (``b""``: stays silent).
+    """
+
+    def __init__(self, reply: bytes = b"") -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.reply, self.conns = reply, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.reply:
+                conn.sendall(self.reply)
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+def _ray_processes() -> set[int]:
+    """Pids of this user's Ray processes (raylet, gcs_server, workers)."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True)
+    return {
+        int(line.split(None, 1)[0])
+        for line in out.stdout.splitlines()
+        if any(k in line for k in ("raylet", "gcs_server", "ray::", "default_worker"))
+    }
+
+
+@pytest.mark.parametrize(
+    "reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["silent", "http"]
+)
+def test_an_address_that_is_not_ray_is_one_line_within_30s(tmp_path, capsys, reply):
+    """Issue 19, item 5: a TCP port that accepts but is not Ray hung past 150 s."""
+    ray = pytest.importorskip("ray")
+    server = _NotRay(reply)
+    before = _ray_processes()
+    path = _yaml(tmp_path, _config())
+    address = f"127.0.0.1:{server.port}"
+    t0 = time.monotonic()
+    try:
+        code = main(["train", str(path), "--out", str(tmp_path / "run"),
+                     "--address", address])  # fmt: skip
+    finally:
+        server.close()
+    assert time.monotonic() - t0 <= 30
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and address in err, err
+    assert "cannot reach a Ray cluster" in err
+    assert not ray.is_initialized()
+    assert _ray_processes() <= before  # no Ray process left behind
+
+
+@pytest.mark.parametrize(
+    "address", ["192.0.2.1:6379", "no-such-host.invalid:6379", "[::1]:1"]
+)
+def test_an_unroutable_or_unknown_address_is_one_line(tmp_path, capsys, address):
+    """192.0.2.1 is TEST-NET-1: no route (or no answer) anywhere."""
+    ray = pytest.importorskip("ray")
+    path = _yaml(tmp_path, _config())
+    t0 = time.monotonic()
+    code = main(["train", str(path), "--out", str(tmp_path / "run"),
+                 "--address", address])  # fmt: skip
+    assert time.monotonic() - t0 <= 30
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and address in err, err
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("address", ["6379", "host:", "host:99999", ":6379", "a:b"])
+def test_a_malformed_address_is_one_line(address):
+    from training.rllib import parse_address
+
+    with pytest.raises(UserError, match="is not HOST:PORT"):
+        parse_address(address)
+    assert parse_address("ray://10.0.0.1:10001") == ("10.0.0.1", 10001)
+    assert parse_address("[::1]:6379") == ("::1", 6379)
 
 
 def test_address_needs_the_rllib_backend(tmp_path, capsys):

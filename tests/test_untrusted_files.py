@@ -8,6 +8,8 @@ to point outside the folder. ``load_policy``, ``evaluate``, ``simulate`` with a
 ``kind: policy`` agent and ``train --resume`` must never create the marker; each
 either works (the manifest does not name the doctored file) or fails with a
 ``ValueError``/``FileNotFoundError`` whose one-line message names the file.
+The run folder's own sandbox (symlinks, pruning, the lock) is tested in
+``test_run_folder.py``.
 
 See ``docs/security.md``.
 """
@@ -318,11 +320,18 @@ def test_symlinked_checkpoint_leading_out_is_refused(run, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     _plant(outside / "buyer.safetensors", marker)
-    (run / "checkpoints" / "link").symlink_to(outside, target_is_directory=True)
+    # a name of the run's own scheme, so only the link itself is wrong
+    link = "checkpoints/000000999999-0"
+    (run / link).symlink_to(outside, target_is_directory=True)
+    _edit(run, lambda m: m.update(checkpoint=link))
+    for call in ENTRY_POINTS.values():
+        message = _outcome(call, run, marker)
+        assert message is not None and f"{link!r} is a symlink" in message
+        assert "could lead outside the run folder" in message
     _edit(run, lambda m: m.update(checkpoint="checkpoints/link"))
     for call in ENTRY_POINTS.values():
         message = _outcome(call, run, marker)
-        assert message is not None and "leads outside the run folder" in message
+        assert message is not None and "not a checkpoints/<steps>-<i> folder" in message
 
 
 BROKEN = {

@@ -50,17 +50,10 @@ from typing import Any
 import numpy as np
 
 from attn_env.config import ExperimentConfig
+from attn_env.errors import UserError
 from attn_env.observation import role_of
-from training.checkpoint import (
-    MANIFEST,
-    WEIGHTS,
-    check_run_manifest,
-    inside_run,
-    load_tensors,
-    read_manifest,
-    save_tensors,
-    write_checkpoint,
-)
+from training.checkpoint import MANIFEST, WEIGHTS, load_tensors, save_tensors
+from training.run import RunFolder
 from training.selfplay import plays_pool
 from training.train_config import RLLIB_PARAMS, check_rllib_params
 
@@ -95,7 +88,7 @@ def _import_ray():
         import ray
         from ray.rllib.env.multi_agent_env import MultiAgentEnv  # noqa: F401
     except ImportError:
-        raise ValueError(INSTALL_HINT) from None
+        raise UserError(INSTALL_HINT) from None
     return ray
 
 
@@ -354,7 +347,80 @@ def _sb3_policy(lr, net_arch: list[int], state: dict[str, Any]):
 # -- ray -----------------------------------------------------------------------------
 
 
+CONNECT_TIMEOUT_S = 5.0
+"Seconds to open a TCP connection to ``--address`` and to hear its gRPC answer."
+RAY_TIMEOUTS = {
+    "RAY_gcs_rpc_server_connect_timeout_s": "5",
+    "RAY_gcs_rpc_server_reconnect_timeout_s": "10",
+    "RAY_py_gcs_connect_timeout_s": "15",
+}
+"Ray's own waits for a cluster, bounded so that joining one ends in <= 30 s."
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"An HTTP/2 client preface and an empty SETTINGS frame (what a gRPC client sends)."
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of ``[ray://]HOST:PORT``, else one line naming it."""
+    rest = address.removeprefix("ray://")
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379)")
+    return host, int(port)
+
+
+def probe_ray(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """One line unless something at ``address`` answers as a gRPC server does.
+
+    A Ray head's GCS (and Ray Client's server) speak gRPC over HTTP/2: after a
+    client's preface the server sends a SETTINGS frame. A closed port, an
+    unroutable host or a TCP service that is not Ray ends here within
+    ``2 * timeout`` seconds, before ``ray.init`` could wait minutes on it.
+    """
+    host, port = parse_address(address)
+    hint = (
+        "start one with `ray start --head --port=PORT` or drop --address / RAY_ADDRESS"
+    )
+    try:
+        with socket.create_connection((host, port), timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(_H2_PREFACE)
+            head = conn.recv(9)
+    except TimeoutError:
+        raise UserError(
+            f"cannot reach a Ray cluster at {address!r}: no answer within "
+            f"{timeout:g} s (not Ray, or unroutable); {hint}"
+        ) from None
+    except OSError as err:
+        raise UserError(
+            f"cannot reach a Ray cluster at {address!r} ({err.strerror or err}); {hint}"
+        ) from None
+    if len(head) < 9 or head[3] != 4:  # frame type 4: SETTINGS
+        raise UserError(
+            f"cannot reach a Ray cluster at {address!r}: what answers there does "
+            f"not speak gRPC, so it is not a Ray head; {hint}"
+        )
+
+
+def _ray_config_for_joining() -> None:
+    """Token auth as `ray start` set it up; bounded waits (:data:`RAY_TIMEOUTS`)."""
+    token = Path.home() / ".ray" / "auth_token"
+    if "RAY_AUTH_MODE" not in os.environ and token.is_file():
+        # `ray start` of Ray >= 2.52 enables token auth when this file exists,
+        # but a driver joining by address does not send the token unless asked
+        os.environ["RAY_AUTH_MODE"] = "token"
+    for key, value in RAY_TIMEOUTS.items():
+        os.environ.setdefault(key, value)
+    try:  # Ray reads its config from the environment when imported: refresh it
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except (ImportError, AttributeError):
+        pass
+
+
 def _init_ray(ray, address: str | None, runners: int) -> None:
+    """Start a local Ray, or join the cluster at ``address`` (one line if not)."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "", "local"):
         ray.init(
@@ -367,27 +433,8 @@ def _init_ray(ray, address: str | None, runners: int) -> None:
         )
         return
     if address != "auto":
-        host, _, port = address.rpartition(":")
-        host = host.removeprefix("ray://")
-        try:
-            with socket.create_connection((host or "127.0.0.1", int(port)), 5):
-                pass
-        except (OSError, ValueError):
-            raise ValueError(
-                f"cannot reach a Ray cluster at {address!r}; start one with "
-                "`ray start --head --port=PORT` or drop --address / RAY_ADDRESS"
-            ) from None
-    token = Path.home() / ".ray" / "auth_token"
-    if "RAY_AUTH_MODE" not in os.environ and token.is_file():
-        # `ray start` of Ray >= 2.52 enables token auth when this file exists,
-        # but a driver joining by address does not send the token unless asked
-        os.environ["RAY_AUTH_MODE"] = "token"
-    try:  # Ray reads RAY_AUTH_MODE when imported: refresh its config
-        from ray._raylet import Config
-
-        Config.initialize("")
-    except (ImportError, AttributeError):
-        pass
+        probe_ray(address)
+    _ray_config_for_joining()
     try:
         ray.init(
             address=address,
@@ -396,11 +443,9 @@ def _init_ray(ray, address: str | None, runners: int) -> None:
             log_to_driver=False,
             configure_logging=False,
         )
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         text = " ".join(str(err).split())[:200]
-        raise ValueError(
-            f"cannot join the Ray cluster at {address!r}: {text}"
-        ) from None
+        raise UserError(f"cannot join the Ray cluster at {address!r}: {text}") from None
 
 
 def _build_algo(
@@ -602,10 +647,10 @@ def _push_pools(algo, pools: dict[str, Any], board: Any = None) -> None:
 class _Log:
     """Progress bar and TensorBoard scalars per PPO iteration."""
 
-    def __init__(self, out: Path, total: int, start: int, progress: bool) -> None:
+    def __init__(self, run: RunFolder, total: int, start: int, progress: bool) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(out / "tb" / "rllib"))
+        self.writer = SummaryWriter(str(run.tb_folder("rllib")))
         self.bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -663,143 +708,181 @@ def train(
     Returns:
         The final manifest (timesteps, learners, checkpoint, wall time).
     """
-    import attn_env
-    from training.policy import build_policy, policy_spec
-    from training.sb3 import _write_config, plan_learners
-    from training.selfplay import SnapshotPool
     from training.train_config import check_train_config
 
     check_train_config(config.train)
-    tc = config.train
-    out = Path(out)
-    old = None
-    if resume:
-        old = read_manifest(out)
-        check_run_manifest(out, old)
-        if old.get("backend") != "rllib":
-            raise ValueError(
-                f"cannot resume {str(out)!r} with backend rllib: it was trained "
-                f"with {old.get('backend', 'sb3')}"
-            )
-    elif (out / MANIFEST).exists():
-        raise ValueError(
-            f"{str(out)!r} already holds a trained run; pass --resume to "
-            "continue it or choose another --out folder"
-        )
-    params = {**DEFAULTS, **tc.algo_params}
+    params = {**DEFAULTS, **config.train.algo_params}
     if num_env_runners is not None:
         if num_env_runners < 0:
-            raise ValueError(f"--num-env-runners must be >= 0, got {num_env_runners}")
+            raise UserError(f"--num-env-runners must be >= 0, got {num_env_runners}")
         params["num_env_runners"] = num_env_runners
-    ray = _import_ray()
-    import torch
+    ray = _import_ray()  # before the run folder: without Ray, nothing is created
+    if resume:
+        run, old = RunFolder.resume(out)
+    else:
+        run, old = RunFolder.fresh(out), None
+    try:
+        job = _RllibRun(config, run, old, params)
+        try:
+            _init_ray(ray, address, int(params["num_env_runners"]))
+            return job.train(ray, progress)
+        finally:
+            job.stop()
+            ray.shutdown()  # also after a failed start: no Ray process left behind
+    finally:
+        run.close()
 
-    torch.set_num_threads(tc.threads)
-    probe = attn_env.vector_env(1, config=config.env)
-    names = list(probe.agents)
-    learners = plan_learners(config, names)
-    space = probe.single_observation_space
-    from gymnasium.spaces import Box
 
-    for lr in learners:
-        lr.obs_space = Box(
-            np.asarray(space.low, np.float32),
-            np.asarray(space.high, np.float32),
-            dtype=np.float32,
-        )
-        if old is not None:
-            entry = old["learners"].get(lr.name)
-            if entry is None or entry["action"] != dataclasses.asdict(lr.action_map):
-                raise ValueError(
-                    f"cannot resume {str(out)!r}: learner {lr.name!r} is new or "
-                    "its action map changed"
+class _RllibRun:
+    """One RLlib training run into a locked :class:`~training.run.RunFolder`."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        run: RunFolder,
+        old: dict[str, Any] | None,
+        params: dict[str, Any],
+    ) -> None:
+        import torch
+
+        from training.sb3 import plan_learners
+
+        self.config, self.run, self.old, self.tc = config, run, old, config.train
+        self.params, self.hyper = params, dict(params)
+        self.algo: Any = None
+        if old is not None and old.get("backend") != "rllib":
+            raise UserError(
+                f"cannot resume {str(run.path)!r} with backend rllib: it was trained "
+                f"with {str(old.get('backend', 'sb3'))[:20]}"
+            )
+        torch.set_num_threads(self.tc.threads)
+        self.names = _agent_names(config)
+        self.learners = plan_learners(config, self.names)
+        obs_space = _obs_space(config)
+        for lr in self.learners:
+            lr.obs_space = obs_space
+            entry = None if old is None else old["learners"].get(lr.name)
+            if old is not None and (
+                entry is None or entry["action"] != dataclasses.asdict(lr.action_map)
+            ):
+                raise UserError(
+                    f"cannot resume {str(run.path)!r}: learner {lr.name!r} is new "
+                    "or its action map changed"
                 )
-    _init_ray(ray, address, int(params["num_env_runners"]))
-    out.mkdir(parents=True, exist_ok=True)
-    hyper = dict(params)
-    board = board_name = None
-    if any(plays_pool(lr.seats, tc.self_play_pool) for lr in learners):
-        board_name = f"attn_market_pools_{uuid.uuid4().hex[:12]}"
-        board = _pool_board(ray, board_name)
-    _cfg, algo, seats = _build_algo(config, learners, params, board_name)
-    per_env_step = tc.num_envs * seats
-    pools = {
-        lr.name: SnapshotPool(tc.self_play_pool, lr.action_map, out / "pool" / lr.name)
-        for lr in learners
-        if plays_pool(lr.seats, tc.self_play_pool)
-    }
-    state = {"iterations": 0, "wall_s": 0.0, "env_steps": 0}
-    if old is not None:
+        self.state = {"iterations": 0, "wall_s": 0.0, "env_steps": 0}
+
+    def stop(self) -> None:
+        """Stop the algorithm's actors (env runners), if it was built."""
+        if self.algo is not None:
+            self.algo.stop()
+            self.algo = None
+
+    def train(self, ray: Any, progress: bool) -> dict[str, Any]:
+        """Build PPO, resume, then train to ``total_timesteps``; the final manifest."""
+        from training.selfplay import SnapshotPool
+
+        tc = self.tc
+        self.board = board_name = None
+        if any(plays_pool(lr.seats, tc.self_play_pool) for lr in self.learners):
+            board_name = f"attn_market_pools_{uuid.uuid4().hex[:12]}"
+            self.board = _pool_board(ray, board_name)
+        _cfg, self.algo, seats = _build_algo(
+            self.config, self.learners, self.params, board_name
+        )
+        self.per_env_step = tc.num_envs * seats
+        self.pools = {
+            lr.name: SnapshotPool(tc.self_play_pool, lr.action_map, self.run, lr.name)
+            for lr in self.learners
+            if plays_pool(lr.seats, tc.self_play_pool)
+        }
+        if self.old is not None:
+            self._resume(self.old)
+        from training.sb3 import write_config
+
+        write_config(self.run, self.config)
+        self._snapshot(empty_only=True)  # a fresh pool starts with the initial policy
+        _push_pools(self.algo, self.pools, self.board)
+        return self._loop(progress)
+
+    def _resume(self, old: dict[str, Any]) -> None:
+        """Load the checkpoint's RLModules, optimizers and self-play pools."""
+        from training.policy import build_policy
+
         states, optimizers = {}, {}
-        for lr in learners:
+        for lr in self.learners:
             entry = old["learners"][lr.name]
-            path = inside_run(out, f"{old['checkpoint']}/{entry['model']}", "model")
+            path = self.run.checkpoint_file(old, entry["model"], "model")
             saved = load_tensors(path)
-            if not isinstance(saved, dict) or "rllib" not in saved:
-                raise ValueError(
+            if not isinstance(saved, dict) or not isinstance(saved.get("rllib"), dict):
+                raise UserError(
                     f"{path}: no RLModule state (part 'rllib'); cannot resume it "
                     "with backend rllib"
                 )
-            states[lr.name] = {k: v.numpy() for k, v in saved["rllib"].items()}
+            states[lr.name] = {k: np.asarray(v) for k, v in saved["rllib"].items()}
             # runs saved before the optimizer was kept resume with a fresh one
             optimizers.update(_from_storable(saved.get("optimizer") or {}))
-        _set_states(algo, states, optimizers)
-        for name, pool in pools.items():
+        _set_states(self.algo, states, optimizers)
+        for name, pool in self.pools.items():
             files = list(old["pool"].get(name, []))
-            for file in files:
-                inside_run(out, f"pool/{name}/{file}", "pool file")
             spec = old["learners"][name]["policy"]
             try:
                 pool.restore(lambda s=spec: build_policy("ppo", s), files, "cpu")
-            except ValueError as err:
-                raise ValueError(f"{out / MANIFEST}: learner {name!r}: {err}") from None
-        state = {
+            except UserError as err:
+                raise UserError(
+                    f"{self.run.path / MANIFEST}: learner {name!r}: {err}"
+                ) from None
+        self.state = {
             "iterations": int(old.get("iterations", 0)),
             "wall_s": float(old.get("wall_s", 0.0)),
-            "env_steps": int(old["timesteps"]) // per_env_step,
+            "env_steps": int(old["timesteps"]) // self.per_env_step,
         }
-    _write_config(out, config)
 
-    def learner_steps(lr) -> int:
-        return state["env_steps"] * tc.num_envs * _seats_per_market(lr, tc)
+    def _learner_steps(self, lr: Any) -> int:
+        return (
+            self.state["env_steps"] * self.tc.num_envs * _seats_per_market(lr, self.tc)
+        )
 
-    def snapshot(empty_only: bool = False) -> None:
+    def _snapshot(self, empty_only: bool = False) -> None:
         """Add the current policy of every self-play learner to its pool."""
-        if not pools:
+        if not self.pools:
             return
-        mods = _module_states(algo)
-        for lr in learners:
-            pool = pools.get(lr.name)
+        mods = _module_states(self.algo)
+        for lr in self.learners:
+            pool = self.pools.get(lr.name)
             if pool is not None and not (empty_only and pool.members):
                 mod = {k: np.asarray(v) for k, v in mods[lr.name].items()}
-                policy = _sb3_policy(lr, tc.net_arch, to_sb3_state(mod))
-                pool.add(policy, learner_steps(lr))
+                policy = _sb3_policy(lr, self.tc.net_arch, to_sb3_state(mod))
+                pool.add(policy, self._learner_steps(lr))
 
-    snapshot(empty_only=True)  # a fresh pool starts with the initial policy
-    _push_pools(algo, pools, board)
+    def _entry(self, lr: Any, policy: Any) -> dict[str, Any]:
+        """The manifest entry of learner ``lr``."""
+        from training.policy import policy_spec
 
-    def save(finished: bool) -> dict[str, Any]:
-        mods = _module_states(algo)
-        optims = _optimizer_states(algo)
+        return {
+            "role": lr.role,
+            "seats": [self.names[s] for s in lr.seats],
+            "algo": "ppo",
+            "backend": "rllib",
+            "action": dataclasses.asdict(lr.action_map),
+            "timesteps": self._learner_steps(lr),
+            "n_updates": self.state["iterations"],
+            "episode_num": 0,
+            "model": f"{lr.name}{WEIGHTS}",
+            "policy": policy_spec(policy),
+            "sb3": {},
+            "rllib": self.hyper,
+        }
+
+    def save(self, finished: bool) -> dict[str, Any]:
+        """Write a checkpoint of every learner now; returns the manifest."""
+        import torch
+
+        mods, optims = _module_states(self.algo), _optimizer_states(self.algo)
         entries, saves = {}, {}
-        for lr in learners:
+        for lr in self.learners:
             mod = {k: np.asarray(v) for k, v in mods[lr.name].items()}
-            policy = _sb3_policy(lr, tc.net_arch, to_sb3_state(mod))
-            file = f"{lr.name}{WEIGHTS}"
-            entries[lr.name] = {
-                "role": lr.role,
-                "seats": [names[s] for s in lr.seats],
-                "algo": "ppo",
-                "backend": "rllib",
-                "action": dataclasses.asdict(lr.action_map),
-                "timesteps": learner_steps(lr),
-                "n_updates": state["iterations"],
-                "episode_num": 0,
-                "model": file,
-                "policy": policy_spec(policy),
-                "sb3": {},
-                "rllib": hyper,
-            }
+            policy = _sb3_policy(lr, self.tc.net_arch, to_sb3_state(mod))
+            entries[lr.name] = self._entry(lr, policy)
             tensors = {
                 "policy": policy.state_dict(),
                 "rllib": {k: torch.as_tensor(v) for k, v in mod.items()},
@@ -810,56 +893,85 @@ def train(
                     if o.get("module_id") == lr.name
                 },
             }
-            saves[file] = lambda path, t=tensors: save_tensors(path, t)
+            saves[f"{lr.name}{WEIGHTS}"] = lambda p, t=tensors: save_tensors(p, t)
         manifest = {
             "algo": "ppo",
             "backend": "rllib",
-            "mechanism": config.env.mechanism,
-            "seed": config.seed,
-            "agents": names,
-            "timesteps": state["env_steps"] * per_env_step,
-            "total_timesteps": tc.total_timesteps,
+            "mechanism": self.config.env.mechanism,
+            "seed": self.config.seed,
+            "agents": self.names,
+            "timesteps": self.state["env_steps"] * self.per_env_step,
+            "total_timesteps": self.tc.total_timesteps,
             "finished": finished,
             "learners": entries,
-            "pool": {name: list(pool.files) for name, pool in pools.items()},
-            "turns": state["iterations"],
-            **state,
+            "pool": {name: list(pool.files) for name, pool in self.pools.items()},
+            "turns": self.state["iterations"],
+            **self.state,
         }
-        write_checkpoint(out, manifest["timesteps"], saves, manifest)
-        for pool in pools.values():
+        self.run.write_checkpoint(manifest["timesteps"], saves, manifest)
+        for pool in self.pools.values():
             pool.prune_files()  # after the manifest stopped naming them
-        return read_manifest(out)
+        return self.run.read_manifest()
 
-    done = state["env_steps"] * per_env_step
-    log = _Log(out, tc.total_timesteps, min(done, tc.total_timesteps), progress)
-    last_ckpt = done
-    t0 = time.perf_counter() - state["wall_s"]
-    try:
-        while done < tc.total_timesteps:
-            t1 = time.perf_counter()
-            result = algo.train()
-            env_steps = int(
-                result.get("env_runners", {}).get("num_env_steps_sampled", 0)
+    def _iterate(self) -> tuple[int, dict[str, Any]]:
+        """One PPO iteration; the agent-steps it added and RLlib's result."""
+        result = self.algo.train()
+        env_steps = int(result.get("env_runners", {}).get("num_env_steps_sampled", 0))
+        if env_steps <= 0:
+            raise RuntimeError(
+                "RLlib returned no samples in a training iteration; check the "
+                "Ray cluster's workers (`ray status`)"
             )
-            if env_steps <= 0:
-                raise RuntimeError(
-                    "RLlib returned no samples in a training iteration; check the "
-                    "Ray cluster's workers (`ray status`)"
-                )
-            state["env_steps"] += env_steps
-            state["iterations"] += 1
-            snapshot()
-            _push_pools(algo, pools, board)
-            added = env_steps * per_env_step
-            done += added
-            log.update(done, added, result, added / (time.perf_counter() - t1))
-            if done - last_ckpt >= tc.checkpoint_every and done < tc.total_timesteps:
-                state["wall_s"] = time.perf_counter() - t0
-                save(False)
-                last_ckpt = done
-        state["wall_s"] = time.perf_counter() - t0
-        return save(True)
-    finally:
-        log.close()
-        algo.stop()
-        ray.shutdown()
+        self.state["env_steps"] += env_steps
+        self.state["iterations"] += 1
+        self._snapshot()
+        _push_pools(self.algo, self.pools, self.board)
+        return env_steps * self.per_env_step, result
+
+    def _loop(self, progress: bool) -> dict[str, Any]:
+        """Train up to ``total_timesteps``, checkpointing on the way."""
+        tc = self.tc
+        done = last_ckpt = self.state["env_steps"] * self.per_env_step
+        log = _Log(
+            self.run, tc.total_timesteps, min(done, tc.total_timesteps), progress
+        )
+        t0 = time.perf_counter() - self.state["wall_s"]
+        try:
+            while done < tc.total_timesteps:
+                t1 = time.perf_counter()
+                added, result = self._iterate()
+                done += added
+                log.update(done, added, result, added / (time.perf_counter() - t1))
+                if (
+                    done - last_ckpt >= tc.checkpoint_every
+                    and done < tc.total_timesteps
+                ):
+                    self.state["wall_s"] = time.perf_counter() - t0
+                    self.save(False)
+                    last_ckpt = done
+            self.state["wall_s"] = time.perf_counter() - t0
+            return self.save(True)
+        finally:
+            log.close()
+
+
+def _agent_names(config: ExperimentConfig) -> list[str]:
+    """The market's agent names, without building a market."""
+    from attn_env.config import make_config
+    from attn_env.core import MarketSpec
+
+    return list(MarketSpec.from_config(make_config(config.env)).agents)
+
+
+def _obs_space(config: ExperimentConfig) -> Any:
+    """The observation space of one seat, as float32 (RLlib's modules are)."""
+    from gymnasium.spaces import Box
+
+    import attn_env
+
+    space = attn_env.vector_env(1, config=config.env).single_observation_space
+    return Box(
+        np.asarray(space.low, np.float32),
+        np.asarray(space.high, np.float32),
+        dtype=np.float32,
+    )

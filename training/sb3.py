@@ -15,10 +15,12 @@ Reads top to bottom:
    frozen at the end of their last turn; a single learner simply trains in
    chunks. After each chunk: refresh its frozen copy, add a self-play snapshot,
    and every ``checkpoint_every`` steps write an atomic checkpoint.
-4. **Output.** The run folder (``training.checkpoint``) with the resolved
-   config, weights (safetensors), manifest and TensorBoard logs, readable by
-   ``training.load_policy``. ``--resume`` rebuilds each model from the JSON
-   manifest and loads its weights and optimizer state; nothing is unpickled.
+4. **Output.** The run folder (:class:`training.run.RunFolder`: locked, every
+   path checked) with the resolved config, weights (safetensors), manifest and
+   TensorBoard logs (``tb/<learner>``), readable by ``training.load_policy``.
+   ``--resume`` rebuilds each model from the JSON manifest (its SB3 keywords
+   checked for type and range) and loads its weights and optimizer state;
+   nothing is unpickled.
 
 Frozen opponents *sample* from their policy (as they did while learning), which
 keeps exploration alive when two roles learn in turn: under ``shade_clip`` a
@@ -29,6 +31,7 @@ seller asking the top would never trade.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import time
 import warnings
@@ -39,23 +42,14 @@ from typing import Any
 import numpy as np
 
 from agents import for_market
+from attn_env.checks import is_real
 from attn_env.config import ExperimentConfig, TrainConfig, make_config
 from attn_env.core import MarketSpec
-from attn_env.fileio import atomic_write_text
+from attn_env.errors import ConfigError, UserError
 from attn_env.observation import role_of
 from attn_env.players import Seats
 from training.actions import ActionMap, action_map_for, map_mode
-from training.checkpoint import (
-    CONFIG,
-    MANIFEST,
-    WEIGHTS,
-    check_run_manifest,
-    inside_run,
-    load_tensors,
-    read_manifest,
-    save_tensors,
-    write_checkpoint,
-)
+from training.checkpoint import CONFIG, MANIFEST, WEIGHTS, load_tensors, save_tensors
 from training.policy import (
     RolePolicy,
     action_map_from,
@@ -65,8 +59,9 @@ from training.policy import (
     policy_spec,
     resolve_device,
 )
+from training.run import MAX_STEPS, RunFolder
 from training.selfplay import PoolPlayer, SnapshotPool, plays_pool, seat_matrix
-from training.train_config import check_train_config
+from training.train_config import MAX_LAYER, check_train_config, resolve_sb3_kwargs
 from training.vec_adapter import MarketVecEnv
 
 __all__ = ["Learner", "Trainer", "plan_learners", "train", "training_env"]
@@ -101,7 +96,7 @@ def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Lear
         i for i, a in enumerate(agent_names) if config.agent_spec(a).kind == "learn"
     ]
     if not learning:
-        raise ValueError(
+        raise ConfigError(
             "no agent has kind: learn; mark the learners in the config, "
             "e.g. agents: {buyer: {kind: learn}}"
         )
@@ -159,6 +154,11 @@ def _model_kwargs(learner: Learner, tc: TrainConfig) -> dict[str, Any]:
     else:
         kwargs.update(batch_size=tc.batch_size)
     kwargs.update(tc.algo_params)
+    # policy_kwargs of algo_params join train.net_arch's (they never replace it)
+    kwargs["policy_kwargs"] = {
+        "net_arch": list(tc.net_arch),
+        **(tc.algo_params.get("policy_kwargs") or {}),
+    }
     return kwargs
 
 
@@ -167,16 +167,91 @@ def _make_model(
     algo: str,
     kwargs: dict[str, Any],
     device: str,
-    tb: str | None,
+    tb: Path | None,
 ):
-    return algo_class(algo)(
-        "MlpPolicy",
-        learner.env,
-        **kwargs,
-        device=device,
-        tensorboard_log=tb,
-        verbose=0,
+    """A fresh SB3 model; TensorBoard writes only into ``tb`` (a checked folder).
+
+    The logger is set here rather than through ``tensorboard_log``: SB3 would
+    pick (and, resuming, reuse) a ``<name>_<n>`` folder by globbing the log
+    folder, which could be a planted symlink.
+    """
+    model = algo_class(algo)(
+        "MlpPolicy", learner.env, **resolve_sb3_kwargs(kwargs), device=device, verbose=0
     )
+    if tb is not None:
+        from stable_baselines3.common.logger import configure
+
+        model.set_logger(configure(str(tb), ["tensorboard"]))
+    return model
+
+
+_SET_BY_TRAINER = ("policy", "env", "device", "tensorboard_log", "verbose")
+_OBJECTS = ("rollout_buffer_class", "replay_buffer_class", "action_noise")
+"SB3 keywords that take classes or objects: a manifest can only leave them unset."
+_INT_CAPS = {
+    "n_epochs": 1_000,
+    "gradient_steps": 1_000,
+    "buffer_size": 10_000_000,
+    "learning_starts": MAX_STEPS,
+    "seed": 2**32 - 1,
+}
+"Largest value of an integer SB3 keyword in a manifest (others: ``2**20``)."
+
+
+def check_sb3_kwargs(where: str, algo: str, kwargs: Any) -> None:
+    """``UserError`` (one line) unless a manifest's ``sb3`` keywords are sane.
+
+    Each must be a keyword of the SB3 class (not one the trainer sets), of its
+    default's type (booleans are not numbers), integers within
+    :data:`_INT_CAPS` (``2**20`` by default; ``-1`` where SB3 means "auto"),
+    floats finite, ``policy_kwargs.net_arch`` layer sizes in ``[1, MAX_LAYER]``.
+    """
+    if not isinstance(kwargs, dict):
+        raise UserError(f"{where} 'sb3' must be an object")
+    params = inspect.signature(algo_class(algo).__init__).parameters
+    for key, value in kwargs.items():
+        if key not in params or key in (*_SET_BY_TRAINER, "self", "_init_setup_model"):
+            raise UserError(f"{where} 'sb3': {key!r} is not a keyword of {algo}")
+        if not _sb3_value_ok(key, value, params[key].default):
+            raise UserError(
+                f"{where} 'sb3': {key} = {str(value)[:40]} is not a valid value "
+                f"(like its default {params[key].default!r}, within its cap)"
+            )
+    arch = (kwargs.get("policy_kwargs") or {}).get("net_arch", [])
+    layers = (
+        arch
+        if isinstance(arch, list)
+        else [n for v in arch.values() if isinstance(v, list) for n in v]
+        if isinstance(arch, dict)
+        else None
+    )
+    if layers is None or not all(
+        isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_LAYER
+        for n in layers
+    ):
+        raise UserError(
+            f"{where} 'sb3': policy_kwargs.net_arch must list layer sizes in "
+            f"[1, {MAX_LAYER}], got {str(arch)[:40]}"
+        )
+
+
+def _sb3_value_ok(key: str, value: Any, default: Any) -> bool:
+    """Whether ``value`` fits keyword ``key`` whose SB3 default is ``default``."""
+    if key in _OBJECTS:
+        return value is None
+    if key == "policy_kwargs" or key.endswith("_buffer_kwargs"):
+        return value is None or isinstance(value, dict)
+    if key == "seed" or (isinstance(default, int) and not isinstance(default, bool)):
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and -1 <= value <= _INT_CAPS.get(key, 2**20)
+        )
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, str):
+        return (isinstance(value, str) and len(value) <= 32) or is_real(value)
+    return (value is None and default is None) or is_real(value)
 
 
 def _model_state(model: Any) -> dict[str, Any]:
@@ -212,7 +287,7 @@ def _set_model_state(model: Any, state: Any, path: Path) -> None:
                 _attr(model, name).data = value.to(model.device)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         text = " ".join(str(err).split())[:200]
-        raise ValueError(f"{path}: cannot resume from these weights ({text})") from None
+        raise UserError(f"{path}: cannot resume from these weights ({text})") from None
 
 
 def _chunk(learner: Learner, tc: TrainConfig, remaining: int) -> int:
@@ -274,10 +349,11 @@ def _others(
     return Seats(players, n_buyers=config.env.n_buyers)
 
 
-def _write_config(out: Path, config: ExperimentConfig) -> None:
+def write_config(run: RunFolder, config: ExperimentConfig) -> None:
+    """Write the resolved config as ``DIR/config.yaml``."""
     import yaml
 
-    atomic_write_text(out / CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    run.write_text(CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False), "config")
 
 
 class Trainer:
@@ -301,16 +377,30 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
     ) -> None:
-        import attn_env
-
         check_train_config(config.train)
         if config.train.backend != "sb3":
-            raise ValueError(
+            raise ConfigError(
                 f"train.backend is {config.train.backend!r}: train it with "
                 "training.train or `attn-market train`, not training.sb3"
             )
         self.config, self.out, self.progress = config, Path(out), progress
-        old = self._open_run_folder(resume)
+        # the run folder is locked from here until run() ends (or close())
+        old: dict[str, Any] | None = None
+        if resume:
+            self.run_folder, old = RunFolder.resume(self.out)
+        else:
+            self.run_folder = RunFolder.fresh(self.out)
+        try:
+            self._set_up(old)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, old: dict[str, Any] | None) -> None:
+        """Learners, envs and models (the checkpoint's when resuming), then config."""
+        import attn_env
+
+        config = self.config
         self._set_up_torch()
         self.agent_names = list(attn_env.vector_env(1, config=config.env).agents)
         self.learners = plan_learners(config, self.agent_names)
@@ -328,25 +418,11 @@ class Trainer:
             }
         # Only now, every check passed: a refused --resume leaves the run's
         # config.yaml matching its checkpoint.
-        _write_config(self.out, config)
+        write_config(self.run_folder, config)
 
-    def _open_run_folder(self, resume: bool) -> dict[str, Any] | None:
-        """The old manifest when resuming; refuse to overwrite a trained run.
-
-        ``config.yaml`` is written at the end of ``__init__``, once resuming
-        is known to work.
-        """
-        old: dict[str, Any] | None = None
-        if resume:
-            old = read_manifest(self.out)
-            check_run_manifest(self.out, old)
-        elif (self.out / MANIFEST).exists():
-            raise ValueError(
-                f"{str(self.out)!r} already holds a trained run; pass --resume to "
-                "continue it or choose another --out folder"
-            )
-        self.out.mkdir(parents=True, exist_ok=True)
-        return old
+    def close(self) -> None:
+        """Release the run folder's lock (a later :meth:`save` takes it again)."""
+        self.run_folder.close()
 
     def _set_up_torch(self) -> None:
         """Device, CPU threads and the global seeds of torch and numpy."""
@@ -364,19 +440,19 @@ class Trainer:
         names = sorted(lr.name for lr in self.learners)
         algos = sorted({e["algo"] for e in old["learners"].values()})
         if algos != [self.config.train.algo]:
-            raise ValueError(
+            raise UserError(
                 f"cannot resume {str(self.out)!r}: it trained with algo "
                 f"{', '.join(map(str, algos))}, the config asks for "
                 f"{self.config.train.algo!r}"
             )
         if sorted(old["learners"]) != names:
-            raise ValueError(
+            raise UserError(
                 f"cannot resume {str(self.out)!r}: it trained learners "
                 f"{sorted(old['learners'])}, the config asks for {names}"
             )
         for lr in self.learners:
             if action_map_from(old["learners"][lr.name]) != lr.action_map:
-                raise ValueError(f"cannot resume {lr.name!r}: its action map changed")
+                raise UserError(f"cannot resume {lr.name!r}: its action map changed")
 
     def _build_envs(self) -> None:
         """Each learner's vector env of ``num_envs`` markets, and its self-play pool."""
@@ -384,7 +460,7 @@ class Trainer:
         for lr in self.learners:
             if plays_pool(lr.seats, tc.self_play_pool):
                 lr.pool = SnapshotPool(
-                    tc.self_play_pool, lr.action_map, self.out / "pool" / lr.name
+                    tc.self_play_pool, lr.action_map, self.run_folder, lr.name
                 )
             venv = training_env(self.config, tc.num_envs, lr.action_map.env_action)
             seats = seat_matrix(lr.seats, tc.num_envs, tc.self_play_pool)
@@ -392,9 +468,10 @@ class Trainer:
 
     def _build_models(self, old: dict[str, Any] | None) -> None:
         """Fresh SB3 models (or the checkpoint's, resuming) and their frozen copies."""
-        tc, tb = self.config.train, str(self.out / "tb")
+        tc = self.config.train
         self._sb3_kwargs: dict[str, dict[str, Any]] = {}
         for lr in self.learners:
+            tb = self.run_folder.tb_folder(lr.name)
             if old is not None:
                 self._resume_model(lr, old, tb)
             else:
@@ -410,7 +487,7 @@ class Trainer:
             if lr.pool is not None and not lr.pool.members:
                 lr.pool.add(lr.model.policy, lr.timesteps)
 
-    def _resume_model(self, lr: Learner, old: dict[str, Any], tb: str) -> None:
+    def _resume_model(self, lr: Learner, old: dict[str, Any], tb: Path) -> None:
         """Rebuild ``lr``'s model from the manifest; load weights and optimizer state.
 
         The hyperparameters are the run's (from the manifest), as SB3's own
@@ -418,14 +495,13 @@ class Trainer:
         """
         entry = old["learners"][lr.name]
         where = self.out / MANIFEST
-        path = inside_run(
-            self.out, f"{old['checkpoint']}/{entry['model']}", f"{lr.name} model"
-        )
+        check_sb3_kwargs(f"{where}: learner {lr.name!r}", entry["algo"], entry["sb3"])
+        path = self.run_folder.checkpoint_file(old, entry["model"], f"{lr.name} model")
         try:
             lr.model = _make_model(lr, entry["algo"], entry["sb3"], self.device, tb)
         except (TypeError, ValueError, RuntimeError, AssertionError) as err:
             text = " ".join(str(err).split())[:200]
-            raise ValueError(
+            raise UserError(
                 f"{where}: learner {lr.name!r}: cannot rebuild its model ({text})"
             ) from None
         self._sb3_kwargs[lr.name] = dict(entry["sb3"])
@@ -437,15 +513,13 @@ class Trainer:
         lr.env.seed(lr.seed + lr.timesteps)
         if lr.pool is not None:
             files = list(old["pool"].get(lr.name, []))
-            for name in files:
-                inside_run(self.out, f"pool/{lr.name}/{name}", "pool file")
             algo, spec = entry["algo"], entry["policy"]
 
             def build() -> Any:
                 try:
                     return build_policy(algo, spec)
                 except ValueError as err:
-                    raise ValueError(f"{where}: learner {lr.name!r}: {err}") from None
+                    raise UserError(f"{where}: learner {lr.name!r}: {err}") from None
 
             lr.pool.restore(build, files, self.device)
 
@@ -508,11 +582,11 @@ class Trainer:
             )
             for lr in learners
         }
-        write_checkpoint(self.out, manifest["timesteps"], saves, manifest)
+        self.run_folder.write_checkpoint(manifest["timesteps"], saves, manifest)
         for lr in learners:
             if lr.pool is not None:
                 lr.pool.prune_files()
-        return read_manifest(self.out)
+        return self.run_folder.read_manifest()
 
     def run(self) -> dict[str, Any]:
         """Train up to ``total_timesteps`` agent-steps, checkpointing on the way."""
@@ -533,10 +607,11 @@ class Trainer:
                     self.state["wall_s"] = time.perf_counter() - t0
                     self.save()
                     last_ckpt = done
+            self.state["wall_s"] = time.perf_counter() - t0
+            return self.save(finished=True)
         finally:
             bar.close()
-        self.state["wall_s"] = time.perf_counter() - t0
-        return self.save(finished=True)
+            self.close()
 
 
 def train(

@@ -9,21 +9,25 @@ leaves once there are ``P``. Each round, every market draws one pool member
 for its frozen seats. Snapshots are written to
 ``DIR/pool/<learner>/<steps>.safetensors`` (weights only: the architecture is
 the learner's, described in the manifest) so a resumed run keeps its pool.
+Every path goes through the run folder (:class:`training.run.RunFolder`), which
+checks it first; the pool deletes only snapshots it recorded (written, or named
+by the manifest it resumed from), never a file it did not make.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
 from attn_env.fileio import atomic_save
 from training.actions import ActionMap
 from training.checkpoint import WEIGHTS, save_tensors
 from training.policy import RolePolicy, freeze, load_weights
+from training.run import RunFolder
 
 __all__ = ["PoolPlayer", "SnapshotPool", "plays_pool", "seat_matrix"]
 
@@ -51,19 +55,28 @@ class SnapshotPool:
     Args:
         size: pool capacity (``TrainConfig.self_play_pool``), >= 1.
         action_map: the learner's action map (shared by all snapshots).
-        folder: where snapshots are saved (``None``: memory only).
+        run: the run folder snapshots are saved in (``None``: memory only).
+        name: the learner's name (``DIR/pool/<name>``), needed with ``run``.
     """
 
     def __init__(
-        self, size: int, action_map: ActionMap, folder: Path | None = None
+        self,
+        size: int,
+        action_map: ActionMap,
+        run: RunFolder | None = None,
+        name: str | None = None,
     ) -> None:
         if size < 1:
-            raise ValueError(f"self_play_pool must be >= 1 for a pool, got {size}")
+            raise UserError(f"self_play_pool must be >= 1 for a pool, got {size}")
+        if run is not None and name is None:
+            raise TypeError("a pool saved in a run folder needs the learner's name")
         self.size = size
         self.action_map = action_map
-        self.folder = folder
+        self.run, self.name = run, name
         self.members: list[RolePolicy] = []
         self.files: list[str] = []
+        self.recorded: set[str] = set()
+        "Snapshot files this pool wrote or resumed: the only ones it may delete."
 
     def as_member(self, policy: Any) -> RolePolicy:
         """A member of SB3 ``policy`` (put in inference mode, no gradients): it
@@ -79,11 +92,13 @@ class SnapshotPool:
         """Freeze a copy of SB3 ``policy`` (sampling, as while learning); save it."""
         frozen = freeze(policy)
         self.members.append(self.as_member(frozen))
-        if self.folder is not None:
-            path = self.folder / f"{tag:012d}{WEIGHTS}"
+        if self.run is not None:
+            self.run.lock()
+            path = self.run.pool_folder(self.name) / f"{tag:012d}{WEIGHTS}"
             state = {"policy": frozen.state_dict()}
             atomic_save(path, lambda tmp: save_tensors(tmp, state))
             self.files.append(path.name)
+            self.recorded.add(path.name)
         del self.members[: -self.size]
         del self.files[: -self.size]
 
@@ -98,14 +113,16 @@ class SnapshotPool:
             device: where the snapshots run.
 
         Raises:
-            ValueError: a snapshot is not a weights file of this policy (one
-                line naming it). Nothing is unpickled.
+            UserError: a snapshot is not a weights file of this policy, or its
+                path is not a real file of the run (one line naming it).
+                Nothing is unpickled.
         """
-        if self.folder is None:
+        if self.run is None:
             return
+        self.recorded.update(files)
         for name in files[-self.size :]:
-            path = self.folder / name
-            if path.is_file():
+            path = self.run.pool_file(self.name, name)
+            if path is not None:
                 pol = build()
                 load_weights(pol, path)
                 pol.to(device)
@@ -113,13 +130,13 @@ class SnapshotPool:
                 self.files.append(name)
 
     def prune_files(self) -> None:
-        """Delete snapshots that left the pool (after the manifest names the pool)."""
-        if self.folder is None or not self.folder.is_dir():
+        """Delete recorded snapshots that left the pool (after the manifest stopped
+        naming them); files the pool did not record are never touched."""
+        if self.run is None:
             return
         keep = set(self.files)
-        for path in self.folder.glob(f"*{WEIGHTS}"):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
+        self.run.prune_pool(self.name, self.recorded, keep)
+        self.recorded &= keep
 
 
 class PoolPlayer:
