@@ -68,8 +68,8 @@ class Grid:
     def need(self, j: int, broken: bool = True) -> int:
         """Width value column ``j`` needs: its widest cell or header, or, where it
         may wrap (and ``broken``), its widest item."""
-        texts = [self.heads[j], *(row[j] for row in self.cells)]
-        return _need(texts, broken and j in self.wrap)
+        cells = _need((row[j] for row in self.cells), broken and j in self.wrap)
+        return max(cell_len(self.heads[j]), cells)
 
     def label_need(self) -> int:
         """Width the label column needs."""
