@@ -737,3 +737,42 @@ def test_save_tensors_stores_numpy_as_tensors(tmp_path):
     assert torch.equal(back["m"], torch.arange(4.0, dtype=torch.float64).reshape(2, 2))
     assert back["step"] == 3.0 and type(back["step"]) is float
     assert back["t"] == (1, "x")
+
+
+# -- SB3's private API, in one adapter -------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_sb3_internals_still_exist(algo):
+    """Fails loudly, naming the attribute, when an SB3 release moves an internal."""
+    import gymnasium as gym
+
+    from training.policy import algo_class
+    from training.sb3_internals import (
+        check_internals,
+        constructor_parameters,
+        counters,
+        model_state,
+        set_counters,
+        torch_variables,
+    )
+
+    env = gym.make("Pendulum-v1")
+    model = algo_class(algo)("MlpPolicy", env, device="cpu", seed=0)
+    check_internals(model)
+    set_counters(model, 7, 3)
+    assert counters(model) == {"n_updates": 7, "episode_num": 3}
+    names = torch_variables(model)
+    assert names == (["log_ent_coef"] if algo == "sac" else [])
+    assert sorted(model_state(model)["pytorch_variables"]) == names
+    assert "observation_space" in constructor_parameters(model.policy)
+
+
+def test_sb3_internals_check_names_what_moved():
+    from types import SimpleNamespace
+
+    from training.sb3_internals import check_internals
+
+    fake = SimpleNamespace(_n_updates=0, policy=SimpleNamespace())
+    with pytest.raises(AttributeError, match="_get_torch_save_params, _episode_num"):
+        check_internals(fake)

@@ -60,6 +60,7 @@ from training.policy import (
     resolve_device,
 )
 from training.run import MAX_STEPS, RunFolder
+from training.sb3_internals import counters, model_state, set_counters, set_model_state
 from training.selfplay import PoolPlayer, SnapshotPool, plays_pool, seat_matrix
 from training.train_config import MAX_LAYER, check_train_config, resolve_sb3_kwargs
 from training.vec_adapter import MarketVecEnv
@@ -252,42 +253,6 @@ def _sb3_value_ok(key: str, value: Any, default: Any) -> bool:
     if isinstance(default, str):
         return (isinstance(value, str) and len(value) <= 32) or is_real(value)
     return (value is None and default is None) or is_real(value)
-
-
-def _model_state(model: Any) -> dict[str, Any]:
-    """Everything of an SB3 model that training changes, as tensors and numbers.
-
-    ``get_parameters`` gives the policy's and optimizers' state dicts; SAC's
-    entropy coefficient lives outside them (SB3's "pytorch variables").
-    """
-    state = dict(model.get_parameters())
-    _, variables = model._get_torch_save_params()
-    state["pytorch_variables"] = {name: _attr(model, name) for name in variables}
-    return state
-
-
-def _attr(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _set_model_state(model: Any, state: Any, path: Path) -> None:
-    """Load :func:`_model_state`'s dict back into a freshly built model."""
-    import torch
-
-    try:
-        variables = state.pop("pytorch_variables")
-        _, names = model._get_torch_save_params()
-        if sorted(variables) != sorted(names):
-            raise ValueError(f"expected variables {names}, got {sorted(variables)}")
-        model.set_parameters(state, exact_match=True, device=model.device)
-        with torch.no_grad():
-            for name, value in variables.items():
-                _attr(model, name).data = value.to(model.device)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-        text = " ".join(str(err).split())[:200]
-        raise UserError(f"{path}: cannot resume from these weights ({text})") from None
 
 
 def _chunk(learner: Learner, tc: TrainConfig, remaining: int) -> int:
@@ -505,10 +470,9 @@ class Trainer:
                 f"{where}: learner {lr.name!r}: cannot rebuild its model ({text})"
             ) from None
         self._sb3_kwargs[lr.name] = dict(entry["sb3"])
-        _set_model_state(lr.model, load_tensors(path, device="cpu"), path)
+        set_model_state(lr.model, load_tensors(path, device="cpu"), path)
         lr.model.num_timesteps = int(entry["timesteps"])
-        lr.model._n_updates = int(entry.get("n_updates", 0))
-        lr.model._episode_num = int(entry.get("episode_num", 0))
+        set_counters(lr.model, entry.get("n_updates", 0), entry.get("episode_num", 0))
         # A fresh, reproducible stream for the continued run.
         lr.env.seed(lr.seed + lr.timesteps)
         if lr.pool is not None:
@@ -563,8 +527,7 @@ class Trainer:
                     "algo": config.train.algo,
                     "action": dataclasses.asdict(lr.action_map),
                     "timesteps": lr.timesteps,
-                    "n_updates": int(lr.model._n_updates),
-                    "episode_num": int(lr.model._episode_num),
+                    **counters(lr.model),
                     "model": f"{lr.name}{WEIGHTS}",
                     "policy": policy_spec(lr.model.policy),
                     "sb3": self._sb3_kwargs[lr.name],
@@ -578,7 +541,7 @@ class Trainer:
         }
         saves = {
             f"{lr.name}{WEIGHTS}": (
-                lambda path, m=lr.model: save_tensors(path, _model_state(m))
+                lambda path, m=lr.model: save_tensors(path, model_state(m))
             )
             for lr in learners
         }
