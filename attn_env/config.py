@@ -349,7 +349,9 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {show(value)}")
         _, vt = typing.get_args(tp)
-        return {str(k): _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
+        return {
+            str(k): _check_type(v, vt, _key_path(where, k)) for k, v in value.items()
+        }
     if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {show(value)}")
@@ -375,6 +377,16 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         return value
     name = getattr(tp, "__name__", str(tp))
     raise ConfigError(f"{where}: expected {name}, got {show(value)}")
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _key_path(where: str, key: Any) -> str:
+    """``where.key`` for a plain key, else ``where[<repr>]`` (one line, short)."""
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f"{where}.{key}"
+    return f"{where}[{show(key)}]"
 
 
 def _check_plain(value: Any, where: str, depth: int = 0) -> Any:
@@ -410,7 +422,7 @@ def _check_plain(value: Any, where: str, depth: int = 0) -> Any:
                 raise ConfigError(
                     f"{where}: a key must be a string or a number, got {show(k)}"
                 )
-            _check_plain(v, f"{where}.{k}", depth + 1)
+            _check_plain(v, _key_path(where, k), depth + 1)
         return value
     raise ConfigError(
         f"{where}: expected plain data (numbers, strings, lists, mappings), got "

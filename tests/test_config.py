@@ -51,8 +51,9 @@ train: {algo: ppo, total_timesteps: 200000, share: role}
     assert ExperimentConfig().agent_spec("buyer_0") == AgentSpec()
 
 
-def test_empty_file_gives_defaults(tmp_path):
-    assert load_config(_write(tmp_path, "")) == ExperimentConfig()
+def test_empty_file_gives_defaults_and_says_so(tmp_path):
+    with pytest.warns(UserWarning, match="sets nothing"):
+        assert load_config(_write(tmp_path, "")) == ExperimentConfig()
 
 
 def test_round_trip_through_to_dict():
@@ -127,3 +128,82 @@ def test_config_error_is_a_value_error():
 def test_sections_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         EnvConfig().n_buyers = 3  # type: ignore[misc]
+
+
+# --- mechanism_params against what the mechanism declares ---------------------
+
+
+@pytest.fixture
+def fee_mechanism():
+    """A user's mechanism declaring a float ``fee``, an int ``rounds_kept`` and a
+    flag ``strict`` (``Mechanism.params``), registered for the test only."""
+    from typing import ClassVar
+
+    from attn_env import mechanisms
+    from attn_env.mechanisms.position import FirstPrice
+
+    class FeeFirstPrice(FirstPrice):
+        name = "fee_first_price"
+        params: ClassVar[dict] = {
+            **FirstPrice.params,
+            "fee": 0.1,
+            "rounds_kept": 3,
+            "strict": False,
+        }
+
+    mechanisms.register("fee_first_price", FeeFirstPrice)
+    yield FeeFirstPrice
+    mechanisms._REGISTRY.pop("fee_first_price", None)
+
+
+def test_mechanism_parameters_are_read_from_the_class(fee_mechanism):
+    from attn_env.config import mechanism_parameters
+
+    assert mechanism_parameters("fee_first_price") == {
+        "reserve": 0.0,
+        "seed": None,
+        "n_slots": 1,
+        "fee": 0.1,
+        "rounds_kept": 3,
+        "strict": False,
+    }
+    assert list(mechanism_parameters("k_double")) == ["reserve", "seed", "k"]
+    assert list(mechanism_parameters("cda")) == ["reserve", "seed"]
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"fees": 0.2}, "unknown parameter(s) 'fees'"),
+        ({"fee": "high"}, "mechanism_params.fee"),
+        ({"fee": True}, "true/false is not a number"),
+        ({"fee": 10**400}, "mechanism_params.fee"),
+        ({"rounds_kept": 2.5}, "mechanism_params.rounds_kept must be an integer"),
+        ({"strict": 1}, "mechanism_params.strict must be true or false"),
+        ({"reserve": 1e13}, "mechanism_params.reserve"),
+        ({"reserve": -0.1}, "mechanism_params.reserve"),
+        ({"n_slots": 0}, "mechanism_params.n_slots"),
+        ({"seed": -1}, "mechanism_params.seed"),
+    ],
+)
+def test_mechanism_params_are_checked_at_load(tmp_path, fee_mechanism, params, named):
+    import yaml
+
+    text = yaml.safe_dump(
+        {"env": {"mechanism": "fee_first_price", "mechanism_params": params}}
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text))
+    assert named in str(err.value)
+
+
+def test_accepted_mechanism_params_reach_the_mechanism(tmp_path, fee_mechanism):
+    from attn_env.mechanisms import make
+
+    text = (
+        "env: {mechanism: fee_first_price, "
+        "mechanism_params: {fee: 2e-1, rounds_kept: 5, strict: true, reserve: 0.3}}\n"
+    )
+    cfg = load_config(_write(tmp_path, text))
+    m = make(cfg.env.mechanism, **cfg.env.mechanism_params)
+    assert (m.fee, m.rounds_kept, m.strict, m.reserve) == (0.2, 5, True, 0.3)
