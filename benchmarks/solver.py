@@ -10,7 +10,14 @@ Three tables (``attn_env.solver.solve``, one process, numpy):
   region);
 - **scaling**: milliseconds per iteration as bidders, slots and the bid grid
   grow (GSP), and for double auctions (the difference of a 140- and a
-  40-iteration solve, so the final loss measure is left out).
+  40-iteration solve, so the final loss measure is left out);
+- **generic** (issue 20): every built-in sealed-bid mechanism re-registered as
+  a thin subclass, so the solver clears it by its own ``clear``, against the
+  built-in's exact path (L2 between the bid functions; the generic bid
+  function's utility loss measured in the exact game beside the exact
+  solution's own), and two mechanisms the solver has never seen against their
+  closed forms (the docs' soft floor with reserve 0: ``v / 2``; first price
+  with a 10 % winner fee: ``v / 2.2``).
 
 L2 is over the solve's value grid (quantile midpoints); the utility loss is
 the solver's own, a best response on grids ``refine`` times finer;
@@ -18,7 +25,7 @@ the solver's own, a best response on grids ``refine`` times finer;
 equilibrium (the floor the discretised measurement itself puts under it). Timings
 depend on the machine's load: run it on an idle machine (``uptime``).
 
-    python benchmarks/solver.py [--only targets|validation|scaling] [--json]
+    python benchmarks/solver.py [--only targets|validation|scaling|generic] [--json]
 """
 
 from __future__ import annotations
@@ -179,7 +186,108 @@ def scaling() -> list[dict[str, Any]]:
     return rows
 
 
-TABLES = {"targets": targets, "validation": validation, "scaling": scaling}
+GENERIC_CASES = (
+    ("first price n = 2", "first_price", {"n_buyers": 2}, {}),
+    ("first price n = 3", "first_price", {"n_buyers": 3}, {}),
+    (
+        "first price n = 2, reserve 0.3",
+        "first_price",
+        {"n_buyers": 2, "mechanism_params": {"reserve": 0.3}},
+        {},
+    ),
+    ("second price n = 3", "second_price", {"n_buyers": 3}, {}),
+    ("GSP 4 x 2", "gsp", {"n_buyers": 4, "n_slots": 2}, {}),
+    ("VCG 4 x 2", "vcg", {"n_buyers": 4, "n_slots": 2}, {}),
+    ("k-double 1 x 1", "k_double", {"n_buyers": 1, "n_sellers": 1}, {}),
+    (
+        "McAfee 3 x 3 (32 x 51)",
+        "mcafee",
+        {"n_buyers": 3, "n_sellers": 3},
+        {"values": 32, "bids": 51},
+    ),
+)
+
+
+def _thin(builtin: str) -> str:
+    """``builtin`` registered again as a subclass that adds only a name."""
+    from attn_env import mechanisms
+
+    name = f"generic_{builtin}"
+    if name not in mechanisms.names():
+        base = mechanisms.mechanism_class(builtin)
+        mechanisms.register(name, type(f"G{base.__name__}", (base,), {"name": name}))
+    return name
+
+
+def generic() -> list[dict[str, Any]]:
+    rows = []
+    for case, builtin, market, grid in GENERIC_CASES:
+        s = SolveConfig(cache=False, **grid)
+        env = EnvConfig(mechanism=builtin, **market)
+        exact = solve(env, s)
+        gen = solve(EnvConfig(mechanism=_thin(builtin), **market), s)
+        game = game_from_config(env, s, np.random.default_rng(1))
+        fns = [gen.bid_function(role.name) for role in game.roles]
+        cross = utility_losses(game, fns, s, np.random.default_rng(2))
+        row: dict[str, Any] = {"case": case}
+        for r, role in enumerate(game.roles):
+            a = np.asarray(exact.roles[role.name].bids)
+            b = np.asarray(gen.roles[role.name].bids)
+            row[f"l2_{role.name}"] = float(np.sqrt(np.mean((a - b) ** 2)))
+            row[f"loss_generic_{role.name}"] = cross[r]
+            row[f"loss_exact_{role.name}"] = exact.roles[role.name].utility_loss
+        row.update(
+            seconds_exact=round(exact.seconds, 1), seconds_generic=round(gen.seconds, 1)
+        )
+        rows.append(row)
+    rows += _unseen()
+    return rows
+
+
+def _unseen() -> list[dict[str, Any]]:
+    """The soft floor (reserve 0) and a 10 % winner fee against their closed forms
+    (the mechanisms as tests/test_solver_generic.py defines them)."""
+    import importlib.util
+    from pathlib import Path
+
+    from attn_env import mechanisms
+
+    spec = importlib.util.spec_from_file_location(
+        "generic_cases", Path(__file__).parent.parent / "tests/test_solver_generic.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = []
+    for case, cls, params, star in (
+        ("soft floor, reserve 0 (v / 2)", mod.SoftFloor, {}, lambda v: v / 2),
+        ("winner fee 10 % (v / 2.2)", mod.WinnerFee, {"fee": 0.1}, lambda v: v / 2.2),
+    ):
+        if cls.name not in mechanisms.names():
+            mechanisms.register(cls.name, cls)
+        env = EnvConfig(mechanism=cls.name, n_buyers=2, mechanism_params=params)
+        sol = solve(env, DEFAULT)
+        r = sol.roles["buyer"]
+        v = np.asarray(r.values)
+        rows.append(
+            {
+                "case": case,
+                "l2_buyer": float(
+                    np.sqrt(np.mean((np.asarray(r.bids) - star(v)) ** 2))
+                ),
+                "loss_generic_buyer": r.utility_loss,
+                "seconds_generic": round(sol.seconds, 1),
+                "converged": sol.converged,
+            }
+        )
+    return rows
+
+
+TABLES = {
+    "targets": targets,
+    "validation": validation,
+    "scaling": scaling,
+    "generic": generic,
+}
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
