@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from attn_env.errors import ConfigError, UserError
 from attn_env.mechanisms._base import FAMILIES, Mechanism
 from attn_env.mechanisms._crossing import walrasian_price
 from attn_env.mechanisms.matching import blocking_pairs
@@ -60,7 +61,7 @@ def names() -> list[str]:
 def mechanism_class(name: str) -> type[Mechanism]:
     """The class registered under ``name``."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown mechanism {name!r}; known: {', '.join(names())}")
+        raise ConfigError(f"unknown mechanism {name!r}; known: {', '.join(names())}")
     entry = _REGISTRY[name]
     if isinstance(entry, tuple):
         module, cls = entry
@@ -78,7 +79,7 @@ def family(name: str | Mechanism) -> str:
 def names_of_family(fam: str) -> list[str]:
     """The registered mechanisms of one family, in registry order."""
     if fam not in FAMILIES:
-        raise ValueError(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
+        raise UserError(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
     return [n for n in names() if family(n) == fam]
 
 
@@ -103,19 +104,19 @@ def register(name: str, cls: type[Mechanism]) -> None:
             ``FAMILIES`` and whose ``clear`` follows that family's signature.
 
     Raises:
-        ValueError: a taken or empty name, or a class that is not a mechanism.
+        UserError: a taken or empty name, or a class that is not a mechanism.
     """
     if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"mechanism name must be an identifier, got {name!r}")
+        raise UserError(f"mechanism name must be an identifier, got {name!r}")
     if name in _REGISTRY:
-        raise ValueError(f"mechanism {name!r} is already registered")
+        raise UserError(f"mechanism {name!r} is already registered")
     if not (isinstance(cls, type) and issubclass(cls, Mechanism)):
-        raise ValueError(
+        raise UserError(
             f"register({name!r}, cls): cls must subclass "
             f"attn_env.mechanisms.Mechanism, got {cls!r}"
         )
     if cls.family not in FAMILIES:
-        raise ValueError(
+        raise UserError(
             f"{cls.__name__}.family must be one of {', '.join(FAMILIES)}, "
             f"got {cls.family!r}"
         )

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import ConfigError, UserError
 from attn_env.mechanisms._validate import check_reserve, check_unknown
 
 FAMILIES = ("one_sided", "two_sided", "matching")
@@ -21,7 +22,7 @@ class Mechanism:
         reserve: reserve price per unit (>= 0).
         seed: seed of the generator used for tie-breaks when ``clear`` is given no
             ``rng``; ``None`` draws fresh entropy.
-        **params: family-specific parameters; unknown names raise ``ValueError``.
+        **params: family-specific parameters; unknown names raise ``ConfigError``.
     """
 
     name: ClassVar[str] = ""
@@ -39,7 +40,9 @@ class Mechanism:
         try:
             self._rng = np.random.default_rng(seed)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}") from err
+            raise ConfigError(
+                f"seed must be an int >= 0 or None, got {seed!r}"
+            ) from err
         unknown = {k: v for k, v in params.items() if k not in self.params}
         check_unknown(type(self).__name__, unknown, ["reserve", "seed", *self.params])
         for key, default in self.params.items():
@@ -50,7 +53,7 @@ class Mechanism:
         if rng is None:
             return self._rng
         if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng must be a numpy.random.Generator, got {rng!r}")
+            raise UserError(f"rng must be a numpy.random.Generator, got {rng!r}")
         return rng
 
     def __repr__(self) -> str:

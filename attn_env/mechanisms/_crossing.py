@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from attn_env.errors import UserError
 from attn_env.mechanisms._validate import as_batch, check_nonneg
 
 __all__ = ["Crossing", "check_two_sided", "cross", "walrasian_price"]
@@ -115,7 +116,7 @@ def check_two_sided(
     check_nonneg(bids, "bids")
     check_nonneg(asks, "asks")
     if bids.shape[0] != asks.shape[0]:
-        raise ValueError(
+        raise UserError(
             f"bids and asks must have the same batch size B, got bids {bids.shape} "
             f"and asks {asks.shape}"
         )

@@ -1,20 +1,35 @@
 """Input checks shared by every mechanism: one place, one wording of each error.
 
-Every check raises ``ValueError`` naming the bad value and what was expected.
-Arrays always carry a leading batch axis; a single market is ``x[None]``.
+Every check raises :class:`~attn_env.errors.UserError` (a ``ValueError``;
+:class:`~attn_env.errors.ConfigError` for a mechanism's parameters) naming the
+bad value and what was expected. Arrays always carry a leading batch axis; a
+single market is ``x[None]``.
+
+The accepted range. Every price, value, weight and quality entry, and the
+reserve, is 0 or has a magnitude in ``[MIN_MAGNITUDE, MAX_MAGNITUDE] =
+[1e-150, 1e150]`` (quality: in that range, never 0). The product of two such
+numbers is then 0 or a *normal* float64 in ``[1e-300, 1e300]``: never inf,
+never a subnormal whose rounding error is large against the number itself. On
+this range every mechanism's payments are finite, and no winner pays more than
+its bid (a trading seller receives no less than its ask) beyond a relative
+rounding of :data:`IR_RTOL` (see ``docs/mechanisms.md``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from attn_env.checks import is_real, show
+from attn_env.errors import ConfigError, UserError
+
 __all__ = [
+    "IR_RTOL",
     "MAX_MAGNITUDE",
+    "MIN_MAGNITUDE",
     "as_batch",
     "check_k",
     "check_nonneg",
@@ -30,12 +45,25 @@ __all__ = [
 #: Clarke differences) cannot overflow to inf or NaN.
 MAX_MAGNITUDE = 1e150
 
+#: smallest non-zero magnitude accepted: products of two accepted numbers stay
+#: normal floats (>= 1e-300 > 2.2e-308), so rounding stays relative.
+MIN_MAGNITUDE = 1e-150
+
+#: relative rounding within which the mechanisms promise individual
+#: rationality on the accepted range: ``pay <= bid * alloc * (1 + IR_RTOL)``
+#: (and a seller's receipt ``>= ask * (1 - IR_RTOL)``). The worst case is VCG,
+#: about ``(K + 6) * 2**-53`` for ``K`` slots: 1e-12 covers ``K`` up to 8,000.
+IR_RTOL = 1e-12
+
+_RANGE = f"0 or a magnitude in [{MIN_MAGNITUDE:g}, {MAX_MAGNITUDE:g}]"
+
 
 def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
     """``x`` as a finite float64 array of the shape named by ``dims``.
 
     Complex arrays are refused (never cut to their real part), and so are
-    entries whose magnitude exceeds :data:`MAX_MAGNITUDE` (``1e150``).
+    non-zero entries whose magnitude lies outside ``[MIN_MAGNITUDE,
+    MAX_MAGNITUDE]`` (``[1e-150, 1e150]``).
 
     Args:
         x: the array given by the caller.
@@ -50,10 +78,12 @@ def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
         is_complex = raw.dtype.kind == "c"
         if not is_complex:
             arr = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric array [{dims}], got {x!r}") from err
+    except (TypeError, ValueError, OverflowError) as err:
+        raise UserError(
+            f"{name} must be a numeric array [{dims}], got {show(x)}"
+        ) from err
     if is_complex:
-        raise ValueError(
+        raise UserError(
             f"{name} must be a real float64 array [{dims}], got complex dtype "
             f"{raw.dtype} (it is not cut to its real part)"
         )
@@ -62,22 +92,20 @@ def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
         hint = ""
         if arr.ndim == ndim - 1:
             hint = f" (the batch axis B is required: pass {name}[None] for one market)"
-        raise ValueError(
-            f"{name} must have shape [{dims}], got shape {arr.shape}{hint}"
-        )
+        raise UserError(f"{name} must have shape [{dims}], got shape {arr.shape}{hint}")
     if 0 in arr.shape[1:]:
-        raise ValueError(
+        raise UserError(
             f"{name} must have shape [{dims}] with no empty axis, got shape {arr.shape}"
         )
     if not np.isfinite(arr).all():
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise ValueError(f"{name} must be finite, got {arr[idx]} at index {idx}")
-    big = np.abs(arr) > MAX_MAGNITUDE
-    if big.any():
-        idx = tuple(int(i) for i in np.argwhere(big)[0])
-        raise ValueError(
-            f"{name} must have magnitude <= {MAX_MAGNITUDE:g}, got {arr[idx]} "
-            f"at index {idx}"
+        raise UserError(f"{name} must be finite, got {arr[idx]} at index {idx}")
+    mag = np.abs(arr)
+    bad = (mag > MAX_MAGNITUDE) | ((mag < MIN_MAGNITUDE) & (mag > 0))
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise UserError(
+            f"{name} entries must be {_RANGE}, got {float(arr[idx])!r} at index {idx}"
         )
     return arr
 
@@ -86,14 +114,14 @@ def check_nonneg(arr: NDArray[np.float64], name: str) -> None:
     """Reject negative entries (bids, asks, values are prices: >= 0)."""
     if arr.size and arr.min() < 0:
         idx = tuple(int(i) for i in np.argwhere(arr < 0)[0])
-        raise ValueError(f"{name} must be >= 0, got {arr[idx]} at index {idx}")
+        raise UserError(f"{name} must be >= 0, got {arr[idx]} at index {idx}")
 
 
 def check_positive(arr: NDArray[np.float64], name: str) -> None:
     """Reject entries <= 0 (quality scores divide payments)."""
     if arr.size and arr.min() <= 0:
         idx = tuple(int(i) for i in np.argwhere(arr <= 0)[0])
-        raise ValueError(f"{name} must be > 0, got {arr[idx]} at index {idx}")
+        raise UserError(f"{name} must be > 0, got {arr[idx]} at index {idx}")
 
 
 def check_weights(
@@ -109,14 +137,19 @@ def check_weights(
     Returns:
         ``float64 [B, K]`` (a broadcast view when ``[K]`` was given).
     """
-    w = np.asarray(weights, dtype=np.float64)
+    try:
+        w = np.asarray(weights)
+    except (TypeError, ValueError) as err:  # ragged nesting
+        raise UserError(
+            f"{name} must be a numeric array [K] or [B, K], got {show(weights)}"
+        ) from err
     if w.ndim == 1:
         w = as_batch(w[None], name, "1, K")
         w = np.broadcast_to(w, (batch, w.shape[1]))
     else:
         w = as_batch(w, name, "B, K")
         if w.shape[0] != batch:
-            raise ValueError(
+            raise UserError(
                 f"{name} must have shape [K] or [B, K] with B={batch}, got {w.shape}"
             )
     check_nonneg(w, name)
@@ -124,7 +157,7 @@ def check_weights(
         rising = np.diff(w, axis=1) > 0
         if rising.any():
             b, j = (int(i) for i in np.argwhere(rising)[0])
-            raise ValueError(
+            raise UserError(
                 f"{name} must be sorted descending (alpha_1 >= alpha_2 >= ...), got "
                 f"{w[b, j]} < {w[b, j + 1]} at market {b}, slots {j} and {j + 1}"
             )
@@ -132,25 +165,21 @@ def check_weights(
 
 
 def check_reserve(reserve: Any) -> float:
-    """A reserve price: a finite float >= 0."""
-    try:
-        r = float(reserve)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"reserve must be a number >= 0, got {reserve!r}") from err
-    if not math.isfinite(r) or r < 0:
-        raise ValueError(f"reserve must be a finite number >= 0, got {reserve!r}")
-    return r
+    """A reserve price: a real number (not a bool), 0 or in ``[1e-150, 1e150]``."""
+    if not is_real(reserve) or not (
+        reserve == 0 or MIN_MAGNITUDE <= reserve <= MAX_MAGNITUDE
+    ):
+        raise ConfigError(
+            f"reserve must be a number >= 0, {_RANGE}, got {show(reserve)}"
+        )
+    return float(reserve)
 
 
 def check_k(k: Any) -> float:
-    """The share ``k`` of the k-double auction / call market: a float in [0, 1]."""
-    try:
-        kk = float(k)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"k must be a number in [0, 1], got {k!r}") from err
-    if not 0.0 <= kk <= 1.0:
-        raise ValueError(f"k must be in [0, 1], got {k!r}")
-    return kk
+    """The share ``k`` of the k-double auction / call market: a real in [0, 1]."""
+    if not is_real(k) or not 0.0 <= k <= 1.0:
+        raise ConfigError(f"k must be a number in [0, 1], got {show(k)}")
+    return float(k)
 
 
 def check_unknown(
@@ -159,6 +188,6 @@ def check_unknown(
     """Reject keyword parameters a mechanism does not have, listing those it has."""
     if params:
         bad = ", ".join(sorted(params))
-        raise ValueError(
+        raise ConfigError(
             f"{cls_name} got unknown parameter(s) {bad}; known: {', '.join(known)}"
         )

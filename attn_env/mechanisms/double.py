@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from attn_env.errors import UserError
 from attn_env.mechanisms._base import Mechanism
 from attn_env.mechanisms._crossing import Crossing, check_two_sided, cross
 from attn_env.mechanisms._validate import check_k
@@ -340,16 +341,16 @@ class CDA(Mechanism):
             return gen.permuted(base, axis=1)
         arr = np.asarray(order)
         if arr.shape != (n_markets, n_traders):
-            raise ValueError(
+            raise UserError(
                 f"order must have shape [B, n + m] = {(n_markets, n_traders)}, "
                 f"got {arr.shape}"
             )
         if not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"order must hold integer trader indices, got {arr.dtype}")
+            raise UserError(f"order must hold integer trader indices, got {arr.dtype}")
         bad = (np.sort(arr, axis=1) != np.arange(n_traders)).any(axis=1)
         if bad.any():
             b = int(np.flatnonzero(bad)[0])
-            raise ValueError(
+            raise UserError(
                 f"order rows must be permutations of 0..{n_traders - 1}, "
                 f"got {arr[b].tolist()} in market {b}"
             )
@@ -364,7 +365,7 @@ def _mask(
         return np.ones(shape, dtype=bool)
     arr = np.asarray(mask)
     if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+        raise UserError(f"{name} must have shape {shape}, got {arr.shape}")
     if arr.dtype != np.bool_:
-        raise ValueError(f"{name} must be a bool array, got dtype {arr.dtype}")
+        raise UserError(f"{name} must be a bool array, got dtype {arr.dtype}")
     return arr

@@ -29,20 +29,21 @@ import dataclasses
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import ConfigError
 from attn_env.mechanisms.outcome import Outcome
 
 __all__ = ["check_floor", "promote"]
 
 
 def check_floor(floor: object, n_buyers: int) -> float:
-    """``floor`` as a float if it lies in ``[0, 1 / n_buyers]``, else ``ValueError``."""
+    """``floor`` as a float if in ``[0, 1 / n_buyers]``, else ``ConfigError``."""
     top = 1.0 / n_buyers
     if (
         isinstance(floor, bool)
         or not isinstance(floor, int | float | np.number)
         or not 0.0 <= float(floor) <= top * (1 + 1e-12)
     ):
-        raise ValueError(
+        raise ConfigError(
             f"exposure_floor must be a number in [0, 1/n_buyers] = [0, {top:.6g}], "
             f"got {floor!r}"
         )

@@ -14,6 +14,10 @@ over matched buyers (``nan`` if none).
   slot). Small markets enumerate every assignment in one numpy call; up to
   ``min(n, K) = 10`` a batched dynamic programme over subsets of the smaller
   side; larger ones call ``scipy.optimize.linear_sum_assignment`` per market.
+  Enumeration compares assignments by per-buyer gain differences (precise
+  whatever the other buyers' magnitudes); every solver caps a Clarke payment
+  at the buyer's own gain, which the exact payment never exceeds, so rounding
+  in markets of mixed magnitudes cannot break individual rationality.
 - ``stable_matching``: buyer-proposing deferred acceptance (Gale–Shapley).
   Buyers rank slots by their values; every slot ranks buyers by their values
   for it (higher first). A buyer proposes only to slots it values above the
@@ -33,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from attn_env.errors import UserError
 from attn_env.mechanisms._base import Mechanism, rank_desc
 from attn_env.mechanisms._validate import as_batch, check_nonneg, check_weights
 from attn_env.mechanisms.outcome import Outcome
@@ -62,7 +67,7 @@ class _Matching(Mechanism):
             return vals, None
         alpha = check_weights(weights, vals.shape[0])
         if alpha.shape[1] != vals.shape[2]:
-            raise ValueError(
+            raise UserError(
                 f"weights must have K={vals.shape[2]} entries (values' last axis), "
                 f"got {alpha.shape[1]}"
             )
@@ -151,7 +156,11 @@ class Assignment(_Matching):
         chosen = np.take_along_axis(usable, np.maximum(slot, 0)[..., None], 2)[..., 0]
         slot = np.where((slot >= 0) & chosen, slot, -1)
         matched = slot >= 0
-        pay = np.where(matched, clarke + self.reserve, 0.0)
+        # The exact Clarke payment of an optimal assignment lies in [0, own
+        # gain]; rounding in markets of mixed magnitudes can carry the computed
+        # one past the gain, and individual rationality is not left to rounding.
+        own = np.take_along_axis(gain, np.maximum(slot, 0)[..., None], 2)[..., 0]
+        pay = np.where(matched, np.minimum(clarke, own) + self.reserve, 0.0)
         slot_price = np.full((n_markets, n_slots), self.reserve)
         rows, buyers = np.nonzero(matched)
         slot_price[rows, slot[rows, buyers]] = pay[rows, buyers]
@@ -163,7 +172,10 @@ class Assignment(_Matching):
 
 
 _REL_TIE = 1e-12
-"Relative gap under which two assignments' welfare counts as a tie."
+"""Relative gap under which two assignments' welfare counts as a tie: relative
+to the gains of the buyers whose slots differ between the two, never to the
+market's total (a buyer of value 300 beside one of 1e17 must not be swept into
+a 'tie' of 1e5)."""
 
 
 def _enumerate(
@@ -171,10 +183,15 @@ def _enumerate(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Brute force over every assignment, batched; returns slot and Clarke pay.
 
-    ``W_-i``, the best welfare without buyer ``i``, is the best over all
-    assignments of their welfare minus ``i``'s part: dropping ``i`` from any
-    assignment leaves one of the others, and every assignment of the others is
-    reached that way (gains are >= 0, so an empty slot is never worse).
+    Welfare is compared between two assignments through the per-buyer
+    differences of their gains (a buyer in the same slot in both adds an exact
+    0), so the comparison is as precise as the gains that move, whatever the
+    other buyers' magnitudes. ``W_-i`` minus the others' welfare in the chosen
+    assignment ``A*``, i.e. the Clarke payment, is the best over all
+    assignments ``A`` of ``sum_{j != i} (g_j(A) - g_j(A*))``: dropping ``i``
+    from any assignment leaves one of the others, and every assignment of the
+    others is reached that way (gains are >= 0, so an empty slot is never
+    worse).
     """
     n_markets, n, n_slots = gain.shape
     table = _assignments(n, n_slots)  # [A, n]
@@ -191,22 +208,46 @@ def _enumerate(
     for lo in range(0, n_markets, chunk):
         hi = min(lo + chunk, n_markets)
         part = padded[lo:hi].take(flat, axis=1).reshape(hi - lo, n_assign, n)
-        total = part.sum(axis=2)  # [c, A]
-        best = total.max(axis=1)
-        # ties up to float rounding of the sums, relative to the market's scale
-        # (an absolute floor would call assignments 0.1 % apart optimal at 1e-9)
-        optimal = total >= (best - _REL_TIE * np.abs(best))[:, None]
-        pick = optimal.argmax(axis=1)
-        tied = np.flatnonzero(optimal.sum(axis=1) > 1)
-        if tied.size:  # a random optimal assignment, not the first one listed
-            key = np.where(optimal[tied], rng.random((tied.size, n_assign)), -1.0)
-            pick[tied] = key.argmax(axis=1)
-        without = (total[:, :, None] - part).max(axis=1)  # [c, n]
         rows = np.arange(hi - lo)
-        own = part[rows, pick]  # [c, n]
+        pick = _best_assignment(part, rng)
+        d = part - part[rows, pick][:, None, :]  # [c, A, n], 0 where i stays
+        others = d.sum(axis=2)[:, :, None] - d  # sum over j != i
         slot[lo:hi] = table[pick]
-        clarke[lo:hi] = without - (total[rows, pick][:, None] - own)
+        clarke[lo:hi] = others.max(axis=1)
     return slot, np.maximum(clarke, 0.0)
+
+
+def _best_assignment(
+    part: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.int64]:
+    """A welfare-maximising assignment per market, ties drawn at random.
+
+    ``part [c, A, n]`` holds each buyer's gain under each assignment. Starting
+    from the assignment of the largest float total, the per-buyer differences
+    to the current reference decide: an assignment better by more than
+    :data:`_REL_TIE` of the gains that differ becomes the reference (at most a
+    few rounds: each strictly raises the welfare), and those within it of the
+    reference are its ties.
+    """
+    rows = np.arange(part.shape[0])
+    ref = part.sum(axis=2).argmax(axis=1)
+    for _ in range(part.shape[1]):
+        d = part - part[rows, ref][:, None, :]
+        diff = d.sum(axis=2)  # [c, A]: welfare of A minus the reference's
+        tol = _REL_TIE * np.abs(d).sum(axis=2)
+        better = diff > tol
+        if not better.any():
+            break
+        ref = np.where(
+            better.any(axis=1), np.where(better, diff, -np.inf).argmax(1), ref
+        )
+    optimal = diff >= -tol
+    pick = ref.copy()
+    tied = np.flatnonzero(optimal.sum(axis=1) > 1)
+    if tied.size:  # a random optimal assignment, not the first one listed
+        key = np.where(optimal[tied], rng.random((tied.size, part.shape[1])), -1.0)
+        pick[tied] = key.argmax(axis=1)
+    return pick
 
 
 def _subset_tables(gain: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -456,13 +497,13 @@ def blocking_pairs(
     vals = as_batch(values, "values", "B, n, K")
     s = np.asarray(slot)
     if s.shape != vals.shape[:2] or not np.issubdtype(s.dtype, np.integer):
-        raise ValueError(
+        raise UserError(
             f"slot must be an int array of shape {vals.shape[:2]}, got "
             f"{s.dtype} {s.shape}"
         )
     n_markets, _, n_slots = vals.shape
     if ((s < -1) | (s >= n_slots)).any():
-        raise ValueError(f"slot entries must lie in -1..{n_slots - 1}")
+        raise UserError(f"slot entries must lie in -1..{n_slots - 1}")
     matched = s >= 0
     # a matching: each slot holds at most one buyer
     count = np.zeros((n_markets, n_slots + 1), dtype=np.int64)
@@ -470,7 +511,7 @@ def blocking_pairs(
     shared = count[:, :n_slots] > 1
     if shared.any():
         b, j = (int(i) for i in np.argwhere(shared)[0])
-        raise ValueError(
+        raise UserError(
             f"slot is not a matching: market {b}, slot {j} holds "
             f"{int(count[b, j])} buyers (at most one each)"
         )

@@ -30,6 +30,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from attn_env.checks import show
+from attn_env.errors import ConfigError, UserError
 from attn_env.mechanisms._base import Mechanism, rank_desc
 from attn_env.mechanisms._validate import (
     as_batch,
@@ -62,7 +64,9 @@ class PositionAuction(Mechanism):
             or not isinstance(self.n_slots, int | np.integer)
             or self.n_slots < 1
         ):
-            raise ValueError(f"n_slots must be an integer >= 1, got {self.n_slots!r}")
+            raise ConfigError(
+                f"n_slots must be an integer >= 1, got {show(self.n_slots)}"
+            )
         self.n_slots = int(self.n_slots)
 
     def clear(
@@ -102,7 +106,7 @@ class PositionAuction(Mechanism):
         else:
             q = as_batch(quality, "quality", "B, n")
             if q.shape != bids.shape:
-                raise ValueError(
+                raise UserError(
                     f"quality must have the shape of bids {bids.shape}, got {q.shape}"
                 )
             check_positive(q, "quality")
@@ -122,11 +126,7 @@ class PositionAuction(Mechanism):
         n_pad = max(alpha.shape[1], n) + 1
         s_pad = np.zeros((n_markets, n_pad))
         s_pad[:, :n] = np.maximum(srt, 0.0)
-        q_top = (
-            np.ones((n_markets, n_win))
-            if q is None
-            else np.take_along_axis(q, top, axis=1)
-        )
+        q_top = None if q is None else np.take_along_axis(q, top, axis=1)
         a_top = alpha[:, :n_win]
         price, pay = self._price(bids, top, s_pad, q_top, alpha)
         price = np.where(won, price, 0.0)
@@ -164,7 +164,7 @@ class PositionAuction(Mechanism):
         bids: NDArray[np.float64],
         top: NDArray[np.int64],
         s_pad: NDArray[np.float64],
-        q_top: NDArray[np.float64],
+        q_top: NDArray[np.float64] | None,
         alpha: NDArray[np.float64],
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Per-unit price and total pay of the buyers ranked ``0..L-1``, ``[B, L]``.
@@ -173,7 +173,8 @@ class PositionAuction(Mechanism):
             bids: ``[B, n]`` bids.
             top: ``[B, L]`` buyer index of each winning rank.
             s_pad: ``[B, max(K, n) + 1]`` score by rank, 0 past the eligible buyers.
-            q_top: ``[B, L]`` quality of each winning rank.
+            q_top: ``[B, L]`` quality of each winning rank; ``None`` without
+                quality scores (scores are then the bids).
             alpha: ``[B, K]`` attention of each slot.
         """
         raise NotImplementedError
@@ -196,7 +197,8 @@ class GSP(PositionAuction):
 
     def _price(self, bids, top, s_pad, q_top, alpha):
         n_win = top.shape[1]
-        price = np.maximum(s_pad[:, 1 : n_win + 1] / q_top, self.reserve)
+        nxt = s_pad[:, 1 : n_win + 1]
+        price = np.maximum(nxt if q_top is None else nxt / q_top, self.reserve)
         return price, price * alpha[:, :n_win]
 
 
@@ -207,7 +209,7 @@ class SecondPrice(GSP):
 
     def _check_slots(self, n_slots: int) -> None:
         if n_slots != 1:
-            raise ValueError(
+            raise UserError(
                 f"second_price sells exactly one slot, got K={n_slots} "
                 "(use gsp or vcg for several slots)"
             )
@@ -227,13 +229,22 @@ class VCG(PositionAuction):
         n_win = top.shape[1]
         d_alpha = alpha - np.concatenate([alpha[:, 1:], np.zeros((n_markets, 1))], 1)
         nxt = s_pad[:, 1 : n_slots + 1]  # score one rank below slot j, [B, K]
-        if self.reserve == 0.0:
-            # sum_{j>=k} d_alpha_j * s_{j+1}, as a suffix sum, over the winner's quality
+        if self.reserve == 0.0 and q_top is None:
+            # sum_{j>=k} d_alpha_j * s_{j+1} as a suffix sum; without quality the
+            # scores are bids, so each product is at most 1e300 (no overflow)
             tail = np.cumsum((d_alpha * nxt)[:, ::-1], axis=1)[:, ::-1]
-            pay = tail[:, :n_win] / q_top
+            pay = tail[:, :n_win]
         else:
-            thr = np.maximum(nxt[:, None, :] / q_top[:, :, None], self.reserve)
+            # each threshold in bid units first (score / own quality <= own
+            # bid), then times attention: no product of a score (up to 1e300)
+            # with an attention (up to 1e150), and no division of a rounded
+            # tiny product by a tiny quality
             later = np.arange(n_slots)[None, :] >= np.arange(n_win)[:, None]
+            # only the scores below the winner: those above it, over its
+            # quality, could exceed the float range
+            below = np.where(later, nxt[:, None, :], 0.0)
+            unit = below if q_top is None else below / q_top[..., None]
+            thr = np.maximum(unit, self.reserve)
             pay = (d_alpha[:, None, :] * thr * later).sum(axis=2)
         a_top = alpha[:, :n_win]
         safe = np.where(a_top > 0, a_top, 1.0)
