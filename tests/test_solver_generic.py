@@ -489,3 +489,31 @@ def test_simulate_plays_agents_built_from_an_equilibrium_path(tmp_path, saved):
         episodes=200,
     )
     assert play(config, progress=False)["efficiency"] > 0.99
+
+
+@pytest.mark.parametrize(("rule", "n_opp"), [("first_price", 1), ("gsp", 2)])
+def test_enumerated_payoffs_with_ties_equal_the_order_statistics(rule, n_opp):
+    # opponents on a grid the candidates share: ties everywhere; one draw of
+    # the mechanism's tie-break used to decide each for good, now they are
+    # averaged over the tied traders, exactly as the closed form does
+    from attn_env.solver.position import position_payoffs
+    from attn_env.solver.sampled import opponent_profiles, sampled_payoffs
+
+    support = np.array([0.0, 0.2, 0.4, 0.6])
+    mass = np.array([0.4, 0.3, 0.2, 0.1])
+    alpha = np.array([1.0, 0.5])[: 1 if rule == "first_price" else 2]
+    mech = mechanisms.make(rule)
+    profiles, weights = opponent_profiles(
+        [(support, mass)] * n_opp, 10_000, np.random.default_rng(0)
+    )
+    qty, money = sampled_payoffs(
+        lambda b, a: mech.clear(b, weights=alpha, rng=np.random.default_rng(1)),
+        0,
+        n_opp + 1,
+        profiles,
+        weights,
+        support,
+    )
+    a, p = position_payoffs(rule, support, mass, n_opp, alpha, 0.0, support)
+    np.testing.assert_allclose(qty, a, atol=1e-12)
+    np.testing.assert_allclose(money, p, atol=1e-12)

@@ -58,6 +58,10 @@ def opponent_profiles(
     return profiles, np.full(samples, 1.0 / samples)
 
 
+SOBOL_MAX_DIM = 21_201
+"Most dimensions scipy's Sobol sequence has (opponents beyond: Latin hypercube)."
+
+
 def _uniforms(dim: int, samples: int, rng: np.random.Generator) -> NDArray[np.float64]:
     """``[samples, dim]`` scrambled Sobol points (randomised quasi-Monte Carlo).
 
@@ -68,6 +72,9 @@ def _uniforms(dim: int, samples: int, rng: np.random.Generator) -> NDArray[np.fl
     """
     from scipy.stats import qmc
 
+    if dim > SOBOL_MAX_DIM:  # per column only: a Latin hypercube
+        strata = [rng.permutation(samples) + rng.random(samples) for _ in range(dim)]
+        return np.column_stack(strata) / samples
     with warnings.catch_warnings():
         # "balance properties" when samples is not a power of 2: a note, and the
         # first ``samples`` points of a scrambled sequence are still stratified
