@@ -169,13 +169,21 @@ def evaluate(
     floor: dict[str, float] = {}
     curves = {}
     refs: set[str] = set()
+    known: dict[str, tuple[Strategy | None, str | None]] = {}
+
+    def references(role: str) -> tuple[Strategy | None, str | None]:
+        """Each role's reference, found (solved) once."""
+        if role not in known:
+            known[role] = _reference(config, role)
+        return known[role]
+
     for lname, (role, seat) in learners.items():
         j = names.index(seat)
         grid = value_grid(env, role, 1000)
-        star, ref = _reference(config, role)
+        star, ref = references(role)
         if ref is not None:
             refs.add(ref)
-        relevant = _relevant(config, role) if star is not None else None
+        relevant = _relevant(config, role, references) if star is not None else None
         curves[lname] = (
             role,
             grid,
@@ -236,11 +244,14 @@ def _reference(
     return solution.bid_function(role), "numerical"
 
 
-def _relevant(config: ExperimentConfig, role: str) -> tuple[float, float]:
-    """The bids of ``role`` that can change its outcome against the reference."""
+def _relevant(
+    config: ExperimentConfig, role: str, references: Any
+) -> tuple[float, float]:
+    """The bids of ``role`` that can change its outcome against the reference
+    (``references(role) -> (strategy, kind)``)."""
     other = None
     if mechanisms.family(config.env.mechanism) == "two_sided":
-        other = _reference(config, "seller" if role == "buyer" else "buyer")[0]
+        other = references("seller" if role == "buyer" else "buyer")[0]
     return relevant_range(config.env, role, other)
 
 
