@@ -63,7 +63,7 @@ class MarketSpec:
     @classmethod
     def from_config(cls, c: EnvConfig) -> MarketSpec:
         fam = mechanisms.family(c.mechanism)
-        m = (c.n_sellers or c.n_buyers) if fam == "two_sided" else 0
+        m = mechanisms.n_sellers(c.mechanism, c.n_buyers, c.n_sellers)
         # The price range: buyers' values, and sellers' costs where there are sellers.
         vmax = max(c.value_high, c.cost_high) if m else c.value_high
         max_bid = float(c.max_bid) if c.max_bid is not None else vmax
@@ -209,10 +209,8 @@ class MarketCore:
         self.config = config
         self.spec = spec = MarketSpec.from_config(config)
         self.num_envs = B = int(num_envs)
-        self.mechanism: Mechanism = (
-            config.mechanism
-            if isinstance(config.mechanism, Mechanism)
-            else mechanisms.make(config.mechanism, **config.mechanism_params)
+        self.mechanism: Mechanism = mechanisms.build(
+            config.mechanism, config.mechanism_params
         )
         self.source = make_source(
             config.valuation,

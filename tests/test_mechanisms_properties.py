@@ -594,3 +594,67 @@ def test_issue_19_cases():
     rng = np.random.default_rng(0)
     for n, k in itertools.product(range(2, 6), repeat=2):
         check_matching("assignment", 10 ** rng.uniform(0, 17, (100, n, k)), None, 0, 0)
+
+
+# --- typed families and declared parameters (issue 21) ---------------------------
+
+BASES = {
+    "one_sided": mechanisms.OneSided,
+    "two_sided": mechanisms.TwoSided,
+    "matching": mechanisms.Matching,
+}
+
+
+@pytest.mark.parametrize("name", mechanisms.names())
+def test_family_follows_from_the_class(name):
+    cls = mechanisms.mechanism_class(name)
+    mine = [fam for fam, base in BASES.items() if issubclass(cls, base)]
+    assert mine == [cls.family] == [mechanisms.family(name)]
+    mech = mechanisms.make(name)
+    assert mech.family == cls.family
+    with pytest.raises(AttributeError, match="follows from its class"):
+        mech.family = "matching"
+
+
+@pytest.mark.parametrize("name", mechanisms.names())
+def test_parameters_are_declared_with_their_defaults(name):
+    params = mechanisms.parameters(name)
+    assert list(params)[:2] == ["reserve", "seed"]
+    mech = mechanisms.make(name, **params)  # every declared name is accepted
+    for key, default in params.items():
+        assert getattr(mech, key) == default
+    assert mechanisms.parameters(mech) == params
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) bogus_key"):
+        mechanisms.make(name, bogus_key=1)
+
+
+@pytest.mark.parametrize("name", mechanisms.names())
+def test_one_rule_for_the_number_of_sellers(name):
+    two = mechanisms.family(name) == "two_sided"
+    assert mechanisms.n_sellers(name, 4) == (4 if two else 0)
+    assert mechanisms.n_sellers(name, 4, 7) == (7 if two else 0)
+    assert mechanisms.n_sellers(mechanisms.make(name), 3) == (3 if two else 0)
+
+
+def test_build_takes_a_name_or_an_instance():
+    mech = mechanisms.make("gsp", reserve=0.2)
+    assert mechanisms.build(mech, {}) is mech
+    assert mechanisms.build("k_double", {"k": 0.25}).k == 0.25
+    with pytest.raises(ConfigError, match=r"must be empty.*reserve"):
+        mechanisms.build(mech, {"reserve": 0.1})
+
+
+def test_a_family_base_requires_clear():
+    class NoClear(mechanisms.OneSided):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoClear()
+
+    class Legacy(mechanisms.Mechanism):  # the string API of plug-ins stays
+        family = "two_sided"
+
+        def clear(self, bids, asks, rng=None, buyer_active=None, seller_active=None):
+            raise NotImplementedError
+
+    assert Legacy.family == "two_sided" and Legacy.n_sellers_for(2) == 2

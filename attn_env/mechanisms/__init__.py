@@ -2,13 +2,16 @@
 
 Every mechanism is a small object whose ``clear(...)`` works on a batch of ``B``
 independent markets at once and returns an :class:`Outcome`. Its class says
-its family (``one_sided``, ``two_sided`` or ``matching``), which fixes what
-``clear`` takes and how the environment calls it.
+its family: a subclass of :class:`OneSided`, :class:`TwoSided` or
+:class:`Matching`, each declaring the ``clear`` the environment calls
+(``family`` is the read-only name of that base: ``one_sided``, ``two_sided``,
+``matching``). Each class lists its parameters and their defaults
+(:func:`parameters`), checked when it is built (``ConfigError``).
 
 A user's own mechanism joins the registry with :func:`register` (a subclass of
-:class:`Mechanism`), after which every env, ``simulate`` and YAML config can
-name it; the envs also take a mechanism *instance* directly. See
-``docs/custom_mechanism.md``.
+a family base, or of :class:`Mechanism` naming its ``family``), after which
+every env, ``simulate`` and YAML config can name it; the envs also take a
+mechanism *instance* directly. See ``docs/custom_mechanism.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import importlib
 from typing import Any
 
 from attn_env.errors import ConfigError, UserError
-from attn_env.mechanisms._base import FAMILIES, Mechanism
+from attn_env.mechanisms._base import FAMILIES, Matching, Mechanism, OneSided, TwoSided
 from attn_env.mechanisms._crossing import walrasian_price
 from attn_env.mechanisms.matching import blocking_pairs
 from attn_env.mechanisms.outcome import Outcome
@@ -39,15 +42,21 @@ _REGISTRY: dict[str, tuple[str, str] | type[Mechanism]] = {
 
 __all__ = [
     "FAMILIES",
+    "Matching",
     "Mechanism",
+    "OneSided",
     "Outcome",
+    "TwoSided",
     "blocking_pairs",
+    "build",
     "family",
     "make",
     "mechanism_class",
+    "n_sellers",
     "name_of",
     "names",
     "names_of_family",
+    "parameters",
     "register",
     "walrasian_price",
 ]
@@ -95,13 +104,51 @@ def make(name: str, **params: Any) -> Mechanism:
     return mechanism_class(name)(**params)
 
 
+def build(
+    mechanism: str | Mechanism, params: dict[str, Any] | None = None
+) -> Mechanism:
+    """The mechanism of a market: ``mechanism`` itself if an instance (its
+    parameters are set: ``params`` must be empty), else ``make(mechanism,
+    **params)``."""
+    if isinstance(mechanism, Mechanism):
+        if params:
+            raise ConfigError(
+                "mechanism_params must be empty when the mechanism is an instance "
+                f"(its parameters are set), got {', '.join(map(str, params))}"
+            )
+        return mechanism
+    return make(mechanism, **(params or {}))
+
+
+def parameters(mechanism: str | Mechanism | type[Mechanism]) -> dict[str, Any]:
+    """Every keyword parameter of a mechanism (name, instance or class) and its
+    default: what a config's ``mechanism_params`` may set."""
+    if isinstance(mechanism, type) and issubclass(mechanism, Mechanism):
+        cls = mechanism
+    elif isinstance(mechanism, Mechanism):
+        cls = type(mechanism)
+    else:
+        cls = mechanism_class(mechanism)
+    return cls.parameters()
+
+
+def n_sellers(mechanism: str | Mechanism, n_buyers: int, n_sellers: int = 0) -> int:
+    """Sellers in a market of ``mechanism``: ``n_sellers``, or ``n_buyers`` when
+    0, in a two-sided market; 0 in the others (the one place of this rule)."""
+    cls = type(mechanism) if isinstance(mechanism, Mechanism) else None
+    cls = cls or mechanism_class(mechanism)
+    return cls.n_sellers_for(n_buyers, n_sellers)
+
+
 def register(name: str, cls: type[Mechanism]) -> None:
     """Add a user's mechanism class under ``name`` (for configs, envs, simulate).
 
     Args:
         name: the name configs use; must not shadow a registered mechanism.
-        cls: a subclass of :class:`Mechanism` whose ``family`` is one of
-            ``FAMILIES`` and whose ``clear`` follows that family's signature.
+        cls: a subclass of :class:`OneSided`, :class:`TwoSided` or
+            :class:`Matching` (or of :class:`Mechanism` setting ``family`` to
+            one of ``FAMILIES``) whose ``clear`` follows that family's
+            signature.
 
     Raises:
         UserError: a taken or empty name, or a class that is not a mechanism.

@@ -1,25 +1,59 @@
-"""What every mechanism shares: reserve, seeded tie-breaks, random-order ranking."""
+"""What every mechanism shares, and the three families with their ``clear``.
+
+A mechanism's family follows from its class: :class:`OneSided` (position
+auctions: bids for slots), :class:`TwoSided` (bids and asks) or
+:class:`Matching` (a value per buyer and slot). Each base declares the
+``clear`` signature the environment calls; ``family`` is a read-only name
+derived from the base, kept for code that reads it.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from attn_env.errors import ConfigError, UserError
 from attn_env.mechanisms._validate import check_reserve, check_unknown
+from attn_env.mechanisms.outcome import Outcome
 
 FAMILIES = ("one_sided", "two_sided", "matching")
 
-__all__ = ["FAMILIES", "Mechanism", "rank_desc"]
+__all__ = [
+    "FAMILIES",
+    "Matching",
+    "Mechanism",
+    "OneSided",
+    "TwoSided",
+    "rank_desc",
+]
 
 
-class Mechanism:
+class _Family:
+    """``cls.family``: the family of the nearest base that declares one.
+
+    Read-only on instances. A class may still set ``family = "one_sided"``
+    itself (a plug-in written against the string API); it then shadows this.
+    """
+
+    def __get__(self, obj: Any, cls: type) -> str:
+        for base in cls.__mro__:
+            fam = base.__dict__.get("_family")
+            if fam:
+                return fam
+        return ""
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError("a mechanism's family follows from its class")
+
+
+class Mechanism(ABC):
     """Base of all mechanisms: holds ``reserve`` and the tie-break generator.
 
     Args:
-        reserve: reserve price per unit (>= 0).
+        reserve: reserve price per unit: 0 or in ``[1e-150, 1e150]``.
         seed: seed of the generator used for tie-breaks when ``clear`` is given no
             ``rng``; ``None`` draws fresh entropy.
         **params: family-specific parameters; unknown names raise ``ConfigError``.
@@ -27,8 +61,10 @@ class Mechanism:
 
     name: ClassVar[str] = ""
     #: ``one_sided`` (bids for slots), ``two_sided`` (bids and asks) or
-    #: ``matching`` (a value per buyer and slot): what ``clear`` takes.
-    family: ClassVar[str] = ""
+    #: ``matching`` (a value per buyer and slot): what ``clear`` takes. Derived
+    #: from the family base class (:class:`OneSided`, ...).
+    family = _Family()
+    _family: ClassVar[str] = ""
     #: a sequential market (the CDA): traders leave once their unit has traded.
     sequential: ClassVar[bool] = False
     #: family-specific keyword parameters and their defaults.
@@ -48,6 +84,30 @@ class Mechanism:
         for key, default in self.params.items():
             setattr(self, key, params.get(key, default))
 
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """Every keyword the constructor accepts, with its default.
+
+        ``reserve`` and ``seed`` (every mechanism's) and the class's own
+        ``params``: what a config's ``mechanism_params`` may set.
+        """
+        return {"reserve": 0.0, "seed": None, **cls.params}
+
+    @classmethod
+    def n_sellers_for(cls, n_buyers: int, n_sellers: int = 0) -> int:
+        """Sellers in a market of this mechanism: the one rule for the default.
+
+        Two-sided markets have ``n_sellers`` sellers, ``n_buyers`` when it is
+        0 (unset); the other families have none.
+        """
+        if cls.family != "two_sided":
+            return 0
+        return n_sellers or n_buyers
+
+    @abstractmethod
+    def clear(self, *args: Any, **kwargs: Any) -> Outcome:
+        """Clear ``B`` markets; the family base fixes the arguments."""
+
     def _gen(self, rng: np.random.Generator | None) -> np.random.Generator:
         """The generator for this call: ``rng`` if given, else the mechanism's own."""
         if rng is None:
@@ -59,6 +119,56 @@ class Mechanism:
     def __repr__(self) -> str:
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in self.params)
         return f"{type(self).__name__}(reserve={self.reserve!r}{extra})"
+
+
+class OneSided(Mechanism):
+    """A position auction: buyers bid per unit of attention for ranked slots."""
+
+    _family = "one_sided"
+
+    @abstractmethod
+    def clear(
+        self,
+        bids: ArrayLike,
+        weights: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Outcome:
+        """Clear ``B`` auctions: ``bids [B, n]``, slot attention ``weights [K]``
+        or ``[B, K]`` (descending)."""
+
+
+class TwoSided(Mechanism):
+    """A market of buyers' bids and sellers' asks, one unit per trader."""
+
+    _family = "two_sided"
+
+    @abstractmethod
+    def clear(
+        self,
+        bids: ArrayLike,
+        asks: ArrayLike,
+        rng: np.random.Generator | None = None,
+        buyer_active: ArrayLike | None = None,
+        seller_active: ArrayLike | None = None,
+    ) -> Outcome:
+        """Clear ``B`` markets: ``bids [B, n]``, ``asks [B, m]``; inactive
+        traders (``False`` in the masks) stay out of the book."""
+
+
+class Matching(Mechanism):
+    """A matching of buyers to slots from a value per buyer and slot."""
+
+    _family = "matching"
+
+    @abstractmethod
+    def clear(
+        self,
+        values: ArrayLike,
+        weights: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Outcome:
+        """Match ``B`` markets: ``values [B, n, K]``; ``weights`` are the
+        slots' attention, the units of ``alloc``."""
 
 
 def rank_desc(

@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from attn_env.errors import UserError
-from attn_env.mechanisms._base import Mechanism
+from attn_env.mechanisms._base import TwoSided
 from attn_env.mechanisms._crossing import Crossing, check_two_sided, cross
 from attn_env.mechanisms._validate import check_k
 from attn_env.mechanisms.outcome import Outcome
@@ -47,10 +47,8 @@ from attn_env.mechanisms.outcome import Outcome
 __all__ = ["CDA", "CallMarket", "KDouble", "McAfee", "SealedDouble"]
 
 
-class SealedDouble(Mechanism):
+class SealedDouble(TwoSided):
     """A sealed-bid double auction: sort, cross, price; subclasses set the rule."""
-
-    family = "two_sided"
 
     def clear(
         self,
@@ -208,7 +206,7 @@ def _trade_outcome(
     )
 
 
-class CDA(Mechanism):
+class CDA(TwoSided):
     """One round of a continuous double auction with an order book.
 
     Every active trader places one order, in the arrival ``order``. An incoming
@@ -226,7 +224,6 @@ class CDA(Mechanism):
     operation over all ``B`` markets.
     """
 
-    family = "two_sided"
     sequential = True
     name = "cda"
 

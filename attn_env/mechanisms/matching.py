@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from attn_env.errors import UserError
-from attn_env.mechanisms._base import Mechanism, rank_desc
+from attn_env.mechanisms._base import Matching, rank_desc
 from attn_env.mechanisms._validate import as_batch, check_nonneg, check_weights
 from attn_env.mechanisms.outcome import Outcome
 
@@ -53,10 +53,8 @@ MAX_SUBSET = 10
 _BLOCK = 1 << 22
 
 
-class _Matching(Mechanism):
+class _Matching(Matching):
     """Validation and outcome assembly shared by the matchings."""
-
-    family = "matching"
 
     def _values(
         self, values: ArrayLike, weights: ArrayLike | None

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from attn_env.checks import show
 from attn_env.errors import ConfigError, UserError
-from attn_env.mechanisms._base import Mechanism, rank_desc
+from attn_env.mechanisms._base import OneSided, rank_desc
 from attn_env.mechanisms._validate import (
     as_batch,
     check_nonneg,
@@ -44,7 +44,7 @@ from attn_env.mechanisms.outcome import Outcome
 __all__ = ["GSP", "VCG", "FirstPrice", "PositionAuction", "SecondPrice"]
 
 
-class PositionAuction(Mechanism):
+class PositionAuction(OneSided):
     """Common clearing of the position auctions; subclasses set the price rule.
 
     Args:
@@ -52,8 +52,6 @@ class PositionAuction(Mechanism):
         seed: seed of the tie-break generator (used when ``clear`` gets no ``rng``).
         n_slots: ``K`` when ``clear`` gets no ``weights`` (slots of attention 1).
     """
-
-    family = "one_sided"
 
     params: ClassVar[dict[str, Any]] = {"n_slots": 1}
 
