@@ -88,7 +88,7 @@ def _no_bool(value: Any) -> str:
 
 def _range(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
-        return f"in [{low:,}, {high:,}]"
+        return f">= {low:,} and at most {high:,}"
     if low is not None:
         return f">= {low:,}"
     if high is not None:
@@ -102,7 +102,8 @@ def check_int(
     """``value`` as an ``int`` if it is an integer in ``[low, high]``, else one line.
 
     Booleans are refused (``k: true`` is not 1). The message names ``name`` and
-    the range, so a cap reads as ``n_buyers must be an integer in [1, 10,000]``.
+    the range, so a cap reads as ``n_buyers must be an integer >= 1 and at most
+    10,000``.
     """
     ok = is_int(value)
     if ok:
