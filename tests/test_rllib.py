@@ -75,15 +75,22 @@ def test_rllib_params_are_checked():
 
 
 def test_ray_missing_gives_the_install_command(tmp_path, monkeypatch, capsys):
-    # training.rllib picks its env's base class at import: import it afresh
-    # without ray, and drop that copy afterwards so later tests get the real one
-    sys.modules.pop("training.rllib", None)
+    # training.rllib_env picks its env's base class at import: import the
+    # backend afresh without ray, and drop those copies afterwards so later
+    # tests get the real ones
+    backend = ("training.rllib", "training.rllib_env", "training.ray_start")
+
+    def drop() -> None:
+        for name in backend:
+            sys.modules.pop(name, None)
+
+    drop()
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     path = _yaml(tmp_path, _config())
     try:
         assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
     finally:
-        sys.modules.pop("training.rllib", None)
+        drop()
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert 'pip install -e ".[rllib]"' in err
@@ -280,7 +287,7 @@ def test_restarted_runner_pulls_the_pools_from_the_board():
     # pools: at its first reset it fills them from the trainer's pool board
     ray = pytest.importorskip("ray")
 
-    from training.rllib import MarketMultiAgentEnv, _pool_board
+    from training.rllib import MarketMultiAgentEnv, pool_board
 
     ray.init(
         address="local",
@@ -290,7 +297,7 @@ def test_restarted_runner_pulls_the_pools_from_the_board():
         configure_logging=False,
     )
     try:
-        board = _pool_board(ray, "attn_market_pools_test")
+        board = pool_board(ray, "attn_market_pools_test")
         experiment = _three_buyers(self_play_pool=2)
         env = MarketMultiAgentEnv(
             {

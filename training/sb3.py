@@ -34,8 +34,6 @@ import dataclasses
 import inspect
 import json
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +41,11 @@ import numpy as np
 
 from agents import for_market
 from attn_env.checks import is_real
-from attn_env.config import ExperimentConfig, TrainConfig, make_config
-from attn_env.core import MarketSpec
+from attn_env.config import ExperimentConfig, TrainConfig
 from attn_env.errors import ConfigError, UserError
-from attn_env.observation import role_of
 from attn_env.players import Seats
-from training.actions import ActionMap, action_map_for, map_mode
-from training.checkpoint import CONFIG, MANIFEST, WEIGHTS, load_tensors, save_tensors
+from training.checkpoint import MANIFEST, WEIGHTS, load_tensors, save_tensors
+from training.learners import Learner, plan_learners, training_env, write_config
 from training.policy import (
     RolePolicy,
     action_map_from,
@@ -66,77 +62,6 @@ from training.train_config import MAX_LAYER, check_train_config, resolve_sb3_kwa
 from training.vec_adapter import MarketVecEnv
 
 __all__ = ["Learner", "Trainer", "plan_learners", "train", "training_env"]
-
-
-@dataclass
-class Learner:
-    """One SB3 model and the seats it controls."""
-
-    name: str
-    "``buyer``/``seller`` (shared by role) or an agent name (``share: none``)."
-    role: str
-    seats: list[int]
-    "Agent indices of its seats (in ``vector_env.agents`` order)."
-    action_map: ActionMap
-    seed: int
-    model: Any = None
-    env: MarketVecEnv | None = None
-    frozen: RolePolicy | None = None
-    "Its latest policy, as the other learners see it (updated after each chunk)."
-    pool: SnapshotPool | None = None
-
-    @property
-    def timesteps(self) -> int:
-        return int(self.model.num_timesteps) if self.model is not None else 0
-
-
-def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Learner]:
-    """Group the ``kind: learn`` agents into learners (without models yet)."""
-    tc = config.train
-    learning = [
-        i for i, a in enumerate(agent_names) if config.agent_spec(a).kind == "learn"
-    ]
-    if not learning:
-        raise ConfigError(
-            "no agent has kind: learn; mark the learners in the config, "
-            "e.g. agents: {buyer: {kind: learn}}"
-        )
-    groups: dict[str, list[int]] = {}
-    for i in learning:
-        name = agent_names[i]
-        key = role_of(name) if tc.share == "role" else name
-        groups.setdefault(key, []).append(i)
-    mode = map_mode(config.env.action, tc.squash)
-    if mode == "absolute":
-        warnings.warn(
-            "env.action is absolute: the learners' policies output bids, which "
-            "collapse toward 0 in first price (docs/design.md#the-action-recipe); set "
-            "env.action: shade (or leave it out) to learn shading factors",
-            stacklevel=2,
-        )
-    seeds = np.random.SeedSequence(config.seed).generate_state(len(groups))
-    out = []
-    for (key, seats), seed in zip(groups.items(), seeds, strict=True):
-        role = role_of(agent_names[seats[0]])
-        amap = action_map_for(config.env, role, mode)
-        out.append(Learner(key, role, seats, amap, int(seed)))
-    return out
-
-
-def training_env(config: ExperimentConfig, num_envs: int, action: str):
-    """The vector env learners train in (the SB3 and RLlib backends').
-
-    Learners act in the env's own units (``action``, the env applies its one
-    formula); the fixed agents (every kind but ``learn``) bid as they are.
-    """
-    import attn_env
-
-    # the agent names without building a market (no valuation source to load)
-    names = MarketSpec.from_config(make_config(config.env)).agents
-    fixed = [a for a in names if config.agent_spec(a).kind != "learn"]
-    return attn_env.vector_env(
-        num_envs, config=config.env, action=action, fixed_agents=fixed
-    )
 
 
 def _model_kwargs(learner: Learner, tc: TrainConfig) -> dict[str, Any]:
@@ -312,13 +237,6 @@ def _others(
             spec = config.agent_spec(name)
             players.append(for_market(spec.kind, spec.params, config.env))
     return Seats(players, n_buyers=config.env.n_buyers)
-
-
-def write_config(run: RunFolder, config: ExperimentConfig) -> None:
-    """Write the resolved config as ``DIR/config.yaml``."""
-    import yaml
-
-    run.write_text(CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False), "config")
 
 
 class Trainer:
