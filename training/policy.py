@@ -30,6 +30,7 @@ from training.checkpoint import (
     load_tensors,
     read_manifest,
 )
+from training.sb3_internals import constructor_parameters
 
 __all__ = [
     "RolePolicy",
@@ -102,7 +103,7 @@ def policy_spec(policy: Any) -> dict[str, Any]:
     """
     kwargs = {
         key: _encode_param(key, value)
-        for key, value in policy._get_constructor_parameters().items()
+        for key, value in constructor_parameters(policy).items()
         if key != "lr_schedule"
     }
     return {"class": type(policy).__name__, "kwargs": kwargs}
@@ -218,7 +219,7 @@ def freeze(policy: Any) -> Any:
     """
     import torch
 
-    clone = type(policy)(**policy._get_constructor_parameters())
+    clone = type(policy)(**constructor_parameters(policy))
     with torch.no_grad():
         clone.load_state_dict(policy.state_dict())
     clone.to(policy.device)
@@ -260,9 +261,7 @@ class RolePolicy:
         """The policy's raw actions ``[M, 1]``, clipped to the action bounds."""
         obs = np.asarray(obs, dtype=np.float32)
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
-            raise UserError(
-                f"obs must have shape [N, {self.obs_dim}], got {obs.shape}"
-            )
+            raise UserError(f"obs must have shape [N, {self.obs_dim}], got {obs.shape}")
         if len(obs) == 0:
             return np.zeros((0, 1), dtype=np.float32)
         actions, _ = self.policy.predict(obs, deterministic=self.deterministic)

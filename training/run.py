@@ -49,10 +49,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from attn_env.checks import is_real
 from attn_env.errors import UnsafePathError, UserError
 from attn_env.fileio import atomic_write_text, fsync_dir, read_user_json, umask_mode
-from attn_env.observation import ROLES
+from training.manifest import (
+    FORMAT,
+    MAX_STEPS,
+    WEIGHTS,
+    RunManifest,
+    is_learner_name,
+    is_pool_file,
+    parse_manifest,
+)
 
 __all__ = [
     "CHECKPOINTS",
@@ -60,8 +67,10 @@ __all__ = [
     "FORMAT",
     "LOCK",
     "MANIFEST",
+    "MAX_STEPS",
     "WEIGHTS",
     "RunFolder",
+    "RunManifest",
     "check_run_manifest",
     "inside_run",
     "is_checkpoint_name",
@@ -76,42 +85,15 @@ LOCK = ".lock"
 CHECKPOINTS = "checkpoints"
 POOL = "pool"
 TB = "tb"
-FORMAT = "attn-market-run/2"
 OLD_FORMATS = ("attn-market-run/1",)
-WEIGHTS = ".safetensors"
-"Suffix of every weights file (checkpoint models and self-play snapshots)."
 KEEP_CHECKPOINTS = 2
 MAX_MANIFEST_BYTES = 16 * 2**20
-MAX_STEPS = 10**15
-"Largest step, update or episode count a manifest may hold."
 _CHECKPOINT = re.compile(r"([0-9]{12,16})-([0-9]{1,4})")
-_POOL_FILE = re.compile(r"[0-9]{12,16}" + re.escape(WEIGHTS))
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-"A learner name usable as one folder name (``pool/<learner>``, ``tb/<learner>``)."
-LEARNER_KEYS = (
-    "role",
-    "seats",
-    "algo",
-    "action",
-    "timesteps",
-    "model",
-    "policy",
-    "sb3",
-)
-"What each ``learners`` entry of a manifest must hold."
-RUN_KEYS = ("algo", "timesteps", "learners", "pool")
-"What a manifest must hold besides ``format`` and ``checkpoint``."
-ALGOS = ("ppo", "sac")
 
 
 def is_checkpoint_name(name: str) -> bool:
     """Whether ``name`` is a checkpoint folder name of the scheme ``<steps>-<i>``."""
     return _CHECKPOINT.fullmatch(name) is not None
-
-
-def is_pool_file(name: str) -> bool:
-    """Whether ``name`` is a self-play snapshot name ``<steps>.safetensors``."""
-    return _POOL_FILE.fullmatch(name) is not None
 
 
 # -- paths inside a run folder --------------------------------------------------------
@@ -240,113 +222,10 @@ def _check_checkpoint(run_dir: str | Path, rel: Any) -> None:
     checked_path(run_dir, rel, "checkpoint")
 
 
-def check_run_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
-    """``UserError`` (one line, naming the manifest) unless a loader can use it.
-
-    Checks the keys, types and ranges :func:`training.load_policy` and
-    ``--resume`` read (counts are integers in ``[0, MAX_STEPS]``, never
-    booleans), and that every file it names is a plain ``.safetensors`` name.
-    """
-    path = Path(run_dir) / MANIFEST
-    _need(path, "manifest", manifest, RUN_KEYS)
-    for key in ("timesteps", "turns", "iterations", "total_timesteps"):
-        if key in manifest or key == "timesteps":
-            _count(path, repr(key), manifest[key])
-    if "wall_s" in manifest and not (
-        is_real(manifest["wall_s"]) and manifest["wall_s"] >= 0
-    ):
-        raise UserError(f"{path}: 'wall_s' must be a number >= 0")
-    learners, pool = manifest["learners"], manifest["pool"]
-    if not isinstance(learners, dict) or not learners:
-        raise UserError(f"{path}: 'learners' must be a non-empty object")
-    if not isinstance(pool, dict):
-        raise UserError(f"{path}: 'pool' must be an object")
-    for name, entry in learners.items():
-        _check_learner(path, name, entry)
-    for name, files in pool.items():
-        if name not in learners:
-            raise UserError(f"{path}: pool {name!r} is not a learner of the run")
-        if not isinstance(files, list):
-            raise UserError(f"{path}: pool {name!r} must be a list of file names")
-        for f in files:
-            _file_name(path, f, f"pool {name!r} file")
-            if not is_pool_file(f):
-                raise UserError(
-                    f"{path}: pool {name!r} file {f!r} is not a "
-                    f"<steps>{WEIGHTS} snapshot name"
-                )
-
-
-def _check_learner(path: Path, name: Any, entry: Any) -> None:
-    what = f"learner {name!r}"
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise UserError(f"{path}: {what} is not a plain learner name")
-    if not isinstance(entry, dict):
-        raise UserError(f"{path}: {what} must be an object")
-    _need(path, what, entry, LEARNER_KEYS)
-    _need(path, f"{what} action", entry["action"], ("mode", "role", "low", "high"))
-    _need(path, f"{what} policy", entry["policy"], ("class", "kwargs"))
-    seats = entry["seats"]
-    if not (
-        isinstance(seats, list) and seats and all(isinstance(a, str) for a in seats)
-    ):
-        raise UserError(f"{path}: {what} 'seats' must be a list of agent names")
-    for where, role in (
-        ("role", entry["role"]),
-        ("action role", entry["action"]["role"]),
-    ):
-        if role not in ROLES:
-            raise UserError(
-                f"{path}: {what} {where} must be one of {', '.join(ROLES)}, "
-                f"got {role!r}"
-            )
-    if entry["algo"] not in ALGOS:
-        raise UserError(
-            f"{path}: {what} 'algo' must be one of {', '.join(ALGOS)}, "
-            f"got {entry['algo']!r}"
-        )
-    for key in ("timesteps", "n_updates", "episode_num"):
-        _count(path, f"{what} {key!r}", entry.get(key, 0))
-    if not isinstance(entry["sb3"], dict):
-        raise UserError(f"{path}: {what} 'sb3' must be an object")
-    _file_name(path, entry["model"], f"{what} model")
-
-
-def _count(path: Path, what: str, value: Any) -> int:
-    """An integer in ``[0, MAX_STEPS]`` (``true`` is not 1), else one line."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(
-            f"{path}: {what} must be an integer >= 0, got {str(value)[:40]!r}"
-        )
-    if not 0 <= value <= MAX_STEPS:
-        raise UserError(
-            f"{path}: {what} must be an integer in [0, {MAX_STEPS:.0e}], "
-            f"got {str(value)[:40]}"
-        )
-    return value
-
-
-def _need(path: Path, what: str, obj: Any, keys: tuple[str, ...]) -> None:
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: {what} must be an object, got {type(obj).__name__}")
-    missing = [k for k in keys if k not in obj]
-    if missing:
-        raise UserError(f"{path}: {what} lacks key(s) {', '.join(map(repr, missing))}")
-
-
-def _file_name(manifest: Path, name: Any, what: str) -> None:
-    """A bare ``*.safetensors`` file name (no folder part, nothing hidden)."""
-    if (
-        not isinstance(name, str)
-        or not name.endswith(WEIGHTS)
-        or name != PurePosixPath(name).name
-        or "\\" in name
-        or name.startswith(".")
-    ):
-        raise UserError(
-            f"{manifest}: {what} {name!r} is not a plain {WEIGHTS} file name; "
-            "refusing it"
-        )
+def check_run_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> RunManifest:
+    """The typed manifest, or ``UserError`` (one line, naming the manifest) unless a
+    loader can use it (:func:`training.manifest.parse_manifest`)."""
+    return parse_manifest(run_dir, manifest)
 
 
 # -- the run folder -------------------------------------------------------------------
@@ -394,13 +273,13 @@ class RunFolder:
         return run
 
     @classmethod
-    def resume(cls, path: str | Path) -> tuple[RunFolder, dict[str, Any]]:
-        """The run in ``path`` (locked) and its checked manifest."""
+    def resume(cls, path: str | Path) -> tuple[RunFolder, RunManifest]:
+        """The run in ``path`` (locked) and its checked, typed manifest."""
         run = cls(path)
         run._check_is_folder(must_exist=True)
         run.lock()
         try:
-            manifest = run.read_manifest()
+            manifest = run.load_manifest()
         except BaseException:
             run.close()
             raise
@@ -519,7 +398,7 @@ class RunFolder:
 
     def learner_folder(self, kind: str, learner: str) -> Path:
         """``DIR/pool/<learner>`` or ``DIR/tb/<learner>``, a real folder."""
-        if not _NAME.fullmatch(learner):
+        if not is_learner_name(learner):
             raise UserError(f"learner name {learner!r} cannot name a folder")
         return self.folder(f"{kind}/{learner}", f"{kind} folder")
 
@@ -531,9 +410,9 @@ class RunFolder:
         """A TensorBoard log folder ``DIR/tb/<name>`` (a checked real folder)."""
         return self.learner_folder(TB, name)
 
-    def checkpoint_file(self, manifest: dict[str, Any], name: str, what: str) -> Path:
+    def checkpoint_file(self, manifest: RunManifest, name: str, what: str) -> Path:
         """The file ``name`` of the manifest's checkpoint, checked."""
-        return self.path_of(f"{manifest['checkpoint']}/{name}", what)
+        return self.path_of(f"{manifest.checkpoint}/{name}", what)
 
     def pool_file(self, learner: str, name: str) -> Path | None:
         """A recorded snapshot of ``learner``: its path if a regular file, else None."""
@@ -550,6 +429,18 @@ class RunFolder:
         manifest = read_manifest(self.path)
         check_run_manifest(self.path, manifest)
         return manifest
+
+    def load_manifest(self) -> RunManifest:
+        """The checked manifest, typed (:func:`training.manifest.parse_manifest`)."""
+        return parse_manifest(self.path, read_manifest(self.path))
+
+    def save(
+        self, manifest: RunManifest, files: dict[str, Callable[[Path], Any]]
+    ) -> dict[str, Any]:
+        """Write a checkpoint of ``files`` described by ``manifest``; the checked
+        manifest as written (a dict, as :func:`training.load_policy` reads it)."""
+        self.write_checkpoint(manifest.timesteps, files, manifest.to_dict())
+        return self.read_manifest()
 
     def write_text(self, rel: str, text: str, what: str) -> Path:
         """Write ``DIR/rel`` atomically (e.g. ``config.yaml``), holding the lock."""

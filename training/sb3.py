@@ -30,10 +30,8 @@ seller asking the top would never trade.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +42,13 @@ from attn_env.checks import is_real
 from attn_env.config import ExperimentConfig, TrainConfig
 from attn_env.errors import ConfigError, UserError
 from attn_env.players import Seats
-from training.checkpoint import MANIFEST, WEIGHTS, load_tensors, save_tensors
-from training.learners import Learner, plan_learners, training_env, write_config
-from training.policy import (
-    RolePolicy,
-    action_map_from,
-    algo_class,
-    build_policy,
-    freeze,
-    policy_spec,
-    resolve_device,
-)
-from training.run import MAX_STEPS, RunFolder
+from training.checkpoint import MANIFEST, save_tensors
+from training.learners import Learner, plan_learners, training_env
+from training.policy import RolePolicy, algo_class, freeze, resolve_device
+from training.run import MAX_STEPS, RunFolder, RunManifest
 from training.sb3_internals import counters, model_state, set_counters, set_model_state
 from training.selfplay import PoolPlayer, SnapshotPool, plays_pool, seat_matrix
+from training.skeleton import TrainingRun
 from training.train_config import MAX_LAYER, check_train_config, resolve_sb3_kwargs
 from training.vec_adapter import MarketVecEnv
 
@@ -213,6 +204,9 @@ class _Progress:
 
         return _Tick()
 
+    def update(self, done: int, added: int) -> None:
+        """Nothing: the bar moves with every env step (:meth:`callback`)."""
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -239,12 +233,15 @@ def _others(
     return Seats(players, n_buyers=config.env.n_buyers)
 
 
-class Trainer:
-    """A training run: learners, their envs and models, built from a config.
+class Trainer(TrainingRun):
+    """A training run with SB3: learners, their envs and models, built from a config.
 
     ``Trainer(config, out).run()`` is :func:`train`; building the object first
     gives access to the in-memory learners (tests compare them with what
-    :func:`training.load_policy` reads back).
+    :func:`training.load_policy` reads back). The run folder, manifest, resume
+    checks, self-play pools and the checkpoint loop are
+    :class:`~training.skeleton.TrainingRun`'s; this class builds SB3 models,
+    saves and loads their state and trains one turn.
 
     Args:
         config: the experiment (``train`` section: algorithm, sharing, steps, ...).
@@ -252,6 +249,8 @@ class Trainer:
         resume: continue the run in ``out`` from its last checkpoint.
         progress: show a progress bar.
     """
+
+    backend = "sb3"
 
     def __init__(
         self,
@@ -266,42 +265,21 @@ class Trainer:
                 f"train.backend is {config.train.backend!r}: train it with "
                 "training.train or `attn-market train`, not training.sb3"
             )
-        self.config, self.out, self.progress = config, Path(out), progress
+        self.out, self.progress = Path(out), progress
+        self._bar: _Progress | None = None
         # the run folder is locked from here until run() ends (or close())
-        old: dict[str, Any] | None = None
         if resume:
-            self.run_folder, old = RunFolder.resume(self.out)
+            run, old = RunFolder.resume(self.out)
         else:
-            self.run_folder = RunFolder.fresh(self.out)
+            run, old = RunFolder.fresh(self.out), None
+        self.run_folder = run
         try:
-            self._set_up(old)
+            super().__init__(config, run, old)
+            self._set_up_torch()
+            self.start()
         except BaseException:
             self.close()
             raise
-
-    def _set_up(self, old: dict[str, Any] | None) -> None:
-        """Learners, envs and models (the checkpoint's when resuming), then config."""
-        import attn_env
-
-        config = self.config
-        self._set_up_torch()
-        self.agent_names = list(attn_env.vector_env(1, config=config.env).agents)
-        self.learners = plan_learners(config, self.agent_names)
-        if old is not None:
-            self._check_resumable(old)
-        self._build_envs()
-        self._build_models(old)
-        for lr in self.learners:
-            lr.env.others = _others(lr, self.learners, config, self.agent_names)
-        self.state = {"turns": 0, "wall_s": 0.0}
-        if old is not None:
-            self.state = {
-                "turns": int(old.get("turns", 0)),
-                "wall_s": float(old.get("wall_s", 0.0)),
-            }
-        # Only now, every check passed: a refused --resume leaves the run's
-        # config.yaml matching its checkpoint.
-        write_config(self.run_folder, config)
 
     def close(self) -> None:
         """Release the run folder's lock (a later :meth:`save` takes it again)."""
@@ -318,28 +296,42 @@ class Trainer:
         torch.set_num_threads(self.config.train.threads)
         set_random_seed(self.config.seed)
 
-    def _check_resumable(self, old: dict[str, Any]) -> None:
-        """The run in ``out`` trained the same learners with the same action maps."""
-        names = sorted(lr.name for lr in self.learners)
-        algos = sorted({e["algo"] for e in old["learners"].values()})
-        if algos != [self.config.train.algo]:
-            raise UserError(
-                f"cannot resume {str(self.out)!r}: it trained with algo "
-                f"{', '.join(map(str, algos))}, the config asks for "
-                f"{self.config.train.algo!r}"
-            )
-        if sorted(old["learners"]) != names:
-            raise UserError(
-                f"cannot resume {str(self.out)!r}: it trained learners "
-                f"{sorted(old['learners'])}, the config asks for {names}"
+    # -- the backend's hooks ----------------------------------------------------------
+
+    def build_models(self, old: RunManifest | None) -> None:
+        """Envs and self-play pools, SB3 models (with the run's keywords, resuming),
+        their frozen copies, and who plays the other seats."""
+        self._build_envs()
+        self._sb3_kwargs: dict[str, dict[str, Any]] = {}
+        for lr in self.learners:
+            tb = self.run_folder.tb_folder(lr.name)
+            if old is None:
+                kwargs, algo = _model_kwargs(lr, self.tc), self.tc.algo
+            else:
+                kwargs, algo = self._old_kwargs(lr, old)
+            try:
+                lr.model = _make_model(lr, algo, kwargs, self.device, tb)
+            except (TypeError, ValueError, RuntimeError, AssertionError) as err:
+                if old is None:
+                    raise
+                text = " ".join(str(err).split())[:200]
+                raise UserError(
+                    f"{self.out / MANIFEST}: learner {lr.name!r}: cannot rebuild "
+                    f"its model ({text})"
+                ) from None
+            self._sb3_kwargs[lr.name] = kwargs
+            lr.frozen = RolePolicy(
+                freeze(lr.model.policy),
+                lr.action_map,
+                deterministic=False,
+                env_units=True,
             )
         for lr in self.learners:
-            if action_map_from(old["learners"][lr.name]) != lr.action_map:
-                raise UserError(f"cannot resume {lr.name!r}: its action map changed")
+            lr.env.others = _others(lr, self.learners, self.config, self.names)
 
     def _build_envs(self) -> None:
         """Each learner's vector env of ``num_envs`` markets, and its self-play pool."""
-        tc = self.config.train
+        tc = self.tc
         for lr in self.learners:
             if plays_pool(lr.seats, tc.self_play_pool):
                 lr.pool = SnapshotPool(
@@ -349,149 +341,62 @@ class Trainer:
             seats = seat_matrix(lr.seats, tc.num_envs, tc.self_play_pool)
             lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed)
 
-    def _build_models(self, old: dict[str, Any] | None) -> None:
-        """Fresh SB3 models (or the checkpoint's, resuming) and their frozen copies."""
-        tc = self.config.train
-        self._sb3_kwargs: dict[str, dict[str, Any]] = {}
+    def _old_kwargs(self, lr: Learner, old: RunManifest) -> tuple[dict[str, Any], str]:
+        """The run's own SB3 keywords for ``lr`` (as SB3's ``load`` kept them),
+        checked for type and range."""
+        entry = old.learners[lr.name]
+        where = f"{self.out / MANIFEST}: learner {lr.name!r}"
+        check_sb3_kwargs(where, entry.algo, entry.sb3)
+        return dict(entry.sb3), entry.algo
+
+    def load_state(self, old: RunManifest, saved: dict[str, tuple[Any, Path]]) -> None:
+        """Weights, optimizer state and counters from safetensors; nothing unpickled."""
         for lr in self.learners:
-            tb = self.run_folder.tb_folder(lr.name)
-            if old is not None:
-                self._resume_model(lr, old, tb)
-            else:
-                kwargs = _model_kwargs(lr, tc)
-                lr.model = _make_model(lr, tc.algo, kwargs, self.device, tb)
-                self._sb3_kwargs[lr.name] = kwargs
-            lr.frozen = RolePolicy(
-                freeze(lr.model.policy),
-                lr.action_map,
-                deterministic=False,
-                env_units=True,
-            )
-            if lr.pool is not None and not lr.pool.members:
-                lr.pool.add(lr.model.policy, lr.timesteps)
+            entry = old.learners[lr.name]
+            tree, path = saved[lr.name]
+            set_model_state(lr.model, tree, path)
+            lr.model.num_timesteps = entry.timesteps
+            set_counters(lr.model, entry.n_updates, entry.episode_num)
+            lr.frozen.policy = freeze(lr.model.policy)
+            # A fresh, reproducible stream for the continued run.
+            lr.env.seed(lr.seed + lr.timesteps)
 
-    def _resume_model(self, lr: Learner, old: dict[str, Any], tb: Path) -> None:
-        """Rebuild ``lr``'s model from the manifest; load weights and optimizer state.
+    def save_state(self, lr: Learner) -> tuple[Any, Any]:
+        return lr.model.policy, (
+            lambda path, m=lr.model: save_tensors(path, model_state(m))
+        )
 
-        The hyperparameters are the run's (from the manifest), as SB3's own
-        ``load`` kept them; the state comes from safetensors only.
-        """
-        entry = old["learners"][lr.name]
-        where = self.out / MANIFEST
-        check_sb3_kwargs(f"{where}: learner {lr.name!r}", entry["algo"], entry["sb3"])
-        path = self.run_folder.checkpoint_file(old, entry["model"], f"{lr.name} model")
-        try:
-            lr.model = _make_model(lr, entry["algo"], entry["sb3"], self.device, tb)
-        except (TypeError, ValueError, RuntimeError, AssertionError) as err:
-            text = " ".join(str(err).split())[:200]
-            raise UserError(
-                f"{where}: learner {lr.name!r}: cannot rebuild its model ({text})"
-            ) from None
-        self._sb3_kwargs[lr.name] = dict(entry["sb3"])
-        set_model_state(lr.model, load_tensors(path, device="cpu"), path)
-        lr.model.num_timesteps = int(entry["timesteps"])
-        set_counters(lr.model, entry.get("n_updates", 0), entry.get("episode_num", 0))
-        # A fresh, reproducible stream for the continued run.
-        lr.env.seed(lr.seed + lr.timesteps)
-        if lr.pool is not None:
-            files = list(old["pool"].get(lr.name, []))
-            algo, spec = entry["algo"], entry["policy"]
+    def learner_steps(self, lr: Learner) -> int:
+        return lr.timesteps
 
-            def build() -> Any:
-                try:
-                    return build_policy(algo, spec)
-                except ValueError as err:
-                    raise UserError(f"{where}: learner {lr.name!r}: {err}") from None
+    def record(self, lr: Learner) -> dict[str, Any]:
+        return {**counters(lr.model), "sb3": self._sb3_kwargs[lr.name]}
 
-            lr.pool.restore(build, files, self.device)
+    def open_log(self, total: int, start: int, enabled: bool) -> _Progress:
+        self._bar = _Progress(total, start, enabled)
+        return self._bar
 
-    @property
-    def timesteps(self) -> int:
-        """Agent-steps trained so far, all learners together."""
-        return sum(lr.timesteps for lr in self.learners)
-
-    def step(self, progress: _Progress | None = None) -> Learner:
+    def train_chunk(self) -> list[Learner]:
         """One turn: the learner with the fewest steps trains one chunk."""
-        tc = self.config.train
+        tc = self.tc
         lr = min(self.learners, key=lambda x: x.timesteps)
         steps = _chunk(lr, tc, max(tc.total_timesteps - self.timesteps, 1))
+        bar = self._bar
         lr.model.learn(
             steps,
-            callback=progress.callback(lr) if progress is not None else None,
+            callback=bar.callback(lr) if bar is not None else None,
             reset_num_timesteps=False,
             tb_log_name=lr.name,
         )
         lr.frozen.policy = freeze(lr.model.policy)
-        if lr.pool is not None:
-            lr.pool.add(lr.model.policy, lr.timesteps)
-        self.state["turns"] += 1
-        return lr
-
-    def save(self, finished: bool = False) -> dict[str, Any]:
-        """Write an atomic checkpoint of every learner now; returns the manifest."""
-        config, names, learners = self.config, self.agent_names, self.learners
-        manifest = {
-            "algo": config.train.algo,
-            "mechanism": config.env.mechanism,
-            "seed": config.seed,
-            "agents": names,
-            "timesteps": self.timesteps,
-            "total_timesteps": config.train.total_timesteps,
-            "finished": finished,
-            "learners": {
-                lr.name: {
-                    "role": lr.role,
-                    "seats": [names[s] for s in lr.seats],
-                    "algo": config.train.algo,
-                    "action": dataclasses.asdict(lr.action_map),
-                    "timesteps": lr.timesteps,
-                    **counters(lr.model),
-                    "model": f"{lr.name}{WEIGHTS}",
-                    "policy": policy_spec(lr.model.policy),
-                    "sb3": self._sb3_kwargs[lr.name],
-                }
-                for lr in learners
-            },
-            "pool": {
-                lr.name: list(lr.pool.files) for lr in learners if lr.pool is not None
-            },
-            **self.state,
-        }
-        saves = {
-            f"{lr.name}{WEIGHTS}": (
-                lambda path, m=lr.model: save_tensors(path, model_state(m))
-            )
-            for lr in learners
-        }
-        self.run_folder.write_checkpoint(manifest["timesteps"], saves, manifest)
-        for lr in learners:
-            if lr.pool is not None:
-                lr.pool.prune_files()
-        return self.run_folder.read_manifest()
+        return [lr]
 
     def run(self) -> dict[str, Any]:
         """Train up to ``total_timesteps`` agent-steps, checkpointing on the way."""
-        tc = self.config.train
-        last_ckpt = self.timesteps
-        bar = _Progress(
-            tc.total_timesteps, min(last_ckpt, tc.total_timesteps), self.progress
-        )
-        t0 = time.perf_counter() - self.state["wall_s"]
         try:
-            while self.timesteps < tc.total_timesteps:
-                self.step(bar)
-                done = self.timesteps
-                if (
-                    done - last_ckpt >= tc.checkpoint_every
-                    and done < tc.total_timesteps
-                ):
-                    self.state["wall_s"] = time.perf_counter() - t0
-                    self.save()
-                    last_ckpt = done
-            self.state["wall_s"] = time.perf_counter() - t0
-            return self.save(finished=True)
+            return self.loop(self.progress)
         finally:
-            bar.close()
+            self._bar = None
             self.close()
 
 
