@@ -95,7 +95,7 @@ class EquilibriumAgent:
         seed: int = 0,
     ) -> None:
         if not isinstance(env, EnvConfig):
-            raise ValueError(f"env must be an EnvConfig, got {env!r}")
+            raise UserError(f"env must be an EnvConfig, got {env!r}")
         if solve is None or isinstance(solve, SolveConfig):
             cfg = solve or SolveConfig()
         elif isinstance(solve, Mapping):

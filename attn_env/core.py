@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from attn_env import mechanisms
 from attn_env.actions import shade_to_prices
 from attn_env.config import EnvConfig
+from attn_env.errors import UserError
 from attn_env.feedback import published
 from attn_env.mechanisms import Mechanism
 from attn_env.mechanisms.exposure_floor import promote
@@ -205,7 +206,7 @@ class MarketCore:
 
     def __init__(self, config: EnvConfig, num_envs: int) -> None:
         if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs!r}")
+            raise UserError(f"num_envs must be >= 1, got {num_envs!r}")
         self.config = config
         self.spec = spec = MarketSpec.from_config(config)
         self.num_envs = B = int(num_envs)
@@ -349,14 +350,14 @@ class MarketCore:
         if a.shape == (B, N, 1):
             a = a[..., 0]
         if a.shape != (B, N):
-            raise ValueError(
+            raise UserError(
                 f"actions must have shape ({B}, {N}, 1) or ({B}, {N}), got {a.shape}"
             )
         nan = np.isnan(a)
         if nan.any():
             b, i = np.argwhere(nan)[0]
             where = f" in market {b}" if B > 1 else ""
-            raise ValueError(
+            raise UserError(
                 f"action of {self.spec.agents[i]}{where} is nan; expected a number in "
                 f"{expected}"
             )

@@ -37,6 +37,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
+
 Strategy = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
 __all__ = [
@@ -84,14 +86,14 @@ def first_price_bne(
         A vectorised ``values -> bids`` function.
     """
     if n < 1 or n_slots < 1:
-        raise ValueError(
+        raise UserError(
             f"first-price BNE needs n_buyers >= 1 and n_slots >= 1, got {n} and "
             f"{n_slots}"
         )
     if n_slots >= n:
         return lambda v: np.where(np.asarray(v) >= reserve, np.minimum(reserve, v), 0.0)
     if reserve > 0.0 and n_slots != 1:
-        raise ValueError(
+        raise UserError(
             "first_price BNE with a reserve is known for n_slots=1 only, "
             f"got n_slots={n_slots}"
         )
@@ -121,7 +123,7 @@ def chatterjee_samuelson(
 ) -> Strategy:
     """Linear equilibrium of the bilateral ``k``-double auction on ``U[low, high]``."""
     if not 0.0 <= k <= 1.0:
-        raise ValueError(f"k_double parameter k must be in [0, 1], got {k!r}")
+        raise UserError(f"k_double parameter k must be in [0, 1], got {k!r}")
     if role == "buyer":
 
         def unit(x):  # on [0, 1]
@@ -131,7 +133,7 @@ def chatterjee_samuelson(
         def unit(x):
             return x / (2 - k) + (1 - k) / 2
     else:
-        raise ValueError(f"role must be 'buyer' or 'seller', got {role!r}")
+        raise UserError(f"role must be 'buyer' or 'seller', got {role!r}")
     return _affine(unit, low, high)
 
 

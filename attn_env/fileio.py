@@ -80,7 +80,7 @@ def check_writable_target(path: str | Path) -> None:
     if stat.S_ISREG(mode):
         return
     kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    raise ValueError(
+    raise UserError(
         f"refusing to write {str(path)!r}: it is {kind}, not a regular file; "
         "choose another path"
     )

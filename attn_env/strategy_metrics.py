@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from attn_env import mechanisms
 from attn_env.actions import shade_to_price
 from attn_env.equilibria import Strategy, bne_strategy
+from attn_env.errors import UserError
 from attn_env.observation import ACTIVE, VALUE
 from attn_env.valuations import draw_values
 
@@ -174,13 +175,13 @@ def utility_loss(
     """
     fam = mechanisms.family(env_cfg.mechanism)
     if fam == "matching":
-        raise ValueError(
+        raise UserError(
             f"utility_loss needs a sealed-bid auction, got {env_cfg.mechanism!r}"
         )
     n = env_cfg.n_buyers
     m = (env_cfg.n_sellers or n) if fam == "two_sided" else 0
     if len(strategies) != n + m:
-        raise ValueError(
+        raise UserError(
             f"need {n + m} strategies (buyers then sellers), got {len(strategies)}"
         )
     mech = (

@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from attn_env.checks import ConfigError
+from attn_env.errors import UserError
 from attn_env.plugins import import_plugins, load_entry_points
 
 _COMMAND_MODULES = (
@@ -129,9 +129,13 @@ def _one_line_warning(command: str):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``attn-market`` console script.
 
-    A user error (bad config, option, value or path, a plug-in that fails to
-    import) prints one line, ``attn-market COMMAND: error: ...``, on stderr and
-    returns 2; with ``--debug`` the full traceback comes first.
+    Whose fault an error is decides how it prints. A user error
+    (:class:`~attn_env.errors.UserError`: a bad config, option, value, file or
+    path; a plug-in that fails to import; a YAML syntax error; the operating
+    system refusing a path the user named) prints one line,
+    ``attn-market COMMAND: error: ...``, on stderr and returns 2 (``--debug``
+    prints the traceback first). Anything else is a bug of ours: it prints
+    "internal error" with the full traceback and returns 1.
     """
     import yaml
 
@@ -142,16 +146,21 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _one_line_warning(args.command)
             load_plugins(args)
             return int(args.func(args) or 0)
-    except (ConfigError, ValueError, OSError, yaml.YAMLError) as err:
-        # user errors: a bad config, option, value or path (ValueError covers
-        # json.JSONDecodeError and UnicodeDecodeError, OSError the missing,
-        # unreadable, folder-for-file and file-for-folder paths); anything
-        # else is a bug and keeps its traceback
+    except (UserError, OSError, yaml.YAMLError) as err:
         if getattr(args, "debug", False):
             traceback.print_exception(err, file=sys.stderr)
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"attn-market {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug of ours: keep the traceback
+        traceback.print_exception(err, file=sys.stderr)
+        print(
+            f"attn-market {args.command}: internal error ({type(err).__name__}); "
+            "this is a bug in attn-market, not in your input: please report it "
+            "with the traceback above",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ import attn_env
 from attn_env import mechanisms
 from attn_env.config import ExperimentConfig
 from attn_env.equilibria import Strategy, bne_strategy
+from attn_env.errors import UserError
 from attn_env.figures import new_figure, save_png
 from attn_env.solver import (
     check_converged,
@@ -111,7 +112,7 @@ def _check_run_matches(
     run_agents = manifest.get("agents", agents)
     where = f"{Path(policy_dir) / 'manifest.json'}"
     if run_mech != config.env.mechanism or run_agents != agents:
-        raise ValueError(
+        raise UserError(
             f"{where}: the run was trained in mechanism {run_mech!r} with agents "
             f"{run_agents!r}, but the config's market is {config.env.mechanism!r} "
             f"with agents {agents!r}; evaluate it with the run's own config.yaml"
@@ -119,7 +120,7 @@ def _check_run_matches(
     for name, entry in manifest["learners"].items():
         bad = [a for a in entry["seats"] if a not in agents]
         if bad:
-            raise ValueError(
+            raise UserError(
                 f"{where}: learner {name!r} seats {bad!r} are not agents of the "
                 f"config's market ({', '.join(agents)})"
             )
@@ -156,7 +157,7 @@ def evaluate(
         if value is not None and (
             isinstance(value, bool) or int(value) != value or value < 1
         ):
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise UserError(f"{name} must be an integer >= 1, got {value!r}")
     trained = load_policy(policy_dir)
     _check_run_matches(config, trained.manifest, policy_dir)
     rng = np.random.default_rng(config.seed)

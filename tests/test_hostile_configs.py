@@ -28,7 +28,8 @@ from attn_env.errors import UserError
 
 BIG = "9" * 400
 MAX_SECONDS = 2.0
-"No hostile config may take longer than this to be refused (the issue's hangs)."
+"""CPU seconds within which every hostile config is refused (the issue's hangs
+ran without end). CPU time, not wall time: a loaded machine must not fail it."""
 
 
 def _write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
@@ -39,10 +40,10 @@ def _write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
 
 def _refused(path: Path, *named: str) -> str:
     """``load_config(path)`` fails with one ConfigError line naming ``named``."""
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(UserError) as info:
         load_config(path)
-    took = time.perf_counter() - start
+    took = time.process_time() - start
     msg = str(info.value)
     assert "\n" not in msg, msg
     assert len(msg) < 400, msg

@@ -125,7 +125,7 @@ def shill_scores(
     pay = np.asarray(pay, dtype=np.float64)
     a = np.asarray(alloc, dtype=np.float64)
     if not (b.shape == pay.shape == a.shape and b.ndim >= 2):
-        raise ValueError(
+        raise UserError(
             f"bids, pay and alloc must share one [..., T, n] shape, got {b.shape}, "
             f"{pay.shape}, {a.shape}"
         )
@@ -157,7 +157,7 @@ def relevance_ks(relevance: ArrayLike, reference: ArrayLike) -> NDArray[np.float
     r = np.asarray(relevance, dtype=np.float64)
     ref = np.asarray(reference, dtype=np.float64).ravel()
     if r.ndim != 2 or ref.size == 0:
-        raise ValueError(
+        raise UserError(
             f"relevance must be [T, n] and reference non-empty, got {r.shape} and "
             f"{ref.shape}"
         )
@@ -179,7 +179,7 @@ def exposure_pvalues(alloc: ArrayLike) -> NDArray[np.float64]:
     """
     a = np.asarray(alloc, dtype=np.float64)
     if a.ndim != 2 or a.shape[0] < 1:
-        raise ValueError(f"alloc must be [T, n] with T >= 1, got {a.shape}")
+        raise UserError(f"alloc must be [T, n] with T >= 1, got {a.shape}")
     won = (a > 0).mean(axis=0)
     w = won.mean()
     if w <= 0.0 or w >= 1.0:
@@ -198,7 +198,7 @@ def precision_recall(labels: ArrayLike, flags: ArrayLike) -> dict[str, float]:
     y = np.asarray(labels, dtype=bool).ravel()
     f = np.asarray(flags, dtype=bool).ravel()
     if y.shape != f.shape:
-        raise ValueError(
+        raise UserError(
             f"labels and flags must have one size, got {y.size} and {f.size}"
         )
     tp, fp = int((y & f).sum()), int((~y & f).sum())

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from attn_env.errors import UserError
 from attn_env.metrics import gini
 
 __all__ = [
@@ -55,13 +56,13 @@ DISPARITIES = ("demographic_parity", "disparate_treatment", "disparate_impact")
 def _records(x: ArrayLike, name: str, shape: tuple[int, ...] | None = None) -> Any:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 2:
-        raise ValueError(
+        raise UserError(
             f"{name} must be [M, n] (market rounds x buyers), got {a.shape}"
         )
     if shape is not None and a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+        raise UserError(f"{name} must have shape {shape}, got {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
+        raise UserError(f"{name} must be finite")
     return a
 
 
@@ -84,9 +85,9 @@ def group_means(
     u = _records(merit, "merit", a.shape)
     g = np.asarray(group)
     if g.shape != a.shape or not np.issubdtype(g.dtype, np.integer):
-        raise ValueError(f"group must be integer labels of shape {a.shape}")
+        raise UserError(f"group must be integer labels of shape {a.shape}")
     if g.size and (g.min() < -1 or g.max() >= n_groups):
-        raise ValueError(f"group labels must be in [-1, {n_groups - 1}]")
+        raise UserError(f"group labels must be in [-1, {n_groups - 1}]")
     keep = g >= 0
     idx = g[keep]
 
@@ -180,10 +181,10 @@ def fairness_report(
     u = _records(merit, "merit", a.shape)
     s = np.clip(_records(utility, "utility", a.shape), 0.0, None)
     if np.any(a < 0) or np.any(u < 0):
-        raise ValueError("alloc and merit must be >= 0")
+        raise UserError("alloc and merit must be >= 0")
     n = a.shape[1]
     if len(names) != n:
-        raise ValueError(f"names must name the {n} buyers, got {len(names)}")
+        raise UserError(f"names must name the {n} buyers, got {len(names)}")
     seat = np.broadcast_to(np.arange(n), a.shape)
     by_seat = group_means(a, u, seat, n)
     a_tot, u_tot, s_tot = a.sum(axis=0), u.sum(axis=0), s.sum(axis=0)

@@ -32,6 +32,8 @@ from math import comb, lgamma
 import numpy as np
 from numpy.typing import NDArray
 
+from attn_env.errors import UserError
+
 __all__ = ["RULES", "position_payoffs"]
 
 RULES = ("first_price", "second_price", "gsp", "vcg")
@@ -108,7 +110,7 @@ def position_payoffs(
         cand: ``[C]`` candidate bids of the one bidder.
     """
     if rule not in RULES:
-        raise ValueError(f"unknown position rule {rule!r}; known: {', '.join(RULES)}")
+        raise UserError(f"unknown position rule {rule!r}; known: {', '.join(RULES)}")
     order = np.argsort(support, kind="stable")
     support = np.asarray(support, dtype=np.float64)[order]
     mass = np.asarray(mass, dtype=np.float64)[order]

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from attn_env.errors import UserError
 from attn_market.commands import check_output_file
 
 __all__ = ["register"]
@@ -119,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
         print(main_summary(manifest))
         return 0
     if args.address is not None or args.num_env_runners is not None:
-        raise ValueError(
+        raise UserError(
             "--address and --num-env-runners need train.backend: rllib "
             f"(this config trains with {config.train.backend})"
         )
