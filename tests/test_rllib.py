@@ -72,6 +72,36 @@ def test_rllib_params_are_checked():
         )
     with pytest.raises(ValueError, match="not available with backend rllib"):
         check_train_config(TrainConfig(backend="rllib", algo="sac"))
+    with pytest.raises(ValueError, match=r"log_std_init must be .* in \[-20, 2\]"):
+        check_train_config(
+            TrainConfig(backend="rllib", algo_params={"log_std_init": 3.0})
+        )
+
+
+def test_log_std_default_is_the_sigmoid_spread_only_under_clip():
+    from training.rllib import CLIP_LOG_STD, log_std_default
+
+    # an untrained sigmoid policy at s = 1/2 moves s by 1/4 per unit of raw action
+    assert np.exp(CLIP_LOG_STD) == pytest.approx(0.25)
+    assert log_std_default("shade_clip") == CLIP_LOG_STD
+    assert log_std_default("shade") == 0.0 and log_std_default("absolute") == 0.0
+
+
+def test_clip_squash_starts_rllib_from_the_narrower_log_std(tmp_path):
+    pytest.importorskip("ray")
+    from training.checkpoint import load_tensors
+    from training.rllib import CLIP_LOG_STD, train
+
+    run = tmp_path / "run"
+    # one PPO iteration (16 markets x 16 steps x 2 seats) from the start
+    config = _config(squash="clip", total_timesteps=512)
+    manifest = train(config, run, progress=False)
+    entry = manifest["learners"]["buyer"]
+    assert entry["rllib"]["log_std_init"] == CLIP_LOG_STD
+    state = load_tensors(run / manifest["checkpoint"] / entry["model"], "rllib")
+    # one iteration's Adam steps at lr 3e-4 move it by hundredths (measured:
+    # 0.011); RLlib's own start, 0, is 1.39 away
+    assert float(state["pi.log_std"][0]) == pytest.approx(CLIP_LOG_STD, abs=0.05)
 
 
 def test_ray_missing_gives_the_install_command(tmp_path, monkeypatch, capsys):

@@ -39,7 +39,6 @@ manifest, so ``--resume`` keeps the pool. The trainer pushes the pool's weights
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -49,7 +48,8 @@ import numpy as np
 
 from attn_env.config import ExperimentConfig
 from attn_env.errors import UserError
-from training.checkpoint import MANIFEST, WEIGHTS, load_tensors, save_tensors
+from training.actions import map_mode
+from training.checkpoint import save_tensors
 from training.ray_start import INSTALL_HINT, import_ray, init_ray, parse_address
 from training.rllib_env import (
     MarketMultiAgentEnv,
@@ -65,8 +65,9 @@ from training.rllib_state import (
     set_states,
 )
 from training.rllib_weights import sb3_policy, to_sb3_state
-from training.run import RunFolder
+from training.run import RunFolder, RunManifest
 from training.selfplay import plays_pool
+from training.skeleton import TrainingRun
 from training.train_config import RLLIB_PARAMS, check_rllib_params
 
 __all__ = [
@@ -93,6 +94,43 @@ DEFAULTS: dict[str, Any] = {
     "use_kl_loss": False,
     "grad_clip": 0.5,
 }
+CLIP_LOG_STD = float(np.log(0.25))
+"""Initial ``log_std`` under ``squash: clip`` when ``algo_params.log_std_init`` is
+unset: the spread in ``s`` that an untrained ``squash: sigmoid`` policy has at
+``s = 1/2`` (the sigmoid's slope there is 1/4). With SB3's start (``log_std`` 0:
+one standard deviation is the whole of ``[0, 1]``) RLlib PPO on
+``configs/fpsb_n2.yaml`` was at ``bne_l2`` 0.076 after 204,800 agent-steps;
+from this start the same YAML reaches ``bne_l2 <= 0.05`` within 300k
+(docs/training.md, docs/rl_libraries.md)."""
+
+
+def log_std_default(mode: str) -> float:
+    """The RLlib backend's initial ``log_std`` for action-map ``mode`` when the
+    config sets none: :data:`CLIP_LOG_STD` for ``shade_clip``, else 0 (RLlib's
+    and SB3's own start)."""
+    return CLIP_LOG_STD if mode == "shade_clip" else 0.0
+
+
+def _module_specs(learners, tc) -> dict[str, Any]:
+    """One PPO RLModule spec per learner, laid out as an SB3 ``ActorCriticPolicy``
+    (separate actor and critic MLPs of ``net_arch``, tanh, a free ``log_std``)."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    model = DefaultModelConfig(
+        fcnet_hiddens=list(tc.net_arch),
+        fcnet_activation="tanh",
+        vf_share_layers=False,
+        free_log_std=True,
+    )
+    return {
+        lr.name: RLModuleSpec(
+            observation_space=lr.obs_space,
+            action_space=lr.action_map.space(),
+            model_config=model,
+        )
+        for lr in learners
+    }
 
 
 def _build_algo(
@@ -101,26 +139,13 @@ def _build_algo(
     params: dict[str, Any],
     pool_board: str | None = None,
 ):
+    """PPO on :class:`MarketMultiAgentEnv` with ``params`` (RLlib's options and
+    ours, consumed here); ``(config, algorithm, learner seats per market)``."""
     from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     tc = config.train
-    model = DefaultModelConfig(
-        fcnet_hiddens=list(tc.net_arch),
-        fcnet_activation="tanh",
-        vf_share_layers=False,
-        free_log_std=True,
-    )
-    specs = {
-        lr.name: RLModuleSpec(
-            observation_space=lr.obs_space,
-            action_space=lr.action_map.space(),
-            model_config=model,
-        )
-        for lr in learners
-    }
+    specs = _module_specs(learners, tc)
     runners = int(params.pop("num_env_runners"))
     per_runner = int(params.pop("num_envs_per_env_runner"))
     seats = sum(seats_per_market(lr, tc) for lr in learners)
@@ -129,6 +154,7 @@ def _build_algo(
     batch = tc.n_steps * tc.num_envs * seats
     # RLlib slices each module's batch by agent-steps, as SB3's batch_size
     minibatch = params.pop("minibatch_size", tc.batch_size)
+    log_std_init = float(params.pop("log_std_init"))
     cfg = (
         PPOConfig()
         .api_stack(
@@ -172,16 +198,37 @@ def _build_algo(
         )
         .debugging(seed=config.seed, log_level="ERROR")
     )
-    return cfg, cfg.build_algo(), seats
+    algo = cfg.build_algo()
+    _set_log_std(algo, [lr.name for lr in learners], log_std_init)
+    return cfg, algo, seats
+
+
+def _set_log_std(algo, names: list[str], value: float) -> None:
+    """Start every module's state-independent ``log_std`` at ``value``."""
+    if value == 0.0:  # RLlib's own start
+        return
+    states = module_states(algo)
+    fresh = {}
+    for name in names:
+        mod = {k: np.asarray(v) for k, v in states[name].items()}
+        mod["pi.log_std"] = np.full_like(mod["pi.log_std"], value)
+        fresh[name] = mod
+    set_states(algo, fresh)
 
 
 class _Log:
-    """Progress bar and TensorBoard scalars per PPO iteration."""
+    """Progress bar and TensorBoard scalars per PPO iteration.
 
-    def __init__(self, run: RunFolder, total: int, start: int, progress: bool) -> None:
+    Args:
+        job: the run; its ``last_result`` (RLlib's result dict) and ``last_rate``
+            (agent-steps/s) describe the iteration just done.
+    """
+
+    def __init__(self, job: RllibRun, total: int, start: int, progress: bool) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(run.tb_folder("rllib")))
+        self.job = job
+        self.writer = SummaryWriter(str(job.folder.tb_folder("rllib")))
         self.bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -190,19 +237,9 @@ class _Log:
                 total=total, initial=start, unit="step", desc="train (rllib)"
             )
 
-    def update(self, done: int, added: int, result: dict[str, Any], rate: float):
-        runners = result.get("env_runners", {})
-        ret = runners.get("episode_return_mean")
-        scalars = {"rollout/agent_steps_per_s": rate}
-        if isinstance(ret, int | float) and np.isfinite(ret):
-            scalars["rollout/ep_rew_mean"] = float(ret)
-        for mid, stats in (result.get("learners") or {}).items():
-            if not isinstance(stats, dict):
-                continue
-            for key in ("policy_loss", "vf_loss", "entropy", "curr_kl_coeff"):
-                v = stats.get(key)
-                if isinstance(v, int | float | np.floating) and np.isfinite(v):
-                    scalars[f"{mid}/{key}"] = float(v)
+    def update(self, done: int, added: int) -> None:
+        """Log the iteration that brought the run to ``done`` agent-steps."""
+        scalars = _scalars(self.job.last_result, self.job.last_rate)
         for key, v in scalars.items():
             self.writer.add_scalar(key, v, done)
         if self.bar is not None:
@@ -214,6 +251,22 @@ class _Log:
         self.writer.close()
         if self.bar is not None:
             self.bar.close()
+
+
+def _scalars(result: dict[str, Any], rate: float) -> dict[str, float]:
+    """TensorBoard scalars of one RLlib result: speed, return, per-module losses."""
+    ret = result.get("env_runners", {}).get("episode_return_mean")
+    scalars = {"rollout/agent_steps_per_s": rate}
+    if isinstance(ret, int | float) and np.isfinite(ret):
+        scalars["rollout/ep_rew_mean"] = float(ret)
+    for mid, stats in (result.get("learners") or {}).items():
+        if not isinstance(stats, dict):
+            continue
+        for key in ("policy_loss", "vf_loss", "entropy", "curr_kl_coeff"):
+            v = stats.get(key)
+            if isinstance(v, int | float | np.floating) and np.isfinite(v):
+                scalars[f"{mid}/{key}"] = float(v)
+    return scalars
 
 
 def train(
@@ -243,6 +296,8 @@ def train(
 
     check_train_config(config.train)
     params = {**DEFAULTS, **config.train.algo_params}
+    mode = map_mode(config.env.action, config.train.squash)
+    params.setdefault("log_std_init", log_std_default(mode))
     if num_env_runners is not None:
         if num_env_runners < 0:
             raise UserError(f"--num-env-runners must be >= 0, got {num_env_runners}")
@@ -253,10 +308,11 @@ def train(
     else:
         run, old = RunFolder.fresh(out), None
     try:
-        job = _RllibRun(config, run, old, params)
+        job = RllibRun(config, run, old, params)
         try:
             init_ray(ray, address, int(params["num_env_runners"]))
-            return job.train(ray, progress)
+            job.start_ray(ray)
+            return job.loop(progress)
         finally:
             job.stop()
             ray.shutdown()  # also after a failed start: no Ray process left behind
@@ -264,43 +320,55 @@ def train(
         run.close()
 
 
-class _RllibRun:
-    """One RLlib training run into a locked :class:`~training.run.RunFolder`."""
+class RllibRun(TrainingRun):
+    """One RLlib training run into a locked :class:`~training.run.RunFolder`.
+
+    :class:`~training.skeleton.TrainingRun` holds the run folder, manifest,
+    resume checks, self-play pools and the checkpoint loop; this class builds
+    PPO, moves RLModule and optimizer state in and out, and runs iterations.
+    """
+
+    backend = "rllib"
 
     def __init__(
         self,
         config: ExperimentConfig,
         run: RunFolder,
-        old: dict[str, Any] | None,
+        old: RunManifest | None,
         params: dict[str, Any],
     ) -> None:
         import torch
 
-        from training.learners import plan_learners
-
-        self.config, self.run, self.old, self.tc = config, run, old, config.train
+        super().__init__(
+            config,
+            run,
+            old,
+        )
         self.params, self.hyper = params, dict(params)
         self.algo: Any = None
-        if old is not None and old.get("backend") != "rllib":
-            raise UserError(
-                f"cannot resume {str(run.path)!r} with backend rllib: it was trained "
-                f"with {str(old.get('backend', 'sb3'))[:20]}"
-            )
+        self.ray: Any = None
+        self.board: Any = None
+        self.last_result: dict[str, Any] = {}
+        self.last_rate = 0.0
         torch.set_num_threads(self.tc.threads)
-        self.names = _agent_names(config)
-        self.learners = plan_learners(config, self.names)
         obs_space = _obs_space(config)
         for lr in self.learners:
             lr.obs_space = obs_space
-            entry = None if old is None else old["learners"].get(lr.name)
-            if old is not None and (
-                entry is None or entry["action"] != dataclasses.asdict(lr.action_map)
-            ):
-                raise UserError(
-                    f"cannot resume {str(run.path)!r}: learner {lr.name!r} is new "
-                    "or its action map changed"
-                )
-        self.state = {"iterations": 0, "wall_s": 0.0, "env_steps": 0}
+        seats = sum(seats_per_market(lr, self.tc) for lr in self.learners)
+        self.per_env_step = self.tc.num_envs * seats
+        "Agent-steps of one env step (``num_envs`` markets, every learner seat)."
+        self.state.update(iterations=0, env_steps=0)
+        if old is not None:
+            self.state.update(
+                iterations=old.iterations or 0,
+                env_steps=old.timesteps // self.per_env_step,
+            )
+
+    def start_ray(self, ray: Any) -> None:
+        """Build PPO on the running Ray, restore a resumed run, push the pools."""
+        self.ray = ray
+        self.start()
+        push_pools(self.algo, self._pools(), self.board)
 
     def stop(self) -> None:
         """Stop the algorithm's actors (env runners), if it was built."""
@@ -308,144 +376,66 @@ class _RllibRun:
             self.algo.stop()
             self.algo = None
 
-    def train(self, ray: Any, progress: bool) -> dict[str, Any]:
-        """Build PPO, resume, then train to ``total_timesteps``; the final manifest."""
+    def _pools(self) -> dict[str, Any]:
+        return {lr.name: lr.pool for lr in self.learners if lr.pool is not None}
+
+    # -- the backend's hooks ----------------------------------------------------------
+
+    def build_models(self, old: RunManifest | None) -> None:
+        """PPO with one RLModule per learner, and the self-play pools (with a pool
+        board that env runners Ray restarts read them from)."""
         from training.selfplay import SnapshotPool
 
         tc = self.tc
-        self.board = board_name = None
+        board_name = None
         if any(plays_pool(lr.seats, tc.self_play_pool) for lr in self.learners):
             board_name = f"attn_market_pools_{uuid.uuid4().hex[:12]}"
-            self.board = pool_board(ray, board_name)
-        _cfg, self.algo, seats = _build_algo(
+            self.board = pool_board(self.ray, board_name)
+        _cfg, self.algo, _seats = _build_algo(
             self.config, self.learners, self.params, board_name
         )
-        self.per_env_step = tc.num_envs * seats
-        self.pools = {
-            lr.name: SnapshotPool(tc.self_play_pool, lr.action_map, self.run, lr.name)
-            for lr in self.learners
-            if plays_pool(lr.seats, tc.self_play_pool)
-        }
-        if self.old is not None:
-            self._resume(self.old)
-        from training.learners import write_config
+        for lr in self.learners:
+            if plays_pool(lr.seats, tc.self_play_pool):
+                lr.pool = SnapshotPool(
+                    tc.self_play_pool, lr.action_map, self.folder, lr.name
+                )
 
-        write_config(self.run, self.config)
-        self._snapshot(empty_only=True)  # a fresh pool starts with the initial policy
-        push_pools(self.algo, self.pools, self.board)
-        return self._loop(progress)
-
-    def _resume(self, old: dict[str, Any]) -> None:
-        """Load the checkpoint's RLModules, optimizers and self-play pools."""
-        from training.policy import build_policy
-
+    def load_state(self, old: RunManifest, saved: dict[str, tuple[Any, Path]]) -> None:
+        """Load the checkpoint's RLModules and optimizers into the learner."""
         states, optimizers = {}, {}
         for lr in self.learners:
-            entry = old["learners"][lr.name]
-            path = self.run.checkpoint_file(old, entry["model"], "model")
-            saved = load_tensors(path)
-            if not isinstance(saved, dict) or not isinstance(saved.get("rllib"), dict):
+            tree, path = saved[lr.name]
+            if not isinstance(tree, dict) or not isinstance(tree.get("rllib"), dict):
                 raise UserError(
                     f"{path}: no RLModule state (part 'rllib'); cannot resume it "
                     "with backend rllib"
                 )
-            states[lr.name] = {k: np.asarray(v) for k, v in saved["rllib"].items()}
+            states[lr.name] = {k: np.asarray(v) for k, v in tree["rllib"].items()}
             # runs saved before the optimizer was kept resume with a fresh one
-            optimizers.update(from_storable(saved.get("optimizer") or {}))
+            optimizers.update(from_storable(tree.get("optimizer") or {}))
         set_states(self.algo, states, optimizers)
-        for name, pool in self.pools.items():
-            files = list(old["pool"].get(name, []))
-            spec = old["learners"][name]["policy"]
-            try:
-                pool.restore(lambda s=spec: build_policy("ppo", s), files, "cpu")
-            except UserError as err:
-                raise UserError(
-                    f"{self.run.path / MANIFEST}: learner {name!r}: {err}"
-                ) from None
-        self.state = {
-            "iterations": int(old.get("iterations", 0)),
-            "wall_s": float(old.get("wall_s", 0.0)),
-            "env_steps": int(old["timesteps"]) // self.per_env_step,
-        }
 
-    def _learner_steps(self, lr: Any) -> int:
-        return (
-            self.state["env_steps"] * self.tc.num_envs * seats_per_market(lr, self.tc)
-        )
-
-    def _snapshot(self, empty_only: bool = False) -> None:
-        """Add the current policy of every self-play learner to its pool."""
-        if not self.pools:
-            return
-        mods = module_states(self.algo)
-        for lr in self.learners:
-            pool = self.pools.get(lr.name)
-            if pool is not None and not (empty_only and pool.members):
-                mod = {k: np.asarray(v) for k, v in mods[lr.name].items()}
-                policy = sb3_policy(lr, self.tc.net_arch, to_sb3_state(mod))
-                pool.add(policy, self._learner_steps(lr))
-
-    def _entry(self, lr: Any, policy: Any) -> dict[str, Any]:
-        """The manifest entry of learner ``lr``."""
-        from training.policy import policy_spec
-
-        return {
-            "role": lr.role,
-            "seats": [self.names[s] for s in lr.seats],
-            "algo": "ppo",
-            "backend": "rllib",
-            "action": dataclasses.asdict(lr.action_map),
-            "timesteps": self._learner_steps(lr),
-            "n_updates": self.state["iterations"],
-            "episode_num": 0,
-            "model": f"{lr.name}{WEIGHTS}",
-            "policy": policy_spec(policy),
-            "sb3": {},
-            "rllib": self.hyper,
-        }
-
-    def save(self, finished: bool) -> dict[str, Any]:
-        """Write a checkpoint of every learner now; returns the manifest."""
+    def save_state(self, lr: Any) -> tuple[Any, Any]:
+        """The SB3 policy of ``lr``'s RLModule; its writer saves the policy, the
+        RLModule's own state and its optimizer's."""
         import torch
 
-        mods, optims = module_states(self.algo), optimizer_states(self.algo)
-        entries, saves = {}, {}
-        for lr in self.learners:
-            mod = {k: np.asarray(v) for k, v in mods[lr.name].items()}
-            policy = sb3_policy(lr, self.tc.net_arch, to_sb3_state(mod))
-            entries[lr.name] = self._entry(lr, policy)
-            tensors = {
-                "policy": policy.state_dict(),
-                "rllib": {k: torch.as_tensor(v) for k, v in mod.items()},
-                # Adam's buffers as tensors; steps and param_groups in the JSON index
-                "optimizer": {
-                    name: o
-                    for name, o in optims.items()
-                    if o.get("module_id") == lr.name
-                },
-            }
-            saves[f"{lr.name}{WEIGHTS}"] = lambda p, t=tensors: save_tensors(p, t)
-        manifest = {
-            "algo": "ppo",
-            "backend": "rllib",
-            "mechanism": self.config.env.mechanism,
-            "seed": self.config.seed,
-            "agents": self.names,
-            "timesteps": self.state["env_steps"] * self.per_env_step,
-            "total_timesteps": self.tc.total_timesteps,
-            "finished": finished,
-            "learners": entries,
-            "pool": {name: list(pool.files) for name, pool in self.pools.items()},
-            "turns": self.state["iterations"],
-            **self.state,
+        mod = {k: np.asarray(v) for k, v in module_states(self.algo)[lr.name].items()}
+        policy = sb3_policy(lr, self.tc.net_arch, to_sb3_state(mod))
+        optims = optimizer_states(self.algo)
+        tensors = {
+            "policy": policy.state_dict(),
+            "rllib": {k: torch.as_tensor(v) for k, v in mod.items()},
+            # Adam's buffers as tensors; steps and param_groups in the JSON index
+            "optimizer": {
+                name: o for name, o in optims.items() if o.get("module_id") == lr.name
+            },
         }
-        self.run.write_checkpoint(manifest["timesteps"], saves, manifest)
-        for pool in self.pools.values():
-            pool.prune_files()  # after the manifest stopped naming them
-        return self.run.read_manifest()
+        return policy, (lambda path, t=tensors: save_tensors(path, t))
 
-    def _iterate(self) -> tuple[int, dict[str, Any]]:
-        """One PPO iteration; the agent-steps it added and RLlib's result."""
+    def train_chunk(self) -> list[Any]:
+        """One PPO iteration (every learner trains)."""
+        t0 = time.perf_counter()
         result = self.algo.train()
         env_steps = int(result.get("env_runners", {}).get("num_env_steps_sampled", 0))
         if env_steps <= 0:
@@ -455,43 +445,36 @@ class _RllibRun:
             )
         self.state["env_steps"] += env_steps
         self.state["iterations"] += 1
-        self._snapshot()
-        push_pools(self.algo, self.pools, self.board)
-        return env_steps * self.per_env_step, result
+        self.last_result = result
+        self.last_rate = env_steps * self.per_env_step / (time.perf_counter() - t0)
+        return list(self.learners)
 
-    def _loop(self, progress: bool) -> dict[str, Any]:
-        """Train up to ``total_timesteps``, checkpointing on the way."""
-        tc = self.tc
-        done = last_ckpt = self.state["env_steps"] * self.per_env_step
-        log = _Log(
-            self.run, tc.total_timesteps, min(done, tc.total_timesteps), progress
+    def snapshot(self, learners: list[Any]) -> None:
+        """Add the new policies to the pools and push them to every env runner."""
+        super().snapshot(learners)
+        push_pools(self.algo, self._pools(), self.board)
+
+    def learner_steps(self, lr: Any) -> int:
+        return (
+            self.state["env_steps"] * self.tc.num_envs * seats_per_market(lr, self.tc)
         )
-        t0 = time.perf_counter() - self.state["wall_s"]
-        try:
-            while done < tc.total_timesteps:
-                t1 = time.perf_counter()
-                added, result = self._iterate()
-                done += added
-                log.update(done, added, result, added / (time.perf_counter() - t1))
-                if (
-                    done - last_ckpt >= tc.checkpoint_every
-                    and done < tc.total_timesteps
-                ):
-                    self.state["wall_s"] = time.perf_counter() - t0
-                    self.save(False)
-                    last_ckpt = done
-            self.state["wall_s"] = time.perf_counter() - t0
-            return self.save(True)
-        finally:
-            log.close()
 
+    def record(self, lr: Any) -> dict[str, Any]:
+        return {
+            "n_updates": self.state["iterations"],
+            "episode_num": 0,
+            "sb3": {},
+            "rllib": self.hyper,
+        }
 
-def _agent_names(config: ExperimentConfig) -> list[str]:
-    """The market's agent names, without building a market."""
-    from attn_env.config import make_config
-    from attn_env.core import MarketSpec
+    def run_record(self) -> dict[str, Any]:
+        return {
+            "iterations": self.state["iterations"],
+            "env_steps": self.state["env_steps"],
+        }
 
-    return list(MarketSpec.from_config(make_config(config.env)).agents)
+    def open_log(self, total: int, start: int, enabled: bool) -> _Log:
+        return _Log(self, total, start, enabled)
 
 
 def _obs_space(config: ExperimentConfig) -> Any:

@@ -52,8 +52,11 @@ RLLIB_PARAMS: dict[str, type] = {
     "kl_coeff": float,
     "kl_target": float,
     "grad_clip": float,
+    "log_std_init": float,
 }
 "``train.algo_params`` the RLlib backend accepts, and their types."
+RLLIB_REAL_RANGES = {"log_std_init": (-20.0, 2.0)}
+"Ranges of RLlib float options narrower than ``[-MAX_PRICE, MAX_PRICE]``."
 RLLIB_INT_CAPS = {
     "num_env_runners": (0, 256),
     "num_envs_per_env_runner": (1, 16_384),
@@ -325,4 +328,5 @@ def check_rllib_params(params: Any) -> None:
                 )
             check_int(value, where, low, high)
         else:
-            check_real(value, where, -MAX_PRICE, MAX_PRICE)
+            low, high = RLLIB_REAL_RANGES.get(key, (-MAX_PRICE, MAX_PRICE))
+            check_real(value, where, low, high)
