@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -86,3 +87,128 @@ def test_a_folder_without_safetensors_is_refused(model: Path, cache: Path):
     (model / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(FileNotFoundError, match=r"no \.safetensors weights"):
         model_identity(model)
+
+
+def test_a_fifo_as_digest_memo_is_skipped_not_read(model: Path, cache: Path):
+    weights = model / "model.safetensors"
+    digest = file_digest(weights)
+    memo = next((cache / ".digests").iterdir())
+    memo.unlink()
+    os.mkfifo(memo)  # a read would block for ever
+    assert file_digest(weights) == digest
+
+
+# ------------------------------------------------------------- shipped banks
+
+
+def _shipped() -> list[tuple[str, BankSettings, str]]:
+    """(where used, settings, key) of every bank that ships, for today's inputs."""
+    from attn_env.valuations.corpus_io import load_corpus
+    from attn_env.valuations.shipped_banks import SHIPPED
+
+    model_id, corpus_hash = model_identity(), load_corpus().content_hash
+    return [
+        (name, s, bank_key(s, model_id, corpus_hash))
+        for name, s in ((n, BankSettings(**p)) for n, p in SHIPPED.items())
+    ]
+
+
+def test_every_shipped_bank_matches_todays_model_corpus_and_settings(cache: Path):
+    # Fails while a shipped bank is stale (corpus, model pin, format or settings
+    # changed): `python -m attn_env.valuations.shipped_banks` rebuilds them.
+    from attn_env.valuations.bank import load_bank
+    from attn_env.valuations.corpus_io import load_corpus
+    from attn_env.valuations.shipped_banks import shipped_bank, shipped_bank_dir
+
+    shipped = _shipped()
+    folders = sorted(p.name for p in shipped_bank_dir().iterdir())
+    assert folders == sorted(key for _, _, key in shipped)
+    for name, settings, key in shipped:
+        bank = load_bank(shipped_bank(key))  # every hostile-bank check passes
+        m = bank.manifest
+        assert m["key"] == key and m["model"] == model_identity(), name
+        assert m["corpus_hash"] == load_corpus().content_hash
+        assert m["settings"] == json.loads(json.dumps(settings.to_params()))
+        n_q = settings.n_queries or len(load_corpus().query_ids)
+        assert bank.relevance_raw.shape == (n_q, settings.candidates_per_query)
+        assert bank.alpha.shape == (n_q, settings.pages, 5, 5)
+
+
+def test_shipped_banks_are_small_and_named_in_package_data() -> None:
+    import fnmatch
+    import tomllib
+
+    from attn_env.valuations.shipped_banks import shipped_bank_dir
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for p in shipped_bank_dir().rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 5 * 2**20
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["attn_env.valuations"]
+    package = root / "attn_env" / "valuations"
+    for f in files:  # each file matched by a glob, so a wheel carries it
+        rel = f.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatchcase(rel, g) for g in globs), rel
+
+
+def test_the_default_bank_is_found_shipped_without_loading_the_model(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    import attn_env.valuations.model as model_module
+    from attn_env.valuations import make_source
+    from attn_env.valuations.bank import find_bank
+    from attn_env.valuations.bank_build import build_bank
+    from attn_env.valuations.corpus_io import load_corpus
+    from attn_env.valuations.shipped_banks import shipped_bank_dir
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded although a bank ships")
+
+    monkeypatch.setattr(model_module, "load_model", never)
+    corpus = load_corpus()
+    found = find_bank(BankSettings(), model_identity(), corpus.content_hash, None)
+    assert found is not None and found.parent == shipped_bank_dir()
+    assert build_bank(BankSettings(), corpus, progress=False) == found
+    src = make_source("attention")  # the README snippet's source, empty cache
+    assert src.bank.path == found
+    assert "building" not in capsys.readouterr().err
+    assert {p.name for p in cache.iterdir()} <= {".digests"}  # nothing built
+    # another model's bytes: another key, nothing shipped for it
+    assert find_bank(BankSettings(), "other-model", corpus.content_hash, None) is None
+    # a bank in the cache under the same key wins over the shipped one
+    mine = cache / found.name
+    shutil.copytree(found, mine)
+    again = find_bank(BankSettings(), model_identity(), corpus.content_hash, None)
+    assert again == mine
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_the_shipped_default_bank_is_what_a_build_gives(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shipped arrays were built on the CPU in fp32; a fresh build here
+    # must reproduce them (to float32 rounding of the scores).
+    import numpy as np
+
+    import attn_env.valuations.bank_build as bank_build
+    from attn_env.valuations.bank import load_bank
+    from attn_env.valuations.corpus_io import load_corpus
+    from attn_env.valuations.model import load_model
+    from attn_env.valuations.shipped_banks import shipped_bank
+
+    settings, corpus = BankSettings(), load_corpus()
+    lm = load_model(device="cpu")
+    key = bank_key(settings, lm.identity, corpus.content_hash)
+    shipped = load_bank(shipped_bank(key))
+    monkeypatch.setattr(bank_build, "shipped_bank", lambda key: None)  # build it
+    fresh = load_bank(
+        bank_build.build_bank(settings, corpus, lm, bank_dir=cache, progress=False)
+    )
+    assert fresh.path.parent == cache
+    for name in ("queries", "candidates", "own", "page_candidates"):
+        np.testing.assert_array_equal(getattr(fresh, name), getattr(shipped, name))
+    for name in ("relevance_raw", "alpha"):
+        np.testing.assert_allclose(
+            getattr(fresh, name), getattr(shipped, name), atol=1e-5
+        )

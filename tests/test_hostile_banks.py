@@ -152,7 +152,7 @@ def test_a_missing_bank_or_file_is_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="alpha"):
         load_bank(folder)
     (folder / "manifest.json").unlink()
-    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+    with pytest.raises(FileNotFoundError, match=r"no manifest\.json"):
         load_bank(folder)
     (tmp_path / "file").write_text("x")
     _refused(lambda: load_bank(tmp_path / "file"), "is a folder, this is not one")

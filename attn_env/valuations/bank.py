@@ -76,6 +76,7 @@ from attn_env.valuations.bank_settings import (
     default_bank_dir,
 )
 from attn_env.valuations.bank_validate import validate_bank
+from attn_env.valuations.cache import shipped_bank
 from attn_env.valuations.corpus_io import Corpus, load_corpus, shipped_corpus_dir
 
 __all__ = [
@@ -180,11 +181,14 @@ def find_bank(
         bank_dir: parent folder of banks (default :func:`default_bank_dir`).
 
     Returns:
-        ``<bank_dir>/<key>`` when it holds a manifest, else ``None``.
+        ``<bank_dir>/<key>`` when it holds a manifest, else the bank of that
+        key shipped in the package (:mod:`~attn_env.valuations.shipped_banks`),
+        else ``None``.
     """
     root = Path(bank_dir).expanduser() if bank_dir is not None else default_bank_dir()
-    path = root / bank_key(settings, model_id, corpus_hash)
-    return path if (path / "manifest.json").is_file() else None
+    key = bank_key(settings, model_id, corpus_hash)
+    path = root / key
+    return path if (path / "manifest.json").is_file() else shipped_bank(key)
 
 
 def map_relevance(raw: NDArray, how: str = "logistic") -> NDArray[np.float64]:

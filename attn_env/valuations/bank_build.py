@@ -35,6 +35,7 @@ from attn_env.valuations.bank_settings import (
     bank_key,
     default_bank_dir,
 )
+from attn_env.valuations.cache import shipped_bank
 from attn_env.valuations.corpus_io import Corpus
 
 __all__ = ["build_bank"]
@@ -146,7 +147,9 @@ def build_bank(
 ) -> Path:
     """Compute r and alpha and store them as a bank; return its folder.
 
-    An existing complete bank with the same key is reused as it is.
+    An existing complete bank with the same key is reused as it is: one in
+    ``bank_dir``, else one shipped in the package
+    (:mod:`~attn_env.valuations.shipped_banks`).
 
     Args:
         settings: what to compute (every field goes into the key).
@@ -187,6 +190,9 @@ def build_bank(
     final = root / key
     if (final / "manifest.json").is_file():
         return final
+    shipped = shipped_bank(key)
+    if shipped is not None:
+        return shipped
     root.mkdir(parents=True, exist_ok=True)  # a bad bank_dir fails before the model
     if lm is None:
         lm = load_model(model_dir, device=device, verbose=verbose)

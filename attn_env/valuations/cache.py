@@ -1,4 +1,6 @@
-"""The on-disk cache: the folder banks live in, and content digests of model files.
+"""The on-disk cache: the folder banks live in, the banks that ship prebuilt in
+the package (``prebuilt/<key>/``, looked up after the cache folder), and content
+digests of model files.
 
 A bank's key names the model by the SHA-256 of its files' bytes, so that a
 reinstalled or copied model (same bytes, new path or mtime) reuses its banks
@@ -23,7 +25,7 @@ from pathlib import Path
 from attn_env.errors import UserError
 from attn_env.fileio import atomic_write_text, read_user_bytes
 
-__all__ = ["default_bank_dir", "file_digest"]
+__all__ = ["default_bank_dir", "file_digest", "shipped_bank", "shipped_bank_dir"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
@@ -39,6 +41,21 @@ def default_bank_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "attn-market" / "banks"
+
+
+def shipped_bank_dir() -> Path:
+    """The folder of banks shipped prebuilt in the package (``prebuilt/``).
+
+    Which banks ship and how they are rebuilt: :mod:`attn_env.valuations.
+    shipped_banks`.
+    """
+    return Path(__file__).resolve().parent / "prebuilt"
+
+
+def shipped_bank(key: str) -> Path | None:
+    """The shipped bank folder of ``key`` when the package holds one, else ``None``."""
+    folder = shipped_bank_dir() / key
+    return folder if (folder / "manifest.json").is_file() else None
 
 
 def file_digest(path: str | Path, cache_dir: str | Path | None = None) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from attn_env.errors import UserError
 from attn_market.commands import check_output_file
 
 __all__ = ["register", "render_heatmap"]
@@ -124,7 +125,7 @@ def _build(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
     check_device(device, "--device" if args.device else "valuation_params.device")
     batch_size = getattr(args, "batch_size", None)
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     if "bank_path" in opts:
         return Path(opts["bank_path"]), settings, opts
     corpus = load_corpus(opts.get("corpus"))
@@ -193,7 +194,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     settings, opts = _split(_params(args.config))
     most = max_page_slots(settings)
     if not args.candidate and not 1 <= args.slots <= most:
-        raise ValueError(
+        raise UserError(
             f"--slots must be between 1 and {most} (a page of the shipped "
             f"candidates fits {MAX_PAGE_TOKENS} tokens), got {args.slots}"
         )
@@ -225,11 +226,9 @@ def _check_out(path: str) -> None:
     from attn_env.errors import UserError
     from attn_env.fileio import check_writable_target
 
+    check_output_file(path, "--out", make_folder=True)  # its messages name --out
     try:
-        check_output_file(path, "--out", make_folder=True)
         check_writable_target(path)
-    except UserError:
-        raise
     except ValueError as err:
         raise UserError(f"--out: {err}") from None
 
