@@ -475,3 +475,55 @@ def test_checked_paths_refuse_every_escape(tmp_path):
 
 def test_check_run_manifest_accepts_the_trained_run(trained):
     check_run_manifest(trained, read_manifest(trained))
+
+
+# -- the typed manifest -------------------------------------------------------------
+
+
+def test_typed_manifest_round_trips_the_written_file(trained):
+    from training.manifest import parse_manifest
+
+    data = read_manifest(trained)
+    typed = parse_manifest(trained, data)
+    # one place writes: what the trainer wrote is exactly what the typed form gives
+    assert typed.to_dict() == data
+    assert parse_manifest(trained, typed.to_dict()) == typed
+    (name,) = typed.learners
+    entry = typed.learners[name]
+    assert typed.backend == entry.backend == "sb3"
+    assert entry.action.mode == "shade"  # the TINY config's squash: sigmoid
+    assert entry.timesteps == typed.timesteps and entry.seats == tuple(typed.agents)
+    assert set(typed.pool[name]) == set(data["pool"][name])
+
+
+TYPED = {
+    "seed-string": (lambda m: m.update(seed="0"), "'seed' must be of type int"),
+    "finished-int": (lambda m: m.update(finished=1), "'finished' must be of type"),
+    "agents-empty": (lambda m: m.update(agents=[]), "'agents' must be a list"),
+    "backend": (lambda m: m.update(backend="jax"), "'backend' must be one of sb3"),
+    "action-low-high": (
+        lambda m: m["learners"]["buyer"]["action"].update(low=1.0, high=0.0),
+        "low < high",
+    ),
+    "action-mode": (
+        lambda m: m["learners"]["buyer"]["action"].update(mode="teleport"),
+        "unknown action map 'teleport'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TYPED))
+def test_typed_fields_are_checked_in_one_line(run, case):
+    change, words = TYPED[case]
+    edit(run, change)
+    with pytest.raises(UserError, match=r"manifest\.json") as err:
+        check_run_manifest(run, read_manifest(run))
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_sb3_refuses_to_resume_a_run_of_another_backend(run, tmp_path, capsys):
+    victim = make_victim(tmp_path)
+    edit(run, lambda m: m.update(backend="rllib"))
+    resume_refused(
+        tmp_path, run, capsys, victim, "backend sb3", "it was trained with rllib"
+    )

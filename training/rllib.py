@@ -39,8 +39,10 @@ manifest, so ``--resume`` keeps the pool. The trainer pushes the pool's weights
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,13 @@ __all__ = [
     "INSTALL_HINT",
     "RLLIB_PARAMS",
     "MarketMultiAgentEnv",
+    "RllibRun",
     "check_rllib_params",
+    "log_std_default",
     "parse_address",
     "pool_board",
+    "rllib_params",
+    "session",
     "to_sb3_state",
     "train",
 ]
@@ -269,6 +275,54 @@ def _scalars(result: dict[str, Any], rate: float) -> dict[str, float]:
     return scalars
 
 
+def rllib_params(
+    config: ExperimentConfig, num_env_runners: int | None = None
+) -> dict[str, Any]:
+    """RLlib PPO options of ``config``: :data:`DEFAULTS`, then
+    ``train.algo_params``, then ``num_env_runners`` if given; ``log_std_init``
+    from :func:`log_std_default` when the config sets none."""
+    params = {**DEFAULTS, **config.train.algo_params}
+    mode = map_mode(config.env.action, config.train.squash)
+    params.setdefault("log_std_init", log_std_default(mode))
+    if num_env_runners is not None:
+        if num_env_runners < 0:
+            raise UserError(f"--num-env-runners must be >= 0, got {num_env_runners}")
+        params["num_env_runners"] = num_env_runners
+    return params
+
+
+@contextlib.contextmanager
+def session(
+    config: ExperimentConfig,
+    out: str | Path,
+    resume: bool = False,
+    address: str | None = None,
+    num_env_runners: int | None = None,
+) -> Iterator[RllibRun]:
+    """A started :class:`RllibRun` on a running Ray (built, resumed, config
+    written); Ray, its actors and the run folder's lock are released on exit."""
+    from training.train_config import check_train_config
+
+    check_train_config(config.train)
+    params = rllib_params(config, num_env_runners)
+    ray = import_ray()  # before the run folder: without Ray, nothing is created
+    if resume:
+        run, old = RunFolder.resume(out)
+    else:
+        run, old = RunFolder.fresh(out), None
+    try:
+        job = RllibRun(config, run, old, params)
+        try:
+            init_ray(ray, address, int(params["num_env_runners"]))
+            job.start_ray(ray)
+            yield job
+        finally:
+            job.stop()
+            ray.shutdown()  # also after a failed start: no Ray process left behind
+    finally:
+        run.close()
+
+
 def train(
     config: ExperimentConfig,
     out: str | Path,
@@ -292,32 +346,8 @@ def train(
     Returns:
         The final manifest (timesteps, learners, checkpoint, wall time).
     """
-    from training.train_config import check_train_config
-
-    check_train_config(config.train)
-    params = {**DEFAULTS, **config.train.algo_params}
-    mode = map_mode(config.env.action, config.train.squash)
-    params.setdefault("log_std_init", log_std_default(mode))
-    if num_env_runners is not None:
-        if num_env_runners < 0:
-            raise UserError(f"--num-env-runners must be >= 0, got {num_env_runners}")
-        params["num_env_runners"] = num_env_runners
-    ray = import_ray()  # before the run folder: without Ray, nothing is created
-    if resume:
-        run, old = RunFolder.resume(out)
-    else:
-        run, old = RunFolder.fresh(out), None
-    try:
-        job = RllibRun(config, run, old, params)
-        try:
-            init_ray(ray, address, int(params["num_env_runners"]))
-            job.start_ray(ray)
-            return job.loop(progress)
-        finally:
-            job.stop()
-            ray.shutdown()  # also after a failed start: no Ray process left behind
-    finally:
-        run.close()
+    with session(config, out, resume, address, num_env_runners) as job:
+        return job.loop(progress)
 
 
 class RllibRun(TrainingRun):
