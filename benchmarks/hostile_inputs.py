@@ -1615,7 +1615,7 @@ def snapshot(
         if stat.S_ISLNK(info.st_mode):
             out[rel] = ("link", os.readlink(path))
         elif stat.S_ISDIR(info.st_mode):
-            out[rel] = ("dir", info.st_mtime_ns)
+            out[rel] = ("dir",)  # its entries are recorded one by one
             stack.extend(path.iterdir())
         elif stat.S_ISREG(info.st_mode):
             digest = (

@@ -16,6 +16,7 @@ import copy
 import importlib.util
 import json
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def mutated(draw, doc: Any) -> Any:
 
 
 def _user_error_or_load(call) -> Any:
-    """``call()``'s value, or ``None`` after a one-line ``UserError``/``FileNotFoundError``."""
+    """``call()``'s value, or ``None`` after a one-line UserError/FileNotFoundError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -307,9 +308,11 @@ def _suite():
     spec = importlib.util.spec_from_file_location(
         "hostile_inputs", REPO / "benchmarks" / "hostile_inputs.py"
     )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    if "hostile_inputs" not in sys.modules:  # dataclasses look the module up
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["hostile_inputs"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["hostile_inputs"]
 
 
 CHEAP = (
@@ -334,3 +337,32 @@ def test_cheap_cases_of_the_script_pass(tmp_path):
     assert counts["failing"] == [], [
         (r.name, r.outcome, r.stderr_tail) for r in results if not r.passed
     ]
+
+
+def test_the_script_sees_what_it_counts(tmp_path):
+    """Its judges catch a changed, added or relinked file, a traceback, a second
+    line, and a wrong outcome (so the counts above can be non-zero)."""
+    suite = _suite()
+    root = tmp_path / "root"
+    (root / "case").mkdir(parents=True)
+    (root / "victim").mkdir()
+    (root / "victim" / "a.txt").write_text("one")
+    (root / "victim" / "link").symlink_to(root / "victim" / "a.txt")
+    before = suite.snapshot(root, skip=root / "case")
+    (root / "case" / "inside.txt").write_text("the case's own folder: not counted")
+    assert suite._changed(before, suite.snapshot(root, skip=root / "case")) == []
+    (root / "victim" / "a.txt").write_text("two")
+    (root / "victim" / "link").unlink()
+    (root / "victim" / "link").symlink_to("/etc/passwd")
+    (root / "new.txt").write_text("x")
+    changed = suite._changed(before, suite.snapshot(root, skip=root / "case"))
+    assert changed == ["root/new.txt", "root/victim/a.txt", "root/victim/link"]
+    (root / "victim" / "a.txt").unlink()
+    gone = suite._changed(before, suite.snapshot(root, skip=root / "case"))
+    assert "root/victim/a.txt" in gone
+    assert suite._classify(None, "") == "hang"
+    assert suite._classify(2, "attn-market x: error: bad\n") == "error"
+    assert suite._classify(2, "line one\nline two\n") == "exit 2, 2 lines"
+    assert suite._classify(1, suite.TRACEBACK + "\n  File\n") == "traceback"
+    assert suite._combine(["ok", "error"]) == "one-ok-one-error"
+    assert suite._combine(["ok", "ok"]) == "ok + ok"
