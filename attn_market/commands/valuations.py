@@ -9,7 +9,9 @@
   vertical, beside a mean-pooled cosine-embedding baseline, on the bank's sets.
 
 ``build`` and ``validate`` draw progress bars on stderr when it is a terminal;
-``--no-progress`` (or ``--quiet``) turns them off.
+``--no-progress`` (or ``--quiet``) turns them off. Loading the model is quiet
+(no transformers log, no "Loading weights" bar) unless ``--verbose``. ``show``
+checks ``--out`` before it loads the model.
 
 torch, transformers and matplotlib are imported inside the command functions.
 """
@@ -144,6 +146,7 @@ def _build(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from attn_env.valuations.bank import load_bank
+    from attn_env.valuations.cache import shipped_bank_dir
 
     path, _, _ = _build(args)
     bank = load_bank(path)
@@ -159,6 +162,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
             f"  built on {m['device']} ({m['dtype']}): {m['sequences']} sequences "
             f"in {m['seconds']:.1f} s ({rate:.0f}/s)"
         )
+    if path.resolve().parent == shipped_bank_dir():
+        print("  shipped prebuilt with attn-market (same model, corpus and settings)")
     return 0
 
 
