@@ -212,3 +212,20 @@ def test_the_shipped_default_bank_is_what_a_build_gives(
         np.testing.assert_allclose(
             getattr(fresh, name), getattr(shipped, name), atol=1e-5
         )
+
+
+def test_a_bank_dir_that_is_a_file_is_refused_though_a_bank_ships(tmp_path: Path):
+    from attn_env.errors import UserError
+    from attn_env.valuations.bank import find_bank
+    from attn_env.valuations.bank_build import build_bank
+    from attn_env.valuations.corpus_io import load_corpus
+
+    plain = tmp_path / "plainfile"
+    plain.write_text("x")
+    corpus = load_corpus()
+    with pytest.raises(UserError, match="plainfile' is not a folder"):
+        find_bank(BankSettings(), model_identity(), corpus.content_hash, plain)
+    with pytest.raises(UserError, match="plainfile' is not a folder"):
+        build_bank(BankSettings(), corpus, bank_dir=plain, progress=False)
+    missing = tmp_path / "not-yet"  # a folder a build would make: fine
+    assert find_bank(BankSettings(), model_identity(), corpus.content_hash, missing)

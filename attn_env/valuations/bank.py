@@ -76,7 +76,7 @@ from attn_env.valuations.bank_settings import (
     default_bank_dir,
 )
 from attn_env.valuations.bank_validate import validate_bank
-from attn_env.valuations.cache import shipped_bank
+from attn_env.valuations.cache import bank_root, shipped_bank
 from attn_env.valuations.corpus_io import Corpus, load_corpus, shipped_corpus_dir
 
 __all__ = [
@@ -185,7 +185,7 @@ def find_bank(
         key shipped in the package (:mod:`~attn_env.valuations.shipped_banks`),
         else ``None``.
     """
-    root = Path(bank_dir).expanduser() if bank_dir is not None else default_bank_dir()
+    root = bank_root(bank_dir)
     key = bank_key(settings, model_id, corpus_hash)
     path = root / key
     return path if (path / "manifest.json").is_file() else shipped_bank(key)

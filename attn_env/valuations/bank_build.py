@@ -33,9 +33,8 @@ from attn_env.valuations.bank_settings import (
     FORMAT_VERSION,
     BankSettings,
     bank_key,
-    default_bank_dir,
 )
-from attn_env.valuations.cache import shipped_bank
+from attn_env.valuations.cache import bank_root, shipped_bank
 from attn_env.valuations.corpus_io import Corpus
 
 __all__ = ["build_bank"]
@@ -185,7 +184,7 @@ def build_bank(
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_device(device)
     model_id = lm.identity if lm is not None else model_identity(model_dir)
-    root = Path(bank_dir).expanduser() if bank_dir is not None else default_bank_dir()
+    root = bank_root(bank_dir)
     key = bank_key(settings, model_id, corpus.content_hash)
     final = root / key
     if (final / "manifest.json").is_file():

@@ -25,7 +25,13 @@ from pathlib import Path
 from attn_env.errors import UserError
 from attn_env.fileio import atomic_write_text, read_user_bytes
 
-__all__ = ["default_bank_dir", "file_digest", "shipped_bank", "shipped_bank_dir"]
+__all__ = [
+    "bank_root",
+    "default_bank_dir",
+    "file_digest",
+    "shipped_bank",
+    "shipped_bank_dir",
+]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
@@ -41,6 +47,19 @@ def default_bank_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "attn-market" / "banks"
+
+
+def bank_root(bank_dir: str | Path | None) -> Path:
+    """The parent folder of banks: ``bank_dir``, or :func:`default_bank_dir`.
+
+    A path that exists but is no folder is refused in one line, even when a
+    shipped bank would make the folder unneeded: a mistyped ``bank_dir`` is
+    said, not ignored. A missing folder is fine (a build makes it).
+    """
+    root = Path(bank_dir).expanduser() if bank_dir is not None else default_bank_dir()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"bank folder {str(root)!r} is not a folder; give a folder")
+    return root
 
 
 def shipped_bank_dir() -> Path:
