@@ -174,8 +174,9 @@ def run_rllib(runners: int, budget: int, seed: int) -> dict:
 
 def run_rllib_yaml(budget: int, every: int, target: float, seed: int) -> dict:
     """``configs/fpsb_n2.yaml`` with only ``train.backend: rllib`` set (its own
-    ``squash: clip``, learning rate, batch and sizes; no env runners), evaluated
-    every ``every`` agent-steps and stopped at the first ``bne_l2 <= target``.
+    ``squash: clip``, learning rate, batch and sizes; no env runners), whole PPO
+    iterations up to ``budget`` agent-steps, evaluated every ``every`` and at
+    the last, stopped at the first ``bne_l2 <= target``.
     Its seconds include Ray's start-up, not the evaluations."""
     from attn_env.config import load_config
     from runner.evaluate import evaluate
@@ -191,14 +192,16 @@ def run_rllib_yaml(budget: int, every: int, target: float, seed: int) -> dict:
         out = Path(tmp) / "run"
         t0, eval_s, next_eval = time.perf_counter(), 0.0, every
         with session(config, out) as job:
-            while job.timesteps < budget:
+            # whole PPO iterations, none past the budget
+            iteration = job.per_env_step * config.train.n_steps
+            while job.timesteps + iteration <= budget:
                 job.step()
-                if job.timesteps < min(next_eval, budget):
+                if job.timesteps < min(next_eval, budget - iteration + 1):
                     continue
                 while next_eval <= job.timesteps:
                     next_eval += every
                 t = time.perf_counter()
-                job.save(finished=job.timesteps >= budget)
+                job.save(finished=job.timesteps + iteration > budget)
                 res = evaluate(config, out, episodes=100, samples=200)
                 point = {"agent_steps": job.timesteps, "seconds": t - t0 - eval_s}
                 curve.append({**point, "bne_l2": res["bne_l2"]})
