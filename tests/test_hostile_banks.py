@@ -280,9 +280,7 @@ def test_values_out_of_range_are_named(tmp_path: Path) -> None:
     alpha = _arrays()["alpha"].copy()
     alpha[1, 0, 1, :2] = [0.7, 0.7]
     folder = _write_bank(tmp_path / "b", alpha=alpha)
-    _refused(
-        lambda: load_bank(folder), "alpha.npy", "2-slot page of query 1, layout 0"
-    )
+    _refused(lambda: load_bank(folder), "alpha.npy", "2-slot page of query 1, layout 0")
     alpha = _arrays()["alpha"].copy()
     alpha[0, 1, 1, :2] = [0.25, 0.75]
     folder = _write_bank(tmp_path / "c", alpha=alpha)
@@ -530,8 +528,7 @@ def test_a_corpus_file_that_is_a_fifo_link_out_or_too_big_is_refused(
         ('{"name": 3, "items": [{}]}', ("'name' must be a string",)),
         ('{"items": [{"id": NaN}]}', ("not valid JSON", "NaN")),
         (
-            '{"items": [{"id": "a", "vertical": "v", "query": "q", '
-            '"positives": [1]}]}',
+            '{"items": [{"id": "a", "vertical": "v", "query": "q", "positives": [1]}]}',
             ("(a)", "'positives' must be a list of non-empty strings"),
         ),
         ("[" * 1000 + "]" * 1000, ("nests 1000 levels",)),
