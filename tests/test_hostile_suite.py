@@ -64,7 +64,7 @@ def _deep_text(text: str) -> str:
     return DEEP.sub(lambda m: "[" * int(m[1]) + "]" * int(m[1]), text)
 
 
-VALUES = st.one_of(HOSTILE, st.integers(60, 3000).map(lambda n: f"__DEEP{n}__"))
+VALUES = st.one_of(HOSTILE, st.integers(60, 400).map(lambda n: f"__DEEP{n}__"))
 
 
 @st.composite
