@@ -29,7 +29,9 @@ simply taken over (and its leftover staging folders cleaned).
 **Manifests are untrusted input.** :func:`read_manifest` reads them with
 :func:`attn_env.fileio.read_user_json` (regular file, size and nesting caps, no
 NaN) and :func:`check_run_manifest` checks the type and range of every field a
-loader or ``--resume`` uses.
+loader or ``--resume`` uses, parsing it into the typed
+:class:`~training.manifest.RunManifest` (:meth:`RunFolder.load_manifest`);
+:meth:`RunFolder.save` writes one.
 """
 
 from __future__ import annotations
