@@ -597,6 +597,19 @@ def _ck_symlink(ctx: Ctx) -> None:
     _save_manifest(run, m)
 
 
+def _ck_real(ctx: Ctx) -> None:
+    """The checkpoints moved to a real ``ck/`` (the manifest points there), and
+    ``checkpoints/`` a link to a victim folder: new checkpoints and pruning
+    would land in the victim (issue 19's CRITICAL case)."""
+    run = ctx.case / "run"
+    store = _victim_store(ctx, "store")
+    (run / "checkpoints").rename(run / "ck")
+    (run / "checkpoints").symlink_to(store, target_is_directory=True)
+    m = _manifest(run)
+    m["checkpoint"] = "ck/" + Path(m["checkpoint"]).name
+    _save_manifest(run, m)
+
+
 def _pool_symlink(ctx: Ctx, empty_pool: bool) -> None:
     run = ctx.case / "run"
     store = _victim_store(ctx, "pool")
@@ -757,6 +770,7 @@ def _run_cases() -> list[Case]:
         cases += [
             _run_case("clean", "ok", None, cmd),
             _run_case("checkpoints-symlink-ck", "error", _ck_symlink, cmd),
+            _run_case("checkpoints-symlink-ck-real", "error", _ck_real, cmd),
             _run_case("symlink-loop", "error", _loop, cmd),
             _run_case("model-pickle", "error", _plant_model, cmd),
             _run_case("stray-pickles", "ok", _plant_strays, cmd),
@@ -1963,7 +1977,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", metavar="OUT", help="write the results here (atomically)"
     )
-    parser.add_argument("--only", default=None, help="only cases whose name holds this")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="only cases whose name holds one of these (comma-separated)",
+    )
     parser.add_argument("--group", default=None, help="only this group")
     parser.add_argument(
         "--with-ray", action="store_true", help="add the (slow) RLlib cases"
@@ -1984,7 +2002,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = all_cases(args.with_ray)
     if args.only:
-        cases = [c for c in cases if args.only in c.name]
+        parts = args.only.split(",")
+        cases = [c for c in cases if any(p in c.name for p in parts)]
     if args.group:
         cases = [c for c in cases if c.group == args.group]
     if args.list:
