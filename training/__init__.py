@@ -2,7 +2,9 @@
 
 - ``attn-market train CONFIG --out DIR`` trains the agents with ``kind: learn``
   (``training.sb3``, or RLlib PPO with ``train.backend: rllib``:
-  ``training.rllib``) and writes a run folder (``training.checkpoint``).
+  ``training.rllib``; both on the skeleton ``training.skeleton.TrainingRun``)
+  and writes a run folder (``training.run``, its typed manifest
+  ``training.manifest``, weights via ``training.checkpoint``).
 - ``load_policy(DIR)`` returns a deterministic bidder, ``act(obs [N, obs_dim]) ->
   [N, 1]`` (``training.policy``).
 - ``attn-market evaluate CONFIG --policy DIR`` measures it against the analytic
