@@ -71,6 +71,13 @@ def _check_market(solution: Solution, env: EnvConfig, where: str) -> None:
             f"{where}: the equilibrium was solved for {got}, but the market is {want}; "
             "solve this market (attn-market solve CONFIG --out DIR)"
         )
+    top = spec.max_bid  # bids >= 0 are checked when the file is read
+    for role, sol in solution.roles.items():
+        if (highest := max(sol.bids)) > top:
+            raise UserError(
+                f"{where}: {role}.bids must lie in [0, {top:g}] (the market's "
+                f"max_bid), got {highest:g}; bids are never clipped in silence"
+            )
 
 
 class EquilibriumAgent:

@@ -349,6 +349,9 @@ def _hostile(tmp_path: Path, saved: dict, case: str) -> Path:
     elif case == "unknown_role":
         data["roles"]["auctioneer"] = data["roles"]["buyer"]
         path.write_text(json.dumps(data))
+    elif case in ("bids_1e308", "bids_negative"):
+        data["roles"]["buyer"]["bids"][-1] = 1e308 if case == "bids_1e308" else -0.5
+        path.write_text(json.dumps(data))
     return path
 
 
@@ -364,6 +367,8 @@ HOSTILE = {
     "lengths": "must be non-empty and of one length",
     "n_buyers_bool": r"market\.n_buyers must be an integer",
     "unknown_role": "roles must be buyer",
+    "bids_1e308": r"buyer\.bids must lie in \[0, 1\] .*got 1e\+308",
+    "bids_negative": r"roles\.buyer\.bids must be finite numbers >= 0\.0, got -0\.5",
 }
 
 
