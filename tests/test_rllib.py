@@ -532,3 +532,15 @@ def test_train_on_a_ray_head_through_address(tmp_path, monkeypatch, capsys):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+
+
+def test_ray_native_log_lines_are_kept_out_of_the_terminal(capfd):
+    """What Ray's C++ core writes to fd 2 while joining is captured, fd 2 restored."""
+    from training.ray_start import _last_reason, _native_stderr
+
+    with _native_stderr() as logged:
+        os.write(2, b"[2026-12-07 01:07:17,503 W 1 1] gcs_client.cc:210: first\n")
+        os.write(2, b"[2026-12-07 01:07:18,519 W 1 1] gcs_client.cc:210: status 404\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    assert _last_reason("".join(logged)) == "gcs_client.cc:210: status 404"

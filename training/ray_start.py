@@ -9,8 +9,12 @@ own waits are bounded (:data:`RAY_TIMEOUTS`) so joining ends in <= 30 s.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from attn_env.errors import UserError
@@ -125,14 +129,51 @@ def init_ray(ray, address: str | None, runners: int) -> None:
     if address != "auto":
         probe_ray(address)
     _ray_config_for_joining()
-    try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            ignore_reinit_error=True,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
-        text = " ".join(str(err).split())[:200]
-        raise UserError(f"cannot join the Ray cluster at {address!r}: {text}") from None
+    with _native_stderr() as logged:
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+            failed = err
+        else:
+            failed = None
+    if failed is not None:
+        text = " ".join(str(failed).split())[:200]
+        why = _last_reason("".join(logged))
+        raise UserError(
+            f"cannot join the Ray cluster at {address!r}: {text}"
+            + (f" (Ray's log: {why})" if why else "")
+        ) from None
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Ray's C++ core logs each failed retry to file descriptor 2 (20 lines in
+    20 s at an address that speaks gRPC but is no Ray head); keep those lines
+    in a temporary file while joining so a failure stays one line. The list
+    yielded holds that text once the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    logged: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield logged
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            logged.append(sink.read().decode("utf-8", "replace"))
+
+
+def _last_reason(log: str, limit: int = 160) -> str:
+    """The message of the last line Ray logged (without its time and source)."""
+    lines = [line.rsplit("] ", 1)[-1].strip() for line in log.splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1][:limit] if lines else ""
