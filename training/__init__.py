@@ -30,15 +30,38 @@ def load_policy(path: Any, device: str = "auto"):
     return _load(path, device=device)
 
 
-def train(config: Any, out: Any, resume: bool = False, progress: bool = True):
+def train(
+    config: Any,
+    out: Any,
+    resume: bool = False,
+    progress: bool = True,
+    address: str | None = None,
+    num_env_runners: int | None = None,
+):
     """Train the learning agents of an ``ExperimentConfig`` into run folder ``out``.
 
-    See ``training.sb3.train`` (``train.backend: rllib``: ``training.rllib.train``).
+    The one place the backend is chosen: ``training.sb3.train``, or with
+    ``train.backend: rllib`` ``training.rllib.train`` (which alone takes a Ray
+    ``address`` and ``num_env_runners``).
     """
     if getattr(config.train, "backend", "sb3") == "rllib":
         from training.rllib import train as _train_rllib
 
-        return _train_rllib(config, out, resume=resume, progress=progress)
+        return _train_rllib(
+            config,
+            out,
+            resume=resume,
+            progress=progress,
+            address=address,
+            num_env_runners=num_env_runners,
+        )
+    if address is not None or num_env_runners is not None:
+        from attn_env.errors import UserError
+
+        raise UserError(
+            "--address and --num-env-runners need train.backend: rllib "
+            f"(this config trains with {config.train.backend})"
+        )
     from training.sb3 import train as _train
 
     return _train(config, out, resume=resume, progress=progress)

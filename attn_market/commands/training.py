@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 
-from attn_env.errors import UserError
 from attn_market.commands import check_output_file
 
 __all__ = ["register"]
@@ -103,29 +102,17 @@ def _load(path: str, seed: int | None = None, timesteps: int | None = None):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.sb3 import main_summary, train
+    from training import train
+    from training.sb3 import main_summary
 
     config = _load(args.config, args.seed, args.timesteps)
-    if config.train.backend == "rllib":
-        from training.rllib import train as train_rllib
-
-        manifest = train_rllib(
-            config,
-            args.out,
-            resume=args.resume,
-            progress=not args.no_progress,
-            address=args.address,
-            num_env_runners=args.num_env_runners,
-        )
-        print(main_summary(manifest))
-        return 0
-    if args.address is not None or args.num_env_runners is not None:
-        raise UserError(
-            "--address and --num-env-runners need train.backend: rllib "
-            f"(this config trains with {config.train.backend})"
-        )
     manifest = train(
-        config, args.out, resume=args.resume, progress=not args.no_progress
+        config,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        address=args.address,
+        num_env_runners=args.num_env_runners,
     )
     print(main_summary(manifest))
     return 0
