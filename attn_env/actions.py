@@ -5,7 +5,7 @@
 ``auto`` (default)
     ``absolute`` wherever the env is stepped (every env face, ``simulate``);
     learners that ``attn-market train`` trains act under ``shade``
-    (:func:`learner_action`), the parameterisation under which they learn.
+    (:class:`ActionOption`), the parameterisation under which they learn.
 ``absolute``
     The action is the bid (buyer) or ask (seller) per unit itself, in
     ``[0, max_bid]``. Set explicitly, learners train on absolute bids too.
@@ -31,13 +31,16 @@ action maps (``training.actions``) call it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "ACTION_MODES",
+    "ActionOption",
     "buyer_shade_range",
-    "learner_action",
     "shade_to_price",
     "shade_to_prices",
 ]
@@ -46,9 +49,34 @@ ACTION_MODES = ("auto", "absolute", "shade")
 "Values of ``EnvConfig.action``."
 
 
-def learner_action(action: str) -> str:
-    """What a learner's action is under ``EnvConfig.action``: ``auto`` -> shade."""
-    return "shade" if action == "auto" else action
+Units = Literal["absolute", "shade"]
+
+
+@dataclass(frozen=True)
+class ActionOption:
+    """``EnvConfig.action`` resolved once: what an action means, and to whom.
+
+    The one owner of ``auto``: every env face steps in :attr:`env` units,
+    learners that ``attn-market train`` trains act in :attr:`learner` units,
+    and :attr:`explicit` says whether the user chose (a learner on explicit
+    ``absolute`` bids is warned about). ``EnvConfig.actions`` gives it.
+    """
+
+    env: Units
+    "Units every env face (PettingZoo, vector, single-agent, simulate) takes."
+    learner: Units
+    "Units a trained learner's policy outputs."
+    explicit: bool
+    "``False`` for ``auto`` (the default)."
+
+    @classmethod
+    def resolve(cls, action: str) -> ActionOption:
+        """The option of ``EnvConfig.action`` (one of :data:`ACTION_MODES`)."""
+        if action == "auto":
+            return cls(env="absolute", learner="shade", explicit=False)
+        if action in ("absolute", "shade"):
+            return cls(env=action, learner=action, explicit=True)
+        raise ValueError(f"env.action must be one of {ACTION_MODES}, got {action!r}")
 
 
 def shade_to_price(

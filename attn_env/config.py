@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from attn_env import mechanisms
-from attn_env.actions import ACTION_MODES
+from attn_env.actions import ACTION_MODES, ActionOption
 from attn_env.checks import (
     ConfigError,
     check_device,
@@ -196,6 +196,11 @@ class EnvConfig:
     " ``auto``: absolute, but learners in ``attn-market train`` shade."
     exposure_floor: float = 0.0
     "Least expected share of a page's attention per buyer, in [0, 1/n_buyers]."
+
+    @property
+    def actions(self) -> ActionOption:
+        """:attr:`action` resolved (``auto`` has one meaning, decided here)."""
+        return ActionOption.resolve(self.action)
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ class MarketSpec:
     @property
     def action_high(self) -> float:
         """Top of the action box: ``max_bid``, or 1 under ``action="shade"``."""
-        return 1.0 if self.config.action == "shade" else self.max_bid
+        return 1.0 if self.config.actions.env == "shade" else self.max_bid
 
     @property
     def obs_dim(self) -> int:
@@ -333,7 +333,7 @@ class MarketCore:
         Raises:
             ValueError: wrong shape, or a NaN action (the message names the agent).
         """
-        if self.config.action != "shade":
+        if self.config.actions.env != "shade":
             return actions
         a = self._checked(actions, "[0, 1]")
         prices = shade_to_prices(a, self.values(), self.spec.n_buyers, self.config)

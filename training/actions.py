@@ -44,9 +44,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.actions import (
-    ACTION_MODES,
+    ActionOption,
     buyer_shade_range,
-    learner_action,
     shade_to_price,
 )
 from attn_env.errors import UserError
@@ -174,20 +173,17 @@ class ActionMap:
         return np.clip(raw, -RAW_BOUND, RAW_BOUND)
 
 
-def map_mode(env_action: str, squash: str) -> str:
-    """The :class:`ActionMap` mode of ``env.action`` and ``train.squash``.
+def map_mode(option: ActionOption, squash: str) -> str:
+    """The :class:`ActionMap` mode of a resolved ``env.action`` and ``train.squash``.
 
-    ``env.action: auto`` (the default) trains shading factors, as ``shade``.
+    ``option`` is ``EnvConfig.actions``: learners act in its ``learner`` units
+    (shading factors under the default ``auto``).
     """
-    if env_action not in ACTION_MODES:
-        raise UserError(
-            f"env.action must be one of {', '.join(ACTION_MODES)}, got {env_action!r}"
-        )
     if squash not in SQUASHES:
         raise UserError(
             f"train.squash must be one of {', '.join(SQUASHES)}, got {squash!r}"
         )
-    if learner_action(env_action) == "absolute":
+    if option.learner == "absolute":
         return "absolute"
     return "shade" if squash == "sigmoid" else "shade_clip"
 

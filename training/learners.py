@@ -68,7 +68,7 @@ def plan_learners(config: ExperimentConfig, agent_names: list[str]) -> list[Lear
         name = agent_names[i]
         key = role_of(name) if tc.share == "role" else name
         groups.setdefault(key, []).append(i)
-    mode = map_mode(config.env.action, tc.squash)
+    mode = map_mode(config.env.actions, tc.squash)
     if mode == "absolute":
         warnings.warn(
             "env.action is absolute: the learners' policies output bids, which "

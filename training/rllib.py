@@ -286,7 +286,7 @@ def rllib_params(
     ``train.algo_params``, then ``num_env_runners`` if given; ``log_std_init``
     from :func:`log_std_default` when the config sets none."""
     params = {**DEFAULTS, **config.train.algo_params}
-    mode = map_mode(config.env.action, config.train.squash)
+    mode = map_mode(config.env.actions, config.train.squash)
     params.setdefault("log_std_init", log_std_default(mode))
     if num_env_runners is not None:
         if num_env_runners < 0:

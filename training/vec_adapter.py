@@ -66,8 +66,8 @@ class MarketVecEnv(VecEnv):
                 f"the vector env must autoreset in the same step (as "
                 f"attn_env.vector_env), got autoreset_mode={mode!r}"
             )
-        units = getattr(getattr(venv, "config", None), "action", action_map.env_action)
-        units = "absolute" if units == "auto" else units  # how the env steps it
+        config = getattr(venv, "config", None)
+        units = config.actions.env if config is not None else action_map.env_action
         if units != action_map.env_action:
             raise UserError(
                 f"the vector env's action is {units!r} but the learner's action map "
