@@ -36,5 +36,5 @@ def test_env_and_trainer_read_the_same_option(action):
 
 
 def test_unknown_action_is_refused():
-    with pytest.raises(ValueError, match="env.action"):
+    with pytest.raises(ValueError, match=r"env\.action"):
         ActionOption.resolve("relative")
