@@ -15,52 +15,180 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("attn_env", "agents", "training", "runner", "attn_market")
 
-# Lowest first. A module belongs to the first layer with a matching prefix
-# (longest prefix wins); it may import its own layer and the ones below.
+# Lowest first. Every module of the project is listed by name, with no prefix
+# rule: a new module fails test_every_module_has_a_layer until it is placed.
+# A module may import its own layer and the ones below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "foundation",
         (
-            "attn_env.errors",
             "attn_env.checks",
-            "attn_env.fileio",
+            "attn_env.errors",
             "attn_env.figures",
+            "attn_env.fileio",
             "attn_env.plugins",
         ),
     ),
-    ("mechanisms", ("attn_env.mechanisms",)),
-    ("valuations", ("attn_env.valuations",)),
+    (
+        "mechanisms",
+        (
+            "attn_env.mechanisms",
+            "attn_env.mechanisms._base",
+            "attn_env.mechanisms._crossing",
+            "attn_env.mechanisms._validate",
+            "attn_env.mechanisms.double",
+            "attn_env.mechanisms.exposure_floor",
+            "attn_env.mechanisms.matching",
+            "attn_env.mechanisms.outcome",
+            "attn_env.mechanisms.position",
+        ),
+    ),
+    (
+        "valuations",
+        (
+            "attn_env.valuations",
+            "attn_env.valuations.attention",
+            "attn_env.valuations.bank",
+            "attn_env.valuations.bank_build",
+            "attn_env.valuations.bank_check",
+            "attn_env.valuations.bank_settings",
+            "attn_env.valuations.bank_validate",
+            "attn_env.valuations.base",
+            "attn_env.valuations.cache",
+            "attn_env.valuations.corpus_io",
+            "attn_env.valuations.fake_traffic",
+            "attn_env.valuations.lift",
+            "attn_env.valuations.model",
+            "attn_env.valuations.positions",
+            "attn_env.valuations.probes",
+            "attn_env.valuations.ranking_metrics",
+            "attn_env.valuations.scoring",
+            "attn_env.valuations.shipped_banks",
+            "attn_env.valuations.uniform",
+        ),
+    ),
     (
         "market core",
         (
-            "attn_env.observation",
             "attn_env.actions",
-            "attn_env.players",
-            "attn_env.feedback",
-            "attn_env.metrics",
             "attn_env.config",
             "attn_env.core",
+            "attn_env.feedback",
+            "attn_env.metrics",
+            "attn_env.observation",
+            "attn_env.players",
         ),
     ),
     (
         "environments and measures",
         (
+            "attn_env",
+            "attn_env.equilibria",
+            "attn_env.estimates",
             "attn_env.market_env",
-            "attn_env.vector",
-            "attn_env.single_agent",
             "attn_env.market_log",
             "attn_env.plots",
-            "attn_env.equilibria",
+            "attn_env.single_agent",
             "attn_env.strategy_metrics",
-            "attn_env",
+            "attn_env.vector",
         ),
     ),
-    ("solver", ("attn_env.solver",)),
-    ("integrity", ("attn_env.integrity",)),
-    ("agents", ("agents",)),
-    ("training", ("training",)),
-    ("runner", ("runner",)),
-    ("cli", ("attn_market",)),
+    (
+        "solver",
+        (
+            "attn_env.solver",
+            "attn_env.solver.cache",
+            "attn_env.solver.driver",
+            "attn_env.solver.game",
+            "attn_env.solver.position",
+            "attn_env.solver.sampled",
+            "attn_env.solver.soda",
+            "attn_env.solver.solution",
+        ),
+    ),
+    (
+        "integrity",
+        (
+            "attn_env.integrity",
+            "attn_env.integrity.defences",
+            "attn_env.integrity.detect",
+            "attn_env.integrity.explain",
+            "attn_env.integrity.fairness",
+        ),
+    ),
+    (
+        "agents",
+        (
+            "agents",
+            "agents.attacks",
+            "agents.baselines",
+            "agents.equilibrium",
+            "agents.qlearn",
+            "agents.traders",
+        ),
+    ),
+    (
+        "training",
+        (
+            "training",
+            "training.actions",
+            "training.checkpoint",
+            "training.learners",
+            "training.manifest",
+            "training.policy",
+            "training.ray_start",
+            "training.rllib",
+            "training.rllib_env",
+            "training.rllib_pool",
+            "training.rllib_state",
+            "training.rllib_weights",
+            "training.run",
+            "training.sb3",
+            "training.sb3_internals",
+            "training.selfplay",
+            "training.skeleton",
+            "training.supersuit_vec",
+            "training.torchrl_env",
+            "training.train_config",
+            "training.vec_adapter",
+        ),
+    ),
+    (
+        "runner",
+        (
+            "runner",
+            "runner.attacks",
+            "runner.audit",
+            "runner.audit_report",
+            "runner.collusion",
+            "runner.compare",
+            "runner.detection",
+            "runner.evaluate",
+            "runner.explain",
+            "runner.fairness",
+            "runner.results",
+            "runner.seats",
+            "runner.simulate",
+            "runner.solve",
+            "runner.valuations",
+        ),
+    ),
+    (
+        "cli",
+        (
+            "attn_market",
+            "attn_market.cli",
+            "attn_market.commands",
+            "attn_market.commands.compare",
+            "attn_market.commands.integrity",
+            "attn_market.commands.listing",
+            "attn_market.commands.simulate",
+            "attn_market.commands.solve",
+            "attn_market.commands.training",
+            "attn_market.commands.valuations",
+            "attn_market.tables",
+        ),
+    ),
 ]
 
 
@@ -78,15 +206,13 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+_LAYER_OF = {m: i for i, (_, names) in enumerate(LAYERS) for m in names}
+
+
 def layer_of(module: str) -> int:
-    best, best_len = None, -1
-    for i, (_, prefixes) in enumerate(LAYERS):
-        for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
-                best, best_len = i, len(p)
-    if best is None:
+    if module not in _LAYER_OF:
         raise AssertionError(f"module {module} is in no layer; add it to LAYERS")
-    return best
+    return _LAYER_OF[module]
 
 
 def _resolve(name: str) -> str | None:
@@ -142,8 +268,12 @@ GRAPH = {m: imports_of(m) for m in MODULES}
 
 
 def test_every_module_has_a_layer():
-    for m in MODULES:
-        layer_of(m)
+    unplaced = sorted(set(MODULES) - set(_LAYER_OF))
+    assert not unplaced, f"modules in no layer (add them to LAYERS): {unplaced}"
+    gone = sorted(set(_LAYER_OF) - set(MODULES))
+    assert not gone, f"LAYERS lists modules that do not exist: {gone}"
+    twice = sorted(m for m in _LAYER_OF if sum(m in n for _, n in LAYERS) > 1)
+    assert not twice, f"modules listed in two layers: {twice}"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -214,7 +344,9 @@ def test_the_checker_sees_function_level_and_upward_imports():
     found = imports_in(src, "attn_env.valuations.fake", is_package=False)
     assert "attn_env.core" in found
     assert layer_of("training.policy") > layer_of("agents.baselines")
-    assert layer_of("attn_env.core") > layer_of("attn_env.valuations.fake")
+    assert layer_of("attn_env.core") > layer_of("attn_env.valuations.bank")
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("attn_env.valuations.fake")  # a new module must be placed
 
 
 def test_equilibrium_distances_need_neither_torch_nor_sb3():
