@@ -148,16 +148,31 @@ def explain_market(
     a = np.asarray(alpha, dtype=np.float64)
     page = page_attention(a, n_buyers)
     order = _slot_order(b[:n_buyers], x[:n_buyers], a, act[:n_buyers], mechanism)
+    free = list(range(a.size))
     for k, i in enumerate(order):
         rec = records[i]
         rec["rank"] = k + 1
         rec["attention_share"] = float(x[i] / page) if page > 0 else 0.0
         if x[i] > 0:
-            rec["slot"] = k  # winners come first, in slot order
+            rec["slot"] = _slot_won(x[i], a, free, k)
             if not lottery:
                 terms = _one_sided_terms(mechanism, name, k, i, order, b, a, names)
                 rec["price_setters"] = terms
     return records
+
+
+def _slot_won(attention: float, a: NDArray, free: list[int], rank: int) -> int:
+    """The free slot whose attention a winner got (and take it from ``free``).
+
+    Position auctions fill slots top-down, so this is the winner's ``rank``; a
+    matching may leave a better slot empty (values of 0 make every assignment
+    optimal), so the slot is read off the attention won, not assumed.
+    """
+    for j in free:
+        if a[j] == attention or np.isclose(a[j], attention, rtol=1e-12, atol=0.0):
+            free.remove(j)
+            return j
+    return rank  # a lottery's expected share matches no single slot
 
 
 def _slot_order(
