@@ -147,9 +147,7 @@ class ZIPAgent:
         n = p.shape[0]
         q = _array(feedback, "clearing_price", n)
         if q is None:
-            raise UserError(
-                "ZIP needs feedback['clearing_price'] (nan where no trade)"
-            )
+            raise UserError("ZIP needs feedback['clearing_price'] (nan where no trade)")
         traded = np.isfinite(q)
         q = np.where(traded, q, p)
         better = np.where(seller, p <= q, p >= q)
