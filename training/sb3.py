@@ -45,11 +45,16 @@ from attn_env.players import Seats
 from training.checkpoint import MANIFEST, save_tensors
 from training.learners import Learner, plan_learners, training_env
 from training.policy import RolePolicy, algo_class, freeze, resolve_device
-from training.run import MAX_STEPS, RunFolder, RunManifest
+from training.run import RunFolder, RunManifest
 from training.sb3_internals import counters, model_state, set_counters, set_model_state
 from training.selfplay import PoolPlayer, SnapshotPool, plays_pool, seat_matrix
 from training.skeleton import TrainingRun
-from training.train_config import MAX_LAYER, check_train_config, resolve_sb3_kwargs
+from training.train_config import (
+    MAX_LAYER,
+    SB3_INT_CAPS,
+    check_train_config,
+    resolve_sb3_kwargs,
+)
 from training.vec_adapter import MarketVecEnv
 
 __all__ = ["Learner", "Trainer", "plan_learners", "train", "training_env"]
@@ -105,22 +110,15 @@ def _make_model(
 _SET_BY_TRAINER = ("policy", "env", "device", "tensorboard_log", "verbose")
 _OBJECTS = ("rollout_buffer_class", "replay_buffer_class", "action_noise")
 "SB3 keywords that take classes or objects: a manifest can only leave them unset."
-_INT_CAPS = {
-    "n_epochs": 1_000,
-    "gradient_steps": 1_000,
-    "buffer_size": 10_000_000,
-    "learning_starts": MAX_STEPS,
-    "seed": 2**32 - 1,
-}
-"Largest value of an integer SB3 keyword in a manifest (others: ``2**20``)."
 
 
 def check_sb3_kwargs(where: str, algo: str, kwargs: Any) -> None:
     """``UserError`` (one line) unless a manifest's ``sb3`` keywords are sane.
 
     Each must be a keyword of the SB3 class (not one the trainer sets), of its
-    default's type (booleans are not numbers), integers within
-    :data:`_INT_CAPS` (``2**20`` by default; ``-1`` where SB3 means "auto"),
+    default's type (booleans are not numbers), integers within the ranges
+    ``algo_params`` may set (:data:`training.train_config.SB3_INT_CAPS`, one
+    table for configs and manifests; others ``[-1, 2**20]``),
     floats finite, ``policy_kwargs.net_arch`` layer sizes in ``[1, MAX_LAYER]``.
     """
     if not isinstance(kwargs, dict):
@@ -159,10 +157,11 @@ def _sb3_value_ok(key: str, value: Any, default: Any) -> bool:
     if key == "policy_kwargs" or key.endswith("_buffer_kwargs"):
         return value is None or isinstance(value, dict)
     if key == "seed" or (isinstance(default, int) and not isinstance(default, bool)):
+        low, high = SB3_INT_CAPS.get(key, (-1, 2**20))
         return (
             isinstance(value, int)
             and not isinstance(value, bool)
-            and -1 <= value <= _INT_CAPS.get(key, 2**20)
+            and low <= value <= high
         )
     if isinstance(default, bool):
         return isinstance(value, bool)

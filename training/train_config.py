@@ -74,10 +74,11 @@ SB3_INT_CAPS: dict[str, tuple[int, int]] = {
     "target_update_interval": (1, 2**20),
     "sde_sample_freq": (-1, 2**20),
     "stats_window_size": (1, 2**20),
+    "seed": (0, 2**32 - 1),
 }
-"Ranges of SB3's integer keywords in ``algo_params`` (others: ``[-1, 2**20]``);"
-" within what a run folder's manifest may record, so a run trained from a"
-" config can always be resumed."
+"Ranges of SB3's integer keywords (others: ``[-1, 2**20]``): what ``algo_params``"
+" may set and what a run folder's manifest may record (``training.sb3``), one"
+" table, so a run trained from a config can always be resumed."
 _SET_BY_TRAINER = (
     "policy",
     "env",
