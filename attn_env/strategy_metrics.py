@@ -115,9 +115,7 @@ def relevant_range(
 
 
 def _mechanism(env_cfg) -> Any:
-    if isinstance(env_cfg.mechanism, mechanisms.Mechanism):
-        return env_cfg.mechanism
-    return mechanisms.make(env_cfg.mechanism, **env_cfg.mechanism_params)
+    return mechanisms.build(env_cfg.mechanism, env_cfg.mechanism_params)
 
 
 def _reserve_binds(env_cfg) -> bool:
@@ -184,11 +182,7 @@ def utility_loss(
         raise UserError(
             f"need {n + m} strategies (buyers then sellers), got {len(strategies)}"
         )
-    mech = (
-        env_cfg.mechanism
-        if isinstance(env_cfg.mechanism, mechanisms.Mechanism)
-        else mechanisms.make(env_cfg.mechanism, **env_cfg.mechanism_params)
-    )
+    mech = _mechanism(env_cfg)
     seller = agent >= n
     role = "seller" if seller else "buyer"
     # Opponents' values and (fixed) bids, drawn once: common random numbers.

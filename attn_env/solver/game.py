@@ -241,11 +241,7 @@ def game_from_config(
         raise ConfigError(f"no equilibrium solver for this market: {why}")
     check_solve_config(solve)
     spec = MarketSpec.from_config(env)
-    mech = (
-        env.mechanism
-        if isinstance(env.mechanism, mechanisms.Mechanism)
-        else mechanisms.make(env.mechanism, **env.mechanism_params)
-    )
+    mech = mechanisms.build(env.mechanism, env.mechanism_params)
     name = mechanisms.name_of(env.mechanism)
     closed = name in RULES and type(mech) is mechanisms.mechanism_class(name)
     source = make_source(
