@@ -647,7 +647,7 @@ def _check_agent_keys(c: ExperimentConfig) -> None:
     if not isinstance(c.agents, dict):
         raise ConfigError(f"agents must be a mapping, got {show(c.agents)}")
     two_sided = mechanisms.family(c.env.mechanism) == "two_sided"
-    n_sellers = (c.env.n_sellers or c.env.n_buyers) if two_sided else 0
+    n_sellers = mechanisms.n_sellers(c.env.mechanism, c.env.n_buyers, c.env.n_sellers)
     roles = ["buyer", "seller"] if two_sided else ["buyer"]
     if "seller" in c.agents and not two_sided:
         fam = mechanisms.family(c.env.mechanism)
@@ -837,7 +837,7 @@ def validate_env(c: EnvConfig) -> None:
 
 def _check_cells(c: EnvConfig, fam: str) -> None:
     """Numbers one market holds per step stay under :data:`MAX_CELLS`."""
-    n_agents = c.n_buyers + ((c.n_sellers or c.n_buyers) if fam == "two_sided" else 0)
+    n_agents = c.n_buyers + mechanisms.n_sellers(c.mechanism, c.n_buyers, c.n_sellers)
     width = OBS_BASE_DIM + c.history + feedback_dim(c.feedback, c.history)
     if n_agents * width > MAX_CELLS:
         raise ConfigError(

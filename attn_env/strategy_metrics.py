@@ -177,7 +177,7 @@ def utility_loss(
             f"utility_loss needs a sealed-bid auction, got {env_cfg.mechanism!r}"
         )
     n = env_cfg.n_buyers
-    m = (env_cfg.n_sellers or n) if fam == "two_sided" else 0
+    m = mechanisms.n_sellers(env_cfg.mechanism, n, env_cfg.n_sellers)
     if len(strategies) != n + m:
         raise UserError(
             f"need {n + m} strategies (buyers then sellers), got {len(strategies)}"

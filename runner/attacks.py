@@ -214,7 +214,7 @@ def scenario(config: ExperimentConfig, attack: str | Mapping[str, Any]) -> Scena
     pairs = params.pop("pairs", 1)
     if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
         raise UserError(f"wash pairs must be an integer >= 1, got {pairs!r}")
-    m = env.n_sellers or n
+    m = mechanisms.n_sellers(env.mechanism, n, env.n_sellers)  # wash: two-sided
     seats = {"n_buyers": n + pairs, "n_sellers": m + pairs}
     added = [f"buyer_{n + k}" for k in range(pairs)]
     added += [f"seller_{m + k}" for k in range(pairs)]
