@@ -25,6 +25,7 @@ bank is stale.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,15 @@ SHIPPED: dict[str, dict[str, Any]] = {
     },
 }
 "The settings whose banks ship (overrides of ``BankSettings()``), by where used."
+
+
+_KEY = re.compile(r"[0-9a-f]{24}")
+"Names of bank folders (``bank_key``): the only entries a rebuild deletes."
+
+
+def _is_bank_folder(path: Path) -> bool:
+    """A real folder (not a link) named like a bank key: what a rebuild may delete."""
+    return bool(_KEY.fullmatch(path.name)) and path.is_dir() and not path.is_symlink()
 
 
 def rebuild_shipped(device: str = "cpu") -> list[Path]:
@@ -62,11 +72,11 @@ def rebuild_shipped(device: str = "cpu") -> list[Path]:
     for params in SHIPPED.values():
         settings = BankSettings(**params)
         stale = root / bank_key(settings, lm.identity, corpus.content_hash)
-        if stale.is_dir():
+        if _is_bank_folder(stale):
             shutil.rmtree(stale)  # rebuilt from scratch, never reused
         keep.append(build_bank(settings, corpus, lm, bank_dir=root))
     for entry in root.iterdir():
-        if entry.is_dir() and entry not in keep:
+        if _is_bank_folder(entry) and entry not in keep:
             shutil.rmtree(entry)
     return keep
 
