@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from agents import for_market
-from attn_env.checks import is_real
+from attn_env.checks import is_int, is_real
 from attn_env.config import ExperimentConfig, TrainConfig
 from attn_env.errors import ConfigError, UserError
 from attn_env.players import Seats
@@ -50,8 +50,11 @@ from training.sb3_internals import counters, model_state, set_counters, set_mode
 from training.selfplay import PoolPlayer, SnapshotPool, plays_pool, seat_matrix
 from training.skeleton import TrainingRun
 from training.train_config import (
+    BUFFER_KWARGS,
     MAX_LAYER,
+    OBJECTS,
     SB3_INT_CAPS,
+    SET_BY_TRAINER,
     check_train_config,
     resolve_sb3_kwargs,
 )
@@ -107,11 +110,6 @@ def _make_model(
     return model
 
 
-_SET_BY_TRAINER = ("policy", "env", "device", "tensorboard_log", "verbose")
-_OBJECTS = ("rollout_buffer_class", "replay_buffer_class", "action_noise")
-"SB3 keywords that take classes or objects: a manifest can only leave them unset."
-
-
 def check_sb3_kwargs(where: str, algo: str, kwargs: Any) -> None:
     """``UserError`` (one line) unless a manifest's ``sb3`` keywords are sane.
 
@@ -125,7 +123,7 @@ def check_sb3_kwargs(where: str, algo: str, kwargs: Any) -> None:
         raise UserError(f"{where} 'sb3' must be an object")
     params = inspect.signature(algo_class(algo).__init__).parameters
     for key, value in kwargs.items():
-        if key not in params or key in (*_SET_BY_TRAINER, "self", "_init_setup_model"):
+        if key not in params or key in (*SET_BY_TRAINER, "self"):
             raise UserError(f"{where} 'sb3': {key!r} is not a keyword of {algo}")
         if not _sb3_value_ok(key, value, params[key].default):
             raise UserError(
@@ -140,10 +138,7 @@ def check_sb3_kwargs(where: str, algo: str, kwargs: Any) -> None:
         if isinstance(arch, dict)
         else None
     )
-    if layers is None or not all(
-        isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_LAYER
-        for n in layers
-    ):
+    if layers is None or not all(is_int(n) and 1 <= n <= MAX_LAYER for n in layers):
         raise UserError(
             f"{where} 'sb3': policy_kwargs.net_arch must list layer sizes in "
             f"[1, {MAX_LAYER}], got {str(arch)[:40]}"
@@ -152,17 +147,13 @@ def check_sb3_kwargs(where: str, algo: str, kwargs: Any) -> None:
 
 def _sb3_value_ok(key: str, value: Any, default: Any) -> bool:
     """Whether ``value`` fits keyword ``key`` whose SB3 default is ``default``."""
-    if key in _OBJECTS:
+    if key in OBJECTS:
         return value is None
-    if key == "policy_kwargs" or key.endswith("_buffer_kwargs"):
+    if key in ("policy_kwargs", *BUFFER_KWARGS):
         return value is None or isinstance(value, dict)
-    if key == "seed" or (isinstance(default, int) and not isinstance(default, bool)):
+    if key == "seed" or is_int(default):
         low, high = SB3_INT_CAPS.get(key, (-1, 2**20))
-        return (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and low <= value <= high
-        )
+        return is_int(value) and low <= value <= high
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, str):

@@ -79,7 +79,7 @@ SB3_INT_CAPS: dict[str, tuple[int, int]] = {
 "Ranges of SB3's integer keywords (others: ``[-1, 2**20]``): what ``algo_params``"
 " may set and what a run folder's manifest may record (``training.sb3``), one"
 " table, so a run trained from a config can always be resumed."
-_SET_BY_TRAINER = (
+SET_BY_TRAINER = (
     "policy",
     "env",
     "device",
@@ -87,6 +87,7 @@ _SET_BY_TRAINER = (
     "verbose",
     "_init_setup_model",
 )
+"SB3 keywords the trainer itself passes: neither a config nor a manifest sets them."
 _SET_BY_TRAIN = {
     "gamma": "train.gamma",
     "learning_rate": "train.learning_rate",
@@ -94,14 +95,11 @@ _SET_BY_TRAIN = {
     "seed": "the config's seed",
 }
 "SB3 keywords a ``train`` option sets: one place for each setting."
-_OBJECTS = (
-    "rollout_buffer_class",
-    "replay_buffer_class",
-    "rollout_buffer_kwargs",
-    "replay_buffer_kwargs",
-    "action_noise",
-)
-"SB3 keywords that take classes or objects (or their arguments): not from a config."
+OBJECTS = ("rollout_buffer_class", "replay_buffer_class", "action_noise")
+"SB3 keywords that take classes or objects: a config cannot give them, a"
+" manifest can only leave them unset."
+BUFFER_KWARGS = ("rollout_buffer_kwargs", "replay_buffer_kwargs")
+"Arguments of those classes: not from a config (a manifest: unset or a mapping)."
 POLICY_CLASSES: dict[str, tuple[str, ...]] = {k: v[1] for k, v in _CLASSES.items()}
 "Class-valued ``policy_kwargs`` and the class names a config may give them."
 
@@ -149,13 +147,13 @@ def _check_algo_params(algo: str, params: dict[str, Any]) -> None:
     if not isinstance(params, dict):
         raise ConfigError(f"train.algo_params must be a mapping, got {show(params)}")
     sig = inspect.signature(algo_class(algo).__init__)
-    known = [k for k in sig.parameters if k not in ("self", *_SET_BY_TRAINER)]
+    known = [k for k in sig.parameters if k not in ("self", *SET_BY_TRAINER)]
     set_by_train = dict(_SET_BY_TRAIN)
     if algo == "ppo":
         set_by_train["n_steps"] = "train.n_steps"
     for key, value in params.items():
         where = f"train.algo_params.{key}"
-        if key in _SET_BY_TRAINER:
+        if key in SET_BY_TRAINER:
             raise ConfigError(f"{where} is set by the trainer; drop it")
         if key in set_by_train:
             raise ConfigError(f"{where} is set by {set_by_train[key]}; set it there")
@@ -164,7 +162,7 @@ def _check_algo_params(algo: str, params: dict[str, Any]) -> None:
                 f"train.algo_params: unknown keyword {key!r} for {algo}; "
                 f"known: {', '.join(k for k in known if k not in set_by_train)}"
             )
-        if key in _OBJECTS:
+        if key in (*OBJECTS, *BUFFER_KWARGS):
             raise ConfigError(
                 f"{where} takes a Python class or object, which a config cannot "
                 "give; drop it"
