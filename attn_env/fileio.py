@@ -35,8 +35,10 @@ __all__ = [
     "check_writable_target",
     "fsync_dir",
     "json_depth",
+    "nesting_over",
     "read_user_bytes",
     "read_user_json",
+    "strict_json_loads",
     "umask_mode",
 ]
 
@@ -198,6 +200,35 @@ def json_depth(text: str) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+def nesting_over(text: str, cap: int) -> int | None:
+    """How deeply ``text`` nests if that is over ``cap``, else ``None``.
+
+    Counting brackets first bounds the depth cheaply (a JSONL row of a corpus
+    rarely holds more than one), so :func:`json_depth` runs only when needed.
+    """
+    if text.count("[") + text.count("{") <= cap:
+        return None
+    depth = json_depth(text)
+    return depth if depth > cap else None
+
+
+def strict_json_loads(text: str) -> Any:
+    """``json.loads`` refusing ``NaN``, ``Infinity`` and floats that overflow
+    (``1e400``) with a ``ValueError``: every number read is finite."""
+    import json
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if math.isinf(value):
+            raise ValueError(f"{literal[:40]} overflows a float")
+        return value
+
+    return json.loads(text, parse_constant=refuse, parse_float=finite)
+
+
 def read_user_json(
     path: str | Path,
     what: str,
@@ -215,8 +246,6 @@ def read_user_json(
         FileNotFoundError: ``path`` is missing.
         UserError: anything else wrong with the file (one line naming it).
     """
-    import json
-
     data = read_user_bytes(path, what, max_bytes, inside)
     try:
         text = data.decode("utf-8")
@@ -224,23 +253,12 @@ def read_user_json(
         raise UserError(
             f"{path}: the {what} is not UTF-8 text ({err.reason})"
         ) from None
-    depth = json_depth(text)
-    if depth > max_depth:
+    if (depth := nesting_over(text, max_depth)) is not None:
         raise UserError(
             f"{path}: the {what} nests {depth} levels deep, over the cap of {max_depth}"
         )
-
-    def refuse(name: str) -> Any:
-        raise ValueError(f"{name} is not a number JSON allows")
-
-    def finite(literal: str) -> float:
-        value = float(literal)
-        if math.isinf(value):
-            raise ValueError(f"{literal[:40]} overflows a float")
-        return value
-
     try:
-        return json.loads(text, parse_constant=refuse, parse_float=finite)
+        return strict_json_loads(text)
     except (ValueError, RecursionError) as err:
         raise UserError(
             f"{path}: the {what} is not valid JSON ({_brief(err)})"

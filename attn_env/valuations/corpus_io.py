@@ -10,12 +10,11 @@ by everyone who reads a corpus.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from attn_env.errors import UserError
-from attn_env.fileio import json_depth, read_user_bytes
+from attn_env.fileio import nesting_over, read_user_bytes, strict_json_loads
 
 __all__ = ["Corpus", "load_corpus", "shipped_corpus_dir"]
 
@@ -96,18 +95,13 @@ def _parse_jsonl(path: Path, data: bytes) -> list[dict[str, str]]:
 
 def _parse_row(path: Path, lineno: int, line: str) -> dict:
     """One JSONL line as an object; ``UserError`` naming the file and line if not."""
-
-    def refuse(name: str) -> None:
-        raise ValueError(f"{name} is not a number JSON allows")
-
-    brackets = line.count("[") + line.count("{")  # cheap bound on the depth
-    if brackets > MAX_ROW_NESTING and json_depth(line) > MAX_ROW_NESTING:
+    if nesting_over(line, MAX_ROW_NESTING) is not None:
         raise UserError(
             f"{path}:{lineno}: nests deeper than {MAX_ROW_NESTING} levels; "
             "expected a flat object"
         )
     try:
-        row = json.loads(line, parse_constant=refuse)
+        row = strict_json_loads(line)
     except (ValueError, RecursionError) as err:
         msg = getattr(err, "msg", None) or " ".join(str(err).split())[:120]
         raise UserError(f"{path}:{lineno}: not valid JSON ({msg})") from None
