@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from attn_env.checks import is_real
+from attn_env.checks import is_int, is_real, show
 from attn_env.errors import UserError
 from attn_env.fileio import atomic_write_text, read_user_json
 
@@ -149,9 +149,7 @@ class _Checker:
         self.where = where
 
     def fail(self, name: str, want: str, got: Any) -> UserError:
-        shown = repr(got)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        return UserError(f"{self.where}: {name} must be {want}, got {shown}")
+        return UserError(f"{self.where}: {name} must be {want}, got {show(got)}")
 
     def get(self, data: dict, key: str, name: str | None = None) -> Any:
         if key not in data:
@@ -166,9 +164,7 @@ class _Checker:
 
     def integer(self, data: dict, key: str, low: int, high: int, name=None) -> int:
         value = self.get(data, key, name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name or key, f"an integer in [{low}, {high}]", value)
-        if not low <= value <= high:
+        if not (is_int(value) and low <= value <= high):
             raise self.fail(name or key, f"an integer in [{low}, {high}]", value)
         return value
 
