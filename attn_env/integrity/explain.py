@@ -169,7 +169,7 @@ def _slot_won(attention: float, a: NDArray, free: list[int], rank: int) -> int:
     optimal), so the slot is read off the attention won, not assumed.
     """
     for j in free:
-        if a[j] == attention or np.isclose(a[j], attention, rtol=1e-12, atol=0.0):
+        if np.isclose(a[j], attention, rtol=1e-12, atol=0.0):
             free.remove(j)
             return j
     return rank  # a lottery's expected share matches no single slot
