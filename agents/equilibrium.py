@@ -125,7 +125,6 @@ class EquilibriumAgent:
         self._seller = (
             solution.bid_function("seller") if "seller" in solution.roles else truthful
         )
-        self._top = MarketSpec.from_config(env).max_bid
 
     def reset(self, num_envs: int, rng: np.random.Generator) -> None:
         """Nothing to clear."""
@@ -136,4 +135,4 @@ class EquilibriumAgent:
     def act(self, obs: NDArray, rng: np.random.Generator) -> NDArray[np.float32]:
         v = obs[:, VALUE].astype(np.float64)
         bid = np.where(is_seller(obs), self._seller(v), self._buyer(v))
-        return as_actions(np.clip(bid, 0.0, self._top))
+        return as_actions(bid)  # in [0, max_bid]: the solver grid, or checked on load
