@@ -117,6 +117,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
+        "scenarios",
+        (
+            "attn_env.scenarios",
+        ),
+    ),
+    (
         "agents",
         (
             "agents",
