@@ -1,7 +1,8 @@
 """Reading a corpus: the shipped one or a user's folder of two JSONL files.
 
-A corpus folder holds ``queries.jsonl`` and ``candidates.jsonl``, one JSON
-object a line: ``{"id": ..., "text": ..., "vertical": ...}``. Reading is kept
+A corpus folder holds ``queries.jsonl`` and ``candidates.jsonl`` (or another
+candidates file named by the caller, as the search-day corpus's ``ads.jsonl``),
+one JSON object a line: ``{"id": ..., "text": ..., "vertical": ...}``. Reading is kept
 apart from the bank so that the corpus format and its checks live in one place,
 and so that the content hash (part of every bank key) is computed the same way
 by everyone who reads a corpus.
@@ -16,7 +17,7 @@ from pathlib import Path
 from attn_env.errors import UserError
 from attn_env.fileio import nesting_over, read_user_bytes, strict_json_loads
 
-__all__ = ["Corpus", "load_corpus", "shipped_corpus_dir"]
+__all__ = ["Corpus", "load_corpus", "search_day_corpus_dir", "shipped_corpus_dir"]
 
 CORPUS_FILES = ("queries.jsonl", "candidates.jsonl")
 "The two files of a corpus folder, in the order they enter the content hash."
@@ -49,6 +50,17 @@ def shipped_corpus_dir() -> Path:
         ``attn_env/valuations/corpus`` inside the installed package.
     """
     return Path(__file__).resolve().parent / "corpus"
+
+
+def search_day_corpus_dir() -> Path:
+    """The folder of the search-day traffic corpus that ships with the package.
+
+    Returns:
+        ``attn_env/scenarios/data/search_day`` inside the installed package:
+        ``queries.jsonl`` and ``ads.jsonl`` (read it with
+        ``load_corpus(search_day_corpus_dir(), candidates="ads.jsonl")``).
+    """
+    return Path(__file__).resolve().parents[1] / "scenarios" / "data" / "search_day"
 
 
 def _parse_jsonl(path: Path, data: bytes) -> list[dict[str, str]]:
@@ -119,8 +131,10 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load_corpus(path: str | Path | None = None) -> Corpus:
-    """Read ``queries.jsonl`` and ``candidates.jsonl`` from a folder.
+def load_corpus(
+    path: str | Path | None = None, *, candidates: str = CORPUS_FILES[1]
+) -> Corpus:
+    """Read ``queries.jsonl`` and the candidates file from a folder.
 
     Both files are read with limits (:func:`attn_env.fileio.read_user_bytes`:
     regular files inside the folder, at most :data:`MAX_CORPUS_BYTES` each),
@@ -129,27 +143,41 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
     Args:
         path: a folder with both files (JSONL rows ``{"id", "text", "vertical"}``);
             default: the shipped corpus.
+        candidates: the file name of the candidates in that folder (a plain
+            name, no folder part); default ``candidates.jsonl``.
 
     Returns:
         The corpus, with the content hash of both files.
 
     Raises:
         FileNotFoundError: when the folder or either file is missing.
-        UserError: when a file is not a regular file, too large, or a row is
-            malformed (see :func:`_parse_jsonl`).
+        UserError: when ``candidates`` is not a plain file name, a file is not
+            a regular file, too large, or a row is malformed (see
+            :func:`_parse_jsonl`).
     """
+    if (
+        not isinstance(candidates, str)
+        or candidates in ("", ".", "..")
+        or Path(candidates).name != candidates
+        or "\\" in candidates
+    ):
+        raise UserError(
+            f"candidates must be a file name inside the corpus folder, such as "
+            f"'candidates.jsonl', got {_short(candidates)}"
+        )
+    names = (CORPUS_FILES[0], candidates)
     folder = Path(path).expanduser() if path is not None else shipped_corpus_dir()
     if folder.exists() and not folder.is_dir():
         raise UserError(
             f"{folder}: a corpus is a folder holding queries.jsonl and "
-            "candidates.jsonl, this is not one"
+            f"{candidates}, this is not one"
         )
-    files = [folder / name for name in CORPUS_FILES]
+    files = [folder / name for name in names]
     for f in files:
         if not f.exists() and not f.is_symlink():
             raise FileNotFoundError(
                 f"corpus file {str(f)!r} does not exist; a corpus folder holds "
-                "queries.jsonl and candidates.jsonl"
+                f"queries.jsonl and {candidates}"
             )
     data = [
         read_user_bytes(f, "corpus file", MAX_CORPUS_BYTES, inside=folder)
