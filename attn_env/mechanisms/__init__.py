@@ -40,6 +40,12 @@ _REGISTRY: dict[str, tuple[str, str] | type[Mechanism]] = {
     "stable_matching": ("attn_env.mechanisms.matching", "StableMatching"),
 }
 
+# markets cleared on step schedules: made by name, but not in names() (the envs
+# clear one order per trader); attn_env/mechanisms/schedules.py
+_SCHEDULE_MARKETS = {
+    "schedule_call_market": ("attn_env.mechanisms.schedules", "ScheduleCallMarket")
+}
+
 __all__ = [
     "FAMILIES",
     "Matching",
@@ -69,6 +75,9 @@ def names() -> list[str]:
 
 def mechanism_class(name: str) -> type[Mechanism]:
     """The class registered under ``name``."""
+    if isinstance(name, str) and name in _SCHEDULE_MARKETS:
+        module, cls = _SCHEDULE_MARKETS[name]
+        return getattr(importlib.import_module(module), cls)
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ConfigError(f"unknown mechanism {name!r}; known: {', '.join(names())}")
     entry = _REGISTRY[name]
