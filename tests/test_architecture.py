@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "attn_env.mechanisms.matching",
             "attn_env.mechanisms.outcome",
             "attn_env.mechanisms.position",
+            "attn_env.mechanisms.schedules",
         ),
     ),
     (
