@@ -121,6 +121,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "scenarios",
         (
             "attn_env.scenarios",
+            "attn_env.scenarios.autobidders",
+            "attn_env.scenarios.search_advertisers",
+            "attn_env.scenarios.search_auction",
+            "attn_env.scenarios.search_config",
+            "attn_env.scenarios.search_day",
+            "attn_env.scenarios.search_env",
+            "attn_env.scenarios.search_landscape",
+            "attn_env.scenarios.search_market",
+            "attn_env.scenarios.search_pages",
+            "attn_env.scenarios.search_play",
+            "attn_env.scenarios.search_state",
+            "attn_env.scenarios.search_traffic",
         ),
     ),
     (
