@@ -32,6 +32,8 @@ _REGISTRY: dict[str, tuple[str, str] | type[Mechanism]] = {
     "second_price": ("attn_env.mechanisms.position", "SecondPrice"),
     "gsp": ("attn_env.mechanisms.position", "GSP"),
     "vcg": ("attn_env.mechanisms.position", "VCG"),
+    "segment_auction": ("attn_env.mechanisms.answer", "SegmentAuction"),
+    "prominence_auction": ("attn_env.mechanisms.answer", "ProminenceAuction"),
     "k_double": ("attn_env.mechanisms.double", "KDouble"),
     "mcafee": ("attn_env.mechanisms.double", "McAfee"),
     "call_market": ("attn_env.mechanisms.double", "CallMarket"),
