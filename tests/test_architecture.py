@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "attn_env.mechanisms._base",
             "attn_env.mechanisms._crossing",
             "attn_env.mechanisms._validate",
+            "attn_env.mechanisms.answer",
             "attn_env.mechanisms.double",
             "attn_env.mechanisms.exposure_floor",
             "attn_env.mechanisms.matching",
