@@ -223,6 +223,9 @@ class MarketCore:
         n, N = spec.n_buyers, spec.n_agents
         self._capped = config.budget is not None
         self._cda = type(self.mechanism).sequential
+        # share rules (mechanisms/answer.py) divide the whole answer's attention:
+        # the first-best gives it all to the highest value, one buyer may get it
+        self._shares = bool(getattr(self.mechanism, "share_rule", False))
         self.state = MarketState.empty(spec, B)
         role = np.zeros(N, dtype=np.float32)
         role[n:] = 1.0
@@ -397,7 +400,9 @@ class MarketCore:
             alloc_upper = (
                 1.0
                 if m
-                else np.maximum(self.state.alpha.max(axis=1, keepdims=True), _EPS)
+                else np.maximum(
+                    self._first_best_alpha().max(axis=1, keepdims=True), _EPS
+                )
             )
             bids = np.minimum(bids, self.state.budget_left / alloc_upper)
         bids = np.where(b_active, bids, 0.0)
@@ -433,7 +438,8 @@ class MarketCore:
             welfare = buyer_gain.sum(axis=1)
             volume = alloc.sum(axis=1)
             self.state.acc["optimal_welfare"] += optimal_welfare(
-                np.where(b_active, self.state.unit_value, 0.0), alpha=self.state.alpha
+                np.where(b_active, self.state.unit_value, 0.0),
+                alpha=self._first_best_alpha(),
             )
         self.state.budget_left = np.maximum(self.state.budget_left - pay, 0.0)
         self.state.acc["welfare"] += welfare
@@ -459,6 +465,8 @@ class MarketCore:
             "theta": self.state.theta.copy(),
             "relevance": self.state.relevance.copy(),
         }
+        if self._shares:  # the attention a first-best could give one buyer
+            info["first_best_alpha"] = self._first_best_alpha()
         if "lottery" in out.extra:  # the exposure floor's free lottery markets
             info["lottery"] = out.extra["lottery"]
         if self.state.group is not None:  # the ads' verticals (attention source)
@@ -485,6 +493,13 @@ class MarketCore:
             idx: Any = slice(None) if live.all() else np.flatnonzero(live)
             self._draw(rng, idx, int(live.sum()))
         return utility, done, info
+
+    def _first_best_alpha(self) -> NDArray[np.float64]:
+        """Slot attention as the first-best sees it, ``[B, K]``: one slot of the
+        whole answer's attention under a share rule (any split is feasible)."""
+        if self._shares:
+            return self.state.alpha.sum(axis=1, keepdims=True)
+        return self.state.alpha
 
     def _clear(self, bids, asks, b_active, rng):
         """Call the mechanism of the configured family on the effective bids."""

@@ -122,7 +122,9 @@ class MarketLog:
             live = np.where(np.asarray(info["active"])[:, :n] > 0.5, bv, 0.0)
             alpha = get("alpha")
             welfare = metrics.welfare(bv, ba)
-            opt = metrics.optimal_welfare(live, alpha=alpha)
+            # share rules: the env's first-best attention (one slot of it all)
+            best = get("first_best_alpha") if "first_best_alpha" in info else alpha
+            opt = metrics.optimal_welfare(live, alpha=best)
             low, high = _one_sided_interval(live, alpha, self.matching)
             surplus = metrics.budget_surplus(bpay)
         if self.matching:
