@@ -290,3 +290,126 @@ def test_bad_inputs_get_one_line_errors(pos, bad, match):
     with pytest.raises(UserError, match=match) as err:
         ScheduleCallMarket().clear(*args)
     assert "\n" not in str(err.value)
+
+
+# --- the compute-market scenario ---------------------------------------------
+
+TINY = {
+    "populations": 2,
+    "markets": 8,
+    "periods": 6,
+    "report_last": 3,
+    "n_buyers": 3,
+    "n_sellers": 2,
+    "jobs_per_buyer": 2,
+    "cost_steps": 2,
+    "docs_max": 4,
+}
+
+
+def test_flop_model_is_quadratic_in_length():
+    from attn_env.scenarios.compute_model import flop_model
+
+    fm = flop_model()
+    assert (fm.d_model, fm.d_ff, fm.n_layers) == (384, 1536, 6)
+    lengths = np.array([1.0, 2.0, 3.0])
+    f = fm.flops(lengths)
+    # second difference of a quadratic a L^2 + b L is 2a = 2 * 4 d * layers
+    assert f[2] - 2 * f[1] + f[0] == pytest.approx(2 * 4 * 384 * 6)
+    assert f[0] == 6 * (8 * 384**2 + 4 * 384 + 4 * 384 * 1536)
+
+
+def test_jobs_count_real_tokens():
+    from attn_env.scenarios.compute_model import draw_jobs, token_counts
+
+    tc = token_counts()
+    assert tc.query.size == 320 and tc.cand.size == 3000 and tc.query.min() >= 1
+    jobs = draw_jobs(
+        np.random.default_rng(0),
+        (500,),
+        docs_min=1,
+        docs_max=1,
+        batch_max=1,
+        value_median=1.0,
+        value_sigma=0.0,
+        deadline_max=2,
+    )
+    # one passage: [CLS] q [SEP] d [SEP] is at least 3 + 2 tokens long and at
+    # most the longest query plus the longest passage plus 3
+    assert jobs.tokens.min() >= 5
+    assert jobs.tokens.max() <= tc.query.max() + tc.cand.max() + 3
+    assert set(np.unique(jobs.deadline)) <= {1, 2}
+    np.testing.assert_allclose(jobs.value, 1.0)
+
+
+def test_simulate_tiny_config_is_consistent():
+    import json
+
+    from attn_env import scenarios
+
+    mod = scenarios.scenario_module("compute_market")
+    out = mod.simulate({"scenario": "compute_market", **TINY})
+    json.dumps(out, allow_nan=False)
+    runs = out["runs"]
+    assert set(runs) == {
+        "schedule_truthful",
+        "schedule_learning",
+        "unit_truthful",
+        "unit_learning",
+    }
+    truthful = runs["schedule_truthful"]
+    # truthful schedules on a uniform price: efficient, at the Walrasian
+    # price, the efficient volume, budget balanced, all gains split
+    assert truthful["efficiency"]["mean"] == pytest.approx(1.0)
+    assert truthful["abs_price_gap"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert truthful["volume_ratio"]["mean"] == pytest.approx(1.0)
+    assert truthful["budget_surplus"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    shares = truthful["buyer_share"]["mean"] + truthful["seller_share"]["mean"]
+    assert shares == pytest.approx(1.0)
+    for run in runs.values():
+        assert 0.0 <= run["utilisation"]["mean"] <= 1.0 + 1e-12  # volume <= capacity
+        assert run["efficiency"]["mean"] <= 1.0 + 1e-12
+    served = truthful["served_value_share"]["mean"]
+    expired = truthful["expired_value_share"]["mean"]
+    assert 0.0 < served and served + expired <= 1.0 + 1e-12
+    assert len(out["curves"]["schedule_learning"]["efficiency"]) == TINY["periods"]
+    # the learner moved from shade_init (0.2) on a grid of shade_step (0.02)
+    learned = out["shading"]["schedule_learning"]["buyers"]
+    assert learned != 0.2 and out["shading"]["schedule_truthful"]["buyers"] == 0.0
+
+
+def test_simulate_is_seeded():
+    from attn_env.scenarios import compute_market
+
+    cfg = {**TINY, "compare_unit": False, "periods": 3, "report_last": 2}
+    assert compute_market.simulate(cfg) == compute_market.simulate(cfg)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("rule", "vickrey", r"rule must be one of uniform"),
+        ("shade_init", 0.95, r"shade_init must be in \[0, shade_max\]"),
+        ("report_last", 99, r"report_last must be in \[1, periods\]"),
+        ("markets", 0, r"markets must be an int in \[1,"),
+        ("colour", 1, r"unknown key 'colour'"),
+        ("scenario", "search_day", r"scenario must be 'compute_market'"),
+    ],
+)
+def test_scenario_config_refuses_bad_values(key, value, match):
+    from attn_env.scenarios import compute_market
+
+    with pytest.raises(ConfigError, match=match):
+        compute_market.load({**TINY, key: value})
+
+
+def test_shipped_config_reads():
+    from pathlib import Path
+
+    from attn_env.config import read_config_yaml
+    from attn_env.scenarios import compute_market
+
+    path = Path(__file__).resolve().parents[1] / "configs/scenarios/compute_market.yaml"
+    data = read_config_yaml(path)
+    assert data["scenario"] == "compute_market"
+    assert compute_market.load(data) == compute_market.CONFIG()
