@@ -23,6 +23,7 @@ __all__ = [
     "EconomicsConfig",
     "PUBLISH",
     "SearchDayConfig",
+    "SearchTrainConfig",
     "TrafficConfig",
     "load",
     "validate",
@@ -107,6 +108,28 @@ class AuctionConfig:
 
 
 @dataclass
+class SearchTrainConfig:
+    """Shared-policy PPO for every advertiser at once (``attn-market train``)."""
+
+    timesteps: int = 1_000_000
+    "Advertiser-periods of experience (each day gives advertisers x periods)."
+    parallel_days: int = 2
+    "Days stepped together in one rollout."
+    learning_rate: float = 3e-4
+    n_epochs: int = 5
+    batch_size: int = 1152
+    gamma: float = 0.99
+    ent_coef: float = 0.0
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    eval_every: int = 200_000
+    "Advertiser-periods between evaluations on held-out days (the learning curve)."
+    eval_days: int = 2
+    "Held-out days per evaluation (traffic seeds from 1,000,000 on)."
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
 class SearchDayConfig:
     """A day (or several) of sponsored search with auto-bidding advertisers."""
 
@@ -136,7 +159,7 @@ class SearchDayConfig:
     data: str | None = None
     "A folder with queries.jsonl, ads.jsonl and advertisers.yaml (default: shipped"
     " traffic and seeded advertisers)."
-    train: dict[str, Any] = field(default_factory=dict)
+    train: SearchTrainConfig = field(default_factory=SearchTrainConfig)
     "Training options (``train`` command): see docs/search_day.md."
 
 
@@ -189,6 +212,20 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
         )
     _one_of(c.publish, PUBLISH, f"{where}.publish")
     _one_of(c.seating, ("fixed", "rotate"), f"{where}.seating")
+    tr = c.train
+    check_int(tr.timesteps, f"{where}.train.timesteps", 1, 10**10)
+    check_int(tr.parallel_days, f"{where}.train.parallel_days", 1, 256)
+    check_real(tr.learning_rate, f"{where}.train.learning_rate", 0.0, 1.0, above=True)
+    check_int(tr.n_epochs, f"{where}.train.n_epochs", 1, 100)
+    check_int(tr.batch_size, f"{where}.train.batch_size", 2, 10**6)
+    check_real(tr.gamma, f"{where}.train.gamma", 0.0, 1.0)
+    check_real(tr.ent_coef, f"{where}.train.ent_coef", 0.0, 1.0)
+    for i, w in enumerate(tr.net_arch):
+        check_int(w, f"{where}.train.net_arch[{i}]", 1, 4096)
+    check_int(tr.eval_every, f"{where}.train.eval_every", 1, 10**10)
+    check_int(tr.eval_days, f"{where}.train.eval_days", 1, 1000)
+    check_int(tr.seed, f"{where}.train.seed", 0, 2**32 - 1)
+    _one_of(tr.device, ("auto", "cpu", "cuda"), f"{where}.train.device")
     check_real(c.lambda_max, f"{where}.lambda_max", 0.0, 100.0, above=True)
     return c
 

@@ -123,6 +123,24 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.episodes is not None and args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    from runner.scenarios import compare_scenarios, read_scenario
+
+    scenarios = [read_scenario(path) for path in args.configs]
+    if any(sc is not None for sc in scenarios):
+        if not all(sc is not None for sc in scenarios):
+            raise UserError("compare scenario configs with scenario configs only")
+        labelled = [
+            (label, *sc)
+            for label, sc in zip(_names(args.configs), scenarios, strict=True)
+        ]
+        result = compare_scenarios(labelled, seed=args.seed)
+        if args.json:
+            print(json.dumps(jsonable(result), allow_nan=False))
+        else:
+            from attn_market.commands.scenario_tables import print_scenario
+
+            print_scenario(result)
+        return 0
     designs = [
         (name, load_config(path))
         for name, path in zip(_names(args.configs), args.configs, strict=True)

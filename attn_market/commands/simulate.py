@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from runner.scenarios import read_scenario
+
+    scenario = read_scenario(args.config)
+    if scenario is not None:
+        return _run_scenario(args, *scenario)
     config = config_from_args(args)
     if args.plot:
         check_output_file(args.plot, "--plot")  # fail before the run, not after it
@@ -58,6 +63,25 @@ def _run(args: argparse.Namespace) -> int:
         _print_table(result)
         if args.plot:
             print(f"plot written to {args.plot}")
+    return 0
+
+
+def _run_scenario(args: argparse.Namespace, name: str, config: Any) -> int:
+    """``simulate`` on a scenario config (``--episodes``/``--num-envs`` do not apply)."""
+    from attn_env.errors import UserError
+    from runner.scenarios import simulate_scenario
+
+    for option in ("episodes", "num_envs", "plot"):
+        if getattr(args, option) is not None:
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"{flag} does not apply to scenario {name!r}")
+    result = simulate_scenario(name, config, args.seed, progress=not args.json)
+    if args.json:
+        print(json.dumps(jsonable(result), allow_nan=False))
+    else:
+        from attn_market.commands.scenario_tables import print_scenario
+
+        print_scenario(result)
     return 0
 
 

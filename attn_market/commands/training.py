@@ -10,7 +10,9 @@ import argparse
 import json
 import sys
 
+from attn_env.errors import UserError
 from attn_market.commands import check_output_file
+from runner.results import jsonable
 
 __all__ = ["register"]
 
@@ -102,6 +104,25 @@ def _load(path: str, seed: int | None = None, timesteps: int | None = None):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from runner.scenarios import read_scenario, train_scenario
+
+    scenario = read_scenario(args.config)
+    if scenario is not None:
+        if args.resume or args.address or args.num_env_runners:
+            raise UserError(
+                f"--resume, --address and --num-env-runners do not apply to scenario "
+                f"{scenario[0]!r} (its trainer is stable-baselines3, in this process)"
+            )
+        record = train_scenario(
+            *scenario, args.out, args.seed, args.timesteps, progress=not args.no_progress
+        )
+        last = record["curve"][-1]
+        print(
+            f"trained {record['timesteps']:,} advertiser-periods in "
+            f"{record['seconds']:.0f} s; held-out score {last['score']:.3f} "
+            f"(PID {last['pid_score']:.3f}); run folder {args.out}"
+        )
+        return 0
     from training import train
     from training.sb3 import main_summary
 
@@ -120,6 +141,21 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
+
+    from runner.scenarios import evaluate_scenario, read_scenario
+
+    scenario = read_scenario(args.config)
+    if scenario is not None:
+        if args.plot is not None:
+            raise UserError(f"--plot does not apply to scenario {scenario[0]!r}")
+        result = evaluate_scenario(*scenario, args.policy, days=args.episodes)
+        if args.json:
+            print(json.dumps(jsonable(result), allow_nan=False))
+        else:
+            from attn_market.commands.scenario_tables import print_scenario
+
+            print_scenario(result)
+        return 0
 
     from runner.evaluate import evaluate
 
