@@ -227,3 +227,34 @@ def test_config_errors_name_the_key(data, match):
 def test_a_two_sided_mechanism_is_refused():
     with pytest.raises(ConfigError, match="one-sided"):
         small_market(auction={"mechanism": "mcafee"})
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_grid_totals_against_a_pass_per_multiplier(mechanism):
+    """The difference-array landscape equals ranking every entrant at every
+    multiplier of the grid against the others' scores directly."""
+    from attn_env.scenarios.search_landscape import LAMBDA_GRID
+
+    m = small_market(auction={"mechanism": mechanism, "reserve": 0.3})
+    day = Day(m, seed=2, keep_bids=True)
+    queries = day.traffic[0]
+    res = day.step(np.random.default_rng(0).uniform(0.3, 3.0, m.n))
+    opts = slot_options(m.auction, queries, res.bids)
+    spend, conv = grid_totals(m.auction, opts)
+    bid = opts.unit_bid[:, :, None] * LAMBDA_GRID
+    k = (opts.others[:, :, None, :] > (bid * opts.quality[:, :, None])[..., None]).sum(axis=3)
+    slots = opts.others.shape[2]
+    won = (k < slots) & (bid >= 0.3) & opts.valid[:, :, None]
+    kk = np.minimum(k, slots - 1)
+    clicks = np.take_along_axis(opts.clicks, kk, axis=2)
+    c = np.where(won, np.take_along_axis(opts.conv, kk, axis=2), 0.0)
+    if mechanism == "first_price":
+        s = np.where(won, bid * clicks, 0.0)
+    else:
+        s = np.where(won, np.take_along_axis(opts.cost, kk, axis=2), 0.0)
+    want_s, want_c = np.zeros_like(spend), np.zeros_like(conv)
+    for b, mm in zip(*np.nonzero(opts.valid), strict=True):
+        want_s[opts.adv[b, mm]] += s[b, mm]
+        want_c[opts.adv[b, mm]] += c[b, mm]
+    np.testing.assert_allclose(spend, want_s, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(conv, want_c, rtol=1e-9, atol=1e-12)

@@ -141,25 +141,43 @@ def grid_totals(
     auction: SearchAuction, opts: Options, grid: NDArray = LAMBDA_GRID
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Spend and conversions ``[N, G]`` each advertiser would have had at each
-    multiplier of ``grid`` (first price pays its bid, the others the price)."""
+    multiplier of the ascending ``grid`` (first price pays its bid, the others
+    the slot's price).
+
+    Without a pass per multiplier: entrant m holds slot
+    ``#{j : lambda*_j > lambda}`` where ``lambda*_j = o_j / (V pConv q)``, so
+    its outcome as a function of the grid index is a step function; each step
+    ``x_j - x_{j+1}`` enters a difference array at the first grid index past
+    ``lambda*_j`` (and past the reserve), and one cumulative sum per
+    advertiser gives every multiplier's totals.
+    """
     n = auction.adv.n
-    quality = opts.quality
-    unit_bid = opts.unit_bid
-    bid = unit_bid[:, :, None] * grid[None, None, :]  # [B, M, G]
-    s = bid * quality[:, :, None]
-    k = (opts.others[:, :, None, :] > s[:, :, :, None]).sum(axis=3)  # [B, M, G]
-    k_slots = opts.others.shape[2]
-    won = (k < k_slots) & (bid >= auction.mech.reserve) & opts.valid[:, :, None]
-    kk = np.minimum(k, k_slots - 1)
-    clicks = np.take_along_axis(opts.clicks, kk, axis=2)
-    conv = np.where(won, np.take_along_axis(opts.conv, kk, axis=2), 0.0)
-    if mechanisms.name_of(auction.mech) == "first_price":
-        spend = np.where(won, bid * clicks, 0.0)
-    else:
-        spend = np.where(won, np.take_along_axis(opts.cost, kk, axis=2), 0.0)
-    return _per_advertiser(opts.adv, opts.valid, spend, n), _per_advertiser(
-        opts.adv, opts.valid, conv, n
+    grid = np.asarray(grid, dtype=np.float64)
+    g = len(grid)
+    ok = opts.valid & (opts.unit_bid > 0)
+    unit = np.where(ok, opts.unit_bid, 1.0)
+    need = opts.others / (unit * opts.quality)[:, :, None]  # lambda*_j [B, M, K]
+    enter = np.searchsorted(grid, need, side="left")
+    start = np.maximum(
+        enter[:, :, -1], np.searchsorted(grid, auction.mech.reserve / unit, side="left")
     )
+    at = np.maximum(enter, start[:, :, None])  # [B, M, K]
+    first_price = mechanisms.name_of(auction.mech) == "first_price"
+    pay = opts.clicks * unit[:, :, None] if first_price else opts.cost
+
+    def steps(x: NDArray) -> NDArray:
+        nxt = np.concatenate([x[:, :, 1:], np.zeros_like(x[:, :, :1])], axis=2)
+        return x - nxt
+
+    idx = (opts.adv[:, :, None] * (g + 1) + at)[ok]
+    totals = []
+    for x in (pay, opts.conv):
+        diff = np.bincount(idx.ravel(), steps(x)[ok].ravel(), n * (g + 1))
+        totals.append(np.cumsum(diff.reshape(n, g + 1), axis=1)[:, :g])
+    spend, conv = totals
+    if first_price:
+        spend = spend * grid[None, :]
+    return spend, conv
 
 
 def dual_totals(
