@@ -292,3 +292,40 @@ def test_registered_as_one_sided():
         assert mechanisms.family(name) == "one_sided"
         assert name in mechanisms.names_of_family("one_sided")
     assert mechanisms.parameters("prominence_auction")["beta"] == 2.0
+
+
+# --- the answer_slots scenario ---------------------------------------------------
+
+
+def test_answer_slots_scenario_runs_and_is_consistent():
+    import yaml
+
+    from attn_env.config import from_dict
+    from attn_env.scenarios import scenario_module
+
+    mod = scenario_module("answer_slots")
+    path = "configs/scenarios/answer_slots.yaml"
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    cfg = from_dict(mod.CONFIG, {**data, "markets": 3000, "quality_weights": [0.0, 50]})
+    res = mod.simulate(cfg)
+    q0 = res["organic_quality"]["mean"]
+    for row in res["rows"]:
+        assert row["revenue"]["mean"] >= 0
+        # truthful bidders are individually rational in every mechanism
+        assert row["advertiser_utility"]["mean"] >= -1e-12
+        assert 0.0 <= row["sponsored_share"]["mean"] <= 1.0 + 1e-12
+        if row["quality_weight"] == 50:
+            # organic content outbids every ad: the organic answer, no revenue
+            assert row["sponsored_share"]["mean"] < 0.02
+            assert row["quality"]["mean"] == pytest.approx(q0, abs=0.01)
+        else:
+            # organic content bids 0: share rules give every unit to an ad
+            if row["mechanism"] != "gsp":
+                assert row["sponsored_share"]["mean"] == pytest.approx(1.0)
+            # ads are drawn from the less relevant candidates: quality falls
+            assert row["quality"]["mean"] < q0
+    with pytest.raises(ConfigError, match="unknown key 'bogus'"):
+        from_dict(mod.CONFIG, {"bogus": 1}, "answer_slots")
+    with pytest.raises(ConfigError, match="mechanisms must be"):
+        mod.simulate(from_dict(mod.CONFIG, {"mechanisms": ["vcg"]}))
