@@ -24,6 +24,7 @@ __all__ = ["SCENARIOS", "scenario_module", "names"]
 SCENARIOS: dict[str, str] = {
     "search_day": "attn_env.scenarios.search_day",
     "compute_market": "attn_env.scenarios.compute_market",
+    "answer_slots": "attn_env.scenarios.answer_slots",
 }
 "Scenario name -> module (one line per scenario)."
 
