@@ -122,6 +122,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "scenarios",
         (
             "attn_env.scenarios",
+            "attn_env.scenarios.answer_slots",
             "attn_env.scenarios.autobidders",
             "attn_env.scenarios.compute_market",
             "attn_env.scenarios.compute_model",
