@@ -24,6 +24,9 @@ mcafee            ``b_{q+1}, s_{q+1}`` (price ``p0``), or with trade     1/2, 1/
                   ``s_q`` (sellers)
 call_market       the traders at the Walrasian interval's ends         k, 1 - k
 cda               the standing order the trade hit                     1
+segment_auction,  none listed: the Myerson payment is an integral      --
+prominence_       over the share rule, which every bid moves
+auction
 ================  ===================================================  =========
 
 A market the exposure floor's lottery allocated (``lottery=True``) prices
@@ -55,6 +58,8 @@ RULES = {
     "mcafee": "McAfee: p0 of the first excluded pair, or trade reduction",
     "call_market": "a point of the Walrasian interval",
     "cda": "the standing order it met",
+    "segment_auction": "Myerson payment of its expected share (all bids set it)",
+    "prominence_auction": "Myerson payment of its prominence share (all bids set it)",
 }
 "What sets a trader's price, by mechanism."
 
@@ -203,6 +208,8 @@ def _one_sided_terms(
 ) -> list[dict[str, Any]]:
     """Setters of the buyer ``i`` ranked ``k`` (0-based) in a slot market."""
     r = mech.reserve
+    if getattr(mech, "share_rule", False):
+        return []  # no linear setters (attn_env/mechanisms/answer.py)
     if name in ("first_price", "stable_matching"):
         return [_term(names[i], b[i], 1.0)]
 
