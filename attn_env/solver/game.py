@@ -16,7 +16,7 @@ bid against the opponents' bid distributions are needed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -131,7 +131,12 @@ class Game:
 
     def _clear(self, bids, asks, rng):
         if asks is None:
-            return self.mechanism.clear(bids, weights=self.weights, rng=rng)
+            out = self.mechanism.clear(bids, weights=self.weights, rng=rng)
+            if getattr(self.mechanism, "randomised", False):
+                # a random allocation's exact expectation, not one noisy draw
+                ex = out.extra
+                out = replace(out, alloc=ex["expected_alloc"], pay=ex["expected_pay"])
+            return out
         return self.mechanism.clear(bids, asks, rng=rng)
 
     def utility(
