@@ -127,6 +127,8 @@ class SearchTrainConfig:
     "Held-out days per evaluation (traffic seeds from 1,000,000 on)."
     seed: int = 0
     device: str = "auto"
+    backend: str = "sb3"
+    "Trainer: sb3 (stable-baselines3, in this process) or rllib (Ray RLlib PPO)."
 
 
 @dataclass
@@ -226,6 +228,7 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
     check_int(tr.eval_days, f"{where}.train.eval_days", 1, 1000)
     check_int(tr.seed, f"{where}.train.seed", 0, 2**32 - 1)
     _one_of(tr.device, ("auto", "cpu", "cuda"), f"{where}.train.device")
+    _one_of(tr.backend, ("sb3", "rllib"), f"{where}.train.backend")
     check_real(c.lambda_max, f"{where}.lambda_max", 0.0, 100.0, above=True)
     return c
 
