@@ -320,26 +320,36 @@ def test_flop_model_is_quadratic_in_length():
 
 
 def test_jobs_count_real_tokens():
-    from attn_env.scenarios.compute_model import draw_jobs, token_counts
+    from attn_env.scenarios.compute_model import (
+        draw_jobs,
+        draw_requests,
+        flop_model,
+        token_counts,
+    )
 
     tc = token_counts()
     assert tc.query.size == 320 and tc.cand.size == 3000 and tc.query.min() >= 1
+    rng = np.random.default_rng(0)
+    pool = draw_requests(rng, 500, docs_min=1, docs_max=1)
+    # one passage: [CLS] q [SEP] d [SEP] is at least 3 + 2 tokens long and at
+    # most the longest query plus the longest passage plus 3
+    assert pool.tokens.min() >= 5
+    assert pool.tokens.max() <= tc.query.max() + tc.cand.max() + 3
+    np.testing.assert_allclose(pool.gflop, flop_model().flops(pool.tokens) / 1e9)
+    more = draw_requests(rng, 500, docs_min=6, docs_max=6)
+    assert more.tokens.mean() > pool.tokens.mean() + 5 * tc.cand.min()
     jobs = draw_jobs(
-        np.random.default_rng(0),
-        (500,),
-        docs_min=1,
-        docs_max=1,
+        rng,
+        (400,),
+        pool,
         batch_max=1,
-        value_median=1.0,
+        value_median=2.0,
         value_sigma=0.0,
         deadline_max=2,
     )
-    # one passage: [CLS] q [SEP] d [SEP] is at least 3 + 2 tokens long and at
-    # most the longest query plus the longest passage plus 3
-    assert jobs.tokens.min() >= 5
-    assert jobs.tokens.max() <= tc.query.max() + tc.cand.max() + 3
     assert set(np.unique(jobs.deadline)) <= {1, 2}
-    np.testing.assert_allclose(jobs.value, 1.0)
+    np.testing.assert_allclose(jobs.value, 2.0)
+    assert np.isin(jobs.tokens, pool.tokens).all()
 
 
 def test_simulate_tiny_config_is_consistent():

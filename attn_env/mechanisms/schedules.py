@@ -365,12 +365,10 @@ class _Book:
         prices = np.concatenate([ap, bp], axis=1)
         order = np.argsort(prices, axis=1, kind="stable")
         self.prices = np.take_along_axis(prices, order, axis=1)
-        w_s = np.take_along_axis(
-            np.concatenate([aq, np.zeros_like(bq)], axis=1), order, axis=1
-        )
-        w_d = np.take_along_axis(
-            np.concatenate([np.zeros_like(aq), bq], axis=1), order, axis=1
-        )
+        weights = np.take_along_axis(np.concatenate([aq, bq], axis=1), order, axis=1)
+        ask_side = order < ap.shape[1]
+        w_s = np.where(ask_side, weights, 0.0)
+        w_d = np.where(ask_side, 0.0, weights)
         self.supply_le = np.cumsum(w_s, axis=1)
         self.demand_ge = bq.sum(axis=1)[:, None] - (np.cumsum(w_d, axis=1) - w_d)
         self.is_bid = w_d > 0.0

@@ -59,7 +59,9 @@ from attn_env.errors import ConfigError
 from attn_env.mechanisms.schedules import RULES, ScheduleCallMarket
 from attn_env.scenarios.compute_model import (
     Jobs,
+    RequestPool,
     draw_jobs,
+    draw_requests,
     draw_sellers,
     flop_model,
 )
@@ -127,6 +129,8 @@ class ComputeMarketConfig:
     "Largest shading."
     compare_unit: bool = True
     "Also run the unit-demand call_market with the same learner."
+    pool_size: int = 65_536
+    "Requests drawn from the corpus per run; jobs resample them."
 
 
 CONFIG = ComputeMarketConfig
@@ -159,6 +163,7 @@ def validate(
         ("cost_steps", 100),
         ("batch_max", 1_000_000),
         ("deadline_max", 1_000),
+        ("pool_size", 10_000_000),
     ):
         need(1 <= getattr(c, key) <= top, key, f"an int in [1, {top}]")
     need(1 <= c.report_last <= c.periods, "report_last", "in [1, periods]")
@@ -252,12 +257,15 @@ def _schedule_period(
     if c.learn:
         util = np.concatenate([u_b, u_s], axis=-1).mean(axis=2)  # [P, V, n + m]
         new = _learn(shade, util, c.shade_step, c.shade_max)
-    truth = ScheduleCallMarket(k=c.k).clear(  # efficient: W* and p_W
-        bp.reshape(-1, n, n_s),
-        bq.reshape(-1, n, n_s),
-        ap.reshape(-1, m, n_t),
-        aq.reshape(-1, m, n_t),
-    )
+    if not c.learn and not shade.any() and market.rule == "uniform":
+        truth = out  # truthful reports at a uniform price: already efficient
+    else:
+        truth = ScheduleCallMarket(k=c.k).clear(  # efficient: W* and p_W
+            bp.reshape(-1, n, n_s),
+            bq.reshape(-1, n, n_s),
+            ap.reshape(-1, m, n_t),
+            aq.reshape(-1, m, n_t),
+        )
     best = truth.welfare(bp.reshape(-1, n, n_s), ap.reshape(-1, m, n_t)).reshape(
         n_pop, n_mkt
     )
@@ -369,8 +377,6 @@ def _unit_period(
 
 def _job_kwargs(c: ComputeMarketConfig) -> dict[str, Any]:
     return {
-        "docs_min": c.docs_min,
-        "docs_max": c.docs_max,
         "batch_max": c.batch_max,
         "value_median": c.value_median,
         "value_sigma": c.value_sigma,
@@ -391,7 +397,7 @@ def _seller_kwargs(c: ComputeMarketConfig, mean_demand: float) -> dict[str, Any]
 def _run_schedule(
     c: ComputeMarketConfig,
     rng: np.random.Generator,
-    mean_demand: float,
+    world: tuple[RequestPool, float],
     label: str,
     progress: bool,
 ) -> tuple[
@@ -405,6 +411,7 @@ def _run_schedule(
         ``(measures [T, P, B] per key, value totals, final shading [P, n + m])``.
     """
     P, B, n, S, m = c.populations, c.markets, c.n_buyers, c.jobs_per_buyer, c.n_sellers
+    pool, mean_demand = world
     market = ScheduleCallMarket(rule=c.rule, k=c.k)
     shade = np.full((P, n + m), c.shade_init)
     left = np.zeros((P, B, n, S))  # GFLOP still to serve
@@ -414,7 +421,7 @@ def _run_schedule(
     history: dict[str, list[NDArray[np.float64]]] = {}
     for t in range(c.periods):
         new = (left <= 0) & (rng.random(left.shape) < c.arrival_prob)
-        jobs: Jobs = draw_jobs(rng, left.shape, **_job_kwargs(c))
+        jobs: Jobs = draw_jobs(rng, left.shape, pool, **_job_kwargs(c))
         left = np.where(new, jobs.gflop, left)
         price = np.where(new, jobs.price, price)
         wait = np.where(new, jobs.deadline, wait)
@@ -445,16 +452,17 @@ def _run_schedule(
 def _run_unit(
     c: ComputeMarketConfig,
     rng: np.random.Generator,
-    mean_demand: float,
+    world: tuple[RequestPool, float],
     label: str,
     progress: bool,
 ) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.float64]]:
     """Periods of the unit-demand call market (fresh units each period)."""
     P, B, n, m = c.populations, c.markets, c.n_buyers, c.n_sellers
+    pool, mean_demand = world
     shade = np.full((P, n + m), c.shade_init)
     history: dict[str, list[NDArray[np.float64]]] = {}
     for t in range(c.periods):
-        values = draw_jobs(rng, (P, B, n), **_job_kwargs(c)).price
+        values = draw_jobs(rng, (P, B, n), pool, **_job_kwargs(c)).price
         costs, _ = draw_sellers(rng, (P, B, m), 1, **_seller_kwargs(c, mean_demand))
         measures, shade = _unit_period(shade, values, costs[..., 0], c, rng)
         for key, val in measures.items():
@@ -517,14 +525,17 @@ def simulate(
     c = load(config) if isinstance(config, dict) else validate(config)
     rng = np.random.default_rng(c.seed)
     fm = flop_model()
-    sample = draw_jobs(rng, (4096,), **_job_kwargs(c))
+    pool = draw_requests(rng, c.pool_size, docs_min=c.docs_min, docs_max=c.docs_max)
+    sample = draw_jobs(rng, (4096,), pool, **_job_kwargs(c))
     mean_demand = float(sample.gflop.mean()) * c.n_buyers * c.jobs_per_buyer
+    world = (pool, mean_demand)
     result: dict[str, Any] = {
         "scenario": "compute_market",
         "config": dataclasses.asdict(c),
         "flop_model": {
             "formula": fm.formula(),
-            "mean_tokens": float(sample.tokens.mean()),
+            "mean_tokens": float(pool.tokens.mean()),
+            "max_tokens": float(pool.tokens.max()),
             "mean_gflop_per_request": float(np.mean(fm.flops(sample.tokens)) / 1e9),
             "attention_share": float(
                 np.mean(fm.attention_flops(sample.tokens) / fm.flops(sample.tokens))
@@ -550,7 +561,7 @@ def simulate(
     keys = ("efficiency", "abs_price_gap", "price_gap", "volume_ratio")
     for tag, cfg in runs:
         hist, totals, shade = _run_schedule(
-            cfg, rng, mean_demand, f"schedule_{tag}", progress
+            cfg, rng, world, f"schedule_{tag}", progress
         )
         name = f"schedule_{tag}"
         result["runs"][name] = {
@@ -560,7 +571,7 @@ def simulate(
         result["curves"][name] = {k: _curve(hist, k) for k in keys}
         result["shading"][name] = _shading(shade, c.n_buyers)
         if c.compare_unit:
-            uhist, ushade = _run_unit(cfg, rng, mean_demand, f"unit_{tag}", progress)
+            uhist, ushade = _run_unit(cfg, rng, world, f"unit_{tag}", progress)
             result["runs"][f"unit_{tag}"] = _summary(uhist, c.report_last)
             result["curves"][f"unit_{tag}"] = {k: _curve(uhist, k) for k in keys}
             result["shading"][f"unit_{tag}"] = _shading(ushade, c.n_buyers)

@@ -23,7 +23,8 @@ more per token. Embeddings, layer norms and softmax are left out (under 1 %).
 ========================  =====================================================
 quantity                  distribution
 ========================  =====================================================
-query                     uniform over the corpus's queries
+query                     uniform over the corpus's queries (a run draws a
+                          pool of ``pool_size`` requests; jobs resample it)
 ``K`` passages            uniform integer in ``[docs_min, docs_max]``, each
                           passage uniform over the query's vertical
 ``batch``                 uniform integer in ``[1, batch_max]`` requests
@@ -54,8 +55,10 @@ from numpy.typing import NDArray
 __all__ = [
     "FlopModel",
     "Jobs",
+    "RequestPool",
     "TokenCounts",
     "draw_jobs",
+    "draw_requests",
     "draw_sellers",
     "flop_model",
     "token_counts",
@@ -178,33 +181,56 @@ class Jobs:
         return self.value / self.gflop
 
 
+@dataclass(frozen=True)
+class RequestPool:
+    """Requests drawn from the corpus once per run, resampled by every job.
+
+    Tokenising is done once (:func:`token_counts`); drawing ``K`` passages per
+    request is the slow part, so a run draws a pool of requests up front and
+    jobs sample it with replacement (a bootstrap of the request distribution).
+    """
+
+    tokens: NDArray[np.float64]
+    "sequence length L of each request"
+    gflop: NDArray[np.float64]
+    "GFLOP of one forward pass over it"
+
+
+def draw_requests(
+    rng: np.random.Generator, size: int, *, docs_min: int, docs_max: int
+) -> RequestPool:
+    """``size`` requests: a query and ``K`` passages of its vertical each."""
+    tc, fm = token_counts(), flop_model()
+    q = rng.integers(0, tc.query.size, size)
+    vert = tc.query_vertical[q]
+    k = rng.integers(docs_min, docs_max + 1, size)
+    pick = tc.start[vert][:, None] + (
+        rng.random((size, docs_max)) * tc.count[vert][:, None]
+    ).astype(np.int64)
+    used = np.arange(docs_max) < k[:, None]
+    doc_tokens = np.where(used, tc.cand[pick] + 1, 0).sum(axis=-1)  # + [SEP]
+    length = np.minimum(2 + tc.query[q] + doc_tokens, fm.max_len).astype(np.float64)
+    return RequestPool(tokens=length, gflop=fm.flops(length) / 1e9)
+
+
 def draw_jobs(
     rng: np.random.Generator,
     shape: tuple[int, ...],
+    pool: RequestPool,
     *,
-    docs_min: int,
-    docs_max: int,
     batch_max: int,
     value_median: float,
     value_sigma: float,
     deadline_max: int,
 ) -> Jobs:
-    """Draw jobs of the given shape (distributions: module docstring)."""
-    tc, fm = token_counts(), flop_model()
-    q = rng.integers(0, tc.query.size, shape)
-    vert = tc.query_vertical[q]
-    k = rng.integers(docs_min, docs_max + 1, shape)
-    pick = tc.start[vert][..., None] + (
-        rng.random((*shape, docs_max)) * tc.count[vert][..., None]
-    ).astype(np.int64)
-    used = np.arange(docs_max) < k[..., None]
-    doc_tokens = np.where(used, tc.cand[pick] + 1, 0).sum(axis=-1)  # + [SEP]
-    length = np.minimum(2 + tc.query[q] + doc_tokens, fm.max_len).astype(np.float64)
+    """Draw jobs of the given shape (distributions: module docstring); each
+    job's request is resampled from ``pool``."""
+    pick = rng.integers(0, pool.tokens.size, shape)
     batch = rng.integers(1, batch_max + 1, shape)
     per_request = rng.lognormal(np.log(value_median), value_sigma, shape)
     return Jobs(
-        tokens=length,
-        gflop=batch * fm.flops(length) / 1e9,
+        tokens=pool.tokens[pick],
+        gflop=batch * pool.gflop[pick],
         value=batch * per_request,
         deadline=rng.integers(1, deadline_max + 1, shape),
     )
