@@ -129,6 +129,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "attn_env.scenarios.search_advertisers",
             "attn_env.scenarios.search_auction",
             "attn_env.scenarios.search_config",
+            "attn_env.scenarios.search_data",
             "attn_env.scenarios.search_day",
             "attn_env.scenarios.search_env",
             "attn_env.scenarios.search_landscape",

@@ -17,9 +17,11 @@ from attn_env.errors import ConfigError
 from attn_env.scenarios.search_advertisers import Advertisers, draw_advertisers
 from attn_env.scenarios.search_auction import SearchAuction
 from attn_env.scenarios.search_config import SearchDayConfig
+from attn_env.scenarios.search_data import load_search_data
 from attn_env.scenarios.search_pages import Pages, read_pages
 from attn_env.scenarios.search_traffic import diurnal_shares, zipf_popularity
 from attn_env.valuations.bank import Bank
+from attn_env.valuations.corpus_io import Corpus
 
 __all__ = ["SearchMarket", "build_market", "default_bank"]
 
@@ -57,13 +59,24 @@ def default_bank() -> tuple[Bank, list[str], list[str]]:
     return bank, list(corpus.cand_verticals), q_vert
 
 
+def user_bank(corpus: Corpus) -> Bank:
+    """The bank of a user's corpus with the search-day settings (built once, on
+    the GPU when there is one, then cached)."""
+    from attn_env.valuations.bank import build_bank, load_bank
+    from attn_env.valuations.shipped_banks import shipped_entry
+
+    _, settings = shipped_entry("search_day")
+    return load_bank(build_bank(settings, corpus))
+
+
 def build_market(
     config: SearchDayConfig,
     bank: Bank | None = None,
     ad_verticals: list[str] | None = None,
     query_verticals: list[str] | None = None,
 ) -> SearchMarket:
-    """The market of ``config`` (on the shipped traffic unless a bank is given).
+    """The market of ``config``: on the user's ``data`` folder if it names one,
+    else on ``bank`` if given, else on the shipped traffic.
 
     Args:
         config: a checked scenario config.
@@ -72,14 +85,22 @@ def build_market(
         ad_verticals: vertical of every ad (corpus index), with ``bank``.
         query_verticals: vertical of every bank query (row), with ``bank``.
     """
-    if bank is None:
-        bank, ad_verticals, query_verticals = default_bank()
-    if ad_verticals is None or query_verticals is None:
-        raise ConfigError("a bank needs the verticals of its ads and queries")
     rng = np.random.default_rng([config.seed, 0x5EA2C4])
-    adv = draw_advertisers(
-        config.advertisers, ad_verticals, config.traffic.impressions, rng
-    )
+    if config.data is not None:
+        if bank is not None:
+            raise ConfigError("give either config.data or a bank, not both")
+        corpus, adv = load_search_data(config.data, rng)
+        bank = user_bank(corpus)
+        ad_verticals = list(corpus.cand_verticals)
+        query_verticals = [corpus.query_verticals[int(i)] for i in bank.queries]
+    else:
+        if bank is None:
+            bank, ad_verticals, query_verticals = default_bank()
+        if ad_verticals is None or query_verticals is None:
+            raise ConfigError("a bank needs the verticals of its ads and queries")
+        adv = draw_advertisers(
+            config.advertisers, ad_verticals, config.traffic.impressions, rng
+        )
     econ = config.economics
     pbm = econ.pbm if econ.click_model == "pbm" else None
     pages = read_pages(bank, adv.ad_owner, config.auction.slots, econ.relevance, pbm)
