@@ -219,14 +219,17 @@ def learn_factor(
     s, path = 1.0, [1.0]
     for _ in range(c.learner_rounds):
         mk = src.draw(rng, c.learner_markets, c)
-        best, best_u = s, -np.inf
-        for f in grid:
+        utils = []
+        for f in (s, *grid):
             bids = s * mk.value
             bids[:, 0] = f * mk.value[:, 0]
             res = clear(name, mk, bids, lam, c)
-            u = float((mk.value[:, 0] * res["x"][:, 0] - res["pay"][:, 0]).mean())
-            if u > best_u + 1e-12:
-                best, best_u = float(f), u
+            utils.append(
+                float((mk.value[:, 0] * res["x"][:, 0] - res["pay"][:, 0]).mean())
+            )
+        k = int(np.argmax(utils[1:]))
+        # move only on a strict gain: an indifferent learner keeps its factor
+        best = float(grid[k]) if utils[1 + k] > utils[0] + 1e-12 else s
         s = s + c.learner_step * (best - s)
         path.append(s)
     return s, path
