@@ -484,6 +484,11 @@ def load_config(path: str | Path) -> ExperimentConfig:
             UserWarning,
             stacklevel=2,
         )
+    if isinstance(data, dict) and "scenario" in data:
+        raise ConfigError(
+            f"{path.name} is a scenario config (scenario: {show(data['scenario'])}); "
+            "scenarios run with simulate, train, evaluate and compare"
+        )
     if isinstance(data, dict) and "plugins" in data:
         where = f"{path.name}: plugins"
         import_plugins(check_module_names(data["plugins"], where), where)
