@@ -17,6 +17,9 @@
 
     python benchmarks/compute_market.py                 # 200,000 markets, 10,000 checks
     python benchmarks/compute_market.py --markets 20000 --check 1000   # quick
+    python benchmarks/compute_market.py \
+        --simulate configs/scenarios/compute_market.yaml \
+        --json docs/img/compute_market.json --plot docs/img/compute_market.png
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -103,13 +107,76 @@ def random_markets(
     return prices(), quantities(n), prices(), quantities(m)
 
 
+def report(path: str, out: str | None, png: str | None, sets: list[str]) -> None:
+    """Run a compute_market config; print the table, write JSON and the plot."""
+    import json
+
+    import yaml
+
+    from attn_env.config import read_config_yaml
+
+    data = read_config_yaml(path)
+    for item in sets:
+        key, _, value = item.partition("=")
+        data[key] = yaml.safe_load(value)
+    t0 = time.perf_counter()
+    result = cm.simulate(cm.load(data, path), progress=True)
+    seconds = time.perf_counter() - t0
+    keys = (
+        "efficiency",
+        "abs_price_gap",
+        "price_gap",
+        "volume_ratio",
+        "buyer_share",
+        "seller_share",
+        "budget_share",
+        "served_value_share",
+    )
+    print("| run | " + " | ".join(keys) + " | shading (buyers / sellers) |")
+    print("|---" * (len(keys) + 2) + "|")
+    for name, run in result["runs"].items():
+        cells = []
+        for key in keys:
+            cell = run.get(key)
+            if cell is None or cell["mean"] is None:
+                cells.append("")
+            elif cell["se"] is None:
+                cells.append(f"{cell['mean']:.4f}")
+            else:
+                cells.append(f"{cell['mean']:.4f} ± {cell['se']:.4f}")
+        sh = result["shading"][name]
+        cells.append(f"{sh['buyers']:.3f} / {sh['sellers']:.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(json.dumps(result["flop_model"]))
+    print(
+        f"{seconds:.0f} s; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    if out:
+        Path(out).write_text(json.dumps(result, allow_nan=False) + "\n")
+    if png:
+        cm.plot(result, png)
+
+
 def main() -> None:
     ap_ = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap_.add_argument("--markets", type=int, default=200_000)
     ap_.add_argument("--repeat", type=int, default=3)
     ap_.add_argument("--check", type=int, default=10_000)
     ap_.add_argument("--seed", type=int, default=0)
+    ap_.add_argument("--simulate", metavar="YAML", help="run a scenario config instead")
+    ap_.add_argument("--json", metavar="OUT", help="with --simulate: write the result")
+    ap_.add_argument("--plot", metavar="PNG", help="with --simulate: price convergence")
+    ap_.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="with --simulate: override a config key (YAML value), repeatable",
+    )
     args = ap_.parse_args()
+    if args.simulate:
+        report(args.simulate, args.json, args.plot, args.set)
+        return
     rng = np.random.default_rng(args.seed)
     c = cm.CONFIG()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -581,3 +581,36 @@ def simulate(
 def _shading(shade: NDArray[np.float64], n: int) -> dict[str, float]:
     """Mean final shading of buyers and of sellers."""
     return {"buyers": float(shade[:, :n].mean()), "sellers": float(shade[:, n:].mean())}
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    """Price convergence and efficiency per period of a :func:`simulate` result.
+
+    Left: mean ``|p* - p_W| / p_W`` per period; right: mean efficiency
+    ``W / W*``; one line per run (schedule and unit market, learning and
+    truthful).
+    """
+    from attn_env.figures import new_figure, save_png
+
+    fig, (left, right) = new_figure(1, 2, figsize=(10.0, 3.8))
+    styles = {
+        "schedule_learning": ("tab:blue", "-"),
+        "unit_learning": ("tab:orange", "-"),
+        "schedule_truthful": ("tab:blue", ":"),
+        "unit_truthful": ("tab:orange", ":"),
+    }
+    for name, curves in result["curves"].items():
+        color, line = styles.get(name, ("gray", "--"))
+        label = name.replace("_", " ")
+        for ax, key in ((left, "abs_price_gap"), (right, "efficiency")):
+            y = np.array([np.nan if v is None else v for v in curves[key]])
+            ax.plot(np.arange(1, y.size + 1), y, color=color, ls=line, label=label)
+    cfg = result["config"]
+    left.set(
+        xlabel="period",
+        ylabel="mean |p* - p_W| / p_W",
+        title=f"price vs the Walrasian price ({cfg['rule']}, k = {cfg['k']})",
+    )
+    right.set(xlabel="period", ylabel="efficiency W / W*", title="efficiency")
+    right.legend(loc="lower right", fontsize=8)
+    save_png(fig, path)
