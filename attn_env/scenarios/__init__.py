@@ -25,6 +25,7 @@ SCENARIOS: dict[str, str] = {
     "search_day": "attn_env.scenarios.search_day",
     "compute_market": "attn_env.scenarios.compute_market",
     "answer_slots": "attn_env.scenarios.answer_slots",
+    "feed": "attn_env.scenarios.feed",
 }
 "Scenario name -> module (one line per scenario)."
 
