@@ -126,6 +126,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "attn_env.scenarios.autobidders",
             "attn_env.scenarios.compute_market",
             "attn_env.scenarios.compute_model",
+            "attn_env.scenarios.feed",
+            "attn_env.scenarios.feed_rules",
             "attn_env.scenarios.search_advertisers",
             "attn_env.scenarios.search_auction",
             "attn_env.scenarios.search_config",
