@@ -96,8 +96,9 @@ def item_exposure(order: NDArray[np.int64], x: NDArray[np.float64], n: int) -> N
     p = order.shape[0]
     out = np.zeros((p, n + 1))
     rows = np.broadcast_to(np.arange(p)[:, None], order.shape)
-    # empty positions (-1) land in the spare last column
-    np.add.at(out, (rows, np.where(order >= 0, order, n)), x)
+    # an item is shown at most once, so plain assignment adds; empty
+    # positions (-1) land in the spare last column
+    out[rows, np.where(order >= 0, order, n)] = x
     return out[:, :n]
 
 
