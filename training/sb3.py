@@ -60,7 +60,7 @@ from training.train_config import (
 )
 from training.vec_adapter import MarketVecEnv
 
-__all__ = ["Learner", "Trainer", "plan_learners", "train", "training_env"]
+__all__ = ["Learner", "Trainer", "plan_learners", "set_run_logger", "train", "training_env"]
 
 
 def _model_kwargs(learner: Learner, tc: TrainConfig) -> dict[str, Any]:
@@ -103,11 +103,23 @@ def _make_model(
     model = algo_class(algo)(
         "MlpPolicy", learner.env, **resolve_sb3_kwargs(kwargs), device=device, verbose=0
     )
-    if tb is not None:
-        from stable_baselines3.common.logger import configure
-
-        model.set_logger(configure(str(tb), ["tensorboard"]))
+    set_run_logger(model, tb)
     return model
+
+
+def set_run_logger(model: Any, tb: Path | None) -> None:
+    """Give ``model`` a logger that writes only into ``tb`` (TensorBoard), or nowhere.
+
+    Without a logger of its own, SB3's ``learn`` makes an empty folder
+    ``SB3-<time>`` in the system's temporary folder on every call: outside the
+    run folder, which a run must not touch.
+    """
+    from stable_baselines3.common.logger import Logger, configure
+
+    if tb is None:
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    else:
+        model.set_logger(configure(str(tb), ["tensorboard"]))
 
 
 def check_sb3_kwargs(where: str, algo: str, kwargs: Any) -> None:

@@ -40,6 +40,7 @@ from attn_env.scenarios.search_env import SearchDayVectorEnv
 from attn_env.scenarios.search_market import SearchMarket, build_market
 from attn_env.scenarios.search_state import OBS_SIZE
 from training.run import RunFolder
+from training.sb3 import set_run_logger
 
 __all__ = ["SearchDaySB3Env", "load_search_policy", "train_search_day"]
 
@@ -180,6 +181,7 @@ def train_search_day(
             device=device,
             verbose=0,
         )
+        set_run_logger(model, None)
         pid = held_out(config, "pid", tc.eval_days)
         pid_score = summarise(pid, play_days(pid, market, first_day=HELD_OUT - pid.seed))["score"]
         curve: list[dict[str, Any]] = []
