@@ -172,6 +172,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "training.sb3",
             "training.sb3_internals",
             "training.search_day",
+            "training.search_day_rllib",
             "training.selfplay",
             "training.skeleton",
             "training.supersuit_vec",
