@@ -11,6 +11,7 @@ import pytest
 
 from attn_env.valuations.bank_settings import BankSettings, bank_key
 from attn_env.valuations.cache import file_digest
+from attn_env.valuations.corpus_io import Corpus
 from attn_env.valuations.model import model_identity
 
 
@@ -101,37 +102,41 @@ def test_a_fifo_as_digest_memo_is_skipped_not_read(model: Path, cache: Path):
 # ------------------------------------------------------------- shipped banks
 
 
-def _shipped() -> list[tuple[str, BankSettings, str]]:
-    """(where used, settings, key) of every bank that ships, for today's inputs."""
-    from attn_env.valuations.corpus_io import load_corpus
-    from attn_env.valuations.shipped_banks import SHIPPED
+def _shipped() -> list[tuple[str, BankSettings, str, Corpus]]:
+    """(where used, settings, key, corpus) of every bank that ships, for today."""
+    from attn_env.valuations.shipped_banks import (
+        SHIPPED,
+        load_named_corpus,
+        shipped_entry,
+    )
 
-    model_id, corpus_hash = model_identity(), load_corpus().content_hash
-    return [
-        (name, s, bank_key(s, model_id, corpus_hash))
-        for name, s in ((n, BankSettings(**p)) for n, p in SHIPPED.items())
-    ]
+    model_id, out = model_identity(), []
+    for name in SHIPPED:
+        corpus_name, s = shipped_entry(name)
+        corpus = load_named_corpus(corpus_name)
+        out.append((name, s, bank_key(s, model_id, corpus.content_hash), corpus))
+    return out
 
 
 def test_every_shipped_bank_matches_todays_model_corpus_and_settings(cache: Path):
     # Fails while a shipped bank is stale (corpus, model pin, format or settings
     # changed): `python -m attn_env.valuations.shipped_banks` rebuilds them.
     from attn_env.valuations.bank import load_bank
-    from attn_env.valuations.corpus_io import load_corpus
     from attn_env.valuations.shipped_banks import shipped_bank, shipped_bank_dir
 
     shipped = _shipped()
     folders = sorted(p.name for p in shipped_bank_dir().iterdir())
-    assert folders == sorted(key for _, _, key in shipped)
-    for name, settings, key in shipped:
+    assert folders == sorted(key for _, _, key, _ in shipped)
+    for name, settings, key, corpus in shipped:
         bank = load_bank(shipped_bank(key))  # every hostile-bank check passes
         m = bank.manifest
         assert m["key"] == key and m["model"] == model_identity(), name
-        assert m["corpus_hash"] == load_corpus().content_hash
+        assert m["corpus_hash"] == corpus.content_hash
         assert m["settings"] == json.loads(json.dumps(settings.to_params()))
-        n_q = settings.n_queries or len(load_corpus().query_ids)
+        n_q = settings.n_queries or len(corpus.query_ids)
         assert bank.relevance_raw.shape == (n_q, settings.candidates_per_query)
-        assert bank.alpha.shape == (n_q, settings.pages, 5, 5)
+        k = settings.max_slots
+        assert bank.alpha.shape == (n_q, settings.pages, k, k)
 
 
 def test_shipped_banks_are_small_and_named_in_package_data() -> None:
@@ -142,7 +147,7 @@ def test_shipped_banks_are_small_and_named_in_package_data() -> None:
 
     root = Path(__file__).resolve().parents[1]
     files = [p for p in shipped_bank_dir().rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) < 5 * 2**20
+    assert sum(p.stat().st_size for p in files) < 5 * 2**20  # search_day: 0.6 MB
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     globs = pyproject["tool"]["setuptools"]["package-data"]["attn_env.valuations"]
     package = root / "attn_env" / "valuations"
