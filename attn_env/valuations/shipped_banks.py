@@ -15,7 +15,7 @@ Shipped (:data:`SHIPPED`): on the shipped corpus, the default settings
 ``configs/fairness_attention.yaml``) and those of ``configs/valuations.yaml``
 (about 0.3 MB together); on the search-day traffic corpus
 (``attn_env/scenarios/data/search_day/``, 2000 queries x 10000 ads), the bank
-of the ``search_day`` scenario (:func:`search_day_bank`, 0.6 MB). An entry
+of the ``search_day`` scenario (:func:`search_day_bank`, 0.75 MB). An entry
 names its corpus with the key ``corpus`` (:data:`CORPORA`; the shipped corpus
 when absent); its other keys override ``BankSettings()``.
 
