@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attn_env.errors import UserError
-from attn_env.valuations.bank_settings import BankSettings
+from attn_env.valuations.bank_settings import BankSettings, bank_key
 from attn_env.valuations.cache import shipped_bank, shipped_bank_dir
 from attn_env.valuations.corpus_io import (
     Corpus,
@@ -146,7 +146,6 @@ def rebuild_shipped(
         UserError: for a name in ``only`` that is no entry.
     """
     from attn_env.valuations.bank_build import build_bank
-    from attn_env.valuations.bank_settings import bank_key
     from attn_env.valuations.model import load_model, model_identity
 
     names = list(SHIPPED) if only is None else list(only)
