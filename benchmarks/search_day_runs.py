@@ -91,7 +91,35 @@ def league(config, out: Path, args) -> dict:
     print("| bidder | " + " | ".join(keys) + " |")
     for kind, s in res["by_kind"].items():
         print(_row(kind, s, keys))
+    plot_league(res, "docs/img/search_day_league.png")
     return res
+
+
+def plot_league(res: dict[str, Any], path: str) -> None:
+    """Each kind's score as a share of its hindsight bound and of the best
+    fixed multiplier, with standard errors over days."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(res["by_kind"])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.38
+    for j, (key, label) in enumerate(
+        [("share_of_bound", "share of the hindsight bound"),
+         ("share_of_best_fixed_lambda", "share of the best fixed λ")]
+    ):
+        y = [res["by_kind"][k][key] for k in kinds]
+        e = [res["by_kind"][k][f"{key}_se"] or 0.0 for k in kinds]
+        ax.bar([i + (j - 0.5) * width for i in range(len(kinds))], y, width, yerr=e, label=label)
+    ax.set_xticks(range(len(kinds)), kinds)
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set_ylabel("score / reference")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def learn(config, out: Path, args) -> dict:
