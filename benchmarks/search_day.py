@@ -36,7 +36,10 @@ def _one_per_call(market, n_impressions: int) -> float:
         a = auc.adv_idx[q]
         bids = np.where(auc.valid[q], lam[a] * auc.click_value[q], 0.0)
         auc.mech.clear(
-            bids[None], weights=auc.pages.pos[q][None], quality=auc.quality[q][None], rng=rng
+            bids[None],
+            weights=auc.pages.pos[q][None],
+            quality=auc.quality[q][None],
+            rng=rng,
         )
     return len(queries) / (time.perf_counter() - t0)
 
@@ -45,7 +48,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/scenarios/search_day.yaml")
     ap.add_argument("--days", type=int, default=3)
-    ap.add_argument("--loop", type=int, default=5000, help="impressions timed one per call")
+    ap.add_argument(
+        "--loop", type=int, default=5000, help="impressions timed one per call"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
@@ -63,7 +68,8 @@ def main() -> None:
                 "bidders": kind,
                 "seconds_per_day_min": min(secs),
                 "seconds_per_day_median": float(np.median(secs)),
-                "impressions_per_s": config.traffic.impressions / float(np.median(secs)),
+                "impressions_per_s": config.traffic.impressions
+                / float(np.median(secs)),
             }
         )
     per_call = _one_per_call(market, args.loop)
@@ -83,13 +89,19 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
         return
-    print(f"market setup {setup:.2f} s; {market.n} advertisers, "
-          f"{config.traffic.impressions:,} impressions, {config.auction.slots} slots")
+    print(
+        f"market setup {setup:.2f} s; {market.n} advertisers, "
+        f"{config.traffic.impressions:,} impressions, {config.auction.slots} slots"
+    )
     for r in rows:
-        print(f"  {r['bidders']:9s} {r['seconds_per_day_median']:6.2f} s/day "
-              f"(min {r['seconds_per_day_min']:.2f})  {r['impressions_per_s']:>10,.0f} imp/s")
-    print(f"one auction per call: {per_call:,.0f} imp/s; batched PID day is "
-          f"{out['batched_over_per_call']:.0f}x faster")
+        print(
+            f"  {r['bidders']:9s} {r['seconds_per_day_median']:6.2f} s/day "
+            f"(min {r['seconds_per_day_min']:.2f})  {r['impressions_per_s']:>10,.0f} imp/s"
+        )
+    print(
+        f"one auction per call: {per_call:,.0f} imp/s; batched PID day is "
+        f"{out['batched_over_per_call']:.0f}x faster"
+    )
     print(f"load average {load_before:.2f} before, {out['load_after']:.2f} after")
 
 

@@ -23,43 +23,33 @@ import argparse
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from attn_env.fileio import atomic_write_text
-from attn_env.scenarios.search_config import SearchDayConfig, load
+from attn_env.scenarios.search_config import load
 from runner.scenarios import evaluate_scenario, simulate_scenario
 from training.search_day import train_search_day
 
 CONFIG = "configs/scenarios/search_day.yaml"
+EVAL_EVERY = 46_080
+"Advertiser-periods between points of the learning curve (10 days of 48 x 48)."
 TRAIN_IMPRESSIONS = 100_000
 "Impressions of a training day (budgets scale with traffic); evaluation uses the config's."
 
 
-def _steps_for(minutes: float, config: SearchDayConfig) -> int:
-    """Advertiser-periods that fit ``minutes`` at the rate measured for a short
-    run of ``config``."""
-    probe = dataclasses.replace(
-        config, train=dataclasses.replace(config.train, timesteps=2 * 48 * 48, eval_every=10**9)
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        train_search_day(probe, Path(tmp) / "probe", progress=False)
-        rate = 2 * 48 * 48 / (time.perf_counter() - t0)
-    return int(rate * minutes * 60 * 0.9)
-
-
-def _train_and_evaluate(config, out: Path, name: str, minutes: float, days: int) -> dict:
+def _train_and_evaluate(
+    config, out: Path, name: str, minutes: float, days: int
+) -> dict:
     train_cfg = dataclasses.replace(
-        config, traffic=dataclasses.replace(config.traffic, impressions=TRAIN_IMPRESSIONS)
+        config,
+        traffic=dataclasses.replace(config.traffic, impressions=TRAIN_IMPRESSIONS),
     )
-    steps = _steps_for(minutes, train_cfg)
     train_cfg = dataclasses.replace(
         train_cfg,
         train=dataclasses.replace(
-            train_cfg.train, timesteps=steps, eval_every=max(steps // 8, 1)
+            train_cfg.train, timesteps=10**9, max_minutes=minutes, eval_every=EVAL_EVERY
         ),
     )
     record = train_search_day(train_cfg, out / "runs" / name, progress=True)
@@ -73,7 +63,9 @@ def _row(label: str, s: dict[str, Any], keys: list[str]) -> str:
         v, se = s.get(k), s.get(f"{k}_se")
         if isinstance(v, dict):
             v, se = v.get("mean"), v.get("se")
-        cells.append("—" if v is None else (f"{v:.3g} ± {se:.2g}" if se else f"{v:.3g}"))
+        cells.append(
+            "—" if v is None else (f"{v:.3g} ± {se:.2g}" if se else f"{v:.3g}")
+        )
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
@@ -86,8 +78,15 @@ def league(config, out: Path, args) -> dict:
         hindsight=True,
     )
     res = simulate_scenario("search_day", cfg, progress=True)
-    keys = ["score", "budget_use", "violation_rate", "cpa_over_target", "share_of_bound",
-            "share_of_best_fixed_lambda", "gain_over_pid"]
+    keys = [
+        "score",
+        "budget_use",
+        "violation_rate",
+        "cpa_over_target",
+        "share_of_bound",
+        "share_of_best_fixed_lambda",
+        "gain_over_pid",
+    ]
     print("| bidder | " + " | ".join(keys) + " |")
     for kind, s in res["by_kind"].items():
         print(_row(kind, s, keys))
@@ -107,12 +106,20 @@ def plot_league(res: dict[str, Any], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     width = 0.38
     for j, (key, label) in enumerate(
-        [("share_of_bound", "share of the hindsight bound"),
-         ("share_of_best_fixed_lambda", "share of the best fixed λ")]
+        [
+            ("share_of_bound", "share of the hindsight bound"),
+            ("share_of_best_fixed_lambda", "share of the best fixed λ"),
+        ]
     ):
         y = [res["by_kind"][k][key] for k in kinds]
         e = [res["by_kind"][k][f"{key}_se"] or 0.0 for k in kinds]
-        ax.bar([i + (j - 0.5) * width for i in range(len(kinds))], y, width, yerr=e, label=label)
+        ax.bar(
+            [i + (j - 0.5) * width for i in range(len(kinds))],
+            y,
+            width,
+            yerr=e,
+            label=label,
+        )
     ax.set_xticks(range(len(kinds)), kinds)
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_ylabel("score / reference")
@@ -124,7 +131,14 @@ def plot_league(res: dict[str, Any], path: str) -> None:
 
 def learn(config, out: Path, args) -> dict:
     res = _train_and_evaluate(config, out, "learn", args.minutes, args.days)
-    keys = ["score", "budget_use", "violation_rate", "revenue", "welfare", "gain_over_pid"]
+    keys = [
+        "score",
+        "budget_use",
+        "violation_rate",
+        "revenue",
+        "welfare",
+        "gain_over_pid",
+    ]
     print("| bidders | " + " | ".join(keys) + " |")
     for kind, s in res["evaluate"]["by_bidders"].items():
         print(_row(kind, s, keys))
@@ -137,7 +151,9 @@ def mechanisms(config, out: Path, args) -> dict:
     keys = ["revenue", "welfare", "advertiser_surplus", "score", "violation_rate"]
     print("| mechanism | bidders | " + " | ".join(keys) + " |")
     for mech in ("gsp", "vcg", "first_price"):
-        cfg = dataclasses.replace(config, auction=dataclasses.replace(config.auction, mechanism=mech))
+        cfg = dataclasses.replace(
+            config, auction=dataclasses.replace(config.auction, mechanism=mech)
+        )
         r = _train_and_evaluate(cfg, out, f"mech_{mech}", args.minutes, args.days)
         res[mech] = r
         for kind in ("policy", "pid"):
@@ -201,7 +217,9 @@ def main() -> None:
         "result": res,
     }
     atomic_write_text(out / f"{args.run}.json", json.dumps(res, indent=1, default=str))
-    print(f"{args.run}: {res['seconds']:.0f} s, load {load_before:.1f} -> {res['load_after']:.1f}")
+    print(
+        f"{args.run}: {res['seconds']:.0f} s, load {load_before:.1f} -> {res['load_after']:.1f}"
+    )
 
 
 if __name__ == "__main__":

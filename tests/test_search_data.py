@@ -24,7 +24,9 @@ def _write(folder, ads=None, advertisers=None, queries=None):
         "- {name: acme, verticals: [shoes], value_per_conversion: 40, target_cpa: 30, budget: 500}\n"
         "- {name: bolt, verticals: [travel, shoes], value_per_conversion: 60, target_cpa: 45, budget: 900}\n"
     )
-    (folder / "queries.jsonl").write_text("\n".join(json.dumps(r) for r in queries) + "\n")
+    (folder / "queries.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in queries) + "\n"
+    )
     (folder / "ads.jsonl").write_text("\n".join(json.dumps(r) for r in ads) + "\n")
     (folder / "advertisers.yaml").write_text(advertisers)
 
@@ -47,14 +49,18 @@ def test_good_files_load_and_owners_follow_the_rows(tmp_path):
     ("ads", "advertisers", "match"),
     [
         (
-            [{"id": "a0", "text": "x", "vertical": "travel"},
-             {"id": "a1", "text": "y", "vertical": "shoes", "advertiser": "zed"}],
+            [
+                {"id": "a0", "text": "x", "vertical": "travel"},
+                {"id": "a1", "text": "y", "vertical": "shoes", "advertiser": "zed"},
+            ],
             None,
             r"ads.jsonl:2: advertiser 'zed' is not in advertisers.yaml",
         ),
         (
-            [{"id": "a0", "text": "x", "vertical": "shoes"},
-             {"id": "a1", "text": "y", "vertical": "travel", "advertiser": "acme"}],
+            [
+                {"id": "a0", "text": "x", "vertical": "shoes"},
+                {"id": "a1", "text": "y", "vertical": "travel", "advertiser": "acme"},
+            ],
             None,
             r"ads.jsonl:2: advertiser 'acme' does not sell in vertical 'travel'",
         ),

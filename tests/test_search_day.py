@@ -34,10 +34,18 @@ def _brute_period(market, queries, lam, budget_left, alive):
             a = auc.adv_idx[q]
             bids = np.where(auc.valid[q] & alive[a], lam[a] * auc.click_value[q], 0.0)
             out = auc.mech.clear(
-                bids[None], weights=auc.pages.pos[q][None], quality=auc.quality[q][None], rng=rng
+                bids[None],
+                weights=auc.pages.pos[q][None],
+                quality=auc.quality[q][None],
+                rng=rng,
             )
             won = out.slot[0] >= 0
-            clicks = auc.click_prob(out.slot, out.slot >= 0, auc.pages.relevance[q][None], auc.pages.pos[q][None])[0]
+            clicks = auc.click_prob(
+                out.slot,
+                out.slot >= 0,
+                auc.pages.relevance[q][None],
+                auc.pages.pos[q][None],
+            )[0]
             cost = np.where(won, out.price[0] * clicks, 0.0)
             over = won & (cost > left[a])
             if not over.any():
@@ -56,7 +64,9 @@ def test_period_matches_one_auction_at_a_time(mechanism, click_model):
     m = small_market(
         auction={"mechanism": mechanism},
         economics={"click_model": click_model},
-        advertisers={"budget_conversions": [0.5, 3.0]},  # budgets bind within the period
+        advertisers={
+            "budget_conversions": [0.5, 3.0]
+        },  # budgets bind within the period
     )
     day = Day(m, seed=3)
     queries = day.traffic[0][:600]
@@ -135,7 +145,12 @@ def test_gsp_prices_with_quality_scores_against_brute_force():
         lam = rng.uniform(0.2, 3.0, m.n)
         a = auc.adv_idx[q]
         bids = np.where(auc.valid[q], lam[a] * auc.click_value[q], 0.0)
-        out = auc.mech.clear(bids[None], weights=auc.pages.pos[q][None], quality=auc.quality[q][None], rng=rng)
+        out = auc.mech.clear(
+            bids[None],
+            weights=auc.pages.pos[q][None],
+            quality=auc.quality[q][None],
+            rng=rng,
+        )
         score = bids * auc.quality[q]
         eligible = [i for i in range(len(bids)) if bids[i] >= 0.2]
         ranked = sorted(eligible, key=lambda i: -score[i])
@@ -155,11 +170,15 @@ def test_traffic_counts_and_curve():
     m = small_market()
     pop = m.popularity
     assert pop.sum() == pytest.approx(1.0)
-    assert pop.max() / pop.min() == pytest.approx(m.pages.n_queries**m.config.traffic.zipf, rel=1e-9)
+    assert pop.max() / pop.min() == pytest.approx(
+        m.pages.n_queries**m.config.traffic.zipf, rel=1e-9
+    )
 
 
 def test_seat_kinds_follows_the_shares():
-    kinds = seat_kinds({"pid": 0.5, "pacing": 0.25, "truthful": 0.25}, 48, np.random.default_rng(0))
+    kinds = seat_kinds(
+        {"pid": 0.5, "pacing": 0.25, "truthful": 0.25}, 48, np.random.default_rng(0)
+    )
     assert kinds.count("pid") == 24 and kinds.count("pacing") == 12
 
 
@@ -174,9 +193,9 @@ def test_env_return_is_the_score_and_matches_play_day():
     m = small_market()
     env = SearchDayEnv(market=m)
     obs, _ = env.reset(seed=4)
-    total = {a: 0.0 for a in env.possible_agents}
+    total = dict.fromkeys(env.possible_agents, 0.0)
     while env.agents:
-        obs, rew, term, trunc, info = env.step({a: np.array([1.0]) for a in env.agents})
+        _, rew, *_ = env.step({a: np.array([1.0]) for a in env.agents})
         for a, x in rew.items():
             total[a] += x
     got = np.array([total[a] for a in env.possible_agents])
@@ -242,7 +261,9 @@ def test_grid_totals_against_a_pass_per_multiplier(mechanism):
     opts = slot_options(m.auction, queries, res.bids)
     spend, conv = grid_totals(m.auction, opts)
     bid = opts.unit_bid[:, :, None] * LAMBDA_GRID
-    k = (opts.others[:, :, None, :] > (bid * opts.quality[:, :, None])[..., None]).sum(axis=3)
+    k = (opts.others[:, :, None, :] > (bid * opts.quality[:, :, None])[..., None]).sum(
+        axis=3
+    )
     slots = opts.others.shape[2]
     won = (k < slots) & (bid >= 0.3) & opts.valid[:, :, None]
     kk = np.minimum(k, slots - 1)

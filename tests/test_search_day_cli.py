@@ -43,8 +43,16 @@ def _write(tmp_path: Path, name: str = "day.yaml", **changes) -> Path:
 
 def test_the_shipped_config_reads():
     c = load(ROOT / "configs/scenarios/search_day.yaml")
-    assert (c.traffic.impressions, c.traffic.periods, c.advertisers.n, c.auction.slots) == (
-        500_000, 48, 48, 4,
+    assert (
+        c.traffic.impressions,
+        c.traffic.periods,
+        c.advertisers.n,
+        c.auction.slots,
+    ) == (
+        500_000,
+        48,
+        48,
+        4,
     )
 
 
@@ -86,7 +94,11 @@ def test_train_then_evaluate(tmp_path, capsys, monkeypatch):
     assert main(["train", str(path), "--out", str(run), "--no-progress"]) == 0
     # SB3 left to itself makes an SB3-<time> folder in the temp folder per learn()
     assert [p.name for p in system_tmp.iterdir() if p.name.startswith("SB3-")] == []
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "policy.zip", "search_day.json"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "policy.zip",
+        "search_day.json",
+    }
     capsys.readouterr()
     assert main(["evaluate", str(path), "--policy", str(run), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

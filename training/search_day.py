@@ -55,7 +55,7 @@ HELD_OUT = 1_000_000
 def multipliers(actions: NDArray, lambda_max: float) -> NDArray[np.float64]:
     """``lambda_max ** clip(a, -1, 1)``: the policy's action as a bid multiplier."""
     a = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
-    return lambda_max ** a
+    return lambda_max**a
 
 
 class SearchDaySB3Env(VecEnv):
@@ -162,7 +162,9 @@ def train_search_day(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     market = build_market(config)
     with RunFolder.fresh(out) as run:
-        run.write_text("config.yaml", yaml.safe_dump(dataclasses.asdict(config)), "config")
+        run.write_text(
+            "config.yaml", yaml.safe_dump(dataclasses.asdict(config)), "config"
+        )
         venv = SearchDaySB3Env(
             SearchDayVectorEnv(tc.parallel_days, market=market), seed=tc.seed
         )
@@ -183,16 +185,20 @@ def train_search_day(
         )
         set_run_logger(model, None)
         pid = held_out(config, "pid", tc.eval_days)
-        pid_score = summarise(pid, play_days(pid, market, first_day=HELD_OUT - pid.seed))["score"]
+        pid_score = summarise(
+            pid, play_days(pid, market, first_day=HELD_OUT - pid.seed)
+        )["score"]
         curve: list[dict[str, Any]] = []
         t0 = time.perf_counter()
-        bar = _bar(tc.timesteps, progress)
+        bar = _bar(None if tc.max_minutes else tc.timesteps, progress)
         done = 0
-        while done < tc.timesteps:
+        while done < tc.timesteps and not _out_of_time(tc.max_minutes, t0):
             chunk = min(tc.eval_every, tc.timesteps - done)
             model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
             done = int(model.num_timesteps)
-            ev = evaluate_policy(config, market, policy_bidder(model, config.lambda_max), tc.eval_days)
+            ev = evaluate_policy(
+                config, market, policy_bidder(model, config.lambda_max), tc.eval_days
+            )
             curve.append(
                 {
                     "timesteps": done,
@@ -221,7 +227,11 @@ def train_search_day(
     return record
 
 
-def _bar(total: int, enabled: bool):
+def _out_of_time(max_minutes: float | None, t0: float) -> bool:
+    return max_minutes is not None and time.perf_counter() - t0 >= 60 * max_minutes
+
+
+def _bar(total: int | None, enabled: bool):
     if not enabled:
         return None
     from tqdm import tqdm
@@ -237,7 +247,9 @@ def load_search_policy(run_dir: str | Path, lambda_max: float, device: str = "cp
     record = read_user_json(root / RECORD, "search-day run record", inside=root)
     if not isinstance(record, dict) or record.get("scenario") != "search_day":
         raise UserError(f"{root / RECORD}: not a search_day run record")
-    path = check_user_file(root / POLICY, "search-day policy", MAX_POLICY_BYTES, inside=root)
+    path = check_user_file(
+        root / POLICY, "search-day policy", MAX_POLICY_BYTES, inside=root
+    )
     try:
         model = PPO.load(path, device=device)
     except (ValueError, KeyError, RuntimeError, OSError) as err:

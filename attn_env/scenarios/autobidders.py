@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from attn_env.scenarios.search_landscape import LAMBDA_GRID
 from attn_env.scenarios.search_state import Day
 
-__all__ = ["KINDS", "OnlineLP", "PID", "Pacing", "Truthful", "make_bidder"]
+__all__ = ["KINDS", "PID", "OnlineLP", "Pacing", "Truthful", "make_bidder"]
 
 
 class Truthful:
@@ -97,7 +97,9 @@ class PID(Pacing):
         self.integral = np.clip(self.integral + err, -20.0, 20.0)
         deriv = err - self.err
         self.err = err
-        self.u = np.clip(self.kp * err + self.ki * self.integral + self.kd * deriv, -3, 3)
+        self.u = np.clip(
+            self.kp * err + self.ki * self.integral + self.kd * deriv, -3, 3
+        )
 
 
 class OnlineLP(Truthful):

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from attn_env.scenarios.search_config import AdvertiserConfig
 
-__all__ = ["Advertisers", "REFERENCE_IMPRESSIONS", "draw_advertisers"]
+__all__ = ["REFERENCE_IMPRESSIONS", "Advertisers", "draw_advertisers"]
 
 REFERENCE_IMPRESSIONS = 500_000
 "The day size that ``budget_conversions`` refers to."

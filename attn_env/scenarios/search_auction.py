@@ -112,8 +112,10 @@ class SearchAuction:
         left = budget_left.astype(np.float64).copy()
         kept = [] if keep_bids else None
         for lo in range(0, len(queries), CHUNK):
-            self._clear_chunk(queries[lo : lo + CHUNK], lam, left, alive, rng, res, kept)
-        res.impressions = int(len(queries))
+            self._clear_chunk(
+                queries[lo : lo + CHUNK], lam, left, alive, rng, res, kept
+            )
+        res.impressions = len(queries)
         if keep_bids:
             width = self.pages.eligible.shape[1]
             res.bids = np.concatenate(kept) if kept else np.zeros((0, width))
@@ -136,8 +138,14 @@ class SearchAuction:
             spend = np.where(won, out.price * clicks, 0.0)
             stop, quitters = self._first_overrun(spend, a, won, left)
             rows = slice(0, stop)
-            self._book(res, a[rows], won[rows], bids[rows], clicks[rows], spend[rows], qs[rows])
-            np.subtract(left, np.bincount(a[rows][won[rows]], spend[rows][won[rows]], len(left)), out=left)
+            self._book(
+                res, a[rows], won[rows], bids[rows], clicks[rows], spend[rows], qs[rows]
+            )
+            np.subtract(
+                left,
+                np.bincount(a[rows][won[rows]], spend[rows][won[rows]], len(left)),
+                out=left,
+            )
             top = out.extra.get("slot_price")
             if top is not None:
                 sold = np.isfinite(top[rows, 0])

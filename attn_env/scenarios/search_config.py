@@ -16,12 +16,12 @@ from attn_env.config import from_dict, read_config_yaml
 from attn_env.errors import ConfigError
 
 __all__ = [
-    "AdvertiserConfig",
-    "AuctionConfig",
     "BIDDER_KINDS",
     "CLICK_MODELS",
-    "EconomicsConfig",
     "PUBLISH",
+    "AdvertiserConfig",
+    "AuctionConfig",
+    "EconomicsConfig",
     "SearchDayConfig",
     "SearchTrainConfig",
     "TrafficConfig",
@@ -121,6 +121,8 @@ class SearchTrainConfig:
     gamma: float = 0.99
     ent_coef: float = 0.0
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    max_minutes: float | None = None
+    "Stop after this much training time (checked at each evaluation), if set."
     eval_every: int = 200_000
     "Advertiser-periods between evaluations on held-out days (the learning curve)."
     eval_days: int = 2
@@ -180,10 +182,14 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
     a = c.advertisers
     check_int(a.n, f"{where}.advertisers.n", 1, MAX_ADVERTISERS)
     check_real(a.second_vertical, f"{where}.advertisers.second_vertical", 0.0, 1.0)
-    check_real(a.value_median, f"{where}.advertisers.value_median", 0.0, 1e6, above=True)
+    check_real(
+        a.value_median, f"{where}.advertisers.value_median", 0.0, 1e6, above=True
+    )
     check_real(a.value_sigma, f"{where}.advertisers.value_sigma", 0.0, 3.0)
     _range_pair(a.target_cpa, f"{where}.advertisers.target_cpa", 0.0, 10.0)
-    _range_pair(a.budget_conversions, f"{where}.advertisers.budget_conversions", 0.0, 1e6)
+    _range_pair(
+        a.budget_conversions, f"{where}.advertisers.budget_conversions", 0.0, 1e6
+    )
     e = c.economics
     check_real(e.ctr_top, f"{where}.economics.ctr_top", 0.0, 1.0, above=True)
     check_real(e.cvr, f"{where}.economics.cvr", 0.0, 1.0, above=True)
@@ -224,6 +230,8 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
     check_real(tr.ent_coef, f"{where}.train.ent_coef", 0.0, 1.0)
     for i, w in enumerate(tr.net_arch):
         check_int(w, f"{where}.train.net_arch[{i}]", 1, 4096)
+    if tr.max_minutes is not None:
+        check_real(tr.max_minutes, f"{where}.train.max_minutes", 0.0, 1e5, above=True)
     check_int(tr.eval_every, f"{where}.train.eval_every", 1, 10**10)
     check_int(tr.eval_days, f"{where}.train.eval_days", 1, 1000)
     check_int(tr.seed, f"{where}.train.seed", 0, 2**32 - 1)

@@ -51,7 +51,9 @@ def load_search_data(
     for i, e in enumerate(entries):
         at = f"{where}: entry {i + 1}"
         if not isinstance(e, dict):
-            raise UserError(f"{at}: expected a mapping with keys {', '.join(ADVERTISER_KEYS)}")
+            raise UserError(
+                f"{at}: expected a mapping with keys {', '.join(ADVERTISER_KEYS)}"
+            )
         missing = [k for k in ADVERTISER_KEYS if k not in e]
         extra = [k for k in e if k not in ADVERTISER_KEYS]
         if missing or extra:
@@ -85,7 +87,12 @@ def load_search_data(
 
 
 def _positive(x: Any, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x <= 0:
+    if (
+        isinstance(x, bool)
+        or not isinstance(x, int | float)
+        or not math.isfinite(x)
+        or x <= 0
+    ):
         raise UserError(f"{name} must be a finite number > 0, got {x!r}")
     return float(x)
 

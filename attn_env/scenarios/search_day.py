@@ -101,11 +101,17 @@ def summarise(config: SearchDayConfig, days: list[DayResult]) -> dict[str, Any]:
         entry: dict[str, Any] = {"advertisers": int(picks[0].sum())}
         _put(entry, "score", per(lambda d, p: float(d.score[p].mean())))
         _put(entry, "conversions", per(lambda d, p: float(d.conversions[p].mean())))
-        _put(entry, "budget_use", per(lambda d, p: float((d.spend / d.budget)[p].mean())))
+        _put(
+            entry, "budget_use", per(lambda d, p: float((d.spend / d.budget)[p].mean()))
+        )
         _put(entry, "violation_rate", per(lambda d, p: float(d.violated[p].mean())))
         _put(entry, "cpa_over_target", per(_cpa_ratio))
         if days[0].score_bound is not None:
-            _put(entry, "share_of_bound", per(lambda d, p: _share(d.score, d.score_bound, p)))
+            _put(
+                entry,
+                "share_of_bound",
+                per(lambda d, p: _share(d.score, d.score_bound, p)),
+            )
             _put(
                 entry,
                 "share_of_best_fixed_lambda",

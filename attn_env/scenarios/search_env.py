@@ -45,7 +45,9 @@ def check_multipliers(lam: Any, n: int, lambda_max: float, names: list[str]) -> 
     line naming the first bad agent."""
     a = np.asarray(lam, dtype=np.float64).reshape(-1)
     if a.shape != (n,):
-        raise UserError(f"expected {n} bid multipliers (one per agent), got shape {np.shape(lam)}")
+        raise UserError(
+            f"expected {n} bid multipliers (one per agent), got shape {np.shape(lam)}"
+        )
     bad = ~np.isfinite(a) | (a < 0) | (a > lambda_max)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -92,10 +94,17 @@ class SearchDayEnv(ParallelEnv):
             raise UserError("step() called before reset() or after the day ended")
         missing = [a for a in self.agents if a not in actions]
         if missing:
-            raise UserError(f"no action for {missing[0]} (every agent acts each period)")
+            raise UserError(
+                f"no action for {missing[0]} (every agent acts each period)"
+            )
         lam = check_multipliers(
-            [np.asarray(actions[a], dtype=np.float64).reshape(-1)[:1] for a in self.agents],
-            len(self.agents), self.config.lambda_max, self.agents,
+            [
+                np.asarray(actions[a], dtype=np.float64).reshape(-1)[:1]
+                for a in self.agents
+            ],
+            len(self.agents),
+            self.config.lambda_max,
+            self.agents,
         )
         res = self.day.step(lam)
         rewards = self.day.rewards(res)
@@ -108,8 +117,8 @@ class SearchDayEnv(ParallelEnv):
         out = (
             obs,
             {a: float(rewards[i]) for i, a in enumerate(self.agents)},
-            {a: done for a in self.agents},
-            {a: False for a in self.agents},
+            dict.fromkeys(self.agents, done),
+            dict.fromkeys(self.agents, False),
             info,
         )
         if done:
@@ -163,7 +172,9 @@ class SearchDayVectorEnv:
         names = self.market.advertisers.names
         rewards = np.empty((self.num_envs, self.n_agents))
         for e, day in enumerate(self.days):
-            checked = check_multipliers(lam[e], self.n_agents, self.config.lambda_max, names)
+            checked = check_multipliers(
+                lam[e], self.n_agents, self.config.lambda_max, names
+            )
             rewards[e] = day.rewards(day.step(checked))
         obs = np.stack([d.observe() for d in self.days])
         done = np.array([d.done for d in self.days])

@@ -84,7 +84,9 @@ def read_pages(
     eligible[rows[keep], col[keep]] = own_s[keep]
     rel[rows[keep], col[keep]] = r_s[keep]
     if pbm is not None:
-        pos = np.broadcast_to(np.asarray(pbm[:n_slots], dtype=np.float64), (n_q, n_slots))
+        pos = np.broadcast_to(
+            np.asarray(pbm[:n_slots], dtype=np.float64), (n_q, n_slots)
+        )
     else:
         alpha = np.asarray(bank.alpha, dtype=np.float64)[:, :, n_slots - 1, :n_slots]
         alpha = -np.sort(-alpha, axis=2)

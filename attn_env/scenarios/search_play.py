@@ -62,8 +62,10 @@ class DayResult:
     def cpa(self) -> NDArray[np.float64]:
         """Realised cost per acquisition (``nan`` with no conversion)."""
         return np.divide(
-            self.spend, self.conversions,
-            out=np.full_like(self.spend, np.nan), where=self.conversions > 0,
+            self.spend,
+            self.conversions,
+            out=np.full_like(self.spend, np.nan),
+            where=self.conversions > 0,
         )
 
     @property
@@ -72,7 +74,9 @@ class DayResult:
         return np.nan_to_num(self.cpa, nan=0.0) > self.target_cpa * (1 + 1e-9)
 
 
-def seat_kinds(bidders: dict[str, float], n: int, rng: np.random.Generator) -> list[str]:
+def seat_kinds(
+    bidders: dict[str, float], n: int, rng: np.random.Generator
+) -> list[str]:
     """A kind per advertiser: ``round(share * n)`` of each (largest remainder),
     in a seeded order."""
     names = list(bidders)
@@ -156,7 +160,9 @@ def play_day(
         welfare=float(day.value.sum()),
         impressions=int(sum(len(q) for q in day.traffic)),
         seconds=0.0,
-        fairness=_vertical_fairness(market, day.clicks, day.auctions, merit_sum, entries),
+        fairness=_vertical_fairness(
+            market, day.clicks, day.auctions, merit_sum, entries
+        ),
         spend_by_period=np.array(spend_rows),
     )
     if hindsight:
@@ -170,11 +176,17 @@ def play_day(
     return out
 
 
-def _vertical_fairness(market, clicks, auctions, merit_sum, entries) -> dict[str, float]:
+def _vertical_fairness(
+    market, clicks, auctions, merit_sum, entries
+) -> dict[str, float]:
     """Singh–Joachims ratios across the advertisers' primary verticals."""
     index = {v: i for i, v in enumerate(market.verticals)}
     group = np.array([[index[v[0]] for v in market.advertisers.verticals]])
-    exposure = np.divide(clicks, auctions, out=np.zeros_like(clicks), where=auctions > 0)
-    merit = np.divide(merit_sum, entries, out=np.zeros_like(merit_sum), where=entries > 0)
+    exposure = np.divide(
+        clicks, auctions, out=np.zeros_like(clicks), where=auctions > 0
+    )
+    merit = np.divide(
+        merit_sum, entries, out=np.zeros_like(merit_sum), where=entries > 0
+    )
     means = group_means(exposure[None, :], merit[None, :], group, len(index))
     return disparity(means)

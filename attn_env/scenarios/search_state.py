@@ -54,7 +54,9 @@ def auctionnet_score(
 class Day:
     """A day of ``market`` drawn from ``seed``; ``step(lam)`` plays one period."""
 
-    def __init__(self, market: SearchMarket, seed: int, keep_bids: bool = False) -> None:
+    def __init__(
+        self, market: SearchMarket, seed: int, keep_bids: bool = False
+    ) -> None:
         self.market = market
         rng = np.random.default_rng([seed, 0xDA7])
         self.traffic = draw_day(market.config.traffic, market.popularity, rng)
@@ -94,7 +96,11 @@ class Day:
         lam = np.asarray(lam, dtype=np.float64)
         m = self.market
         res = m.auction.clear(
-            self.traffic[self.t], lam, self.budget_left, self.alive, self.rng,
+            self.traffic[self.t],
+            lam,
+            self.budget_left,
+            self.alive,
+            self.rng,
             keep_bids=self.keep_bids,
         )
         self.budget_left = np.maximum(self.budget_left - res.spend, 0.0)
@@ -126,7 +132,11 @@ class Day:
         score = bids * auc.quality[queries]
         a = auc.adv_idx[queries]
         valid = auc.valid[queries]
-        top2 = -np.partition(-score, 1, axis=1)[:, :2] if score.shape[1] > 1 else np.c_[score, np.zeros(len(score))]
+        top2 = (
+            -np.partition(-score, 1, axis=1)[:, :2]
+            if score.shape[1] > 1
+            else np.c_[score, np.zeros(len(score))]
+        )
         first = top2.max(axis=1, keepdims=True)
         second = top2.min(axis=1, keepdims=True)
         other = np.where(score >= first, second, first)

@@ -16,7 +16,9 @@ from attn_env.scenarios.search_config import TrafficConfig
 __all__ = ["diurnal_shares", "draw_day", "zipf_popularity"]
 
 
-def zipf_popularity(n_queries: int, exponent: float, rng: np.random.Generator) -> NDArray:
+def zipf_popularity(
+    n_queries: int, exponent: float, rng: np.random.Generator
+) -> NDArray:
     """``p [Q]``: Zipf popularity over a seeded rank order of the queries."""
     ranks = rng.permutation(n_queries) + 1
     w = ranks.astype(np.float64) ** -exponent

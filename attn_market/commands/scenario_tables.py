@@ -52,12 +52,20 @@ def print_scenario(result: Mapping[str, Any], console: Console | None = None) ->
         table.add_row(key, cell)
     console.print(table)
     for key, value in result.items():
-        if isinstance(value, Mapping) and value and all(
-            isinstance(v, Mapping) for v in value.values()
+        if (
+            isinstance(value, Mapping)
+            and value
+            and all(isinstance(v, Mapping) for v in value.values())
         ):
             _group_table(console, key, value)
-        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            _group_table(console, key, {str(v.get("label", i)): v for i, v in enumerate(value)})
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, Mapping) for v in value)
+        ):
+            _group_table(
+                console, key, {str(v.get("label", i)): v for i, v in enumerate(value)}
+            )
 
 
 def _group_table(console: Console, title: str, groups: Mapping[str, Mapping]) -> None:
