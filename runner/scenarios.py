@@ -68,16 +68,30 @@ def train_scenario(
     seed: int | None = None,
     timesteps: int | None = None,
     progress: bool = True,
+    address: str | None = None,
+    num_env_runners: int | None = None,
 ) -> dict[str, Any]:
-    """Train a scenario's learners into run folder ``out``."""
+    """Train a scenario's learners into run folder ``out`` (``train.backend``:
+    sb3, or rllib, which alone takes a Ray ``address`` and ``num_env_runners``)."""
     _needs_learning(name, "train")
-    from training.search_day import train_search_day
-
     config = _with_seed(config, seed)
     if timesteps is not None:
         config = dataclasses.replace(
             config, train=dataclasses.replace(config.train, timesteps=timesteps)
         )
+    if config.train.backend == "rllib":
+        from training.search_day_rllib import train_search_day_rllib
+
+        return train_search_day_rllib(
+            config, out, progress, address=address, num_env_runners=num_env_runners
+        )
+    if address is not None or num_env_runners is not None:
+        raise UserError(
+            f"--address and --num-env-runners need train.backend: rllib (scenario "
+            f"{name!r} trains with {config.train.backend}, in this process)"
+        )
+    from training.search_day import train_search_day
+
     return train_search_day(config, out, progress=progress)
 
 

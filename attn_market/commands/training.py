@@ -108,13 +108,19 @@ def _train(args: argparse.Namespace) -> int:
 
     scenario = read_scenario(args.config)
     if scenario is not None:
-        if args.resume or args.address or args.num_env_runners:
+        if args.resume:
             raise UserError(
-                f"--resume, --address and --num-env-runners do not apply to scenario "
-                f"{scenario[0]!r} (its trainer is stable-baselines3, in this process)"
+                f"--resume does not apply to scenario {scenario[0]!r} (its run folder "
+                "is written once)"
             )
         record = train_scenario(
-            *scenario, args.out, args.seed, args.timesteps, progress=not args.no_progress
+            *scenario,
+            args.out,
+            args.seed,
+            args.timesteps,
+            progress=not args.no_progress,
+            address=args.address,
+            num_env_runners=args.num_env_runners,
         )
         last = record["curve"][-1]
         print(
