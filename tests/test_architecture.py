@@ -188,6 +188,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runner.attacks",
             "runner.audit",
             "runner.audit_report",
+            "runner.bank_ray",
             "runner.collusion",
             "runner.compare",
             "runner.detection",
