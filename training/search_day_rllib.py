@@ -61,6 +61,7 @@ from training.search_day import (
     RECORD,
     SearchDaySB3Env,
     _bar,
+    _out_of_time,
     evaluate_policy,
     held_out,
     multipliers,
@@ -356,7 +357,7 @@ def _loop(
     ]
     curve: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    bar = _bar(tc.timesteps, progress)
+    bar = _bar(None if tc.max_minutes else tc.timesteps, progress)
     done, iterations, next_eval = 0, 0, min(tc.eval_every, tc.timesteps)
     while done < tc.timesteps:
         result = algo.train()
@@ -368,25 +369,28 @@ def _loop(
             )
         done += steps * per_step
         iterations += 1
-        if done >= next_eval or done >= tc.timesteps:
-            next_eval = done + tc.eval_every
-            load_module_state(model, module_states(algo)[MODULE])
-            ev = evaluate_policy(
-                config, market, policy_bidder(model, config.lambda_max), tc.eval_days
-            )
-            curve.append(
-                {
-                    "timesteps": done,
-                    "seconds": time.perf_counter() - t0,
-                    "score": ev["score"],
-                    "score_se": ev["score_se"],
-                    "pid_score": pid_score,
-                }
-            )
-            if bar is not None:
-                bar.set_postfix(score=f"{ev['score']:.2f}", pid=f"{pid_score:.2f}")
         if bar is not None:
             bar.update(done - bar.n)
+        if done < next_eval and done < tc.timesteps:
+            continue
+        next_eval = done + tc.eval_every
+        load_module_state(model, module_states(algo)[MODULE])
+        ev = evaluate_policy(
+            config, market, policy_bidder(model, config.lambda_max), tc.eval_days
+        )
+        curve.append(
+            {
+                "timesteps": done,
+                "seconds": time.perf_counter() - t0,
+                "score": ev["score"],
+                "score_se": ev["score_se"],
+                "pid_score": pid_score,
+            }
+        )
+        if bar is not None:
+            bar.set_postfix(score=f"{ev['score']:.2f}", pid=f"{pid_score:.2f}")
+        if _out_of_time(tc.max_minutes, t0):  # as the SB3 trainer: at evaluations
+            break
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
