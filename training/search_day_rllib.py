@@ -60,12 +60,13 @@ from training.search_day import (
     POLICY,
     RECORD,
     SearchDaySB3Env,
-    _bar,
-    _out_of_time,
     evaluate_policy,
     held_out,
     multipliers,
+    one_torch_thread,
+    out_of_time,
     policy_bidder,
+    progress_bar,
 )
 
 __all__ = [
@@ -321,20 +322,16 @@ def train_search_day_rllib(
         run.write_text(
             "config.yaml", yaml.safe_dump(dataclasses.asdict(config)), "config"
         )
-        threads = torch.get_num_threads()
-        # a 64x64 MLP gains nothing from more threads, and torch's spinning
-        # threads slowed PPO iterations 10x on 2 busy cores (0.07 s vs 0.7 s)
-        torch.set_num_threads(1)
-        try:
-            init_ray(ray, address, runners)
-            algo = _build_algo(config, market, runners, device)
+        with one_torch_thread():
             try:
-                return _loop(algo, config, market, run, progress, device)
+                init_ray(ray, address, runners)
+                algo = _build_algo(config, market, runners, device)
+                try:
+                    return _loop(algo, config, market, run, progress, device)
+                finally:
+                    algo.stop()
             finally:
-                algo.stop()
-        finally:
-            ray.shutdown()  # also after a failed start: no Ray process left behind
-            torch.set_num_threads(threads)
+                ray.shutdown()  # also after a failed start: no Ray process left behind
 
 
 def _loop(
@@ -357,7 +354,7 @@ def _loop(
     ]
     curve: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    bar = _bar(None if tc.max_minutes else tc.timesteps, progress)
+    bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress)
     done, iterations, next_eval = 0, 0, min(tc.eval_every, tc.timesteps)
     while done < tc.timesteps:
         result = algo.train()
@@ -389,7 +386,7 @@ def _loop(
         )
         if bar is not None:
             bar.set_postfix(score=f"{ev['score']:.2f}", pid=f"{pid_score:.2f}")
-        if _out_of_time(tc.max_minutes, t0):  # as the SB3 trainer: at evaluations
+        if out_of_time(tc.max_minutes, t0):  # as the SB3 trainer: at evaluations
             break
     if bar is not None:
         bar.close()
