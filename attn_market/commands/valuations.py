@@ -1,7 +1,11 @@
 """``attn-market valuations build|show|validate``: the attention bank from the shell.
 
 - ``build CONFIG``: compute the bank that CONFIG's ``env.valuation_params`` name
-  (reused as it is when it already exists) and print its folder.
+  (reused as it is when it already exists) and print its folder. CONFIG may
+  also be a ``search_day`` scenario config: the bank of its ``data`` folder
+  (the shipped one without ``data``). ``--address HOST:PORT`` (or ``local``)
+  splits the build over a Ray cluster in ``--chunks`` tasks
+  (:mod:`runner.bank_ray`); ray is imported only then.
 - ``show --query "..." [--candidate TEXT ...] [--out FILE.png]``: a heatmap of the
   attention that the query's tokens pay to a page ``query | slot 1 | ... | slot K``,
   slot boundaries marked, each slot's alpha annotated.
@@ -48,10 +52,27 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="valuations_command", required=True, metavar="CMD")
 
     build = sub.add_parser("build", help="compute the attention bank of a config")
-    build.add_argument("config", help="YAML config; its env.valuation_params are used")
+    build.add_argument(
+        "config",
+        help="YAML config (its env.valuation_params are used) or a search_day "
+        "scenario config (the bank of its data folder)",
+    )
     build.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     build.add_argument("--bank-dir", default=None, help="parent folder of banks")
     build.add_argument("--batch-size", type=int, default=None)
+    build.add_argument(
+        "--address",
+        default=None,
+        help="build across the Ray cluster at HOST:PORT (local: a Ray on this "
+        "machine); default: in this process",
+    )
+    build.add_argument(
+        "--chunks",
+        type=int,
+        default=None,
+        help="Ray tasks the query rows are split into (with --address; default: "
+        "one per GPU of the cluster, else one per CPU)",
+    )
     build.add_argument(
         "--quiet",
         "--no-progress",
@@ -118,8 +139,18 @@ def _bank(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
 def _cmd_build(args: argparse.Namespace) -> int:
     from attn_env.valuations.bank import load_bank
     from attn_env.valuations.cache import shipped_bank_dir
+    from runner.bank_ray import build_config_bank
 
-    path, _, _ = _bank(args)
+    path = build_config_bank(
+        args.config,
+        address=args.address,
+        chunks=args.chunks,
+        device=args.device,
+        bank_dir=args.bank_dir,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        verbose=args.verbose,
+    )
     bank = load_bank(path)
     m = bank.manifest
     print(
@@ -133,6 +164,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
             f"  built on {m['device']} ({m['dtype']}): {m['sequences']} sequences "
             f"in {m['seconds']:.1f} s ({rate:.0f}/s)"
         )
+    if isinstance(m.get("ray"), dict):
+        print(f"  on Ray ({m['ray'].get('address')}), {m['ray'].get('chunks')} chunks")
     if path.resolve().parent == shipped_bank_dir():
         print("  shipped prebuilt with attn-market (same model, corpus and settings)")
     return 0
