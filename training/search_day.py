@@ -20,6 +20,7 @@ A run folder (:class:`training.run.RunFolder`: locked, only its own files):
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -51,7 +52,9 @@ RECORD = "search_day.json"
 MAX_POLICY_BYTES = 256 * 2**20
 "Largest policy file a run may hold (a 64x64 MLP is about 0.1 MB)."
 HELD_OUT = 1_000_000
-"First traffic seed of held-out days (training days draw from the env's generator)."
+"First traffic seed of held-out test days (``evaluate``; training days: the env's)."
+VALIDATION = 2_000_000
+"First traffic seed of the validation days the learning curve is measured on."
 
 
 def multipliers(actions: NDArray, lambda_max: float) -> NDArray[np.float64]:
@@ -146,9 +149,11 @@ def held_out(config: SearchDayConfig, kind: str, days: int) -> SearchDayConfig:
 def evaluate_policy(
     config: SearchDayConfig, market: SearchMarket, bidder: Any, days: int
 ) -> dict[str, Any]:
-    """Summary of ``days`` held-out days with every advertiser bidding ``bidder``."""
-    cfg = held_out(config, "policy", days)
-    return summarise(cfg, play_days(cfg, market, bidder, first_day=HELD_OUT - cfg.seed))
+    """Summary of ``days`` validation days with every advertiser bidding ``bidder``
+    (``bidder`` None: every advertiser PID)."""
+    cfg = held_out(config, "pid" if bidder is None else "policy", days)
+    first = VALIDATION - cfg.seed
+    return summarise(cfg, play_days(cfg, market, bidder, first_day=first))
 
 
 @contextlib.contextmanager
@@ -201,10 +206,8 @@ def train_search_day(
             verbose=0,
         )
         set_run_logger(model, None)
-        pid = held_out(config, "pid", tc.eval_days)
-        pid_score = summarise(
-            pid, play_days(pid, market, first_day=HELD_OUT - pid.seed)
-        )["score"]
+        pid_score = evaluate_policy(config, market, None, tc.eval_days)["score"]
+        best: tuple[float, Any, int] | None = None
         curve: list[dict[str, Any]] = []
         t0 = time.perf_counter()
         bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress)
@@ -225,11 +228,17 @@ def train_search_day(
                     "pid_score": pid_score,
                 }
             )
+            if best is None or ev["score"] > best[0]:
+                best = (ev["score"], copy.deepcopy(model.policy.state_dict()), done)
             if bar is not None:
                 bar.update(done - bar.n)
                 bar.set_postfix(score=f"{ev['score']:.2f}", pid=f"{pid_score:.2f}")
         if bar is not None:
             bar.close()
+        kept = done
+        if tc.keep == "best" and best is not None:
+            model.policy.load_state_dict(best[1])
+            kept = best[2]
         staging = run.path_of(f".{POLICY}.{run.token}.zip", "policy")
         model.save(staging)
         os.replace(staging, run.path_of(POLICY, "policy"))
@@ -238,6 +247,7 @@ def train_search_day(
             "timesteps": done,
             "seconds": time.perf_counter() - t0,
             "device": device,
+            "kept": {"rule": tc.keep, "timesteps": kept},
             "curve": curve,
         }
         run.write_text(RECORD, json.dumps(record, indent=1), "record")

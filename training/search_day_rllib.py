@@ -46,7 +46,6 @@ import yaml
 from attn_env.checks import check_device
 from attn_env.errors import UserError
 from attn_env.scenarios.search_config import SearchDayConfig
-from attn_env.scenarios.search_day import play_days, summarise
 from attn_env.scenarios.search_env import SearchDayVectorEnv
 from attn_env.scenarios.search_market import SearchMarket, build_market
 from attn_env.scenarios.search_state import OBS_SIZE
@@ -56,12 +55,10 @@ from training.rllib_state import module_states, set_states
 from training.rllib_weights import to_sb3_state
 from training.run import RunFolder
 from training.search_day import (
-    HELD_OUT,
     POLICY,
     RECORD,
     SearchDaySB3Env,
     evaluate_policy,
-    held_out,
     multipliers,
     one_torch_thread,
     out_of_time,
@@ -348,10 +345,7 @@ def _loop(
     model = _sb3_model(config, market)
     start = module_state_of(model, module_states(algo)[MODULE])
     set_states(algo, {MODULE: start})
-    pid = held_out(config, "pid", tc.eval_days)
-    pid_score = summarise(pid, play_days(pid, market, first_day=HELD_OUT - pid.seed))[
-        "score"
-    ]
+    pid_score = evaluate_policy(config, market, None, tc.eval_days)["score"]
     curve: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress)

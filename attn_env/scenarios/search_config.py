@@ -126,7 +126,10 @@ class SearchTrainConfig:
     eval_every: int = 200_000
     "Advertiser-periods between evaluations on held-out days (the learning curve)."
     eval_days: int = 2
-    "Held-out days per evaluation (traffic seeds from 1,000,000 on)."
+    "Validation days per evaluation (traffic seeds from 2,000,000 on; ``evaluate``"
+    " tests on other days, from 1,000,000 on)."
+    keep: str = "best"
+    "Which policy the run keeps: best (highest validation score) or last."
     seed: int = 0
     device: str = "auto"
     backend: str = "sb3"
@@ -234,6 +237,7 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
         check_real(tr.max_minutes, f"{where}.train.max_minutes", 0.0, 1e5, above=True)
     check_int(tr.eval_every, f"{where}.train.eval_every", 1, 10**10)
     check_int(tr.eval_days, f"{where}.train.eval_days", 1, 1000)
+    _one_of(tr.keep, ("best", "last"), f"{where}.train.keep")
     check_int(tr.seed, f"{where}.train.seed", 0, 2**32 - 1)
     _one_of(tr.device, ("auto", "cpu", "cuda"), f"{where}.train.device")
     _one_of(tr.backend, ("sb3", "rllib"), f"{where}.train.backend")
