@@ -28,6 +28,7 @@ __all__ = [
     "OneSided",
     "TwoSided",
     "rank_desc",
+    "top_desc",
 ]
 
 
@@ -207,4 +208,83 @@ def rank_desc(
         key = rng.random((rows.size, score.shape[1]))
         order[rows] = np.lexsort((key, -score[rows]), axis=-1)
         # the tied entries swapped places but their scores are equal: srt holds
+    return order, srt
+
+
+#: largest ``n_top`` ranked by pairwise comparisons in :func:`top_desc` (an
+#: ``[n_top, n_top, B]`` block); beyond it, an argsort of the picked entries.
+_PAIRWISE = 8
+
+
+def top_desc(
+    score: NDArray[np.float64],
+    n_top: int,
+    rng: np.random.Generator,
+    ignore_negative: bool = False,
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """The first ``n_top`` columns of :func:`rank_desc`, without a full argsort.
+
+    What a position auction needs is the ``K + 1`` highest scores and who holds
+    the top ``K``. Each row's values are sorted (``np.sort``, several times
+    faster than ``argsort``); the entries at or above the ``n_top``-th value are
+    picked by one comparison and ranked among themselves (``n_top**2``
+    comparisons over the batch). Rows with tied scores, anywhere in the row,
+    go through :func:`rank_desc` itself, in the same order: the generator is
+    drawn exactly as ``rank_desc(score, rng, ignore)`` draws it, so the
+    outcome is the same array for array.
+
+    Args:
+        score: ``float64 [B, n]``.
+        n_top: ranks wanted, ``>= 1`` (at most ``n`` are returned).
+        rng: generator for the tie-break keys.
+        ignore_negative: entries ``< 0`` are out of the market (``ignore =
+            score < 0`` in :func:`rank_desc`): ties among them do not count,
+            and which of them fills a rank past the last entry ``>= 0`` is
+            unspecified.
+
+    Returns:
+        ``(order, sorted)``, both ``[B, min(n_top, n)]``, equal to
+        ``rank_desc(...)[i][:, :n_top]`` (``order`` up to the unspecified
+        entries above).
+    """
+    n_rows, n = score.shape
+    n_top = min(n_top, n)
+    if n <= n_top:
+        ignore = (score < 0.0) if ignore_negative else None
+        return rank_desc(score, rng, ignore=ignore)
+    asc = np.sort(score, axis=1)
+    thr = asc[:, n - n_top]  # the n_top-th highest value
+    srt = asc[:, : n - n_top - 1 : -1].copy()
+    # a row goes the slow way if rank_desc would draw keys for it (a tie), or
+    # if fewer than n_top entries are in the market (the rest tie at < 0)
+    eq = asc[:, 1:] == asc[:, :-1]
+    if ignore_negative:
+        eq &= asc[:, 1:] >= 0.0
+    slow = eq.any(axis=1) if eq.any() else np.zeros(n_rows, dtype=bool)
+    if ignore_negative:
+        slow |= thr < 0.0
+    rows = np.flatnonzero(slow)
+    pick = score >= thr[:, None]
+    if rows.size:
+        pick[rows] = np.arange(n) < n_top  # placeholders: exactly n_top a row
+    # [n_top, B]: the flat index of each picked entry, in column order
+    at = np.flatnonzero(pick).reshape(n_rows, n_top).T.copy()
+    val = score.reshape(-1)[at]
+    at -= np.arange(n_rows) * n  # flat index -> column
+    if n_top <= _PAIRWISE:
+        # rank among the picked = how many picked values are larger (no ties
+        # in these rows): n_top**2 comparisons, then one scatter
+        gt = val[:, None, :] > val[None, :, :]
+        dest = gt.view(np.uint8).sum(axis=0, dtype=np.uint8).astype(np.intp)
+        dest += np.arange(0, n_rows * n_top, n_top)
+        order = np.empty((n_rows, n_top), dtype=np.intp)
+        order.reshape(-1)[dest.reshape(-1)] = at.reshape(-1)
+    else:
+        order = np.take_along_axis(at, np.argsort(-val, axis=0), axis=0).T.copy()
+    if rows.size:
+        sub = score[rows]
+        ignore = (sub < 0.0) if ignore_negative else None
+        o_sub, s_sub = rank_desc(sub, rng, ignore=ignore)
+        order[rows] = o_sub[:, :n_top]
+        srt[rows] = s_sub[:, :n_top]
     return order, srt

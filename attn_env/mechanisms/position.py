@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from attn_env.checks import show
 from attn_env.errors import ConfigError, UserError
-from attn_env.mechanisms._base import OneSided, rank_desc
+from attn_env.mechanisms._base import OneSided, top_desc
 from attn_env.mechanisms._validate import (
     as_batch,
     check_nonneg,
@@ -110,41 +110,48 @@ class PositionAuction(OneSided):
             check_positive(q, "quality")
             score = bids * q
 
+        n_slots = alpha.shape[1]
+        n_win = min(n_slots, n)
+        # only the K + 1 highest scores matter: the K winners and the next one
         if self.reserve > 0.0:
             # scores are >= 0, so -1 ranks every buyer under the reserve last
-            out = bids < self.reserve
-            score = np.where(out, -1.0, score)
-            order, srt = rank_desc(score, gen, ignore=out)
+            score = np.where(bids < self.reserve, -1.0, score)
+            order, srt = top_desc(score, n_slots + 1, gen, ignore_negative=True)
         else:
-            order, srt = rank_desc(score, gen)
-        n_win = min(alpha.shape[1], n)
+            order, srt = top_desc(score, n_slots + 1, gen)
         top = order[:, :n_win]
-        won = srt[:, :n_win] >= 0.0
+        # without a reserve every score is >= 0: every rank up to n_win is won
+        won = None if self.reserve == 0.0 else srt[:, :n_win] >= 0.0
         # s_pad[:, r] = score of rank r, 0 where no eligible buyer holds that rank
-        n_pad = max(alpha.shape[1], n) + 1
-        s_pad = np.zeros((n_markets, n_pad))
-        s_pad[:, :n] = np.maximum(srt, 0.0)
+        s_pad = np.zeros((n_markets, n_slots + 1))
+        np.maximum(srt[:, : n_slots + 1], 0.0, out=s_pad[:, : srt.shape[1]])
         q_top = None if q is None else np.take_along_axis(q, top, axis=1)
-        a_top = alpha[:, :n_win]
         price, pay = self._price(bids, top, s_pad, q_top, alpha)
-        price = np.where(won, price, 0.0)
-        pay = np.where(won, pay, 0.0)
-        a_top = np.where(won, a_top, 0.0)
+        a_top = alpha[:, :n_win]
+        rank = np.arange(n_win)
+        if won is not None:
+            price = np.where(won, price, 0.0)
+            pay = np.where(won, pay, 0.0)
+            a_top = np.where(won, a_top, 0.0)
+            rank = np.where(won, rank, -1)
 
         # scatter rank-ordered results to buyers through one flat index (faster
         # than put_along_axis, which rebuilds its index for every array)
-        flat = (top + (np.arange(n_markets) * n)[:, None]).ravel()
+        flat = top + np.arange(0, n_markets * n, n)[:, None]
         slot = np.full((n_markets, n), -1, dtype=np.int64)
-        slot.reshape(-1)[flat] = np.where(won, np.arange(n_win), -1).ravel()
+        slot.reshape(-1)[flat] = rank
         out_alloc = np.zeros((n_markets, n))
-        out_alloc.reshape(-1)[flat] = a_top.ravel()
+        out_alloc.reshape(-1)[flat] = a_top
         out_pay = np.zeros((n_markets, n))
-        out_pay.reshape(-1)[flat] = pay.ravel()
+        out_pay.reshape(-1)[flat] = pay
         out_price = np.zeros((n_markets, n))
-        out_price.reshape(-1)[flat] = price.ravel()
+        out_price.reshape(-1)[flat] = price
 
         slot_price = np.full(alpha.shape, np.nan)
-        slot_price[:, :n_win] = np.where(won, price, np.nan)
+        if won is None:
+            slot_price[:, :n_win] = price
+        else:
+            slot_price[:, :n_win] = np.where(won, price, np.nan)
         return Outcome(
             slot=slot,
             alloc=out_alloc,
@@ -170,7 +177,7 @@ class PositionAuction(OneSided):
         Args:
             bids: ``[B, n]`` bids.
             top: ``[B, L]`` buyer index of each winning rank.
-            s_pad: ``[B, max(K, n) + 1]`` score by rank, 0 past the eligible buyers.
+            s_pad: ``[B, K + 1]`` score by rank, 0 past the eligible buyers.
             q_top: ``[B, L]`` quality of each winning rank; ``None`` without
                 quality scores (scores are then the bids).
             alpha: ``[B, K]`` attention of each slot.
