@@ -26,6 +26,21 @@ uniformly distributed values (and costs):
   ``2v/3 + 1/12`` and ``2c/3 + 1/4``, trade iff ``v >= c + 1/4``, efficiency
   27/32.
 
+Formats beyond the environment's mechanisms, the references of the solver's
+other payment rules and utilities (``attn_env.solver``; values ``U[0, 1]``
+unless stated; each checked in ``tests/test_solver_formats.py`` by a
+brute-force best response on a fine grid):
+
+- :func:`all_pay_bne`: all-pay, ``n`` bidders, ``b(v) = (n-1)/n * v^n``
+  (Krishna 2010, sec. 2.5, by revenue equivalence with second price);
+- :func:`crra_first_price_bne`: first price with CRRA utility ``u(x) = x^rho``,
+  ``b(v) = (n-1)/(n-1+rho) * v`` (Krishna 2010, sec. 4.1; Riley & Samuelson 1981);
+- :func:`asymmetric_first_price_bne`: first price, two bidders with values
+  ``U[0, a]`` and ``U[0, b]``: the closed form of the uniform asymmetric case
+  (Griesmer, Levitan & Shubik 1967; Krishna 2010, sec. 4.3), derived below;
+- :func:`war_of_attrition_bne`: war of attrition, two bidders,
+  ``b(v) = -v - log(1 - v)`` (Krishna 2010, sec. 2.5).
+
 scipy is imported only when a ``K > 1`` first-price bid is computed, so that
 importing this module stays cheap.
 """
@@ -44,11 +59,15 @@ Strategy = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 __all__ = [
     "CS_EFFICIENCY",
     "Strategy",
+    "all_pay_bne",
+    "asymmetric_first_price_bne",
     "bne_reason",
     "bne_strategy",
     "chatterjee_samuelson",
+    "crra_first_price_bne",
     "first_price_bne",
     "truthful",
+    "war_of_attrition_bne",
 ]
 
 CS_EFFICIENCY = 27.0 / 32.0
@@ -135,6 +154,76 @@ def chatterjee_samuelson(
     else:
         raise UserError(f"role must be 'buyer' or 'seller', got {role!r}")
     return _affine(unit, low, high)
+
+
+def all_pay_bne(n: int) -> Strategy:
+    """All-pay auction, ``n`` symmetric bidders, values ``U[0, 1]``: every bidder
+    pays its bid, the highest wins; ``b(v) = (n-1)/n * v^n``.
+
+    Revenue equivalence (Krishna 2010, sec. 2.5): the expected payment of type
+    ``v`` equals second price's, ``P(win) E[Y | Y < v] = v^(n-1) (n-1)/n v``,
+    and an all-pay bidder pays it always.
+    """
+    if not isinstance(n, int) or n < 2:
+        raise UserError(f"all-pay BNE needs an integer n >= 2 bidders, got {n!r}")
+    return lambda v: (n - 1) / n * np.asarray(v, dtype=np.float64) ** n
+
+
+def crra_first_price_bne(n: int, rho: float) -> Strategy:
+    """First price, ``n`` bidders, values ``U[0, 1]``, CRRA utility ``u(x) = x^rho``.
+
+    ``b(v) = (n-1)/(n-1+rho) * v`` (Krishna 2010, sec. 4.1; Riley & Samuelson
+    1981): the first-order condition of ``F(v)^(n-1) u(v - b)`` with
+    ``u'/u = rho / x`` is ``b' = (n-1)(v - b) / (rho v)``, solved by a linear
+    bid. ``rho = 1`` is the risk-neutral ``(n-1)/n v``; the more risk-averse
+    (smaller ``rho``), the higher the bid.
+    """
+    if not isinstance(n, int) or n < 2:
+        raise UserError(f"CRRA first-price BNE needs an integer n >= 2, got {n!r}")
+    if not (isinstance(rho, int | float) and 0.0 < rho <= 1.0):
+        raise UserError(f"CRRA rho must be a number in (0, 1], got {rho!r}")
+    slope = (n - 1) / (n - 1 + rho)
+    return lambda v: slope * np.asarray(v, dtype=np.float64)
+
+
+def asymmetric_first_price_bne(high_1: float, high_2: float) -> tuple[Strategy, ...]:
+    """First price, two bidders with values ``U[0, high_1]`` and ``U[0, high_2]``.
+
+    The uniform asymmetric closed form (Griesmer, Levitan & Shubik 1967; Krishna
+    2010, sec. 4.3). With ``phi_i`` bidder ``i``'s inverse bid, the first-order
+    conditions are ``(phi_i(b) - b) phi_j'(b) = phi_j(b)``; they are solved by
+    ``phi_i(b) = 2b / (1 + k_i b^2)``, ``k_i = 1/high_i^2 - 1/high_j^2``, and both
+    reach the top of their range at the common highest bid
+    ``high_1 high_2 / (high_1 + high_2)``. Inverted (the root that is 0 at 0):
+    ``b_i(v) = v / (1 + sqrt(1 - k_i v^2))``. The weak bidder (smaller range)
+    bids more aggressively at a given value; equal ranges give ``v / 2``.
+
+    Returns:
+        ``(b_1, b_2)``, vectorised ``values -> bids`` on each bidder's range.
+    """
+    for name, h in (("high_1", high_1), ("high_2", high_2)):
+        if not (isinstance(h, int | float) and h > 0.0 and np.isfinite(h)):
+            raise UserError(f"asymmetric first-price BNE needs {name} > 0, got {h!r}")
+
+    def bid(own: float, other: float) -> Strategy:
+        k = 1.0 / own**2 - 1.0 / other**2
+
+        def fn(v: NDArray) -> NDArray[np.float64]:
+            v = np.clip(np.asarray(v, dtype=np.float64), 0.0, own)
+            return v / (1.0 + np.sqrt(np.maximum(1.0 - k * v**2, 0.0)))
+
+        return fn
+
+    return bid(high_1, high_2), bid(high_2, high_1)
+
+
+def war_of_attrition_bne(v: NDArray) -> NDArray[np.float64]:
+    """War of attrition, two bidders, values ``U[0, 1]``: the higher bid wins and
+    pays the lower one, the loser pays its own; ``b(v) = -v - log(1 - v)``
+    (Krishna 2010, sec. 2.5: ``int_0^v x f(x) / (1 - F(x)) dx``). Unbounded as
+    ``v -> 1``."""
+    v = np.clip(np.asarray(v, dtype=np.float64), 0.0, 1.0 - 1e-15)
+    return -v - np.log1p(-v)
 
 
 _TRUTHFUL_BUYERS = ("second_price", "vcg", "assignment")
