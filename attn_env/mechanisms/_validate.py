@@ -97,6 +97,12 @@ def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
         raise UserError(
             f"{name} must have shape [{dims}] with no empty axis, got shape {arr.shape}"
         )
+    lo, hi = (arr.min(), arr.max()) if arr.size else (0.0, 0.0)
+    if 0.0 <= lo and hi <= MAX_MAGNITUDE:
+        # the common case in two passes (NaN fails the test): finite, >= 0,
+        # none too large; then only the tiny ones are left to look for
+        if lo >= MIN_MAGNITUDE or not ((arr > 0.0) & (arr < MIN_MAGNITUDE)).any():
+            return arr
     if not np.isfinite(arr).all():
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise UserError(f"{name} must be finite, got {arr[idx]} at index {idx}")
@@ -144,14 +150,21 @@ def check_weights(
             f"{name} must be a numeric array [K] or [B, K], got {show(weights)}"
         ) from err
     if w.ndim == 1:
+        # checked as the one row it is, then broadcast (the same messages)
         w = as_batch(w[None], name, "1, K")
-        w = np.broadcast_to(w, (batch, w.shape[1]))
-    else:
-        w = as_batch(w, name, "B, K")
-        if w.shape[0] != batch:
-            raise UserError(
-                f"{name} must have shape [K] or [B, K] with B={batch}, got {w.shape}"
-            )
+        if batch:
+            _descending(w, name)
+        return np.broadcast_to(w, (batch, w.shape[1]))
+    w = as_batch(w, name, "B, K")
+    if w.shape[0] != batch:
+        raise UserError(
+            f"{name} must have shape [K] or [B, K] with B={batch}, got {w.shape}"
+        )
+    return _descending(w, name)
+
+
+def _descending(w: NDArray[np.float64], name: str) -> NDArray[np.float64]:
+    """``w [B, K]`` after checking it is >= 0 and descending along each row."""
     check_nonneg(w, name)
     if w.shape[1] > 1:
         rising = np.diff(w, axis=1) > 0
