@@ -77,7 +77,9 @@ __all__ = [
     "ConfigError",
     "EnvConfig",
     "ExperimentConfig",
+    "SolveClass",
     "SolveConfig",
+    "SolveUtility",
     "TrainConfig",
     "from_dict",
     "load_config",
@@ -253,6 +255,34 @@ class TrainConfig:
     "Extra keyword arguments for the SB3 algorithm."
 
 
+UTILITY_KINDS = ("linear", "crra")
+"Bidders' utility of money in the solver: risk-neutral, or CRRA ``x^rho``."
+
+
+@dataclass(frozen=True)
+class SolveUtility:
+    """Bidders' utility of their surplus ``x`` in the solver (``solve.utility``)."""
+
+    kind: str = "linear"
+    "``linear`` (risk-neutral) or ``crra``: ``u(x) = x^rho`` (first price only)."
+    rho: float = 1.0
+    "CRRA exponent in (0, 1]; 1 is risk-neutral, smaller is more risk-averse."
+
+
+@dataclass(frozen=True)
+class SolveClass:
+    """A class of bidders with its own value range and strategy (``solve.classes``)."""
+
+    agents: list[str] = field(default_factory=list)
+    "The buyers in the class (``buyer_0``, ...); every buyer in exactly one class."
+    name: str = ""
+    "The class's name in the solution (default ``class_<i>``)."
+    value_low: float | None = None
+    "Lower end of the class's values (``None``: the market's ``value_low``)."
+    value_high: float | None = None
+    "Upper end of the class's values (``None``: the market's ``value_high``)."
+
+
 @dataclass(frozen=True)
 class SolveConfig:
     """Options of the equilibrium solver (``solve`` command, ``kind: equilibrium``)."""
@@ -279,6 +309,10 @@ class SolveConfig:
     "The reported utility loss is a best response on grids this many times finer."
     cache: bool = True
     "Keep solutions under the cache folder, so repeated runs do not solve again."
+    utility: SolveUtility = field(default_factory=SolveUtility)
+    "Bidders' utility of their surplus: ``{kind: crra, rho: 0.5}`` for risk aversion."
+    classes: list[SolveClass] = field(default_factory=list)
+    "Asymmetric bidders: classes with their own value ranges and strategies."
 
 
 @dataclass(frozen=True)
@@ -726,6 +760,55 @@ def validate_solve(s: SolveConfig) -> None:
             raise ConfigError(
                 f"solve.{f.name} must be a finite number, got {show(value)}"
             )
+    _validate_solve_formats(s)
+
+
+def _validate_solve_formats(s: SolveConfig) -> None:
+    """``ConfigError`` naming a bad ``solve.utility`` or ``solve.classes`` entry
+    (whether the classes fit the market is checked by the solver)."""
+    u = getattr(s, "utility", SolveUtility())
+    if not isinstance(u, SolveUtility) or u.kind not in UTILITY_KINDS:
+        kind = getattr(u, "kind", u)
+        raise ConfigError(
+            f"solve.utility.kind must be one of {', '.join(UTILITY_KINDS)}, "
+            f"got {show(kind)}"
+        )
+    if not (is_real(u.rho) and 0.0 < u.rho <= 1.0) or (
+        u.kind == "linear" and u.rho != 1.0
+    ):
+        raise ConfigError(
+            "solve.utility.rho must be a number in (0, 1] (and 1 with kind: "
+            f"linear), got {show(u.rho)}"
+        )
+    classes = getattr(s, "classes", [])
+    if not isinstance(classes, list):
+        raise ConfigError(f"solve.classes must be a list, got {show(classes)}")
+    names: set[str] = set()
+    for i, c in enumerate(classes):
+        where = f"solve.classes[{i}]"
+        if not isinstance(c, SolveClass):
+            raise ConfigError(f"{where} must be a mapping (agents, ...), got {show(c)}")
+        if not c.agents or not all(isinstance(a, str) for a in c.agents):
+            raise ConfigError(
+                f"{where}.agents must be a non-empty list of buyer names, got "
+                f"{show(c.agents)}"
+            )
+        name = c.name or f"class_{i}"
+        if not (isinstance(name, str) and name.isidentifier()) or name in names:
+            raise ConfigError(
+                f"{where}.name must be a new identifier, got {show(c.name)}"
+            )
+        names.add(name)
+        for key in ("value_low", "value_high"):
+            v = getattr(c, key)
+            if v is not None and not is_real(v):
+                raise ConfigError(f"{where}.{key} must be a finite number or null")
+        if c.value_low is not None and c.value_high is not None:
+            if not c.value_low < c.value_high:
+                raise ConfigError(
+                    f"{where}: value_low must be < value_high, got "
+                    f"{show(c.value_low)} and {show(c.value_high)}"
+                )
 
 
 def make_config(config: EnvConfig | None = None, **options: Any) -> EnvConfig:
