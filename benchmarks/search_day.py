@@ -6,6 +6,7 @@ GSP auction per Python call on the same traffic for the ratio. Prints the load
 average before and after: figures measured under load say so.
 
     python benchmarks/search_day.py [--days 3] [--loop 5000] [--json]
+    python benchmarks/search_day.py --calibration   # CTR per slot
 """
 
 from __future__ import annotations
@@ -44,6 +45,39 @@ def _one_per_call(market, n_impressions: int) -> float:
     return len(queries) / (time.perf_counter() - t0)
 
 
+def calibration(market) -> None:
+    """Click-through rate per slot on one period of the market, bidders at
+    ``lambda = T / V`` (PID's first bids)."""
+    day = Day(market, seed=1)
+    auc = market.auction
+    q = day.traffic[len(day.traffic) // 2]
+    adv = market.advertisers
+    lam = adv.target_cpa / adv.value
+    a = auc.adv_idx[q]
+    bids = np.where(auc.valid[q], lam[a] * auc.click_value[q], 0.0)
+    out = auc.mech.clear(
+        bids,
+        weights=market.pages.pos[q],
+        quality=auc.quality[q],
+        rng=np.random.default_rng(0),
+    )
+    won = out.slot >= 0
+    clicks = auc.click_prob(
+        out.slot, won, market.pages.relevance[q], market.pages.pos[q]
+    )
+    for k in range(market.config.auction.slots):
+        c = clicks[out.slot == k]
+        print(
+            f"slot {k + 1}: CTR {c.mean():.2%} (p10 {np.percentile(c, 10):.2%}, "
+            f"p90 {np.percentile(c, 90):.2%}); position factor "
+            f"{market.pages.pos[:, k].mean():.2f}"
+        )
+    print(
+        f"entrants per auction {auc.valid[q].sum(axis=1).mean():.1f} "
+        f"(at most {auc.valid.shape[1]})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/scenarios/search_day.yaml")
@@ -52,12 +86,18 @@ def main() -> None:
         "--loop", type=int, default=5000, help="impressions timed one per call"
     )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--calibration", action="store_true", help="CTR per slot, then stop"
+    )
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
     config = load(args.config)
     t0 = time.perf_counter()
     market = build_market(config)
     setup = time.perf_counter() - t0
+    if args.calibration:
+        calibration(market)
+        return
     rows = []
     for kind in ("truthful", "pacing", "pid", "onlinelp"):
         cfg = dataclasses.replace(config, bidders={kind: 1.0})
