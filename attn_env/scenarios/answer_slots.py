@@ -144,8 +144,8 @@ class Source:
         from attn_env.valuations.attention import AttentionSource
 
         src = AttentionSource(build="never")
-        self.relevance = src._relevance  # [Q, C] in [0, 1]
-        self.alpha = src._alpha(n_segments)  # [Q, P, K]
+        self.relevance = src.relevance  # [Q, C] in [0, 1]
+        self.alpha = src.page_alpha(n_segments)  # [Q, P, K]
         self.n_candidates = self.relevance.shape[1]
 
     def draw(self, rng: np.random.Generator, m: int, c: AnswerSlotsConfig) -> Markets:

@@ -226,6 +226,15 @@ class AttentionSource:
             )
         return load_bank(found)
 
+    @property
+    def relevance(self) -> NDArray[np.float64]:
+        """``[Q, C]`` relevance in [0, 1] of every query's candidates."""
+        return self._relevance
+
+    def page_alpha(self, n_slots: int) -> NDArray[np.float64]:
+        """``[Q, P, n_slots]`` alpha of every layout's n_slots-slot page."""
+        return self._alpha(n_slots)
+
     def _alpha(self, n_slots: int) -> NDArray[np.float64]:
         """``[Q, P, n_slots]`` alpha of every layout's n_slots-slot page (cached)."""
         alpha = self._alpha_by_k.get(n_slots)
