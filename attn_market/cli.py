@@ -9,6 +9,7 @@ Each command group registers itself here:
 - ``explain``, ``audit``             -> ``attn_market.commands.integrity``
 - ``compare``                        -> ``attn_market.commands.compare``
 - ``list``                           -> ``attn_market.commands.listing``
+- ``sweep``                          -> ``attn_market.commands.sweep``
 
 Each ``register(subparsers)`` adds its parsers and sets ``func`` (a callable
 taking the parsed ``argparse.Namespace`` and returning an exit code). Modules
@@ -43,6 +44,7 @@ _COMMAND_MODULES = (
     "attn_market.commands.integrity",
     "attn_market.commands.solve",
     "attn_market.commands.listing",
+    "attn_market.commands.sweep",
 )
 
 
