@@ -6,6 +6,7 @@ Each command group registers itself here:
 - ``valuations build|show|validate`` -> ``attn_market.commands.valuations``
 - ``train``, ``evaluate``            -> ``attn_market.commands.training``
 - ``solve``                          -> ``attn_market.commands.solve``
+- ``exploit``                        -> ``attn_market.commands.exploit``
 - ``explain``, ``audit``             -> ``attn_market.commands.integrity``
 - ``compare``                        -> ``attn_market.commands.compare``
 - ``list``                           -> ``attn_market.commands.listing``
@@ -43,6 +44,7 @@ _COMMAND_MODULES = (
     "attn_market.commands.compare",
     "attn_market.commands.integrity",
     "attn_market.commands.solve",
+    "attn_market.commands.exploit",
     "attn_market.commands.listing",
     "attn_market.commands.sweep",
 )
