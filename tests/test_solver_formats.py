@@ -14,6 +14,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from attn_env.checks import ConfigError
+from attn_env.config import (
+    EnvConfig,
+    SolveClass,
+    SolveConfig,
+    SolveUtility,
+    load_config,
+)
 from attn_env.equilibria import (
     all_pay_bne,
     asymmetric_first_price_bne,
@@ -22,6 +30,15 @@ from attn_env.equilibria import (
     war_of_attrition_bne,
 )
 from attn_env.errors import UserError
+from attn_env.solver import (
+    AllPay,
+    independent_payoffs,
+    load_solution,
+    solve,
+    solve_cached,
+)
+from attn_env.solver.position import position_payoffs
+from attn_env.solver.sampled import opponent_profiles, sampled_payoffs
 
 VALUES = (np.arange(200) + 0.5) / 200
 "Values at which a best response is searched (quantile midpoints of U[0, 1])."
@@ -135,3 +152,220 @@ def test_references_refuse_bad_parameters():
         crra_first_price_bne(2, 1.5)
     with pytest.raises(UserError, match="high_2 > 0"):
         asymmetric_first_price_bne(1.0, 0.0)
+
+
+# --- the solver: all-pay, CRRA, classes --------------------------------------
+
+SMALL = {"values": 32, "bids": 51, "iterations": 1500, "refine": 2, "cache": False}
+
+
+def test_all_pay_mechanism_charges_every_bid_and_refuses_slots():
+    mech = AllPay(reserve=0.2)
+    out = mech.clear(
+        np.array([[0.5, 0.3, 0.1]]),
+        weights=np.array([1.0]),
+        rng=np.random.default_rng(0),
+    )
+    np.testing.assert_allclose(out.alloc, [[1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(out.pay, [[0.5, 0.3, 0.0]])  # under the reserve: 0
+    with pytest.raises(UserError, match="one slot"):
+        AllPay(n_slots=2)
+
+
+def test_all_pay_exact_payoffs_match_the_mechanism():
+    # every opponent profile enumerated, the mechanism's own clear on each
+    support, mass = np.array([0.0, 0.2, 0.5]), np.array([0.3, 0.5, 0.2])
+    cand = np.array([0.0, 0.1, 0.2, 0.5, 0.7])
+    a, p = position_payoffs("all_pay", support, mass, 2, np.ones(1), 0.15, cand)
+    profiles, w = opponent_profiles(
+        [(support, mass)] * 2, 100, np.random.default_rng(0)
+    )
+    mech = AllPay(reserve=0.15)
+    a2, p2 = sampled_payoffs(
+        lambda b, _: mech.clear(b, weights=np.ones(1), rng=np.random.default_rng(0)),
+        0,
+        3,
+        profiles,
+        w,
+        cand,
+    )
+    np.testing.assert_allclose(a, a2, atol=1e-12)
+    np.testing.assert_allclose(p, p2, atol=1e-12)
+
+
+def test_independent_payoffs_match_position_payoffs_and_brute_force():
+    rng = np.random.default_rng(3)
+    s1, m1 = np.array([0.1, 0.3, 0.5]), rng.dirichlet(np.ones(3))
+    s2, m2 = np.array([0.0, 0.3, 0.4]), rng.dirichlet(np.ones(3))
+    cand = np.array([0.0, 0.1, 0.3, 0.4, 0.6])
+    for rule in ("first_price", "all_pay"):
+        # identical opponents: the symmetric order-statistic formula
+        a, p = independent_payoffs(rule, [(s1, m1, 3)], 1.0, 0.05, cand)
+        a0, p0 = position_payoffs(rule, s1, m1, 3, np.ones(1), 0.05, cand)
+        np.testing.assert_allclose(a, a0, atol=1e-12)
+        np.testing.assert_allclose(p, p0, atol=1e-12)
+    # unequal opponents: every profile, ties shared uniformly
+    a, _ = independent_payoffs(
+        "first_price", [(s1, m1, 1), (s2, m2, 2)], 1.0, 0.0, cand
+    )
+    want = np.zeros(len(cand))
+    for i, j, k in np.ndindex(3, 3, 3):
+        others = np.array([s1[i], s2[j], s2[k]])
+        w = m1[i] * m2[j] * m2[k]
+        top = others.max()
+        want += w * np.where(
+            cand > top, 1.0, (cand == top) / (1 + (others == top).sum())
+        )
+    np.testing.assert_allclose(a, want, atol=1e-12)
+
+
+def test_all_pay_solves_to_its_closed_form():
+    sol = solve(EnvConfig(mechanism=AllPay(), n_buyers=2), SolveConfig(**SMALL))
+    r = sol.roles["buyer"]
+    assert _l2(r.bids, all_pay_bne(2)(np.array(r.values))) < 0.01
+    assert _l2(r.bids, first_price_bne(2)(np.array(r.values))) > 0.05
+
+
+def test_crra_first_price_solves_to_its_closed_form():
+    cfg = SolveConfig(**SMALL, utility=SolveUtility("crra", 0.5))
+    sol = solve(EnvConfig(n_buyers=2), cfg)
+    r = sol.roles["buyer"]
+    v = np.array(r.values)
+    assert _l2(r.bids, crra_first_price_bne(2, 0.5)(v)) < 0.01
+    assert _l2(r.bids, first_price_bne(2)(v)) > 0.05  # risk aversion raises bids
+    assert sol.market["utility"] == {"kind": "crra", "rho": 0.5}
+
+
+def test_asymmetric_classes_solve_to_the_closed_form():
+    cfg = SolveConfig(
+        **SMALL,
+        classes=[
+            SolveClass(["buyer_0"], "weak", value_high=0.5),
+            SolveClass(["buyer_1"], "strong"),
+        ],
+    )
+    sol = solve(EnvConfig(n_buyers=2), cfg)
+    assert list(sol.roles) == ["weak", "strong"]
+    weak, strong = asymmetric_first_price_bne(0.5, 1.0)
+    for name, ref, high in (("weak", weak, 0.5), ("strong", strong, 1.0)):
+        r = sol.roles[name]
+        v = np.array(r.values)
+        assert v.max() < high
+        assert _l2(r.bids, ref(v)) < 0.01
+    # the two classes differ: the weak bids more at the same value
+    assert sol.bid_function("weak")(0.4) > sol.bid_function("strong")(0.4) + 0.02
+    with pytest.raises(UserError, match="one bid function per bidder class"):
+        sol.bid_function("buyer")
+
+
+def test_classes_and_utility_round_trip_through_a_file_and_the_cache(tmp_path):
+    cfg = SolveConfig(
+        values=16,
+        bids=21,
+        iterations=50,
+        refine=1,
+        classes=[SolveClass(["buyer_0", "buyer_2"], "a"), SolveClass(["buyer_1"], "b")],
+    )
+    env = EnvConfig(n_buyers=3)
+    sol = solve_cached(env, cfg)
+    back = load_solution(sol.save(tmp_path / "eq.json"))
+    assert back.roles == sol.roles and back.market == sol.market
+    assert solve_cached(env, cfg).seconds == sol.seconds  # read from the cache
+    other = SolveConfig(values=16, bids=21, iterations=50, refine=1)
+    assert list(solve_cached(env, other).roles) == ["buyer"]
+
+
+@pytest.mark.parametrize(
+    ("env", "opts", "match"),
+    [
+        (
+            EnvConfig(n_buyers=2),
+            {"classes": [SolveClass(["buyer_0"])]},
+            "'buyer_1' is in none",
+        ),
+        (
+            EnvConfig(n_buyers=2),
+            {"classes": [SolveClass(["buyer_0", "buyer_9"])]},
+            "'buyer_9' is not a buyer",
+        ),
+        (
+            EnvConfig(n_buyers=2),
+            {
+                "classes": [
+                    SolveClass(["buyer_0"], value_high=2.0),
+                    SolveClass(["buyer_1"]),
+                ]
+            },
+            r"max_bid",
+        ),
+        (
+            EnvConfig(mechanism="gsp", n_buyers=3),
+            {"utility": SolveUtility("crra", 0.5)},
+            "crra needs a first_price market.*'gsp'",
+        ),
+        (
+            EnvConfig(mechanism="mcafee", n_buyers=2),
+            {"classes": [SolveClass(["buyer_0", "buyer_1"])]},
+            "one-sided market",
+        ),
+        (
+            EnvConfig(),
+            {"utility": SolveUtility("cara", 0.5)},
+            "utility.kind must be one of",
+        ),
+        (
+            EnvConfig(),
+            {"utility": SolveUtility("crra", 0.0)},
+            r"rho must be a number in \(0, 1\]",
+        ),
+    ],
+)
+def test_bad_formats_are_one_line(env, opts, match):
+    with pytest.raises(ConfigError, match=match):
+        solve(env, SolveConfig(**SMALL, **opts))
+
+
+def test_yaml_config_takes_utility_and_classes(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "env: {mechanism: first_price, n_buyers: 2}\n"
+        "solve:\n  utility: {kind: crra, rho: 0.5}\n"
+        "  classes:\n    - {agents: [buyer_0], value_high: 0.5}\n"
+        "    - {agents: [buyer_1]}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.solve.utility == SolveUtility("crra", 0.5)
+    assert cfg.solve.classes[0] == SolveClass(["buyer_0"], value_high=0.5)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("solve:\n  utility: {kind: crra, rho: 1.5}\n")
+    with pytest.raises(ConfigError, match="rho must be a number"):
+        load_config(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_all_pay_default_grid_meets_the_target(n):
+    sol = solve(EnvConfig(mechanism=AllPay(), n_buyers=n), SolveConfig(cache=False))
+    r = sol.roles["buyer"]
+    assert _l2(r.bids, all_pay_bne(n)(np.array(r.values))) <= 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_crra_default_grid_meets_the_target(n):
+    sol = solve(EnvConfig(n_buyers=n), SolveConfig(utility=SolveUtility("crra", 0.5)))
+    r = sol.roles["buyer"]
+    assert _l2(r.bids, crra_first_price_bne(n, 0.5)(np.array(r.values))) <= 0.01
+    assert sol.converged
+
+
+@pytest.mark.slow
+def test_all_pay_generic_path_agrees_with_the_exact_one():
+    class MyAllPay(AllPay):  # a subclass: solved by its own clear
+        name = "my_all_pay"
+
+    cfg = SolveConfig(**SMALL)
+    exact = solve(EnvConfig(mechanism=AllPay(), n_buyers=2), cfg)
+    generic = solve(EnvConfig(mechanism=MyAllPay(), n_buyers=2), cfg)
+    assert not generic.market["closed_form_payoffs"]
+    assert _l2(exact.roles["buyer"].bids, generic.roles["buyer"].bids) < 0.01

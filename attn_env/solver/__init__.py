@@ -6,12 +6,16 @@ simultaneous online dual averaging (:mod:`.soda`) and returns a
 convergence history. Symmetric position auctions get exact payoffs from order
 statistics (:mod:`.position`); every other sealed mechanism is cleared by its
 own ``clear`` (:mod:`.sampled`). :func:`solve_cached` keeps solutions on disk.
+:mod:`.formats` adds the all-pay auction (:class:`AllPay`), exact payoffs
+against bidder classes of unequal value ranges (``solve.classes``), and
+``solve.utility`` brings CRRA risk aversion to first price.
 """
 
 from __future__ import annotations
 
 from attn_env.solver.cache import cache_dir, solve_cached
 from attn_env.solver.driver import solve
+from attn_env.solver.formats import AllPay, independent_payoffs
 from attn_env.solver.game import (
     Game,
     check_solve_config,
@@ -27,6 +31,7 @@ from attn_env.solver.solution import (
 )
 
 __all__ = [
+    "AllPay",
     "Game",
     "RoleSolution",
     "Solution",
@@ -34,6 +39,7 @@ __all__ = [
     "check_converged",
     "check_solve_config",
     "game_from_config",
+    "independent_payoffs",
     "load_solution",
     "run_soda",
     "solve",

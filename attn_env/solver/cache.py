@@ -24,6 +24,7 @@ from attn_env.config import EnvConfig, SolveConfig
 from attn_env.core import MarketSpec
 from attn_env.errors import UserError
 from attn_env.solver.driver import solve
+from attn_env.solver.soda import format_of
 from attn_env.solver.solution import FORMAT, Solution, load_solution
 
 __all__ = ["cache_dir", "market_of", "solve_cached"]
@@ -46,6 +47,11 @@ def _key(env: EnvConfig, s: SolveConfig, seed: int) -> str | None:
     solve_opts = dataclasses.asdict(s)
     for name in NOT_IN_KEY:
         solve_opts.pop(name)
+    # the formats options are in the key only when set, so that every solve
+    # from before them keeps its key (and its cache entry)
+    for name, default in (("utility", {"kind": "linear", "rho": 1.0}), ("classes", [])):
+        if solve_opts.get(name) == default:
+            solve_opts.pop(name)
     data = {
         "format": FORMAT,
         "env": dataclasses.asdict(env),
@@ -62,7 +68,10 @@ def _key(env: EnvConfig, s: SolveConfig, seed: int) -> str | None:
 def market_of(env: EnvConfig, s: SolveConfig) -> dict[str, Any]:
     """The fields of ``Solution.market`` that ``env`` and ``s`` fix without solving."""
     spec = MarketSpec.from_config(env)
+    fmt = format_of(s)
     return {
+        "utility": fmt.get("utility"),
+        "classes": fmt.get("classes"),
         "mechanism": mechanisms.name_of(env.mechanism),
         "mechanism_params": dict(env.mechanism_params),
         "n_buyers": env.n_buyers,

@@ -12,6 +12,15 @@ trader's ex-interim utility of a bid is ``v A(b) - P(b)`` (sellers
 ``P(b) - c A(b)``): only the expected quantity ``A`` and money ``P`` of each
 bid against the opponents' bid distributions are needed
 (:meth:`Game.payoffs`).
+
+``solve.classes`` splits the buyers into classes, each with its own value
+range and strategy (one role per class; one-slot first price and all-pay
+exactly, :func:`.formats.independent_payoffs`, everything else by the
+mechanism's ``clear``). ``solve.utility: {kind: crra, rho}`` makes a winner's
+utility ``(v - b)^rho`` instead of ``v - b`` (first price: the surplus of a
+win is fixed by the own bid, so the expected utility is
+``sum_k P(slot k) (alpha_k (v - b))^rho``; the slot weights enter as
+``alpha^rho``).
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ from numpy.typing import NDArray
 
 from attn_env import mechanisms
 from attn_env.checks import ConfigError, is_real
-from attn_env.config import EnvConfig, SolveConfig
+from attn_env.config import EnvConfig, SolveConfig, validate_solve
 from attn_env.core import MarketSpec
+from attn_env.errors import UserError
+from attn_env.solver.formats import INDEPENDENT_RULES, AllPay, independent_payoffs
 from attn_env.solver.position import RULES, position_payoffs
 from attn_env.solver.sampled import opponent_profiles, sampled_payoffs
 from attn_env.strategy_metrics import value_grid
@@ -51,19 +62,23 @@ EMPIRICAL_DRAWS = 20_000
 
 @dataclass(frozen=True)
 class Role:
-    """One symmetric role: how many traders, their value law and their bid grid."""
+    """One symmetric role (or bidder class): how many traders, their value law and
+    their bid grid."""
 
     name: str
     count: int
     bids: NDArray[np.float64]
     env: EnvConfig = field(repr=False)
+    "The market, with the class's value range where it has its own."
     sample: NDArray[np.float64] | None = field(default=None, repr=False)
     "Empirical values (a non-uniform valuation source); ``None``: the parametric law."
+    side: str = "buyer"
+    "``buyer`` or ``seller``: which side of the market the traders are on."
 
     def grid(self, size: int) -> NDArray[np.float64]:
         """``size`` quantile midpoints of the role's value (or cost) distribution."""
         if self.sample is None:
-            return value_grid(self.env, self.name, size)
+            return value_grid(self.env, self.side, size)
         return np.quantile(self.sample, (np.arange(size) + 0.5) / size)
 
 
@@ -80,10 +95,21 @@ class Game:
     "Mean attention of each slot (one-sided), ``[K]``."
     reserve: float
     max_bid: float
+    rho: float = 1.0
+    "CRRA exponent of the buyers' utility ``x^rho`` (1: risk-neutral)."
 
     @property
     def n_buyers(self) -> int:
-        return self.roles[0].count
+        return sum(r.count for r in self.roles if r.side == "buyer")
+
+    @property
+    def all_pay(self) -> bool:
+        """An all-pay auction (every bid is paid: SODA's steps are not scaled)."""
+        return isinstance(self.mechanism, AllPay)
+
+    @property
+    def one_sided(self) -> bool:
+        return all(r.side == "buyer" for r in self.roles)
 
     def payoffs(
         self,
@@ -102,6 +128,14 @@ class Game:
             rng: tie-breaks and sampled opponent profiles.
             samples: opponent profiles where there is no closed form.
         """
+        if self.rule is not None and len(self.roles) > 1:  # unequal classes
+            opponents = [
+                (*dists[r], spec.count - (r == role))
+                for r, spec in enumerate(self.roles)
+            ]
+            return independent_payoffs(
+                self.rule, opponents, self._alpha()[0], self.reserve, cand
+            )
         if self.rule is not None:
             support, mass = dists[0]
             return position_payoffs(
@@ -109,7 +143,7 @@ class Game:
                 support,
                 mass,
                 self.n_buyers - 1,
-                self.weights,
+                self._alpha(),
                 self.reserve,
                 cand,
             )
@@ -129,6 +163,10 @@ class Game:
             cand,
         )
 
+    def _alpha(self) -> NDArray[np.float64]:
+        """Slot weights as the utility sees them (``alpha^rho`` under CRRA)."""
+        return self.weights if self.rho == 1.0 else self.weights**self.rho
+
     def _clear(self, bids, asks, rng):
         if asks is None:
             out = self.mechanism.clear(bids, weights=self.weights, rng=rng)
@@ -140,11 +178,26 @@ class Game:
         return self.mechanism.clear(bids, asks, rng=rng)
 
     def utility(
-        self, role: int, values: NDArray[np.float64], qty: NDArray, money: NDArray
+        self,
+        role: int,
+        values: NDArray[np.float64],
+        qty: NDArray,
+        money: NDArray,
+        cand: NDArray[np.float64] | None = None,
     ) -> NDArray[np.float64]:
-        """``[V, C]`` utility of value x bid (buyers ``vA - P``, sellers ``P - cA``)."""
-        if self.roles[role].name == "seller":
+        """``[V, C]`` utility of value x bid (buyers ``vA - P``, sellers ``P - cA``).
+
+        Under CRRA (first price) ``qty`` is ``sum_k P(slot k) alpha_k^rho`` and
+        the utility ``qty * u(v - b)`` with ``u(x) = sign(x) |x|^rho`` (a loss
+        for bids over the value: dominated whatever its exact size).
+        """
+        if self.roles[role].side == "seller":
             return money[None, :] - values[:, None] * qty[None, :]
+        if self.rho != 1.0:
+            if cand is None:
+                raise UserError("Game.utility under CRRA needs the candidate bids")
+            x = values[:, None] - np.asarray(cand)[None, :]
+            return qty[None, :] * np.sign(x) * np.abs(x) ** self.rho
         return values[:, None] * qty[None, :] - money[None, :]
 
 
@@ -208,12 +261,16 @@ def check_solve_config(s: SolveConfig) -> None:
             raise ConfigError(
                 f"solve.{name} must be true or false, got {getattr(s, name)!r}"
             )
+    validate_solve(s)
 
 
 def _check_memory(game: Game, s: SolveConfig) -> None:
     """``ConfigError`` when one iteration's payoff arrays would not fit."""
     n_cand = s.refine * (s.bids - 1) + 1 + s.refine * s.values
-    if game.rule is not None:
+    if game.rule is not None and len(game.roles) > 1:
+        elements = n_cand * s.refine * s.values * game.n_buyers
+        how = "lower solve.bids or solve.values"
+    elif game.rule is not None:
         k = len(game.weights)
         elements = n_cand * s.refine * s.values * game.n_buyers * k
         how = "lower solve.bids or solve.values"
@@ -248,7 +305,12 @@ def game_from_config(
     spec = MarketSpec.from_config(env)
     mech = mechanisms.build(env.mechanism, env.mechanism_params)
     name = mechanisms.name_of(env.mechanism)
-    closed = name in RULES and type(mech) is mechanisms.mechanism_class(name)
+    if type(mech) is AllPay:
+        rule = "all_pay"
+    elif name in RULES and type(mech) is mechanisms.mechanism_class(name):
+        rule = name
+    else:
+        rule = None
     source = make_source(
         env.valuation,
         dist=env.value_dist,
@@ -260,17 +322,80 @@ def game_from_config(
     draw = source.draw(rng, n_draws, env.n_buyers, spec.n_slots)
     sample = None if env.valuation == "uniform" else draw.unit_value.ravel()
     bids = np.linspace(0.0, spec.max_bid, solve.bids)
-    roles = [Role("buyer", env.n_buyers, bids, env, sample)]
+    if solve.classes:
+        roles = _class_roles(env, solve, spec, bids)
+        if rule not in INDEPENDENT_RULES or spec.n_slots != 1:
+            rule = None  # unequal opponents: the mechanism's own clear
+    else:
+        roles = [Role("buyer", env.n_buyers, bids, env, sample)]
     if spec.n_sellers:
-        roles.append(Role("seller", spec.n_sellers, bids, env))
+        roles.append(Role("seller", spec.n_sellers, bids, env, side="seller"))
+    rho = 1.0
+    if solve.utility.kind == "crra":
+        if rule != "first_price":
+            raise ConfigError(
+                "solve.utility crra needs a first_price market (a winner's surplus "
+                f"is then v - b, fixed by its own bid); got mechanism {name!r}"
+            )
+        rho = float(solve.utility.rho)
     game = Game(
         env=env,
         mechanism=mech,
-        rule=name if closed else None,
+        rule=rule,
         roles=tuple(roles),
         weights=np.asarray(draw.alpha, dtype=np.float64).mean(axis=0),
         reserve=float(getattr(mech, "reserve", 0.0) or 0.0),
         max_bid=spec.max_bid,
+        rho=rho,
     )
     _check_memory(game, solve)
     return game
+
+
+def _class_roles(
+    env: EnvConfig, solve: SolveConfig, spec: MarketSpec, bids: NDArray[np.float64]
+) -> list[Role]:
+    """One role per ``solve.classes`` entry (``ConfigError`` where they do not fit)."""
+    if spec.n_sellers or env.valuation != "uniform":
+        raise ConfigError(
+            "solve.classes needs a one-sided market with valuation: uniform, got "
+            f"mechanism {mechanisms.name_of(env.mechanism)!r} with "
+            f"{spec.n_sellers} sellers and valuation {env.valuation!r}"
+        )
+    buyers = [f"buyer_{i}" for i in range(env.n_buyers)]
+    seen: list[str] = []
+    roles = []
+    for i, c in enumerate(solve.classes):
+        bad = [a for a in c.agents if a not in buyers or a in seen]
+        if bad:
+            raise ConfigError(
+                f"solve.classes[{i}].agents: {bad[0]!r} is not a buyer of this "
+                f"market ({buyers[0]}..{buyers[-1]}) or is in two classes"
+            )
+        seen += c.agents
+        if c.name in ("buyer", "seller"):
+            raise ConfigError(
+                f"solve.classes[{i}].name must not be a role name, got {c.name!r}"
+            )
+        low = env.value_low if c.value_low is None else float(c.value_low)
+        high = env.value_high if c.value_high is None else float(c.value_high)
+        if not 0.0 <= low < high <= spec.max_bid:
+            raise ConfigError(
+                f"solve.classes[{i}]: values [{low:g}, {high:g}] must lie in "
+                f"[0, max_bid = {spec.max_bid:g}] with low < high (raise "
+                "env.max_bid for a class above the market's value range)"
+            )
+        roles.append(
+            Role(
+                c.name or f"class_{i}",
+                len(c.agents),
+                bids,
+                replace(env, value_low=low, value_high=high),
+            )
+        )
+    missing = [a for a in buyers if a not in seen]
+    if missing:
+        raise ConfigError(
+            f"solve.classes must put every buyer in a class; {missing[0]!r} is in none"
+        )
+    return roles

@@ -17,6 +17,7 @@ Prices per unit of attention for the rank-``R`` winner (``alpha`` descending,
 
 ============  ===============================================================
 first_price   ``c``
+all_pay       ``c``, paid by every bid at or above the reserve, winning or not
 gsp           ``max(o_R, r)`` (``second_price``: the same with one slot)
 vcg           ``sum_{l >= R} (alpha_l - alpha_{l+1}) max(o_l, r) / alpha_R``
 ============  ===============================================================
@@ -36,7 +37,7 @@ from attn_env.errors import UserError
 
 __all__ = ["RULES", "position_payoffs"]
 
-RULES = ("first_price", "second_price", "gsp", "vcg")
+RULES = ("first_price", "second_price", "gsp", "vcg", "all_pay")
 "The built-in position auctions whose payoffs are computed here."
 
 
@@ -139,6 +140,8 @@ def position_payoffs(
     alloc = can_win * (prob @ w @ alpha)
     if rule == "first_price":
         return alloc, cand * alloc
+    if rule == "all_pay":
+        return alloc, can_win * cand
 
     lower = _lower_order_stats(
         support, csum, n_below, p_lo, n_opp, n_slots, reserve

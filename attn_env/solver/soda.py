@@ -35,7 +35,7 @@ from attn_env.config import SolveConfig
 from attn_env.solver.game import Dist, Game
 from attn_env.solver.solution import RoleSolution, Solution
 
-__all__ = ["run_soda", "utility_losses"]
+__all__ = ["format_of", "run_soda", "utility_losses"]
 
 EVAL_SAMPLES = 10
 "The loss is measured on this many times ``samples`` opponent profiles."
@@ -48,7 +48,11 @@ def _scale(u: NDArray[np.float64], max_bid: float) -> NDArray[np.float64]:
 
     Dividing by it makes the step the same for every type: a low value, which
     rarely wins, would otherwise see utility differences too small to move its
-    strategy in any reasonable number of iterations.
+    strategy in any reasonable number of iterations. Not in all-pay auctions,
+    which divide by ``max_bid``: there every bid is paid, so a low type's
+    utilities range down to ``-max_bid`` against a best utility near 0, and
+    dividing by that makes its step huge: the strategies pool on one bid and
+    cycle (all-pay n = 3: L2 0.14 to the BNE, against 0.004 without it).
     """
     return np.maximum(u.max(axis=1, keepdims=True), 1e-4 * max_bid)
 
@@ -85,7 +89,7 @@ def run_soda(
             # every iteration (sampled markets only)
             crn = np.random.default_rng(crn_seed)
             qty, money = game.payoffs(r, marg, role.bids, crn, s.samples)
-            utils.append(game.utility(r, values[r], qty, money))
+            utils.append(game.utility(r, values[r], qty, money, role.bids))
         losses = []
         for u, st in zip(utils, strat, strict=True):
             best = u.max(axis=1).mean()
@@ -109,12 +113,13 @@ def run_soda(
         if done:
             break
         for r in range(len(game.roles)):
-            dual[r] += eta * utils[r] / _scale(utils[r], game.max_bid)
+            scale = game.max_bid if game.all_pay else _scale(utils[r], game.max_bid)
+            dual[r] += eta * utils[r] / scale
             strat[r] = _softmax(dual[r])
 
     raw = [st @ role.bids for st, role in zip(strat, game.roles, strict=True)]
     means = [monotone(m) for m in raw]
-    if len(game.roles) == 1:
+    if game.one_sided:
         # one-sided: atoms are discretisation artefacts (a bidder beats an atom by
         # bidding just above it); two-sided markets have genuine pooling
         # (step) equilibria, whose atoms must stay
@@ -125,7 +130,9 @@ def run_soda(
     if _reserve_binds(game, strat, s.samples, crn_seed):
         # under the reserve no bid wins: any is a best reply; report 0, as
         # attn_env.equilibria does
-        means[0] = np.where(values[0] < game.reserve, 0.0, means[0])
+        for r, role in enumerate(game.roles):
+            if role.side == "buyer":
+                means[r] = np.where(values[r] < game.reserve, 0.0, means[r])
     spreads = [
         float(np.sqrt(np.maximum(st @ role.bids**2 - m**2, 0.0)).mean())
         for st, role, m in zip(strat, game.roles, raw, strict=True)
@@ -255,7 +262,7 @@ def utility_losses(
         qty, money = _chunked_payoffs(
             game, r, dists, cand, rng, EVAL_SAMPLES * s.samples
         )
-        u = game.utility(r, fine[r], qty, money)  # [V, C]
+        u = game.utility(r, fine[r], qty, money, cand)  # [V, C]
         u_own = u[np.arange(n_fine), np.searchsorted(cand, own)]
         best = np.maximum(u.max(axis=1), 0.0).mean()
         out.append(float((best - u_own.mean()) / best) if best > 1e-12 else 0.0)
@@ -266,6 +273,8 @@ def _chunked_payoffs(game, r, dists, cand, rng, samples):
     """:meth:`Game.payoffs` over candidate chunks (bounded memory)."""
     if game.rule is not None:
         size = max(1, CHUNK_ROWS // max(1, len(dists[0][0]) * game.n_buyers))
+        if len(game.roles) > 1:  # unequal classes: [C, S] per opponent class
+            size = max(1, CHUNK_ROWS // max(1, len(dists[0][0])))
     else:
         size = max(1, CHUNK_ROWS // samples)
     parts = [
@@ -275,16 +284,38 @@ def _chunked_payoffs(game, r, dists, cand, rng, samples):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def format_of(s: SolveConfig) -> dict:
+    """The non-default utility and classes of ``s``, as saved with a solution
+    (empty for a risk-neutral symmetric solve, whose file is as before)."""
+    out: dict = {}
+    if s.utility.kind != "linear":
+        out["utility"] = {"kind": s.utility.kind, "rho": float(s.utility.rho)}
+    if s.classes:
+        out["classes"] = [
+            {
+                "name": c.name or f"class_{i}",
+                "agents": list(c.agents),
+                "value_low": c.value_low,
+                "value_high": c.value_high,
+            }
+            for i, c in enumerate(s.classes)
+        ]
+    return out
+
+
 def _market(game: Game, s: SolveConfig) -> dict:
     """What was solved, saved with the solution (checked when it is loaded)."""
     from attn_env import mechanisms
 
     env = game.env
+    sellers = [r.count for r in game.roles if r.side == "seller"]
+    extra = format_of(s)
     return {
+        **extra,
         "mechanism": mechanisms.name_of(env.mechanism),
         "mechanism_params": dict(env.mechanism_params),
-        "n_buyers": game.roles[0].count,
-        "n_sellers": game.roles[1].count if len(game.roles) > 1 else 0,
+        "n_buyers": game.n_buyers,
+        "n_sellers": sellers[0] if sellers else 0,
         "n_slots": len(game.weights),
         "weights": game.weights.tolist(),
         "valuation": env.valuation,

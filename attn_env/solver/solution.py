@@ -89,8 +89,17 @@ class Solution:
     def bid_function(self, role: str):
         """The role's ``values -> bids`` function."""
         if role not in self.roles:
+            classes = "classes" in self.market
             raise UserError(
-                f"no {role!r} in this equilibrium; roles: {', '.join(self.roles)}"
+                f"no {role!r} in this equilibrium; "
+                + (
+                    "it has one bid function per bidder class "
+                    f"({', '.join(self.roles)}): ask for a class by name "
+                    "(kind: equilibrium and evaluate take "
+                    "symmetric solutions only)"
+                    if classes
+                    else f"roles: {', '.join(self.roles)}"
+                )
             )
         return self.roles[role].bid_function()
 
@@ -128,7 +137,13 @@ class Solution:
             raise UserError(f"{where}: not an equilibrium solution ({FORMAT} JSON)")
         check = _Checker(where)
         raw = check.mapping(data, "roles")
-        if "buyer" not in raw or not set(raw) <= set(ROLES):
+        market = check.market(data)
+        classes = [c["name"] for c in market.get("classes") or []]
+        if classes and list(raw) != classes:
+            raise UserError(
+                f"{where}: roles must be the classes {classes!r}, got {list(raw)!r}"
+            )
+        if not classes and ("buyer" not in raw or not set(raw) <= set(ROLES)):
             raise UserError(
                 f"{where}: roles must be buyer (and seller), got {sorted(raw)!r}"
             )
@@ -138,7 +153,7 @@ class Solution:
             seconds=check.number(data, "seconds", 0.0),
             converged=check.flag(data, "converged"),
             history=check.history(data),
-            market=check.market(data),
+            market=market,
         )
 
 
@@ -272,6 +287,35 @@ class _Checker:
                 out[key] = self.text(m, key, f"market.{key}")
         if "weights" in m:
             out["weights"] = self.reals(m, "weights", "market.weights", 0.0)
+        if m.get("utility") is not None:
+            u = self.mapping(m, "utility", "market.utility")
+            out["utility"] = {
+                "kind": self.text(u, "kind", "market.utility.kind"),
+                "rho": self.number(u, "rho", 0.0, "market.utility.rho"),
+            }
+        if m.get("classes") is not None:
+            raw = m["classes"]
+            if not isinstance(raw, list) or not 0 < len(raw) <= MAX_GRID:
+                raise self.fail("market.classes", "a non-empty list", raw)
+            out["classes"] = [self._class(c, i) for i, c in enumerate(raw)]
+        return out
+
+    def _class(self, c: Any, i: int) -> dict[str, Any]:
+        where = f"market.classes[{i}]"
+        if not isinstance(c, dict):
+            raise self.fail(where, "an object", c)
+        name = self.text(c, "name", f"{where}.name")
+        if not name.isidentifier() or name in ROLES:
+            raise self.fail(f"{where}.name", "an identifier (not buyer, seller)", name)
+        agents = self.get(c, "agents", f"{where}.agents")
+        if not isinstance(agents, list) or not all(
+            isinstance(a, str) and len(a) <= 200 for a in agents
+        ):
+            raise self.fail(f"{where}.agents", "a list of names", agents)
+        out: dict[str, Any] = {"name": name, "agents": agents}
+        for key in ("value_low", "value_high"):
+            v = c.get(key)
+            out[key] = None if v is None else self.number(c, key, 0.0, f"{where}.{key}")
         return out
 
 
