@@ -101,6 +101,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "attn_env.solver",
             "attn_env.solver.cache",
             "attn_env.solver.driver",
+            "attn_env.solver.formats",
             "attn_env.solver.game",
             "attn_env.solver.position",
             "attn_env.solver.sampled",
