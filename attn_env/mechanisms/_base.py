@@ -211,9 +211,9 @@ def rank_desc(
     return order, srt
 
 
-#: largest ``n_top`` ranked by pairwise comparisons in :func:`top_desc` (an
-#: ``[n_top, n_top, B]`` block); beyond it, an argsort of the picked entries.
-_PAIRWISE = 8
+#: most bits of a score's mantissa :func:`top_desc` replaces by the column
+#: index (rows of up to 2**20 entries; wider ones take :func:`rank_desc`).
+_INDEX_BITS = 20
 
 
 def top_desc(
@@ -221,67 +221,57 @@ def top_desc(
     n_top: int,
     rng: np.random.Generator,
     ignore_negative: bool = False,
-) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-    """The first ``n_top`` columns of :func:`rank_desc`, without a full argsort.
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The first ``n_top`` columns of :func:`rank_desc`, without an argsort.
 
-    What a position auction needs is the ``K + 1`` highest scores and who holds
-    the top ``K``. Each row's values are sorted (``np.sort``, several times
-    faster than ``argsort``); the entries at or above the ``n_top``-th value are
-    picked by one comparison and ranked among themselves (``n_top**2``
-    comparisons over the batch). Rows with tied scores, anywhere in the row,
-    go through :func:`rank_desc` itself, in the same order: the generator is
-    drawn exactly as ``rank_desc(score, rng, ignore)`` draws it, so the
-    outcome is the same array for array.
+    A position auction needs the ``K + 1`` highest scores and who holds the
+    top ``K``. Each score's lowest ``ceil(log2 n)`` mantissa bits are replaced
+    by its column and the row is sorted as integers (``np.sort``: several
+    times faster than ``argsort``, and the order of non-negative floats is the
+    order of their bit patterns). Where two neighbours agree on the remaining
+    bits (equal scores, or equal up to those low bits) the row goes through
+    :func:`rank_desc` itself, and in the same order: the generator is drawn
+    exactly as ``rank_desc(score, rng, ignore)`` draws it, and the outcome is
+    the same array for array. Every other row's order is exact.
 
     Args:
-        score: ``float64 [B, n]``.
+        score: ``float64 [B, n]``, ``>= 0`` (``-0.0`` included).
         n_top: ranks wanted, ``>= 1`` (at most ``n`` are returned).
         rng: generator for the tie-break keys.
         ignore_negative: entries ``< 0`` are out of the market (``ignore =
-            score < 0`` in :func:`rank_desc`): ties among them do not count,
-            and which of them fills a rank past the last entry ``>= 0`` is
-            unspecified.
+            score < 0`` in :func:`rank_desc`; they may hold any negative
+            value): ties among them do not count, and which of them fills a
+            rank past the last entry ``>= 0`` is unspecified.
 
     Returns:
-        ``(order, sorted)``, both ``[B, min(n_top, n)]``, equal to
+        ``(order, sorted)``, both ``[B, min(n_top, n)]``: the columns of the
+        ``n_top`` highest scores, highest first, and those scores; equal to
         ``rank_desc(...)[i][:, :n_top]`` (``order`` up to the unspecified
         entries above).
     """
     n_rows, n = score.shape
     n_top = min(n_top, n)
-    if n <= n_top:
+    bits = max(1, (n - 1).bit_length())
+    if n < 2 or bits > _INDEX_BITS:
         ignore = (score < 0.0) if ignore_negative else None
-        return rank_desc(score, rng, ignore=ignore)
-    asc = np.sort(score, axis=1)
-    thr = asc[:, n - n_top]  # the n_top-th highest value
-    srt = asc[:, : n - n_top - 1 : -1].copy()
-    # a row goes the slow way if rank_desc would draw keys for it (a tie), or
-    # if fewer than n_top entries are in the market (the rest tie at < 0)
-    eq = asc[:, 1:] == asc[:, :-1]
+        order, srt = rank_desc(score, rng, ignore=ignore)
+        return order[:, :n_top], srt[:, :n_top]
+    low = (1 << bits) - 1
+    key = score + 0.0  # -0.0 -> 0.0: equal scores get equal high bits
+    kv = key.view(np.int64)
+    kv &= ~low
+    kv |= np.arange(n)
+    kv.sort(axis=1)
+    order = kv[:, ::-1][:, :n_top] & low
+    # score[b, order[b, r]] through one flat index (take_along_axis is slower)
+    at = order + np.arange(0, n_rows * n, n)[:, None]
+    srt = np.take(score.reshape(-1), at)
+    kv >>= bits  # the high bits, in place
+    near = kv[:, 1:] == kv[:, :-1]
     if ignore_negative:
-        eq &= asc[:, 1:] >= 0.0
-    slow = eq.any(axis=1) if eq.any() else np.zeros(n_rows, dtype=bool)
-    if ignore_negative:
-        slow |= thr < 0.0
-    rows = np.flatnonzero(slow)
-    pick = score >= thr[:, None]
-    if rows.size:
-        pick[rows] = np.arange(n) < n_top  # placeholders: exactly n_top a row
-    # [n_top, B]: the flat index of each picked entry, in column order
-    at = np.flatnonzero(pick).reshape(n_rows, n_top).T.copy()
-    val = score.reshape(-1)[at]
-    at -= np.arange(n_rows) * n  # flat index -> column
-    if n_top <= _PAIRWISE:
-        # rank among the picked = how many picked values are larger (no ties
-        # in these rows): n_top**2 comparisons, then one scatter
-        gt = val[:, None, :] > val[None, :, :]
-        dest = gt.view(np.uint8).sum(axis=0, dtype=np.uint8).astype(np.intp)
-        dest += np.arange(0, n_rows * n_top, n_top)
-        order = np.empty((n_rows, n_top), dtype=np.intp)
-        order.reshape(-1)[dest.reshape(-1)] = at.reshape(-1)
-    else:
-        order = np.take_along_axis(at, np.argsort(-val, axis=0), axis=0).T.copy()
-    if rows.size:
+        near &= kv[:, 1:] >= 0  # entries out of the market tie freely
+    if near.any():
+        rows = np.flatnonzero(near.any(axis=1))
         sub = score[rows]
         ignore = (sub < 0.0) if ignore_negative else None
         o_sub, s_sub = rank_desc(sub, rng, ignore=ignore)

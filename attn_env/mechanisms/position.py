@@ -43,6 +43,10 @@ from attn_env.mechanisms.outcome import Outcome
 
 __all__ = ["GSP", "VCG", "FirstPrice", "PositionAuction", "SecondPrice"]
 
+#: buyer entries (markets x n) cleared per block: temporaries of a block stay
+#: in cache, and freed blocks are reused instead of faulting in fresh pages.
+_BLOCK = 1 << 16
+
 
 class PositionAuction(OneSided):
     """Common clearing of the position auctions; subclasses set the price rule.
@@ -94,24 +98,64 @@ class PositionAuction(OneSided):
         check_nonneg(bids, "bids")
         n_markets, n = bids.shape
         if weights is None:
-            alpha = np.ones((n_markets, self.n_slots))
+            alpha = np.broadcast_to(
+                np.ones((1, self.n_slots)), (n_markets, self.n_slots)
+            )
         else:
             alpha = check_weights(weights, n_markets)
         self._check_slots(alpha.shape[1])
-        if quality is None:
-            q = None
-            score = bids
-        else:
+        q = None
+        if quality is not None:
             q = as_batch(quality, "quality", "B, n")
             if q.shape != bids.shape:
                 raise UserError(
                     f"quality must have the shape of bids {bids.shape}, got {q.shape}"
                 )
             check_positive(q, "quality")
-            score = bids * q
 
+        slot = np.full((n_markets, n), -1, dtype=np.int64)
+        out_alloc = np.zeros((n_markets, n))
+        out_pay = np.zeros((n_markets, n))
+        out_price = np.zeros((n_markets, n))
+        slot_price = np.full(alpha.shape, np.nan)
+        # blocks of markets whose temporaries stay in cache; the tie-break
+        # keys of successive blocks are successive draws, as in one call
+        step = max(1, _BLOCK // n)
+        for lo in range(0, n_markets, step):
+            rows = slice(lo, lo + step)
+            self._clear_block(
+                bids[rows],
+                alpha[rows],
+                None if q is None else q[rows],
+                gen,
+                (slot[rows], out_alloc[rows], out_pay[rows], out_price[rows]),
+                slot_price[rows],
+            )
+        return Outcome(
+            slot=slot,
+            alloc=out_alloc,
+            pay=out_pay,
+            price=out_price,
+            clearing_price=slot_price[:, 0].copy(),
+            extra={"slot_price": slot_price},
+        )
+
+    def _clear_block(
+        self,
+        bids: NDArray[np.float64],
+        alpha: NDArray[np.float64],
+        q: NDArray[np.float64] | None,
+        gen: np.random.Generator,
+        out: tuple[NDArray, ...],
+        slot_price: NDArray[np.float64],
+    ) -> None:
+        """Clear the markets of one block into ``out`` (slot, alloc, pay,
+        price ``[b, n]``) and ``slot_price`` ``[b, K]``, set beforehand to -1,
+        0, 0, 0 and nan."""
+        n_markets, n = bids.shape
         n_slots = alpha.shape[1]
         n_win = min(n_slots, n)
+        score = bids if q is None else bids * q
         # only the K + 1 highest scores matter: the K winners and the next one
         if self.reserve > 0.0:
             # scores are >= 0, so -1 ranks every buyer under the reserve last
@@ -134,32 +178,12 @@ class PositionAuction(OneSided):
             pay = np.where(won, pay, 0.0)
             a_top = np.where(won, a_top, 0.0)
             rank = np.where(won, rank, -1)
-
         # scatter rank-ordered results to buyers through one flat index (faster
         # than put_along_axis, which rebuilds its index for every array)
         flat = top + np.arange(0, n_markets * n, n)[:, None]
-        slot = np.full((n_markets, n), -1, dtype=np.int64)
-        slot.reshape(-1)[flat] = rank
-        out_alloc = np.zeros((n_markets, n))
-        out_alloc.reshape(-1)[flat] = a_top
-        out_pay = np.zeros((n_markets, n))
-        out_pay.reshape(-1)[flat] = pay
-        out_price = np.zeros((n_markets, n))
-        out_price.reshape(-1)[flat] = price
-
-        slot_price = np.full(alpha.shape, np.nan)
-        if won is None:
-            slot_price[:, :n_win] = price
-        else:
-            slot_price[:, :n_win] = np.where(won, price, np.nan)
-        return Outcome(
-            slot=slot,
-            alloc=out_alloc,
-            pay=out_pay,
-            price=out_price,
-            clearing_price=slot_price[:, 0].copy(),
-            extra={"slot_price": slot_price},
-        )
+        for arr, val in zip(out, (rank, a_top, pay, price), strict=True):
+            arr.reshape(-1)[flat] = val
+        slot_price[:, :n_win] = price if won is None else np.where(won, price, np.nan)
 
     def _check_slots(self, n_slots: int) -> None:
         """Hook for rules with a fixed number of slots."""
@@ -211,6 +235,51 @@ class SecondPrice(GSP):
     """Vickrey auction of one slot: pays ``max(second score / quality, reserve)``."""
 
     name = "second_price"
+
+    def _clear_block(
+        self,
+        bids: NDArray[np.float64],
+        alpha: NDArray[np.float64],
+        q: NDArray[np.float64] | None,
+        gen: np.random.Generator,
+        out: tuple[NDArray, ...],
+        slot_price: NDArray[np.float64],
+    ) -> None:
+        """Clear the markets of one block into ``out`` (slot, alloc, pay,
+        price ``[b, n]``) and ``slot_price`` ``[b, K]``, set beforehand to -1,
+        0, 0, 0 and nan."""
+        n_markets, n = bids.shape
+        n_slots = alpha.shape[1]
+        n_win = min(n_slots, n)
+        score = bids if q is None else bids * q
+        # only the K + 1 highest scores matter: the K winners and the next one
+        if self.reserve > 0.0:
+            # scores are >= 0, so -1 ranks every buyer under the reserve last
+            score = np.where(bids < self.reserve, -1.0, score)
+            order, srt = top_desc(score, n_slots + 1, gen, ignore_negative=True)
+        else:
+            order, srt = top_desc(score, n_slots + 1, gen)
+        top = order[:, :n_win]
+        # without a reserve every score is >= 0: every rank up to n_win is won
+        won = None if self.reserve == 0.0 else srt[:, :n_win] >= 0.0
+        # s_pad[:, r] = score of rank r, 0 where no eligible buyer holds that rank
+        s_pad = np.zeros((n_markets, n_slots + 1))
+        np.maximum(srt[:, : n_slots + 1], 0.0, out=s_pad[:, : srt.shape[1]])
+        q_top = None if q is None else np.take_along_axis(q, top, axis=1)
+        price, pay = self._price(bids, top, s_pad, q_top, alpha)
+        a_top = alpha[:, :n_win]
+        rank = np.arange(n_win)
+        if won is not None:
+            price = np.where(won, price, 0.0)
+            pay = np.where(won, pay, 0.0)
+            a_top = np.where(won, a_top, 0.0)
+            rank = np.where(won, rank, -1)
+        # scatter rank-ordered results to buyers through one flat index (faster
+        # than put_along_axis, which rebuilds its index for every array)
+        flat = top + np.arange(0, n_markets * n, n)[:, None]
+        for arr, val in zip(out, (rank, a_top, pay, price), strict=True):
+            arr.reshape(-1)[flat] = val
+        slot_price[:, :n_win] = price if won is None else np.where(won, price, np.nan)
 
     def _check_slots(self, n_slots: int) -> None:
         if n_slots != 1:
