@@ -299,9 +299,11 @@ class VCG(PositionAuction):
     name = "vcg"
 
     def _price(self, bids, top, s_pad, q_top, alpha):
-        n_markets, n_slots = alpha.shape
+        n_slots = alpha.shape[1]
         n_win = top.shape[1]
-        d_alpha = alpha - np.concatenate([alpha[:, 1:], np.zeros((n_markets, 1))], 1)
+        # alpha_j - alpha_{j+1}; once for all markets when they share one row
+        rows = alpha[:1] if alpha.strides[0] == 0 else alpha
+        d_alpha = rows - np.concatenate([rows[:, 1:], np.zeros((len(rows), 1))], 1)
         nxt = s_pad[:, 1 : n_slots + 1]  # score one rank below slot j, [B, K]
         if self.reserve == 0.0 and q_top is None:
             # sum_{j>=k} d_alpha_j * s_{j+1} as a suffix sum; without quality the
@@ -321,6 +323,6 @@ class VCG(PositionAuction):
             thr = np.maximum(unit, self.reserve)
             pay = (d_alpha[:, None, :] * thr * later).sum(axis=2)
         a_top = alpha[:, :n_win]
-        safe = np.where(a_top > 0, a_top, 1.0)
-        price = np.where(a_top > 0, pay / safe, 0.0)
+        price = np.zeros(pay.shape)
+        np.divide(pay, a_top, out=price, where=a_top > 0)
         return price, pay
