@@ -46,11 +46,11 @@ class Crossing:
 
     def bid(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
         """``b_rank`` per market (1-based rank, ``[B]``; 0 and ``n + 1`` padded)."""
-        return np.take_along_axis(self.b, rank[:, None], axis=1)[:, 0]
+        return self.b.reshape(-1)[rank + np.arange(0, self.b.size, self.b.shape[1])]
 
     def ask(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
         """``s_rank`` per market (1-based rank, ``[B]``; 0 and ``m + 1`` padded)."""
-        return np.take_along_axis(self.s, rank[:, None], axis=1)[:, 0]
+        return self.s.reshape(-1)[rank + np.arange(0, self.s.size, self.s.shape[1])]
 
     def walrasian(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The interval of prices where demand meets supply, ``(low [B], high [B])``.
@@ -96,7 +96,7 @@ def _top(
     needed are drawn at random (every subset equally likely).
     """
     chosen = values >= threshold[:, None]
-    over = np.flatnonzero(chosen.sum(axis=1) > count)
+    over = np.flatnonzero(np.count_nonzero(chosen, axis=1) > count)
     if over.size:
         vals, thr = values[over], threshold[over, None]
         above = vals > thr
@@ -155,7 +155,7 @@ def cross(
     b_srt = np.sort(live, axis=1)[:, ::-1]
     s_srt = np.sort(asks, axis=1)
     depth = min(n, m)
-    q = (b_srt[:, :depth] >= s_srt[:, :depth]).sum(axis=1)
+    q = np.count_nonzero(b_srt[:, :depth] >= s_srt[:, :depth], axis=1)
     b = np.empty((n_markets, n + 2))
     b[:, 0] = np.inf
     b[:, 1 : n + 1] = np.maximum(b_srt, 0.0) if dropped else b_srt

@@ -189,9 +189,7 @@ def _trade_outcome(
     some = trades > 0
     slot = np.full((n_markets, n), -1, dtype=np.int64)
     # row-major order: the k-th trading buyer of a market meets its k-th seller
-    slot.reshape(-1)[np.flatnonzero(buyers)] = (
-        np.flatnonzero(sellers) % sellers.shape[1]
-    )
+    slot.reshape(-1)[np.flatnonzero(buyers)] = np.nonzero(sellers)[1]
     alloc = buyers.astype(np.float64)
     seller_alloc = sellers.astype(np.float64)
     price = alloc * np.where(some, buyer_price, 0.0)[:, None]
