@@ -8,13 +8,22 @@ implementation of the same rule clears ``--loop-markets`` of those markets,
 and the two must agree on every market's allocation and payments (the data
 are tie-free). Prints a table.
 
+A second table (``--bound``, on by default) times every mechanism against its
+own numpy lower bound, the selection it cannot avoid, measured in the same
+run and interleaved with it (min over ``--repeat`` rounds of each, the load
+average printed before and after): sealed-bid mechanisms at n = 2, 10, 48,
+128 buyers and batches of 10k and 100k (``--sizes``, ``--batches``), the CDA
+at n = m = 10 and the matchings at their sizes above. See :data:`BOUNDS`.
+
     python benchmarks/mechanisms.py                  # 100,000 markets
     python benchmarks/mechanisms.py --markets 20000  # quick run
+    python benchmarks/mechanisms.py --no-loop --batches 100000 --sizes 10,48
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -193,20 +202,223 @@ def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
     return best, result
 
 
+# --- against the numpy lower bound ----------------------------------------------------
+
+#: what each lower bound times: the selection a mechanism cannot avoid.
+BOUNDS = {
+    "position": "np.argpartition(-bids, L-1)[:, :L] and the gather of those L "
+    "bids, L = min(K+1, n): the K winners and the price-setting next bid",
+    "answer": "bids / bids.sum(axis=1): the share of every bidder (all n are "
+    "allocated)",
+    "double": "np.sort(bids) and np.sort(asks) and the crossing count "
+    "(b_desc >= s_asc).sum(1): the sorted book up to the efficient quantity",
+    "cda": "the gather of the n + m orders in arrival order and a running max "
+    "over them (np.maximum.accumulate): one pass over the sequential book",
+    "assignment": "values.max(axis=2).sum(axis=1): one read of every value "
+    "(no solver can skip a value)",
+    "stable_matching": "np.argsort(-values, axis=2): every buyer's ranking of "
+    "the slots, which deferred acceptance reads",
+}
+
+
+def _bound_position(bids: np.ndarray, k: int) -> Callable[[], object]:
+    n_top = min(k + 1, bids.shape[1])
+    neg = -bids
+
+    def run() -> object:
+        top = np.argpartition(neg, n_top - 1, axis=1)[:, :n_top]
+        return np.take_along_axis(bids, top, axis=1)
+
+    return run
+
+
+def _bound_double(bids: np.ndarray, asks: np.ndarray) -> Callable[[], object]:
+    def run() -> object:
+        b = np.sort(bids, axis=1)[:, ::-1]
+        a = np.sort(asks, axis=1)
+        depth = min(b.shape[1], a.shape[1])
+        return (b[:, :depth] >= a[:, :depth]).sum(axis=1)
+
+    return run
+
+
+def bound_cases(
+    n: int, markets: int, rng: np.random.Generator
+) -> list[tuple[str, str, Callable[[], object], Callable[[], object]]]:
+    """``(mechanism, bound kind, batched call, bound)`` for the sealed-bid
+    mechanisms at ``n`` buyers (K = 5 slots, one for second price; two-sided
+    n x n)."""
+    bids = rng.random((markets, n))
+    asks = rng.random((markets, n))
+    out = []
+    for name in ONE_SIDED:
+        alpha = ALPHA[:1] if name == "second_price" else ALPHA
+        m = mechanisms.make(name, seed=0)
+        kind = (
+            "position"
+            if name in ("first_price", "second_price", "gsp", "vcg")
+            else "answer"
+        )
+        bound = (
+            _bound_position(bids, len(alpha))
+            if kind == "position"
+            else (lambda: bids / bids.sum(axis=1, keepdims=True))
+        )
+        out.append((name, kind, lambda m=m, a=alpha: m.clear(bids, weights=a), bound))
+    for name in ("k_double", "mcafee", "call_market"):
+        m = mechanisms.make(name, seed=0)
+        out.append(
+            (name, "double", lambda m=m: m.clear(bids, asks), _bound_double(bids, asks))
+        )
+    return out
+
+
+def other_cases(
+    markets: int, rng: np.random.Generator
+) -> list[tuple[str, str, Callable[[], object], Callable[[], object]]]:
+    """The CDA (n = m = 10, one round) and the matchings against theirs."""
+    bids, asks = rng.random((markets, N)), rng.random((markets, M))
+    order = np.argsort(rng.random((markets, N + M)), axis=1)
+    book = np.concatenate([bids, asks], axis=1)
+    small, wide = rng.random((markets, 5, 5)), rng.random((markets, N, K))
+    cda = mechanisms.make("cda", seed=0)
+    asg = mechanisms.make("assignment", seed=0)
+    stable = mechanisms.make("stable_matching", seed=0)
+    return [
+        (
+            "cda 10x10",
+            "cda",
+            lambda: cda.clear(bids, asks, order=order),
+            lambda: np.maximum.accumulate(
+                np.take_along_axis(book, order, axis=1), axis=1
+            ),
+        ),
+        (
+            "assignment 5x5",
+            "assignment",
+            lambda: asg.clear(small),
+            lambda: small.max(axis=2).sum(axis=1),
+        ),
+        (
+            "assignment 10x5",
+            "assignment",
+            lambda: asg.clear(wide),
+            lambda: wide.max(axis=2).sum(axis=1),
+        ),
+        (
+            "stable 10x5",
+            "stable_matching",
+            lambda: stable.clear(wide),
+            lambda: np.argsort(-wide, axis=2),
+        ),
+    ]
+
+
+def side_by_side(
+    fn: Callable[[], object], bound: Callable[[], object], repeat: int
+) -> tuple[float, float]:
+    """Best seconds of ``fn`` and of ``bound``, run alternately ``repeat`` times."""
+    best_fn = best_bound = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        bound()
+        t1 = time.perf_counter()
+        fn()
+        t2 = time.perf_counter()
+        best_bound, best_fn = min(best_bound, t1 - t0), min(best_fn, t2 - t1)
+    return best_fn, best_bound
+
+
+def bound_table(sizes: list[int], batches: list[int], repeat: int, seed: int) -> None:
+    """Print markets/s of each mechanism and of its lower bound, and the ratio."""
+    print(
+        f"\nagainst the numpy lower bound (min of {repeat}, interleaved); "
+        f"load average {_load()}"
+    )
+    for kind, text in BOUNDS.items():
+        print(f"  bound {kind}: {text}")
+    header = (
+        f"{'mechanism':<20}{'n':>5}{'batch':>9}{'markets/s':>13}"
+        f"{'bound/s':>13}{'ratio':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for batch in batches:
+        for n in sizes:
+            rows += [
+                (name, n, batch, f, b) for name, _, f, b in bound_cases(n, batch, rng)
+            ]
+        rows += [
+            (name, int(name.split()[-1].split("x")[0]), batch, f, b)
+            for name, _, f, b in other_cases(batch, rng)
+        ]
+    for name, n, batch, fn, bound in rows:
+        secs, bound_secs = side_by_side(fn, bound, repeat)
+        print(
+            f"{name:<20}{n:>5}{batch:>9,}{batch / secs:>13,.0f}"
+            f"{batch / bound_secs:>13,.0f}{bound_secs / secs:>7.2f}",
+            flush=True,
+        )
+    print(f"load average {_load()}")
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markets", type=int, default=100_000)
     parser.add_argument("--loop-markets", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--loop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the table against per-market Python loops",
+    )
+    parser.add_argument(
+        "--bound",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the table against each mechanism's numpy lower bound",
+    )
+    parser.add_argument(
+        "--sizes", default="2,10,48,128", help="buyers n, comma separated"
+    )
+    parser.add_argument(
+        "--batches", default="10000,100000", help="markets per call, comma separated"
+    )
+    parser.add_argument(
+        "--bound-repeat", type=int, default=7, help="rounds of the bound table"
+    )
     args = parser.parse_args(argv)
+    if args.loop:
+        loop_table(args)
+    if args.bound:
+        bound_table(
+            [int(v) for v in args.sizes.split(",")],
+            [int(v) for v in args.batches.split(",")],
+            args.bound_repeat,
+            args.seed,
+        )
+
+
+def loop_table(args: argparse.Namespace) -> None:
+    """The table of batched markets/s against a per-market Python loop."""
     loop_n = min(args.loop_markets, args.markets)
     rng = np.random.default_rng(args.seed)
     header = (
         f"{'mechanism':<16}{'batched/s':>12}{'loop/s':>10}{'ratio':>8}"
         f"{'target/s':>11}{'met':>5}{'agree':>7}"
     )
-    print(f"{args.markets:,} markets batched, {loop_n:,} in the loop")
+    print(
+        f"{args.markets:,} markets batched, {loop_n:,} in the loop; "
+        f"load average {_load()}"
+    )
     print(header)
     print("-" * len(header))
     for name, (batched, loop) in cases(args.markets, rng).items():
