@@ -162,20 +162,28 @@ def load_sweep(path: str | Path) -> SweepSpec:
     data = read_config_yaml(path)
     where = path.name
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of sweep keys, got {show(data)}")
+        raise ConfigError(
+            f"{where}: expected a mapping of sweep keys, got {show(data)}"
+        )
     unknown = [k for k in data if k not in _SWEEP_KEYS]
     if unknown:
         raise ConfigError(
             f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(_SWEEP_KEYS)}"
         )
     if "base" not in data:
-        raise ConfigError(f"{where}: missing key 'base' (the config every trial starts from)")
+        raise ConfigError(
+            f"{where}: missing key 'base' (the config every trial starts from)"
+        )
     if not isinstance(data["base"], str) or not data["base"]:
-        raise ConfigError(f"{where}.base: expected a file name, got {show(data['base'])}")
+        raise ConfigError(
+            f"{where}.base: expected a file name, got {show(data['base'])}"
+        )
     base = path.parent / data["base"]
     job = data.get("job", "simulate")
     if job not in JOBS:
-        raise ConfigError(f"{where}.job: unknown job {show(job)}; known: {', '.join(JOBS)}")
+        raise ConfigError(
+            f"{where}.job: unknown job {show(job)}; known: {', '.join(JOBS)}"
+        )
     base_data = read_config_yaml(base)
     if base_data is None:
         base_data = {}
@@ -192,7 +200,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
         if mapping is None:
             return {}
         if not isinstance(mapping, dict):
-            raise ConfigError(f"{where}.{what}: expected a mapping, got {show(mapping)}")
+            raise ConfigError(
+                f"{where}.{what}: expected a mapping, got {show(mapping)}"
+            )
         if len(mapping) > MAX_KEYS:
             raise ConfigError(
                 f"{where}.{what}: {len(mapping)} keys, over the cap of {MAX_KEYS}"
@@ -213,11 +223,14 @@ def load_sweep(path: str | Path) -> SweepSpec:
             )
         if len(values) > MAX_VALUES:
             raise ConfigError(
-                f"{where}.grid.{key}: {len(values)} values, over the cap of {MAX_VALUES}"
+                f"{where}.grid.{key}: {len(values)} values, over the cap of "
+                f"{MAX_VALUES}"
             )
     raw_list = data.get("list") or []
     if not isinstance(raw_list, list):
-        raise ConfigError(f"{where}.list: expected a list of mappings, got {show(raw_list)}")
+        raise ConfigError(
+            f"{where}.list: expected a list of mappings, got {show(raw_list)}"
+        )
     if len(raw_list) > MAX_VALUES:
         raise ConfigError(
             f"{where}.list: {len(raw_list)} entries, over the cap of {MAX_VALUES}"
@@ -236,7 +249,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
         or not metrics
         or not all(isinstance(m, str) and m for m in metrics)
     ):
-        raise ConfigError(f"{where}.metrics: expected a list of names, got {show(metrics)}")
+        raise ConfigError(
+            f"{where}.metrics: expected a list of names, got {show(metrics)}"
+        )
     if len(metrics) > MAX_METRICS:
         raise ConfigError(
             f"{where}.metrics: {len(metrics)} names, over the cap of {MAX_METRICS}"
@@ -271,7 +286,9 @@ def check_key(key: Any, where: str) -> None:
     from attn_env.config import ExperimentConfig
 
     if not isinstance(key, str) or not key or len(key) > 200:
-        raise ConfigError(f"{where}: a key must be a dotted config key, got {show(key)}")
+        raise ConfigError(
+            f"{where}: a key must be a dotted config key, got {show(key)}"
+        )
     parts = key.split(".")
     if any(not p for p in parts):
         raise ConfigError(f"{where}: key {key!r} has an empty part")
@@ -348,7 +365,9 @@ def _short(value: Any) -> str:
 # -- one trial (runs in a Ray worker) -----------------------------------------------
 
 
-def trial_config_data(base: Any, fixed: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
+def trial_config_data(
+    base: Any, fixed: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> Any:
     """The base config's plain data with ``fixed`` then ``overrides`` set by dotted key.
 
     Missing sections are created; a part that is a value, not a mapping, is
@@ -372,7 +391,9 @@ def trial_config_data(base: Any, fixed: Mapping[str, Any], overrides: Mapping[st
     return data
 
 
-def flat_metrics(result: Mapping[str, Any], prefix: str = "") -> dict[str, float | None]:
+def flat_metrics(
+    result: Mapping[str, Any], prefix: str = ""
+) -> dict[str, float | None]:
     """Every number of ``result`` by dotted name (``mean_utility.buyer_0``).
 
     Booleans count as 0/1; strings, lists and ``None`` are left out (``nan``
@@ -551,7 +572,9 @@ class SweepFolder:
         try:
             self.root = self.path.resolve()
         except (OSError, RuntimeError) as err:
-            raise UnsafePathError(f"{out}: cannot open the sweep folder ({err})") from None
+            raise UnsafePathError(
+                f"{out}: cannot open the sweep folder ({err})"
+            ) from None
         self._fd: int | None = None
         self.resumed = self._check(plan, locked=False)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -769,7 +792,9 @@ def run_sweep(
         run_info = {"trials": len(trials), "skipped": len(done), "ran": len(todo)}
         if todo:
             run_info.update(
-                _run_on_tune(spec, folder, todo, len(done), address, concurrency, progress)
+                _run_on_tune(
+                    spec, folder, todo, len(done), address, concurrency, progress
+                )
             )
         records = []
         for t in trials:
@@ -781,7 +806,9 @@ def run_sweep(
                     "seed": t.seed,
                     "overrides": t.overrides,
                     "status": "failed",
-                    "error": run_info.get("errors", {}).get(t.id, "the trial did not finish"),
+                    "error": run_info.get("errors", {}).get(
+                        t.id, "the trial did not finish"
+                    ),
                     "metrics": {},
                 }
             records.append(record)
@@ -811,6 +838,7 @@ def _run_on_tune(
     cpus = os.cpu_count() or 1
     bar = _Progress(done + len(todo), done, progress)
     t0 = time.perf_counter()
+    stop = _exit_on_sigterm()
     try:
         _start_ray(ray, address, max(cpus, want))
         cluster = int(ray.cluster_resources().get("CPU", cpus))
@@ -863,6 +891,23 @@ def _run_on_tune(
         bar.close()
         if ray.is_initialized():
             ray.shutdown()
+        stop()
+
+
+def _exit_on_sigterm() -> Callable[[], None]:
+    """``kill PID`` ends the sweep as Ctrl-C does (Ray shut down on the way out);
+    returns what restores the former handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _trial_name(trial: Any) -> str:

@@ -96,6 +96,9 @@ def aggregate(
         out.append(
             {
                 "design": design,
+                "overrides": {
+                    k: v for k, v in rs[0]["overrides"].items() if k != "seed"
+                },
                 "seeds": [r["seed"] for r in ok],
                 "ok": len(ok),
                 "failed": len(rs) - len(ok),
@@ -187,13 +190,17 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def write_tables(root: Path, table: Mapping[str, Any]) -> None:
-    """``results.csv``, ``results.json``, ``summary.csv`` and ``curves.csv`` in ``root``."""
+    """Write the table's files (``results.csv``, ``.json``, ``summary.csv``,
+    ``curves.csv``) into ``root``."""
     trials = table["trials"]
     names: dict[str, None] = {}
     for r in trials:
         names.update(dict.fromkeys(r.get("metrics") or {}))
     keys = table["keys"]
-    header = ["trial", "design", "seed", "status", "error", *keys, *names]
+    first = ["trial", "design", "seed", "status", "error", *keys]
+    for column in first:  # a result's own ``seed`` is the trial's: shown once
+        names.pop(column, None)
+    header = [*first, *names]
     rows = (
         [
             r["id"],
@@ -208,17 +215,40 @@ def write_tables(root: Path, table: Mapping[str, Any]) -> None:
     )
     atomic_write_text(root / "results.csv", _csv(header, rows))
     summary = (
-        [d["design"], m, c["n"], c["mean"], c["se"], c["diff"], c["diff_se"],
-         c["paired"], c["pairs"]]
+        [
+            d["design"],
+            m,
+            c["n"],
+            c["mean"],
+            c["se"],
+            c["diff"],
+            c["diff_se"],
+            c["paired"],
+            c["pairs"],
+        ]
         for d in table["designs"]
         for m, c in d["metrics"].items()
     )
     atomic_write_text(
         root / "summary.csv",
-        _csv(["design", "metric", "n", "mean", "se", "diff", "diff_se", "paired",
-              "pairs"], summary),
+        _csv(
+            [
+                "design",
+                "metric",
+                "n",
+                "mean",
+                "se",
+                "diff",
+                "diff_se",
+                "paired",
+                "pairs",
+            ],
+            summary,
+        ),
     )
-    atomic_write_text(root / "curves.csv", _csv(CURVE_COLUMNS, curve_rows(root, trials)))
+    atomic_write_text(
+        root / "curves.csv", _csv(CURVE_COLUMNS, curve_rows(root, trials))
+    )
     atomic_write_text(root / "results.json", json.dumps(table, allow_nan=False))
 
 
@@ -277,25 +307,43 @@ def curve_rows(root: Path, trials: Sequence[Mapping[str, Any]]) -> list[list[Any
             reader = csv.reader(fh)
             next(reader, None)
             for step, metric, value in reader:
-                out.append([r["id"], r["design"], r["seed"], int(step), metric,
-                            float(value)])
+                out.append(
+                    [r["id"], r["design"], r["seed"], int(step), metric, float(value)]
+                )
     return out
 
 
 # -- plots --------------------------------------------------------------------------
 
 
-def _band(ax: Any, x: Any, mean: Any, se: Any, label: str) -> None:
+def _band(ax: Any, x: Any, mean: Any, se: Any, label: str, bars: bool = False) -> None:
+    """A line with a ± SE band; with ``bars``, points with error bars (categories)."""
     x, mean, se = (np.asarray(a, dtype=float) for a in (x, mean, se))
+    if bars:
+        ax.errorbar(
+            x,
+            mean,
+            yerr=np.where(np.isfinite(se), se, 0),
+            fmt="o",
+            capsize=4,
+            label=label,
+        )
+        return
     line = ax.plot(x, mean, marker="o", ms=3, label=label)[0]
     ok = np.isfinite(se)
     if ok.any():
-        ax.fill_between(x, mean - np.where(ok, se, 0), mean + np.where(ok, se, 0),
-                        color=line.get_color(), alpha=0.2)
+        ax.fill_between(
+            x,
+            mean - np.where(ok, se, 0),
+            mean + np.where(ok, se, 0),
+            color=line.get_color(),
+            alpha=0.2,
+        )
 
 
-def plot_metric(table: Mapping[str, Any], metric: str, x_key: str | None,
-                path: str | Path) -> Path:
+def plot_metric(
+    table: Mapping[str, Any], metric: str, x_key: str | None, path: str | Path
+) -> Path:
     """``metric`` against swept key ``x_key`` (mean ± SE band over seeds).
 
     One line per combination of the other swept keys (``seed`` aside);
@@ -333,7 +381,14 @@ def plot_metric(table: Mapping[str, Any], metric: str, x_key: str | None,
         at = [x for x in xs if x in points]
         est = [Estimate.mean(points[x]) for x in at]
         pos = at if numeric else [xs.index(x) for x in at]
-        _band(ax, pos, [e.value for e in est], [e.se for e in est], label or metric)
+        _band(
+            ax,
+            pos,
+            [e.value for e in est],
+            [e.se for e in est],
+            label or metric,
+            bars=not numeric,
+        )
     if not numeric:
         ax.set_xticks(range(len(xs)), [str(x) for x in xs], rotation=30, ha="right")
     ax.set_xlabel(x_key)
@@ -347,8 +402,9 @@ def _freeze(x: Any) -> Any:
     return json.dumps(x, sort_keys=True) if isinstance(x, dict | list) else x
 
 
-def plot_curve(root: Path, table: Mapping[str, Any], metric: str,
-               path: str | Path) -> Path:
+def plot_curve(
+    root: Path, table: Mapping[str, Any], metric: str, path: str | Path
+) -> Path:
     """Learning curve ``metric`` by step, one mean ± SE band per design (over seeds)."""
     from attn_env.figures import new_figure, save_png
 

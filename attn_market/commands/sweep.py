@@ -109,6 +109,12 @@ def _fmt(mean: Any, se: Any) -> str:
     return f"{mean:.4f}" if se is None else f"{mean:.4f} ± {se:.4f}"
 
 
+def _short(value: Any) -> str:
+    if value is None:
+        return "—"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
 def _print(table: dict[str, Any], args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -118,23 +124,26 @@ def _print(table: dict[str, Any], args: argparse.Namespace) -> None:
         f"sweep {table['job']}: {run.get('trials', 0)} trials "
         f"({run.get('skipped', 0)} already done, {run.get('ran', 0)} run)"
     )
+    keys = [k for k in table["keys"] if k != "seed"]
     out = Table(title=title)
-    out.add_column("design")
+    out.add_column(", ".join(keys) or "design")
     out.add_column("seeds", justify="right")
     for m in table["metrics"]:
-        out.add_column(f"{m}\nmean ± se", justify="right")
-        out.add_column(f"Δ {m}\nvs first ± se", justify="right")
+        out.add_column(f"{m}\nmean ± se\nΔ vs first ± se", justify="right")
     for d in table["designs"]:
-        cells = [d["design"], f"{d['ok']}" + (f" ({d['failed']} failed)" if d["failed"] else "")]
+        name = ", ".join(_short(d["overrides"].get(k)) for k in keys) or d["design"]
+        seeds = f"{d['ok']}" + (f" ({d['failed']} failed)" if d["failed"] else "")
+        cells = [name, seeds]
         for m in table["metrics"]:
             c = d["metrics"].get(m)
             if c is None:
-                cells += ["—", "—"]
+                cells.append("—")
                 continue
-            diff = _fmt(c["diff"], c["diff_se"])
+            cell = _fmt(c["mean"], c["se"])
             if c["diff"] is not None:
-                diff += f" ({c['pairs']} pairs)" if c["paired"] else " (unpaired)"
-            cells += [_fmt(c["mean"], c["se"]), diff]
+                how = f"{c['pairs']} paired" if c["paired"] else "unpaired"
+                cell += f"\nΔ {_fmt(c['diff'], c['diff_se'])} ({how})"
+            cells.append(cell)
         out.add_row(*cells)
     console = Console()
     console.print(out)
