@@ -185,7 +185,7 @@ def _plot_curve(curve: list[dict], path: str) -> None:
     ax.plot(x, y, marker="o", label="shared PPO (all 48 learning)")
     ax.axhline(curve[0]["pid_score"], color="gray", ls="--", label="PID (all 48)")
     ax.set_xlabel("training minutes (2 CPU cores)")
-    ax.set_ylabel("mean AuctionNet score, held-out days")
+    ax.set_ylabel("mean AuctionNet score,\nvalidation days (100k impressions)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
