@@ -169,7 +169,7 @@ class PositionAuction(OneSided):
         # s_pad[:, r] = score of rank r, 0 where no eligible buyer holds that rank
         s_pad = np.zeros((n_markets, n_slots + 1))
         np.maximum(srt[:, : n_slots + 1], 0.0, out=s_pad[:, : srt.shape[1]])
-        q_top = None if q is None else np.take_along_axis(q, top, axis=1)
+        q_top = None if q is None else _gather(q, top)
         price, pay = self._price(bids, top, s_pad, q_top, alpha)
         a_top = alpha[:, :n_win]
         rank = np.arange(n_win)
@@ -209,13 +209,19 @@ class PositionAuction(OneSided):
         raise NotImplementedError
 
 
+def _gather(x: NDArray[np.float64], idx: NDArray[np.int64]) -> NDArray[np.float64]:
+    """``x[b, idx[b, r]]`` through one flat index (take_along_axis is slower)."""
+    flat = idx + np.arange(0, x.size, x.shape[1])[:, None]
+    return np.take(x.reshape(-1), flat)
+
+
 class FirstPrice(PositionAuction):
     """Pay-your-bid: each winner pays its own bid per unit of attention."""
 
     name = "first_price"
 
     def _price(self, bids, top, s_pad, q_top, alpha):
-        price = np.take_along_axis(bids, top, axis=1)
+        price = _gather(bids, top)
         return price, price * alpha[:, : top.shape[1]]
 
 
@@ -265,7 +271,7 @@ class SecondPrice(GSP):
         # s_pad[:, r] = score of rank r, 0 where no eligible buyer holds that rank
         s_pad = np.zeros((n_markets, n_slots + 1))
         np.maximum(srt[:, : n_slots + 1], 0.0, out=s_pad[:, : srt.shape[1]])
-        q_top = None if q is None else np.take_along_axis(q, top, axis=1)
+        q_top = None if q is None else _gather(q, top)
         price, pay = self._price(bids, top, s_pad, q_top, alpha)
         a_top = alpha[:, :n_win]
         rank = np.arange(n_win)
