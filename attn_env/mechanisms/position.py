@@ -242,51 +242,6 @@ class SecondPrice(GSP):
 
     name = "second_price"
 
-    def _clear_block(
-        self,
-        bids: NDArray[np.float64],
-        alpha: NDArray[np.float64],
-        q: NDArray[np.float64] | None,
-        gen: np.random.Generator,
-        out: tuple[NDArray, ...],
-        slot_price: NDArray[np.float64],
-    ) -> None:
-        """Clear the markets of one block into ``out`` (slot, alloc, pay,
-        price ``[b, n]``) and ``slot_price`` ``[b, K]``, set beforehand to -1,
-        0, 0, 0 and nan."""
-        n_markets, n = bids.shape
-        n_slots = alpha.shape[1]
-        n_win = min(n_slots, n)
-        score = bids if q is None else bids * q
-        # only the K + 1 highest scores matter: the K winners and the next one
-        if self.reserve > 0.0:
-            # scores are >= 0, so -1 ranks every buyer under the reserve last
-            score = np.where(bids < self.reserve, -1.0, score)
-            order, srt = top_desc(score, n_slots + 1, gen, ignore_negative=True)
-        else:
-            order, srt = top_desc(score, n_slots + 1, gen)
-        top = order[:, :n_win]
-        # without a reserve every score is >= 0: every rank up to n_win is won
-        won = None if self.reserve == 0.0 else srt[:, :n_win] >= 0.0
-        # s_pad[:, r] = score of rank r, 0 where no eligible buyer holds that rank
-        s_pad = np.zeros((n_markets, n_slots + 1))
-        np.maximum(srt[:, : n_slots + 1], 0.0, out=s_pad[:, : srt.shape[1]])
-        q_top = None if q is None else _gather(q, top)
-        price, pay = self._price(bids, top, s_pad, q_top, alpha)
-        a_top = alpha[:, :n_win]
-        rank = np.arange(n_win)
-        if won is not None:
-            price = np.where(won, price, 0.0)
-            pay = np.where(won, pay, 0.0)
-            a_top = np.where(won, a_top, 0.0)
-            rank = np.where(won, rank, -1)
-        # scatter rank-ordered results to buyers through one flat index (faster
-        # than put_along_axis, which rebuilds its index for every array)
-        flat = top + np.arange(0, n_markets * n, n)[:, None]
-        for arr, val in zip(out, (rank, a_top, pay, price), strict=True):
-            arr.reshape(-1)[flat] = val
-        slot_price[:, :n_win] = price if won is None else np.where(won, price, np.nan)
-
     def _check_slots(self, n_slots: int) -> None:
         if n_slots != 1:
             raise UserError(
