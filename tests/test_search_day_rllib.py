@@ -258,10 +258,14 @@ def test_rllib_run_is_an_sb3_run_folder(tmp_path, capsys, ray_pids):
     assert lam.shape == (3,) and np.all((lam >= 1 / 4) & (lam <= 4))
     out = evaluate_scenario("search_day", config, run, days=2)
     assert set(out["by_bidders"]) == {"policy", "pid", "onlinelp", "pacing", "truthful"}
-    # the run's own record: the last evaluation is the evaluate's policy row
-    assert out["by_bidders"]["policy"]["score"] == pytest.approx(
-        record["curve"][-1]["score"]
-    )
+    # the saved policy is the one the record keeps: its validation score is
+    # the curve's point at the kept step
+    from attn_env.scenarios.search_market import build_market
+    from training.search_day import evaluate_policy
+
+    kept = [p for p in record["curve"] if p["timesteps"] == record["kept"]["timesteps"]]
+    again = evaluate_policy(config, build_market(config), bidder, config.train.eval_days)
+    assert again["score"] == pytest.approx(kept[0]["score"])
 
 
 @pytest.mark.integration
@@ -276,7 +280,7 @@ def test_a_failure_mid_run_leaves_no_ray_and_no_lock(tmp_path, monkeypatch, ray_
     def boom(*args, **kwargs):
         raise RuntimeError("evaluation failed")
 
-    monkeypatch.setattr(trainer, "evaluate_policy", boom)
+    monkeypatch.setattr(trainer.Curve, "point", boom)
     m = small_market(advertisers={"n": 4}, traffic={"impressions": 2000, "periods": 4})
     config = from_data(SMALL)
     run = tmp_path / "run"

@@ -156,6 +156,49 @@ def evaluate_policy(
     return summarise(cfg, play_days(cfg, market, bidder, first_day=first))
 
 
+class Curve:
+    """The learning curve on validation days, and the best policy seen on it."""
+
+    def __init__(self, config: SearchDayConfig, market: SearchMarket) -> None:
+        self.config = config
+        self.market = market
+        self.days = config.train.eval_days
+        self.pid_score = evaluate_policy(config, market, None, self.days)["score"]
+        self.points: list[dict[str, Any]] = []
+        self.t0 = time.perf_counter()
+        self._best: tuple[float, Any, int] | None = None
+
+    def point(self, model: Any, done: int) -> dict[str, Any]:
+        """Evaluate ``model`` (an SB3 PPO) after ``done`` advertiser-periods."""
+        bidder = policy_bidder(model, self.config.lambda_max)
+        ev = evaluate_policy(self.config, self.market, bidder, self.days)
+        p = {
+            "timesteps": done,
+            "seconds": time.perf_counter() - self.t0,
+            "score": ev["score"],
+            "score_se": ev["score_se"],
+            "pid_score": self.pid_score,
+        }
+        self.points.append(p)
+        if self._best is None or p["score"] > self._best[0]:
+            self._best = (p["score"], copy.deepcopy(model.policy.state_dict()), done)
+        return p
+
+    def keep(self, model: Any, done: int) -> int:
+        """Load the policy ``train.keep`` names into ``model``; its timesteps."""
+        if self.config.train.keep == "best" and self._best is not None:
+            model.policy.load_state_dict(self._best[1])
+            return self._best[2]
+        return done
+
+
+def save_policy(run: RunFolder, model: Any) -> None:
+    """Write ``model`` as ``policy.zip``: a temporary name, then one rename."""
+    staging = run.path_of(f".{POLICY}.{run.token}.zip", "policy")
+    model.save(staging)
+    os.replace(staging, run.path_of(POLICY, "policy"))
+
+
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Torch on one CPU thread while training, restored afterwards: a 64x64 MLP
@@ -206,49 +249,28 @@ def train_search_day(
             verbose=0,
         )
         set_run_logger(model, None)
-        pid_score = evaluate_policy(config, market, None, tc.eval_days)["score"]
-        best: tuple[float, Any, int] | None = None
-        curve: list[dict[str, Any]] = []
-        t0 = time.perf_counter()
+        curve = Curve(config, market)
         bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress)
         done = 0
-        while done < tc.timesteps and not out_of_time(tc.max_minutes, t0):
+        while done < tc.timesteps and not out_of_time(tc.max_minutes, curve.t0):
             chunk = min(tc.eval_every, tc.timesteps - done)
             model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
             done = int(model.num_timesteps)
-            ev = evaluate_policy(
-                config, market, policy_bidder(model, config.lambda_max), tc.eval_days
-            )
-            curve.append(
-                {
-                    "timesteps": done,
-                    "seconds": time.perf_counter() - t0,
-                    "score": ev["score"],
-                    "score_se": ev["score_se"],
-                    "pid_score": pid_score,
-                }
-            )
-            if best is None or ev["score"] > best[0]:
-                best = (ev["score"], copy.deepcopy(model.policy.state_dict()), done)
+            p = curve.point(model, done)
             if bar is not None:
                 bar.update(done - bar.n)
-                bar.set_postfix(score=f"{ev['score']:.2f}", pid=f"{pid_score:.2f}")
+                bar.set_postfix(score=f"{p['score']:.2f}", pid=f"{p['pid_score']:.2f}")
         if bar is not None:
             bar.close()
-        kept = done
-        if tc.keep == "best" and best is not None:
-            model.policy.load_state_dict(best[1])
-            kept = best[2]
-        staging = run.path_of(f".{POLICY}.{run.token}.zip", "policy")
-        model.save(staging)
-        os.replace(staging, run.path_of(POLICY, "policy"))
+        kept = curve.keep(model, done)
+        save_policy(run, model)
         record = {
             "scenario": "search_day",
             "timesteps": done,
-            "seconds": time.perf_counter() - t0,
+            "seconds": time.perf_counter() - curve.t0,
             "device": device,
             "kept": {"rule": tc.keep, "timesteps": kept},
-            "curve": curve,
+            "curve": curve.points,
         }
         run.write_text(RECORD, json.dumps(record, indent=1), "record")
     return record

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -55,15 +54,14 @@ from training.rllib_state import module_states, set_states
 from training.rllib_weights import to_sb3_state
 from training.run import RunFolder
 from training.search_day import (
-    POLICY,
     RECORD,
+    Curve,
     SearchDaySB3Env,
-    evaluate_policy,
     multipliers,
     one_torch_thread,
     out_of_time,
-    policy_bidder,
     progress_bar,
+    save_policy,
 )
 
 __all__ = [
@@ -345,9 +343,7 @@ def _loop(
     model = _sb3_model(config, market)
     start = module_state_of(model, module_states(algo)[MODULE])
     set_states(algo, {MODULE: start})
-    pid_score = evaluate_policy(config, market, None, tc.eval_days)["score"]
-    curve: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
+    curve = Curve(config, market)
     bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress)
     done, iterations, next_eval = 0, 0, min(tc.eval_every, tc.timesteps)
     while done < tc.timesteps:
@@ -366,29 +362,17 @@ def _loop(
             continue
         next_eval = done + tc.eval_every
         load_module_state(model, module_states(algo)[MODULE])
-        ev = evaluate_policy(
-            config, market, policy_bidder(model, config.lambda_max), tc.eval_days
-        )
-        curve.append(
-            {
-                "timesteps": done,
-                "seconds": time.perf_counter() - t0,
-                "score": ev["score"],
-                "score_se": ev["score_se"],
-                "pid_score": pid_score,
-            }
-        )
+        p = curve.point(model, done)
         if bar is not None:
-            bar.set_postfix(score=f"{ev['score']:.2f}", pid=f"{pid_score:.2f}")
-        if out_of_time(tc.max_minutes, t0):  # as the SB3 trainer: at evaluations
+            bar.set_postfix(score=f"{p['score']:.2f}", pid=f"{p['pid_score']:.2f}")
+        if out_of_time(tc.max_minutes, curve.t0):  # as the SB3 trainer: at evaluations
             break
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - curve.t0
     model.num_timesteps = done
-    staging = run.path_of(f".{POLICY}.{run.token}.zip", "policy")
-    model.save(staging)
-    os.replace(staging, run.path_of(POLICY, "policy"))
+    kept = curve.keep(model, done)
+    save_policy(run, model)
     record = {
         "scenario": "search_day",
         "backend": "rllib",
@@ -396,7 +380,8 @@ def _loop(
         "iterations": iterations,
         "seconds": seconds,
         "device": device,
-        "curve": curve,
+        "kept": {"rule": tc.keep, "timesteps": kept},
+        "curve": curve.points,
     }
     run.write_text(RECORD, json.dumps(record, indent=1), "record")
     return record
