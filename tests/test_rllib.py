@@ -176,13 +176,24 @@ class _NotRay:
 
 
 def _ray_processes() -> set[int]:
-    """Pids of this user's Ray processes (raylet, gcs_server, workers)."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True)
-    return {
-        int(line.split(None, 1)[0])
-        for line in out.stdout.splitlines()
-        if any(k in line for k in ("raylet", "gcs_server", "ray::", "default_worker"))
-    }
+    """Pids of Ray processes (raylet, gcs_server, workers) this test process
+    started: its descendants only, so a Ray of a test on another xdist worker
+    does not count."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True)
+    rows = [line.split(None, 2) for line in out.stdout.splitlines()]
+    children: dict[int, list[int]] = {}
+    args: dict[int, str] = {}
+    for row in rows:
+        pid, ppid = int(row[0]), int(row[1])
+        children.setdefault(ppid, []).append(pid)
+        args[pid] = row[2] if len(row) > 2 else ""
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    keys = ("raylet", "gcs_server", "ray::", "default_worker")
+    return {pid for pid in found if any(k in args[pid] for k in keys)}
 
 
 @pytest.mark.parametrize(

@@ -200,10 +200,11 @@ def ray_pids(monkeypatch) -> set[int]:
 
     pids: set[int] = set()
     build = trainer._build_algo
+    before = _descendants()  # a subprocess of an earlier test in this worker
 
     def recording(*args, **kwargs):
         algo = build(*args, **kwargs)
-        pids.update(_descendants())
+        pids.update(_descendants() - before)
         return algo
 
     monkeypatch.setattr(trainer, "_build_algo", recording)

@@ -53,7 +53,7 @@ def _one_thread():
 
 
 def test_ten_mechanisms():
-    assert len(NAMES) == 10
+    assert NAMES == mechanisms.names() and len(NAMES) >= 10
 
 
 @pytest.mark.parametrize("action", ["shade", "absolute"])
