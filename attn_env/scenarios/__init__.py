@@ -19,7 +19,7 @@ from types import ModuleType
 
 from attn_env.errors import ConfigError
 
-__all__ = ["SCENARIOS", "scenario_module", "names"]
+__all__ = ["SCENARIOS", "names", "scenario_module"]
 
 SCENARIOS: dict[str, str] = {
     "search_day": "attn_env.scenarios.search_day",

@@ -27,25 +27,42 @@ from numpy.typing import NDArray
 from attn_env.scenarios.search_landscape import LAMBDA_GRID
 from attn_env.scenarios.search_state import Day
 
-__all__ = ["KINDS", "PID", "OnlineLP", "Pacing", "Truthful", "make_bidder"]
+__all__ = [
+    "KINDS",
+    "PID",
+    "AutoBidder",
+    "OnlineLP",
+    "Pacing",
+    "Truthful",
+    "make_bidder",
+]
 
 
-class Truthful:
-    """``lam = 1`` every period."""
+class AutoBidder:
+    """A baseline bidder for a group of advertisers: ``reset`` at the start of a
+    day, ``act`` before each period (multipliers ``[k]``), ``update`` after it."""
 
     needs_landscape = False
+    "Whether ``update`` reads ``day.landscape`` (the last period's)."
 
     def reset(self, day: Day, idx: NDArray[np.int64]) -> None:
         self.idx = idx
 
     def act(self, day: Day) -> NDArray[np.float64]:
-        return np.ones(len(self.idx))
+        raise NotImplementedError
 
     def update(self, day: Day) -> None:
-        """Learn from the period just played (nothing to learn)."""
+        """Learn from the period just played (nothing, unless overridden)."""
 
 
-class Pacing(Truthful):
+class Truthful(AutoBidder):
+    """``lam = 1`` every period."""
+
+    def act(self, day: Day) -> NDArray[np.float64]:
+        return np.ones(len(self.idx))
+
+
+class Pacing(AutoBidder):
     """Adaptive pacing: ``lam = 1 / (1 + mu)``, ``mu`` tracks the budget plan."""
 
     def __init__(self, step: float = 0.5) -> None:
@@ -102,7 +119,7 @@ class PID(Pacing):
         )
 
 
-class OnlineLP(Truthful):
+class OnlineLP(AutoBidder):
     """The largest multiplier of a grid that the last period says fits the
     budget left and the target CPA (``lam = T / V`` before any history)."""
 
@@ -139,6 +156,6 @@ KINDS = {"truthful": Truthful, "pacing": Pacing, "pid": PID, "onlinelp": OnlineL
 "Baseline bidders by config name."
 
 
-def make_bidder(kind: str) -> Truthful:
+def make_bidder(kind: str) -> AutoBidder:
     """A fresh baseline bidder of ``kind`` (a name of :data:`KINDS`)."""
     return KINDS[kind]()

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.integrity.fairness import disparity, group_means
-from attn_env.scenarios.autobidders import Truthful, make_bidder
+from attn_env.scenarios.autobidders import AutoBidder, make_bidder
 from attn_env.scenarios.search_landscape import (
     dual_totals,
     grid_totals,
@@ -117,7 +117,7 @@ def play_day(
         getattr(b, "needs_landscape", False) for b, _ in groups
     )
     for b, idx in groups:
-        if isinstance(b, Truthful):
+        if isinstance(b, AutoBidder):
             b.reset(day, idx)
     n = market.n
     grids: list[tuple[NDArray, NDArray]] = []
@@ -129,7 +129,7 @@ def play_day(
         obs = day.observe()
         lam = np.ones(n)
         for b, idx in groups:
-            lam[idx] = b.act(day) if isinstance(b, Truthful) else b(obs[idx])
+            lam[idx] = b.act(day) if isinstance(b, AutoBidder) else b(obs[idx])
         lam = np.clip(lam, 0.0, market.config.lambda_max)
         queries = day.traffic[day.t]
         res = day.step(lam)
@@ -145,7 +145,7 @@ def play_day(
                 d = dual_totals(auction, opts)
                 dual = d if dual is None else dual + d
         for b, _ in groups:
-            if isinstance(b, Truthful):
+            if isinstance(b, AutoBidder):
                 b.update(day)
     adv = market.advertisers
     out = DayResult(
