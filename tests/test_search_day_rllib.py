@@ -126,8 +126,8 @@ def test_module_weights_load_into_the_sb3_policy():
     pytest.importorskip("ray.rllib")
     import torch
 
+    from training.search_day import new_model
     from training.search_day_rllib import (
-        _sb3_model,
         load_module_state,
         module_spec,
         module_state_of,
@@ -143,7 +143,7 @@ def test_module_weights_load_into_the_sb3_policy():
     with torch.no_grad():
         for p in module.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=gen))
-    model = _sb3_model(m.config, m)
+    model = new_model(m.config, m, "cpu")
     load_module_state(model, module.get_state())
     obs = torch.as_tensor(
         np.random.default_rng(1).normal(size=(64, 13)), dtype=torch.float32
@@ -158,7 +158,7 @@ def test_module_weights_load_into_the_sb3_policy():
     torch.testing.assert_close(sb3_value.reshape(-1), value.reshape(-1))
     assert float(out[:, 1:].abs().min()) > 0  # log_std was perturbed away from 0
     # and back: a fresh SB3 policy's weights into the module (RLlib's start)
-    fresh = _sb3_model(m.config, m)
+    fresh = new_model(m.config, m, "cpu")
     module.set_state(module_state_of(fresh, module.get_state()))
     with torch.no_grad():
         out = module.forward_inference({"obs": obs})["action_dist_inputs"]
@@ -265,7 +265,9 @@ def test_rllib_run_is_an_sb3_run_folder(tmp_path, capsys, ray_pids):
     from training.search_day import evaluate_policy
 
     kept = [p for p in record["curve"] if p["timesteps"] == record["kept"]["timesteps"]]
-    again = evaluate_policy(config, build_market(config), bidder, config.train.eval_days)
+    again = evaluate_policy(
+        config, build_market(config), bidder, config.train.eval_days
+    )
     assert again["score"] == pytest.approx(kept[0]["score"])
 
 

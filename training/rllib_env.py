@@ -26,6 +26,7 @@ __all__ = [
     "MarketMultiAgentEnv",
     "module_by_agent",
     "module_by_role",
+    "multi_agent_env_base",
     "seats_per_market",
 ]
 
@@ -33,7 +34,9 @@ SEP = "/"
 "Agent ids of the RLlib env: ``<agent name>/<market index>``."
 
 
-def _env_base() -> type:
+def multi_agent_env_base() -> type:
+    """RLlib's ``MultiAgentEnv`` where Ray is installed, else ``object`` (the
+    module imports without Ray; the env needs it)."""
     try:
         from ray.rllib.env.multi_agent_env import MultiAgentEnv
     except ImportError:  # the module imports without ray; the env needs it
@@ -41,7 +44,7 @@ def _env_base() -> type:
     return MultiAgentEnv
 
 
-class MarketMultiAgentEnv(_env_base()):
+class MarketMultiAgentEnv(multi_agent_env_base()):
     """An RLlib ``MultiAgentEnv`` over a ``vector_env`` batch of markets.
 
     With ``train.self_play_pool: P > 0``, a learner holding several seats

@@ -156,6 +156,36 @@ def evaluate_policy(
     return summarise(cfg, play_days(cfg, market, bidder, first_day=first))
 
 
+def new_model(
+    config: SearchDayConfig,
+    market: SearchMarket,
+    device: str,
+    env_seed: int | None = None,
+) -> Any:
+    """The shared PPO policy of the config's ``train`` settings, on
+    ``parallel_days`` days of ``market`` (first reset with ``env_seed``)."""
+    from stable_baselines3 import PPO
+
+    tc = config.train
+    venv = SearchDaySB3Env(
+        SearchDayVectorEnv(tc.parallel_days, market=market), seed=env_seed
+    )
+    return PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=config.traffic.periods,
+        batch_size=tc.batch_size,
+        n_epochs=tc.n_epochs,
+        learning_rate=tc.learning_rate,
+        gamma=tc.gamma,
+        ent_coef=tc.ent_coef,
+        policy_kwargs={"net_arch": list(tc.net_arch)},
+        seed=tc.seed,
+        device=device,
+        verbose=0,
+    )
+
+
 class Curve:
     """The learning curve on validation days, and the best policy seen on it."""
 
@@ -219,7 +249,6 @@ def train_search_day(
 ) -> dict[str, Any]:
     """Train the shared policy; write the run folder; return its record."""
     import torch
-    from stable_baselines3 import PPO
 
     tc = config.train
     device = check_device(tc.device)
@@ -230,24 +259,8 @@ def train_search_day(
         run.write_text(
             "config.yaml", yaml.safe_dump(dataclasses.asdict(config)), "config"
         )
-        venv = SearchDaySB3Env(
-            SearchDayVectorEnv(tc.parallel_days, market=market), seed=tc.seed
-        )
         torch.manual_seed(tc.seed)
-        model = PPO(
-            "MlpPolicy",
-            venv,
-            n_steps=config.traffic.periods,
-            batch_size=tc.batch_size,
-            n_epochs=tc.n_epochs,
-            learning_rate=tc.learning_rate,
-            gamma=tc.gamma,
-            ent_coef=tc.ent_coef,
-            policy_kwargs={"net_arch": list(tc.net_arch)},
-            seed=tc.seed,
-            device=device,
-            verbose=0,
-        )
+        model = new_model(config, market, device, env_seed=tc.seed)
         set_run_logger(model, None)
         curve = Curve(config, market)
         bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress)

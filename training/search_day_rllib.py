@@ -49,15 +49,15 @@ from attn_env.scenarios.search_env import SearchDayVectorEnv
 from attn_env.scenarios.search_market import SearchMarket, build_market
 from attn_env.scenarios.search_state import OBS_SIZE
 from training.ray_start import import_ray, init_ray
-from training.rllib_env import SEP
+from training.rllib_env import SEP, multi_agent_env_base
 from training.rllib_state import module_states, set_states
 from training.rllib_weights import to_sb3_state
 from training.run import RunFolder
 from training.search_day import (
     RECORD,
     Curve,
-    SearchDaySB3Env,
     multipliers,
+    new_model,
     one_torch_thread,
     out_of_time,
     progress_bar,
@@ -77,15 +77,7 @@ MODULE = "advertiser"
 "The one RLModule every advertiser of every day acts through."
 
 
-def _env_base() -> type:
-    try:
-        from ray.rllib.env.multi_agent_env import MultiAgentEnv
-    except ImportError:  # the module imports without ray; the env needs it
-        return object
-    return MultiAgentEnv
-
-
-class SearchDayMultiAgentEnv(_env_base()):
+class SearchDayMultiAgentEnv(multi_agent_env_base()):
     """RLlib's view of ``E`` search days of ``N`` advertisers.
 
     Agent ``"<advertiser>/<e>"`` is that advertiser on day ``e`` of the batch;
@@ -241,27 +233,6 @@ def _build_algo(
     return cfg.build_algo()
 
 
-def _sb3_model(config: SearchDayConfig, market: SearchMarket):
-    """An SB3 PPO model with the SB3 trainer's settings, to hold RLlib's weights."""
-    from stable_baselines3 import PPO
-
-    tc = config.train
-    return PPO(
-        "MlpPolicy",
-        SearchDaySB3Env(SearchDayVectorEnv(tc.parallel_days, market=market)),
-        n_steps=config.traffic.periods,
-        batch_size=tc.batch_size,
-        n_epochs=tc.n_epochs,
-        learning_rate=tc.learning_rate,
-        gamma=tc.gamma,
-        ent_coef=tc.ent_coef,
-        policy_kwargs={"net_arch": list(tc.net_arch)},
-        seed=tc.seed,
-        device="cpu",
-        verbose=0,
-    )
-
-
 def load_module_state(model, module_state: dict[str, Any]) -> None:
     """Copy an RLModule's weights (``module_spec`` layout) into ``model.policy``."""
     state = {k: np.asarray(v) for k, v in module_state.items()}
@@ -340,7 +311,7 @@ def _loop(
     """PPO iterations with held-out evaluations; the policy and record written."""
     tc = config.train
     per_step = tc.parallel_days * market.n
-    model = _sb3_model(config, market)
+    model = new_model(config, market, "cpu")
     start = module_state_of(model, module_states(algo)[MODULE])
     set_states(algo, {MODULE: start})
     curve = Curve(config, market)
