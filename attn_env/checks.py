@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "UserError",
     "check_device",
     "check_int",
+    "check_one_of",
     "check_real",
     "is_int",
     "is_real",
@@ -112,6 +114,13 @@ def check_int(
     if not ok:
         what = " ".join(("an integer", _range(low, high))).rstrip()
         raise ConfigError(f"{name} must be {what}, got {show(value)}{_no_bool(value)}")
+    return value
+
+
+def check_one_of(value: Any, options: Sequence[str], name: str) -> str:
+    """``value`` if it is one of ``options``, else one line listing them."""
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
     return value
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env import mechanisms
-from attn_env.checks import check_int, check_real
+from attn_env.checks import check_int, check_one_of, check_real
 from attn_env.errors import ConfigError
 
 __all__ = ["CONFIG", "MECHANISMS", "AnswerSlotsConfig", "Markets", "simulate"]
@@ -119,10 +119,7 @@ def validate(c: AnswerSlotsConfig) -> AnswerSlotsConfig:
         raise ConfigError("quality_weights must be a non-empty list of numbers >= 0")
     for w in c.quality_weights:
         check_real(w, "quality_weights entry", 0.0)
-    if c.bidders not in BIDDERS:
-        raise ConfigError(
-            f"bidders must be one of {', '.join(BIDDERS)}, got {c.bidders!r}"
-        )
+    check_one_of(c.bidders, BIDDERS, "bidders")
     return c
 
 

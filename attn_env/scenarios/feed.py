@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from attn_env.checks import check_int, check_real
+from attn_env.checks import check_int, check_one_of, check_real
 from attn_env.errors import ConfigError
 from attn_env.integrity.fairness import disparity, exposure_merit_gap, group_means
 from attn_env.scenarios.feed_rules import (
@@ -211,10 +211,7 @@ def validate(c: FeedConfig) -> FeedConfig:
         raise ConfigError("fairness_weights must be a non-empty list of numbers >= 0")
     for g in c.fairness_weights:
         check_real(g, "fairness_weights entry", 0.0, 1e6)
-    if c.bidders not in BIDDERS:
-        raise ConfigError(
-            f"bidders must be one of {', '.join(BIDDERS)}, got {c.bidders!r}"
-        )
+    check_one_of(c.bidders, BIDDERS, "bidders")
     _levels(c.ad_levels, "ad_levels", 10.0)
     _levels(c.promo_levels, "promo_levels", 10.0)
     check_real(c.explore, "explore", 0.0, 1.0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attn_env.checks import check_int, check_real
+from attn_env.checks import check_int, check_one_of, check_real
 from attn_env.config import from_dict, read_config_yaml
 from attn_env.errors import ConfigError
 
@@ -196,8 +196,8 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
     e = c.economics
     check_real(e.ctr_top, f"{where}.economics.ctr_top", 0.0, 1.0, above=True)
     check_real(e.cvr, f"{where}.economics.cvr", 0.0, 1.0, above=True)
-    _one_of(e.click_model, CLICK_MODELS, f"{where}.economics.click_model")
-    _one_of(e.relevance, ("logistic", "max"), f"{where}.economics.relevance")
+    check_one_of(e.click_model, CLICK_MODELS, f"{where}.economics.click_model")
+    check_one_of(e.relevance, ("logistic", "max"), f"{where}.economics.relevance")
     for i, p in enumerate(e.pbm):
         check_real(p, f"{where}.economics.pbm[{i}]", 0.0, 1.0)
     if any(x < y for x, y in zip(e.pbm, e.pbm[1:], strict=False)):
@@ -213,7 +213,7 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
     if not c.bidders:
         raise ConfigError(f"{where}.bidders: name at least one kind ({BIDDER_KINDS})")
     for kind, share in c.bidders.items():
-        _one_of(kind, BIDDER_KINDS, f"{where}.bidders key")
+        check_one_of(kind, BIDDER_KINDS, f"{where}.bidders key")
         check_real(share, f"{where}.bidders.{kind}", 0.0, 1.0)
     if sum(c.bidders.values()) <= 0:
         raise ConfigError(f"{where}.bidders: the shares sum to 0")
@@ -221,8 +221,8 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
         raise ConfigError(
             f"{where}.bidders has kind 'policy' but bidders_policy names no run folder"
         )
-    _one_of(c.publish, PUBLISH, f"{where}.publish")
-    _one_of(c.seating, ("fixed", "rotate"), f"{where}.seating")
+    check_one_of(c.publish, PUBLISH, f"{where}.publish")
+    check_one_of(c.seating, ("fixed", "rotate"), f"{where}.seating")
     tr = c.train
     check_int(tr.timesteps, f"{where}.train.timesteps", 1, 10**10)
     check_int(tr.parallel_days, f"{where}.train.parallel_days", 1, 256)
@@ -237,10 +237,10 @@ def validate(c: SearchDayConfig, where: str = "config") -> SearchDayConfig:
         check_real(tr.max_minutes, f"{where}.train.max_minutes", 0.0, 1e5, above=True)
     check_int(tr.eval_every, f"{where}.train.eval_every", 1, 10**10)
     check_int(tr.eval_days, f"{where}.train.eval_days", 1, 1000)
-    _one_of(tr.keep, ("best", "last"), f"{where}.train.keep")
+    check_one_of(tr.keep, ("best", "last"), f"{where}.train.keep")
     check_int(tr.seed, f"{where}.train.seed", 0, 2**32 - 1)
-    _one_of(tr.device, ("auto", "cpu", "cuda"), f"{where}.train.device")
-    _one_of(tr.backend, ("sb3", "rllib"), f"{where}.train.backend")
+    check_one_of(tr.device, ("auto", "cpu", "cuda"), f"{where}.train.device")
+    check_one_of(tr.backend, ("sb3", "rllib"), f"{where}.train.backend")
     check_real(c.lambda_max, f"{where}.lambda_max", 0.0, 100.0, above=True)
     return c
 
@@ -251,11 +251,6 @@ def _range_pair(pair: list[float], name: str, low: float, high: float) -> None:
             f"{name} must be [low, high] with {low:g} <= low <= high <= {high:g} and "
             f"high > 0, got {pair}"
         )
-
-
-def _one_of(value: str, options: tuple[str, ...], name: str) -> None:
-    if value not in options:
-        raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
 
 
 def from_data(data: Any, where: str = "config") -> SearchDayConfig:
