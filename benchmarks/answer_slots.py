@@ -104,12 +104,10 @@ def frontier(png: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import yaml
 
-    from attn_env.config import from_dict
+    from attn_env.config import from_dict, read_config_yaml
 
-    with open("configs/scenarios/answer_slots.yaml", encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    data = read_config_yaml("configs/scenarios/answer_slots.yaml")
     runs = {
         kind: sc.simulate(from_dict(sc.CONFIG, {**data, "bidders": kind}))
         for kind in ("truthful", "learner")

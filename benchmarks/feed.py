@@ -81,12 +81,10 @@ def table(png: str) -> dict[str, Any]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import yaml
 
-    from attn_env.config import from_dict
+    from attn_env.config import from_dict, read_config_yaml
 
-    with open("configs/scenarios/feed.yaml", encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    data = read_config_yaml("configs/scenarios/feed.yaml")
     runs = {
         kind: fd.simulate(from_dict(fd.CONFIG, {**data, "bidders": kind}))
         for kind in ("truthful", "learner")
