@@ -112,10 +112,11 @@ def play_day(
         groups.append((policy if kind == "policy" else make_bidder(kind), idx))
     if any(k == "policy" for k in kinds) and policy is None:
         raise ValueError("kind 'policy' needs a policy")
-    day = Day(market, seed, keep_bids=True)
     need_landscape = hindsight or any(
         getattr(b, "needs_landscape", False) for b, _ in groups
     )
+    # the cleared bids are kept only for the landscape (or what it publishes)
+    day = Day(market, seed, keep_bids=need_landscape)
     for b, idx in groups:
         if isinstance(b, AutoBidder):
             b.reset(day, idx)
