@@ -550,11 +550,18 @@ def _inside(out: Path, rel: str) -> Path:
     return cur
 
 
+TRIAL_ENTRIES = ("trial.yaml", "error.txt", RESULT, "run", "curve.csv", "solve")
+"What a trial writes in its folder: all that a retry removes of an earlier attempt."
+
+
 def _trial_folder(out: Path, trial_id: str, clear: bool = False) -> Path:
-    """``OUT/trials/<id>`` (checked); with ``clear``, emptied of an earlier attempt."""
+    """``OUT/trials/<id>`` (checked); with ``clear``, rid of what an earlier
+    attempt wrote (:data:`TRIAL_ENTRIES`; anything else there is left alone)."""
     folder = _inside(out, f"{TRIALS}/{trial_id}")
     if clear and folder.exists():
         for child in sorted(folder.iterdir()):
+            if child.name not in TRIAL_ENTRIES:
+                continue
             mode = os.lstat(child).st_mode
             if stat.S_ISDIR(mode) and not stat.S_ISLNK(mode):
                 shutil.rmtree(child)

@@ -534,3 +534,19 @@ def test_a_killed_sweep_resumes_without_redoing_finished_trials(tmp_path):
     left = {(p, _name(p)) for p in _using(tmp_path)}
     _end({p for p, _ in left})
     assert not left, f"Ray outlived the finished sweep: {left}"
+
+
+def test_a_retry_removes_only_what_a_trial_writes(tmp_path):
+    """An earlier attempt's files go; a file the sweep did not write stays."""
+    from runner.sweep import TRIAL_ENTRIES, _trial_folder
+
+    folder = _trial_folder(tmp_path, "t0")
+    (folder / "result.json").write_text("{}")
+    (folder / "run").mkdir()
+    (folder / "run" / "x").write_text("old")
+    (folder / "notes.txt").write_text("mine")
+    again = _trial_folder(tmp_path, "t0", clear=True)
+    assert again == folder
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert "result.json" in TRIAL_ENTRIES
