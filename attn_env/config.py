@@ -82,6 +82,7 @@ __all__ = [
     "SolveUtility",
     "TrainConfig",
     "from_dict",
+    "game_in_sync",
     "load_config",
     "make_config",
     "read_config_yaml",
@@ -198,6 +199,13 @@ class EnvConfig:
     " ``auto``: absolute, but learners in ``attn-market train`` shade."
     exposure_floor: float = 0.0
     "Least expected share of a page's attention per buyer, in [0, 1/n_buyers]."
+    utility: SolveUtility = field(default_factory=lambda: SolveUtility())
+    "Buyers' utility of a round's surplus x in the rewards: ``linear`` (x) or"
+    " ``{kind: crra, rho}`` (``sign(x) |x|^rho``); in a config file ``env.utility``"
+    " and ``solve.utility`` are one setting (either sets both)."
+    value_ranges: dict[str, list[float]] = field(default_factory=dict)
+    "Buyers with their own value range, ``{buyer_0: [low, high]}`` (the others"
+    " draw from ``[value_low, value_high]``); a config's ``solve.classes`` fill it."
 
     @property
     def actions(self) -> ActionOption:
@@ -336,6 +344,11 @@ class ExperimentConfig:
     plugins: list[str] = field(default_factory=list)
     "Modules imported before the rest of the config is checked (their mechanisms,"
     " sources and agent kinds are then known by name); see attn_env.plugins."
+
+    def __post_init__(self) -> None:
+        env, solve = game_in_sync(self.env, self.solve)
+        object.__setattr__(self, "env", env)
+        object.__setattr__(self, "solve", solve)
 
     def agent_spec(self, agent: str) -> AgentSpec:
         """The spec for ``agent`` (by name, else by its role, else truthful)."""
@@ -811,6 +824,79 @@ def _validate_solve_formats(s: SolveConfig) -> None:
                 )
 
 
+def game_in_sync(env: Any, solve: Any) -> tuple[Any, Any]:
+    """``env`` and ``solve`` agreeing on the game: its utility and value ranges.
+
+    The rewards read ``env.utility`` and ``env.value_ranges``, the solver
+    ``solve.utility`` and ``solve.classes``; a config sets either side and the
+    other follows (classes give their buyers' ranges; ranges alone give one
+    class per distinct range, ``class_0``, ... in buyer order). Both set and
+    different is a ``ConfigError``. Anything not yet well typed is left as it
+    is for the validators to name.
+    """
+    if not (isinstance(env, EnvConfig) and isinstance(solve, SolveConfig)):
+        return env, solve
+    eu, su = env.utility, solve.utility
+    if isinstance(eu, SolveUtility) and isinstance(su, SolveUtility) and eu != su:
+        if eu == SolveUtility():
+            env = dataclasses.replace(env, utility=su)
+        elif su == SolveUtility():
+            solve = dataclasses.replace(solve, utility=eu)
+        else:
+            raise ConfigError(
+                f"env.utility ({eu.kind}, rho {eu.rho:g}) and solve.utility "
+                f"({su.kind}, rho {su.rho:g}) differ; set one of them"
+            )
+    ranges = _class_ranges(env, solve.classes)
+    if ranges is None or not isinstance(env.value_ranges, dict):
+        return env, solve
+    if ranges and not env.value_ranges:
+        env = dataclasses.replace(env, value_ranges=ranges)
+    elif ranges and ranges != env.value_ranges:
+        raise ConfigError(
+            f"env.value_ranges {show(env.value_ranges)} differ from the ranges of "
+            f"solve.classes {show(ranges)}; set one of them"
+        )
+    elif not ranges and env.value_ranges and (classes := _classes_of(env)):
+        solve = dataclasses.replace(solve, classes=classes)
+    return env, solve
+
+
+def _class_ranges(env: EnvConfig, classes: Any) -> dict[str, list[float]] | None:
+    """Each classed buyer's ``[low, high]`` (``None`` if ``classes`` is malformed)."""
+    if not isinstance(classes, list):
+        return None
+    out: dict[str, list[float]] = {}
+    for c in classes:
+        if not (
+            isinstance(c, SolveClass)
+            and isinstance(c.agents, list)
+            and all(isinstance(a, str) for a in c.agents)
+            and all(v is None or is_real(v) for v in (c.value_low, c.value_high))
+        ):
+            return None
+        low = env.value_low if c.value_low is None else c.value_low
+        high = env.value_high if c.value_high is None else c.value_high
+        for a in c.agents:
+            out[a] = [float(low), float(high)]
+    return out
+
+
+def _classes_of(env: EnvConfig) -> list[SolveClass]:
+    """One class per distinct value range of ``env``'s buyers, in buyer order."""
+    groups: dict[tuple[float, ...], list[str]] = {}
+    for i in range(env.n_buyers if is_int(env.n_buyers) else 0):
+        name = f"buyer_{i}"
+        pair = env.value_ranges.get(name, [env.value_low, env.value_high])
+        if not (isinstance(pair, list) and len(pair) == 2 and all(map(is_real, pair))):
+            return []  # the validator names it
+        groups.setdefault(tuple(float(x) for x in pair), []).append(name)
+    return [
+        SolveClass(agents=names, name=f"class_{i}", value_low=low, value_high=high)
+        for i, ((low, high), names) in enumerate(groups.items())
+    ]
+
+
 def make_config(config: EnvConfig | None = None, **options: Any) -> EnvConfig:
     """Merge ``config`` and keyword ``options`` into a validated :class:`EnvConfig`.
 
@@ -921,6 +1007,54 @@ def validate_env(c: EnvConfig) -> None:
         from attn_env.valuations.positions import PositionModel
 
         PositionModel.parse(c.valuation_params["slot_weights"]).weights(c.n_slots)
+    _check_utility(c.utility, "utility")
+    _check_value_ranges(c)
+
+
+def _check_utility(u: Any, where: str) -> None:
+    """``ConfigError`` unless ``u`` is a linear or CRRA utility with rho in (0, 1]."""
+    if not isinstance(u, SolveUtility) or u.kind not in UTILITY_KINDS:
+        raise ConfigError(
+            f"{where}.kind must be one of {', '.join(UTILITY_KINDS)}, got "
+            f"{show(getattr(u, 'kind', u))}"
+        )
+    if not (is_real(u.rho) and 0.0 < u.rho <= 1.0) or (
+        u.kind == "linear" and u.rho != 1.0
+    ):
+        raise ConfigError(
+            f"{where}.rho must be a number in (0, 1] (and 1 with kind: linear), "
+            f"got {show(u.rho)}"
+        )
+
+
+def _check_value_ranges(c: EnvConfig) -> None:
+    """``value_ranges`` names buyers of the market, each ``[low, high]`` with
+    ``0 <= low < high``, and needs the uniform source (its theta is the value)."""
+    ranges = c.value_ranges
+    if not isinstance(ranges, dict):
+        raise ConfigError(f"value_ranges must be a mapping, got {show(ranges)}")
+    if ranges and c.valuation != "uniform":
+        raise ConfigError(
+            "value_ranges needs valuation: uniform (per-buyer ranges of theta), got "
+            f"valuation {show(c.valuation)}"
+        )
+    buyers = [f"buyer_{i}" for i in range(c.n_buyers)]
+    for name, pair in ranges.items():
+        if name not in buyers:
+            raise ConfigError(
+                f"value_ranges: {show(name)} is not a buyer of this market "
+                f"(buyer_0..buyer_{c.n_buyers - 1})"
+            )
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(is_real(x) and 0.0 <= x <= MAX_PRICE for x in pair)
+            and pair[0] < pair[1]
+        ):
+            raise ConfigError(
+                f"value_ranges.{name} must be [low, high] with 0 <= low < high <= "
+                f"{MAX_PRICE:g}, got {show(pair)}"
+            )
 
 
 def _check_cells(c: EnvConfig, fam: str) -> None:
