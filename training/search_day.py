@@ -19,13 +19,10 @@ A run folder (:class:`training.run.RunFolder`: locked, only its own files):
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,6 @@ import yaml
 from numpy.typing import NDArray
 from stable_baselines3.common.vec_env import VecEnv
 
-from attn_env.checks import check_device
 from attn_env.errors import UserError
 from attn_env.fileio import check_user_file, read_user_json
 from attn_env.scenarios.search_config import SearchDayConfig
@@ -44,6 +40,13 @@ from attn_env.scenarios.search_market import SearchMarket, build_market
 from attn_env.scenarios.search_state import OBS_SIZE
 from training.run import RunFolder
 from training.sb3 import set_run_logger
+from training.scenario_ppo import (
+    one_torch_thread,
+    out_of_time,
+    progress_bar,
+    resolve_device,
+    save_policy,
+)
 
 __all__ = ["SearchDaySB3Env", "load_search_policy", "train_search_day"]
 
@@ -222,28 +225,6 @@ class Curve:
         return done
 
 
-def save_policy(run: RunFolder, model: Any) -> None:
-    """Write ``model`` as ``policy.zip``: a temporary name, then one rename."""
-    staging = run.path_of(f".{POLICY}.{run.token}.zip", "policy")
-    model.save(staging)
-    os.replace(staging, run.path_of(POLICY, "policy"))
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch on one CPU thread while training, restored afterwards: a 64x64 MLP
-    gains nothing from more, and torch's spinning threads made PPO about 10x
-    slower on 2 busy cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def train_search_day(
     config: SearchDayConfig, out: str | Path, progress: bool = True
 ) -> dict[str, Any]:
@@ -251,9 +232,7 @@ def train_search_day(
     import torch
 
     tc = config.train
-    device = check_device(tc.device)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(tc.device)
     market = build_market(config)
     with RunFolder.fresh(out) as run, one_torch_thread():
         run.write_text(
@@ -263,7 +242,9 @@ def train_search_day(
         model = new_model(config, market, device, env_seed=tc.seed)
         set_run_logger(model, None)
         curve = Curve(config, market)
-        bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress)
+        bar = progress_bar(
+            None if tc.max_minutes else tc.timesteps, progress, "search_day"
+        )
         done = 0
         while done < tc.timesteps and not out_of_time(tc.max_minutes, curve.t0):
             chunk = min(tc.eval_every, tc.timesteps - done)
@@ -287,18 +268,6 @@ def train_search_day(
         }
         run.write_text(RECORD, json.dumps(record, indent=1), "record")
     return record
-
-
-def out_of_time(max_minutes: float | None, t0: float) -> bool:
-    return max_minutes is not None and time.perf_counter() - t0 >= 60 * max_minutes
-
-
-def progress_bar(total: int | None, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="step", desc="train search_day", leave=False)
 
 
 def load_search_policy(run_dir: str | Path, lambda_max: float, device: str = "cpu"):

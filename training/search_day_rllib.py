@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from attn_env.checks import check_device
 from attn_env.errors import UserError
 from attn_env.scenarios.search_config import SearchDayConfig
 from attn_env.scenarios.search_env import SearchDayVectorEnv
@@ -53,16 +52,14 @@ from training.rllib_env import SEP, multi_agent_env_base
 from training.rllib_state import module_states, set_states
 from training.rllib_weights import to_sb3_state
 from training.run import RunFolder
-from training.search_day import (
-    RECORD,
-    Curve,
-    multipliers,
-    new_model,
+from training.scenario_ppo import (
     one_torch_thread,
     out_of_time,
     progress_bar,
+    resolve_device,
     save_policy,
 )
+from training.search_day import RECORD, Curve, multipliers, new_model
 
 __all__ = [
     "MODULE",
@@ -272,15 +269,12 @@ def train_search_day_rllib(
         num_env_runners: remote env runners (default 0: sampling in this process).
         market: the built market of ``config`` (default: built here).
     """
-    import torch
 
     tc = config.train
     runners = 0 if num_env_runners is None else int(num_env_runners)
     if runners < 0:
         raise UserError(f"--num-env-runners must be >= 0, got {runners}")
-    device = check_device(tc.device)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(tc.device)
     ray = import_ray()  # before the run folder: without Ray, nothing is created
     if market is None:
         market = build_market(config)
@@ -315,7 +309,7 @@ def _loop(
     start = module_state_of(model, module_states(algo)[MODULE])
     set_states(algo, {MODULE: start})
     curve = Curve(config, market)
-    bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress)
+    bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress, "search_day")
     done, iterations, next_eval = 0, 0, min(tc.eval_every, tc.timesteps)
     while done < tc.timesteps:
         result = algo.train()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from attn_env.errors import UserError
 from attn_market.commands import config_from_args
@@ -129,6 +129,11 @@ def _audit(args: argparse.Namespace) -> int:
         )
     if args.out:
         _check_folder(args.out)  # fail before the run, not after it
+    from runner.scenarios import read_scenario
+
+    scenario = read_scenario(args.config)
+    if scenario is not None:
+        return _audit_scenario(args, *scenario)
     report = audit(config_from_args(args), episodes=args.episodes, merit=args.merit)
     data = jsonable(report)
     if args.out:
@@ -139,6 +144,29 @@ def _audit(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         print_blocks(Console(), audit_blocks(data))
+        if args.out:
+            print(f"audit written to {args.out}")
+    return 0
+
+
+def _audit_scenario(args: argparse.Namespace, name: str, config: Any) -> int:
+    """``audit`` on a scenario config: its own report (``--episodes`` and
+    ``--merit`` are the market audit's)."""
+    from runner.scenario_report import write_scenario_audit
+    from runner.scenarios import audit_scenario
+
+    if args.episodes is not None or args.merit != "relevance":
+        flag = "--episodes" if args.episodes is not None else "--merit"
+        raise UserError(f"{flag} does not apply to scenario {name!r}")
+    report = jsonable(audit_scenario(name, config, args.seed))
+    if args.out:
+        write_scenario_audit(report, args.out)
+    if args.json:
+        print(json.dumps(report, allow_nan=False))
+    else:
+        from attn_market.commands.scenario_tables import print_scenario
+
+        print_scenario(report)
         if args.out:
             print(f"audit written to {args.out}")
     return 0

@@ -104,7 +104,7 @@ def _load(path: str, seed: int | None = None, timesteps: int | None = None):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from runner.scenarios import read_scenario, train_scenario
+    from runner.scenarios import read_scenario, train_scenario, train_summary
 
     scenario = read_scenario(args.config)
     if scenario is not None:
@@ -122,12 +122,7 @@ def _train(args: argparse.Namespace) -> int:
             address=args.address,
             num_env_runners=args.num_env_runners,
         )
-        last = record["curve"][-1]
-        print(
-            f"trained {record['timesteps']:,} advertiser-periods in "
-            f"{record['seconds']:.0f} s; held-out score {last['score']:.3f} "
-            f"(PID {last['pid_score']:.3f}); run folder {args.out}"
-        )
+        print(f"{train_summary(scenario[0], record)}; run folder {args.out}")
         return 0
     from training import train
     from training.sb3 import main_summary
