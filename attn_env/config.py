@@ -1038,6 +1038,12 @@ def _check_value_ranges(c: EnvConfig) -> None:
             "value_ranges needs valuation: uniform (per-buyer ranges of theta), got "
             f"valuation {show(c.valuation)}"
         )
+    if ranges and not c.value_low < c.value_high:
+        raise ConfigError(
+            "value_ranges needs value_low < value_high (each buyer's range is the "
+            f"market's mapped onto its own), got {show(c.value_low)}, "
+            f"{show(c.value_high)}"
+        )
     buyers = [f"buyer_{i}" for i in range(c.n_buyers)]
     for name, pair in ranges.items():
         if name not in buyers:

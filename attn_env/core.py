@@ -14,7 +14,7 @@ The meaning of every observation entry, action, reward and info field is in the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -66,7 +66,8 @@ class MarketSpec:
         fam = mechanisms.family(c.mechanism)
         m = mechanisms.n_sellers(c.mechanism, c.n_buyers, c.n_sellers)
         # The price range: buyers' values, and sellers' costs where there are sellers.
-        vmax = max(c.value_high, c.cost_high) if m else c.value_high
+        vhigh = max([c.value_high, *(r[1] for r in c.value_ranges.values())])
+        vmax = max(vhigh, c.cost_high) if m else vhigh
         max_bid = float(c.max_bid) if c.max_bid is not None else vmax
         # Unlimited budgets are reported as the most a buyer could ever spend.
         budget_high = float(c.budget) if c.budget is not None else c.rounds * max_bid
@@ -189,6 +190,19 @@ class MarketState:
         )
 
 
+def _buyer_ranges(c: EnvConfig) -> tuple[NDArray, NDArray] | None:
+    """``[n]`` lows and highs of the buyers' values under ``value_ranges``
+    (``None`` without: every buyer draws from the market's range)."""
+    if not c.value_ranges:
+        return None
+    pairs = [
+        c.value_ranges.get(f"buyer_{i}", [c.value_low, c.value_high])
+        for i in range(c.n_buyers)
+    ]
+    low, high = np.asarray(pairs, dtype=np.float64).T
+    return low, high
+
+
 def _push(past: NDArray[np.float64], latest: NDArray[np.float64]) -> None:
     """Shift ``past [..., T]`` one step along its last axis, ``latest`` first."""
     past[..., 1:] = past[..., :-1]
@@ -226,6 +240,8 @@ class MarketCore:
         # share rules (mechanisms/answer.py) divide the whole answer's attention:
         # the first-best gives it all to the highest value, one buyer may get it
         self._shares = bool(getattr(self.mechanism, "share_rule", False))
+        self._ranges = _buyer_ranges(config)
+        self._rho = float(config.utility.rho) if config.utility.kind == "crra" else 1.0
         self.state = MarketState.empty(spec, B)
         role = np.zeros(N, dtype=np.float32)
         role[n:] = 1.0
@@ -255,6 +271,10 @@ class MarketCore:
         """New private values (and costs) for ``count`` markets at ``idx``."""
         s, c = self.spec, self.config
         d = self.source.draw(rng, count, s.n_buyers, s.n_slots)
+        if self._ranges is not None:  # the market's range mapped onto each buyer's
+            low, high = self._ranges
+            unit = (d.theta - c.value_low) / (c.value_high - c.value_low)
+            d = replace(d, theta=low + (high - low) * unit)
         self.state.theta[idx] = d.theta
         self.state.relevance[idx] = d.relevance
         self.state.unit_value[idx] = d.unit_value
@@ -441,6 +461,9 @@ class MarketCore:
                 np.where(b_active, self.state.unit_value, 0.0),
                 alpha=self._first_best_alpha(),
             )
+        if self._rho != 1.0:  # CRRA: buyers' reward is u(surplus) = sign |.|^rho
+            x = utility[:, :n]
+            utility[:, :n] = np.sign(x) * np.abs(x) ** self._rho
         self.state.budget_left = np.maximum(self.state.budget_left - pay, 0.0)
         self.state.acc["welfare"] += welfare
         self.state.acc["revenue"] += pay.sum(axis=1)

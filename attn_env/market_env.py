@@ -101,6 +101,10 @@ Rewards
 -------
 The round's utility (quasi-linear): buyer ``theta_i r_i alpha_j - pay_i``
 (0 when it wins nothing), seller ``receipt_j - c_j`` when it sells, else 0.
+Under ``utility: {kind: crra, rho}`` a buyer's reward is ``u(x) = sign(x)
+|x|^rho`` of that surplus ``x`` (risk aversion; ``info["utility"]`` too).
+With ``value_ranges`` a buyer's theta is drawn from its own ``[low, high]``
+(the market's draw mapped affinely onto it: asymmetric bidders).
 
 Infos
 -----
