@@ -23,9 +23,13 @@ EQUILIBRIUM = "equilibrium"
 
 
 def build_agent(
-    kind: str, params: Mapping[str, Any], config: ExperimentConfig
+    kind: str,
+    params: Mapping[str, Any],
+    config: ExperimentConfig,
+    name: str | None = None,
 ) -> Agent:
-    """One agent of ``kind`` for ``config``'s market (``policy``: a trained run)."""
+    """One agent of ``kind`` for ``config``'s market (``policy``: a trained run);
+    ``name`` is its seat (an equilibrium agent plays its seat's bidder class)."""
     if kind == POLICY:
         unknown = sorted(set(params) - {"path", "agent"})
         if unknown or "path" not in params:
@@ -41,6 +45,8 @@ def build_agent(
     if kind == EQUILIBRIUM and "solve" not in params:
         # the config's solve: section (a path's solution is judged by its tolerance)
         params = {**params, "solve": config.solve}
+    if kind == EQUILIBRIUM and name is not None and "agent" not in params:
+        params = {**params, "agent": name}
     return agents.for_market(kind, params, config.env)
 
 
@@ -76,7 +82,7 @@ def build_agents(
                 + ", ".join([*agents.names(), POLICY])
             )
         try:
-            out[name] = build_agent(spec.kind, spec.params, config)
+            out[name] = build_agent(spec.kind, spec.params, config, name)
         except (TypeError, ValueError) as err:
             raise UserError(f"agent {name!r}: {err}") from err
     return out
