@@ -65,6 +65,7 @@ from typing import Any
 from attn_env.checks import ConfigError, check_int, show
 from attn_env.errors import UnsafePathError, UserError
 from attn_env.fileio import atomic_write_text, read_user_json
+from training.run import checked_path
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -530,24 +531,7 @@ def _tune_trainable(config: dict[str, Any]) -> None:
 
 def _inside(out: Path, rel: str) -> Path:
     """``out / rel`` once no existing component of it is a symlink or a non-folder."""
-    cur = out
-    parts = Path(rel).parts
-    for i, part in enumerate(parts):
-        if part in ("..", "") or os.sep in part:
-            raise UnsafePathError(f"{out}: path {rel!r} leaves the sweep folder")
-        cur = cur / part
-        try:
-            mode = os.lstat(cur).st_mode
-        except FileNotFoundError:
-            return out.joinpath(*parts)
-        if stat.S_ISLNK(mode):
-            raise UnsafePathError(
-                f"{cur}: a symlink inside the sweep folder, which could lead outside "
-                "it; refusing it"
-            )
-        if i < len(parts) - 1 and not stat.S_ISDIR(mode):
-            raise UnsafePathError(f"{cur}: not a folder")
-    return cur
+    return checked_path(out, rel, "path", where=out, folder="sweep folder")
 
 
 TRIAL_ENTRIES = ("trial.yaml", "error.txt", RESULT, "run", "curve.csv", "solve")

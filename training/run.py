@@ -111,32 +111,40 @@ def _root(run_dir: str | Path) -> Path:
         ) from None
 
 
-def _parts(run_dir: Path, rel: Any, what: str) -> tuple[str, ...]:
+def _parts(where: Path, rel: Any, what: str, folder: str) -> tuple[str, ...]:
     """The parts of ``rel``, a relative POSIX path without ``..``; else one line."""
-    where = run_dir / MANIFEST
     if not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel:
         raise UnsafePathError(f"{where}: {what} {rel!r} is not a relative path")
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts or os.path.isabs(rel):
         raise UnsafePathError(
-            f"{where}: {what} {rel!r} lies outside the run folder; refusing it"
+            f"{where}: {what} {rel!r} lies outside the {folder}; refusing it"
         )
     return pure.parts
 
 
-def checked_path(run_dir: str | Path, rel: Any, what: str) -> Path:
+def checked_path(
+    run_dir: str | Path,
+    rel: Any,
+    what: str,
+    where: str | Path | None = None,
+    folder: str = "run folder",
+) -> Path:
     """``run_dir / rel`` once no component of it is a symlink or a non-folder.
 
     Components that exist are checked with ``lstat``: each folder on the way a
     real folder, none a symlink (wherever it points: a link is how a path leads
     out). Missing components are fine (the caller creates or reports them).
+    Messages start with ``where`` (default: the run's manifest, which names the
+    path) and call ``run_dir`` the ``folder``.
 
     Raises:
         UnsafePathError: one line naming ``rel`` and the component at fault.
     """
     run_dir = Path(run_dir)
+    where = run_dir / MANIFEST if where is None else Path(where)
     root = _root(run_dir)
-    parts = _parts(run_dir, rel, what)
+    parts = _parts(where, rel, what, folder)
     cur = root
     for i, part in enumerate(parts):
         cur = cur / part
@@ -151,13 +159,11 @@ def checked_path(run_dir: str | Path, rel: Any, what: str) -> Path:
         shown = "/".join(parts[: i + 1])
         if stat.S_ISLNK(mode):
             raise UnsafePathError(
-                f"{run_dir / MANIFEST}: {what} {rel!r}: {shown!r} is a symlink, "
-                "which could lead outside the run folder; refusing it"
+                f"{where}: {what} {rel!r}: {shown!r} is a symlink, "
+                f"which could lead outside the {folder}; refusing it"
             )
         if i < len(parts) - 1 and not stat.S_ISDIR(mode):
-            raise UnsafePathError(
-                f"{run_dir / MANIFEST}: {what} {rel!r}: {shown!r} is not a folder"
-            )
+            raise UnsafePathError(f"{where}: {what} {rel!r}: {shown!r} is not a folder")
     return cur
 
 
@@ -215,7 +221,7 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
 
 def _check_checkpoint(run_dir: str | Path, rel: Any) -> None:
     """The manifest's checkpoint is ``checkpoints/<steps>-<i>``, a real folder."""
-    parts = _parts(Path(run_dir), rel, "checkpoint")
+    parts = _parts(Path(run_dir) / MANIFEST, rel, "checkpoint", "run folder")
     if len(parts) != 2 or parts[0] != CHECKPOINTS or not is_checkpoint_name(parts[1]):
         raise UnsafePathError(
             f"{Path(run_dir) / MANIFEST}: checkpoint {rel!r} is not a "
@@ -386,7 +392,7 @@ class RunFolder:
 
     def folder(self, rel: str, what: str) -> Path:
         """``DIR/rel`` as a real folder, created component by component if missing."""
-        parts = _parts(self.path, rel, what)
+        parts = _parts(self.path / MANIFEST, rel, what, "run folder")
         for i in range(1, len(parts) + 1):
             sub = "/".join(parts[:i])
             target = checked_path(self.path, sub, what)
