@@ -79,6 +79,7 @@ __all__ = [
     "ExperimentConfig",
     "SolveClass",
     "SolveConfig",
+    "SolvePrior",
     "SolveUtility",
     "TrainConfig",
     "from_dict",
@@ -291,6 +292,31 @@ class SolveClass:
     "Upper end of the class's values (``None``: the market's ``value_high``)."
 
 
+PRIOR_KINDS = ("independent", "common_noise", "source")
+"Joint laws of the buyers' values in the solver (``solve.prior.kind``)."
+
+
+@dataclass(frozen=True)
+class SolvePrior:
+    """The joint law of the buyers' values in the solver (``solve.prior``).
+
+    ``independent``: each buyer's value an independent draw of the market's law
+    (as before). ``common_noise``: affiliated values ``v_i = low + (high - low)
+    (w c + (1 - w) e_i)`` with ``c``, ``e_i`` independent ``U[0, 1]`` and ``w =
+    common``. ``source``: whole markets drawn from the valuation source, each
+    market's values kept together (the attention source: theta x r of one
+    query's candidates). Both integrate over ``draws`` value profiles drawn once
+    (common random numbers).
+    """
+
+    kind: str = "independent"
+    "``independent``, ``common_noise`` or ``source``."
+    common: float = 0.5
+    "Weight ``w`` of the common component, in [0, 1) (``common_noise``)."
+    draws: int = 4096
+    "Value profiles drawn once and integrated over (``common_noise``, ``source``)."
+
+
 @dataclass(frozen=True)
 class SolveConfig:
     """Options of the equilibrium solver (``solve`` command, ``kind: equilibrium``)."""
@@ -321,6 +347,11 @@ class SolveConfig:
     "Bidders' utility of their surplus: ``{kind: crra, rho: 0.5}`` for risk aversion."
     classes: list[SolveClass] = field(default_factory=list)
     "Asymmetric bidders: classes with their own value ranges and strategies."
+    prior: SolvePrior = field(default_factory=SolvePrior)
+    "Joint law of the values: ``{kind: common_noise, common: 0.5}`` (affiliated),"
+    " ``{kind: source}`` (the valuation source's markets, values kept together)."
+    roi_target: float | None = None
+    "ROI-constrained bidders: a bid must keep ``v A(b) >= (1 + target) P(b)``."
 
 
 @dataclass(frozen=True)
@@ -776,9 +807,30 @@ def validate_solve(s: SolveConfig) -> None:
     _validate_solve_formats(s)
 
 
+def _validate_solve_prior(s: SolveConfig) -> None:
+    """``ConfigError`` naming a bad ``solve.prior`` or ``solve.roi_target``."""
+    p = getattr(s, "prior", SolvePrior())
+    if not isinstance(p, SolvePrior) or p.kind not in PRIOR_KINDS:
+        raise ConfigError(
+            f"solve.prior.kind must be one of {', '.join(PRIOR_KINDS)}, got "
+            f"{show(getattr(p, 'kind', p))}"
+        )
+    if not (is_real(p.common) and 0.0 <= p.common < 1.0):
+        raise ConfigError(
+            f"solve.prior.common must be a number in [0, 1), got {show(p.common)}"
+        )
+    check_int(p.draws, "solve.prior.draws", 16, 1_000_000)
+    t = getattr(s, "roi_target", None)
+    if t is not None and not (is_real(t) and 0.0 <= t <= 100.0):
+        raise ConfigError(
+            f"solve.roi_target must be null or a number in [0, 100], got {show(t)}"
+        )
+
+
 def _validate_solve_formats(s: SolveConfig) -> None:
     """``ConfigError`` naming a bad ``solve.utility`` or ``solve.classes`` entry
     (whether the classes fit the market is checked by the solver)."""
+    _validate_solve_prior(s)
     u = getattr(s, "utility", SolveUtility())
     if not isinstance(u, SolveUtility) or u.kind not in UTILITY_KINDS:
         kind = getattr(u, "kind", u)
