@@ -20,7 +20,7 @@ from attn_env.scenarios.search_config import SearchDayConfig, from_data
 from attn_env.scenarios.search_market import SearchMarket, build_market
 from attn_env.scenarios.search_play import DayResult, Policy, play_day, seat_kinds
 
-__all__ = ["CONFIG", "from_data", "play_days", "simulate", "summarise"]
+__all__ = ["CONFIG", "day_measures", "from_data", "play_days", "simulate", "summarise"]
 
 CONFIG = SearchDayConfig
 
@@ -73,6 +73,18 @@ def _put(out: dict[str, Any], key: str, values: list[float]) -> None:
     out[key], out[f"{key}_se"] = _mean_se(values)
 
 
+def day_measures(days: list[DayResult]) -> dict[str, list[float]]:
+    """The market's figures day by day (what ``summarise`` averages and
+    ``compare`` pairs): revenue, welfare, surplus, mean score, budget use."""
+    return {
+        "revenue": [d.revenue for d in days],
+        "welfare": [d.welfare for d in days],
+        "advertiser_surplus": [d.welfare - d.revenue for d in days],
+        "score": [float(d.score.mean()) for d in days],
+        "budget_use": [float((d.spend / d.budget).mean()) for d in days],
+    }
+
+
 def summarise(config: SearchDayConfig, days: list[DayResult]) -> dict[str, Any]:
     """One JSON-able summary of played days (means and standard errors over days)."""
     out: dict[str, Any] = {
@@ -85,11 +97,8 @@ def summarise(config: SearchDayConfig, days: list[DayResult]) -> dict[str, Any]:
     seconds = [d.seconds for d in days]
     out["seconds_per_day"] = float(np.mean(seconds))
     out["impressions_per_s"] = float(sum(d.impressions for d in days) / sum(seconds))
-    _put(out, "revenue", [d.revenue for d in days])
-    _put(out, "welfare", [d.welfare for d in days])
-    _put(out, "advertiser_surplus", [d.welfare - d.revenue for d in days])
-    _put(out, "score", [float(d.score.mean()) for d in days])
-    _put(out, "budget_use", [float((d.spend / d.budget).mean()) for d in days])
+    for key, values in day_measures(days).items():
+        _put(out, key, values)
     _put(out, "violation_rate", [float(d.violated.mean()) for d in days])
     by_kind: dict[str, Any] = {}
     for kind in dict.fromkeys(k for d in days for k in d.kinds):

@@ -83,13 +83,10 @@ def evaluate(config: Any, policy: str | Path, episodes: int | None) -> dict[str,
     }
 
 
-COMPARED = ("revenue", "welfare", "advertiser_surplus", "score", "budget_use")
-"Day-level measures that ``compare`` pairs."
-
-
 def compare(designs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Paired differences of each design against the first, over the same days."""
-    from attn_env.scenarios.search_day import play_days, summarise
+    """Paired differences of each design against the first, over the same days
+    (every figure of :func:`attn_env.scenarios.search_day.day_measures`)."""
+    from attn_env.scenarios.search_day import day_measures, play_days, summarise
 
     rows, per_day = [], []
     for label, config in designs:
@@ -97,21 +94,11 @@ def compare(designs: list[tuple[str, Any]]) -> dict[str, Any]:
         summary = summarise(config, played)
         summary["label"] = label
         rows.append(summary)
-        per_day.append(
-            {
-                "revenue": np.array([d.revenue for d in played]),
-                "welfare": np.array([d.welfare for d in played]),
-                "advertiser_surplus": np.array([d.welfare - d.revenue for d in played]),
-                "score": np.array([d.score.mean() for d in played]),
-                "budget_use": np.array([(d.spend / d.budget).mean() for d in played]),
-            }
-        )
+        per_day.append({k: np.array(v) for k, v in day_measures(played).items()})
     base = per_day[0]
     diffs = []
     for (label, _), days in zip(designs[1:], per_day[1:], strict=True):
         if len(days["score"]) != len(base["score"]):
             raise UserError("compare needs the same number of days in every config")
-        diffs.append(
-            {"label": label, **{k: paired(days[k] - base[k]) for k in COMPARED}}
-        )
+        diffs.append({"label": label, **{k: paired(days[k] - base[k]) for k in base}})
     return {"scenario": "search_day", "designs": rows, "differences": diffs}
