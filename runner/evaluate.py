@@ -34,6 +34,19 @@ for each learner:
     Monte Carlo error shrinks with ``samples``. Reported for single-round
     sealed-bid markets of the ``uniform`` source.
 
+Asymmetric markets (``env.value_ranges`` / ``solve.classes``) measure each
+learner against its own class's strategy: its value grid is its class's range,
+its reference the class's bid function (the asymmetric uniform first-price
+closed form, ``attn_env.equilibria.asymmetric_first_price_bne``, where it
+applies, else the solver's class), and the opponents' values in the utility
+loss come from their own ranges. A learner shared by several classes is
+measured in each (its worst class under ``*_by_learner``), and
+``bne_l2_by_class`` / ``utility_loss_by_class`` give every class's worst
+learner. Under a CRRA utility (``utility: {kind: crra, rho}``) the reference is
+the CRRA equilibrium (``crra_first_price_bne`` where it applies, else the
+solver's) and the utility loss prices outcomes in ``u(x) = sign(x) |x|^rho`` of
+the surplus, as the rewards do.
+
 ``bne_l2_floor_by_learner`` is the least (payoff-relevant) ``bne_l2`` the
 learner's action map can reach. Shading never bids above the value, which
 costs 0.024 per role of ``bne_l2_all`` against the k = 1/2 bilateral
@@ -47,6 +60,7 @@ from ``runner.simulate.play`` with the trained policy in the learners' seats.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +69,14 @@ from numpy.typing import NDArray
 
 import attn_env
 from attn_env import mechanisms
-from attn_env.config import ExperimentConfig
-from attn_env.equilibria import Strategy, bne_strategy
+from attn_env.config import EnvConfig, ExperimentConfig
+from attn_env.equilibria import (
+    Strategy,
+    asymmetric_first_price_bne,
+    bne_strategy,
+    crra_first_price_bne,
+    truthful,
+)
 from attn_env.errors import UserError
 from attn_env.figures import new_figure, save_png
 from attn_env.solver import (
@@ -72,6 +92,7 @@ from attn_env.strategy_metrics import (
     utility_loss,
     value_grid,
 )
+from attn_env.valuations import draw_values
 from runner.results import jsonable
 from runner.seats import build_agent
 from runner.simulate import play
@@ -92,7 +113,7 @@ def strategies_for(config: ExperimentConfig, trained: Any, rng: np.random.Genera
         if spec.kind == "learn":
             fns.append(bid_function(trained.for_agent(name).act, template[j]))
         else:
-            agent = build_agent(spec.kind, spec.params, config)
+            agent = build_agent(spec.kind, spec.params, config, name)
             agent.reset(1, rng)
             fns.append(bid_function(lambda o, a=agent: a.act(o, rng), template[j]))
     return names, fns
@@ -126,12 +147,32 @@ def _check_run_matches(
             )
 
 
-def _learners(config: ExperimentConfig, trained: Any) -> dict[str, tuple[str, str]]:
-    """learner name -> (role, first seat's agent name)."""
-    return {
-        name: (entry["role"], entry["seats"][0])
-        for name, entry in trained.manifest["learners"].items()
+def _class_seats(
+    config: ExperimentConfig, trained: Any
+) -> list[tuple[str, str, str, str]]:
+    """``(learner, role, seat, class)`` for each learner's first seat in each
+    bidder class (``class`` is the role in a symmetric market)."""
+    owner = {
+        a: c.name or f"class_{i}"
+        for i, c in enumerate(config.solve.classes)
+        for a in c.agents
     }
+    out, seen = [], set()
+    for name, entry in trained.manifest["learners"].items():
+        for seat in entry["seats"]:
+            cls = owner.get(seat, entry["role"])
+            if (name, cls) not in seen:
+                seen.add((name, cls))
+                out.append((name, entry["role"], seat, cls))
+    return out
+
+
+def _seat_env(env: EnvConfig, seat: str) -> EnvConfig:
+    """``env`` with the market's value range replaced by ``seat``'s own."""
+    if seat not in env.value_ranges:
+        return env
+    low, high = env.value_ranges[seat]
+    return dataclasses.replace(env, value_low=float(low), value_high=float(high))
 
 
 def evaluate(
@@ -162,30 +203,40 @@ def evaluate(
     _check_run_matches(config, trained.manifest, policy_dir)
     rng = np.random.default_rng(config.seed)
     names, fns = strategies_for(config, trained, rng)
-    learners = _learners(config, trained)
     env = config.env
+    game = _is_game(env)
     by_l2: dict[str, float] = {}
     by_l2_all: dict[str, float] = {}
     by_ul: dict[str, float] = {}
     floor: dict[str, float] = {}
+    class_l2: dict[str, float] = {}
+    class_ul: dict[str, float] = {}
     curves = {}
     refs: set[str] = set()
     known: dict[str, tuple[Strategy | None, str | None]] = {}
 
-    def references(role: str) -> tuple[Strategy | None, str | None]:
-        """Each role's reference, found (solved) once."""
-        if role not in known:
-            known[role] = _reference(config, role)
-        return known[role]
+    def references(
+        key: str, role: str | None = None, seat: str | None = None
+    ) -> tuple[Strategy | None, str | None]:
+        """Each role's (class's) reference, found (solved) once."""
+        if key not in known:
+            known[key] = _reference(config, role or key, seat)
+        return known[key]
 
-    for lname, (role, seat) in learners.items():
+    def worst(into: dict[str, float], key: str, value: float) -> None:
+        into[key] = max(into.get(key, value), value)
+
+    for lname, role, seat, cls in _class_seats(config, trained):
         j = names.index(seat)
-        grid = value_grid(env, role, 1000)
-        star, ref = references(role)
+        senv = _seat_env(env, seat)
+        grid = value_grid(senv, role, 1000)
+        star, ref = references(cls, role, seat)
         if ref is not None:
             refs.add(ref)
-        relevant = _relevant(config, role, references) if star is not None else None
-        curves[lname] = (
+        relevant = (
+            _relevant(config, senv, role, references) if star is not None else None
+        )
+        curves[lname if cls == role else f"{lname} ({cls})"] = (
             role,
             grid,
             fns[j](grid),
@@ -193,12 +244,16 @@ def evaluate(
             relevant,
         )
         if star is not None:
-            by_l2[lname] = bne_l2(fns[j], star, grid, relevant)
-            by_l2_all[lname] = bne_l2(fns[j], star, grid)
-            floor[lname] = _reachable_floor(trained, seat, role, grid, star, relevant)
+            worst(by_l2, lname, bne_l2(fns[j], star, grid, relevant))
+            worst(by_l2_all, lname, bne_l2(fns[j], star, grid))
+            worst(class_l2, cls, by_l2[lname])
+            reach = _reachable_floor(trained, seat, role, grid, star, relevant)
+            worst(floor, lname, reach)
         if env.rounds == 1 and env.valuation == "uniform" and _sealed(env.mechanism):
-            res = utility_loss(env, fns, j, rng, samples=samples)
-            by_ul[lname] = res["utility_loss"]
+            loss = _game_utility_loss if game else utility_loss
+            res = loss(env, fns, j, rng, samples=samples)
+            worst(by_ul, lname, res["utility_loss"])
+            worst(class_ul, cls, res["utility_loss"])
     result: dict[str, Any] = dict(
         _market_metrics(config, trained, names, episodes, progress)
     )
@@ -215,6 +270,13 @@ def evaluate(
         utility_loss_by_learner=by_ul,
         timesteps=int(trained.manifest["timesteps"]),
     )
+    if game:  # asymmetric classes or a CRRA utility: say so, class by class
+        u = env.utility
+        result.update(
+            utility={"kind": u.kind, "rho": u.rho},
+            bne_l2_by_class=class_l2,
+            utility_loss_by_class=class_ul,
+        )
     if plot is not None:
         plot_bid_functions(
             curves, plot, title=f"{env.mechanism}, n_buyers={env.n_buyers}"
@@ -223,37 +285,166 @@ def evaluate(
     return result
 
 
+def _is_game(env: EnvConfig) -> bool:
+    """Whether ``env`` has bidder classes or a non-linear utility."""
+    return bool(env.value_ranges) or env.utility.kind != "linear"
+
+
 def _reference(
-    config: ExperimentConfig, role: str
+    config: ExperimentConfig, role: str, seat: str | None = None
 ) -> tuple[Strategy | None, str | None]:
-    """The equilibrium to measure ``role`` against: ``analytic`` or ``numerical``."""
-    star = bne_strategy(config.env, role)
+    """The equilibrium to measure ``role`` (``seat``'s class) against:
+    ``analytic`` or ``numerical``."""
+    env = config.env
+    star = bne_strategy(env, role)
+    if _is_game(env):
+        star = _game_analytic(env, role, seat, star)
     if star is not None:
         return star, "analytic"
-    if unsupported(config.env) is not None:
+    if unsupported(env) is not None:
         return None, None
     check_solve_config(config.solve)
-    solution = solve_cached(config.env, config.solve)
+    solution = solve_cached(env, config.solve)
     check_converged(
         solution,
         config.solve.tolerance,
         config.solve.allow_unconverged,
         "evaluate's numerical reference",
     )
+    if role == "buyer" and seat is not None:
+        from agents.equilibrium import class_of
+
+        role = class_of(solution, seat, "evaluate's numerical reference")
     if role not in solution.roles:
         return None, None
-    return solution.bid_function(role), "numerical"
+    return solution.roles[role].bid_function(), "numerical"
+
+
+def _game_analytic(
+    env: EnvConfig, role: str, seat: str | None, star: Strategy | None
+) -> Strategy | None:
+    """The closed form of an asymmetric or CRRA market, where one is known.
+
+    Truthful bidding stays dominant whatever the ranges or the utility; first
+    price with one slot, no reserve and values from 0 has the CRRA closed form
+    (symmetric, any ``U[0, h]``: the bid is linear) and the two-bidder
+    asymmetric uniform one (linear utility); anything else is the solver's.
+    """
+    if star is truthful or star is None:
+        return star
+    if (
+        role != "buyer"
+        or mechanisms.name_of(env.mechanism) != "first_price"
+        or env.n_slots != 1
+        or any(k != "reserve" for k in env.mechanism_params)
+        or float(env.mechanism_params.get("reserve", 0.0)) != 0.0
+    ):
+        return None
+    ranges = [
+        env.value_ranges.get(f"buyer_{i}", [env.value_low, env.value_high])
+        for i in range(env.n_buyers)
+    ]
+    if any(float(low) != 0.0 for low, _ in ranges):
+        return None
+    if env.utility.kind == "crra" and not env.value_ranges:
+        return crra_first_price_bne(env.n_buyers, float(env.utility.rho))
+    if env.utility.kind == "linear" and env.n_buyers == 2 and seat is not None:
+        pair = asymmetric_first_price_bne(float(ranges[0][1]), float(ranges[1][1]))
+        return pair[int(seat.removeprefix("buyer_"))]
+    return None
+
+
+def _game_utility_loss(
+    env: EnvConfig,
+    strategies: list,
+    agent: int,
+    rng: np.random.Generator,
+    samples: int = 4000,
+    bids: int = 101,
+    grid: int = 100,
+) -> dict[str, float]:
+    """``strategy_metrics.utility_loss`` where buyers draw values from their own
+    ranges (``value_ranges``, the env's affine map of the market's draw) and a
+    buyer's outcome is worth ``u(v alloc - pay)`` under a CRRA utility.
+
+    The same opponent sample prices the learned bid and every candidate, so
+    the loss is >= 0 exactly; under CRRA the utility of a candidate is the mean
+    of ``u`` over the sample (not ``u`` of the means).
+    """
+    n = env.n_buyers
+    m = mechanisms.n_sellers(env.mechanism, n, env.n_sellers)
+    mech = mechanisms.build(env.mechanism, env.mechanism_params)
+    one_sided = mechanisms.family(env.mechanism) == "one_sided"
+    seller = agent >= n
+    role = "seller" if seller else "buyer"
+    val = np.empty((samples, n + m))
+    val[:, :n] = draw_values(
+        rng, (samples, n), env.value_dist, env.value_low, env.value_high
+    )
+    if env.value_ranges:
+        low, high = np.asarray(
+            [
+                env.value_ranges.get(f"buyer_{i}", [env.value_low, env.value_high])
+                for i in range(n)
+            ],
+            dtype=np.float64,
+        ).T
+        unit = (val[:, :n] - env.value_low) / (env.value_high - env.value_low)
+        val[:, :n] = low + (high - low) * unit
+    if m:
+        val[:, n:] = draw_values(
+            rng, (samples, m), "uniform", env.cost_low, env.cost_high
+        )
+    base = np.column_stack(
+        [
+            np.asarray(f(val[:, j]), dtype=np.float64).reshape(-1)
+            for j, f in enumerate(strategies)
+        ]
+    )
+    own_env = _seat_env(env, f"buyer_{agent}") if not seller else env
+    v_grid = value_grid(own_env, role, grid)
+    learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
+    lo, hi = (env.cost_low, env.cost_high) if seller else (0.0, own_env.value_high)
+    cand = np.concatenate([np.linspace(lo, hi, bids), learned])
+    rows = np.repeat(base[None], len(cand), axis=0)  # [C, S, n + m]
+    rows[:, :, agent] = cand[:, None]
+    rows = rows.reshape(-1, n + m)
+    if one_sided:
+        out = mech.clear(rows[:, :n], weights=np.ones(env.n_slots), rng=rng)
+    else:
+        out = mech.clear(rows[:, :n], rows[:, n:] if m else None, rng=rng)
+    shape = (len(cand), samples)
+    if seller:
+        q = out.seller_alloc[:, agent - n].reshape(shape).mean(axis=1)
+        money = out.seller_receipt[:, agent - n].reshape(shape).mean(axis=1)
+        util = money[None, :] - v_grid[:, None] * q[None, :]
+    else:
+        alloc = out.alloc[:, agent].reshape(shape)
+        pay = out.pay[:, agent].reshape(shape)
+        rho = float(env.utility.rho) if env.utility.kind == "crra" else 1.0
+        if rho == 1.0:
+            util = v_grid[:, None] * alloc.mean(axis=1) - pay.mean(axis=1)[None, :]
+        else:  # the mean of u over the sample, a few values at a time
+            util = np.empty((grid, len(cand)))
+            for g in range(0, grid, 8):
+                x = v_grid[g : g + 8, None, None] * alloc[None] - pay[None]
+                util[g : g + 8] = (np.sign(x) * np.abs(x) ** rho).mean(axis=2)
+    own = util[np.arange(grid), bids + np.arange(grid)]
+    best = np.maximum(util[:, :bids].max(axis=1), np.maximum(own, 0.0))
+    u_learned, u_br = float(own.mean()), float(best.mean())
+    loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0
+    return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
 
 
 def _relevant(
-    config: ExperimentConfig, role: str, references: Any
+    config: ExperimentConfig, env: EnvConfig, role: str, references: Any
 ) -> tuple[float, float]:
-    """The bids of ``role`` that can change its outcome against the reference
-    (``references(role) -> (strategy, kind)``)."""
+    """The bids of ``role`` (its value range in ``env``) that can change its
+    outcome against the reference (``references(role) -> (strategy, kind)``)."""
     other = None
     if mechanisms.family(config.env.mechanism) == "two_sided":
         other = references("seller" if role == "buyer" else "buyer")[0]
-    return relevant_range(config.env, role, other)
+    return relevant_range(env, role, other)
 
 
 def _reachable_floor(
