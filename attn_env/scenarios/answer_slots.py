@@ -38,7 +38,9 @@ utility on fresh markets when the others bid ``s``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,8 +50,22 @@ from numpy.typing import NDArray
 from attn_env import mechanisms
 from attn_env.checks import check_int, check_one_of, check_real
 from attn_env.errors import ConfigError
+from attn_env.scenarios.train_config import ScenarioTrainConfig, check_train_config
 
-__all__ = ["CONFIG", "MECHANISMS", "AnswerSlotsConfig", "Markets", "simulate"]
+__all__ = [
+    "CONFIG",
+    "MECHANISMS",
+    "AnswerSlotsConfig",
+    "Markets",
+    "Source",
+    "clear",
+    "deviation_utilities",
+    "learn_factor",
+    "row_metrics",
+    "rows_of",
+    "simulate",
+    "validate",
+]
 
 MECHANISMS = ("segment_auction", "prominence_auction", "gsp")
 "Mechanisms the scenario compares (gsp: the pay-per-attention baseline)."
@@ -90,6 +106,12 @@ class AnswerSlotsConfig:
     "Fresh markets per learner round."
     learner_step: float = 0.5
     "Damping of the learner's update."
+    env_markets: int = 512
+    "Markets per step of the PettingZoo env (a reward is the mean over them)."
+    env_steps: int = 4
+    "Steps per episode of the PettingZoo env (mechanism and quality weight fixed)."
+    train: ScenarioTrainConfig = field(default_factory=ScenarioTrainConfig)
+    "Shared-policy PPO of the env's advertisers (``attn-market train``)."
 
 
 CONFIG = AnswerSlotsConfig
@@ -107,6 +129,9 @@ def validate(c: AnswerSlotsConfig) -> AnswerSlotsConfig:
     check_int(c.learner_rounds, "learner_rounds", 0, 1_000)
     check_int(c.learner_markets, "learner_markets", 1, 1_000_000)
     check_real(c.learner_step, "learner_step", 0.0, 1.0, above=True)
+    check_int(c.env_markets, "env_markets", 1, 1_000_000)
+    check_int(c.env_steps, "env_steps", 1, 100_000)
+    check_train_config(c.train, "answer_slots")
     if c.scenario != "answer_slots":
         raise ConfigError(f"scenario must be answer_slots, got {c.scenario!r}")
     bad = [m for m in c.mechanisms if m not in MECHANISMS]
@@ -207,23 +232,41 @@ def clear(
     }
 
 
+def deviation_utilities(
+    name: str,
+    mk: Markets,
+    bids: NDArray[np.float64],
+    factors: Any,
+    lam: float,
+    c: AnswerSlotsConfig,
+    who: int = 0,
+) -> NDArray[np.float64]:
+    """Advertiser ``who``'s utility per market ``[len(factors), M]`` when it bids
+    ``f v`` for each factor ``f`` and the others keep ``bids [M, n_ads]``."""
+    out = []
+    for f in factors:
+        dev = bids.copy()
+        dev[:, who] = f * mk.value[:, who]
+        res = clear(name, mk, dev, lam, c)
+        out.append(mk.value[:, who] * res["x"][:, who] - res["pay"][:, who])
+    return np.array(out)
+
+
+LEARNER_GRID = np.round(np.arange(0.2, 1.41, 0.05), 10)
+"Bid factors the learner's best response searches."
+
+
 def learn_factor(
     src: Source, name: str, lam: float, c: AnswerSlotsConfig, rng: np.random.Generator
 ) -> tuple[float, list[float]]:
     """The learners' common bid factor after ``learner_rounds`` damped best
     responses (and its path)."""
-    grid = np.round(np.arange(0.2, 1.41, 0.05), 10)
+    grid = LEARNER_GRID
     s, path = 1.0, [1.0]
     for _ in range(c.learner_rounds):
         mk = src.draw(rng, c.learner_markets, c)
-        utils = []
-        for f in (s, *grid):
-            bids = s * mk.value
-            bids[:, 0] = f * mk.value[:, 0]
-            res = clear(name, mk, bids, lam, c)
-            utils.append(
-                float((mk.value[:, 0] * res["x"][:, 0] - res["pay"][:, 0]).mean())
-            )
+        u = deviation_utilities(name, mk, s * mk.value, (s, *grid), lam, c)
+        utils = [float(row.mean()) for row in u]
         k = int(np.argmax(utils[1:]))
         # move only on a strict gain: an indifferent learner keeps its factor
         best = float(grid[k]) if utils[1 + k] > utils[0] + 1e-12 else s
@@ -232,8 +275,50 @@ def learn_factor(
     return s, path
 
 
+def row_metrics(
+    name: str, mk: Markets, bids: NDArray[np.float64], lam: float, c: AnswerSlotsConfig
+) -> dict[str, NDArray[np.float64]]:
+    """Per-market measures ``[M]`` of ``bids`` in mechanism ``name`` at ``lam``:
+    revenue, advertiser welfare and utility, quality, quality cost, sponsored share."""
+    res = clear(name, mk, bids, lam, c)
+    welfare = (mk.value * res["x"]).sum(axis=1)
+    revenue = res["pay"].sum(axis=1)
+    return {
+        "revenue": revenue,
+        "advertiser_welfare": welfare,
+        "advertiser_utility": welfare - revenue,
+        "quality": res["quality"],
+        "quality_cost": mk.q0 - res["quality"],
+        "sponsored_share": 1.0 - res["organic_share"],
+    }
+
+
 def _mean_se(x: NDArray[np.float64]) -> dict[str, float]:
     return {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(x.size))}
+
+
+def rows_of(
+    c: AnswerSlotsConfig, src: Source, mk: Markets
+) -> Iterator[
+    tuple[dict[str, Any], dict[str, NDArray[np.float64]], list[float] | None]
+]:
+    """Each mechanism x quality weight of ``c`` on markets ``mk``: the row's head
+    (mechanism, quality weight, bid factor), its per-market measures
+    (:func:`row_metrics`) and the learner's path (``None`` for truthful bidders)."""
+    k = 0
+    for name in c.mechanisms:
+        for lam in c.quality_weights:
+            factor, path = 1.0, None
+            if c.bidders == "learner":
+                lrng = np.random.default_rng([c.seed, k])
+                factor, path = learn_factor(src, name, float(lam), c, lrng)
+            head = {
+                "mechanism": name,
+                "quality_weight": float(lam),
+                "bid_factor": float(factor),
+            }
+            yield head, row_metrics(name, mk, factor * mk.value, float(lam), c), path
+            k += 1
 
 
 def simulate(config: AnswerSlotsConfig, progress: bool = False) -> dict[str, Any]:
@@ -249,39 +334,21 @@ def simulate(config: AnswerSlotsConfig, progress: bool = False) -> dict[str, Any
     c = validate(config)
     start = time.perf_counter()
     src = Source(c.n_segments)
-    rng = np.random.default_rng(c.seed)
-    mk = src.draw(rng, c.markets, c)
+    mk = src.draw(np.random.default_rng(c.seed), c.markets, c)
     rows = []
-    for name in c.mechanisms:
-        for lam in c.quality_weights:
-            factor, path = 1.0, None
-            if c.bidders == "learner":
-                lrng = np.random.default_rng([c.seed, len(rows)])
-                factor, path = learn_factor(src, name, float(lam), c, lrng)
-            res = clear(name, mk, factor * mk.value, float(lam), c)
-            welfare = (mk.value * res["x"]).sum(axis=1)
-            revenue = res["pay"].sum(axis=1)
-            row = {
-                "mechanism": name,
-                "quality_weight": float(lam),
-                "bid_factor": float(factor),
-                "revenue": _mean_se(revenue),
-                "advertiser_welfare": _mean_se(welfare),
-                "advertiser_utility": _mean_se(welfare - revenue),
-                "quality": _mean_se(res["quality"]),
-                "quality_cost": _mean_se(mk.q0 - res["quality"]),
-                "sponsored_share": _mean_se(1.0 - res["organic_share"]),
-            }
-            if path is not None:
-                row["bid_factor_path"] = [float(p) for p in path]
-            rows.append(row)
-            if progress:
-                print(
-                    f"{name:>18} lambda={lam:<5g} revenue={row['revenue']['mean']:.4f} "
-                    f"quality={row['quality']['mean']:.4f}"
-                )
+    for head, per_market, path in rows_of(c, src, mk):
+        row = {**head, **{k: _mean_se(v) for k, v in per_market.items()}}
+        if path is not None:
+            row["bid_factor_path"] = [float(p) for p in path]
+        rows.append(row)
+        if progress:
+            print(
+                f"{row['mechanism']:>18} lambda={row['quality_weight']:<5g} "
+                f"revenue={row['revenue']['mean']:.4f} "
+                f"quality={row['quality']['mean']:.4f}"
+            )
     return {
-        "config": {k: getattr(c, k) for k in c.__dataclass_fields__},
+        "config": dataclasses.asdict(c),
         "organic_quality": _mean_se(mk.q0),
         "rows": rows,
         "seconds": time.perf_counter() - start,
