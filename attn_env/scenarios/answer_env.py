@@ -33,7 +33,7 @@ Version history: ``answer_slots_v0``, the first.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.spaces import Box
@@ -98,7 +98,7 @@ def observe(
 class AnswerSlotsEnv(ParallelEnv):
     """Advertisers bidding for an answer's attention; every advertiser is an agent."""
 
-    metadata = {
+    metadata: ClassVar[dict[str, Any]] = {
         "name": "answer_slots_v0",
         "render_modes": [],
         "is_parallelizable": True,
@@ -198,8 +198,8 @@ class AnswerSlotsEnv(ParallelEnv):
         obs = self._obs(observe(self.mechanism, self.quality_weight, factors, own))
         rewards = {a: float(own[i, 2]) for i, a in enumerate(names)}
         over = self.t >= c.env_steps
-        terminations = {a: False for a in names}
-        truncations = {a: over for a in names}
+        terminations = dict.fromkeys(names, False)
+        truncations = dict.fromkeys(names, over)
         infos = {a: {} for a in names}
         if over:
             self.agents = []
