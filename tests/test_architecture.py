@@ -123,6 +123,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "scenarios",
         (
             "attn_env.scenarios",
+            "attn_env.scenarios.answer_env",
+            "attn_env.scenarios.answer_play",
             "attn_env.scenarios.answer_slots",
             "attn_env.scenarios.autobidders",
             "attn_env.scenarios.compute_market",
@@ -201,6 +203,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runner.fairness",
             "runner.results",
             "runner.scenario_commands",
+            "runner.scenario_commands.answer_slots",
             "runner.scenario_commands.search_day",
             "runner.scenario_report",
             "runner.scenarios",

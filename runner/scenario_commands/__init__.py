@@ -28,6 +28,7 @@ import numpy as np
 __all__ = ["COMMANDS", "paired"]
 
 COMMANDS: dict[str, str] = {
+    "answer_slots": "runner.scenario_commands.answer_slots",
     "search_day": "runner.scenario_commands.search_day",
 }
 "Scenario name -> its command module."
