@@ -14,6 +14,12 @@ unpaired, with Welch's standard error (``attn_env.estimates``).
 
 Each figure is a ratio of episode totals with its standard error over episodes;
 intervals are Student t at ``confidence``.
+
+A design with bidder classes (``env.value_ranges`` / ``solve.classes``) or a
+CRRA utility also reports its ``utility`` and, per class, its buyers' value
+range and mean utility per episode (in the rewards' utility) with its
+standard error; ``--behaviour equilibrium`` seats each buyer at its class's
+equilibrium.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 
 from attn_env.config import AgentSpec, ExperimentConfig
 from attn_env.errors import UserError
-from attn_env.estimates import difference
+from attn_env.estimates import Estimate, difference
 from attn_env.figures import new_figure, save_png
 from attn_env.market_log import MarketLog
 from runner.seats import POLICY
@@ -62,6 +68,7 @@ _SHAPE = (
     "cost_high",
     "rounds",
     "redraw",
+    "value_ranges",
 )
 
 
@@ -150,7 +157,7 @@ def compare(
 
     ests = [log.estimates() for _, _, log, _ in runs]
     rows = []
-    for (name, _, _, about), est in zip(runs, ests, strict=True):
+    for (name, config, log, about), est in zip(runs, ests, strict=True):
         row: dict[str, Any] = {
             "name": name,
             "mechanism": about["mechanism"],
@@ -158,6 +165,7 @@ def compare(
         }
         for key in FIGURES:
             row[key], row[f"{key}_se"] = est[key].value, est[key].se
+        row.update(_game_rows(config, log))
         rows.append(row)
 
     base_name, base_config, base_log, _ = runs[0]
@@ -191,6 +199,37 @@ def compare(
         "behaviour": behaviour if behaviour != POLICY else f"policy {policy}",
         "confidence": confidence,
     }
+
+
+def _game_rows(config: ExperimentConfig, log: MarketLog) -> dict[str, Any]:
+    """``utility`` and ``classes`` (per class: agents, value range, mean utility
+    and its se) of a design with classes or a CRRA utility; empty otherwise."""
+    env = config.env
+    if not env.value_ranges and env.utility.kind == "linear":
+        return {}
+    utils = log.agent_estimates()["mean_utility"]
+    classes = config.solve.classes
+    out: dict[str, Any] = {
+        "utility": {"kind": env.utility.kind, "rho": env.utility.rho}
+    }
+    groups = {
+        (c.name or f"class_{i}"): list(c.agents) for i, c in enumerate(classes)
+    } or {"buyer": [f"buyer_{i}" for i in range(env.n_buyers)]}
+    rows = {}
+    for cname, members in groups.items():
+        est = Estimate(
+            float(np.mean([utils[a].value for a in members])),
+            np.mean([utils[a].influence for a in members], axis=0),
+        )
+        low, high = env.value_ranges.get(members[0], [env.value_low, env.value_high])
+        rows[cname] = {
+            "agents": members,
+            "value_range": [float(low), float(high)],
+            "mean_utility": est.value,
+            "mean_utility_se": est.se,
+        }
+    out["classes"] = rows
+    return out
 
 
 def _unpaired_reason(

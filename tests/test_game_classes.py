@@ -296,3 +296,19 @@ def test_evaluate_reports_each_class(tmp_path):
     (learner,) = res["bne_l2_by_learner"]
     assert res["bne_l2_by_learner"][learner] == max(res["bne_l2_by_class"].values())
     assert all(0.0 <= x for x in res["utility_loss_by_class"].values())
+
+
+# ----------------------------------------------------------------- compare
+def test_compare_reports_each_class_mean_utility():
+    from runner.compare import compare
+
+    sym, asym = config(), config(classes=CLASSES)
+    res = compare([("sym", sym), ("asym", asym)], episodes=4000, progress=False)
+    assert "classes" not in res["designs"][0]
+    rows = res["designs"][1]["classes"]
+    assert list(rows) == ["small", "large"]
+    assert rows["small"]["value_range"] == [0.0, 0.5]
+    # the strong bidder earns more; each class's figure is its agent's mean
+    assert rows["large"]["mean_utility"] > rows["small"]["mean_utility"] + 0.1
+    assert 0.0 < rows["small"]["mean_utility_se"] < 0.01
+    assert res["differences"][0]["pairing"].startswith("unpaired: value_ranges")

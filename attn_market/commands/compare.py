@@ -189,6 +189,29 @@ def design_grid(result: dict[str, Any]) -> Grid:
     )
 
 
+def class_grid(result: dict[str, Any]) -> Grid | None:
+    """One row per bidder class of each design with classes or a CRRA utility:
+    its utility, value range and mean utility (``None`` where no design has)."""
+    labels, cells = [], []
+    for row in result["designs"]:
+        u = row.get("utility")
+        for name, c in (row.get("classes") or {}).items():
+            labels.append(f"{row['name']} / {name}")
+            low, high = c["value_range"]
+            cells.append(
+                [
+                    u["kind"] if u["kind"] == "linear" else f"crra {u['rho']:g}",
+                    f"[{low:g}, {high:g}]",
+                    ", ".join(c["agents"]),
+                    fmt_se(c["mean_utility"], c["mean_utility_se"]),
+                ]
+            )
+    if not labels:
+        return None
+    heads = ["utility", "values", "agents", "mean utility"]
+    return Grid("class", labels, heads, cells, left=frozenset({0, 1, 2}))
+
+
 def difference_grid(result: dict[str, Any], d: dict[str, Any]) -> Grid:
     """One row per figure of one design's difference from the baseline."""
     level = round(100 * result["confidence"])
@@ -220,6 +243,10 @@ def _print_tables(result: dict[str, Any], console: Console | None = None) -> Non
         f"{behaviour}: mean ± se"
     )
     print_grid(console, design_grid(result), title, transpose="figure")
+    classes = class_grid(result)
+    if classes is not None:
+        console.print()
+        print_grid(console, classes, "bidder classes: mean utility per episode ± se")
     for d in result["differences"]:
         console.print()
         print_grid(
