@@ -58,6 +58,7 @@ on the same sessions.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,7 @@ from numpy.typing import NDArray
 from attn_env.checks import check_int, check_one_of, check_real
 from attn_env.errors import ConfigError
 from attn_env.integrity.fairness import disparity, exposure_merit_gap, group_means
+from attn_env.scenarios.train_config import ScenarioTrainConfig, check_train_config
 from attn_env.scenarios.feed_rules import (
     USER_MODELS,
     affine_payments,
@@ -86,6 +88,8 @@ MECHANISMS = ("assignment", "gsp", "fair_ranking", "fair_assignment")
 BASE = {"fair_ranking": "gsp", "fair_assignment": "assignment"}
 "Each fair rule's unconstrained counterpart (its gamma = 0)."
 BIDDERS = ("truthful", "learner")
+FEEDBACK = ("counterfactual", "bandit")
+"What a learner sees after a session (``FeedConfig.feedback``)."
 _EPS = 1e-6  # least organic key, relative to merit: a creator in deficit-debt
 # still ranks above an empty position
 
@@ -148,8 +152,16 @@ class FeedConfig:
     "Creators' promotion bid factors (0: no promotion)."
     explore: float = 0.1
     "Learners' exploration probability."
+    feedback: str = "counterfactual"
+    "counterfactual (each factor's utility, others fixed) or bandit (realised only)."
     checkpoints: int = 8
     "Points of the amortised fairness gap curve over the sessions."
+    env_markets: int = 64
+    "Feeds cleared together in one step of the PettingZoo env (feed_env)."
+    env_sessions: int = 16
+    "Steps (sessions) of one env episode; fairness is amortised over them."
+    train: ScenarioTrainConfig = field(default_factory=ScenarioTrainConfig)
+    "PPO of the env's shared policy (attn-market train)."
 
 
 CONFIG = FeedConfig
@@ -216,6 +228,10 @@ def validate(c: FeedConfig) -> FeedConfig:
     _levels(c.promo_levels, "promo_levels", 10.0)
     check_real(c.explore, "explore", 0.0, 1.0)
     check_int(c.checkpoints, "checkpoints", 1, 1_000)
+    check_one_of(c.feedback, FEEDBACK, "feedback")
+    check_int(c.env_markets, "env_markets", 1, 100_000)
+    check_int(c.env_sessions, "env_sessions", 1, 100_000)
+    check_train_config(c.train, "feed")
     return c
 
 
@@ -291,11 +307,21 @@ class Bandit:
         self.counts = np.zeros((p, n, self.levels.size))
         self.explore = explore
         self.arm = np.zeros((p, n), dtype=np.int64)
+        self.full = False
 
     def greedy(self, rng: np.random.Generator | None = None) -> NDArray[np.int64]:
-        """Each agent's best factor so far (untried first; random ties)."""
+        """Each agent's best factor so far (untried first; random ties).
+
+        With full-information feedback (:meth:`update_all`) levels whose means
+        agree to ``1e-9`` relative are tied, so float rounding never decides."""
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(self.counts > 0, self.sums / self.counts, np.inf)
+        if self.full:
+            top = mean.max(axis=2, keepdims=True)
+            with np.errstate(invalid="ignore"):
+                tied = (mean == top) | (mean >= top - 1e-9 * (1.0 + np.abs(top)))
+            jitter = rng.random(mean.shape) if rng is not None else 0.0
+            return np.where(tied, 1.0 + jitter, 0.0).argmax(axis=2)
         if rng is not None:
             mean = mean + 1e-9 * rng.random(mean.shape)
         return mean.argmax(axis=2)
@@ -314,9 +340,17 @@ class Bandit:
         self.sums[i, j, self.arm[i, j]] += utility[i, j]
         self.counts[i, j, self.arm[i, j]] += 1.0
 
-    def final(self) -> NDArray[np.float64]:
+    def update_all(self, active: NDArray[np.bool_], utility: NDArray) -> None:
+        """Full-information update: ``utility [p, n, L]`` of every factor this
+        session (:func:`deviations`), added for the active agents."""
+        self.full = True
+        i, j = np.nonzero(active)
+        self.sums[i, j] += utility[i, j]
+        self.counts[i, j] += 1.0
+
+    def final(self, rng: np.random.Generator | None = None) -> NDArray[np.float64]:
         """The factor each agent ends on (its greedy choice), ``[p, n]``."""
-        return self.levels[self.greedy()]
+        return self.levels[self.greedy(rng)]
 
 
 # --- one run -------------------------------------------------------------------
@@ -400,6 +434,95 @@ def allocate(
     return interleave(sponsor, r, organic, ad_pos, c.positions, c.reserve, bids)
 
 
+def clear(
+    rule: str,
+    model: str,
+    r: NDArray[np.float64],
+    bids: NDArray[np.float64],
+    pos: NDArray[np.float64],
+    budget: NDArray[np.float64],
+    bonus: NDArray[np.float64],
+    c: FeedConfig,
+) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    """One session of ``P`` feeds under ``rule`` and user ``model``.
+
+    Args:
+        r: ``[P, N]`` merit; ``bids``: ``[P, N]`` bids per unit of attention;
+        pos: ``[P, K]`` position factors; ``budget``: ``[P]`` attention budgets;
+        bonus: ``[P, nc]`` the fair rules' deficit bonus (zeros otherwise).
+
+    Returns:
+        ``x [P, K]`` attention per position, ``shown_r [P, K]`` the merit shown
+        there, ``got [P, N]`` attention per item and ``paid [P, N]`` its payment
+        (> 0: the owner pays).
+    """
+    w = budget_cut(pos, budget)
+    order, price = allocate(rule, r, bids, w, bonus, c)
+    x = exposure(model, pos, order, r, budget, c.cascade_stop)
+    rows = np.arange(r.shape[0])
+    shown_r = np.where(order >= 0, r[rows[:, None], np.maximum(order, 0)], 0.0)
+    n = r.shape[1]
+    return x, shown_r, item_exposure(order, x, n), item_exposure(order, price * x, n)
+
+
+def _agent_levels(c: FeedConfig) -> NDArray[np.float64]:
+    """``[N, L]`` each agent's bid factors (creators' promotion levels, then the
+    advertisers'), right-padded with the agent's last level to a common ``L``."""
+    size = max(len(c.promo_levels), len(c.ad_levels))
+
+    def pad(x: list[float]) -> list[float]:
+        return list(x) + [x[-1]] * (size - len(x))
+
+    return np.array(
+        [pad(c.promo_levels)] * c.n_creators + [pad(c.ad_levels)] * c.n_advertisers,
+        dtype=np.float64,
+    )
+
+
+def deviations(
+    rule: str,
+    model: str,
+    r: NDArray[np.float64],
+    value: NDArray[np.float64],
+    bids: NDArray[np.float64],
+    pos: NDArray[np.float64],
+    budget: NDArray[np.float64],
+    bonus: NDArray[np.float64],
+    c: FeedConfig,
+    levels: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """``[P, N, L]`` each agent's utility had it alone bid ``levels[n, l] x value``.
+
+    The others keep ``bids``; the session (query, budget, fairness state) is
+    the same, so the differences between an agent's levels are exact, not
+    estimates: the counterfactual feedback of a bid simulator. All ``N x L``
+    deviations are cleared as one batch of ``P N L`` feeds.
+    """
+    p, n = r.shape
+    m = levels.size
+    agent = np.repeat(np.arange(n), levels.shape[1])  # [M]
+    dev = np.broadcast_to(bids[:, None, :], (p, m, n)).copy()
+    dev[:, np.arange(m), agent] = levels.reshape(-1)[None, :] * value[:, agent]
+
+    def tile(a: NDArray) -> NDArray:
+        return np.repeat(a, m, axis=0)
+
+    _, _, got, paid = clear(
+        rule,
+        model,
+        tile(r),
+        dev.reshape(p * m, n),
+        tile(pos),
+        tile(budget),
+        tile(bonus),
+        c,
+    )
+    own = np.arange(p * m) % m
+    got_i = got[np.arange(p * m), agent[own]].reshape(p, m)
+    paid_i = paid[np.arange(p * m), agent[own]].reshape(p, m)
+    return (value[:, agent] * got_i - paid_i).reshape(p, n, levels.shape[1])
+
+
 def _mean_se(x: NDArray[np.float64]) -> dict[str, float]:
     return {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(x.size))}
 
@@ -445,7 +568,7 @@ def run(
     sums = {k: np.zeros(p) for k in METRICS}
     marks = np.unique(np.linspace(t / c.checkpoints, t, c.checkpoints).astype(int))
     curve = []
-    rows = np.arange(p)
+    levels = _agent_levels(c)
     for s in range(t):
         q = d.query[s]
         r = feeds.rel[d.cat, q]  # [P, N]
@@ -457,13 +580,8 @@ def run(
         else:
             bids = value
         pos = feeds.pos[q]
-        w = budget_cut(pos, d.budget[s])
         bonus = fair_bonus(cum_e, cum_u, gamma) if rule in BASE else np.zeros((p, nc))
-        order, price = allocate(rule, r, bids, w, bonus, c)
-        x = exposure(model, pos, order, r, d.budget[s], c.cascade_stop)
-        shown_r = np.where(order >= 0, r[rows[:, None], np.maximum(order, 0)], 0.0)
-        got = item_exposure(order, x, n)
-        paid = item_exposure(order, price * x, n)
+        x, shown_r, got, paid = clear(rule, model, r, bids, pos, d.budget[s], bonus, c)
         sums["user_welfare"] += (x * shown_r).sum(axis=1)
         sums["advertiser_value"] += (value[:, nc:] * got[:, nc:]).sum(axis=1)
         sums["revenue"] += paid.sum(axis=1)
@@ -475,9 +593,16 @@ def run(
         cum_u += r[:, :nc]
         if learn:
             assert ads_b is not None and promo_b is not None
-            util = value * got - paid
-            promo_b.update(r[:, :nc] > 0, util[:, :nc])
-            ads_b.update(r[:, nc:] > 0, util[:, nc:])
+            if c.feedback == "bandit":
+                util = value * got - paid
+                promo_b.update(r[:, :nc] > 0, util[:, :nc])
+                ads_b.update(r[:, nc:] > 0, util[:, nc:])
+            else:
+                dev = deviations(
+                    rule, model, r, value, bids, pos, d.budget[s], bonus, c, levels
+                )
+                promo_b.update_all(r[:, :nc] > 0, dev[:, :nc, : promo_b.levels.size])
+                ads_b.update_all(r[:, nc:] > 0, dev[:, nc:, : ads_b.levels.size])
         if s + 1 in marks:
             curve.append(tv_gap(cum_e, cum_u))
     out: dict[str, Any] = {
@@ -489,8 +614,9 @@ def run(
     }
     if learn:
         assert ads_b is not None and promo_b is not None
-        out["ad_factor"] = ads_b.final()
-        out["promo_factor"] = promo_b.final()
+        tie = rng if c.feedback != "bandit" else None
+        out["ad_factor"] = ads_b.final(tie)
+        out["promo_factor"] = promo_b.final(tie)
     return out
 
 
@@ -602,7 +728,7 @@ def simulate(config: FeedConfig, progress: bool = False) -> dict[str, Any]:
                 f"gap={row['fairness_gap']['mean']:.4f}"
             )
     return {
-        "config": {k: getattr(c, k) for k in c.__dataclass_fields__},
+        "config": dataclasses.asdict(c),
         "rows": rows,
         "sessions": c.populations * c.sessions * len(plan),
         "seconds": time.perf_counter() - start,
