@@ -371,6 +371,30 @@ def _game_utility_loss(
     the loss is >= 0 exactly; under CRRA the utility of a candidate is the mean
     of ``u`` over the sample (not ``u`` of the means).
     """
+    _, _, util = candidate_utilities(env, strategies, agent, rng, samples, bids, grid)
+    own = util[np.arange(grid), bids + np.arange(grid)]
+    best = np.maximum(util[:, :bids].max(axis=1), np.maximum(own, 0.0))
+    u_learned, u_br = float(own.mean()), float(best.mean())
+    loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0
+    return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
+
+
+def candidate_utilities(
+    env: EnvConfig,
+    strategies: list,
+    agent: int,
+    rng: np.random.Generator,
+    samples: int = 4000,
+    bids: int = 101,
+    grid: int = 100,
+) -> tuple[NDArray, NDArray, NDArray]:
+    """``(values [G], candidates [bids + G], utility [G, bids + G])``: the
+    ex-interim utility of agent column ``agent`` for each candidate bid at each
+    value of its ``grid``-point value grid, against ``samples`` opponent
+    profiles drawn once (candidate ``bids + g`` is the strategy's own bid at
+    value ``g``). The draws and clears of ``strategy_metrics.utility_loss``
+    (equal to it in a symmetric risk-neutral market), with the buyers' own
+    value ranges and the env's utility."""
     n = env.n_buyers
     m = mechanisms.n_sellers(env.mechanism, n, env.n_sellers)
     mech = mechanisms.build(env.mechanism, env.mechanism_params)
@@ -417,23 +441,18 @@ def _game_utility_loss(
     if seller:
         q = out.seller_alloc[:, agent - n].reshape(shape).mean(axis=1)
         money = out.seller_receipt[:, agent - n].reshape(shape).mean(axis=1)
-        util = money[None, :] - v_grid[:, None] * q[None, :]
-    else:
-        alloc = out.alloc[:, agent].reshape(shape)
-        pay = out.pay[:, agent].reshape(shape)
-        rho = float(env.utility.rho) if env.utility.kind == "crra" else 1.0
-        if rho == 1.0:
-            util = v_grid[:, None] * alloc.mean(axis=1) - pay.mean(axis=1)[None, :]
-        else:  # the mean of u over the sample, a few values at a time
-            util = np.empty((grid, len(cand)))
-            for g in range(0, grid, 8):
-                x = v_grid[g : g + 8, None, None] * alloc[None] - pay[None]
-                util[g : g + 8] = (np.sign(x) * np.abs(x) ** rho).mean(axis=2)
-    own = util[np.arange(grid), bids + np.arange(grid)]
-    best = np.maximum(util[:, :bids].max(axis=1), np.maximum(own, 0.0))
-    u_learned, u_br = float(own.mean()), float(best.mean())
-    loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0
-    return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
+        return v_grid, cand, money[None, :] - v_grid[:, None] * q[None, :]
+    alloc = out.alloc[:, agent].reshape(shape)
+    pay = out.pay[:, agent].reshape(shape)
+    rho = float(env.utility.rho) if env.utility.kind == "crra" else 1.0
+    if rho == 1.0:
+        util = v_grid[:, None] * alloc.mean(axis=1) - pay.mean(axis=1)[None, :]
+        return v_grid, cand, util
+    util = np.empty((grid, len(cand)))
+    for g in range(0, grid, 8):  # the mean of u over the sample, a few at a time
+        x = v_grid[g : g + 8, None, None] * alloc[None] - pay[None]
+        util[g : g + 8] = (np.sign(x) * np.abs(x) ** rho).mean(axis=2)
+    return v_grid, cand, util
 
 
 def _relevant(
