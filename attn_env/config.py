@@ -244,6 +244,8 @@ class TrainConfig:
     "Discount factor (0 for one-shot rounds)."
     learning_rate: float = 3e-4
     "Optimizer learning rate."
+    anneal_lr: bool = False
+    "Decay the learning rate linearly to 0 over ``total_timesteps`` (sb3 backend)."
     n_steps: int = 64
     "Rollout length per env (PPO)."
     batch_size: int = 1024
