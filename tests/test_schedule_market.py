@@ -3,6 +3,8 @@ errors, and the compute-market scenario built on it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -252,6 +254,32 @@ def test_reserve_drops_low_bids():
     )
     out = ScheduleCallMarket(reserve=0.3).clear(bp, bq, ap, aq)
     np.testing.assert_array_equal(out.buyer_qty, [[1.0, 0.0]])
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_blocks_of_markets_give_the_same_bits(rule):
+    # clear() works through CHUNK markets at a time; a market's outcome must not
+    # depend on which block it falls in, nor on the batch around it
+    from attn_env.mechanisms.schedules import CHUNK
+
+    rng = np.random.default_rng(7)
+    book = [
+        np.concatenate(parts)
+        for parts in zip(
+            random_book(rng, CHUNK + 37, 6, 4, 3, grid=10),
+            random_book(rng, CHUNK + 37, 6, 4, 3),
+            strict=True,
+        )
+    ]
+    mk = ScheduleCallMarket(rule=rule, k=0.3)
+    whole = mk.clear(*book)
+    cut = 2 * CHUNK + 5  # not on a block boundary
+    head = mk.clear(*(x[:cut] for x in book))
+    tail = mk.clear(*(x[cut:] for x in book))
+    for field in dataclasses.fields(whole):
+        got = getattr(whole, field.name)
+        want = np.concatenate([getattr(head, field.name), getattr(tail, field.name)])
+        assert np.array_equal(got, want, equal_nan=True), field.name
 
 
 def test_make_by_name_and_not_in_names():
