@@ -111,6 +111,7 @@ class AnswerSlotsEnv(ParallelEnv):
         self.source = source or Source(self.config.n_segments)
         self.possible_agents = [f"advertiser_{i}" for i in range(self.config.n_ads)]
         self.agents: list[str] = []
+        self.render_mode = None
         self.np_random, self.np_random_seed = seeding.np_random(self.config.seed)
         self.mechanism = self.config.mechanisms[0]
         self.quality_weight = float(self.config.quality_weights[0])

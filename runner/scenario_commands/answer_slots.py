@@ -33,6 +33,8 @@ VALIDATION, HELD_OUT, AUDIT = 7_000_001, 7_000_002, 7_000_003
 "Seed-sequence tags of validation, held-out and audit markets (never training's)."
 EVALUATED = ("advertiser_utility", "revenue", "quality", "sponsored_share", "br_gain")
 "Per-episode measures ``evaluate`` pairs."
+SHOWN = (*EVALUATED, "bid_factor")
+"Per-episode measures of ``evaluate``'s rows (with ``br_gain``)."
 COMPARED = (
     "revenue",
     "advertiser_welfare",
@@ -43,6 +45,8 @@ COMPARED = (
 "Per-market measures ``compare`` pairs."
 AUDIT_FACTORS = np.concatenate([np.round(np.arange(0.0, 2.001, 0.05), 10), [3.0, 10.0]])
 "Bid factors the audit's deviating advertiser tries (0 .. 2 by 0.05, 3, 10)."
+TRUTHFUL = int(np.flatnonzero(AUDIT_FACTORS == 1.0)[0])
+"Index of factor 1 in :data:`AUDIT_FACTORS`."
 TOLERANCE = 0.01
 "A best-response gain up to this (per market) counts as truthful bidding."
 
@@ -147,7 +151,7 @@ def evaluate(config: Any, policy: str | Path, episodes: int | None) -> dict[str,
                     "bidders": kind,
                     "mechanism": mech,
                     "quality_weight": lam,
-                    **_means(p),
+                    **{m: paired(p[m]) for m in SHOWN},
                 }
             )
         diffs.extend(
@@ -227,7 +231,9 @@ def _incentives(config: Any, source: Any) -> list[dict[str, Any]]:
     for mech, lam in contexts(config):
         u = deviation_utilities(mech, mk, mk.value, (1.0, *AUDIT_FACTORS), lam, config)
         gain = u[1:] - u[0]  # [factors, markets]
-        best = int(np.argmax(gain.mean(axis=1)))
+        mean = gain.mean(axis=1)
+        # no strict gain: truthful (factor 1) is the best common factor
+        best = int(np.argmax(mean)) if mean.max() > 1e-12 else TRUTHFUL
         per_market = np.maximum(gain.max(axis=0), 0.0)
         out.append(
             {
