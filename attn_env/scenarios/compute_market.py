@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,7 @@ from attn_env.scenarios.compute_model import (
     draw_sellers,
     flop_model,
 )
+from attn_env.scenarios.train_config import ScenarioTrainConfig, check_train_config
 
 __all__ = ["CONFIG", "ComputeMarketConfig", "load", "simulate"]
 
@@ -131,6 +132,8 @@ class ComputeMarketConfig:
     "Also run the unit-demand call_market with the same learner."
     pool_size: int = 65_536
     "Requests drawn from the corpus per run; jobs resample them."
+    train: ScenarioTrainConfig = field(default_factory=ScenarioTrainConfig)
+    "PPO learners of ``attn-market train`` (:mod:`attn_env.scenarios.compute_env`)."
 
 
 CONFIG = ComputeMarketConfig
@@ -180,6 +183,7 @@ def validate(
     need(0.0 <= c.shade_max < 1.0, "shade_max", "in [0, 1)")
     need(0.0 <= c.shade_init <= c.shade_max, "shade_init", "in [0, shade_max]")
     need(0.0 < c.shade_step <= 0.5, "shade_step", "in (0, 0.5]")
+    check_train_config(c.train, where)
     return c
 
 
@@ -216,24 +220,28 @@ def _learn(
     return new
 
 
-def _schedule_period(
+def clear_shaded(
     market: ScheduleCallMarket,
-    shade: NDArray[np.float64],
+    shades: NDArray[np.float64],
     bp: NDArray[np.float64],
     bq: NDArray[np.float64],
     ap: NDArray[np.float64],
     aq: NDArray[np.float64],
-    c: ComputeMarketConfig,
-) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.float64], NDArray[np.float64]]:
-    """Clear one period of ``P x B`` markets at the current shading and, when
-    learning, at every trader's two deviations.
+) -> tuple[Any, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Clear the true books ``[P, B, ...]`` reported with ``V`` shadings each.
+
+    Args:
+        shades: ``float64 [P, V, n + m]`` shadings, buyers first: buyer ``i``
+            reports ``bp (1 - s_i)``, seller ``j`` reports ``ap (1 + s_j)``.
+        bp, bq: ``float64 [P, B, n, S]`` true demand steps (value per GFLOP, GFLOP).
+        ap, aq: ``float64 [P, B, m, T]`` true supply steps (cost per GFLOP, GFLOP).
 
     Returns:
-        ``(measures, bid_fill [P, B, n, S], new shading [P, n + m])``.
+        ``(outcome of the P V B markets, buyer utility [P, V, B, n], seller
+        utility [P, V, B, m], bid_fill [P, V, B, n, S])`` at true values.
     """
     n_pop, n_mkt, n, n_s = bp.shape
     m, n_t = ap.shape[2:]
-    shades = _variants(shade, c.shade_step, c.shade_max) if c.learn else shade[:, None]
     n_var = shades.shape[1]
     sb = shades[:, :, None, :n, None]  # [P, V, 1, n, 1]
     ss = shades[:, :, None, n:, None]
@@ -253,14 +261,56 @@ def _schedule_period(
     seller_cost = (ask_fill * ap[:, None]).sum(-1)
     u_b = buyer_value - out.buyer_pay.reshape(*shape, n)
     u_s = out.seller_receipt.reshape(*shape, m) - seller_cost
+    return out, u_b, u_s, bid_fill
+
+
+def _schedule_period(
+    market: ScheduleCallMarket,
+    shade: NDArray[np.float64],
+    bp: NDArray[np.float64],
+    bq: NDArray[np.float64],
+    ap: NDArray[np.float64],
+    aq: NDArray[np.float64],
+    c: ComputeMarketConfig,
+) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.float64], NDArray[np.float64]]:
+    """Clear one period of ``P x B`` markets at the current shading and, when
+    learning, at every trader's two deviations.
+
+    Returns:
+        ``(measures, bid_fill [P, B, n, S], new shading [P, n + m])``.
+    """
+    shades = _variants(shade, c.shade_step, c.shade_max) if c.learn else shade[:, None]
+    out, u_b, u_s, bid_fill = clear_shaded(market, shades, bp, bq, ap, aq)
     new = shade
     if c.learn:
         util = np.concatenate([u_b, u_s], axis=-1).mean(axis=2)  # [P, V, n + m]
         new = _learn(shade, util, c.shade_step, c.shade_max)
-    if not c.learn and not shade.any() and market.rule == "uniform":
+    truthful = not c.learn and not shade.any() and market.rule == "uniform"
+    measures = period_measures(out, u_b, u_s, bp, bq, ap, aq, c.k, truthful)
+    return measures, bid_fill[:, 0], new
+
+
+def period_measures(
+    out: Any,
+    u_b: NDArray[np.float64],
+    u_s: NDArray[np.float64],
+    bp: NDArray[np.float64],
+    bq: NDArray[np.float64],
+    ap: NDArray[np.float64],
+    aq: NDArray[np.float64],
+    k: float,
+    truthful: bool = False,
+) -> dict[str, NDArray[np.float64]]:
+    """The measures ``[P, B]`` of the first shading of :func:`clear_shaded`,
+    against the efficient clear of the true books (``truthful``: ``out`` is
+    that clear already, truthful reports at a uniform price)."""
+    n_pop, n_mkt, n, n_s = bp.shape
+    m, n_t = ap.shape[2:]
+    shape = (n_pop, u_b.shape[1], n_mkt)
+    if truthful:
         truth = out  # truthful reports at a uniform price: already efficient
     else:
-        truth = ScheduleCallMarket(k=c.k).clear(  # efficient: W* and p_W
+        truth = ScheduleCallMarket(k=k).clear(  # efficient: W* and p_W
             bp.reshape(-1, n, n_s),
             bq.reshape(-1, n, n_s),
             ap.reshape(-1, m, n_t),
@@ -269,12 +319,12 @@ def _schedule_period(
     best = truth.welfare(bp.reshape(-1, n, n_s), ap.reshape(-1, m, n_t)).reshape(
         n_pop, n_mkt
     )
-    p_w = (c.k * truth.walrasian_high + (1 - c.k) * truth.walrasian_low).reshape(
+    p_w = (k * truth.walrasian_high + (1 - k) * truth.walrasian_low).reshape(
         n_pop, n_mkt
     )
     q_star = truth.efficient_volume.reshape(n_pop, n_mkt)
     price = out.clearing_price.reshape(shape)[:, 0]
-    measures = _measures(
+    return _measures(
         welfare=u_b[:, 0].sum(-1) + u_s[:, 0].sum(-1),
         best=best,
         buyer=u_b[:, 0].sum(-1),
@@ -286,7 +336,6 @@ def _schedule_period(
         q_star=q_star,
         capacity=aq.sum(axis=(-2, -1)),
     )
-    return measures, bid_fill[:, 0], new
 
 
 def _measures(
@@ -394,6 +443,78 @@ def _seller_kwargs(c: ComputeMarketConfig, mean_demand: float) -> dict[str, Any]
     }
 
 
+def arrive(
+    rng: np.random.Generator,
+    left: NDArray[np.float64],
+    price: NDArray[np.float64],
+    wait: NDArray[np.int64],
+    pool: RequestPool,
+    c: ComputeMarketConfig,
+) -> tuple[
+    NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]
+]:
+    """New jobs in the empty slots of the books ``[P, B, n, S]``.
+
+    Args:
+        left: GFLOP still to serve per job slot (0: empty).
+        price: true value per GFLOP of each slot's job.
+        wait: periods each job may still wait.
+
+    Returns:
+        ``(left, price, wait, value of the jobs that arrived [P])``.
+    """
+    new = (left <= 0) & (rng.random(left.shape) < c.arrival_prob)
+    jobs: Jobs = draw_jobs(rng, left.shape, pool, **_job_kwargs(c))
+    left = np.where(new, jobs.gflop, left)
+    price = np.where(new, jobs.price, price)
+    wait = np.where(new, jobs.deadline, wait)
+    return left, price, wait, (new * jobs.value).sum(axis=(1, 2, 3))
+
+
+def draw_supply(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    c: ComputeMarketConfig,
+    mean_demand: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The period's supply schedules ``[P, B, m, cost_steps]`` (fresh capacity)."""
+    return draw_sellers(rng, shape, c.cost_steps, **_seller_kwargs(c, mean_demand))
+
+
+def settle(
+    left: NDArray[np.float64],
+    price: NDArray[np.float64],
+    wait: NDArray[np.int64],
+    fill: NDArray[np.float64],
+) -> tuple[
+    NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]
+]:
+    """Serve ``fill`` GFLOP of each job and age the book by one period.
+
+    Returns:
+        ``(left, wait, value served [P], value expired [P])``.
+    """
+    served = (fill * price).sum(axis=(1, 2, 3))
+    # a job served in full (up to rounding of the pro rata share) is done
+    left = np.where(left - fill > 1e-9 * left, left - fill, 0.0)
+    wait = wait - 1
+    gone = (wait <= 0) & (left > 0)
+    expired = np.where(gone, left * price, 0.0).sum(axis=(1, 2, 3))
+    left[gone] = 0.0
+    return left, wait, served, expired
+
+
+def new_world(
+    c: ComputeMarketConfig, rng: np.random.Generator
+) -> tuple[RequestPool, float, Jobs]:
+    """The run's request pool, the mean GFLOP demanded per market and period,
+    and the sample of jobs that measured it (drawn in this order from ``rng``)."""
+    pool = draw_requests(rng, c.pool_size, docs_min=c.docs_min, docs_max=c.docs_max)
+    sample = draw_jobs(rng, (4096,), pool, **_job_kwargs(c))
+    mean_demand = float(sample.gflop.mean()) * c.n_buyers * c.jobs_per_buyer
+    return pool, mean_demand, sample
+
+
 def _run_schedule(
     c: ComputeMarketConfig,
     rng: np.random.Generator,
@@ -420,23 +541,13 @@ def _run_schedule(
     arrived, served, expired = np.zeros(P), np.zeros(P), np.zeros(P)
     history: dict[str, list[NDArray[np.float64]]] = {}
     for t in range(c.periods):
-        new = (left <= 0) & (rng.random(left.shape) < c.arrival_prob)
-        jobs: Jobs = draw_jobs(rng, left.shape, pool, **_job_kwargs(c))
-        left = np.where(new, jobs.gflop, left)
-        price = np.where(new, jobs.price, price)
-        wait = np.where(new, jobs.deadline, wait)
-        arrived += (new * jobs.value).sum(axis=(1, 2, 3))
-        ap, aq = draw_sellers(
-            rng, (P, B, m), c.cost_steps, **_seller_kwargs(c, mean_demand)
-        )
+        left, price, wait, got = arrive(rng, left, price, wait, pool, c)
+        arrived += got
+        ap, aq = draw_supply(rng, (P, B, m), c, mean_demand)
         measures, fill, shade = _schedule_period(market, shade, price, left, ap, aq, c)
-        served += (fill * price).sum(axis=(1, 2, 3))
-        # a job served in full (up to rounding of the pro rata share) is done
-        left = np.where(left - fill > 1e-9 * left, left - fill, 0.0)
-        wait -= 1
-        gone = (wait <= 0) & (left > 0)
-        expired += np.where(gone, left * price, 0.0).sum(axis=(1, 2, 3))
-        left[gone] = 0.0
+        left, wait, done, lost = settle(left, price, wait, fill)
+        served += done
+        expired += lost
         for key, val in measures.items():
             history.setdefault(key, []).append(val)
         _progress(progress, label, t, c.periods)
@@ -525,13 +636,13 @@ def simulate(
     c = load(config) if isinstance(config, dict) else validate(config)
     rng = np.random.default_rng(c.seed)
     fm = flop_model()
-    pool = draw_requests(rng, c.pool_size, docs_min=c.docs_min, docs_max=c.docs_max)
-    sample = draw_jobs(rng, (4096,), pool, **_job_kwargs(c))
-    mean_demand = float(sample.gflop.mean()) * c.n_buyers * c.jobs_per_buyer
+    pool, mean_demand, sample = new_world(c, rng)
     world = (pool, mean_demand)
+    config = dataclasses.asdict(c)
+    del config["train"]  # simulate trains no policy (attn-market train does)
     result: dict[str, Any] = {
         "scenario": "compute_market",
-        "config": dataclasses.asdict(c),
+        "config": config,
         "flop_model": {
             "formula": fm.formula(),
             "mean_tokens": float(pool.tokens.mean()),
