@@ -170,7 +170,7 @@ def test_train_evaluate_compare_audit_end_to_end(tmp_path, feeds):
         eval_episodes=1,
         device="cpu",
     )
-    c = tiny(train=tc)
+    c = tiny(train=tc, n_creators=4, n_advertisers=2)
     rec = cmd.train(c, tmp_path / "run", progress=False)
     assert rec["timesteps"] >= 300 and len(rec["curve"]) == 2
     assert "held-out utility" in cmd.train_summary(rec)
@@ -182,7 +182,7 @@ def test_train_evaluate_compare_audit_end_to_end(tmp_path, feeds):
         "policy - truthful",
         "learner - truthful",
     ]
-    fair = tiny(mechanisms=["fair_assignment"], train=tc)
+    fair = dataclasses.replace(c, mechanisms=["fair_assignment"])
     cmp_ = cmd.compare([("assignment", c), ("fair", fair), ("same", c)])
     json.dumps(cmp_)
     same = cmp_["differences"][1]
