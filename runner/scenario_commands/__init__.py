@@ -29,6 +29,7 @@ __all__ = ["COMMANDS", "paired"]
 
 COMMANDS: dict[str, str] = {
     "answer_slots": "runner.scenario_commands.answer_slots",
+    "compute_market": "runner.scenario_commands.compute_market",
     "feed": "runner.scenario_commands.feed",
     "search_day": "runner.scenario_commands.search_day",
 }
