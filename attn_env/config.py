@@ -138,6 +138,7 @@ _TRAIN_INTS = {
     "total_timesteps": (1, 10**12),
     "num_envs": (1, 16_384),
     "n_steps": (1, 1_000_000),
+    "n_epochs": (1, 1_000),
     "batch_size": (1, 100_000_000),
     "self_play_pool": (0, 1_000),
     "checkpoint_every": (1, 10**12),
@@ -248,6 +249,8 @@ class TrainConfig:
     "Decay the learning rate linearly to 0 over ``total_timesteps`` (sb3 backend)."
     n_steps: int = 64
     "Rollout length per env (PPO)."
+    n_epochs: int = 10
+    "PPO epochs over each rollout (SB3's default; ``algo_params.n_epochs`` wins)."
     batch_size: int = 1024
     "Minibatch size."
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
