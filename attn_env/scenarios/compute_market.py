@@ -145,6 +145,11 @@ def load(data: Any, where: str = "compute_market") -> ComputeMarketConfig:
     return validate(from_dict(CONFIG, data, where), where)
 
 
+def from_data(data: Any, where: str = "compute_market") -> ComputeMarketConfig:
+    """The config of a YAML mapping, checked (what the runner reads files with)."""
+    return load(data, where)
+
+
 def validate(
     c: ComputeMarketConfig, where: str = "compute_market"
 ) -> ComputeMarketConfig:
