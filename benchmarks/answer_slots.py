@@ -9,12 +9,18 @@
    a grid of 45 deviations per advertiser (0 .. 2 x value, and 3x, 10x) finds
    the largest gain in *exact* expected utility over truthful bidding.
 
-3. ``--frontier PNG``: the scenario (configs/scenarios/answer_slots.yaml) with
+3. The PettingZoo env (``answer_env``): markets per second stepped through
+   ``AnswerSlotsEnv`` by truthful advertisers (512 markets a step).
+
+4. ``--frontier PNG``: the scenario (configs/scenarios/answer_slots.yaml) with
    truthful and with learning bidders, its table (markdown, to stdout) and the
-   revenue-quality frontier plotted to ``PNG``.
+   revenue-quality frontier plotted to ``PNG``; with ``--evaluation FILE`` (the
+   JSON of ``attn-market evaluate ... --json``) the trained PPO policy's rows
+   (held-out episodes) are tabled and drawn as a third curve per mechanism.
 
     python benchmarks/answer_slots.py [--markets 100000] [--json]
-    python benchmarks/answer_slots.py --frontier docs/img/answer_slots_frontier.png
+    python benchmarks/answer_slots.py --frontier docs/img/answer_slots_frontier.png \
+        [--evaluation EVAL.json]
 """
 
 from __future__ import annotations
@@ -72,6 +78,24 @@ def clear_rate(markets: int, reps: int = 3) -> dict[str, float]:
     return out
 
 
+def env_rate(markets: int, reps: int = 3) -> float:
+    """Markets/s stepped through the PettingZoo env by truthful advertisers."""
+    from attn_env.scenarios.answer_env import AnswerSlotsEnv
+
+    cfg = sc.AnswerSlotsConfig(env_markets=512, env_steps=100_000)
+    env = AnswerSlotsEnv(cfg)
+    steps = max(1, markets // cfg.env_markets)
+    env.reset(seed=0, options={"mechanism": "segment_auction", "quality_weight": 0.2})
+    acts = {a: np.zeros(1, dtype=np.float32) for a in env.agents}
+    best = np.inf
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            env.step(acts)
+        best = min(best, time.perf_counter() - t0)
+    return steps * cfg.env_markets / best
+
+
 def truthfulness(instances: int = 1000, seed: int = 11) -> dict[str, float]:
     """Largest expected gain over truthful bidding any grid deviation finds."""
     grid = np.concatenate([np.linspace(0.0, 2.0, 41), [0.999, 1.001, 3.0, 10.0]])
@@ -98,8 +122,18 @@ def truthfulness(instances: int = 1000, seed: int = 11) -> dict[str, float]:
     return out
 
 
-def frontier(png: str) -> None:
-    """Run the shipped config with truthful and learning bidders; table + plot."""
+def policy_rows(evaluation: str | None) -> list[dict]:
+    """The trained policy's rows of an ``attn-market evaluate --json`` file."""
+    if evaluation is None:
+        return []
+    with open(evaluation, encoding="utf-8") as fh:
+        data = json.load(fh)
+    return [r for r in data["by_bidders"] if r["bidders"] == "policy"]
+
+
+def frontier(png: str, evaluation: str | None = None) -> None:
+    """Run the shipped config with truthful and learning bidders; table + plot
+    (and the trained policy's curve from ``evaluation``, if given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +164,19 @@ def frontier(png: str) -> None:
                 f"| {kind} | {row['mechanism']} | {row['quality_weight']:g} | "
                 f"{row['bid_factor']:.2f} | " + " | ".join(cells) + " |"
             )
+    policy = policy_rows(evaluation)
+    if policy:
+        print(f"\nPPO policy (held-out episodes of {evaluation}):\n")
+        pcols = ("bid_factor", "revenue", "advertiser_utility", "quality", "br_gain")
+        print("| mechanism | lambda | " + " | ".join(pcols) + " |")
+        print("|---" * (2 + len(pcols)) + "|")
+        for row in policy:
+            cells = [f"{row[k]['mean']:.4f} ± {row[k]['se']:.4f}" for k in pcols]
+            print(
+                f"| {row['mechanism']} | {row['quality_weight']:g} | "
+                + " | ".join(cells)
+                + " |"
+            )
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = {"segment_auction": "C0", "prominence_auction": "C1", "gsp": "C2"}
     for kind, style in (("truthful", "-o"), ("learner", "--x")):
@@ -142,6 +189,17 @@ def frontier(png: str) -> None:
                 color=colors[name],
                 label=f"{name} ({kind})",
                 ms=4,
+            )
+    for name in sc.MECHANISMS:
+        rows = [r for r in policy if r["mechanism"] == name]
+        if rows:
+            ax.plot(
+                [r["quality"]["mean"] for r in rows],
+                [r["revenue"]["mean"] for r in rows],
+                ":s",
+                color=colors[name],
+                label=f"{name} (PPO policy)",
+                ms=3,
             )
     ax.axvline(q0["mean"], color="grey", lw=0.8, ls=":", label="organic answer")
     ax.set_xlabel("answer quality (attention-weighted relevance cited)")
@@ -158,22 +216,24 @@ def main() -> None:
     parser.add_argument("--markets", type=int, default=100_000)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--frontier", metavar="PNG")
+    parser.add_argument("--evaluation", metavar="EVAL_JSON")
     args = parser.parse_args()
     if args.frontier:
-        frontier(args.frontier)
+        frontier(args.frontier, args.evaluation)
         return
     res = {
         "load_average": os.getloadavg(),
         "markets": args.markets,
         "scenario_markets_per_s": scenario_rate(args.markets),
         "clear_markets_per_s": clear_rate(args.markets),
+        "env_markets_per_s": {"segment_auction": env_rate(args.markets)},
         "truthfulness_max_gain": truthfulness(),
     }
     if args.json:
         print(json.dumps(res, indent=2))
         return
     print(f"load average {res['load_average']}")
-    for key in ("scenario_markets_per_s", "clear_markets_per_s"):
+    for key in ("scenario_markets_per_s", "clear_markets_per_s", "env_markets_per_s"):
         for name, rate in res[key].items():
             print(f"{key:>24} {name:>20}: {rate:,.0f}")
     for name, gain in res["truthfulness_max_gain"].items():
