@@ -214,3 +214,15 @@ def test_best_factor_prefers_truthful_among_ties():
     flat = np.zeros((2, len(DEVIATIONS)))
     flat[1, 3] = 1.0
     np.testing.assert_array_equal(best_factor(flat), [1.0, DEVIATIONS[3]])
+
+
+@pytest.mark.parametrize(
+    ("path", "rule"),
+    [("configs/scenarios/feed.yaml", "assignment"), ("configs/scenarios/feed_gsp.yaml", "gsp")],
+)
+def test_shipped_configs_read_and_name_the_envs_rule(path, rule, feeds):
+    from runner.scenarios import read_scenario
+
+    name, cfg = read_scenario(path)
+    assert name == "feed" and cfg.train.timesteps > 0
+    assert FeedEnv(cfg, feeds).rule == rule
