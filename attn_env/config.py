@@ -318,7 +318,7 @@ class SolvePrior:
     "``independent``, ``common_noise`` or ``source``."
     common: float = 0.5
     "Weight ``w`` of the common component, in [0, 1) (``common_noise``)."
-    draws: int = 4096
+    draws: int = 32768
     "Value profiles drawn once and integrated over (``common_noise``, ``source``)."
 
 
