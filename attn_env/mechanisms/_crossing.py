@@ -7,8 +7,10 @@ they choose how many units trade and at what prices; :meth:`Crossing.traders`
 then says who trades.
 
 Only values are sorted (``np.sort`` is several times faster than ``argsort``
-on short rows); who trades follows from comparing each order with the
-marginal bid and ask, with a random draw only where orders tie at the margin.
+on short rows), and only the few ranks a rule reads (``q``, ``q + 1``, the
+number of trades) are gathered from them; who trades follows from comparing
+each order with the marginal bid and ask, with a random draw only where
+orders tie at the margin (:func:`resolve_ties`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from numpy.typing import ArrayLike, NDArray
 from attn_env.errors import UserError
 from attn_env.mechanisms._validate import as_batch, check_nonneg
 
-__all__ = ["Crossing", "check_two_sided", "cross", "walrasian_price"]
+__all__ = [
+    "Crossing",
+    "check_two_sided",
+    "cross",
+    "cross_book",
+    "make_pads",
+    "resolve_ties",
+    "walrasian_price",
+]
 
 
 @dataclass(frozen=True)
@@ -31,26 +41,43 @@ class Crossing:
     Attributes:
         bids: ``float64 [B, n]`` bids in the book; ``-1`` for buyers out of it.
         asks: ``float64 [B, m]`` asks in the book; ``inf`` for sellers out of it.
-        b: ``float64 [B, n + 2]`` sorted bids by 1-based rank: ``b[:, 0] = inf``,
-            ``b[:, n + 1] = 0`` (no bid; buyers out of the book also read 0).
-        s: ``float64 [B, m + 2]`` sorted asks by 1-based rank: ``s[:, 0] = 0``,
-            ``s[:, m + 1] = inf`` (no ask).
+        b_pad: ``float64 [B, n + 2]`` ``bids`` sorted ascending between two
+            pads: ``b_k`` (1-based rank, highest first) is ``b_pad[:, n + 1 - k]``,
+            ``b_pad[:, 0] = 0`` (rank ``n + 1``: no bid) and
+            ``b_pad[:, n + 1] = inf`` (rank 0).
+        s_pad: ``float64 [B, m + 2]`` asks sorted ascending by 1-based rank:
+            ``s_pad[:, 0] = 0``, ``s_pad[:, m + 1] = inf`` (no ask).
         q: ``int64 [B]`` efficient quantity, ``#{k: b_k >= s_k}``.
+        dropped: some buyers are out of the book: ranked bids read at least 0.
     """
 
     bids: NDArray[np.float64]
     asks: NDArray[np.float64]
-    b: NDArray[np.float64]
-    s: NDArray[np.float64]
+    b_pad: NDArray[np.float64]
+    s_pad: NDArray[np.float64]
     q: NDArray[np.int64]
+    dropped: bool = False
+
+    def _raw_bid(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
+        """The sorted book's entry of 1-based ``rank`` (``-1`` for a buyer out
+        of the book), 0 at rank ``n + 1``, ``inf`` at 0."""
+        n_markets, width = self.b_pad.shape
+        at = np.arange(width - 1, n_markets * width, width) - rank
+        return np.take(self.b_pad.reshape(-1), at)
 
     def bid(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
-        """``b_rank`` per market (1-based rank, ``[B]``; 0 and ``n + 1`` padded)."""
-        return self.b.reshape(-1)[rank + np.arange(0, self.b.size, self.b.shape[1])]
+        """``b_rank`` per market (1-based rank, ``[B]``): ``inf`` at rank 0, 0 at
+        ``n + 1``; buyers out of the book read 0."""
+        val = self._raw_bid(rank)
+        return np.maximum(val, 0.0, out=val) if self.dropped else val
 
     def ask(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
-        """``s_rank`` per market (1-based rank, ``[B]``; 0 and ``m + 1`` padded)."""
-        return self.s.reshape(-1)[rank + np.arange(0, self.s.size, self.s.shape[1])]
+        """``s_rank`` per market (1-based rank, ``[B]``): 0 at rank 0, ``inf`` at
+        ``m + 1``."""
+        n_markets, width = self.s_pad.shape
+        return np.take(
+            self.s_pad.reshape(-1), np.arange(0, n_markets * width, width) + rank
+        )
 
     def walrasian(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The interval of prices where demand meets supply, ``(low [B], high [B])``.
@@ -64,6 +91,37 @@ class Crossing:
         high = np.minimum(self.bid(q), self.ask(q + 1))
         return low, high
 
+    def margin(
+        self, trades: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``(b_t [B], s_t [B])``: the last bid and ask that trade when ``trades``
+        units do (``inf`` and ``-inf`` where none trades: nobody reaches them)."""
+        some = trades > 0
+        b_t = np.where(some, self.bid(trades), np.inf)
+        s_t = np.where(some, self.ask(trades), -np.inf)
+        return b_t, s_t
+
+    def candidates(self, trades: NDArray[np.int64]) -> tuple[NDArray, ...]:
+        """Who trades, before any tie at the margin is drawn.
+
+        Returns:
+            ``(buyers [B, n], sellers [B, m], tied_b [B], tied_s [B], b_t [B],
+            s_t [B])``: every order at or beyond the margin ``b_t`` / ``s_t``
+            (:meth:`margin`), and the markets where more than ``trades``
+            orders reach it on that side: the next order in the sorted book
+            is tied with the last that trades (left to :func:`resolve_ties`).
+            Elsewhere ``buyers`` and ``sellers`` are the traders of
+            :meth:`traders`.
+        """
+        b_t, s_t = self.margin(trades)
+        buyers = self.bids >= b_t[:, None]
+        sellers = self.asks <= s_t[:, None]
+        # the bid of rank trades + 1 (raw: -1 is out of the book) reaches b_t;
+        # past the last buyer there is none (the pad's 0 does not count)
+        tied_b = (self._raw_bid(trades + 1) >= b_t) & (trades < self.bids.shape[1])
+        tied_s = self.ask(trades + 1) <= s_t  # the pad past the last ask is inf
+        return buyers, sellers, tied_b, tied_s, b_t, s_t
+
     def traders(
         self, trades: NDArray[np.int64], rng: np.random.Generator
     ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
@@ -71,40 +129,44 @@ class Crossing:
 
         Args:
             trades: ``int64 [B]`` units to trade, ``0 <= trades <= q``.
-            rng: draws who trades among orders tied at the margin.
+            rng: draws who trades among orders tied at the margin (buyers'
+                markets first, then sellers').
 
         Returns:
             ``(buyers [B, n], sellers [B, m])`` boolean, ``trades`` True per row.
         """
-        some = trades > 0
-        b_t = np.where(some, self.bid(trades), np.inf)
-        s_t = np.where(some, self.ask(trades), -np.inf)
-        buyers = _top(self.bids, b_t, trades, rng)
-        sellers = _top(-self.asks, -s_t, trades, rng)
+        buyers, sellers, tied_b, tied_s, b_t, s_t = self.candidates(trades)
+        rows = np.flatnonzero(tied_b)
+        if rows.size:
+            buyers[rows] = resolve_ties(self.bids[rows], b_t[rows], trades[rows], rng)
+        rows = np.flatnonzero(tied_s)
+        if rows.size:
+            sellers[rows] = resolve_ties(
+                -self.asks[rows], -s_t[rows], trades[rows], rng
+            )
         return buyers, sellers
 
 
-def _top(
+def resolve_ties(
     values: NDArray[np.float64],
     threshold: NDArray[np.float64],
     count: NDArray[np.int64],
     rng: np.random.Generator,
 ) -> NDArray[np.bool_]:
-    """The ``count`` largest entries of each row, ``threshold`` being the last.
+    """The ``count`` largest entries of each row, ``threshold`` being the last,
+    for rows where more than ``count`` entries reach the threshold.
 
     Entries above the threshold are in; of those equal to it, as many as still
-    needed are drawn at random (every subset equally likely).
+    needed are drawn at random (every subset equally likely). One draw of
+    ``rng.random(values.shape)`` serves all rows, so rows resolved together
+    in one call, or in one call per block, draw the same stream.
     """
-    chosen = values >= threshold[:, None]
-    over = np.flatnonzero(np.count_nonzero(chosen, axis=1) > count)
-    if over.size:
-        vals, thr = values[over], threshold[over, None]
-        above = vals > thr
-        need = count[over] - above.sum(axis=1)  # >= 1: the threshold is in
-        key = np.where(vals == thr, rng.random(vals.shape), -1.0)
-        cut = -np.sort(-key, axis=1)[np.arange(over.size), need - 1]
-        chosen[over] = above | (key >= cut[:, None])
-    return chosen
+    thr = threshold[:, None]
+    above = values > thr
+    need = count - above.sum(axis=1)  # >= 1: the threshold is in
+    key = np.where(values == thr, rng.random(values.shape), -1.0)
+    cut = -np.sort(-key, axis=1)[np.arange(len(values)), need - 1]
+    return above | (key >= cut[:, None])
 
 
 def check_two_sided(
@@ -129,6 +191,7 @@ def cross(
     reserve: float = 0.0,
     buyer_active: NDArray[np.bool_] | None = None,
     seller_active: NDArray[np.bool_] | None = None,
+    pads: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> Crossing:
     """Sort a validated book and find its crossing point.
 
@@ -138,33 +201,55 @@ def cross(
         reserve: bids under it are not in the book.
         buyer_active: ``bool [B, n]``; inactive buyers are not in the book.
         seller_active: ``bool [B, m]``; inactive sellers are not in the book.
+        pads: optional ``(b_pad [B', n + 2], s_pad [B', m + 2])``, ``B' >= B``,
+            from :func:`pads` to sort into (blocks of one batch reuse them
+            instead of allocating fresh pages for every block).
     """
     n_markets, n = bids.shape
     m = asks.shape[1]
-    # asks are >= 0, so a bid of -1 never meets one, nor a bid an ask of inf:
-    # such orders are out of the book and read as "no order" in the padding
-    live = bids
     dropped = reserve > 0.0 or buyer_active is not None
-    if dropped:
+    live = cross_book(bids, reserve, buyer_active)
+    if seller_active is not None:
+        asks = np.where(seller_active, asks, np.inf)
+    b_pad, s_pad = pads or make_pads(n_markets, n, m)
+    b_pad, s_pad = b_pad[:n_markets], s_pad[:n_markets]
+    # sorting in place leaves the pads at both ends alone
+    b_srt, s_srt = b_pad[:, 1 : n + 1], s_pad[:, 1 : m + 1]
+    np.copyto(b_srt, live)
+    b_srt.sort(axis=1)
+    np.copyto(s_srt, asks)
+    s_srt.sort(axis=1)
+    depth = min(n, m)
+    # b_k >= s_k for k = 1..depth: the highest bids, reversed, against the lowest asks
+    q = np.count_nonzero(b_pad[:, n : n - depth : -1] >= s_srt[:, :depth], axis=1)
+    return Crossing(live, asks, b_pad, s_pad, q.astype(np.int64, copy=False), dropped)
+
+
+def make_pads(
+    n_markets: int, n: int, m: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Buffers for :func:`cross`: ``b_pad [B, n + 2]`` and ``s_pad [B, m + 2]``
+    with their pads set (0 and ``inf`` at both ends, see :class:`Crossing`)."""
+    b_pad = np.empty((n_markets, n + 2))
+    b_pad[:, 0], b_pad[:, n + 1] = 0.0, np.inf
+    s_pad = np.empty((n_markets, m + 2))
+    s_pad[:, 0], s_pad[:, m + 1] = 0.0, np.inf
+    return b_pad, s_pad
+
+
+def cross_book(
+    bids: NDArray[np.float64],
+    reserve: float = 0.0,
+    buyer_active: NDArray[np.bool_] | None = None,
+) -> NDArray[np.float64]:
+    """The bids in the book: ``bids``, with ``-1`` for buyers under ``reserve``
+    or inactive (asks are >= 0, so such a bid never meets one)."""
+    if reserve > 0.0 or buyer_active is not None:
         keep = bids >= reserve
         if buyer_active is not None:
             keep &= buyer_active
-        live = np.where(keep, bids, -1.0)
-    if seller_active is not None:
-        asks = np.where(seller_active, asks, np.inf)
-    b_srt = np.sort(live, axis=1)[:, ::-1]
-    s_srt = np.sort(asks, axis=1)
-    depth = min(n, m)
-    q = np.count_nonzero(b_srt[:, :depth] >= s_srt[:, :depth], axis=1)
-    b = np.empty((n_markets, n + 2))
-    b[:, 0] = np.inf
-    b[:, 1 : n + 1] = np.maximum(b_srt, 0.0) if dropped else b_srt
-    b[:, n + 1] = 0.0
-    s = np.empty((n_markets, m + 2))
-    s[:, 0] = 0.0
-    s[:, 1 : m + 1] = s_srt
-    s[:, m + 1] = np.inf
-    return Crossing(live, asks, b, s, q.astype(np.int64))
+        return np.where(keep, bids, -1.0)
+    return bids
 
 
 def walrasian_price(

@@ -40,11 +40,22 @@ from numpy.typing import ArrayLike, NDArray
 
 from attn_env.errors import UserError
 from attn_env.mechanisms._base import TwoSided
-from attn_env.mechanisms._crossing import Crossing, check_two_sided, cross
+from attn_env.mechanisms._crossing import (
+    Crossing,
+    check_two_sided,
+    cross,
+    cross_book,
+    make_pads,
+    resolve_ties,
+)
 from attn_env.mechanisms._validate import check_k
 from attn_env.mechanisms.outcome import Outcome
 
 __all__ = ["CDA", "CallMarket", "KDouble", "McAfee", "SealedDouble"]
+
+#: order entries (markets x (n + m)) cleared per block: the sorted book and the
+#: temporaries of a block stay in cache.
+_BLOCK = 1 << 16
 
 
 class SealedDouble(TwoSided):
@@ -85,15 +96,43 @@ class SealedDouble(TwoSided):
             if seller_active is None
             else _mask(seller_active, "seller_active", asks.shape)
         )
-        c = cross(bids, asks, self.reserve, b_act, s_act)
-        trades, buyer_price, seller_price, clearing = self._rule(c)
-        low, high = c.walrasian()
-        buyers, sellers = c.traders(trades, gen)
-        out = _trade_outcome(
-            trades, buyers, sellers, buyer_price, seller_price, clearing
-        )
-        out.extra.update(walrasian_low=low, walrasian_high=high)
-        return out
+        n_markets, n = bids.shape
+        m = asks.shape[1]
+        out = _Book(n_markets, n, m)
+        trades = np.empty(n_markets, dtype=np.int64)
+        b_t, s_t = np.empty(n_markets), np.empty(n_markets)
+        tied_b = np.empty(n_markets, dtype=bool)
+        tied_s = np.empty(n_markets, dtype=bool)
+        # blocks of markets whose sorted book and temporaries stay in cache;
+        # markets tied at the margin are drawn after all blocks, buyers' then
+        # sellers', in market order: the draws of one call over the batch
+        step = max(1, _BLOCK // (n + m))
+        pads = make_pads(min(step, n_markets), n, m)
+        for lo in range(0, n_markets, step):
+            r = slice(lo, lo + step)
+            c = cross(
+                bids[r],
+                asks[r],
+                self.reserve,
+                None if b_act is None else b_act[r],
+                None if s_act is None else s_act[r],
+                pads,
+            )
+            t, buyer_price, seller_price, clearing = self._rule(c)
+            out.low[r], out.high[r] = c.walrasian()
+            buyers, sellers, tb, ts, b_t[r], s_t[r] = c.candidates(t)
+            tied_b[r], tied_s[r] = tb, ts
+            tied = tb | ts
+            if tied.any():  # written after the draw; for now no trader
+                buyers[tied] = False
+                sellers[tied] = False
+            trades[r] = t
+            out.fill(r, t, buyers, sellers, buyer_price, seller_price, clearing)
+        if tied_b.any() or tied_s.any():
+            live = cross_book(bids, self.reserve, b_act)
+            ask_book = asks if s_act is None else np.where(s_act, asks, np.inf)
+            out.redraw(tied_b, tied_s, live, ask_book, b_t, s_t, trades, gen)
+        return out.outcome()
 
     def _rule(
         self, c: Crossing
@@ -171,37 +210,119 @@ class CallMarket(SealedDouble):
         return c.q, p, p, p
 
 
-def _trade_outcome(
-    trades: NDArray[np.int64],
-    buyers: NDArray[np.bool_],
-    sellers: NDArray[np.bool_],
-    buyer_price: NDArray[np.float64],
-    seller_price: NDArray[np.float64],
-    clearing: NDArray[np.float64],
-) -> Outcome:
-    """Pair the trading buyers with the trading sellers of each market.
+class _Book:
+    """The outcome arrays of a batch of sealed double auctions, filled by block.
 
     Both sides have the same number of traders per market; they are paired in
-    index order. Every buyer pays the same price and every seller receives the
-    same price, so the pairing changes no payment.
+    index order (the k-th trading buyer meets the k-th trading seller). Every
+    buyer pays the same price and every seller receives the same price, so the
+    pairing changes no payment.
     """
-    n_markets, n = buyers.shape
-    some = trades > 0
-    slot = np.full((n_markets, n), -1, dtype=np.int64)
-    # row-major order: the k-th trading buyer of a market meets its k-th seller
-    slot.reshape(-1)[np.flatnonzero(buyers)] = np.nonzero(sellers)[1]
-    alloc = buyers.astype(np.float64)
-    seller_alloc = sellers.astype(np.float64)
-    price = alloc * np.where(some, buyer_price, 0.0)[:, None]
-    return Outcome(
-        slot=slot,
-        alloc=alloc,
-        pay=price.copy(),
-        price=price,
-        clearing_price=np.where(some, clearing, np.nan),
-        seller_alloc=seller_alloc,
-        seller_receipt=seller_alloc * np.where(some, seller_price, 0.0)[:, None],
-    )
+
+    def __init__(self, n_markets: int, n: int, m: int) -> None:
+        self.slot = np.empty((n_markets, n), dtype=np.int64)
+        self.alloc = np.empty((n_markets, n))
+        self.pay = np.empty((n_markets, n))
+        self.price = np.empty((n_markets, n))
+        self.seller_alloc = np.empty((n_markets, m))
+        self.seller_receipt = np.empty((n_markets, m))
+        self.clearing = np.empty(n_markets)
+        self.low = np.empty(n_markets)
+        self.high = np.empty(n_markets)
+        # per market, kept for the markets redrawn after the blocks
+        self.buyer_price = np.empty(n_markets)
+        self.seller_price = np.empty(n_markets)
+
+    def fill(
+        self,
+        rows: slice,
+        trades: NDArray[np.int64],
+        buyers: NDArray[np.bool_],
+        sellers: NDArray[np.bool_],
+        buyer_price: NDArray[np.float64],
+        seller_price: NDArray[np.float64],
+        clearing: NDArray[np.float64],
+    ) -> None:
+        """Write markets ``rows``: ``trades [b]`` units, traders ``buyers [b, n]``
+        and ``sellers [b, m]`` at ``buyer_price`` / ``seller_price`` and
+        ``clearing`` price ``[b]``."""
+        some = trades > 0
+        slot = self.slot[rows]  # views: each array is written once, in place
+        slot.fill(-1)
+        # the k-th trading buyer of a market meets its k-th trading seller:
+        # flat indices in row-major order, the sellers' reduced to columns
+        sold = np.flatnonzero(sellers)
+        slot.reshape(-1)[np.flatnonzero(buyers)] = np.remainder(
+            sold, sellers.shape[1], out=sold
+        )
+        alloc, price = self.alloc[rows], self.price[rows]
+        np.copyto(alloc, buyers)
+        np.multiply(alloc, np.where(some, buyer_price, 0.0)[:, None], out=price)
+        np.copyto(self.pay[rows], price)
+        seller_alloc = self.seller_alloc[rows]
+        np.copyto(seller_alloc, sellers)
+        np.multiply(
+            seller_alloc,
+            np.where(some, seller_price, 0.0)[:, None],
+            out=self.seller_receipt[rows],
+        )
+        self.buyer_price[rows] = buyer_price
+        self.seller_price[rows] = seller_price
+        self.clearing[rows] = np.where(some, clearing, np.nan)
+
+    def redraw(
+        self,
+        tied_b: NDArray[np.bool_],
+        tied_s: NDArray[np.bool_],
+        bids: NDArray[np.float64],
+        asks: NDArray[np.float64],
+        b_t: NDArray[np.float64],
+        s_t: NDArray[np.float64],
+        trades: NDArray[np.int64],
+        rng: np.random.Generator,
+    ) -> None:
+        """Draw who trades in the markets tied at the margin and rewrite them.
+
+        ``bids`` / ``asks`` are the book (``-1`` and ``inf`` for orders out of
+        it), ``b_t`` / ``s_t`` the margins: buyers' ties are drawn first, then
+        sellers', each in market order.
+        """
+        rows = np.flatnonzero(tied_b | tied_s)
+        sub_b = bids[rows] >= b_t[rows, None]
+        sub_s = asks[rows] <= s_t[rows, None]
+        tb, ts = tied_b[rows], tied_s[rows]
+        if tb.any():
+            at = rows[tb]
+            sub_b[tb] = resolve_ties(bids[at], b_t[at], trades[at], rng)
+        if ts.any():
+            at = rows[ts]
+            sub_s[ts] = resolve_ties(-asks[at], -s_t[at], trades[at], rng)
+        sub = _Book(rows.size, bids.shape[1], asks.shape[1])
+        sub.fill(
+            slice(None),
+            trades[rows],
+            sub_b,
+            sub_s,
+            self.buyer_price[rows],
+            self.seller_price[rows],
+            self.clearing[rows],  # already the final price: kept as it is
+        )
+        for name in ("slot", "alloc", "pay", "price", "seller_alloc", "seller_receipt"):
+            getattr(self, name)[rows] = getattr(sub, name)
+
+    def outcome(self) -> Outcome:
+        """The :class:`Outcome` with the two-sided fields and the Walrasian
+        interval in ``extra``."""
+        return Outcome(
+            slot=self.slot,
+            alloc=self.alloc,
+            pay=self.pay,
+            price=self.price,
+            clearing_price=self.clearing,
+            seller_alloc=self.seller_alloc,
+            seller_receipt=self.seller_receipt,
+            extra={"walrasian_low": self.low, "walrasian_high": self.high},
+        )
 
 
 class CDA(TwoSided):
