@@ -60,8 +60,25 @@ SHADE_START = 0.9
 RAW_BOUND = 8.0
 "Raw actions of ``shade`` lie in ``[-RAW_BOUND, RAW_BOUND]``."
 _OFFSET = float(np.log(SHADE_START / (1.0 - SHADE_START)))
+CLIP_LOG_STD = float(np.log(0.25))
+"""Initial ``log_std`` of a PPO policy under ``shade_clip`` (both backends).
 
-__all__ = ["ACTIONS", "ROLES", "SQUASHES", "ActionMap", "action_map_for", "map_mode"]
+With SB3's start (``log_std`` 0, a standard deviation of 1) a clipped policy's
+samples cover all of ``[0, 1]`` and beyond, clipped to bid 0 or the value,
+where the action has no gradient: first price n = 2 bid 0 (``bne_l2`` 0.289)
+for its first ~30k agent-steps at a learning rate of 3e-3 before recovering.
+1/4 is the spread in ``s`` an untrained ``shade`` policy has at ``s = 1/2``;
+``training.rllib.CLIP_LOG_STD`` is the same value."""
+
+__all__ = [
+    "ACTIONS",
+    "CLIP_LOG_STD",
+    "ROLES",
+    "SQUASHES",
+    "ActionMap",
+    "action_map_for",
+    "map_mode",
+]
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from attn_env.errors import ConfigError, UserError
 from attn_env.players import Seats
 from training.checkpoint import MANIFEST, save_tensors
 from training.learners import Learner, plan_learners, training_env
+from training.actions import CLIP_LOG_STD
 from training.policy import RolePolicy, algo_class, freeze, resolve_device
 from training.run import RunFolder, RunManifest
 from training.sb3_internals import counters, model_state, set_counters, set_model_state
@@ -64,24 +65,33 @@ __all__ = ["Learner", "Trainer", "plan_learners", "set_run_logger", "train", "tr
 
 
 def _model_kwargs(learner: Learner, tc: TrainConfig) -> dict[str, Any]:
-    """The SB3 hyperparameters of a learner's model (JSON: the manifest keeps them)."""
+    """The SB3 hyperparameters of a learner's model (JSON: the manifest keeps them).
+
+    A PPO policy under ``squash: clip`` starts with ``log_std``
+    :data:`~training.actions.CLIP_LOG_STD` (the RLlib backend's start too)
+    unless ``algo_params.policy_kwargs.log_std_init`` sets one.
+    """
     kwargs: dict[str, Any] = {
         "gamma": tc.gamma,
         "learning_rate": tc.learning_rate,
-        "policy_kwargs": {"net_arch": list(tc.net_arch)},
         "seed": learner.seed,
     }
     rollout = tc.n_steps * learner.env.num_envs
+    policy: dict[str, Any] = {"net_arch": list(tc.net_arch)}
     if tc.algo == "ppo":
         kwargs.update(
-            n_steps=tc.n_steps, batch_size=max(2, min(tc.batch_size, rollout))
+            n_steps=tc.n_steps,
+            batch_size=max(2, min(tc.batch_size, rollout)),
+            n_epochs=tc.n_epochs,
         )
+        if learner.action_map.mode == "shade_clip":
+            policy["log_std_init"] = CLIP_LOG_STD
     else:
         kwargs.update(batch_size=tc.batch_size)
     kwargs.update(tc.algo_params)
     # policy_kwargs of algo_params join train.net_arch's (they never replace it)
     kwargs["policy_kwargs"] = {
-        "net_arch": list(tc.net_arch),
+        **policy,
         **(tc.algo_params.get("policy_kwargs") or {}),
     }
     return kwargs
@@ -178,6 +188,23 @@ def _chunk(learner: Learner, tc: TrainConfig, remaining: int) -> int:
     steps = min(tc.alternate_every, tc.checkpoint_every, remaining)
     unit = learner.env.num_envs * (tc.n_steps if tc.algo == "ppo" else 1)
     return max(unit, int(np.ceil(steps / unit)) * unit)
+
+
+class _Anneal:
+    """SB3 learning-rate schedule decaying linearly to 0 over the run's
+    ``total_timesteps`` (``train.anneal_lr``).
+
+    SB3's own progress restarts with every ``learn`` call (the trainer calls it
+    once per chunk), so the schedule reads the run's agent-steps instead, all
+    learners together: a resumed run continues where its rate left off.
+    """
+
+    def __init__(self, run: TrainingRun, start: float) -> None:
+        self.run, self.start = run, start
+
+    def __call__(self, _progress_remaining: float) -> float:
+        total = max(self.run.tc.total_timesteps, 1)
+        return self.start * max(0.0, 1.0 - self.run.timesteps / total)
 
 
 class _Progress:
@@ -322,6 +349,8 @@ class Trainer(TrainingRun):
                     f"its model ({text})"
                 ) from None
             self._sb3_kwargs[lr.name] = kwargs
+            if self.tc.anneal_lr:
+                lr.model.lr_schedule = _Anneal(self, float(kwargs["learning_rate"]))
             lr.frozen = RolePolicy(
                 freeze(lr.model.policy),
                 lr.action_map,
