@@ -287,16 +287,15 @@ class ScheduleCallMarket:
         if n_markets <= CHUNK:
             return self._clear_block(bp3, bq3, ap3, aq3)
         # every market is cleared on its own row: blocks give the same bits
-        parts = [
-            self._clear_block(*(x[i : i + CHUNK] for x in (bp3, bq3, ap3, aq3)))
-            for i in range(0, n_markets, CHUNK)
-        ]
-        return ScheduleOutcome(
-            **{
-                f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                for f in dataclasses.fields(ScheduleOutcome)
-            }
-        )
+        fields: dict[str, NDArray[np.float64]] = {}
+        for i in range(0, n_markets, CHUNK):
+            part = self._clear_block(*(x[i : i + CHUNK] for x in (bp3, bq3, ap3, aq3)))
+            for f in dataclasses.fields(ScheduleOutcome):
+                block = getattr(part, f.name)
+                if i == 0:
+                    fields[f.name] = np.empty((n_markets, *block.shape[1:]))
+                fields[f.name][i : i + CHUNK] = block
+        return ScheduleOutcome(**fields)
 
     def _clear_block(
         self,
@@ -394,8 +393,10 @@ class _Book:
         self.bp, self.bq, self.ap, self.aq = bp, bq, ap, aq
         prices = np.concatenate([ap, bp], axis=1)
         order = np.argsort(prices, axis=1, kind="stable")
-        self.prices = np.take_along_axis(prices, order, axis=1)
-        weights = np.take_along_axis(np.concatenate([aq, bq], axis=1), order, axis=1)
+        # one flat gather (take_along_axis builds an index per axis)
+        flat = order + (np.arange(order.shape[0]) * order.shape[1])[:, None]
+        self.prices = prices.ravel()[flat]
+        weights = np.concatenate([aq, bq], axis=1).ravel()[flat]
         ask_side = order < ap.shape[1]
         w_s = np.where(ask_side, weights, 0.0)
         w_d = np.where(ask_side, 0.0, weights)
