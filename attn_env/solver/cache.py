@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from attn_env import mechanisms
-from attn_env.config import EnvConfig, SolveConfig
+from attn_env.config import EnvConfig, SolveConfig, SolvePrior, SolveUtility
 from attn_env.core import MarketSpec
 from attn_env.errors import UserError
 from attn_env.solver.driver import solve
@@ -49,12 +49,26 @@ def _key(env: EnvConfig, s: SolveConfig, seed: int) -> str | None:
         solve_opts.pop(name)
     # the formats options are in the key only when set, so that every solve
     # from before them keeps its key (and its cache entry)
-    for name, default in (("utility", {"kind": "linear", "rho": 1.0}), ("classes", [])):
+    for name, default in (
+        ("utility", dataclasses.asdict(SolveUtility())),
+        ("classes", []),
+        ("prior", dataclasses.asdict(SolvePrior())),
+        ("roi_target", None),
+    ):
         if solve_opts.get(name) == default:
             solve_opts.pop(name)
+    env_opts = dataclasses.asdict(env)
+    # likewise the env options added with them (the rewards' utility, per-buyer
+    # value ranges), at their defaults
+    for name, default in (
+        ("utility", dataclasses.asdict(SolveUtility())),
+        ("value_ranges", {}),
+    ):
+        if name in env_opts and env_opts[name] == default:
+            env_opts.pop(name)
     data = {
         "format": FORMAT,
-        "env": dataclasses.asdict(env),
+        "env": env_opts,
         "solve": solve_opts,
         "seed": seed,
     }
@@ -72,6 +86,8 @@ def market_of(env: EnvConfig, s: SolveConfig) -> dict[str, Any]:
     return {
         "utility": fmt.get("utility"),
         "classes": fmt.get("classes"),
+        "prior": fmt.get("prior"),
+        "roi_target": fmt.get("roi_target"),
         "mechanism": mechanisms.name_of(env.mechanism),
         "mechanism_params": dict(env.mechanism_params),
         "n_buyers": env.n_buyers,

@@ -37,6 +37,16 @@ from attn_env.config import EnvConfig, SolveConfig, validate_solve
 from attn_env.core import MarketSpec
 from attn_env.errors import UserError
 from attn_env.solver.formats import INDEPENDENT_RULES, AllPay, independent_payoffs
+from attn_env.solver.joint import (
+    DRAWS_MANY,
+    DRAWS_PAIR,
+    EVAL_FACTOR,
+    JOINT_RULES,
+    JointValues,
+    draw_profiles,
+    pure_payoffs,
+    strategy_payoffs,
+)
 from attn_env.solver.position import RULES, position_payoffs
 from attn_env.solver.sampled import opponent_profiles, sampled_payoffs
 from attn_env.strategy_metrics import value_grid
@@ -97,6 +107,10 @@ class Game:
     max_bid: float
     rho: float = 1.0
     "CRRA exponent of the buyers' utility ``x^rho`` (1: risk-neutral)."
+    joint: JointValues | None = field(default=None, repr=False)
+    "Correlated values (``solve.prior``): the sampled joint law; ``None``: independent."
+    roi_target: float | None = None
+    "ROI-constrained buyers (``solve.roi_target``): ``v A >= (1 + target) P``."
 
     @property
     def n_buyers(self) -> int:
@@ -163,6 +177,26 @@ class Game:
             cand,
         )
 
+    def joint_payoffs(
+        self, strat: NDArray[np.float64], cand: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``[V, G]`` quantity and money of each grid bid per value bin against the
+        role's own distributional strategy ``strat`` (correlated values)."""
+        assert self.joint is not None and self.rule is not None
+        return strategy_payoffs(
+            self.rule, self.joint.solve, strat, cand, self._alpha()[0], self.reserve
+        )
+
+    def joint_check(self, bid_fn, cand: NDArray[np.float64], n_values: int):
+        """The focal values ``[V']`` of ``n_values`` bins of fresh profiles and the
+        ``[V', C]`` quantity and money of ``cand`` against the pure ``bid_fn``."""
+        assert self.joint is not None and self.rule is not None
+        obs, grid = self.joint.bins_of(n_values)
+        qty, money = pure_payoffs(
+            self.rule, obs, bid_fn, cand, self._alpha()[0], self.reserve
+        )
+        return grid, qty, money
+
     def _alpha(self) -> NDArray[np.float64]:
         """Slot weights as the utility sees them (``alpha^rho`` under CRRA)."""
         return self.weights if self.rho == 1.0 else self.weights**self.rho
@@ -187,18 +221,30 @@ class Game:
     ) -> NDArray[np.float64]:
         """``[V, C]`` utility of value x bid (buyers ``vA - P``, sellers ``P - cA``).
 
+        ``qty`` and ``money`` are ``[C]`` (the same opponents at every value) or
+        ``[V, C]`` (correlated values: the opponents depend on the value).
         Under CRRA (first price) ``qty`` is ``sum_k P(slot k) alpha_k^rho`` and
         the utility ``qty * u(v - b)`` with ``u(x) = sign(x) |x|^rho`` (a loss
-        for bids over the value: dominated whatever its exact size).
+        for bids over the value: dominated whatever its exact size). With an
+        ROI target, a bid that breaks ``v A >= (1 + target) P`` is infeasible:
+        its utility is ``min(vA - P, 0)`` minus the shortfall, under that of
+        bidding 0 and falling with the breach, so no best reply is one.
         """
+        qty = qty if np.ndim(qty) == 2 else np.asarray(qty)[None, :]
+        money = money if np.ndim(money) == 2 else np.asarray(money)[None, :]
         if self.roles[role].side == "seller":
-            return money[None, :] - values[:, None] * qty[None, :]
+            return money - values[:, None] * qty
         if self.rho != 1.0:
             if cand is None:
                 raise UserError("Game.utility under CRRA needs the candidate bids")
             x = values[:, None] - np.asarray(cand)[None, :]
-            return qty[None, :] * np.sign(x) * np.abs(x) ** self.rho
-        return values[:, None] * qty[None, :] - money[None, :]
+            return qty * np.sign(x) * np.abs(x) ** self.rho
+        u = values[:, None] * qty - money
+        if self.roi_target is not None:
+            short = (1.0 + self.roi_target) * money - values[:, None] * qty
+            ok = short <= 1e-12 * max(1.0, self.max_bid)
+            u = np.where(ok, u, np.minimum(u, 0.0) - short)
+        return u
 
 
 def unsupported(env: EnvConfig) -> str | None:
@@ -267,7 +313,11 @@ def check_solve_config(s: SolveConfig) -> None:
 def _check_memory(game: Game, s: SolveConfig) -> None:
     """``ConfigError`` when one iteration's payoff arrays would not fit."""
     n_cand = s.refine * (s.bids - 1) + 1 + s.refine * s.values
-    if game.rule is not None and len(game.roles) > 1:
+    if game.joint is not None:  # [O, G] per opponent (two buyers: [V, G])
+        rows = s.values if game.n_buyers == 2 else len(game.joint.solve.focal)
+        elements = rows * s.bids * (game.n_buyers + 2)
+        how = "lower solve.prior.draws or solve.bids"
+    elif game.rule is not None and len(game.roles) > 1:
         elements = n_cand * s.refine * s.values * game.n_buyers
         how = "lower solve.bids or solve.values"
     elif game.rule is not None:
@@ -330,6 +380,10 @@ def game_from_config(
         roles = [Role("buyer", env.n_buyers, bids, env, sample)]
     if spec.n_sellers:
         roles.append(Role("seller", spec.n_sellers, bids, env, side="seller"))
+    joint = _joint_values(env, solve, spec, name, rule, rng)
+    if joint is not None:
+        roles = [Role("buyer", env.n_buyers, bids, env, joint.pooled)]
+    roi = _roi_target(solve, spec, name)
     rho = 1.0
     if solve.utility.kind == "crra":
         if rule != "first_price":
@@ -347,9 +401,50 @@ def game_from_config(
         reserve=float(getattr(mech, "reserve", 0.0) or 0.0),
         max_bid=spec.max_bid,
         rho=rho,
+        joint=joint,
+        roi_target=roi,
     )
     _check_memory(game, solve)
     return game
+
+
+def _joint_values(
+    env: EnvConfig,
+    solve: SolveConfig,
+    spec: MarketSpec,
+    name: str,
+    rule: str | None,
+    rng: np.random.Generator,
+) -> JointValues | None:
+    """The sampled joint law of ``solve.prior`` (``None``: independent values)."""
+    prior = solve.prior
+    if prior.kind == "independent":
+        return None
+    if solve.classes or spec.n_sellers or spec.n_slots != 1 or rule not in JOINT_RULES:
+        raise ConfigError(
+            f"solve.prior {prior.kind} (correlated values) needs a one-slot "
+            f"{', '.join(JOINT_RULES)} market of symmetric buyers (no "
+            f"solve.classes, no sellers); got mechanism {name!r} with "
+            f"{spec.n_slots} slots, {spec.n_sellers} sellers and "
+            f"{len(solve.classes)} classes"
+        )
+    draws = prior.draws or (DRAWS_PAIR if env.n_buyers == 2 else DRAWS_MANY)
+    profiles = draw_profiles(env, prior, spec.n_slots, draws, rng)
+    check = draw_profiles(env, prior, spec.n_slots, EVAL_FACTOR * draws, rng)
+    return JointValues.build(profiles, check, solve.values)
+
+
+def _roi_target(solve: SolveConfig, spec: MarketSpec, name: str) -> float | None:
+    """``solve.roi_target`` where it applies (``ConfigError`` where it does not)."""
+    if solve.roi_target is None:
+        return None
+    if spec.n_sellers or solve.utility.kind != "linear":
+        raise ConfigError(
+            "solve.roi_target needs a one-sided market of risk-neutral buyers "
+            f"(utility linear), got mechanism {name!r} with {spec.n_sellers} "
+            f"sellers and utility {solve.utility.kind!r}"
+        )
+    return float(solve.roi_target)
 
 
 def _class_roles(

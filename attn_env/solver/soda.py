@@ -88,7 +88,10 @@ def run_soda(
             # common random numbers: the same opponent samples and tie-breaks
             # every iteration (sampled markets only)
             crn = np.random.default_rng(crn_seed)
-            qty, money = game.payoffs(r, marg, role.bids, crn, s.samples)
+            if game.joint is not None:  # correlated values: [V, G] per value bin
+                qty, money = game.joint_payoffs(strat[r], role.bids)
+            else:
+                qty, money = game.payoffs(r, marg, role.bids, crn, s.samples)
             utils.append(game.utility(r, values[r], qty, money, role.bids))
         losses = []
         for u, st in zip(utils, strat, strict=True):
@@ -249,6 +252,8 @@ def utility_losses(
     spaced bids (the own bid included): ``(u_BR - u) / u_BR``, ex ante.
     """
     n_fine = s.refine * s.values
+    if game.joint is not None:
+        return [_joint_loss(game, fns[0], s)]
     fine = [role.grid(n_fine) for role in game.roles]
     dists = [
         (np.asarray(fn(v), dtype=np.float64), np.full(n_fine, 1.0 / n_fine))
@@ -267,6 +272,22 @@ def utility_losses(
         best = np.maximum(u.max(axis=1), 0.0).mean()
         out.append(float((best - u_own.mean()) / best) if best > 1e-12 else 0.0)
     return out
+
+
+def _joint_loss(game: Game, fn, s: SolveConfig) -> float:
+    """:func:`utility_losses` with correlated values: the one role's loss on the
+    fresh profiles, opponents bidding ``fn`` of their own values, at the
+    ``refine * values`` bins' quantile midpoints (the own bid ``fn`` there)."""
+    grid = np.linspace(0.0, game.max_bid, s.refine * (s.bids - 1) + 1)
+    n_fine = s.refine * s.values
+    values = game.joint.bins_of(n_fine)[1]  # type: ignore[union-attr]
+    own = np.asarray(fn(values), dtype=np.float64)
+    cand = np.unique(np.concatenate([grid, own]))
+    values, qty, money = game.joint_check(fn, cand, n_fine)
+    u = game.utility(0, values, qty, money, cand)
+    u_own = u[np.arange(n_fine), np.searchsorted(cand, own)]
+    best = np.maximum(u.max(axis=1), 0.0).mean()
+    return float((best - u_own.mean()) / best) if best > 1e-12 else 0.0
 
 
 def _chunked_payoffs(game, r, dists, cand, rng, samples):
@@ -290,6 +311,14 @@ def format_of(s: SolveConfig) -> dict:
     out: dict = {}
     if s.utility.kind != "linear":
         out["utility"] = {"kind": s.utility.kind, "rho": float(s.utility.rho)}
+    if s.prior.kind != "independent":
+        out["prior"] = {
+            "kind": s.prior.kind,
+            "common": float(s.prior.common),
+            "draws": s.prior.draws,
+        }
+    if s.roi_target is not None:
+        out["roi_target"] = float(s.roi_target)
     if s.classes:
         out["classes"] = [
             {

@@ -293,6 +293,17 @@ class _Checker:
                 "kind": self.text(u, "kind", "market.utility.kind"),
                 "rho": self.number(u, "rho", 0.0, "market.utility.rho"),
             }
+        if m.get("prior") is not None:
+            pr = self.mapping(m, "prior", "market.prior")
+            out["prior"] = {
+                "kind": self.text(pr, "kind", "market.prior.kind"),
+                "common": self.number(pr, "common", 0.0, "market.prior.common"),
+                "draws": None
+                if pr.get("draws") is None
+                else self.integer(pr, "draws", 1, 10**9, "market.prior.draws"),
+            }
+        if m.get("roi_target") is not None:
+            out["roi_target"] = self.number(m, "roi_target", 0.0, "market.roi_target")
         if m.get("classes") is not None:
             raw = m["classes"]
             if not isinstance(raw, list) or not 0 < len(raw) <= MAX_GRID:
