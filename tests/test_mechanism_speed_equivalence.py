@@ -166,3 +166,166 @@ def test_near_ties_take_the_exact_path():
     order, srt = top_desc(score, 3, np.random.default_rng(0))
     assert order.tolist() == [[3, 0, 1]]
     assert srt.tolist() == [[near + 1e-9, near, base]]
+
+
+# --- sealed double auctions --------------------------------------------------------
+
+DOUBLE = ["k_double", "mcafee", "call_market"]
+
+
+def reference_double(mech, bids, asks, rng, buyer_active=None, seller_active=None):
+    """The one-call clearing the blocked path replaced: sort both sides into
+    padded arrays, cross, price by the rule, draw ties over the whole batch
+    (buyers' markets, then sellers'), pair traders in index order."""
+    n_markets, n = bids.shape
+    m = asks.shape[1]
+    live = bids
+    dropped = mech.reserve > 0.0 or buyer_active is not None
+    if dropped:
+        keep = bids >= mech.reserve
+        if buyer_active is not None:
+            keep &= buyer_active
+        live = np.where(keep, bids, -1.0)
+    if seller_active is not None:
+        asks = np.where(seller_active, asks, np.inf)
+    b_srt = np.sort(live, axis=1)[:, ::-1]
+    s_srt = np.sort(asks, axis=1)
+    depth = min(n, m)
+    q = np.count_nonzero(b_srt[:, :depth] >= s_srt[:, :depth], axis=1)
+    b = np.concatenate(
+        [
+            np.full((n_markets, 1), np.inf),
+            np.maximum(b_srt, 0.0) if dropped else b_srt,
+            np.zeros((n_markets, 1)),
+        ],
+        axis=1,
+    )
+    s = np.concatenate(
+        [np.zeros((n_markets, 1)), s_srt, np.full((n_markets, 1), np.inf)], axis=1
+    )
+    rows = np.arange(n_markets)
+    bid, ask = (lambda r: b[rows, r]), (lambda r: s[rows, r])
+    low = np.maximum(ask(q), bid(q + 1))
+    high = np.minimum(bid(q), ask(q + 1))
+    if mech.name == "k_double":
+        p = np.where(q > 0, mech.k * bid(q) + (1.0 - mech.k) * ask(q), np.nan)
+        trades, b_price, s_price, clearing = q, p, p, p
+    elif mech.name == "call_market":
+        p = np.where(q > 0, mech.k * high + (1.0 - mech.k) * low, np.nan)
+        trades, b_price, s_price, clearing = q, p, p, p
+    else:  # mcafee
+        p0 = 0.5 * (bid(q + 1) + ask(q + 1))
+        keep = (q > 0) & (ask(q) <= p0) & (p0 <= bid(q))
+        trades = np.where(keep, q, np.maximum(q - 1, 0))
+        b_price = np.maximum(np.where(keep, p0, bid(q)), mech.reserve)
+        s_price = np.where(keep, p0, ask(q))
+        b_price = np.where(trades == 0, np.nan, b_price)
+        s_price = np.where(trades == 0, np.nan, s_price)
+        clearing = 0.5 * (b_price + s_price)
+    some = trades > 0
+
+    def top(values, threshold):
+        chosen = values >= threshold[:, None]
+        over = np.flatnonzero(np.count_nonzero(chosen, axis=1) > trades)
+        if over.size:
+            vals, thr = values[over], threshold[over, None]
+            above = vals > thr
+            need = trades[over] - above.sum(axis=1)
+            key = np.where(vals == thr, rng.random(vals.shape), -1.0)
+            cut = -np.sort(-key, axis=1)[np.arange(over.size), need - 1]
+            chosen[over] = above | (key >= cut[:, None])
+        return chosen
+
+    buyers = top(live, np.where(some, bid(trades), np.inf))
+    sellers = top(-asks, -np.where(some, ask(trades), -np.inf))
+    slot = np.full((n_markets, n), -1, dtype=np.int64)
+    slot.reshape(-1)[np.flatnonzero(buyers)] = np.nonzero(sellers)[1]
+    alloc = buyers.astype(np.float64)
+    seller_alloc = sellers.astype(np.float64)
+    price = alloc * np.where(some, b_price, 0.0)[:, None]
+    return Outcome(
+        slot=slot,
+        alloc=alloc,
+        pay=price.copy(),
+        price=price,
+        clearing_price=np.where(some, clearing, np.nan),
+        seller_alloc=seller_alloc,
+        seller_receipt=seller_alloc * np.where(some, s_price, 0.0)[:, None],
+        extra={"walrasian_low": low, "walrasian_high": high},
+    )
+
+
+def assert_same_double(got: Outcome, want: Outcome) -> None:
+    for field in (
+        "slot",
+        "alloc",
+        "pay",
+        "price",
+        "clearing_price",
+        "seller_alloc",
+        "seller_receipt",
+    ):
+        a, b = getattr(got, field), getattr(want, field)
+        assert a.dtype == b.dtype and a.shape == b.shape, field
+        assert a.tobytes() == b.tobytes(), field  # signed zeros and nan too
+        assert not np.shares_memory(a, got.pay) or field == "pay", field
+    assert list(got.extra) == list(want.extra)
+    for key in want.extra:
+        assert got.extra[key].tobytes() == want.extra[key].tobytes(), key
+
+
+def book(seed, n_markets, n, m, levels):
+    """Bids and asks in ``levels`` steps of 1/4 (ties in most rows when
+    ``levels`` is small; 0 means uniform, tie-free), activity masks."""
+    data = np.random.default_rng(seed)
+    if levels:
+        bids = data.integers(0, levels, (n_markets, n)) / 4.0
+        asks = data.integers(0, levels, (n_markets, m)) / 4.0
+    else:
+        bids, asks = data.random((n_markets, n)), data.random((n_markets, m))
+    return (
+        bids,
+        asks,
+        data.random((n_markets, n)) < 0.8,
+        data.random((n_markets, m)) < 0.8,
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    name=st.sampled_from(DOUBLE),
+    k=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+    seed=st.integers(0, 2**31),
+    n_markets=st.integers(0, 40),
+    n=st.integers(1, 12),
+    m=st.integers(1, 12),
+    levels=st.sampled_from([0, 1, 2, 3, 8, 30]),
+    reserve=st.sampled_from([0.0, 0.35, 1.0]),
+    masks=st.booleans(),
+)
+def test_double_equals_one_call(name, k, seed, n_markets, n, m, levels, reserve, masks):
+    bids, asks, b_act, s_act = book(seed, n_markets, n, m, levels)
+    params = {} if name == "mcafee" else {"k": k}
+    mech = mechanisms.make(name, reserve=reserve, **params)
+    kw = {"buyer_active": b_act, "seller_active": s_act} if masks else {}
+    g_got, g_want = np.random.default_rng(seed), np.random.default_rng(seed)
+    got = mech.clear(bids, asks, rng=g_got, **kw)
+    assert_same_double(got, reference_double(mech, bids, asks, g_want, **kw))
+    assert g_got.bit_generator.state == g_want.bit_generator.state
+
+
+@pytest.mark.parametrize("name", DOUBLE)
+@pytest.mark.parametrize(("n", "m"), [(10, 10), (48, 30), (3, 130)])
+def test_double_blocks_draw_as_one_call(name, n, m):
+    """Thousands of tied markets over several blocks: the ties of every block
+    are drawn after the last, buyers' then sellers', as in one call."""
+    bids, asks, b_act, s_act = book(n + m, 6000, n, m, levels=6)
+    for reserve, kw in (
+        (0.0, {}),
+        (0.5, {"buyer_active": b_act, "seller_active": s_act}),
+    ):
+        mech = mechanisms.make(name, reserve=reserve, seed=3)
+        got = mech.clear(bids, asks, **kw)
+        ref = mechanisms.make(name, reserve=reserve, seed=3)
+        assert_same_double(got, reference_double(ref, bids, asks, ref._rng, **kw))
+        assert mech._rng.bit_generator.state == ref._rng.bit_generator.state
