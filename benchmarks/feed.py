@@ -13,7 +13,8 @@
    the fairness-welfare trade-off plotted to ``PNG``.
 
     python benchmarks/feed.py [--populations 4096] [--sessions 50] [--json]
-    python benchmarks/feed.py --table docs/img/feed_tradeoff.png [--learner-populations 64]
+    python benchmarks/feed.py --table docs/img/feed_tradeoff.png \
+        [--learner-populations 64]
     python benchmarks/feed.py --diagnose
 
 3. ``--diagnose``: why bandit learners shade where truthful bidding is
@@ -243,8 +244,10 @@ def _mean_se_of(x: np.ndarray) -> dict[str, float]:
 def print_diagnosis(res: dict[str, Any]) -> None:
     """The diagnosis as two markdown tables."""
     print(f"load average {os.getloadavg()}")
-    print("\n| agents | utility/session (sd) | gain of 1 over next level | "
-          "sessions it decides | gain of 1 over lowest | sessions it decides |")
+    print(
+        "\n| agents | utility/session (sd) | gain of 1 over next level | "
+        "sessions it decides | gain of 1 over lowest | sessions it decides |"
+    )
     print("|---|---|---|---|---|---|")
     for role, n in res["noise"].items():
         print(
@@ -252,8 +255,10 @@ def print_diagnosis(res: dict[str, Any]) -> None:
             f"{n['gain_over_next']:.5f} | {100 * n['decisive_next']:.1f} % | "
             f"{n['gain_over_lowest']:.5f} | {100 * n['decisive_lowest']:.1f} % |"
         )
-    print("\n| mechanism | gamma | ad factor, bandit | ad factor, counterfactual "
-          "| promotion, bandit | promotion, counterfactual | seconds (b / cf) |")
+    print(
+        "\n| mechanism | gamma | ad factor, bandit | ad factor, counterfactual "
+        "| promotion, bandit | promotion, counterfactual | seconds (b / cf) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in res["factors"]:
         b, cf = r["bandit"], r["counterfactual"]

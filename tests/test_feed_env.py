@@ -111,13 +111,19 @@ def test_deviations_equal_re_clearing_one_agent_at_a_time(feeds, rule, model):
     bids = value * rng.uniform(0.3, 1.5, size=value.shape)
     bonus = rng.normal(0, 0.1, size=(6, c.n_creators))
     levels = fd._agent_levels(c)
-    dev = fd.deviations(rule, model, r, value, bids, feeds.pos[q], budget, bonus, c, levels)
+    dev = fd.deviations(
+        rule, model, r, value, bids, feeds.pos[q], budget, bonus, c, levels
+    )
     for i in (0, 5, c.n_creators, r.shape[1] - 1):
-        for l in range(levels.shape[1]):
+        for k in range(levels.shape[1]):
             b = bids.copy()
-            b[:, i] = levels[i, l] * value[:, i]
-            _, _, got, paid = fd.clear(rule, model, r, b, feeds.pos[q], budget, bonus, c)
-            np.testing.assert_allclose(dev[:, i, l], value[:, i] * got[:, i] - paid[:, i])
+            b[:, i] = levels[i, k] * value[:, i]
+            _, _, got, paid = fd.clear(
+                rule, model, r, b, feeds.pos[q], budget, bonus, c
+            )
+            np.testing.assert_allclose(
+                dev[:, i, k], value[:, i] * got[:, i] - paid[:, i]
+            )
 
 
 def test_counterfactual_learners_bid_truthfully_where_it_is_dominant(feeds):
@@ -129,7 +135,9 @@ def test_counterfactual_learners_bid_truthfully_where_it_is_dominant(feeds):
     res = fd.run(feeds, d, c, "assignment", 0.0, "attention", np.random.default_rng(0))
     assert res["ad_factor"].mean() > 0.95 and res["promo_factor"].mean() > 0.9
     band = dataclasses.replace(c, feedback="bandit")
-    res_b = fd.run(feeds, d, band, "assignment", 0.0, "attention", np.random.default_rng(0))
+    res_b = fd.run(
+        feeds, d, band, "assignment", 0.0, "attention", np.random.default_rng(0)
+    )
     assert res_b["ad_factor"].mean() < res["ad_factor"].mean() - 0.1
 
 
@@ -218,7 +226,10 @@ def test_best_factor_prefers_truthful_among_ties():
 
 @pytest.mark.parametrize(
     ("path", "rule"),
-    [("configs/scenarios/feed.yaml", "assignment"), ("configs/scenarios/feed_gsp.yaml", "gsp")],
+    [
+        ("configs/scenarios/feed.yaml", "assignment"),
+        ("configs/scenarios/feed_gsp.yaml", "gsp"),
+    ],
 )
 def test_shipped_configs_read_and_name_the_envs_rule(path, rule, feeds):
     from runner.scenarios import read_scenario

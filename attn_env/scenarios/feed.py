@@ -42,9 +42,12 @@ Mechanisms (``feed_rules``; batched over populations, sessions in sequence):
   gamma d``.
 
 ``gamma`` runs over ``fairness_weights`` (the platform's fairness constraint;
-0 is the unconstrained rule). Bidders are truthful, or learners: each agent an
-epsilon-greedy bandit over a few bid factors (``ad_levels`` for advertisers,
-``promo_levels`` for creators' promotion bids) on its own realised utility.
+0 is the unconstrained rule). Bidders are truthful, or learners: each agent
+epsilon-greedy over a few bid factors (``ad_levels`` for advertisers,
+``promo_levels`` for creators' promotion bids), fed either every factor's
+utility in the session, the others' bids fixed (``feedback: counterfactual``,
+:func:`deviations`), or only its realised utility (``bandit``, which cannot
+tell the factors apart in 400 sessions: docs/feed.md).
 
 Per population (standard errors over populations, which share nothing but the
 catalogue draw): user welfare ``sum_k x_k r_k`` (attention-weighted relevance
@@ -69,7 +72,6 @@ from numpy.typing import NDArray
 from attn_env.checks import check_int, check_one_of, check_real
 from attn_env.errors import ConfigError
 from attn_env.integrity.fairness import disparity, exposure_merit_gap, group_means
-from attn_env.scenarios.train_config import ScenarioTrainConfig, check_train_config
 from attn_env.scenarios.feed_rules import (
     USER_MODELS,
     affine_payments,
@@ -80,6 +82,7 @@ from attn_env.scenarios.feed_rules import (
     item_exposure,
     rank_by_score,
 )
+from attn_env.scenarios.train_config import ScenarioTrainConfig, check_train_config
 
 __all__ = ["CONFIG", "MECHANISMS", "FeedConfig", "Feeds", "simulate"]
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.spaces import Box
@@ -106,7 +106,11 @@ class FeedEnv(ParallelEnv):
     """Creators' promotion bids and advertisers' bids on a feed; every owner
     is an agent."""
 
-    metadata = {"name": "feed_v0", "render_modes": [], "is_parallelizable": True}
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "feed_v0",
+        "render_modes": [],
+        "is_parallelizable": True,
+    }
 
     def __init__(self, config: FeedConfig | None = None, feeds: Feeds | None = None):
         self.config = c = validate(config or FeedConfig())

@@ -151,7 +151,7 @@ def train(config: Any, out: str | Path, progress: bool = True) -> dict[str, Any]
     feeds = load(config)
     train_env = FeedEnv(dataclasses.replace(config, seed=config.train.seed), feeds)
     val_env = FeedEnv(config, feeds)
-    record = train_shared_ppo(
+    return train_shared_ppo(
         "feed",
         config,
         config.train,
@@ -160,7 +160,6 @@ def train(config: Any, out: str | Path, progress: bool = True) -> dict[str, Any]
         out,
         progress,
     )
-    return record
 
 
 def train_summary(record: dict[str, Any]) -> str:
@@ -275,7 +274,15 @@ def compare(designs: list[tuple[str, Any]]) -> dict[str, Any]:
         shape = here
         feeds = load(c)
         model, rule, gamma = _design(c)
-        res = run(feeds, draw(feeds, c), c, rule, gamma, model, np.random.default_rng([c.seed, i]))
+        res = run(
+            feeds,
+            draw(feeds, c),
+            c,
+            rule,
+            gamma,
+            model,
+            np.random.default_rng([c.seed, i]),
+        )
         m = {k: res["metrics"][k] for k in COMPARED}
         m["fairness_gap"] = res["gap_curve"][-1]
         per.append(m)
