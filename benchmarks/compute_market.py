@@ -20,6 +20,14 @@
     python benchmarks/compute_market.py \
         --simulate configs/scenarios/compute_market.yaml \
         --json docs/img/compute_market.json --plot docs/img/compute_market.png
+
+3. PPO in the unit-demand market. ``--ppo-unit DIR`` trains the config's
+   ``train:`` block on the unit-demand env (``ComputeMarketEnv(unit=True)``;
+   the schedule market trains with ``attn-market train``) and prints the
+   held-out table of the policy, the hill climber and truthful traders:
+
+    python benchmarks/compute_market.py --ppo-unit /tmp/unit_run \
+        --simulate configs/scenarios/compute_market.yaml
 """
 
 from __future__ import annotations
@@ -157,6 +165,27 @@ def report(path: str, out: str | None, png: str | None, sets: list[str]) -> None
         cm.plot(result, png)
 
 
+def ppo_unit(path: str, out: str) -> None:
+    """Train and evaluate the shared PPO policy on the unit-demand market."""
+    import json
+
+    from attn_env.config import read_config_yaml
+    from runner.scenario_commands import compute_market as cmd
+    from training.scenario_ppo import load_shared_policy
+
+    c = cm.load(read_config_yaml(path), path)
+    t0 = time.perf_counter()
+    record = cmd.train(c, out, progress=False, unit=True)
+    print(cmd.train_summary(record))
+    act = load_shared_policy(out, cmd.SCENARIO)
+    result = cmd.held_out(c, act, c.populations, unit=True)
+    print(json.dumps(result, indent=1))
+    print(
+        f"{time.perf_counter() - t0:.0f} s; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+
+
 def main() -> None:
     ap_ = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap_.add_argument("--markets", type=int, default=200_000)
@@ -164,6 +193,11 @@ def main() -> None:
     ap_.add_argument("--check", type=int, default=10_000)
     ap_.add_argument("--seed", type=int, default=0)
     ap_.add_argument("--simulate", metavar="YAML", help="run a scenario config instead")
+    ap_.add_argument(
+        "--ppo-unit",
+        metavar="DIR",
+        help="with --simulate: train PPO on the unit-demand market into DIR",
+    )
     ap_.add_argument("--json", metavar="OUT", help="with --simulate: write the result")
     ap_.add_argument("--plot", metavar="PNG", help="with --simulate: price convergence")
     ap_.add_argument(
@@ -174,6 +208,9 @@ def main() -> None:
         help="with --simulate: override a config key (YAML value), repeatable",
     )
     args = ap_.parse_args()
+    if args.simulate and args.ppo_unit:
+        ppo_unit(args.simulate, args.ppo_unit)
+        return
     if args.simulate:
         report(args.simulate, args.json, args.plot, args.set)
         return

@@ -229,3 +229,25 @@ def test_compare_refuses_different_population_counts(tmp_path, capsys):
 def test_simulate_leaves_the_train_block_out():
     result = cm.simulate(dataclasses.replace(tiny(), compare_unit=False, learn=False))
     assert "train" not in result["config"]
+
+
+def test_unit_demand_books_are_one_unit_call_markets():
+    from attn_env import mechanisms
+
+    books = ComputeBooks(tiny(), populations=2, unit=True)
+    books.reset(np.random.default_rng(4))
+    assert books.left.shape == (2, TINY["markets"], 3, 1) and np.all(books.left == 1)
+    bids, asks = books.price[..., 0].reshape(-1, 3), books.ap[..., 0].reshape(-1, 2)
+    period = books.step(np.zeros((2, 5)))
+    ref = mechanisms.make("call_market", k=0.5).clear(bids, asks)
+    np.testing.assert_array_equal(period.outcome.buyer_qty, ref.alloc)
+    np.testing.assert_allclose(period.outcome.clearing_price, ref.clearing_price)
+    assert books.reward_scale() == tiny().cost_median
+    r = play(tiny(), "truthful", seed=3, populations=2, unit=True)["per_population"]
+    assert np.allclose(r["efficiency"], 1.0) and "served_value_share" not in r
+
+
+def test_cli_names_a_bad_config_value(tmp_path, capsys):
+    path = _write(tmp_path, shade_max=1.5)
+    assert main(["audit", str(path)]) == 2
+    assert "shade_max must be in [0, 1), got 1.5" in capsys.readouterr().err

@@ -16,6 +16,9 @@ reward              the trader's mean utility over the period's ``markets``
 episode             ``periods`` call periods; every agent ends together
 ==================  =============================================================
 
+``ComputeMarketEnv(config, unit=True)`` is the unit-demand comparison (one
+unit per trader and period, :class:`ComputeBooks`).
+
 One env step is one period of ``markets`` markets of one population, cleared by
 ``schedule_call_market`` (``rule``, ``k``) with the scenario's own batched
 code (:mod:`attn_env.scenarios.compute_market`: jobs arrive, wait and expire
@@ -51,6 +54,8 @@ from attn_env.errors import UserError
 from attn_env.mechanisms.schedules import ScheduleCallMarket
 from attn_env.scenarios.compute_market import (
     ComputeMarketConfig,
+    _job_kwargs,
+    _seller_kwargs,
     arrive,
     clear_shaded,
     draw_supply,
@@ -59,6 +64,7 @@ from attn_env.scenarios.compute_market import (
     settle,
     validate,
 )
+from attn_env.scenarios.compute_model import draw_jobs, draw_sellers
 
 __all__ = ["OBS_FIELDS", "ComputeBooks", "ComputeMarketEnv", "check_shading"]
 
@@ -114,10 +120,20 @@ class ComputeBooks:
     State per population, market, buyer and job slot: GFLOP left, true value
     per GFLOP, periods left (:func:`compute_market.arrive` /
     :func:`compute_market.settle`); and the period's fresh supply schedules.
+
+    ``unit=True`` is the scenario's unit-demand comparison: every period each
+    buyer has one unit worth a fresh job's value per GFLOP and each seller one
+    unit at a fresh base cost (nothing carries over), as ``simulate``'s
+    ``unit_*`` runs; cleared by the same market on one-step schedules, which
+    is ``call_market`` (``k_double``, ``mcafee`` for the other rules) up to
+    ties at the margin.
     """
 
-    def __init__(self, config: ComputeMarketConfig, populations: int = 1) -> None:
+    def __init__(
+        self, config: ComputeMarketConfig, populations: int = 1, unit: bool = False
+    ) -> None:
         self.c = validate(config)
+        self.unit = bool(unit)
         self.P = int(populations)
         self.n, self.m = self.c.n_buyers, self.c.n_sellers
         self.N = self.n + self.m
@@ -126,8 +142,11 @@ class ComputeBooks:
 
     def reward_scale(self) -> float:
         """Mean value of one job, ``E[batch] E[value per request]``: rewards are
-        utilities in these units."""
+        utilities in these units (unit demand: ``cost_median``, the order of a
+        one-GFLOP unit's gains from trade)."""
         c = self.c
+        if self.unit:
+            return c.cost_median
         return 0.5 * (c.batch_max + 1) * c.value_median * np.exp(c.value_sigma**2 / 2)
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -149,6 +168,20 @@ class ComputeBooks:
         self._draw()
 
     def _draw(self) -> None:
+        if self.unit:
+            shape = (self.P, self.c.markets)
+            jobs = draw_jobs(
+                self.rng, (*shape, self.n), self.pool, **_job_kwargs(self.c)
+            )
+            costs, _ = draw_sellers(
+                self.rng,
+                (*shape, self.m),
+                1,
+                **_seller_kwargs(self.c, self.mean_demand),
+            )
+            self.price, self.left = jobs.price[..., None], np.ones((*shape, self.n, 1))
+            self.ap, self.aq = costs, np.ones_like(costs)
+            return
         self.left, self.price, self.wait, got = arrive(
             self.rng, self.left, self.price, self.wait, self.pool, self.c
         )
@@ -240,11 +273,12 @@ class ComputeBooks:
                 np.where(ok, price, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1),
                 np.nan,
             )
-        self.left, self.wait, done, lost = settle(
-            self.left, self.price, self.wait, fill[:, 0]
-        )
-        self.served += done
-        self.expired += lost
+        if not self.unit:
+            self.left, self.wait, done, lost = settle(
+                self.left, self.price, self.wait, fill[:, 0]
+            )
+            self.served += done
+            self.expired += lost
         self.t += 1
         if not self.done:
             self._draw()
@@ -267,9 +301,11 @@ class ComputeMarketEnv(ParallelEnv):
         "is_parallelizable": True,
     }
 
-    def __init__(self, config: ComputeMarketConfig | None = None) -> None:
+    def __init__(
+        self, config: ComputeMarketConfig | None = None, unit: bool = False
+    ) -> None:
         self.config = validate(config or ComputeMarketConfig())
-        self.books = ComputeBooks(self.config, populations=1)
+        self.books = ComputeBooks(self.config, populations=1, unit=unit)
         n, m = self.config.n_buyers, self.config.n_sellers
         self.possible_agents = [f"buyer_{i}" for i in range(n)] + [
             f"seller_{j}" for j in range(m)

@@ -55,6 +55,7 @@ def play(
     populations: int,
     on_period: Callable[[ComputeBooks, NDArray[np.float64], Any], None] | None = None,
     grid: NDArray[np.float64] | None = None,
+    unit: bool = False,
 ) -> dict[str, Any]:
     """Play ``populations`` populations of ``c`` with ``bidder`` from ``seed``.
 
@@ -65,6 +66,7 @@ def play(
             to a shading of ``grid`` (others held) is measured before the
             step: ``br_gain`` (mean over traders, reward units) and
             ``buyer_br_gain`` / ``seller_br_gain``.
+        unit: the unit-demand market (:class:`ComputeBooks`) instead.
 
     Returns:
         ``{"per_population": {measure: float64 [P]}, "curves": {measure:
@@ -72,7 +74,7 @@ def play(
         over traders, in reward units), ``buyer_shading``, ``seller_shading``
         and ``served_value_share`` (of the value that arrived).
     """
-    books = ComputeBooks(c, populations)
+    books = ComputeBooks(c, populations, unit=unit)
     books.reset(np.random.default_rng(seed))
     n, N = c.n_buyers, books.N
     names = [f"buyer_{i}" for i in range(n)] + [
@@ -124,9 +126,10 @@ def play(
             for k, v in hist.items()
         }
     some = books.arrived > 0
-    per_pop["served_value_share"] = np.where(
-        some, books.served / np.where(some, books.arrived, 1.0), np.nan
-    )
+    if not unit:
+        per_pop["served_value_share"] = np.where(
+            some, books.served / np.where(some, books.arrived, 1.0), np.nan
+        )
     return {"per_population": per_pop, "curves": curves}
 
 

@@ -71,9 +71,10 @@ def _row(per_pop: dict[str, np.ndarray], label: str) -> dict[str, Any]:
     return row
 
 
-def validation_scores(config: Any, policy: Any) -> dict[str, float]:
+def validation_scores(config: Any, policy: Any, unit: bool = False) -> dict[str, float]:
     """The policy on validation populations: ``score`` = minus the mean best
-    one-period deviation gain of a trader (reward units); efficiency, price gap."""
+    one-period deviation gain of a trader (reward units); efficiency, price gap
+    (``unit``: in the unit-demand market)."""
     from attn_env.scenarios.compute_play import play, with_periods
 
     c = with_periods(config, min(config.periods, VALIDATION_PERIODS))
@@ -83,6 +84,7 @@ def validation_scores(config: Any, policy: Any) -> dict[str, float]:
         seed_of(VALIDATION, config),
         config.train.eval_episodes,
         grid=_grid(config),
+        unit=unit,
     )["per_population"]
     return {
         "score": -float(r["br_gain"].mean()),
@@ -95,8 +97,11 @@ def validation_scores(config: Any, policy: Any) -> dict[str, float]:
     }
 
 
-def train(config: Any, out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train the shared PPO policy of the compute market's traders into ``out``."""
+def train(
+    config: Any, out: str | Path, progress: bool = True, unit: bool = False
+) -> dict[str, Any]:
+    """Train the shared PPO policy of the compute market's traders into ``out``
+    (``unit``: of the unit-demand market, for ``benchmarks/compute_market.py``)."""
     from attn_env.scenarios.compute_env import ComputeMarketEnv
     from training.scenario_ppo import train_shared_ppo
 
@@ -104,8 +109,8 @@ def train(config: Any, out: str | Path, progress: bool = True) -> dict[str, Any]
         SCENARIO,
         config,
         config.train,
-        ComputeMarketEnv(config),
-        lambda policy: validation_scores(config, policy),
+        ComputeMarketEnv(config, unit=unit),
+        lambda policy: validation_scores(config, policy, unit),
         out,
         progress,
     )
@@ -126,20 +131,27 @@ def train_summary(record: dict[str, Any]) -> str:
 def evaluate(config: Any, policy: str | Path, episodes: int | None) -> dict[str, Any]:
     """A trained policy, truthful schedules and the hill climber on the same
     held-out populations (``episodes``, default ``populations``); paired."""
-    from attn_env.scenarios.compute_play import play
     from training.scenario_ppo import load_shared_policy
 
     n_pop = episodes or config.populations
     act = load_shared_policy(policy, SCENARIO)
+    return {"policy": str(policy), **held_out(config, act, n_pop)}
+
+
+def held_out(config: Any, act: Any, n_pop: int, unit: bool = False) -> dict[str, Any]:
+    """Policy ``act``, the hill climber and truthful traders on the held-out
+    populations of ``config`` (``unit``: the unit-demand market); paired."""
+    from attn_env.scenarios.compute_play import play
+
     seed = seed_of(HELD_OUT, config)
     runs = {
-        "policy": play(config, act, seed, n_pop)["per_population"],
-        "hill": play(config, "hill", seed, n_pop)["per_population"],
-        "truthful": play(config, "truthful", seed, n_pop)["per_population"],
+        "policy": play(config, act, seed, n_pop, unit=unit)["per_population"],
+        "hill": play(config, "hill", seed, n_pop, unit=unit)["per_population"],
+        "truthful": play(config, "truthful", seed, n_pop, unit=unit)["per_population"],
     }
     return {
         "scenario": SCENARIO,
-        "policy": str(policy),
+        "market": "unit" if unit else "schedules",
         "populations": n_pop,
         "periods": config.periods,
         "report_last": config.report_last,
