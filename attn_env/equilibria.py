@@ -38,6 +38,9 @@ brute-force best response on a fine grid):
 - :func:`asymmetric_first_price_bne`: first price, two bidders with values
   ``U[0, a]`` and ``U[0, b]``: the closed form of the uniform asymmetric case
   (Griesmer, Levitan & Shubik 1967; Krishna 2010, sec. 4.3), derived below;
+- :func:`roi_bne`: ROI-constrained bidders (``v A >= (1 + target) P``), one
+  slot: first price ``min((n-1)/n, 1/(1+target)) v``, second price
+  ``min(1, n/((n-1)(1+target))) v`` (derived in its docstring);
 - :func:`war_of_attrition_bne`: war of attrition, two bidders,
   ``b(v) = -v - log(1 - v)`` (Krishna 2010, sec. 2.5).
 
@@ -66,6 +69,7 @@ __all__ = [
     "chatterjee_samuelson",
     "crra_first_price_bne",
     "first_price_bne",
+    "roi_bne",
     "truthful",
     "war_of_attrition_bne",
 ]
@@ -215,6 +219,42 @@ def asymmetric_first_price_bne(high_1: float, high_2: float) -> tuple[Strategy, 
         return fn
 
     return bid(high_1, high_2), bid(high_2, high_1)
+
+
+def roi_bne(mechanism: str, n: int, target: float) -> Strategy:
+    """ROI-constrained bidders, one slot, ``n`` bidders, values ``U[0, 1]``.
+
+    Each bidder maximises its expected surplus ``v A(b) - P(b)`` subject to the
+    ex-interim ROI constraint ``v A(b) >= (1 + target) P(b)`` (what it wins is
+    worth at least ``1 + target`` times what it pays: ``(value - spend) /
+    spend >= target``). Against opponents bidding ``k v``:
+
+    - ``first_price``: ``P = b A``, the constraint is ``b <= v / (1 + target)``
+      and the unconstrained best reply is ``(n-1)/n v`` (for any ``k``), so
+      ``b(v) = min((n-1)/n, 1 / (1 + target)) v``;
+    - ``second_price``: ``P(b) = E[Y 1{Y < b}] = (n-1)/n b A(b)`` for ``b <= k``
+      (``Y`` the highest opponent bid), the constraint is
+      ``b <= n v / ((n-1)(1 + target))`` and the surplus rises up to ``b = v``,
+      so ``b(v) = min(1, n / ((n-1)(1 + target))) v``: truthful while
+      ``target <= 1 / (n-1)``, shaded beyond.
+
+    Derived here (the brute-force best reply in ``tests/test_solver_roi.py``
+    checks both); with ``target`` small enough the constraint does not bind and
+    these are the risk-neutral equilibria.
+    """
+    if not isinstance(n, int) or n < 2:
+        raise UserError(f"ROI BNE needs an integer n >= 2 bidders, got {n!r}")
+    if not (isinstance(target, int | float) and 0.0 <= target < np.inf):
+        raise UserError(f"ROI target must be a number >= 0, got {target!r}")
+    if mechanism == "first_price":
+        slope = min((n - 1) / n, 1.0 / (1.0 + target))
+    elif mechanism == "second_price":
+        slope = min(1.0, n / ((n - 1) * (1.0 + target)))
+    else:
+        raise UserError(
+            f"ROI BNE known for first_price and second_price, got {mechanism!r}"
+        )
+    return lambda v: slope * np.asarray(v, dtype=np.float64)
 
 
 def war_of_attrition_bne(v: NDArray) -> NDArray[np.float64]:

@@ -1,0 +1,82 @@
+"""ROI-constrained bidders (``solve.roi_target``): the closed forms of
+``attn_env.equilibria.roi_bne`` checked by a brute-force best reply, and the
+solver against them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attn_env.checks import ConfigError
+from attn_env.config import EnvConfig, SolveConfig, SolveUtility
+from attn_env.equilibria import roi_bne
+from attn_env.solver import game_from_config, solve
+
+CASES = [
+    ("first_price", 2, 1.5),  # binds: 0.4 v, not v / 2
+    ("first_price", 3, 0.2),  # does not bind: 2/3 v
+    ("second_price", 2, 1.5),  # binds: 0.8 v, not truthful
+    ("second_price", 3, 1.0),  # binds: 0.75 v
+]
+
+
+def _best_reply(mech: str, n: int, target: float, slope: float, v: float) -> float:
+    """The best feasible bid of value ``v`` against ``n - 1`` opponents bidding
+    ``slope * U[0, 1]``, on a grid of 20,001 bids (closed-form A and P)."""
+    b = np.linspace(0.0, 1.0, 20_001)
+    x = np.minimum(b, slope) / slope  # opponents' value at the bid
+    win = x ** (n - 1)
+    pay = b * win if mech == "first_price" else slope * (n - 1) / n * x**n
+    ok = v * win >= (1.0 + target) * pay - 1e-12
+    return float(b[np.argmax(np.where(ok, v * win - pay, -np.inf))])
+
+
+@pytest.mark.parametrize(("mech", "n", "target"), CASES)
+def test_closed_form_is_a_best_reply_to_itself(mech, n, target):
+    fn = roi_bne(mech, n, target)
+    slope = float(fn(np.array(1.0)))
+    for v in (0.2, 0.5, 0.9):
+        assert abs(_best_reply(mech, n, target, slope, v) - slope * v) <= 1e-4
+
+
+@pytest.mark.parametrize(("mech", "n", "target"), CASES[::2])
+def test_unconstrained_equilibrium_is_not_one(mech, n, target):
+    """The risk-neutral equilibrium breaks the constraint where it binds."""
+    plain = (n - 1) / n if mech == "first_price" else 1.0
+    reply = _best_reply(mech, n, target, plain, 0.8)
+    assert abs(reply - plain * 0.8) > 0.05
+
+
+@pytest.mark.parametrize(("mech", "n", "target"), CASES)
+def test_solver_finds_the_closed_form(mech, n, target):
+    env = EnvConfig(mechanism=mech, n_buyers=n)
+    sol = solve(env, SolveConfig(cache=False, roi_target=target))
+    r = sol.roles["buyer"]
+    v, b = np.asarray(r.values), np.asarray(r.bids)
+    ref = roi_bne(mech, n, target)(v)
+    assert np.sqrt(np.mean((b - ref) ** 2)) <= 0.02
+    assert r.utility_loss <= 0.02
+    assert sol.market["roi_target"] == target
+
+
+def test_infeasible_bids_score_under_zero():
+    """Game.utility: a bid that breaks the constraint is worse than bidding 0."""
+    env = EnvConfig(n_buyers=2)
+    game = game_from_config(env, SolveConfig(roi_target=1.0), np.random.default_rng(0))
+    v = np.array([0.5])
+    qty, money = np.array([0.0, 0.5, 0.5]), np.array([0.0, 0.1, 0.2])
+    u = game.utility(0, v, qty, money)[0]
+    # bid 0: 0; ROI (0.25 - 0.1) / 0.1 >= 1: feasible; (0.25 - 0.2) / 0.2 < 1: not
+    assert u[0] == 0.0 and u[1] == pytest.approx(0.15) and u[2] < 0.0
+
+
+def test_refusals():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ConfigError, match="risk-neutral"):
+        game_from_config(
+            EnvConfig(n_buyers=2),
+            SolveConfig(roi_target=0.5, utility=SolveUtility("crra", 0.5)),
+            rng,
+        )
+    with pytest.raises(ConfigError, match="one-sided"):
+        game_from_config(EnvConfig(mechanism="k_double"), SolveConfig(roi_target=0.5), rng)
