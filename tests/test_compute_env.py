@@ -142,9 +142,9 @@ def test_env_refuses_bad_actions_by_agent():
     env = ComputeMarketEnv(tiny())
     env.reset(seed=0)
     acts = {a: np.array([0.1], np.float32) for a in env.agents}
-    with pytest.raises(UserError, match=r"seller_1 must be a shading in \[0, 0.9\]"):
+    with pytest.raises(UserError, match=r"seller_1 must be in \[-1, 1\]"):
         env.step({**acts, "seller_1": np.array([1.5])})
-    with pytest.raises(UserError, match=r"buyer_2 must be a shading.*nan"):
+    with pytest.raises(UserError, match=r"buyer_2 must be in .*nan"):
         env.step({**acts, "buyer_2": np.array([np.nan])})
     with pytest.raises(UserError, match="no action for buyer_0"):
         env.step({a: v for a, v in acts.items() if a != "buyer_0"})
@@ -251,3 +251,16 @@ def test_cli_names_a_bad_config_value(tmp_path, capsys):
     path = _write(tmp_path, shade_max=1.5)
     assert main(["audit", str(path)]) == 2
     assert "shade_max must be in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_action_minus_one_is_truthful_and_one_is_shade_max():
+    from attn_env.scenarios.compute_env import shading_of
+
+    assert shading_of(np.array([-1.0, 0.0, 1.0]), 0.9).tolist() == [0.0, 0.45, 0.9]
+    env = ComputeMarketEnv(tiny())
+    env.reset(seed=8)
+    env.step({a: np.array([-1.0], np.float32) for a in env.agents})
+    eff = env.last_period.measures["efficiency"]
+    assert np.allclose(eff[np.isfinite(eff)], 1.0)
+    env.step({a: np.array([1.0], np.float32) for a in env.agents})
+    assert np.all(env.books.last_shade == 0.9)

@@ -3,9 +3,11 @@
 ==================  =============================================================
 agents              ``buyer_0 .. buyer_{n-1}`` (inference clients), then
                     ``seller_0 .. seller_{m-1}`` (GPU providers)
-action              ``Box(0, shade_max, (1,))``: the trader's shading ``s`` this
-                    period; a buyer reports every job at ``value (1 - s)`` per
-                    GFLOP, a seller every tranche at ``cost (1 + s)``
+action              ``Box(-1, 1, (1,))``: the trader's shading this period,
+                    ``s = shade_max (a + 1) / 2``; a buyer reports every job
+                    at ``value (1 - s)`` per GFLOP, a seller every tranche at
+                    ``cost (1 + s)`` (a centred range: a fresh Gaussian
+                    policy explores all of ``[0, shade_max]``)
 observation         ``Box(-inf, inf, (8,))``, :data:`OBS_FIELDS`: role, its own
                     book's mean price (buyer: value, seller: cost per GFLOP),
                     last period's price, its size, its fill rate, its last
@@ -32,7 +34,7 @@ generator; ``reset(seed=s)`` reseeds it. The random numbers a seed draws do
 not depend on the actions (every draw has a fixed shape): two policies played
 on one seed meet the same capacities and the same candidate jobs (which of
 them arrive depends on which job slots the traders emptied). An action outside
-``[0, shade_max]``, NaN, or of the wrong shape is refused with a message
+``[-1, 1]``, NaN, or of the wrong shape is refused with a message
 naming the agent.
 
 Version history: ``compute_market_v0``, the first.
@@ -66,7 +68,13 @@ from attn_env.scenarios.compute_market import (
 )
 from attn_env.scenarios.compute_model import draw_jobs, draw_sellers
 
-__all__ = ["OBS_FIELDS", "ComputeBooks", "ComputeMarketEnv", "check_shading"]
+__all__ = [
+    "OBS_FIELDS",
+    "ComputeBooks",
+    "ComputeMarketEnv",
+    "check_actions",
+    "shading_of",
+]
 
 OBS_FIELDS = (
     "is_buyer",
@@ -81,19 +89,25 @@ OBS_FIELDS = (
 "The observation, one float per name."
 
 
-def check_shading(s: Any, shape: tuple[int, ...], top: float, names: list[str]):
-    """``s`` as ``float64`` of ``shape`` if every entry is in ``[0, top]``, else
-    one line naming the first bad agent (agents on the last axis)."""
-    a = np.asarray(s, dtype=np.float64)
+def check_actions(a: Any, shape: tuple[int, ...], names: list[str]):
+    """Actions ``a`` as ``float64`` of ``shape`` if every entry is in ``[-1, 1]``,
+    else one line naming the first bad agent (agents on the last axis)."""
+    a = np.asarray(a, dtype=np.float64)
     if a.shape != shape:
-        raise UserError(f"expected shadings of shape {shape}, got {a.shape}")
-    bad = ~np.isfinite(a) | (a < 0) | (a > top)
+        raise UserError(f"expected actions of shape {shape}, got {a.shape}")
+    bad = ~np.isfinite(a) | (a < -1.0) | (a > 1.0)
     if bad.any():
         i = np.unravel_index(int(np.flatnonzero(bad)[0]), shape)
         raise UserError(
-            f"action of {names[i[-1]]} must be a shading in [0, {top:g}], got {a[i]!r}"
+            f"action of {names[i[-1]]} must be in [-1, 1] (shading "
+            f"shade_max (a + 1) / 2), got {a[i]!r}"
         )
     return a
+
+
+def shading_of(a: NDArray[np.float64], shade_max: float) -> NDArray[np.float64]:
+    """The shading of actions ``a`` in ``[-1, 1]``: ``shade_max (a + 1) / 2``."""
+    return shade_max * (a + 1.0) / 2.0
 
 
 @dataclass
@@ -322,7 +336,7 @@ class ComputeMarketEnv(ParallelEnv):
 
     @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> Box:
-        return Box(0.0, self.config.shade_max, shape=(1,), dtype=np.float32)
+        return Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -340,7 +354,7 @@ class ComputeMarketEnv(ParallelEnv):
             raise UserError(
                 f"no action for {missing[0]} (every agent acts each period)"
             )
-        shade = check_shading(
+        act = check_actions(
             [
                 [
                     np.asarray(actions[a], dtype=np.float64).reshape(-1)[0]
@@ -348,9 +362,9 @@ class ComputeMarketEnv(ParallelEnv):
                 ]
             ],
             (1, len(self.agents)),
-            self.config.shade_max,
             self.agents,
         )
+        shade = shading_of(act, self.config.shade_max)
         period = self.books.step(shade)
         self.last_period = period
         rewards = period.utility[0] / self._scale

@@ -33,7 +33,7 @@ VALIDATION, HELD_OUT, AUDIT = 8_000_001, 8_000_002, 8_000_003
 "Seed tags of validation, held-out and audit populations (never training's)."
 GRID = np.round(np.linspace(0.0, 0.9, 10), 10)
 "Shadings the deviating trader tries (0, 0.1, ..., 0.9; cut at ``shade_max``)."
-VALIDATION_PERIODS = 30
+VALIDATION_PERIODS = 10
 "Periods of a validation run (the score needs every trader's deviations)."
 AUDIT_PERIODS = 30
 "Periods of the audit's truthful run with deviations."
