@@ -359,6 +359,9 @@ class SolveConfig:
     " ``{kind: source}`` (the valuation source's markets, values kept together)."
     roi_target: float | None = None
     "ROI-constrained bidders: a bid must keep ``v A(b) >= (1 + target) P(b)``."
+    scale_floor: float = 1e-4
+    "Least per-value utility scale of a step, times ``max_bid`` (1e-9: types that"
+    " rarely win still learn; helps first price with many bidders)."
 
 
 @dataclass(frozen=True)
@@ -828,6 +831,9 @@ def _validate_solve_prior(s: SolveConfig) -> None:
         )
     if p.draws is not None:
         check_int(p.draws, "solve.prior.draws", 16, 1_000_000)
+    f = getattr(s, "scale_floor", 1e-4)
+    if not (is_real(f) and 0.0 < f < 1.0):
+        raise ConfigError(f"solve.scale_floor must be a number in (0, 1), got {show(f)}")
     t = getattr(s, "roi_target", None)
     if t is not None and not (is_real(t) and 0.0 <= t <= 100.0):
         raise ConfigError(
