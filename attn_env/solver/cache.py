@@ -54,6 +54,7 @@ def _key(env: EnvConfig, s: SolveConfig, seed: int) -> str | None:
         ("classes", []),
         ("prior", dataclasses.asdict(SolvePrior())),
         ("roi_target", None),
+        ("scale_floor", 1e-4),
     ):
         if solve_opts.get(name) == default:
             solve_opts.pop(name)
