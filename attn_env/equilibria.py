@@ -62,6 +62,7 @@ Strategy = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 __all__ = [
     "CS_EFFICIENCY",
     "Strategy",
+    "affiliated_best_reply_gain",
     "all_pay_bne",
     "asymmetric_first_price_bne",
     "bne_reason",
@@ -255,6 +256,46 @@ def roi_bne(mechanism: str, n: int, target: float) -> Strategy:
             f"ROI BNE known for first_price and second_price, got {mechanism!r}"
         )
     return lambda v: slope * np.asarray(v, dtype=np.float64)
+
+
+def affiliated_best_reply_gain(
+    bid_fn: Strategy, common: float, n_values: int = 100, grid: int = 200
+) -> float:
+    """Relative ex-ante gain of a brute-force best reply to ``bid_fn`` in first
+    price, two bidders, affiliated values ``v_i = w c + (1 - w) e_i`` (``w =
+    common``; ``c``, ``e_i`` independent ``U[0, 1]``).
+
+    No closed form is used: at ``n_values`` quantile midpoints ``x`` of the
+    values, the posterior of ``c`` given ``x`` is uniform on ``[max(0, (x - 1 +
+    w) / w), min(1, x / w)]`` (both laws uniform), so the opponent's value is
+    enumerated on ``grid x 2 grid`` midpoints of ``(c | x, e_2)``; the best of
+    2,001 bids on ``[0, 1]`` (ties shared) against its bids ``bid_fn(v_2)``
+    is compared with ``bid_fn(x)``: ``(sum best - sum own) / sum best``. The
+    check of a solved first price with correlated values (``solve.prior``).
+    """
+    if not (isinstance(common, int | float) and 0.0 <= common < 1.0):
+        raise UserError(f"common must be a number in [0, 1), got {common!r}")
+    w = float(common)
+    rng = np.random.default_rng(1)
+    big = w * rng.random(400_000) + (1 - w) * rng.random(400_000)
+    xs = np.quantile(big, (np.arange(n_values) + 0.5) / n_values)
+    cand = np.linspace(0.0, 1.0, 2001)
+    e2 = (np.arange(2 * grid) + 0.5) / (2 * grid)
+    best_sum = own_sum = 0.0
+    for x in xs:
+        lo, hi = (max(0.0, (x - 1 + w) / w), min(1.0, x / w)) if w else (0.0, 1.0)
+        c = lo + (hi - lo) * (np.arange(grid) + 0.5) / grid
+        theirs = np.sort(bid_fn((w * c[:, None] + (1 - w) * e2[None, :]).ravel()))
+
+        def win(b, theirs=theirs):
+            under = np.searchsorted(theirs, b, "left")
+            tied = np.searchsorted(theirs, b, "right") - under
+            return (under + tied / 2) / len(theirs)
+
+        best_sum += max(float(((x - cand) * win(cand)).max()), 0.0)
+        own = float(np.asarray(bid_fn(np.array([x])))[0])
+        own_sum += (x - own) * float(win(own))
+    return (best_sum - own_sum) / best_sum
 
 
 def war_of_attrition_bne(v: NDArray) -> NDArray[np.float64]:

@@ -4,9 +4,10 @@
   draws): truthful bidding stays dominant, so the solver must return b(v) = v;
 - first price with ``w = 0`` is the independent uniform case, ``v / 2``;
 - first price with affiliated values ``v_i = (c + e_i) / 2``: a brute-force best
-  response, computed here from the prior itself (the posterior of ``c`` given
-  the own value is uniform on an interval), gains under 0.01 against the
-  solved strategy, and over 0.01 against the independent-values ``v / 2``;
+  response computed from the prior itself
+  (``equilibria.affiliated_best_reply_gain``, no solver code) gains under 0.01
+  against the solved strategy, and over 0.01 against the independent-values
+  ``v / 2``;
 - the payoff formulas against direct enumeration.
 """
 
@@ -17,34 +18,10 @@ import pytest
 
 from attn_env.checks import ConfigError
 from attn_env.config import EnvConfig, SolveConfig, SolvePrior
+from attn_env.equilibria import affiliated_best_reply_gain
 from attn_env.solver import game_from_config, solve
 from attn_env.solver.cache import _key
 from attn_env.solver.joint import JointValues, pure_payoffs, strategy_payoffs
-
-
-def _affiliated_gain(bid_fn, w: float, nx=100, nc=200, ne=400, nb=2001) -> float:
-    """Relative ex-ante gain of a brute-force best response, first price, n = 2,
-    ``v_i = w c + (1 - w) e_i`` (values on [0, 1])."""
-    rng = np.random.default_rng(1)
-    big = w * rng.random(400_000) + (1 - w) * rng.random(400_000)
-    xs = np.quantile(big, (np.arange(nx) + 0.5) / nx)
-    cand = np.linspace(0.0, 1.0, nb)
-    e2 = (np.arange(ne) + 0.5) / ne
-    best_sum = own_sum = 0.0
-    for x in xs:
-        lo, hi = (max(0.0, (x - (1 - w)) / w), min(1.0, x / w)) if w else (0.0, 1.0)
-        c = lo + (hi - lo) * (np.arange(nc) + 0.5) / nc
-        theirs = np.sort(bid_fn((w * c[:, None] + (1 - w) * e2[None, :]).ravel()))
-
-        def win(b, theirs=theirs):
-            under = np.searchsorted(theirs, b, "left")
-            tied = np.searchsorted(theirs, b, "right") - under
-            return (under + tied / 2) / len(theirs)
-
-        best_sum += max(float(((x - cand) * win(cand)).max()), 0.0)
-        own = float(bid_fn(np.array([x]))[0])
-        own_sum += (x - own) * float(win(own))
-    return (best_sum - own_sum) / best_sum
 
 
 def test_second_price_affiliated_is_truthful():
@@ -69,9 +46,9 @@ def test_first_price_affiliated_brute_force_best_response():
     env = EnvConfig(n_buyers=2)
     sol = solve(env, SolveConfig(cache=False, prior=SolvePrior("common_noise", 0.5)))
     assert sol.converged
-    assert _affiliated_gain(sol.bid_function("buyer"), 0.5) < 0.01
+    assert affiliated_best_reply_gain(sol.bid_function("buyer"), 0.5) < 0.01
     # the independent-values equilibrium is not one here: the check can fail
-    assert _affiliated_gain(lambda v: np.asarray(v) / 2, 0.5) > 0.01
+    assert affiliated_best_reply_gain(lambda v: np.asarray(v) / 2, 0.5) > 0.01
 
 
 def test_attention_bank_joint_draws_second_price_truthful():
