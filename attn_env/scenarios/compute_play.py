@@ -63,10 +63,15 @@ def play(
     Args:
         on_period: called after each period with ``(books, shading [P, N],
             the step's Period)``; the audit checks invariants there.
-        grid: if given, every period each trader's best one-period deviation
-            to a shading of ``grid`` (others held) is measured before the
-            step: ``br_gain`` (mean over traders, reward units) and
-            ``buyer_br_gain`` / ``seller_br_gain``.
+        grid: if given, every period each trader's utility at every shading
+            of ``grid`` (the others held) is measured on the period's books
+            before the step; ``br_gain`` is the gain of each trader's best
+            *fixed* deviation over the last ``report_last`` periods (mean over
+            traders, reward units, >= 0; ``buyer_br_gain`` /
+            ``seller_br_gain`` by side). A fixed shading, chosen after the
+            fact over many periods, is a strategy a trader could commit to;
+            the best shading of each single period is not (it would need the
+            period's books in advance).
         unit: the unit-demand market (:class:`ComputeBooks`) instead.
 
     Returns:
@@ -84,6 +89,7 @@ def play(
     shade = np.full((populations, N), c.shade_init if bidder == "hill" else 0.0)
     scale = books.reward_scale()
     hist: dict[str, list[NDArray[np.float64]]] = {}
+    deviations: list[NDArray[np.float64]] = []  # [P, N, G] per period
     while not books.done:
         new = shade
         if bidder == "hill":
@@ -97,10 +103,7 @@ def play(
         elif bidder != "truthful":
             raise ValueError(f"unknown bidder {bidder!r}; known: {', '.join(BIDDERS)}")
         if grid is not None:
-            gain = deviation_gain(books, shade, grid) / scale  # [P, N]
-            hist.setdefault("br_gain", []).append(gain.mean(axis=1))
-            hist.setdefault("buyer_br_gain", []).append(gain[:, :n].mean(axis=1))
-            hist.setdefault("seller_br_gain", []).append(gain[:, n:].mean(axis=1))
+            deviations.append(deviation_gain(books, shade, grid) / scale)
         period = books.step(shade)
         if on_period is not None:
             on_period(books, shade, period)
@@ -125,6 +128,11 @@ def play(
             ]
             for k, v in hist.items()
         }
+    if grid is not None:
+        gain = np.maximum(np.mean(deviations[-last:], axis=0).max(axis=2), 0.0)
+        per_pop["br_gain"] = gain.mean(axis=1)
+        per_pop["buyer_br_gain"] = gain[:, :n].mean(axis=1)
+        per_pop["seller_br_gain"] = gain[:, n:].mean(axis=1)
     some = books.arrived > 0
     if not unit:
         per_pop["served_value_share"] = np.where(
@@ -136,8 +144,9 @@ def play(
 def deviation_gain(
     books: ComputeBooks, shade: NDArray[np.float64], grid: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Each trader's gain ``[P, N]`` (value units, >= 0) from its best shading in
-    ``grid`` on this period's books, every other trader keeping ``shade [P, N]``."""
+    """Each trader's gain ``[P, N, G]`` (value units; < 0: a loss) from shading
+    ``grid[g]`` instead of its own on this period's books, every other trader
+    keeping ``shade [P, N]``."""
     P, N = shade.shape
     G = len(grid)
     rows = np.repeat(shade[:, None, :], 1 + N * G, axis=1)
@@ -146,7 +155,7 @@ def deviation_gain(
     util = books.utilities(rows)  # [P, 1 + N G, N]
     stay = util[:, 0, :]
     dev = util[:, 1 + np.arange(N * G), t].reshape(P, N, G)
-    return np.maximum(dev.max(axis=2) - stay, 0.0)
+    return dev - stay[:, :, None]
 
 
 def with_periods(c: ComputeMarketConfig, periods: int) -> ComputeMarketConfig:

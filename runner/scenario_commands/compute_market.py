@@ -3,14 +3,16 @@
 - ``train``: one PPO policy shared by the buyers and sellers of
   :class:`attn_env.scenarios.compute_env.ComputeMarketEnv` (each trader's
   shading per period), scored on validation populations by minus the mean
-  gain of one trader's best one-period deviation (0 at an equilibrium).
+  gain of one trader's best fixed deviation (a shading of :data:`GRID` kept
+  over the validation periods, the others playing the policy; 0 at an
+  equilibrium on the grid).
 - ``evaluate``: the policy, truthful schedules and the scenario's hill
   climber on the same held-out populations; paired differences.
 - ``compare``: configs (rules, ``k``, capacity...) on the same seed, with the
   hill climber and with truthful traders, paired over populations against
   the first.
-- ``audit``: incentives (one trader's best deviation against truthful others,
-  per period), and invariants of every period played truthfully and by the
+- ``audit``: incentives (one trader's best fixed shading of :data:`GRID`
+  against truthful others), and invariants of every period played truthfully and by the
   hill climber (budget balance, no step trading more than its quantity,
   supply never exceeded, individual rationality at truthful reports, every
   price in ``[p_S, p_D]``).
@@ -72,8 +74,8 @@ def _row(per_pop: dict[str, np.ndarray], label: str) -> dict[str, Any]:
 
 
 def validation_scores(config: Any, policy: Any, unit: bool = False) -> dict[str, float]:
-    """The policy on validation populations: ``score`` = minus the mean best
-    one-period deviation gain of a trader (reward units); efficiency, price gap
+    """The policy on validation populations: ``score`` = minus the mean gain of
+    a trader's best fixed deviation (reward units); efficiency, price gap
     (``unit``: in the unit-demand market)."""
     from attn_env.scenarios.compute_play import play, with_periods
 
@@ -267,10 +269,11 @@ def audit(config: Any) -> dict[str, Any]:
         "k": c.k,
         "incentives": {
             "what": (
-                "one trader's best one-period shading in "
+                "one trader's best fixed shading in "
                 f"{{{', '.join(f'{g:g}' for g in _grid(c))}}} against truthful "
-                f"others, {short.periods} periods, {c.populations} populations; "
-                "gain in reward units (mean value of one job) per period"
+                f"others, over the last {short.report_last} of {short.periods} "
+                f"periods, {c.populations} populations; gain per period in "
+                "reward units (the mean value of one job)"
             ),
             "br_gain": paired(gain),
             "buyer_br_gain": paired(truthful["buyer_br_gain"]),
