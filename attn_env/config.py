@@ -833,7 +833,9 @@ def _validate_solve_prior(s: SolveConfig) -> None:
         check_int(p.draws, "solve.prior.draws", 16, 1_000_000)
     f = getattr(s, "scale_floor", 1e-4)
     if not (is_real(f) and 0.0 < f < 1.0):
-        raise ConfigError(f"solve.scale_floor must be a number in (0, 1), got {show(f)}")
+        raise ConfigError(
+            f"solve.scale_floor must be a number in (0, 1), got {show(f)}"
+        )
     t = getattr(s, "roi_target", None)
     if t is not None and not (is_real(t) and 0.0 <= t <= 100.0):
         raise ConfigError(
