@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from attn_env import mechanisms
 from attn_env.mechanisms._base import rank_desc, top_desc
 from attn_env.mechanisms.outcome import Outcome
+from attn_env.mechanisms.position import _suffix_sum
 
 POSITION = ["first_price", "second_price", "gsp", "vcg"]
 
@@ -166,6 +167,25 @@ def test_near_ties_take_the_exact_path():
     order, srt = top_desc(score, 3, np.random.default_rng(0))
     assert order.tolist() == [[3, 0, 1]]
     assert srt.tolist() == [[near + 1e-9, near, base]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    n_rows=st.integers(0, 30),
+    n_slots=st.integers(1, 12),
+    cut=st.integers(1, 12),
+    scale=st.sampled_from([1.0, 1e-150, 1e150]),
+)
+def test_suffix_sum_is_the_reversed_cumsum(seed, n_rows, n_slots, cut, scale):
+    """VCG's column-by-column suffix sum adds as ``np.cumsum`` does: the same
+    bits, on values spread over many magnitudes (rounding shows)."""
+    data = np.random.default_rng(seed)
+    x = data.random((n_rows, n_slots)) * 10.0 ** data.integers(-8, 9, (n_rows, n_slots))
+    x *= scale
+    n_cols = min(cut, n_slots)
+    want = np.cumsum(x[:, ::-1], axis=1)[:, ::-1][:, :n_cols]
+    assert _suffix_sum(x, n_cols).tobytes() == np.ascontiguousarray(want).tobytes()
 
 
 # --- sealed double auctions --------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from attn_env.errors import UserError
-from attn_env.mechanisms._validate import as_batch, check_nonneg
+from attn_env.mechanisms._validate import as_batch_sign, check_nonneg
 
 __all__ = [
     "Crossing",
@@ -173,10 +173,12 @@ def check_two_sided(
     bids: ArrayLike, asks: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Validate ``bids [B, n]`` and ``asks [B, m]``: finite, >= 0, same ``B``."""
-    bids = as_batch(bids, "bids", "B, n")
-    asks = as_batch(asks, "asks", "B, m")
-    check_nonneg(bids, "bids")
-    check_nonneg(asks, "asks")
+    bids, bids_nonneg = as_batch_sign(bids, "bids", "B, n")
+    asks, asks_nonneg = as_batch_sign(asks, "asks", "B, m")
+    if not bids_nonneg:
+        check_nonneg(bids, "bids")
+    if not asks_nonneg:
+        check_nonneg(asks, "asks")
     if bids.shape[0] != asks.shape[0]:
         raise UserError(
             f"bids and asks must have the same batch size B, got bids {bids.shape} "

@@ -31,6 +31,8 @@ __all__ = [
     "MAX_MAGNITUDE",
     "MIN_MAGNITUDE",
     "as_batch",
+    "as_batch_sign",
+    "as_nonneg_batch",
     "check_k",
     "check_nonneg",
     "check_positive",
@@ -61,6 +63,25 @@ _RANGE = f"0 or a magnitude in [{MIN_MAGNITUDE:g}, {MAX_MAGNITUDE:g}]"
 def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
     """``x`` as a finite float64 array of the shape named by ``dims``.
 
+    See :func:`as_batch_sign`, which also says whether ``x`` is ``>= 0``."""
+    return as_batch_sign(x, name, dims)[0]
+
+
+def as_nonneg_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
+    """:func:`as_batch` then :func:`check_nonneg` (prices: ``>= 0``), with the
+    sign read off the range check instead of a pass of its own."""
+    arr, nonneg = as_batch_sign(x, name, dims)
+    if not nonneg:
+        check_nonneg(arr, name)
+    return arr
+
+
+def as_batch_sign(
+    x: ArrayLike, name: str, dims: str
+) -> tuple[NDArray[np.float64], bool]:
+    """``x`` as a finite float64 array of the shape named by ``dims``, and
+    whether it is known to be ``>= 0`` (False: not checked, may be).
+
     Complex arrays are refused (never cut to their real part), and so are
     non-zero entries whose magnitude lies outside ``[MIN_MAGNITUDE,
     MAX_MAGNITUDE]`` (``[1e-150, 1e150]``).
@@ -71,7 +92,7 @@ def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
         dims: the expected axes, comma separated, batch first (``"B, n"``).
 
     Returns:
-        ``x`` as ``float64`` (a copy only where a conversion is needed).
+        ``(x as float64, nonneg)``: a copy only where a conversion is needed.
     """
     try:
         raw = np.asarray(x)
@@ -102,7 +123,7 @@ def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
         # the common case in two passes (NaN fails the test): finite, >= 0,
         # none too large; then only the tiny ones are left to look for
         if lo >= MIN_MAGNITUDE or not ((arr > 0.0) & (arr < MIN_MAGNITUDE)).any():
-            return arr
+            return arr, True
     if not np.isfinite(arr).all():
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise UserError(f"{name} must be finite, got {arr[idx]} at index {idx}")
@@ -113,7 +134,7 @@ def as_batch(x: ArrayLike, name: str, dims: str) -> NDArray[np.float64]:
         raise UserError(
             f"{name} entries must be {_RANGE}, got {float(arr[idx])!r} at index {idx}"
         )
-    return arr
+    return arr, False
 
 
 def check_nonneg(arr: NDArray[np.float64], name: str) -> None:

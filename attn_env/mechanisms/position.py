@@ -35,7 +35,7 @@ from attn_env.errors import ConfigError, UserError
 from attn_env.mechanisms._base import OneSided, top_desc
 from attn_env.mechanisms._validate import (
     as_batch,
-    check_nonneg,
+    as_nonneg_batch,
     check_positive,
     check_weights,
 )
@@ -94,8 +94,7 @@ class PositionAuction(OneSided):
             ``nan`` if unsold).
         """
         gen = self._gen(rng)
-        bids = as_batch(bids, "bids", "B, n")
-        check_nonneg(bids, "bids")
+        bids = as_nonneg_batch(bids, "bids", "B, n")
         n_markets, n = bids.shape
         if weights is None:
             alpha = np.broadcast_to(
@@ -269,8 +268,7 @@ class VCG(PositionAuction):
         if self.reserve == 0.0 and q_top is None:
             # sum_{j>=k} d_alpha_j * s_{j+1} as a suffix sum; without quality the
             # scores are bids, so each product is at most 1e300 (no overflow)
-            tail = np.cumsum((d_alpha * nxt)[:, ::-1], axis=1)[:, ::-1]
-            pay = tail[:, :n_win]
+            pay = _suffix_sum(d_alpha * nxt, n_win)
         else:
             # each threshold in bid units first (score / own quality <= own
             # bid), then times attention: no product of a score (up to 1e300)
@@ -287,3 +285,22 @@ class VCG(PositionAuction):
         price = np.zeros(pay.shape)
         np.divide(pay, a_top, out=price, where=a_top > 0)
         return price, pay
+
+
+def _suffix_sum(x: NDArray[np.float64], n_cols: int) -> NDArray[np.float64]:
+    """``sum_{j >= k} x[:, j]`` for ``k < n_cols``, ``[B, n_cols]``.
+
+    Added from the last column down, one column of all markets at a time: the
+    sums of ``np.cumsum(x[:, ::-1], axis=1)[:, ::-1]`` bit for bit (the same
+    additions in the same order), without a reduction along the short slot
+    axis, whose per-market overhead dominates at a few slots.
+    """
+    n_rows, n_slots = x.shape
+    out = np.empty((n_rows, n_cols))
+    acc = x[:, n_slots - 1].copy()
+    for j in range(n_slots - 1, -1, -1):
+        if j < n_slots - 1:
+            acc += x[:, j]
+        if j < n_cols:
+            out[:, j] = acc
+    return out
