@@ -1,26 +1,33 @@
-"""More formats, utilities and asymmetric bidders; the solver's cost as n grows.
+"""More formats, utilities, asymmetric bidders and correlated values; the
+solver's cost as n grows.
 
-Two tables (``attn_env.solver.solve``, default grid 64 values x 101 bids, one
-process, numpy):
+Three tables (``attn_env.solver.solve``, default grid 64 values x 101 bids
+unless ``settings`` says otherwise, one process, numpy):
 
-- **formats** (issue 25, items 1 and 2): all-pay n = 2..5 against
-  ``(n-1)/n v^n``, CRRA first price (rho = 0.5) n = 2..5 against
-  ``(n-1)/(n-1+rho) v``, and the asymmetric first price with values U[0, 0.5]
-  and U[0, 1] (one class each) against the uniform asymmetric closed form, per
-  class. Targets: L2 <= 0.01 in <= 10 s (all-pay, CRRA), <= 30 s per class
-  (asymmetric).
-- **scaling** (item 5): first price and GSP (3 slots, or ``n - 1`` when fewer)
-  for n = 2..10: milliseconds per iteration (a 60-iteration solve timed
-  between its first and last iteration, the final loss measure left out),
-  iterations until the grid utility loss is under ``STOP`` (capped at 3000),
-  and that solve's seconds, L2 (first price) and utility loss.
+- **formats**: all-pay n = 2..10 against ``(n-1)/n v^n`` (and n = 2..5 on a
+  finer grid, ``FINE_ALL_PAY``), CRRA first price (rho = 0.5) against
+  ``(n-1)/(n-1+rho) v``, ROI-constrained first and second price (target 0.5)
+  against ``equilibria.roi_bne``, n = 2..10, and the asymmetric first price
+  with values U[0, 0.5] and U[0, 1] (one class each) against the uniform
+  asymmetric closed form, per class;
+- **correlated** (``solve.prior``): second price with affiliated values and
+  with the attention bank's joint draws against truthful bidding (dominant);
+  first price with affiliated values checked by a brute-force best reply
+  (``bf_gain``, ``equilibria.affiliated_best_reply_gain``), and with
+  ``w = 0`` against ``v / 2``;
+- **scaling**: first price (``scale_floor`` 1e-4, the default, and 1e-9) and
+  GSP (3 slots, or ``n - 1`` when fewer) for n = 2..10: milliseconds per
+  iteration (a 60-iteration solve timed between its first and last
+  iteration, the final loss measure left out), iterations until the grid
+  utility loss is under ``STOP`` (capped at 3000), and that solve's seconds,
+  L2 (first price) and utility loss.
 
-L2 is over the solve's value grid; ``utility loss`` is the solver's own (a best
-response on grids ``refine`` times finer), ``bne loss`` the same measure of the
-closed form (the floor the measurement puts under it). Timings depend on the
-load: the 1-minute load average is printed with them.
+L2 is over the solution's value grid; ``utility loss`` is the solver's own (a
+best response on grids ``refine`` times finer), ``bne loss`` the same measure
+of the reference (the floor the measurement puts under it). Timings depend
+on the load: the 1-minute load average is printed with them.
 
-    python benchmarks/solver_formats.py [--only formats|scaling] [--json]
+    python benchmarks/solver_formats.py [--only formats|correlated|scaling] [--json]
 """
 
 from __future__ import annotations
@@ -33,12 +40,21 @@ from typing import Any
 
 import numpy as np
 
-from attn_env.config import EnvConfig, SolveClass, SolveConfig, SolveUtility
+from attn_env.config import (
+    EnvConfig,
+    SolveClass,
+    SolveConfig,
+    SolvePrior,
+    SolveUtility,
+)
 from attn_env.equilibria import (
+    affiliated_best_reply_gain,
     all_pay_bne,
     asymmetric_first_price_bne,
     crra_first_price_bne,
     first_price_bne,
+    roi_bne,
+    truthful,
 )
 from attn_env.solver import AllPay, game_from_config, solve, utility_losses
 
@@ -57,26 +73,83 @@ def _bne_loss(env: EnvConfig, s: SolveConfig, refs: list) -> list[float]:
     return utility_losses(game, refs, s, np.random.default_rng(0))
 
 
-def formats() -> list[dict[str, Any]]:
+def _case_rows(name, n, reference, settings, env, s, refs, extra=None):
+    """Solve one case and measure it: L2 to each class's reference, the solver's
+    utility loss and the same measure of the reference (its floor)."""
+    load = os.getloadavg()[0]
+    sol = solve(env, s)
+    floor = _bne_loss(env, s, list(refs.values()))
     rows = []
-    crra = SolveConfig(cache=False, utility=SolveUtility("crra", 0.5))
-    cases = [
-        (
-            f"all-pay, n = {n}",
+    for (role, ref), bne in zip(refs.items(), floor, strict=True):
+        r = sol.roles[role]
+        row = {
+            "format": name if len(refs) == 1 else f"{name}: {role}",
+            "n": n,
+            "reference": reference,
+            "settings": settings,
+            "iterations": sol.iterations,
+            "seconds": round(sol.seconds, 2),
+            "load": round(load, 1),
+            "l2": round(_l2(r.bids, ref(np.asarray(r.values))), 4),
+            "utility_loss": round(r.utility_loss, 4),
+            "bne_loss": round(bne, 4),
+        }
+        if extra is not None:
+            row.update(extra(sol))
+        rows.append(row)
+    return rows
+
+
+FINE_ALL_PAY = {"bids": 201, "iterations": 10_000, "refine": 16}
+"All-pay's grid where its utility loss gets under the tolerance (see the docs)."
+
+
+def formats(ns=range(2, 11)) -> list[dict[str, Any]]:
+    rows = []
+    for n in ns:
+        rows += _case_rows(
+            "all-pay",
+            n,
+            "(n-1)/n v^n",
+            "default",
             EnvConfig(mechanism=AllPay(), n_buyers=n),
             DEFAULT,
             {"buyer": all_pay_bne(n)},
         )
-        for n in range(2, 6)
-    ] + [
-        (
-            f"first price CRRA rho = 0.5, n = {n}",
+    for n in [n for n in ns if n <= 5]:
+        rows += _case_rows(
+            "all-pay",
+            n,
+            "(n-1)/n v^n",
+            "bids 201, 10k it, refine 16",
+            EnvConfig(mechanism=AllPay(), n_buyers=n),
+            SolveConfig(cache=False, **FINE_ALL_PAY),
+            {"buyer": all_pay_bne(n)},
+        )
+    crra = SolveConfig(cache=False, utility=SolveUtility("crra", 0.5))
+    for n in ns:
+        rows += _case_rows(
+            "first price, CRRA rho 0.5",
+            n,
+            "(n-1)/(n-1+rho) v",
+            "default",
             EnvConfig(n_buyers=n),
             crra,
             {"buyer": crra_first_price_bne(n, 0.5)},
         )
-        for n in range(2, 6)
-    ]
+    roi = SolveConfig(cache=False, roi_target=0.5)
+    for mech in ("first_price", "second_price"):
+        for n in ns:
+            ref = roi_bne(mech, n, 0.5)
+            rows += _case_rows(
+                f"{mech.replace('_', ' ')}, ROI target 0.5",
+                n,
+                f"{float(ref(np.array(1.0))):.4f} v",
+                "default",
+                EnvConfig(mechanism=mech, n_buyers=n),
+                roi,
+                {"buyer": ref},
+            )
     weak, strong = asymmetric_first_price_bne(0.5, 1.0)
     asym = SolveConfig(
         cache=False,
@@ -85,31 +158,112 @@ def formats() -> list[dict[str, Any]]:
             SolveClass(["buyer_1"], "strong"),
         ],
     )
-    cases.append(
-        (
-            "first price, U[0, 0.5] vs U[0, 1]",
-            EnvConfig(n_buyers=2),
-            asym,
-            {"weak": weak, "strong": strong},
-        )
+    rows += _case_rows(
+        "first price, U[0, 0.5] vs U[0, 1]",
+        2,
+        "Griesmer et al. closed form",
+        "default",
+        EnvConfig(n_buyers=2),
+        asym,
+        {"weak": weak, "strong": strong},
     )
-    for name, env, s, refs in cases:
-        load = os.getloadavg()[0]
-        sol = solve(env, s)
-        floor = _bne_loss(env, s, list(refs.values()))
-        for (role, ref), bne in zip(refs.items(), floor, strict=True):
-            r = sol.roles[role]
-            rows.append(
-                {
-                    "case": name if len(refs) == 1 else f"{name}: {role}",
-                    "iterations": sol.iterations,
-                    "seconds": round(sol.seconds, 2),
-                    "load": round(load, 1),
-                    "l2": round(_l2(r.bids, ref(np.asarray(r.values))), 4),
-                    "utility_loss": round(r.utility_loss, 4),
-                    "bne_loss": round(bne, 4),
-                }
-            )
+    return rows
+
+
+def correlated() -> list[dict[str, Any]]:
+    """Correlated values (``solve.prior``): affiliated common-plus-noise values
+    (w = 0.5) and the attention bank's joint draws."""
+    rows = []
+    aff = SolvePrior("common_noise", 0.5)
+    bank = SolvePrior("source")
+
+    def gain(sol) -> dict[str, float]:
+        fn = sol.bid_function("buyer")
+        return {"bf_gain": round(affiliated_best_reply_gain(fn, 0.5), 4)}
+
+    cases = [
+        (
+            "second price, affiliated w 0.5",
+            2,
+            "truthful (dominant)",
+            "default",
+            EnvConfig(mechanism="second_price", n_buyers=2),
+            aff,
+            truthful,
+            None,
+        ),
+        (
+            "second price, affiliated w 0.5",
+            3,
+            "truthful (dominant)",
+            "draws 4096",
+            EnvConfig(mechanism="second_price", n_buyers=3),
+            SolvePrior("common_noise", 0.5, 4096),
+            truthful,
+            None,
+        ),
+        (
+            "first price, affiliated w 0 (independent)",
+            2,
+            "v / 2",
+            "default",
+            EnvConfig(n_buyers=2),
+            SolvePrior("common_noise", 0.0),
+            first_price_bne(2),
+            None,
+        ),
+        (
+            "first price, affiliated w 0.5",
+            2,
+            "brute-force best reply (bf_gain)",
+            "default",
+            EnvConfig(n_buyers=2),
+            aff,
+            first_price_bne(2),
+            gain,
+        ),
+        (
+            "second price, attention bank joint draws",
+            2,
+            "truthful (dominant)",
+            "default",
+            EnvConfig(mechanism="second_price", n_buyers=2, valuation="attention"),
+            bank,
+            truthful,
+            None,
+        ),
+        (
+            "second price, attention bank joint draws",
+            3,
+            "truthful (dominant)",
+            "draws 4096",
+            EnvConfig(mechanism="second_price", n_buyers=3, valuation="attention"),
+            SolvePrior("source", draws=4096),
+            truthful,
+            None,
+        ),
+        (
+            "first price, attention bank joint draws",
+            2,
+            "none (utility loss only)",
+            "default",
+            EnvConfig(n_buyers=2, valuation="attention"),
+            bank,
+            first_price_bne(2),
+            None,
+        ),
+    ]
+    for name, n, reference, settings, env, prior, ref, extra in cases:
+        rows += _case_rows(
+            name,
+            n,
+            reference,
+            settings,
+            env,
+            SolveConfig(cache=False, prior=prior),
+            {"buyer": ref},
+            extra,
+        )
     return rows
 
 
@@ -124,16 +278,18 @@ def _per_iteration(env: EnvConfig, iterations: int = 60) -> float:
 
 def scaling(ns=range(2, 11)) -> list[dict[str, Any]]:
     rows = []
-    for mech in ("first_price", "gsp"):
+    for mech, floor in (("first_price", 1e-4), ("first_price", 1e-9), ("gsp", 1e-4)):
         for n in ns:
             slots = 1 if mech == "first_price" else min(3, n - 1)
             env = EnvConfig(mechanism=mech, n_buyers=n, n_slots=slots)
             load = os.getloadavg()[0]
             ms = _per_iteration(env)
-            sol = solve(env, SolveConfig(cache=False, stop=STOP))
+            s = SolveConfig(cache=False, stop=STOP, scale_floor=floor)
+            sol = solve(env, s)
             r = sol.roles["buyer"]
             row = {
                 "mechanism": mech,
+                "scale_floor": floor,
                 "n": n,
                 "slots": slots,
                 "ms_per_iteration": round(ms, 1),
@@ -146,6 +302,7 @@ def scaling(ns=range(2, 11)) -> list[dict[str, Any]]:
                 row["l2"] = round(
                     _l2(r.bids, first_price_bne(n)(np.asarray(r.values))), 4
                 )
+                row["bne_loss"] = round(_bne_loss(env, s, [first_price_bne(n)])[0], 4)
             rows.append(row)
     return rows
 
@@ -159,11 +316,15 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("formats", "scaling"))
+    parser.add_argument("--only", choices=("formats", "correlated", "scaling"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     out = {}
-    for name, fn in (("formats", formats), ("scaling", scaling)):
+    for name, fn in (
+        ("formats", formats),
+        ("correlated", correlated),
+        ("scaling", scaling),
+    ):
         if args.only in (None, name):
             out[name] = fn()
     if args.json:

@@ -52,9 +52,7 @@ def test_first_price_affiliated_brute_force_best_response():
 
 
 def test_attention_bank_joint_draws_second_price_truthful():
-    env = EnvConfig(
-        mechanism="second_price", n_buyers=2, valuation="attention"
-    )
+    env = EnvConfig(mechanism="second_price", n_buyers=2, valuation="attention")
     s = SolveConfig(cache=False, prior=SolvePrior("source", draws=16384))
     sol = solve(env, s)
     r = sol.roles["buyer"]

@@ -79,4 +79,6 @@ def test_refusals():
             rng,
         )
     with pytest.raises(ConfigError, match="one-sided"):
-        game_from_config(EnvConfig(mechanism="k_double"), SolveConfig(roi_target=0.5), rng)
+        game_from_config(
+            EnvConfig(mechanism="k_double"), SolveConfig(roi_target=0.5), rng
+        )

@@ -44,7 +44,9 @@ def test_with_ends_extrapolates_to_the_range():
     vx, vy, vr = with_ends(role, x, y, rows)
     np.testing.assert_allclose(vx, [0.0, 0.25, 0.5, 0.75, 1.0])
     np.testing.assert_allclose(vy, [0.0, 0.1, 0.2, 0.4, 0.6])
-    assert vr.shape == (5, 3) and (vr[0] == rows[0]).all() and (vr[-1] == rows[-1]).all()
+    assert (
+        vr.shape == (5, 3) and (vr[0] == rows[0]).all() and (vr[-1] == rows[-1]).all()
+    )
 
 
 def test_all_pay_solution_reaches_the_ends_of_the_values():

@@ -9,6 +9,10 @@ own ``clear`` (:mod:`.sampled`). :func:`solve_cached` keeps solutions on disk.
 :mod:`.formats` adds the all-pay auction (:class:`AllPay`), exact payoffs
 against bidder classes of unequal value ranges (``solve.classes``), and
 ``solve.utility`` brings CRRA risk aversion to first price.
+:mod:`.joint` integrates one-slot auctions over a joint law of the values
+(``solve.prior``: affiliated common-plus-noise values, or the valuation
+source's markets with their values kept together), and ``solve.roi_target``
+makes the buyers ROI-constrained (:meth:`Game.utility`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ mechanism's ``clear``). ``solve.utility: {kind: crra, rho}`` makes a winner's
 utility ``(v - b)^rho`` instead of ``v - b`` (first price: the surplus of a
 win is fixed by the own bid, so the expected utility is
 ``sum_k P(slot k) (alpha_k (v - b))^rho``; the slot weights enter as
-``alpha^rho``).
+``alpha^rho``). ``solve.prior`` replaces independent values by a sampled joint
+law (:mod:`.joint`; one-slot rules), and ``solve.roi_target`` makes a bid that
+breaks ``v A >= (1 + target) P`` infeasible (:meth:`Game.utility`).
 """
 
 from __future__ import annotations

@@ -65,7 +65,11 @@ DRAWS_MANY = 8_192
 
 
 def draw_profiles(
-    env: EnvConfig, prior: SolvePrior, n_slots: int, draws: int, rng: np.random.Generator
+    env: EnvConfig,
+    prior: SolvePrior,
+    n_slots: int,
+    draws: int,
+    rng: np.random.Generator,
 ) -> NDArray[np.float64]:
     """``[draws, n_buyers]`` value profiles from the joint law ``prior``.
 
@@ -110,7 +114,7 @@ class _Binned:
     starts: NDArray[np.int64]
     "``[V]`` first observation of each bin (every bin non-empty)."
     edges: NDArray[np.float64]
-    "``[V - 1]`` inner edges of the bins (``x`` is in ``searchsorted(edges, x, 'right')``)."
+    "``[V - 1]`` inner edges of the bins (a value's bin: ``searchsorted``, side right)."
     opp: NDArray[np.int64]
     "``[O, n - 1]`` the bins of the other buyers' values."
     pair: NDArray[np.float64] | None

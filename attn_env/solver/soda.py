@@ -157,8 +157,10 @@ def run_soda(
     if game.all_pay:
         # the bid function reaches the ends of the value range (not flat past
         # the first and last quantile midpoints): see :func:`with_ends`
-        ends = [with_ends(role, v, m, st) for role, v, m, st in zip(
-            game.roles, values, means, rows, strict=True)]
+        ends = [
+            with_ends(role, v, m, st)
+            for role, v, m, st in zip(game.roles, values, means, rows, strict=True)
+        ]
         values = [e[0] for e in ends]
         means = [e[1] for e in ends]
         rows = [e[2] for e in ends]
