@@ -106,7 +106,12 @@ def run_soda(
         for u, st in zip(utils, strat, strict=True):
             best = u.max(axis=1).mean()
             own = (u * st).sum(axis=1).mean()
-            losses.append((best - own) / best if best > 1e-12 else 0.0)
+            # no type can gain (all-pay with many bidders, from the uniform
+            # start): the loss in units of max_bid, not 0, which would stop
+            # at the first iteration
+            losses.append(
+                (best - own) / best if best > 1e-12 else (best - own) / game.max_bid
+            )
         eta = s.step * t ** (-s.decay)
         done = max(losses) <= s.stop
         if done or t % check == 0 or t == 1:
