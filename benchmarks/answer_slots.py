@@ -177,7 +177,7 @@ def frontier(png: str, evaluation: str | None = None) -> None:
                 + " | ".join(cells)
                 + " |"
             )
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))
     colors = {"segment_auction": "C0", "prominence_auction": "C1", "gsp": "C2"}
     for kind, style in (("truthful", "-o"), ("learner", "--x")):
         for name in sc.MECHANISMS:
@@ -205,7 +205,7 @@ def frontier(png: str, evaluation: str | None = None) -> None:
     ax.set_xlabel("answer quality (attention-weighted relevance cited)")
     ax.set_ylabel("revenue per answer")
     ax.set_title("Revenue-quality frontier across the quality weight")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     print(f"\nwrote {png}")
