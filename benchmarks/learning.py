@@ -22,6 +22,7 @@ Usage (2 CPU cores; run it niced on a shared machine)::
     python benchmarks/learning.py              # fpsb_n2 fpsb_n5 second_price bilateral
     python benchmarks/learning.py --cases fpsb_n2       # the headline only
     python benchmarks/learning.py --quick               # short runs, a smoke check
+    python benchmarks/learning.py --cases fpsb_n2,gsp3 --seeds 0,1,2  # mean ± SE
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ QUICK_STEPS = 200_000
 
 
 def run_case(
-    name: str, out: Path, docs: Path, quick: bool, timesteps: int | None
+    name: str,
+    out: Path,
+    docs: Path,
+    quick: bool,
+    timesteps: int | None,
+    seed: int | None = None,
 ) -> dict:
     from attn_env.config import load_config
     from runner.evaluate import evaluate
@@ -61,7 +67,9 @@ def run_case(
         config = dataclasses.replace(
             config, train=dataclasses.replace(config.train, total_timesteps=steps)
         )
-    run = out / name
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
+    run = out / name if seed is None else out / f"{name}_seed{seed}"
     if run.exists():
         import shutil
 
@@ -71,10 +79,12 @@ def run_case(
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     plot = docs / f"learning_{name}.png"
-    res = evaluate(config, run, plot=plot)
+    drawn = seed is None or seed == 0
+    res = evaluate(config, run, plot=plot if drawn else None)
     eval_s = time.perf_counter() - t0
     row = {
         "case": name,
+        "seed": config.seed,
         "timesteps": manifest["timesteps"],
         "train_s": round(train_s, 1),
         "eval_s": round(eval_s, 1),
@@ -85,7 +95,11 @@ def run_case(
         "utility_loss_by_learner": res["utility_loss_by_learner"],
         "efficiency": res.get("efficiency"),
         "revenue": res.get("revenue"),
-        "plot": str(plot.relative_to(ROOT)) if plot.is_relative_to(ROOT) else str(plot),
+        "plot": None
+        if not drawn
+        else str(plot.relative_to(ROOT))
+        if plot.is_relative_to(ROOT)
+        else str(plot),
     }
     print(json.dumps(row), flush=True)
     return row
@@ -119,6 +133,40 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def mean_se(xs: list[float]) -> tuple[float, float]:
+    """Mean and standard error (``std / sqrt(n)``, ``ddof = 1``; 0 for one)."""
+    import numpy as np
+
+    a = np.asarray(xs, dtype=float)
+    se = float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+    return float(a.mean()), se
+
+
+def seed_table(rows: list[dict]) -> str:
+    """Mean ± SE over the seeds run, one line per case."""
+    lines = [
+        "| case | seeds | agent-steps | train (s) | bne_l2 | utility_loss "
+        "| efficiency |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    for case in dict.fromkeys(r["case"] for r in rows):
+        rs = [r for r in rows if r["case"] == case]
+
+        def cell(key: str, digits: int = 4, rs: list[dict] = rs) -> str:
+            xs = [r[key] for r in rs if r.get(key) is not None]
+            if not xs:
+                return "–"
+            m, se = mean_se(xs)
+            return f"{m:.{digits}f} ± {se:.{digits}f}"
+
+        seeds = ",".join(str(r["seed"]) for r in rs)
+        lines.append(
+            f"| {case} | {seeds} | {rs[0]['timesteps']:,} | {cell('train_s', 1)} | "
+            f"{cell('bne_l2')} | {cell('utility_loss')} | {cell('efficiency', 3)} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -139,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="where plots go")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds (default: each config's own); with more than "
+        "one, a mean ± SE table follows",
+    )
     args = parser.parse_args(argv)
     cases = list(CASES) if args.cases == "all" else args.cases.split(",")
     unknown = [c for c in cases if c not in CASES]
@@ -146,9 +200,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
     out, docs = Path(args.out), Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
-    rows = [run_case(c, out, docs, args.quick, args.timesteps) for c in cases]
+    seeds = [None] if args.seeds is None else [int(x) for x in args.seeds.split(",")]
+    rows = [
+        run_case(c, out, docs, args.quick, args.timesteps, seed)
+        for c in cases
+        for seed in seeds
+    ]
     print()
     print(table(rows))
+    if len(seeds) > 1:
+        print()
+        print(seed_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
