@@ -128,10 +128,25 @@ class SealedDouble(TwoSided):
                 sellers[tied] = False
             trades[r] = t
             out.fill(r, t, buyers, sellers, buyer_price, seller_price, clearing)
-        if tied_b.any() or tied_s.any():
-            live = cross_book(bids, self.reserve, b_act)
-            ask_book = asks if s_act is None else np.where(s_act, asks, np.inf)
-            out.redraw(tied_b, tied_s, live, ask_book, b_t, s_t, trades, gen)
+        tied = np.flatnonzero(tied_b | tied_s)
+        if tied.size:
+            live = cross_book(
+                bids[tied], self.reserve, None if b_act is None else b_act[tied]
+            )
+            ask_book = asks[tied]
+            if s_act is not None:
+                ask_book = np.where(s_act[tied], ask_book, np.inf)
+            out.redraw(
+                tied,
+                tied_b[tied],
+                tied_s[tied],
+                live,
+                ask_book,
+                b_t[tied],
+                s_t[tied],
+                trades[tied],
+                gen,
+            )
         return out.outcome()
 
     def _rule(
@@ -272,6 +287,7 @@ class _Book:
 
     def redraw(
         self,
+        rows: NDArray[np.int64],
         tied_b: NDArray[np.bool_],
         tied_s: NDArray[np.bool_],
         bids: NDArray[np.float64],
@@ -281,28 +297,30 @@ class _Book:
         trades: NDArray[np.int64],
         rng: np.random.Generator,
     ) -> None:
-        """Draw who trades in the markets tied at the margin and rewrite them.
+        """Draw who trades in the markets ``rows`` (ascending) tied at the
+        margin, and rewrite them.
 
-        ``bids`` / ``asks`` are the book (``-1`` and ``inf`` for orders out of
-        it), ``b_t`` / ``s_t`` the margins: buyers' ties are drawn first, then
-        sellers', each in market order.
+        The other arguments are of those markets only: which side is tied,
+        the book (``-1`` and ``inf`` for orders out of it), the margins and
+        the units traded. Buyers' ties are drawn first, then sellers', each in
+        market order.
         """
-        rows = np.flatnonzero(tied_b | tied_s)
-        sub_b = bids[rows] >= b_t[rows, None]
-        sub_s = asks[rows] <= s_t[rows, None]
-        tb, ts = tied_b[rows], tied_s[rows]
-        if tb.any():
-            at = rows[tb]
-            sub_b[tb] = resolve_ties(bids[at], b_t[at], trades[at], rng)
-        if ts.any():
-            at = rows[ts]
-            sub_s[ts] = resolve_ties(-asks[at], -s_t[at], trades[at], rng)
+        buyers = bids >= b_t[:, None]
+        sellers = asks <= s_t[:, None]
+        if tied_b.any():
+            buyers[tied_b] = resolve_ties(
+                bids[tied_b], b_t[tied_b], trades[tied_b], rng
+            )
+        if tied_s.any():
+            sellers[tied_s] = resolve_ties(
+                -asks[tied_s], -s_t[tied_s], trades[tied_s], rng
+            )
         sub = _Book(rows.size, bids.shape[1], asks.shape[1])
         sub.fill(
             slice(None),
-            trades[rows],
-            sub_b,
-            sub_s,
+            trades,
+            buyers,
+            sellers,
             self.buyer_price[rows],
             self.seller_price[rows],
             self.clearing[rows],  # already the final price: kept as it is
