@@ -185,3 +185,28 @@ def test_bad_train_settings_are_one_line(tmp_path, capsys, changes, match):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert re.search(match, err[0])
+
+
+@pytest.mark.slow
+def test_ppo_learns_to_shade_in_gsp(tmp_path):
+    """In GSP without organic competition truthful bidding is not an equilibrium
+    (the damped best response shades to 0.45); PPO from truthful finds shading
+    and cuts the best-response gain (about 1 minute on 2 cores)."""
+    from attn_env.scenarios.answer_slots import validate
+    from runner.scenarios import read_scenario
+
+    path = _write(
+        tmp_path,
+        mechanisms=["gsp"],
+        quality_weights=[0.0],
+        env_markets=256,
+        env_steps=4,
+        train={"timesteps": 61440, "eval_every": 20480, "eval_episodes": 2},
+    )
+    _, config = read_scenario(path)
+    record = cmd.train(validate(config), tmp_path / "run", progress=False)
+    first, kept = record["curve"][0], record["curve"][-1]
+    assert record["kept"]["timesteps"] == kept["timesteps"]
+    assert first["bid_factor"] > 0.95  # starts near truthful
+    assert kept["bid_factor"] < 0.8
+    assert kept["br_gain"] < 0.3 * first["br_gain"]
