@@ -210,3 +210,18 @@ def test_ppo_learns_to_shade_in_gsp(tmp_path):
     assert first["bid_factor"] > 0.95  # starts near truthful
     assert kept["bid_factor"] < 0.8
     assert kept["br_gain"] < 0.3 * first["br_gain"]
+
+
+def test_the_sponsored_share_is_what_ads_take_and_empty_positions_are_neither():
+    """With a reserve at lambda = 0, GSP leaves positions empty: the sponsored
+    share is the ads' attention, and sponsored + organic falls short of 1."""
+    from attn_env.scenarios.answer_slots import clear, row_metrics
+
+    config = from_dict(CONFIG, {**TINY, "mechanisms": ["gsp"], "reserve": 0.3})
+    mk = _markets(config)
+    bids = mk.value.copy()
+    res = clear("gsp", mk, bids, 0.0, config)
+    rows = row_metrics("gsp", mk, bids, 0.0, config)
+    np.testing.assert_allclose(rows["sponsored_share"], res["x"].sum(axis=1))
+    unsold = 1.0 - rows["sponsored_share"] - res["organic_share"]
+    assert (unsold >= -1e-6).all() and unsold.max() > 0.1  # alpha: float32 sums

@@ -191,7 +191,7 @@ class AnswerSlotsEnv(ParallelEnv):
             "advertiser_utility": welfare - revenue,
             "quality": float(res["quality"].mean()),
             "quality_cost": float((mk.q0 - res["quality"]).mean()),
-            "sponsored_share": float(1.0 - res["organic_share"].mean()),
+            "sponsored_share": float(res["x"].sum(axis=1).mean()),
             "bid_factor": float(factors.mean()),
         }
         self.t += 1

@@ -289,7 +289,8 @@ def row_metrics(
         "advertiser_utility": welfare - revenue,
         "quality": res["quality"],
         "quality_cost": mk.q0 - res["quality"],
-        "sponsored_share": 1.0 - res["organic_share"],
+        # what the ads take: attention a reserve leaves unsold is neither
+        "sponsored_share": res["x"].sum(axis=1),
     }
 
 
