@@ -103,6 +103,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "attn_env.solver.driver",
             "attn_env.solver.formats",
             "attn_env.solver.game",
+            "attn_env.solver.joint",
             "attn_env.solver.position",
             "attn_env.solver.sampled",
             "attn_env.solver.soda",
