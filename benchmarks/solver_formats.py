@@ -276,29 +276,41 @@ def correlated() -> list[dict[str, Any]]:
     return rows
 
 
-def _per_iteration(env: EnvConfig, iterations: int = 60) -> float:
+def _per_iteration(env: EnvConfig, iterations: int = 60, **grid: Any) -> float:
     """Milliseconds per SODA iteration (first to last iteration, no loss measure)."""
     stamps: dict[int, float] = {}
-    s = SolveConfig(cache=False, iterations=iterations, stop=0.0, refine=1)
+    s = SolveConfig(cache=False, iterations=iterations, stop=0.0, refine=1, **grid)
     solve(env, s, progress=lambda t, _: stamps.setdefault(t, time.perf_counter()))
     first, last = min(stamps), max(stamps)
     return 1000 * (stamps[last] - stamps[first]) / (last - first)
 
 
+SCALING = (
+    ("first_price", {}),
+    ("first_price", {"scale_floor": 1e-9}),
+    ("first_price", {"scale_floor": 1e-9, "values": 128}),
+    ("first_price", {"scale_floor": 1e-9, "values": 256, "bids": 201}),
+    ("gsp", {}),
+)
+"The scaling runs: mechanism and the solver options that differ from the default."
+
+
 def scaling(ns=range(2, 11)) -> list[dict[str, Any]]:
     rows = []
-    for mech, floor in (("first_price", 1e-4), ("first_price", 1e-9), ("gsp", 1e-4)):
+    for mech, opts in SCALING:
         for n in ns:
             slots = 1 if mech == "first_price" else min(3, n - 1)
             env = EnvConfig(mechanism=mech, n_buyers=n, n_slots=slots)
             load = os.getloadavg()[0]
-            ms = _per_iteration(env)
-            s = SolveConfig(cache=False, stop=STOP, scale_floor=floor)
+            grid = {k: v for k, v in opts.items() if k in ("values", "bids")}
+            ms = _per_iteration(env, **grid)
+            s = SolveConfig(cache=False, stop=STOP, **opts)
             sol = solve(env, s)
             r = sol.roles["buyer"]
             row = {
                 "mechanism": mech,
-                "scale_floor": floor,
+                "options": ", ".join(f"{k} {v:g}" for k, v in opts.items())
+                or "default",
                 "n": n,
                 "slots": slots,
                 "ms_per_iteration": round(ms, 1),
