@@ -16,6 +16,7 @@ orders tie at the margin (:func:`resolve_ties`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -79,6 +80,26 @@ class Crossing:
             self.s_pad.reshape(-1), np.arange(0, n_markets * width, width) + rank
         )
 
+    @cached_property
+    def b_q(self) -> NDArray[np.float64]:
+        """``b_q``, the marginal bid of the efficient quantity, ``[B]``."""
+        return self.bid(self.q)
+
+    @cached_property
+    def s_q(self) -> NDArray[np.float64]:
+        """``s_q``, the marginal ask of the efficient quantity, ``[B]``."""
+        return self.ask(self.q)
+
+    @cached_property
+    def b_next(self) -> NDArray[np.float64]:
+        """``b_{q+1}``, the best bid left out, ``[B]``."""
+        return self.bid(self.q + 1)
+
+    @cached_property
+    def s_next(self) -> NDArray[np.float64]:
+        """``s_{q+1}``, the best ask left out, ``[B]``."""
+        return self.ask(self.q + 1)
+
     def walrasian(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The interval of prices where demand meets supply, ``(low [B], high [B])``.
 
@@ -86,9 +107,8 @@ class Crossing:
         ``q`` efficient pairs trade: every trading buyer bids ``>= p`` and every
         trading seller asks ``<= p``, and no other trader wants to.
         """
-        q = self.q
-        low = np.maximum(self.ask(q), self.bid(q + 1))
-        high = np.minimum(self.bid(q), self.ask(q + 1))
+        low = np.maximum(self.s_q, self.b_next)
+        high = np.minimum(self.b_q, self.s_next)
         return low, high
 
     def margin(
@@ -97,8 +117,9 @@ class Crossing:
         """``(b_t [B], s_t [B])``: the last bid and ask that trade when ``trades``
         units do (``inf`` and ``-inf`` where none trades: nobody reaches them)."""
         some = trades > 0
-        b_t = np.where(some, self.bid(trades), np.inf)
-        s_t = np.where(some, self.ask(trades), -np.inf)
+        at_q = trades is self.q  # all efficient trades: the ranks read already
+        b_t = np.where(some, self.b_q if at_q else self.bid(trades), np.inf)
+        s_t = np.where(some, self.s_q if at_q else self.ask(trades), -np.inf)
         return b_t, s_t
 
     def candidates(self, trades: NDArray[np.int64]) -> tuple[NDArray, ...]:
@@ -119,7 +140,8 @@ class Crossing:
         # the bid of rank trades + 1 (raw: -1 is out of the book) reaches b_t;
         # past the last buyer there is none (the pad's 0 does not count)
         tied_b = (self._raw_bid(trades + 1) >= b_t) & (trades < self.bids.shape[1])
-        tied_s = self.ask(trades + 1) <= s_t  # the pad past the last ask is inf
+        # the pad past the last ask is inf
+        tied_s = (self.s_next if trades is self.q else self.ask(trades + 1)) <= s_t
         return buyers, sellers, tied_b, tied_s, b_t, s_t
 
     def traders(

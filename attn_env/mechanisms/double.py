@@ -173,7 +173,7 @@ class KDouble(SealedDouble):
         self.k = check_k(self.k)
 
     def _rule(self, c):
-        p = self.k * c.bid(c.q) + (1.0 - self.k) * c.ask(c.q)
+        p = self.k * c.b_q + (1.0 - self.k) * c.s_q
         p = np.where(c.q > 0, p, np.nan)
         return c.q, p, p, p
 
@@ -190,8 +190,8 @@ class McAfee(SealedDouble):
 
     def _rule(self, c):
         q = c.q
-        p0 = 0.5 * (c.bid(q + 1) + c.ask(q + 1))
-        b_q, s_q = c.bid(q), c.ask(q)
+        p0 = 0.5 * (c.b_next + c.s_next)
+        b_q, s_q = c.b_q, c.s_q
         keep = (q > 0) & (s_q <= p0) & (p0 <= b_q)
         trades = np.where(keep, q, np.maximum(q - 1, 0))
         # the reserve floors the buyers' price: without it a buyer valuing less
