@@ -501,11 +501,12 @@ def settle(
     """
     served = (fill * price).sum(axis=(1, 2, 3))
     # a job served in full (up to rounding of the pro rata share) is done
-    left = np.where(left - fill > 1e-9 * left, left - fill, 0.0)
+    rest = left - fill
+    left = np.where(rest > 1e-9 * left, rest, 0.0)
     wait = wait - 1
     gone = (wait <= 0) & (left > 0)
     expired = np.where(gone, left * price, 0.0).sum(axis=(1, 2, 3))
-    left[gone] = 0.0
+    np.copyto(left, 0.0, where=gone)
     return left, wait, served, expired
 
 
