@@ -311,16 +311,21 @@ _TRUTHFUL_BUYERS = ("second_price", "vcg", "assignment")
 "Mechanisms where bidding the value is dominant for buyers (whatever the reserve)."
 
 
-def bne_strategy(env_cfg, role: str) -> Strategy | None:
+def bne_strategy(env_cfg, role: str, seat: str | None = None) -> Strategy | None:
     """The analytic BNE bid (or ask) function of ``role`` in ``env_cfg``, or ``None``.
 
     The equilibrium of the whole game: each round must be an independent
     sealed-bid market with uniform values, so the ``uniform`` valuation source,
     ``value_dist: uniform``, no budget and fresh values every round are required.
 
+    With bidder classes (``env.value_ranges``) or a CRRA utility the symmetric
+    risk-neutral answer is wrong, so only :func:`_game_bne`'s closed forms are
+    returned there (the asymmetric one needs the buyer's ``seat``).
+
     Args:
         env_cfg: an :class:`attn_env.config.EnvConfig`.
         role: ``buyer`` or ``seller``.
+        seat: the agent's name (``buyer_0``, ...), for bidder classes.
 
     Returns:
         A vectorised ``values -> bids`` function, or ``None`` where the setting has
@@ -340,6 +345,14 @@ def bne_strategy(env_cfg, role: str) -> Strategy | None:
     mech, params = mechanisms.name_of(env_cfg.mechanism), dict(env_cfg.mechanism_params)
     n, m, slots = env_cfg.n_buyers, env_cfg.n_sellers, env_cfg.n_slots
     lo, hi = env_cfg.value_low, env_cfg.value_high
+    star = _symmetric_bne(env_cfg, role, mech, params, n, m, slots, lo, hi)
+    if env_cfg.value_ranges or env_cfg.utility.kind != "linear":
+        return _game_bne(env_cfg, role, seat, star)
+    return star
+
+
+def _symmetric_bne(env_cfg, role, mech, params, n, m, slots, lo, hi) -> Strategy | None:
+    """The risk-neutral BNE of symmetric bidders (see :func:`bne_strategy`)."""
     if role == "buyer" and mech == "first_price":
         reserve = float(params.pop("reserve", 0.0))
         if params or (reserve > 0.0 and 1 < slots < n):
@@ -356,6 +369,43 @@ def bne_strategy(env_cfg, role: str) -> Strategy | None:
     return None
 
 
+def _game_bne(
+    env, role: str, seat: str | None, star: Strategy | None
+) -> Strategy | None:
+    """The closed form of an asymmetric or CRRA market, where one is known.
+
+    Truthful bidding stays dominant whatever the ranges or the utility; first
+    price with one slot, no reserve and values from 0 has the CRRA closed form
+    (symmetric, any ``U[0, h]``: the bid is linear) and the two-bidder
+    asymmetric uniform one (linear utility, given the ``seat``); anything else
+    has none here (the solver's).
+    """
+    from attn_env import mechanisms
+
+    if star is truthful or star is None:
+        return star
+    if (
+        role != "buyer"
+        or mechanisms.name_of(env.mechanism) != "first_price"
+        or env.n_slots != 1
+        or any(k != "reserve" for k in env.mechanism_params)
+        or float(env.mechanism_params.get("reserve", 0.0)) != 0.0
+    ):
+        return None
+    ranges = [
+        env.value_ranges.get(f"buyer_{i}", [env.value_low, env.value_high])
+        for i in range(env.n_buyers)
+    ]
+    if any(float(low) != 0.0 for low, _ in ranges):
+        return None
+    if env.utility.kind == "crra" and not env.value_ranges:
+        return crra_first_price_bne(env.n_buyers, float(env.utility.rho))
+    if env.utility.kind == "linear" and env.n_buyers == 2 and seat is not None:
+        pair = asymmetric_first_price_bne(float(ranges[0][1]), float(ranges[1][1]))
+        return pair[int(seat.removeprefix("buyer_"))]
+    return None
+
+
 def bne_reason(env_cfg) -> str:
     """Why :func:`bne_strategy` may have no answer for ``env_cfg`` (for errors)."""
     return (
@@ -364,9 +414,13 @@ def bne_reason(env_cfg) -> str:
         "and redraw: round, in "
         "first_price (one slot with a reserve, or K slots without), second_price, "
         "vcg, assignment, gsp with one slot, mcafee, and k_double with one buyer "
-        "and one seller on a common range; got mechanism "
+        "and one seller on a common range; with bidder classes (env.value_ranges) "
+        "or a CRRA utility, the truthful ones, CRRA first price with one slot from "
+        "0, and two-bidder first price from 0 for a named seat (kind: equilibrium "
+        "plays the solver's answer elsewhere); got mechanism "
         f"{env_cfg.mechanism!r}, mechanism_params={dict(env_cfg.mechanism_params)}, "
         f"n_buyers={env_cfg.n_buyers}, n_sellers={env_cfg.n_sellers}, "
         f"n_slots={env_cfg.n_slots}, valuation={env_cfg.valuation!r}, "
-        f"value_dist={env_cfg.value_dist!r}, budget={env_cfg.budget!r}"
+        f"value_dist={env_cfg.value_dist!r}, budget={env_cfg.budget!r}, "
+        f"utility={env_cfg.utility.kind!r}, value_ranges={dict(env_cfg.value_ranges)}"
     )

@@ -70,13 +70,7 @@ from numpy.typing import NDArray
 import attn_env
 from attn_env import mechanisms
 from attn_env.config import EnvConfig, ExperimentConfig
-from attn_env.equilibria import (
-    Strategy,
-    asymmetric_first_price_bne,
-    bne_strategy,
-    crra_first_price_bne,
-    truthful,
-)
+from attn_env.equilibria import Strategy, bne_strategy
 from attn_env.errors import UserError
 from attn_env.figures import new_figure, save_png
 from attn_env.solver import (
@@ -296,9 +290,7 @@ def _reference(
     """The equilibrium to measure ``role`` (``seat``'s class) against:
     ``analytic`` or ``numerical``."""
     env = config.env
-    star = bne_strategy(env, role)
-    if _is_game(env):
-        star = _game_analytic(env, role, seat, star)
+    star = bne_strategy(env, role, seat)
     if star is not None:
         return star, "analytic"
     if unsupported(env) is not None:
@@ -318,40 +310,6 @@ def _reference(
     if role not in solution.roles:
         return None, None
     return solution.roles[role].bid_function(), "numerical"
-
-
-def _game_analytic(
-    env: EnvConfig, role: str, seat: str | None, star: Strategy | None
-) -> Strategy | None:
-    """The closed form of an asymmetric or CRRA market, where one is known.
-
-    Truthful bidding stays dominant whatever the ranges or the utility; first
-    price with one slot, no reserve and values from 0 has the CRRA closed form
-    (symmetric, any ``U[0, h]``: the bid is linear) and the two-bidder
-    asymmetric uniform one (linear utility); anything else is the solver's.
-    """
-    if star is truthful or star is None:
-        return star
-    if (
-        role != "buyer"
-        or mechanisms.name_of(env.mechanism) != "first_price"
-        or env.n_slots != 1
-        or any(k != "reserve" for k in env.mechanism_params)
-        or float(env.mechanism_params.get("reserve", 0.0)) != 0.0
-    ):
-        return None
-    ranges = [
-        env.value_ranges.get(f"buyer_{i}", [env.value_low, env.value_high])
-        for i in range(env.n_buyers)
-    ]
-    if any(float(low) != 0.0 for low, _ in ranges):
-        return None
-    if env.utility.kind == "crra" and not env.value_ranges:
-        return crra_first_price_bne(env.n_buyers, float(env.utility.rho))
-    if env.utility.kind == "linear" and env.n_buyers == 2 and seat is not None:
-        pair = asymmetric_first_price_bne(float(ranges[0][1]), float(ranges[1][1]))
-        return pair[int(seat.removeprefix("buyer_"))]
-    return None
 
 
 def _game_utility_loss(

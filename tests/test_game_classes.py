@@ -312,3 +312,25 @@ def test_compare_reports_each_class_mean_utility():
     assert rows["large"]["mean_utility"] > rows["small"]["mean_utility"] + 0.1
     assert 0.0 < rows["small"]["mean_utility_se"] < 0.01
     assert res["differences"][0]["pairing"].startswith("unpaired: value_ranges")
+
+
+def test_the_bne_agent_plays_the_crra_closed_form_and_refuses_classes():
+    """``kind: bne`` knows the CRRA first price; with classes it refuses in one
+    line (its one strategy for every buyer would be the symmetric one), and the
+    symmetric risk-neutral ``v/2`` is never played where it is wrong."""
+    from agents.baselines import BNEAgent
+
+    crra = config(utility={"kind": "crra", "rho": 0.5}).env
+    agent = BNEAgent(crra)
+    v = np.linspace(0.0, 1.0, 11)
+    obs = np.zeros((11, crra_obs_size(crra)), dtype=np.float32)
+    obs[:, 0] = v
+    bids = agent.act(obs, np.random.default_rng(0))
+    np.testing.assert_allclose(bids[:, 0], crra_first_price_bne(2, 0.5)(v), atol=1e-6)
+    with pytest.raises(UserError, match="value_ranges"):
+        BNEAgent(config(classes=CLASSES).env)
+
+
+def crra_obs_size(env) -> int:
+    obs, _ = attn_env.vector_env(num_envs=1, config=env).reset(seed=0)
+    return obs.shape[-1]
