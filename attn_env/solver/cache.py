@@ -24,6 +24,7 @@ from attn_env.config import EnvConfig, SolveConfig, SolvePrior, SolveUtility
 from attn_env.core import MarketSpec
 from attn_env.errors import UserError
 from attn_env.solver.driver import solve
+from attn_env.solver.game import with_grid_defaults
 from attn_env.solver.soda import format_of
 from attn_env.solver.solution import FORMAT, Solution, load_solution
 
@@ -44,7 +45,8 @@ def _key(env: EnvConfig, s: SolveConfig, seed: int) -> str | None:
     """Hash of everything that changes the answer; ``None`` if not plain data."""
     if isinstance(env.mechanism, mechanisms.Mechanism):
         return None  # an instance's parameters are not plain data
-    solve_opts = dataclasses.asdict(s)
+    # the grid the solve runs on (``values: None`` is the market's default)
+    solve_opts = dataclasses.asdict(with_grid_defaults(env, s))
     for name in NOT_IN_KEY:
         solve_opts.pop(name)
     # the formats options are in the key only when set, so that every solve
@@ -54,6 +56,8 @@ def _key(env: EnvConfig, s: SolveConfig, seed: int) -> str | None:
         ("classes", []),
         ("prior", dataclasses.asdict(SolvePrior())),
         ("roi_target", None),
+        # the floor before its default became 1e-9: a solve with 1e-4 keeps
+        # its old key and entry, every solve at the new default gets a new one
         ("scale_floor", 1e-4),
     ):
         if solve_opts.get(name) == default:
@@ -83,6 +87,7 @@ def _key(env: EnvConfig, s: SolveConfig, seed: int) -> str | None:
 def market_of(env: EnvConfig, s: SolveConfig) -> dict[str, Any]:
     """The fields of ``Solution.market`` that ``env`` and ``s`` fix without solving."""
     spec = MarketSpec.from_config(env)
+    s = with_grid_defaults(env, s)
     fmt = format_of(s)
     return {
         "utility": fmt.get("utility"),

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.config import SolveConfig
-from attn_env.solver.game import Dist, Game
+from attn_env.solver.game import Dist, Game, with_grid_defaults
 from attn_env.solver.solution import RoleSolution, Solution
 
 __all__ = ["format_of", "run_soda", "utility_losses"]
@@ -44,7 +44,7 @@ CHUNK_ROWS = 400_000
 
 
 def _scale(
-    u: NDArray[np.float64], max_bid: float, floor: float = 1e-4
+    u: NDArray[np.float64], max_bid: float, floor: float = 1e-9
 ) -> NDArray[np.float64]:
     """Per value, the best utility on the grid (at least ``floor * max_bid``,
     ``solve.scale_floor``).
@@ -57,11 +57,11 @@ def _scale(
     dividing by that makes its step huge: the strategies pool on one bid and
     cycle (all-pay n = 3: L2 0.14 to the BNE, against 0.004 without it).
 
-    The floor (default ``1e-4``, kept so that solutions stay as they were) stops
-    the types that almost never win: with many bidders (first price, n = 10,
-    where a value under 0.3 wins with probability under 2e-5) they hardly
-    move from the uniform start and their mean bids are noise (L2 0.020 to the
-    BNE, 0.005 with ``scale_floor: 1e-9``).
+    The floor (default ``1e-9``) only keeps the division finite. The earlier
+    default ``1e-4`` stopped the types that almost never win: with many
+    bidders (first price, n = 10, where a value under 0.3 wins with
+    probability under 2e-5) they hardly moved from the uniform start and their
+    mean bids were noise (L2 0.020 to the BNE, 0.005 with ``1e-9``).
     """
     return np.maximum(u.max(axis=1, keepdims=True), floor * max_bid)
 
@@ -79,6 +79,7 @@ def run_soda(
 ) -> Solution:
     """Solve ``game`` with the grid sizes and step rule of ``s``."""
     start = time.perf_counter()
+    s = with_grid_defaults(game.env, s)
     values = [role.grid(s.values) for role in game.roles]
     n_bids = s.bids
     dual = [np.zeros((s.values, n_bids)) for _ in game.roles]
@@ -312,6 +313,7 @@ def utility_losses(
     those values the best response searches ``refine * (bids - 1) + 1`` equally
     spaced bids (the own bid included): ``(u_BR - u) / u_BR``, ex ante.
     """
+    s = with_grid_defaults(game.env, s)
     n_fine = s.refine * s.values
     if game.joint is not None:
         return [_joint_loss(game, fns[0], s)]
