@@ -328,8 +328,9 @@ class SolvePrior:
 class SolveConfig:
     """Options of the equilibrium solver (``solve`` command, ``kind: equilibrium``)."""
 
-    values: int = 64
-    "Value (or cost) grid points per role: quantile midpoints of its distribution."
+    values: int | None = None
+    "Value (or cost) grid points per role: quantile midpoints of its distribution;"
+    " ``None``: 128 for one-slot first price with 6 or more buyers, else 64."
     bids: int = 101
     "Bid (or ask) grid points, equally spaced on ``[0, max_bid]``."
     iterations: int = 3000
@@ -359,9 +360,9 @@ class SolveConfig:
     " ``{kind: source}`` (the valuation source's markets, values kept together)."
     roi_target: float | None = None
     "ROI-constrained bidders: a bid must keep ``v A(b) >= (1 + target) P(b)``."
-    scale_floor: float = 1e-4
-    "Least per-value utility scale of a step, times ``max_bid`` (1e-9: types that"
-    " rarely win still learn; helps first price with many bidders)."
+    scale_floor: float = 1e-9
+    "Least per-value utility scale of a step, times ``max_bid`` (small: types that"
+    " rarely win still learn; was 1e-4, which left first price n >= 8 at L2 0.01+)."
 
 
 @dataclass(frozen=True)
@@ -806,7 +807,7 @@ def validate_solve(s: SolveConfig) -> None:
     iterations and samples against their caps; finite rates). The solver checks
     the rest, and whether a grid fits in memory."""
     for name, (low, high) in _SOLVE_INTS.items():
-        if hasattr(s, name):
+        if hasattr(s, name) and not (name == "values" and s.values is None):
             check_int(getattr(s, name), f"solve.{name}", low, high)
     for f in dataclasses.fields(s):
         value = getattr(s, f.name)
@@ -831,7 +832,7 @@ def _validate_solve_prior(s: SolveConfig) -> None:
         )
     if p.draws is not None:
         check_int(p.draws, "solve.prior.draws", 16, 1_000_000)
-    f = getattr(s, "scale_floor", 1e-4)
+    f = getattr(s, "scale_floor", 1e-9)
     if not (is_real(f) and 0.0 < f < 1.0):
         raise ConfigError(
             f"solve.scale_floor must be a number in (0, 1), got {show(f)}"
