@@ -41,6 +41,7 @@ import numpy as np
 from attn_env.config import EnvConfig, SolveConfig
 from attn_env.equilibria import bne_strategy
 from attn_env.solver import game_from_config, solve, utility_losses
+from attn_env.solver.game import with_grid_defaults
 
 DEFAULT = SolveConfig(cache=False)
 
@@ -50,7 +51,7 @@ def _row(name: str, env: EnvConfig, s: SolveConfig, region=None) -> dict[str, An
     sol = solve(env, s)
     row: dict[str, Any] = {
         "case": name,
-        "grid": f"{s.values}x{s.bids}",
+        "grid": f"{with_grid_defaults(env, s).values}x{s.bids}",
         "iterations": sol.iterations,
         "seconds": round(sol.seconds, 2),
     }
@@ -222,8 +223,9 @@ def _thin(builtin: str) -> str:
 def generic() -> list[dict[str, Any]]:
     rows = []
     for case, builtin, market, grid in GENERIC_CASES:
-        s = SolveConfig(cache=False, **grid)
         env = EnvConfig(mechanism=builtin, **market)
+        # both paths on the exact market's grid (its default may be finer)
+        s = with_grid_defaults(env, SolveConfig(cache=False, **grid))
         exact = solve(env, s)
         gen = solve(EnvConfig(mechanism=_thin(builtin), **market), s)
         game = game_from_config(env, s, np.random.default_rng(1))

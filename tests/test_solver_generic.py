@@ -38,6 +38,7 @@ from attn_env.solver import (
     utility_losses,
 )
 from attn_env.solver.cache import _key, cache_dir
+from attn_env.solver.game import with_grid_defaults
 from attn_env.strategy_metrics import bne_l2, relevant_range, value_grid
 from attn_market.cli import main
 
@@ -168,8 +169,9 @@ def test_generic_path_matches_the_exact_path_fast(monkeypatch, builtin, market):
 )
 def test_generic_path_matches_the_exact_path(monkeypatch, builtin, market, grid):
     name = _thin(monkeypatch, builtin)
-    s = dataclasses.replace(DEFAULT, **grid)
     env_exact = EnvConfig(mechanism=builtin, **market)
+    # both paths on the exact market's grid (its default may be finer)
+    s = with_grid_defaults(env_exact, dataclasses.replace(DEFAULT, **grid))
     res = _compare(env_exact, EnvConfig(mechanism=name, **market), s)
     if mechanisms.family(builtin) == "two_sided":
         # no closed form there: the built-in is cleared by its own clear too,

@@ -40,7 +40,7 @@ def test_scale_floor_fixes_first_price_with_many_bidders():
 
 @pytest.mark.slow
 def test_defaults_converge_for_first_price_with_many_bidders():
-    """The defaults (floor 1e-9, 128 values from 6 first-price buyers on) give a
+    """The defaults (floor 1e-9, 128 values from 3 first-price buyers on) give a
     converged answer at n = 10, where 64 values measured 0.038."""
     sol = solve(EnvConfig(n_buyers=10), SolveConfig(cache=False))
     assert len(sol.roles["buyer"].values) == 128
@@ -49,11 +49,11 @@ def test_defaults_converge_for_first_price_with_many_bidders():
 
 
 def test_grid_defaults_by_market():
-    """``values: None`` is 128 only for one-slot first price with >= 6 buyers;
+    """``values: None`` is 128 only for one-slot first price with >= 3 buyers;
     a value the config sets is kept."""
     s = SolveConfig()
-    assert with_grid_defaults(EnvConfig(n_buyers=5), s).values == 64
-    assert with_grid_defaults(EnvConfig(n_buyers=6), s).values == 128
+    assert with_grid_defaults(EnvConfig(n_buyers=2), s).values == 64
+    assert with_grid_defaults(EnvConfig(n_buyers=3), s).values == 128
     gsp = EnvConfig(mechanism="gsp", n_buyers=8, n_slots=3)
     assert with_grid_defaults(gsp, s).values == 64
     two_slots = EnvConfig(n_buyers=8, n_slots=2)

@@ -287,18 +287,20 @@ VALUES = 64
 "Value grid points per role when ``solve.values`` is ``None`` (most markets)."
 VALUES_MANY = 128
 "... for one-slot first price with ``MANY_BIDDERS`` or more buyers."
-MANY_BIDDERS = 6
+MANY_BIDDERS = 3
 "From this many first-price buyers on, the bids that matter crowd the top values."
 
 
 def with_grid_defaults(env: EnvConfig, s: SolveConfig) -> SolveConfig:
     """``s`` with ``values: None`` replaced by the market's default grid size.
 
-    One-slot first price with many buyers gets ``VALUES_MANY``: its competition
-    sits in the top values, bids within a few grid steps of each other, and 64
-    values leave a utility loss over ``tolerance`` from n = 6 (0.029 at n = 6,
-    0.038 at n = 10; 128 values: at most 0.016). GSP keeps 64 (128 raise its
-    loss to about 0.02), and so do two bidders (twice the time for a loss
+    One-slot first price with three or more buyers gets ``VALUES_MANY``: its
+    competition sits in the top values, bids within a few grid steps of each
+    other, and on 64 values the grid game's loss plateaus (about 0.01 at
+    n = 3) and the utility loss is over ``tolerance`` from n = 6 (0.029 at
+    n = 6, 0.038 at n = 10; 128 values: 0.006 to 0.016 for n = 3..10, and the
+    iterations to a grid loss of 0.005 fall with n). GSP keeps 64 (128 raise
+    its loss to about 0.02), and so do two bidders (twice the time for a loss
     already at 0.005).
     """
     if s.values is not None:
