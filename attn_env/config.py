@@ -330,7 +330,7 @@ class SolveConfig:
 
     values: int | None = None
     "Value (or cost) grid points per role: quantile midpoints of its distribution;"
-    " ``None``: 128 for one-slot first price with 6 or more buyers, else 64."
+    " ``None``: 128 for one-slot first price with 3 or more buyers, else 64."
     bids: int = 101
     "Bid (or ask) grid points, equally spaced on ``[0, max_bid]``."
     iterations: int = 3000
