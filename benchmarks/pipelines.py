@@ -19,8 +19,10 @@ rllib_ppo       ``examples/rllib_ppo.py`` (RLlib's PettingZoo pipeline:
 rllib_1/2       ``train.backend: rllib`` with ``squash: sigmoid``, 1 or 2 env
                 runners, evaluated once at the end of the budget
 rllib_yaml      ``configs/fpsb_n2.yaml`` with only ``backend: rllib`` added
-                (its ``squash: clip``), at most 300k agent-steps, checked
-                every ``--every`` (issue 20: ``bne_l2 <= 0.05`` within 300k)
+                (its ``squash: clip``; RLlib reads neither ``n_epochs`` nor
+                ``anneal_lr``: 10 epochs at a constant rate), at most 300k
+                agent-steps, checked every ``--every`` (issue 20:
+                ``bne_l2 <= 0.05`` within 300k)
 ==============  ===========================================================
 
 Each trains up to ``--budget`` agent-steps, measuring ``bne_l2`` of its
