@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, TrainConfig, load_config
+from attn_env.config import (
+    AgentSpec,
+    EnvConfig,
+    ExperimentConfig,
+    TrainConfig,
+    load_config,
+)
 
 pytest.importorskip("stable_baselines3")
 

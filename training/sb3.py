@@ -42,9 +42,9 @@ from attn_env.checks import is_int, is_real
 from attn_env.config import ExperimentConfig, TrainConfig
 from attn_env.errors import ConfigError, UserError
 from attn_env.players import Seats
+from training.actions import CLIP_LOG_STD
 from training.checkpoint import MANIFEST, save_tensors
 from training.learners import Learner, plan_learners, training_env
-from training.actions import CLIP_LOG_STD
 from training.policy import RolePolicy, algo_class, freeze, resolve_device
 from training.run import RunFolder, RunManifest
 from training.sb3_internals import counters, model_state, set_counters, set_model_state
@@ -61,7 +61,14 @@ from training.train_config import (
 )
 from training.vec_adapter import MarketVecEnv
 
-__all__ = ["Learner", "Trainer", "plan_learners", "set_run_logger", "train", "training_env"]
+__all__ = [
+    "Learner",
+    "Trainer",
+    "plan_learners",
+    "set_run_logger",
+    "train",
+    "training_env",
+]
 
 
 def _model_kwargs(learner: Learner, tc: TrainConfig) -> dict[str, Any]:
