@@ -141,8 +141,8 @@ def test_env_refuses_bad_actions_by_agent():
     env = ComputeMarketEnv(tiny())
     env.reset(seed=0)
     acts = {a: np.array([0.1], np.float32) for a in env.agents}
-    with pytest.raises(UserError, match=r"seller_1 must be in \[-1, 1\]"):
-        env.step({**acts, "seller_1": np.array([1.5])})
+    with pytest.raises(UserError, match=r"seller_1 must be in \[-20, 20\]"):
+        env.step({**acts, "seller_1": np.array([25.0])})
     with pytest.raises(UserError, match=r"buyer_2 must be in .*nan"):
         env.step({**acts, "buyer_2": np.array([np.nan])})
     with pytest.raises(UserError, match="no action for buyer_0"):
@@ -252,14 +252,16 @@ def test_cli_names_a_bad_config_value(tmp_path, capsys):
     assert "shade_max must be in [0, 1), got 1.5" in capsys.readouterr().err
 
 
-def test_action_minus_one_is_truthful_and_one_is_shade_max():
-    from attn_env.scenarios.compute_env import shading_of
+def test_actions_squash_to_shadings_from_truthful_to_shade_max():
+    from attn_env.scenarios.compute_env import ACTION_MAX, shading_of
 
-    assert shading_of(np.array([-1.0, 0.0, 1.0]), 0.9).tolist() == [0.0, 0.45, 0.9]
+    s = shading_of(np.array([-ACTION_MAX, 0.0, ACTION_MAX]), 0.9)
+    assert s[0] < 1e-8 and s[1] == 0.45 and s[2] == pytest.approx(0.9, abs=1e-8)
+    assert np.all(np.diff(shading_of(np.linspace(-20, 20, 101), 0.9)) > 0)
     env = ComputeMarketEnv(tiny())
     env.reset(seed=8)
-    env.step({a: np.array([-1.0], np.float32) for a in env.agents})
+    env.step({a: np.array([-ACTION_MAX], np.float32) for a in env.agents})
     eff = env.last_period.measures["efficiency"]
     assert np.allclose(eff[np.isfinite(eff)], 1.0)
-    env.step({a: np.array([1.0], np.float32) for a in env.agents})
-    assert np.all(env.books.last_shade == 0.9)
+    env.step({a: np.array([0.0], np.float32) for a in env.agents})
+    assert np.all(env.books.last_shade == 0.45)

@@ -3,11 +3,12 @@
 ==================  =============================================================
 agents              ``buyer_0 .. buyer_{n-1}`` (inference clients), then
                     ``seller_0 .. seller_{m-1}`` (GPU providers)
-action              ``Box(-1, 1, (1,))``: the trader's shading this period,
-                    ``s = shade_max (a + 1) / 2``; a buyer reports every job
-                    at ``value (1 - s)`` per GFLOP, a seller every tranche at
-                    ``cost (1 + s)`` (a centred range: a fresh Gaussian
-                    policy explores all of ``[0, shade_max]``)
+action              ``Box(-20, 20, (1,))``: the trader's shading this period,
+                    ``s = shade_max / (1 + exp(-a))``; a buyer reports every
+                    job at ``value (1 - s)`` per GFLOP, a seller every
+                    tranche at ``cost (1 + s)`` (a fresh Gaussian policy,
+                    mean 0, explores around ``shade_max / 2``; truthful is
+                    approached as ``a`` falls, with a gradient all the way)
 observation         ``Box(-inf, inf, (8,))``, :data:`OBS_FIELDS`: role, its own
                     book's mean price (buyer: value, seller: cost per GFLOP),
                     last period's price, its size, its fill rate, its last
@@ -34,7 +35,7 @@ generator; ``reset(seed=s)`` reseeds it. The random numbers a seed draws do
 not depend on the actions (every draw has a fixed shape): two policies played
 on one seed meet the same capacities and the same candidate jobs (which of
 them arrive depends on which job slots the traders emptied). An action outside
-``[-1, 1]``, NaN, or of the wrong shape is refused with a message
+``[-20, 20]``, NaN, or of the wrong shape is refused with a message
 naming the agent.
 
 Version history: ``compute_market_v0``, the first.
@@ -69,6 +70,7 @@ from attn_env.scenarios.compute_market import (
 from attn_env.scenarios.compute_model import draw_jobs, draw_sellers
 
 __all__ = [
+    "ACTION_MAX",
     "OBS_FIELDS",
     "ComputeBooks",
     "ComputeMarketEnv",
@@ -88,6 +90,9 @@ OBS_FIELDS = (
 )
 "The observation, one float per name."
 
+ACTION_MAX = 20.0
+"Actions lie in ``[-ACTION_MAX, ACTION_MAX]``: shadings from 2e-9 x shade_max up."
+
 
 def check_actions(a: Any, shape: tuple[int, ...], names: list[str]):
     """Actions ``a`` as ``float64`` of ``shape`` if every entry is in ``[-1, 1]``,
@@ -95,19 +100,22 @@ def check_actions(a: Any, shape: tuple[int, ...], names: list[str]):
     a = np.asarray(a, dtype=np.float64)
     if a.shape != shape:
         raise UserError(f"expected actions of shape {shape}, got {a.shape}")
-    bad = ~np.isfinite(a) | (a < -1.0) | (a > 1.0)
+    bad = ~np.isfinite(a) | (a < -ACTION_MAX) | (a > ACTION_MAX)
     if bad.any():
         i = np.unravel_index(int(np.flatnonzero(bad)[0]), shape)
         raise UserError(
-            f"action of {names[i[-1]]} must be in [-1, 1] (shading "
-            f"shade_max (a + 1) / 2), got {a[i]!r}"
+            f"action of {names[i[-1]]} must be in [-{ACTION_MAX:g}, {ACTION_MAX:g}] "
+            f"(shading shade_max / (1 + exp(-a))), got {a[i]!r}"
         )
     return a
 
 
 def shading_of(a: NDArray[np.float64], shade_max: float) -> NDArray[np.float64]:
-    """The shading of actions ``a`` in ``[-1, 1]``: ``shade_max (a + 1) / 2``."""
-    return shade_max * (a + 1.0) / 2.0
+    """The shading of actions ``a``: ``shade_max / (1 + exp(-a))``, a logistic
+    squash with no flat part inside the action range (a range clipped at the
+    truthful end left PPO no gradient once its mean action passed the
+    clip)."""
+    return shade_max / (1.0 + np.exp(-a))
 
 
 @dataclass
@@ -336,7 +344,7 @@ class ComputeMarketEnv(ParallelEnv):
 
     @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> Box:
-        return Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        return Box(-ACTION_MAX, ACTION_MAX, shape=(1,), dtype=np.float32)
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:

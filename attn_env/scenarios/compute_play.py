@@ -7,8 +7,8 @@ from one seed, every trader shading by one *bidder*:
 - ``"truthful"``: shading 0 (the efficient benchmark under ``uniform``);
 - ``"hill"``: the scenario's hill-climbing learner (``compute_market._learn``
   on that period's counterfactual clears, from ``shade_init``);
-- a policy (observations ``[m, 8]`` -> actions ``[m, 1]`` in ``[-1, 1]``, the
-  env's: shading ``shade_max (a + 1) / 2``), e.g. a trained
+- a policy (observations ``[m, 8]`` -> actions ``[m, 1]``, the env's: shading
+  ``shade_max / (1 + exp(-a))``), e.g. a trained
   PPO policy (:func:`training.scenario_ppo.load_shared_policy`).
 
 Each population's figures are its means over the last ``report_last``
@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from attn_env.scenarios.compute_env import ComputeBooks, check_actions, shading_of
+from attn_env.scenarios.compute_env import (
+    ACTION_MAX,
+    ComputeBooks,
+    check_actions,
+    shading_of,
+)
 from attn_env.scenarios.compute_market import ComputeMarketConfig, _learn, _variants
 
 __all__ = ["BIDDERS", "MEASURES", "deviation_gain", "play", "with_periods"]
@@ -98,7 +103,9 @@ def play(
         elif callable(bidder):
             obs = books.observe().reshape(populations * N, -1)
             act = np.asarray(bidder(obs), dtype=np.float64).reshape(populations, N)
-            act = check_actions(np.clip(act, -1.0, 1.0), shade.shape, names)
+            act = check_actions(
+                np.clip(act, -ACTION_MAX, ACTION_MAX), shade.shape, names
+            )
             shade = shading_of(act, c.shade_max)
         elif bidder != "truthful":
             raise ValueError(f"unknown bidder {bidder!r}; known: {', '.join(BIDDERS)}")
