@@ -94,7 +94,7 @@ def test_clip_squash_starts_rllib_from_the_narrower_log_std(tmp_path):
 
     run = tmp_path / "run"
     # one PPO iteration (16 markets x 16 steps x 2 seats) from the start
-    config = _config(squash="clip", total_timesteps=512)
+    config = _config(squash="clip", total_timesteps=512, learning_rate=3e-4)
     manifest = train(config, run, progress=False)
     entry = manifest["learners"]["buyer"]
     assert entry["rllib"]["log_std_init"] == CLIP_LOG_STD
