@@ -15,12 +15,15 @@ unless ``settings`` says otherwise, one process, numpy):
   first price with affiliated values checked by a brute-force best reply
   (``bf_gain``, ``equilibria.affiliated_best_reply_gain``), and with
   ``w = 0`` against ``v / 2``;
-- **scaling**: first price (``scale_floor`` 1e-4, the default, and 1e-9) and
-  GSP (3 slots, or ``n - 1`` when fewer) for n = 2..10: milliseconds per
-  iteration (a 60-iteration solve timed between its first and last
-  iteration, the final loss measure left out), iterations until the grid
-  utility loss is under ``STOP`` (capped at 3000), and that solve's seconds,
-  L2 (first price) and utility loss.
+- **scaling**: first price (the defaults, the defaults before they changed:
+  ``scale_floor`` 1e-4 and 64 values, and 256 values x 201 bids) and GSP
+  (3 slots, or ``n - 1`` when fewer; defaults and ``scale_floor`` 1e-4) for
+  n = 2..10: milliseconds per iteration on 64 values (a 60-iteration solve
+  timed between its first and last iteration, the final loss measure left
+  out), iterations until the grid utility loss is under ``STOP`` (capped at
+  3000), and that solve's seconds, L2 (first price) and utility loss; then
+  the solve ``attn-market solve`` makes (``stop`` and ``iterations`` at
+  their defaults): ``solve_*`` and ``converged``.
 
 L2 is over the solution's value grid; ``utility loss`` is the solver's own (a
 best response on grids ``refine`` times finer), ``bne loss`` the same measure
@@ -287,12 +290,13 @@ def _per_iteration(env: EnvConfig, iterations: int = 60, **grid: Any) -> float:
 
 SCALING = (
     ("first_price", {}),
-    ("first_price", {"scale_floor": 1e-9}),
-    ("first_price", {"scale_floor": 1e-9, "values": 128}),
-    ("first_price", {"scale_floor": 1e-9, "values": 256, "bids": 201}),
+    ("first_price", {"scale_floor": 1e-4, "values": 64}),
+    ("first_price", {"values": 256, "bids": 201}),
     ("gsp", {}),
+    ("gsp", {"scale_floor": 1e-4}),
 )
-"The scaling runs: mechanism and the solver options that differ from the default."
+"""The scaling runs: mechanism and the solver options that differ from the default
+(``scale_floor`` 1e-4 with 64 values: the defaults before they changed)."""
 
 
 def scaling(ns=range(2, 11)) -> list[dict[str, Any]]:
@@ -302,7 +306,10 @@ def scaling(ns=range(2, 11)) -> list[dict[str, Any]]:
             slots = 1 if mech == "first_price" else min(3, n - 1)
             env = EnvConfig(mechanism=mech, n_buyers=n, n_slots=slots)
             load = os.getloadavg()[0]
-            grid = {k: v for k, v in opts.items() if k in ("values", "bids")}
+            # per iteration on a fixed grid (64 values unless set), so that
+            # the cost in n is not mixed with the default grid's switch
+            grid = {k: v for k, v in opts.items() if k == "bids"}
+            grid["values"] = opts.get("values", 64)
             ms = _per_iteration(env, **grid)
             s = SolveConfig(cache=False, stop=STOP, **opts)
             sol = solve(env, s)
@@ -313,6 +320,7 @@ def scaling(ns=range(2, 11)) -> list[dict[str, Any]]:
                 or "default",
                 "n": n,
                 "slots": slots,
+                "values": len(r.values),
                 "ms_per_iteration": round(ms, 1),
                 f"iterations_to_{STOP}": sol.iterations,
                 "seconds": round(sol.seconds, 2),
@@ -324,6 +332,19 @@ def scaling(ns=range(2, 11)) -> list[dict[str, Any]]:
                     _l2(r.bids, first_price_bne(n)(np.asarray(r.values))), 4
                 )
                 row["bne_loss"] = round(_bne_loss(env, s, [first_price_bne(n)])[0], 4)
+            # what `attn-market solve` returns: the same options, stop and
+            # iterations at their defaults
+            full = solve(env, SolveConfig(cache=False, **opts))
+            f = full.roles["buyer"]
+            row.update(
+                solve_iterations=full.iterations,
+                solve_seconds=round(full.seconds, 2),
+                solve_utility_loss=round(f.utility_loss, 4),
+                converged=full.converged,
+            )
+            if mech == "first_price":
+                ref = first_price_bne(n)(np.asarray(f.values))
+                row["solve_l2"] = round(_l2(f.bids, ref), 4)
             rows.append(row)
     return rows
 
