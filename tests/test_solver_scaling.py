@@ -16,10 +16,9 @@ from attn_env.config import EnvConfig, SolveConfig, validate_solve
 from attn_env.equilibria import all_pay_bne, first_price_bne
 from attn_env.solver import AllPay, check_solve_config, solve
 from attn_env.solver.cache import NOT_IN_KEY, _key
-from attn_env.solver.game import with_grid_defaults
-from attn_env.solver.solution import FORMAT
-from attn_env.solver.game import Role
+from attn_env.solver.game import Role, with_grid_defaults
 from attn_env.solver.soda import with_ends
+from attn_env.solver.solution import FORMAT
 
 
 def _l2(sol, ref) -> float:
@@ -87,9 +86,9 @@ def test_cache_keys_follow_the_grid_and_the_floor():
 
 def test_values_none_is_validated_and_a_bad_grid_is_refused():
     validate_solve(SolveConfig())
-    with pytest.raises(ConfigError, match="solve.values"):
+    with pytest.raises(ConfigError, match=r"solve\.values"):
         validate_solve(SolveConfig(values=1))
-    with pytest.raises(ConfigError, match="solve.values"):
+    with pytest.raises(ConfigError, match=r"solve\.values"):
         check_solve_config(SolveConfig(values=1))
 
 

@@ -60,8 +60,8 @@ __all__ = [
     "Role",
     "check_solve_config",
     "game_from_config",
-    "with_grid_defaults",
     "unsupported",
+    "with_grid_defaults",
 ]
 
 Dist = tuple[NDArray[np.float64], NDArray[np.float64]]
