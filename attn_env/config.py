@@ -246,7 +246,7 @@ class TrainConfig:
     learning_rate: float = 3e-4
     "Optimizer learning rate."
     anneal_lr: bool = False
-    "Decay the learning rate linearly to 0 over ``total_timesteps`` (sb3 backend)."
+    "Decay the learning rate linearly to 0 over ``total_timesteps`` (both backends)."
     n_steps: int = 64
     "Rollout length per env (PPO)."
     n_epochs: int = 10
@@ -331,8 +331,9 @@ class SolveConfig:
     values: int | None = None
     "Value (or cost) grid points per role: quantile midpoints of its distribution;"
     " ``None``: 128 for one-slot first price with 3 or more buyers, else 64."
-    bids: int = 101
-    "Bid (or ask) grid points, equally spaced on ``[0, max_bid]``."
+    bids: int | None = None
+    "Bid (or ask) grid points, equally spaced on ``[0, max_bid]``; ``None``: 401"
+    " for ROI-constrained one-slot markets with 4 or more buyers, else 101."
     iterations: int = 3000
     "Most dual-averaging iterations."
     step: float = 2.0
@@ -807,7 +808,9 @@ def validate_solve(s: SolveConfig) -> None:
     iterations and samples against their caps; finite rates). The solver checks
     the rest, and whether a grid fits in memory."""
     for name, (low, high) in _SOLVE_INTS.items():
-        if hasattr(s, name) and not (name == "values" and s.values is None):
+        if hasattr(s, name) and not (
+            name in ("values", "bids") and getattr(s, name) is None
+        ):
             check_int(getattr(s, name), f"solve.{name}", low, high)
     for f in dataclasses.fields(s):
         value = getattr(s, f.name)
