@@ -51,7 +51,7 @@ def _row(name: str, env: EnvConfig, s: SolveConfig, region=None) -> dict[str, An
     sol = solve(env, s)
     row: dict[str, Any] = {
         "case": name,
-        "grid": f"{with_grid_defaults(env, s).values}x{s.bids}",
+        "grid": "{0.values}x{0.bids}".format(with_grid_defaults(env, s)),
         "iterations": sol.iterations,
         "seconds": round(sol.seconds, 2),
     }

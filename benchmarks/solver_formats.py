@@ -7,9 +7,9 @@ unless ``settings`` says otherwise, one process, numpy):
 - **formats**: all-pay n = 2..10 against ``(n-1)/n v^n`` (and n = 2..5 on a
   finer grid, ``FINE_ALL_PAY``), CRRA first price (rho = 0.5) against
   ``(n-1)/(n-1+rho) v``, ROI-constrained first and second price (target 0.5)
-  against ``equilibria.roi_bne``, n = 2..10, and the asymmetric first price
-  with values U[0, 0.5] and U[0, 1] (one class each) against the uniform
-  asymmetric closed form, per class;
+  against ``equilibria.roi_bne``, n = 2..10 (and n = 4..10 on 101 bids),
+  and the asymmetric first price with values U[0, 0.5] and U[0, 1] (one
+  class each) against the uniform asymmetric closed form, per class;
 - **correlated** (``solve.prior``): second price with affiliated values and
   with the attention bank's joint draws against truthful bidding (dominant);
   first price with affiliated values checked by a brute-force best reply
@@ -142,11 +142,13 @@ def formats(ns=range(2, 11)) -> list[dict[str, Any]]:
             {"buyer": crra_first_price_bne(n, 0.5)},
         )
     roi = SolveConfig(cache=False, roi_target=0.5)
-    roi_fine = SolveConfig(cache=False, roi_target=0.5, scale_floor=1e-9, bids=401)
+    # 101 bids: the default before ROI markets of 4 or more buyers got 401
+    roi_coarse = SolveConfig(cache=False, roi_target=0.5, bids=101)
     for mech, s, settings, ns_ in (
         ("first_price", roi, "default", ns),
-        ("first_price", roi_fine, "scale_floor 1e-9, bids 401", range(6, 11)),
+        ("first_price", roi_coarse, "bids 101", range(4, 11)),
         ("second_price", roi, "default", ns),
+        ("second_price", roi_coarse, "bids 101", range(4, 11)),
     ):
         for n in ns_:
             ref = roi_bne(mech, n, 0.5)

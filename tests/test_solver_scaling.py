@@ -59,6 +59,27 @@ def test_grid_defaults_by_market():
     assert with_grid_defaults(two_slots, s).values == 64
     set_ = SolveConfig(values=32)
     assert with_grid_defaults(EnvConfig(n_buyers=8), set_).values == 32
+    # bids: 401 only for ROI-constrained one-slot markets of >= 4 buyers
+    assert with_grid_defaults(EnvConfig(n_buyers=8), s).bids == 101
+    roi = SolveConfig(roi_target=0.5)
+    assert with_grid_defaults(EnvConfig(n_buyers=3), roi).bids == 101
+    sp = EnvConfig(mechanism="second_price", n_buyers=4)
+    assert with_grid_defaults(sp, roi).bids == 401
+    assert with_grid_defaults(sp, SolveConfig(roi_target=0.5, bids=51)).bids == 51
+    gsp = EnvConfig(mechanism="gsp", n_buyers=6, n_slots=3)
+    assert with_grid_defaults(gsp, roi).bids == 101
+
+
+def test_roi_first_price_many_bidders_converges_by_default():
+    """ROI-constrained first price n = 6 (bids on the constraint): 0.025 on
+    101 bids, under ``tolerance`` on the default 401."""
+    from attn_env.equilibria import roi_bne
+
+    env = EnvConfig(n_buyers=6)
+    sol = solve(env, SolveConfig(cache=False, roi_target=0.5))
+    assert len(sol.roles["buyer"].bid_grid) == 401
+    assert sol.converged and sol.utility_loss <= 0.015
+    assert _l2(sol, roi_bne("first_price", 6, 0.5)) <= 0.005
 
 
 def test_cache_keys_follow_the_grid_and_the_floor():
@@ -73,7 +94,7 @@ def test_cache_keys_follow_the_grid_and_the_floor():
     assert _key(env, SolveConfig(), 0) == _key(env, SolveConfig(scale_floor=1e-9), 0)
     old = _key(env, SolveConfig(scale_floor=1e-4), 0)
     assert old != _key(env, SolveConfig(), 0)
-    no_floor = dataclasses.asdict(SolveConfig(values=64))
+    no_floor = dataclasses.asdict(SolveConfig(values=64, bids=101))
     for name in ("scale_floor", *NOT_IN_KEY, "utility", "classes", "prior"):
         no_floor.pop(name)
     no_floor.pop("roi_target")
@@ -86,6 +107,8 @@ def test_cache_keys_follow_the_grid_and_the_floor():
 
 def test_values_none_is_validated_and_a_bad_grid_is_refused():
     validate_solve(SolveConfig())
+    with pytest.raises(ConfigError, match=r"solve\.bids"):
+        validate_solve(SolveConfig(bids=1))
     with pytest.raises(ConfigError, match=r"solve\.values"):
         validate_solve(SolveConfig(values=1))
     with pytest.raises(ConfigError, match=r"solve\.values"):

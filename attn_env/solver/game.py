@@ -289,10 +289,15 @@ VALUES_MANY = 128
 "... for one-slot first price with ``MANY_BIDDERS`` or more buyers."
 MANY_BIDDERS = 3
 "From this many first-price buyers on, the bids that matter crowd the top values."
+BIDS = 101
+"Bid grid points when ``solve.bids`` is ``None`` (most markets)."
+BIDS_ROI = 401
+"... for ROI-constrained one-slot markets with ``ROI_BIDDERS`` or more buyers."
+ROI_BIDDERS = 4
 
 
 def with_grid_defaults(env: EnvConfig, s: SolveConfig) -> SolveConfig:
-    """``s`` with ``values: None`` replaced by the market's default grid size.
+    """``s`` with ``values`` or ``bids: None`` replaced by the market's default.
 
     One-slot first price with three or more buyers gets ``VALUES_MANY``: its
     competition sits in the top values, bids within a few grid steps of each
@@ -302,16 +307,30 @@ def with_grid_defaults(env: EnvConfig, s: SolveConfig) -> SolveConfig:
     iterations to a grid loss of 0.005 fall with n). GSP keeps 64 (128 raise
     its loss to about 0.02), and so do two bidders (twice the time for a loss
     already at 0.005).
+
+    ROI-constrained one-slot markets with 4 or more buyers get ``BIDS_ROI``
+    bids: their bids sit on the constraint, which a 101-bid grid rounds down
+    by up to a step, a large relative loss where winning is steep in the bid
+    (first price n = 10: utility loss 0.052 on 101 bids, 0.016 on 401; second
+    price n = 10: 0.030 and 0.015), and on 401 bids they also stop sooner
+    (second price n = 4: 255 iterations against 3,000).
     """
-    if s.values is not None:
-        return s
-    many = (
-        mechanisms.name_of(env.mechanism) == "first_price"
-        and env.n_slots == 1
-        and env.n_buyers >= MANY_BIDDERS
-        and not s.classes
-    )
-    return replace(s, values=VALUES_MANY if many else VALUES)
+    if s.values is None:
+        many = (
+            mechanisms.name_of(env.mechanism) == "first_price"
+            and env.n_slots == 1
+            and env.n_buyers >= MANY_BIDDERS
+            and not s.classes
+        )
+        s = replace(s, values=VALUES_MANY if many else VALUES)
+    if s.bids is None:
+        roi = (
+            s.roi_target is not None
+            and env.n_slots == 1
+            and env.n_buyers >= ROI_BIDDERS
+        )
+        s = replace(s, bids=BIDS_ROI if roi else BIDS)
+    return s
 
 
 def check_solve_config(s: SolveConfig) -> None:
@@ -325,7 +344,7 @@ def check_solve_config(s: SolveConfig) -> None:
         ("refine", 1),
     ):
         v = getattr(s, name)
-        if name == "values" and v is None:
+        if name in ("values", "bids") and v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ConfigError(f"solve.{name} must be an integer >= {least}, got {v!r}")
