@@ -87,6 +87,38 @@ def test_log_std_default_is_the_sigmoid_spread_only_under_clip():
     assert log_std_default("shade") == 0.0 and log_std_default("absolute") == 0.0
 
 
+def test_rllib_reads_the_configs_epochs_and_learning_rate_decay():
+    """``train.n_epochs`` and ``anneal_lr`` mean the same on both backends:
+    RLlib's ``num_epochs`` (``algo_params`` win) and a piecewise schedule that
+    reaches 0 at ``total_timesteps`` agent-steps."""
+    from training.rllib import _learning_rate, rllib_params
+
+    assert rllib_params(_config(n_epochs=4))["num_epochs"] == 4
+    assert (
+        rllib_params(_config(n_epochs=4, algo_params={"num_epochs": 7}))["num_epochs"]
+        == 7
+    )
+    tc = _config(learning_rate=1e-2, total_timesteps=2048, anneal_lr=False).train
+    assert _learning_rate(tc, 2) == 1e-2
+    annealed = dataclasses.replace(tc, anneal_lr=True)
+    # 2,048 agent-steps = 64 env steps of 16 markets x 2 seats
+    assert _learning_rate(annealed, 2) == [[0, 1e-2], [64, 0.0]]
+
+
+def test_an_annealed_rllib_run_ends_at_learning_rate_0(tmp_path):
+    pytest.importorskip("ray")
+    from training.rllib import session
+
+    config = _config(total_timesteps=2048, learning_rate=1e-2, anneal_lr=True)
+    seen = []
+    with session(config, tmp_path / "run") as job:
+        for _ in range(4):  # 4 PPO iterations of 512 agent-steps
+            job.algo.train()
+            optimizers = job.algo.learner_group._learner._named_optimizers
+            seen.append(optimizers["buyer_default_optimizer"].param_groups[0]["lr"])
+    assert seen == pytest.approx([7.5e-3, 5e-3, 2.5e-3, 0.0])
+
+
 def test_clip_squash_starts_rllib_from_the_narrower_log_std(tmp_path):
     pytest.importorskip("ray")
     from training.checkpoint import load_tensors
@@ -179,7 +211,9 @@ def _ray_processes() -> set[int]:
     """Pids of Ray processes (raylet, gcs_server, workers) this test process
     started: its descendants only, so a Ray of a test on another xdist worker
     does not count."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True)
+    out = subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True
+    )
     rows = [line.split(None, 2) for line in out.stdout.splitlines()]
     children: dict[int, list[int]] = {}
     args: dict[int, str] = {}
@@ -389,7 +423,8 @@ def test_rllib_run_loads_and_evaluates(tmp_path):
     from training.rllib import train
 
     run = tmp_path / "run"
-    manifest = train(_config(), run, progress=False)
+    # a constant learning rate: the saved optimizer's lr is checked below
+    manifest = train(_config(anneal_lr=False), run, progress=False)
     assert manifest["backend"] == "rllib" and manifest["finished"]
     assert manifest["timesteps"] >= 1024
     assert list((run / "tb" / "rllib").iterdir()), "no TensorBoard events"
@@ -407,7 +442,9 @@ def test_rllib_run_loads_and_evaluates(tmp_path):
     bids = policy.act(obs)
     assert bids.shape == (32, 1) and np.all((bids >= 0) & (bids <= obs[:, :1] + 1e-6))
 
-    result = evaluate(_config(), run, episodes=200, samples=200, progress=False)
+    result = evaluate(
+        _config(anneal_lr=False), run, episodes=200, samples=200, progress=False
+    )
     assert np.isfinite(result["bne_l2"])
     assert result["timesteps"] == manifest["timesteps"]
 
@@ -418,17 +455,20 @@ def test_rllib_run_loads_and_evaluates(tmp_path):
     assert saved[name]["module_id"] == "buyer"
     adam = saved[name]["state"]
     assert (
-        adam["state"] and adam["param_groups"][0]["lr"] == _config().train.learning_rate
+        adam["state"]
+        and adam["param_groups"][0]["lr"]
+        == _config(anneal_lr=False).train.learning_rate
     )
     assert all(s["step"] > 0 for s in adam["state"].values())
-    same = train(_config(), run, resume=True, progress=False)
+    same = train(_config(anneal_lr=False), run, resume=True, progress=False)
     assert same["iterations"] == manifest["iterations"]
     back = load_tensors(run / same["checkpoint"] / entry["model"], "optimizer")
     _assert_same_tree(back, saved)
 
     # --resume continues training from the checkpoint's weights and optimizer
     more = dataclasses.replace(
-        _config(), train=dataclasses.replace(_config().train, total_timesteps=1536)
+        _config(anneal_lr=False),
+        train=dataclasses.replace(_config(anneal_lr=False).train, total_timesteps=1536),
     )
     again = train(more, run, resume=True, progress=False)
     assert again["timesteps"] >= 1536 and again["iterations"] > manifest["iterations"]

@@ -143,6 +143,16 @@ def _module_specs(learners, tc) -> dict[str, Any]:
     }
 
 
+def _learning_rate(tc, seats: int) -> float | list[list[float]]:
+    """``train.learning_rate``, or with ``anneal_lr`` RLlib's piecewise schedule
+    from it to 0 over ``total_timesteps`` agent-steps (RLlib's schedule counts
+    env steps, each ``num_envs`` markets of ``seats`` learner seats)."""
+    if not tc.anneal_lr:
+        return tc.learning_rate
+    end = max(1, tc.total_timesteps // (tc.num_envs * seats))
+    return [[0, tc.learning_rate], [end, 0.0]]
+
+
 def _build_algo(
     config: ExperimentConfig,
     learners,
@@ -200,7 +210,7 @@ def _build_algo(
         )
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
         .training(
-            lr=tc.learning_rate,
+            lr=_learning_rate(tc, seats),
             gamma=tc.gamma,
             train_batch_size_per_learner=batch,
             minibatch_size=int(minibatch),
@@ -285,7 +295,12 @@ def rllib_params(
     """RLlib PPO options of ``config``: :data:`DEFAULTS`, then
     ``train.algo_params``, then ``num_env_runners`` if given; ``log_std_init``
     from :func:`log_std_default` when the config sets none."""
-    params = {**DEFAULTS, **config.train.algo_params}
+    # the config's PPO epochs, as the sb3 backend reads them (algo_params win)
+    params = {
+        **DEFAULTS,
+        "num_epochs": config.train.n_epochs,
+        **config.train.algo_params,
+    }
     mode = map_mode(config.env.actions, config.train.squash)
     params.setdefault("log_std_init", log_std_default(mode))
     if num_env_runners is not None:
