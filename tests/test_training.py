@@ -372,6 +372,7 @@ def test_ppo_learns_on_adapter():
 
     import attn_env
     from training.policy import RolePolicy
+    from training.sb3 import set_run_logger
     from training.vec_adapter import MarketVecEnv
 
     venv = attn_env.vector_env(64, mechanism="first_price", n_buyers=2, action="shade")
@@ -396,6 +397,7 @@ def test_ppo_learns_on_adapter():
         return float(np.mean(bids / np.maximum(obs[:, VALUE], 1e-6)))
 
     assert mean_shade() == pytest.approx(0.9, abs=0.02)
+    set_run_logger(model, None)  # else SB3 makes a folder in the system's temp
     model.learn(30_000)
     assert 0.4 < mean_shade() < 0.65
     assert len(model.ep_info_buffer) > 0  # episode infos reach SB3's logger
