@@ -24,6 +24,7 @@ __all__ = [
     "DEVICES",
     "ConfigError",
     "UserError",
+    "check_agent_actions",
     "check_device",
     "check_int",
     "check_one_of",
@@ -177,3 +178,16 @@ def reject_unknown(
             f"unknown {what} {', '.join(map(repr, unknown))}; "
             f"known: {', '.join([*known, *also_known])}"
         )
+
+
+def check_agent_actions(
+    x: np.ndarray, names: Sequence[str], low: float, high: float, what: str
+) -> np.ndarray:
+    """``x`` (agents on its last axis) if every entry is finite and in
+    ``[low, high]``, else one line naming the first bad agent and ``what`` its
+    action must be (a scenario env's per-agent actions)."""
+    bad = ~np.isfinite(x) | (x < low) | (x > high)
+    if bad.any():
+        i = np.unravel_index(int(np.flatnonzero(bad)[0]), x.shape)
+        raise UserError(f"action of {names[i[-1]]} must be {what}, got {x[i]!r}")
+    return x

@@ -224,8 +224,15 @@ def utility_loss(
         q = out.alloc[:, agent].reshape(len(cand), samples).mean(axis=1)
         money = out.pay[:, agent].reshape(len(cand), samples).mean(axis=1)
         util = v_grid[:, None] * q[None, :] - money[None, :]
+    return loss_of_utilities(util, bids, grid)
+
+
+def loss_of_utilities(util: NDArray, bids: int, grid: int) -> dict[str, float]:
+    """The relative utility loss from ``util [G, bids + G]``: each value's
+    utility at the ``bids`` candidates, then at its own bid (column
+    ``bids + g`` for value ``g``). The best response may also stay out
+    (utility 0), so the loss is >= 0."""
     own = util[np.arange(grid), bids + np.arange(grid)]
-    # The best response may also stay out: utility 0.
     best = np.maximum(util[:, :bids].max(axis=1), np.maximum(own, 0.0))
     u_learned, u_br = float(own.mean()), float(best.mean())
     loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0

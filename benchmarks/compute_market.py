@@ -42,6 +42,7 @@ import numpy as np
 from attn_env.mechanisms.schedules import RULES, ScheduleCallMarket
 from attn_env.scenarios import compute_market as cm
 from attn_env.scenarios.compute_model import draw_jobs, draw_requests, draw_sellers
+from attn_env.scenarios.compute_play import MEASURES
 
 
 def truthful_books(rng: np.random.Generator, n_markets: int, c: cm.ComputeMarketConfig):
@@ -133,16 +134,7 @@ def report(path: str, out: str | None, png: str | None, sets: list[str]) -> None
     t0 = time.perf_counter()
     result = cm.simulate(cm.load(data, path), progress=True)
     seconds = time.perf_counter() - t0
-    keys = (
-        "efficiency",
-        "abs_price_gap",
-        "price_gap",
-        "volume_ratio",
-        "buyer_share",
-        "seller_share",
-        "budget_share",
-        "served_value_share",
-    )
+    keys = (*MEASURES, "served_value_share")
     print("| run | " + " | ".join(keys) + " | shading (buyers / sellers) |")
     print("|---" * (len(keys) + 2) + "|")
     for name, run in result["runs"].items():

@@ -62,6 +62,7 @@ def main(
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import VecMonitor
 
     from training.supersuit_vec import sb3_vec_env
@@ -71,6 +72,9 @@ def main(
     config = env.config
     venv = VecMonitor(sb3_vec_env(env, num_vec_envs=NUM_VEC_ENVS))
     model = PPO("MlpPolicy", venv, seed=seed, **PPO_KWARGS)
+    # a logger that writes nowhere: without one, SB3's learn() makes an empty
+    # SB3-<time> folder in the system's temp folder on every run
+    model.set_logger(Logger(folder=None, output_formats=[]))
     start = policy_bne_l2(model, config)
     curve: list[dict] = [{"agent_steps": 0, "seconds": 0.0, "bne_l2": start}]
     clock = {"eval": 0.0, "t0": time.perf_counter()}

@@ -82,6 +82,7 @@ from attn_env.solver import (
 from attn_env.strategy_metrics import (
     bid_function,
     bne_l2,
+    loss_of_utilities,
     relevant_range,
     utility_loss,
     value_grid,
@@ -330,11 +331,7 @@ def _game_utility_loss(
     of ``u`` over the sample (not ``u`` of the means).
     """
     _, _, util = candidate_utilities(env, strategies, agent, rng, samples, bids, grid)
-    own = util[np.arange(grid), bids + np.arange(grid)]
-    best = np.maximum(util[:, :bids].max(axis=1), np.maximum(own, 0.0))
-    u_learned, u_br = float(own.mean()), float(best.mean())
-    loss = (u_br - u_learned) / u_br if u_br > 1e-12 else 0.0
-    return {"utility_loss": loss, "u_learned": u_learned, "u_best_response": u_br}
+    return loss_of_utilities(util, bids, grid)
 
 
 def candidate_utilities(

@@ -117,11 +117,14 @@ def test_supersuit_parameter_sharing_pipeline_into_sb3():
     ss = pytest.importorskip("supersuit")
     from stable_baselines3 import PPO
 
+    from training.sb3 import set_run_logger
+
     e = parallel_env(mechanism="k_double", n_buyers=2, rounds=3)
     ve = ss.pettingzoo_env_to_vec_env_v1(e)
     ve = ss.concat_vec_envs_v1(ve, 2, num_cpus=0, base_class="stable_baselines3")
     assert ve.num_envs == 8 and ve.reset().shape == (8, 8)
     model = PPO("MlpPolicy", ve, n_steps=8, batch_size=32, n_epochs=1, device="cpu")
+    set_run_logger(model, None)  # no SB3-<time> folder in the system temp
     model.learn(64)
     assert model.num_timesteps >= 64
 

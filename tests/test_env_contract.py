@@ -172,8 +172,17 @@ def test_sb3_make_vec_env_and_ppo():
     venv = make_vec_env(
         "AttentionMarket-v0", n_envs=2, env_kwargs={"action": "shade"}, seed=0
     )
-    PPO("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0).learn(256)
+    _quiet(PPO("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0)).learn(256)
     assert venv.render_mode in (None, "rgb_array")
+
+
+def _quiet(model):
+    """``model`` with a logger that writes nowhere: without one, SB3's ``learn``
+    makes an empty ``SB3-<time>`` folder in the system's temp folder."""
+    from training.sb3 import set_run_logger
+
+    set_run_logger(model, None)
+    return model
 
 
 def test_supersuit_tutorial_pipeline_and_seeded_wrapper():
@@ -189,7 +198,7 @@ def test_supersuit_tutorial_pipeline_and_seeded_wrapper():
     # exactly PettingZoo's SB3 tutorial (no seed: SuperSuit's wrapper has none)
     env = ss.pettingzoo_env_to_vec_env_v1(attn_env.parallel_env(**kw))
     env = ss.concat_vec_envs_v1(env, 2, num_cpus=1, base_class="stable_baselines3")
-    PPO("MlpPolicy", VecMonitor(env), n_steps=64, batch_size=64).learn(256)
+    _quiet(PPO("MlpPolicy", VecMonitor(env), n_steps=64, batch_size=64)).learn(256)
     # the seedable helper: PPO(seed=...) works and learning moves the shade
     # from its untrained 0 (the clipped Gaussian mean) toward the BNE s = 1/2
     venv = VecMonitor(sb3_vec_env(attn_env.parallel_env(**kw), num_vec_envs=16))
@@ -211,7 +220,7 @@ def test_supersuit_tutorial_pipeline_and_seeded_wrapper():
         return float(np.clip(a, 0.0, 1.0).mean())
 
     before = mean_shade()
-    model.learn(20_480)
+    _quiet(model).learn(20_480)
     after = mean_shade()
     assert after > before + 0.05 and after < 0.9
     assert len(model.ep_info_buffer) > 0  # VecMonitor logs ep_rew_mean

@@ -181,7 +181,11 @@ def test_train_evaluate_compare_audit_end_to_end(tmp_path, feeds):
     c = tiny(train=tc, n_creators=4, n_advertisers=2)
     rec = cmd.train(c, tmp_path / "run", progress=False)
     assert rec["timesteps"] >= 300 and len(rec["curve"]) == 2
-    assert "held-out utility" in cmd.train_summary(rec)
+    # the summary speaks of the policy the run kept, not the last one trained
+    kept = next(p for p in rec["curve"] if p["timesteps"] == rec["kept"]["timesteps"])
+    assert f"validation utility against truthful others {kept['score']:.4f}" in (
+        cmd.train_summary(rec)
+    )
     ev = cmd.evaluate(c, tmp_path / "run", 2)
     json.dumps(ev)
     truth = ev["by_bidders"]["truthful"]

@@ -40,9 +40,11 @@ from training.run import RunFolder
 __all__ = [
     "POLICY",
     "Policy",
+    "kept_point",
     "load_shared_policy",
     "one_torch_thread",
     "out_of_time",
+    "ppo_model",
     "progress_bar",
     "save_policy",
     "train_shared_ppo",
@@ -138,19 +140,16 @@ class Curve:
         return done
 
 
-def new_model(env: Any, tc: ScenarioTrainConfig, device: str) -> Any:
-    """The shared PPO of ``tc`` on ``tc.num_envs`` copies of parallel env ``env``."""
+def ppo_model(venv: Any, tc: Any, n_steps: int, device: str) -> Any:
+    """SB3 PPO on ``venv`` with a ``train`` block's settings (``batch_size``,
+    ``n_epochs``, ``learning_rate``, ``gamma``, ``ent_coef``, ``net_arch``,
+    ``seed``): the scenarios' trainers share it."""
     from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import VecMonitor
 
-    from training.supersuit_vec import sb3_vec_env
-
-    venv = VecMonitor(sb3_vec_env(env, num_vec_envs=tc.num_envs))
-    venv.seed(tc.seed)
     return PPO(
         "MlpPolicy",
         venv,
-        n_steps=tc.n_steps,
+        n_steps=n_steps,
         batch_size=tc.batch_size,
         n_epochs=tc.n_epochs,
         learning_rate=tc.learning_rate,
@@ -161,6 +160,23 @@ def new_model(env: Any, tc: ScenarioTrainConfig, device: str) -> Any:
         device=device,
         verbose=0,
     )
+
+
+def new_model(env: Any, tc: ScenarioTrainConfig, device: str) -> Any:
+    """The shared PPO of ``tc`` on ``tc.num_envs`` copies of parallel env ``env``."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from training.supersuit_vec import sb3_vec_env
+
+    venv = VecMonitor(sb3_vec_env(env, num_vec_envs=tc.num_envs))
+    venv.seed(tc.seed)
+    return ppo_model(venv, tc, tc.n_steps, device)
+
+
+def kept_point(record: dict[str, Any]) -> dict[str, Any]:
+    """The learning-curve point of the policy a run kept (``train.keep``)."""
+    kept = record["kept"]["timesteps"]
+    return next(p for p in record["curve"] if p["timesteps"] == kept)
 
 
 def train_shared_ppo(

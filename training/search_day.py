@@ -43,6 +43,7 @@ from training.sb3 import set_run_logger
 from training.scenario_ppo import (
     one_torch_thread,
     out_of_time,
+    ppo_model,
     progress_bar,
     resolve_device,
     save_policy,
@@ -167,26 +168,11 @@ def new_model(
 ) -> Any:
     """The shared PPO policy of the config's ``train`` settings, on
     ``parallel_days`` days of ``market`` (first reset with ``env_seed``)."""
-    from stable_baselines3 import PPO
-
     tc = config.train
     venv = SearchDaySB3Env(
         SearchDayVectorEnv(tc.parallel_days, market=market), seed=env_seed
     )
-    return PPO(
-        "MlpPolicy",
-        venv,
-        n_steps=config.traffic.periods,
-        batch_size=tc.batch_size,
-        n_epochs=tc.n_epochs,
-        learning_rate=tc.learning_rate,
-        gamma=tc.gamma,
-        ent_coef=tc.ent_coef,
-        policy_kwargs={"net_arch": list(tc.net_arch)},
-        seed=tc.seed,
-        device=device,
-        verbose=0,
-    )
+    return ppo_model(venv, tc, config.traffic.periods, device)
 
 
 class Curve:

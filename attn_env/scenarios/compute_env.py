@@ -53,6 +53,7 @@ from gymnasium.utils import seeding
 from numpy.typing import NDArray
 from pettingzoo import ParallelEnv
 
+from attn_env.checks import check_agent_actions
 from attn_env.errors import UserError
 from attn_env.mechanisms.schedules import ScheduleCallMarket
 from attn_env.scenarios.compute_market import (
@@ -100,14 +101,13 @@ def check_actions(a: Any, shape: tuple[int, ...], names: list[str]):
     a = np.asarray(a, dtype=np.float64)
     if a.shape != shape:
         raise UserError(f"expected actions of shape {shape}, got {a.shape}")
-    bad = ~np.isfinite(a) | (a < -ACTION_MAX) | (a > ACTION_MAX)
-    if bad.any():
-        i = np.unravel_index(int(np.flatnonzero(bad)[0]), shape)
-        raise UserError(
-            f"action of {names[i[-1]]} must be in [-{ACTION_MAX:g}, {ACTION_MAX:g}] "
-            f"(shading shade_max / (1 + exp(-a))), got {a[i]!r}"
-        )
-    return a
+    return check_agent_actions(
+        a,
+        names,
+        -ACTION_MAX,
+        ACTION_MAX,
+        f"in [-{ACTION_MAX:g}, {ACTION_MAX:g}] (shading shade_max / (1 + exp(-a)))",
+    )
 
 
 def shading_of(a: NDArray[np.float64], shade_max: float) -> NDArray[np.float64]:

@@ -46,7 +46,7 @@ from gymnasium.utils import seeding
 from numpy.typing import NDArray
 from pettingzoo import ParallelEnv
 
-from attn_env.checks import check_one_of
+from attn_env.checks import check_agent_actions, check_one_of
 from attn_env.errors import UserError
 from attn_env.scenarios.feed import (
     BASE,
@@ -78,14 +78,9 @@ def check_factors(a: Any, names: list[str]) -> NDArray[np.float64]:
             f"expected {len(names)} bid factors (one per agent), got shape "
             f"{np.shape(a)}"
         )
-    bad = ~np.isfinite(x) | (x < 0) | (x > FACTOR_MAX)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise UserError(
-            f"action of {names[i]} must be a bid factor in [0, {FACTOR_MAX:g}], "
-            f"got {x[i]!r}"
-        )
-    return x
+    return check_agent_actions(
+        x, names, 0.0, FACTOR_MAX, f"a bid factor in [0, {FACTOR_MAX:g}]"
+    )
 
 
 @dataclass

@@ -32,6 +32,7 @@ from gymnasium.utils import seeding
 from numpy.typing import NDArray
 from pettingzoo import ParallelEnv
 
+from attn_env.checks import check_agent_actions
 from attn_env.errors import UserError
 from attn_env.scenarios.search_config import SearchDayConfig
 from attn_env.scenarios.search_market import SearchMarket, build_market
@@ -48,14 +49,9 @@ def check_multipliers(lam: Any, n: int, lambda_max: float, names: list[str]) -> 
         raise UserError(
             f"expected {n} bid multipliers (one per agent), got shape {np.shape(lam)}"
         )
-    bad = ~np.isfinite(a) | (a < 0) | (a > lambda_max)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise UserError(
-            f"action of {names[i]} must be a bid multiplier in [0, {lambda_max:g}], "
-            f"got {a[i]!r}"
-        )
-    return a
+    return check_agent_actions(
+        a, names, 0.0, lambda_max, f"a bid multiplier in [0, {lambda_max:g}]"
+    )
 
 
 class SearchDayEnv(ParallelEnv):

@@ -103,8 +103,9 @@ def train(config: Any, out: str | Path, progress: bool = True) -> dict[str, Any]
 
 def train_summary(record: dict[str, Any]) -> str:
     """The line ``train`` prints: steps, time, and the kept policy's validation."""
-    kept = record["kept"]["timesteps"]
-    point = next(p for p in record["curve"] if p["timesteps"] == kept)
+    from training.scenario_ppo import kept_point
+
+    kept, point = record["kept"]["timesteps"], kept_point(record)
     return (
         f"trained {record['timesteps']:,} advertiser-steps in "
         f"{record['seconds']:.0f} s; kept the policy at {kept:,} steps: "

@@ -120,8 +120,9 @@ def train(
 
 def train_summary(record: dict[str, Any]) -> str:
     """The line ``train`` prints: steps, time, and the kept policy's validation."""
-    kept = record["kept"]["timesteps"]
-    point = next(p for p in record["curve"] if p["timesteps"] == kept)
+    from training.scenario_ppo import kept_point
+
+    kept, point = record["kept"]["timesteps"], kept_point(record)
     return (
         f"trained {record['timesteps']:,} trader-periods in {record['seconds']:.0f} s; "
         f"kept the policy at {kept:,}: efficiency {point['efficiency']:.4f}, "

@@ -163,11 +163,14 @@ def train(config: Any, out: str | Path, progress: bool = True) -> dict[str, Any]
 
 
 def train_summary(record: dict[str, Any]) -> str:
-    """The line ``train`` prints: steps, time, and the last validation scores."""
-    last = record["curve"][-1]
+    """The line ``train`` prints: steps, time, and the kept policy's validation."""
+    from training.scenario_ppo import kept_point
+
+    last = kept_point(record)
     return (
         f"trained {record['timesteps']:,} agent-sessions in {record['seconds']:.0f} s; "
-        f"held-out utility against truthful others {last['score']:.4f} "
+        f"kept the policy at {record['kept']['timesteps']:,}: validation utility "
+        f"against truthful others {last['score']:.4f} "
         f"(truthful {last['truthful_score']:.4f}); bid factors: advertisers "
         f"{last['ad_factor']:.3f}, creators {last['creator_factor']:.3f}"
     )
