@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from attn_env.errors import UserError
 from runner.scenario_commands import paired
 
-__all__ = ["compare", "evaluate", "train", "train_summary"]
+__all__ = ["audit", "compare", "evaluate", "train", "train_summary"]
 
 VALIDATION = 1_000_000
 "Seeds of validation episodes start here (training's come from train.seed)."
