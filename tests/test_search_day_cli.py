@@ -122,7 +122,7 @@ def test_compare_is_paired_over_days(tmp_path, capsys):
     assert diff["revenue"]["se"] is not None
 
 
-@pytest.mark.parametrize("command", ["solve", "audit"])
+@pytest.mark.parametrize("command", ["solve"])
 def test_other_commands_refuse_scenarios_in_one_line(tmp_path, capsys, command):
     path = _write(tmp_path)
     code = main([command, str(path)])
