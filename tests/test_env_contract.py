@@ -224,3 +224,21 @@ def test_supersuit_tutorial_pipeline_and_seeded_wrapper():
     after = mean_shade()
     assert after > before + 0.05 and after < 0.9
     assert len(model.ep_info_buffer) > 0  # VecMonitor logs ep_rew_mean
+
+
+def test_the_seeded_supersuit_env_answers_render_mode_without_a_warning():
+    """SB3 (and each wrapper, such as ``VecMonitor``) asks for ``render_mode``;
+    SuperSuit cannot reach it and SB3 warned on every build."""
+    import warnings
+
+    pytest.importorskip("supersuit")
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from training.supersuit_vec import sb3_vec_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        venv = VecMonitor(sb3_vec_env(attn_env.parallel_env(n_buyers=2), 3))
+    assert venv.render_mode is None
+    assert venv.get_attr("render_mode") == [None] * venv.num_envs
+    assert venv.get_attr("render_mode", [0, 2]) == [None, None]

@@ -40,6 +40,18 @@ class SeededSB3VecEnv(SB3VecEnvWrapper):
         super().__init__(venv)
         self._next_seed: int | None = None
 
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        """SuperSuit's ``get_attr``, except ``render_mode``: SuperSuit cannot
+        reach the sub-envs' attribute, so SB3 (here and in every wrapper such as
+        ``VecMonitor``) warned and set ``None``; this answers ``None`` itself."""
+        if attr_name == "render_mode":
+            n = self.num_envs if indices is None else len(self._indices(indices))
+            return [None] * n
+        return super().get_attr(attr_name, indices)
+
+    def _indices(self, indices: Any) -> list[int]:
+        return [indices] if isinstance(indices, int) else list(indices)
+
     def seed(self, seed: int | None = None) -> list[int | None]:
         """Remember ``seed`` for the next :meth:`reset`; returns the sub-env seeds."""
         self._next_seed = None if seed is None else int(seed)
