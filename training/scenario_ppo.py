@@ -41,11 +41,13 @@ __all__ = [
     "POLICY",
     "Policy",
     "kept_point",
+    "learn_with_curve",
     "load_shared_policy",
     "one_torch_thread",
     "out_of_time",
     "ppo_model",
     "progress_bar",
+    "run_record",
     "save_policy",
     "train_shared_ppo",
 ]
@@ -221,29 +223,52 @@ def train_shared_ppo(
         curve = Curve(validate)
         curve.point(model, 0)
         bar = progress_bar(None if tc.max_minutes else tc.timesteps, progress, scenario)
-        done = 0
-        while done < tc.timesteps and not out_of_time(tc.max_minutes, curve.t0):
-            chunk = min(tc.eval_every, tc.timesteps - done)
-            model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
-            done = int(model.num_timesteps)
-            p = curve.point(model, done)
-            if bar is not None:
-                bar.update(done - bar.n)
-                bar.set_postfix(score=f"{p['score']:.4g}")
-        if bar is not None:
-            bar.close()
+        done = learn_with_curve(
+            model, curve, tc, bar, lambda p: {"score": f"{p['score']:.4g}"}
+        )
         kept = curve.keep(model, done, tc.keep)
         save_policy(run, model)
-        record = {
-            "scenario": scenario,
-            "timesteps": done,
-            "seconds": time.perf_counter() - curve.t0,
-            "device": device,
-            "kept": {"rule": tc.keep, "timesteps": kept},
-            "curve": curve.points,
-        }
+        record = run_record(scenario, done, curve, device, tc.keep, kept)
         run.write_text(f"{scenario}.json", json.dumps(record, indent=1), "record")
     return record
+
+
+def learn_with_curve(
+    model: Any,
+    curve: Any,
+    tc: Any,
+    bar: Any,
+    postfix: Callable[[dict[str, Any]], dict[str, str]],
+) -> int:
+    """Train ``model`` in chunks of ``tc.eval_every`` agent-steps, a point of
+    ``curve`` after each, until ``tc.timesteps`` or ``tc.max_minutes``; the bar
+    (if any) shows ``postfix`` of each point. Returns the steps done."""
+    done = 0
+    while done < tc.timesteps and not out_of_time(tc.max_minutes, curve.t0):
+        chunk = min(tc.eval_every, tc.timesteps - done)
+        model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
+        done = int(model.num_timesteps)
+        p = curve.point(model, done)
+        if bar is not None:
+            bar.update(done - bar.n)
+            bar.set_postfix(**postfix(p))
+    if bar is not None:
+        bar.close()
+    return done
+
+
+def run_record(
+    scenario: str, done: int, curve: Any, device: str, rule: str, kept: int
+) -> dict[str, Any]:
+    """The JSON record of a shared-policy run: steps, time, what was kept, curve."""
+    return {
+        "scenario": scenario,
+        "timesteps": done,
+        "seconds": time.perf_counter() - curve.t0,
+        "device": device,
+        "kept": {"rule": rule, "timesteps": kept},
+        "curve": curve.points,
+    }
 
 
 def load_shared_policy(

@@ -41,11 +41,12 @@ from attn_env.scenarios.search_state import OBS_SIZE
 from training.run import RunFolder
 from training.sb3 import set_run_logger
 from training.scenario_ppo import (
+    learn_with_curve,
     one_torch_thread,
-    out_of_time,
     ppo_model,
     progress_bar,
     resolve_device,
+    run_record,
     save_policy,
 )
 
@@ -231,27 +232,16 @@ def train_search_day(
         bar = progress_bar(
             None if tc.max_minutes else tc.timesteps, progress, "search_day"
         )
-        done = 0
-        while done < tc.timesteps and not out_of_time(tc.max_minutes, curve.t0):
-            chunk = min(tc.eval_every, tc.timesteps - done)
-            model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
-            done = int(model.num_timesteps)
-            p = curve.point(model, done)
-            if bar is not None:
-                bar.update(done - bar.n)
-                bar.set_postfix(score=f"{p['score']:.2f}", pid=f"{p['pid_score']:.2f}")
-        if bar is not None:
-            bar.close()
+        done = learn_with_curve(
+            model,
+            curve,
+            tc,
+            bar,
+            lambda p: {"score": f"{p['score']:.2f}", "pid": f"{p['pid_score']:.2f}"},
+        )
         kept = curve.keep(model, done)
         save_policy(run, model)
-        record = {
-            "scenario": "search_day",
-            "timesteps": done,
-            "seconds": time.perf_counter() - curve.t0,
-            "device": device,
-            "kept": {"rule": tc.keep, "timesteps": kept},
-            "curve": curve.points,
-        }
+        record = run_record("search_day", done, curve, device, tc.keep, kept)
         run.write_text(RECORD, json.dumps(record, indent=1), "record")
     return record
 
