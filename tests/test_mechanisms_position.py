@@ -254,3 +254,21 @@ def test_second_price_truthful_dominant():
         out = m.clear(bids)
         u = values[:, 0] * out.alloc[:, 0] - out.pay[:, 0]
         assert (u <= u_truth + 1e-12).all()
+
+
+def test_one_slot_rules_refuse_more_slots_in_one_line():
+    """second_price and all_pay sell one slot: at construction and at clear."""
+    from attn_env.errors import UserError
+    from attn_env.solver.formats import AllPay
+
+    with pytest.raises(
+        UserError,
+        match=r"^second_price sells exactly one slot, got K=2 "
+        r"\(use gsp or vcg for several slots\)$",
+    ):
+        mechanisms.make("second_price", n_slots=2)
+    with pytest.raises(UserError, match=r"^all_pay sells exactly one slot, got K=3$"):
+        AllPay(n_slots=3)
+    with pytest.raises(UserError, match="second_price sells exactly one slot, got K=2"):
+        mechanisms.make("second_price").clear(np.ones((1, 3)), weights=[0.6, 0.4])
+    mechanisms.make("gsp", n_slots=3)  # a several-slot rule takes any K

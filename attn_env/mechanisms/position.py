@@ -58,6 +58,8 @@ class PositionAuction(OneSided):
     """
 
     params: ClassVar[dict[str, Any]] = {"n_slots": 1}
+    one_slot: ClassVar[str | None] = None
+    "Set for rules that sell exactly one slot: the hint their refusal of more adds."
 
     def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
         super().__init__(reserve=reserve, seed=seed, **params)
@@ -70,6 +72,7 @@ class PositionAuction(OneSided):
                 f"n_slots must be an integer >= 1, got {show(self.n_slots)}"
             )
         self.n_slots = int(self.n_slots)
+        self._check_slots(self.n_slots)
 
     def clear(
         self,
@@ -185,7 +188,12 @@ class PositionAuction(OneSided):
         slot_price[:, :n_win] = price if won is None else np.where(won, price, np.nan)
 
     def _check_slots(self, n_slots: int) -> None:
-        """Hook for rules with a fixed number of slots."""
+        """Refuse ``K != 1`` for a one-slot rule (:attr:`one_slot`), at
+        construction (``n_slots``) and at ``clear`` (``weights``)."""
+        if self.one_slot is not None and n_slots != 1:
+            raise UserError(
+                f"{self.name} sells exactly one slot, got K={n_slots}{self.one_slot}"
+            )
 
     def _price(
         self,
@@ -240,17 +248,7 @@ class SecondPrice(GSP):
     """Vickrey auction of one slot: pays ``max(second score / quality, reserve)``."""
 
     name = "second_price"
-
-    def _check_slots(self, n_slots: int) -> None:
-        if n_slots != 1:
-            raise UserError(
-                f"second_price sells exactly one slot, got K={n_slots} "
-                "(use gsp or vcg for several slots)"
-            )
-
-    def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
-        super().__init__(reserve=reserve, seed=seed, **params)
-        self._check_slots(self.n_slots)
+    one_slot = " (use gsp or vcg for several slots)"
 
 
 class VCG(PositionAuction):

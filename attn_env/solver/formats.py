@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -44,14 +43,7 @@ class AllPay(FirstPrice):
     slot, ties at random; every bidder at or above the reserve pays its bid."""
 
     name = "all_pay"
-
-    def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
-        super().__init__(reserve=reserve, seed=seed, **params)
-        self._check_slots(self.n_slots)
-
-    def _check_slots(self, n_slots: int) -> None:
-        if n_slots != 1:
-            raise UserError(f"all_pay sells exactly one slot, got K={n_slots}")
+    one_slot = ""
 
     def clear(
         self,
