@@ -27,6 +27,7 @@ trained model, torch or stable-baselines3.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -182,6 +183,45 @@ def utility_loss(
         raise UserError(
             f"need {n + m} strategies (buyers then sellers), got {len(strategies)}"
         )
+    _, _, util = candidate_utilities(
+        env_cfg, strategies, agent, rng, samples, bids, grid
+    )
+    return loss_of_utilities(util, bids, grid)
+
+
+def seat_env(env_cfg, seat: str):
+    """``env_cfg`` with the market's value range replaced by ``seat``'s own
+    (``env.value_ranges``; unchanged for a seat without one)."""
+    ranges = env_cfg.value_ranges
+    if seat not in ranges:
+        return env_cfg
+    low, high = ranges[seat]
+    return dataclasses.replace(env_cfg, value_low=float(low), value_high=float(high))
+
+
+def candidate_utilities(
+    env_cfg,
+    strategies: list[BidFn],
+    agent: int,
+    rng: np.random.Generator,
+    samples: int = 4000,
+    bids: int = 101,
+    grid: int = 100,
+) -> tuple[NDArray, NDArray, NDArray]:
+    """``(values [G], candidates [bids + G], utility [G, bids + G])``: the
+    ex-interim utility of agent column ``agent`` for each candidate bid at each
+    value of its ``grid``-point value grid, against ``samples`` opponent
+    profiles drawn once (candidate ``bids + g`` is the strategy's own bid at
+    value ``g``): what :func:`utility_loss` and a grid best response read.
+
+    Buyers draw from their own ranges where ``env.value_ranges`` gives them (the
+    env's affine map of the market's draw), and a buyer's outcome is worth
+    ``u(v alloc - pay)`` under a CRRA ``env.utility`` (the mean of ``u`` over
+    the sample, not ``u`` of the means).
+    """
+    fam = mechanisms.family(env_cfg.mechanism)
+    n = env_cfg.n_buyers
+    m = mechanisms.n_sellers(env_cfg.mechanism, n, env_cfg.n_sellers)
     mech = _mechanism(env_cfg)
     seller = agent >= n
     role = "seller" if seller else "buyer"
@@ -190,6 +230,20 @@ def utility_loss(
     val[:, :n] = draw_values(
         rng, (samples, n), env_cfg.value_dist, env_cfg.value_low, env_cfg.value_high
     )
+    if env_cfg.value_ranges:
+        low, high = np.asarray(
+            [
+                env_cfg.value_ranges.get(
+                    f"buyer_{i}", [env_cfg.value_low, env_cfg.value_high]
+                )
+                for i in range(n)
+            ],
+            dtype=np.float64,
+        ).T
+        unit = (val[:, :n] - env_cfg.value_low) / (
+            env_cfg.value_high - env_cfg.value_low
+        )
+        val[:, :n] = low + (high - low) * unit
     if m:
         val[:, n:] = draw_values(
             rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high
@@ -200,10 +254,11 @@ def utility_loss(
             for j, f in enumerate(strategies)
         ]
     )
-    v_grid = value_grid(env_cfg, role, grid)
+    own_env = env_cfg if seller else seat_env(env_cfg, f"buyer_{agent}")
+    v_grid = value_grid(own_env, role, grid)
     learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
     lo, hi = (
-        (env_cfg.cost_low, env_cfg.cost_high) if seller else (0.0, env_cfg.value_high)
+        (env_cfg.cost_low, env_cfg.cost_high) if seller else (0.0, own_env.value_high)
     )
     cand = np.concatenate([np.linspace(lo, hi, bids), learned])
 
@@ -214,17 +269,22 @@ def utility_loss(
     out = _clear(
         mech, fam, rows[:, :n], rows[:, n:] if m else None, env_cfg.n_slots, rng
     )
+    shape = (len(cand), samples)
     if seller:
-        q = out.seller_alloc[:, agent - n].reshape(len(cand), samples).mean(axis=1)
-        money = (
-            out.seller_receipt[:, agent - n].reshape(len(cand), samples).mean(axis=1)
-        )
-        util = money[None, :] - v_grid[:, None] * q[None, :]  # [G, C]
-    else:
-        q = out.alloc[:, agent].reshape(len(cand), samples).mean(axis=1)
-        money = out.pay[:, agent].reshape(len(cand), samples).mean(axis=1)
-        util = v_grid[:, None] * q[None, :] - money[None, :]
-    return loss_of_utilities(util, bids, grid)
+        q = out.seller_alloc[:, agent - n].reshape(shape).mean(axis=1)
+        money = out.seller_receipt[:, agent - n].reshape(shape).mean(axis=1)
+        return v_grid, cand, money[None, :] - v_grid[:, None] * q[None, :]
+    alloc = out.alloc[:, agent].reshape(shape)
+    pay = out.pay[:, agent].reshape(shape)
+    rho = float(env_cfg.utility.rho) if env_cfg.utility.kind == "crra" else 1.0
+    if rho == 1.0:
+        util = v_grid[:, None] * alloc.mean(axis=1) - pay.mean(axis=1)[None, :]
+        return v_grid, cand, util
+    util = np.empty((grid, len(cand)))
+    for g in range(0, grid, 8):  # the mean of u over the sample, a few at a time
+        x = v_grid[g : g + 8, None, None] * alloc[None] - pay[None]
+        util[g : g + 8] = (np.sign(x) * np.abs(x) ** rho).mean(axis=2)
+    return v_grid, cand, util
 
 
 def loss_of_utilities(util: NDArray, bids: int, grid: int) -> dict[str, float]:

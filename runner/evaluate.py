@@ -60,7 +60,6 @@ from ``runner.simulate.play`` with the trained policy in the learners' seats.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +81,11 @@ from attn_env.solver import (
 from attn_env.strategy_metrics import (
     bid_function,
     bne_l2,
-    loss_of_utilities,
     relevant_range,
+    seat_env,
     utility_loss,
     value_grid,
 )
-from attn_env.valuations import draw_values
 from runner.results import jsonable
 from runner.seats import build_agent
 from runner.simulate import play
@@ -162,14 +160,6 @@ def _class_seats(
     return out
 
 
-def _seat_env(env: EnvConfig, seat: str) -> EnvConfig:
-    """``env`` with the market's value range replaced by ``seat``'s own."""
-    if seat not in env.value_ranges:
-        return env
-    low, high = env.value_ranges[seat]
-    return dataclasses.replace(env, value_low=float(low), value_high=float(high))
-
-
 def evaluate(
     config: ExperimentConfig,
     policy_dir: str | Path,
@@ -223,7 +213,7 @@ def evaluate(
 
     for lname, role, seat, cls in _class_seats(config, trained):
         j = names.index(seat)
-        senv = _seat_env(env, seat)
+        senv = seat_env(env, seat)
         grid = value_grid(senv, role, 1000)
         star, ref = references(cls, role, seat)
         if ref is not None:
@@ -245,8 +235,7 @@ def evaluate(
             reach = _reachable_floor(trained, seat, role, grid, star, relevant)
             worst(floor, lname, reach)
         if env.rounds == 1 and env.valuation == "uniform" and _sealed(env.mechanism):
-            loss = _game_utility_loss if game else utility_loss
-            res = loss(env, fns, j, rng, samples=samples)
+            res = utility_loss(env, fns, j, rng, samples=samples)
             worst(by_ul, lname, res["utility_loss"])
             worst(class_ul, cls, res["utility_loss"])
     result: dict[str, Any] = dict(
@@ -311,103 +300,6 @@ def _reference(
     if role not in solution.roles:
         return None, None
     return solution.roles[role].bid_function(), "numerical"
-
-
-def _game_utility_loss(
-    env: EnvConfig,
-    strategies: list,
-    agent: int,
-    rng: np.random.Generator,
-    samples: int = 4000,
-    bids: int = 101,
-    grid: int = 100,
-) -> dict[str, float]:
-    """``strategy_metrics.utility_loss`` where buyers draw values from their own
-    ranges (``value_ranges``, the env's affine map of the market's draw) and a
-    buyer's outcome is worth ``u(v alloc - pay)`` under a CRRA utility.
-
-    The same opponent sample prices the learned bid and every candidate, so
-    the loss is >= 0 exactly; under CRRA the utility of a candidate is the mean
-    of ``u`` over the sample (not ``u`` of the means).
-    """
-    _, _, util = candidate_utilities(env, strategies, agent, rng, samples, bids, grid)
-    return loss_of_utilities(util, bids, grid)
-
-
-def candidate_utilities(
-    env: EnvConfig,
-    strategies: list,
-    agent: int,
-    rng: np.random.Generator,
-    samples: int = 4000,
-    bids: int = 101,
-    grid: int = 100,
-) -> tuple[NDArray, NDArray, NDArray]:
-    """``(values [G], candidates [bids + G], utility [G, bids + G])``: the
-    ex-interim utility of agent column ``agent`` for each candidate bid at each
-    value of its ``grid``-point value grid, against ``samples`` opponent
-    profiles drawn once (candidate ``bids + g`` is the strategy's own bid at
-    value ``g``). The draws and clears of ``strategy_metrics.utility_loss``
-    (equal to it in a symmetric risk-neutral market), with the buyers' own
-    value ranges and the env's utility."""
-    n = env.n_buyers
-    m = mechanisms.n_sellers(env.mechanism, n, env.n_sellers)
-    mech = mechanisms.build(env.mechanism, env.mechanism_params)
-    one_sided = mechanisms.family(env.mechanism) == "one_sided"
-    seller = agent >= n
-    role = "seller" if seller else "buyer"
-    val = np.empty((samples, n + m))
-    val[:, :n] = draw_values(
-        rng, (samples, n), env.value_dist, env.value_low, env.value_high
-    )
-    if env.value_ranges:
-        low, high = np.asarray(
-            [
-                env.value_ranges.get(f"buyer_{i}", [env.value_low, env.value_high])
-                for i in range(n)
-            ],
-            dtype=np.float64,
-        ).T
-        unit = (val[:, :n] - env.value_low) / (env.value_high - env.value_low)
-        val[:, :n] = low + (high - low) * unit
-    if m:
-        val[:, n:] = draw_values(
-            rng, (samples, m), "uniform", env.cost_low, env.cost_high
-        )
-    base = np.column_stack(
-        [
-            np.asarray(f(val[:, j]), dtype=np.float64).reshape(-1)
-            for j, f in enumerate(strategies)
-        ]
-    )
-    own_env = _seat_env(env, f"buyer_{agent}") if not seller else env
-    v_grid = value_grid(own_env, role, grid)
-    learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
-    lo, hi = (env.cost_low, env.cost_high) if seller else (0.0, own_env.value_high)
-    cand = np.concatenate([np.linspace(lo, hi, bids), learned])
-    rows = np.repeat(base[None], len(cand), axis=0)  # [C, S, n + m]
-    rows[:, :, agent] = cand[:, None]
-    rows = rows.reshape(-1, n + m)
-    if one_sided:
-        out = mech.clear(rows[:, :n], weights=np.ones(env.n_slots), rng=rng)
-    else:
-        out = mech.clear(rows[:, :n], rows[:, n:] if m else None, rng=rng)
-    shape = (len(cand), samples)
-    if seller:
-        q = out.seller_alloc[:, agent - n].reshape(shape).mean(axis=1)
-        money = out.seller_receipt[:, agent - n].reshape(shape).mean(axis=1)
-        return v_grid, cand, money[None, :] - v_grid[:, None] * q[None, :]
-    alloc = out.alloc[:, agent].reshape(shape)
-    pay = out.pay[:, agent].reshape(shape)
-    rho = float(env.utility.rho) if env.utility.kind == "crra" else 1.0
-    if rho == 1.0:
-        util = v_grid[:, None] * alloc.mean(axis=1) - pay.mean(axis=1)[None, :]
-        return v_grid, cand, util
-    util = np.empty((grid, len(cand)))
-    for g in range(0, grid, 8):  # the mean of u over the sample, a few at a time
-        x = v_grid[g : g + 8, None, None] * alloc[None] - pay[None]
-        util[g : g + 8] = (np.sign(x) * np.abs(x) ** rho).mean(axis=2)
-    return v_grid, cand, util
 
 
 def _relevant(

@@ -26,7 +26,7 @@ from attn_env.config import (
 from attn_env.equilibria import asymmetric_first_price_bne, crra_first_price_bne
 from attn_env.errors import UserError
 from attn_env.strategy_metrics import utility_loss
-from runner.evaluate import _game_utility_loss, _reference
+from runner.evaluate import _reference
 from runner.seats import build_agents
 from runner.simulate import play_log
 
@@ -183,11 +183,11 @@ def test_equilibrium_agents_play_their_class_in_simulate():
     assert fns[0](np.array([0.4]))[0] > fns[1](np.array([0.4]))[0] + 0.01
     rng = np.random.default_rng(0)
     for j in range(2):
-        loss = _game_utility_loss(c.env, fns, j, rng, samples=4000)
+        loss = utility_loss(c.env, fns, j, rng, samples=4000)
         assert 0.0 <= loss["utility_loss"] < 0.01, (j, loss)
     # the other class's strategy is not an equilibrium here
     swapped = [fns[1], fns[1]]
-    worse = _game_utility_loss(c.env, swapped, 0, rng, samples=4000)
+    worse = utility_loss(c.env, swapped, 0, rng, samples=4000)
     assert worse["utility_loss"] > 0.03
 
 
@@ -210,20 +210,25 @@ def test_crra_equilibrium_has_no_loss_under_crra_and_risk_neutral_bids_do():
     v = np.linspace(0.05, 0.95, 19)
     np.testing.assert_allclose(fns[0](v), crra_first_price_bne(2, rho)(v), atol=0.02)
     rng = np.random.default_rng(0)
-    eq = _game_utility_loss(c.env, fns, 0, rng, samples=4000)["utility_loss"]
+    eq = utility_loss(c.env, fns, 0, rng, samples=4000)["utility_loss"]
     half = [lambda x: 0.5 * np.asarray(x)] * 2
-    neutral = _game_utility_loss(c.env, half, 0, rng, samples=4000)["utility_loss"]
+    neutral = utility_loss(c.env, half, 0, rng, samples=4000)["utility_loss"]
     assert 0.0 <= eq < 0.01
     assert neutral > 0.03  # b = v/2 is the risk-neutral answer, not this game's
     # and under linear utility b = v/2 is the equilibrium
-    lin = _game_utility_loss(config().env, half, 0, rng, samples=4000)["utility_loss"]
+    lin = utility_loss(config().env, half, 0, rng, samples=4000)["utility_loss"]
     assert lin < 0.01
 
 
-def test_game_utility_loss_is_evaluates_loss_in_a_symmetric_linear_market():
+def test_value_ranges_equal_to_the_market_leave_the_utility_loss_as_it_was():
+    """Per-buyer ranges equal to the market's map every draw to itself: the
+    class path gives the symmetric market's loss exactly."""
     env = config().env
+    ranged = dataclasses.replace(
+        env, value_ranges={"buyer_0": [0.0, 1.0], "buyer_1": [0.0, 1.0]}
+    )
     fns = [lambda x: 0.4 * np.asarray(x), lambda x: 0.6 * np.asarray(x)]
-    a = _game_utility_loss(env, fns, 0, np.random.default_rng(3), samples=2000)
+    a = utility_loss(ranged, fns, 0, np.random.default_rng(3), samples=2000)
     b = utility_loss(env, fns, 0, np.random.default_rng(3), samples=2000)
     assert a == pytest.approx(b, rel=1e-12, abs=1e-15)
 
