@@ -30,6 +30,7 @@ against the same bound: the share of the budget they take.
     python benchmarks/mechanisms.py                  # 100,000 markets
     python benchmarks/mechanisms.py --markets 20000  # quick run
     python benchmarks/mechanisms.py --no-loop --batches 100000 --sizes 10,48
+    python benchmarks/mechanisms.py --no-loop --only k_double,mcafee,"six outputs"
 """
 
 from __future__ import annotations
@@ -361,8 +362,15 @@ def side_by_side(
     return best_fn, best_bound
 
 
-def bound_table(sizes: list[int], batches: list[int], repeat: int, seed: int) -> None:
-    """Print markets/s of each mechanism and of its lower bound, and the ratio."""
+def bound_table(
+    sizes: list[int],
+    batches: list[int],
+    repeat: int,
+    seed: int,
+    only: set[str] | None = None,
+) -> None:
+    """Print markets/s of each mechanism and of its lower bound, and the ratio
+    (the rows named in ``only``, default all)."""
     print(
         f"\nagainst the numpy lower bound (min of {repeat}, interleaved); "
         f"load average {_load()}"
@@ -387,6 +395,8 @@ def bound_table(sizes: list[int], batches: list[int], repeat: int, seed: int) ->
             for name, _, f, b in other_cases(batch, rng)
         ]
     for name, n, batch, fn, bound in rows:
+        if only is not None and name not in only:
+            continue
         secs, bound_secs = side_by_side(fn, bound, repeat)
         print(
             f"{name:<20}{n:>5}{batch:>9,}{batch / secs:>13,.0f}"
@@ -427,6 +437,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bound-repeat", type=int, default=7, help="rounds of the bound table"
     )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="rows of the bound table to time, comma separated (default all)",
+    )
     args = parser.parse_args(argv)
     if args.loop:
         loop_table(args)
@@ -436,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
             [int(v) for v in args.batches.split(",")],
             args.bound_repeat,
             args.seed,
+            None if args.only is None else set(args.only.split(",")),
         )
 
 

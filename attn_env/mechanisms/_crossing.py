@@ -10,7 +10,9 @@ Only values are sorted (``np.sort`` is several times faster than ``argsort``
 on short rows), and only the few ranks a rule reads (``q``, ``q + 1``, the
 number of trades) are gathered from them; who trades follows from comparing
 each order with the marginal bid and ask, with a random draw only where
-orders tie at the margin (:func:`resolve_ties`).
+orders tie at the margin (:func:`resolve_ties`). A batch is cleared in blocks
+of markets that share one :class:`Workspace`: the sorted books, the masks and
+the gather indices are allocated once per batch, not once per block.
 """
 
 from __future__ import annotations
@@ -22,17 +24,74 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from attn_env.errors import UserError
-from attn_env.mechanisms._validate import as_batch_sign, check_nonneg
+from attn_env.mechanisms._validate import (
+    MAX_MAGNITUDE,
+    MIN_MAGNITUDE,
+    as_batch_sign,
+    check_nonneg,
+)
 
 __all__ = [
     "Crossing",
+    "Workspace",
     "check_two_sided",
     "cross",
     "cross_book",
-    "make_pads",
+    "in_range",
     "resolve_ties",
+    "two_sided_arrays",
     "walrasian_price",
+    "workspace",
 ]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Buffers for blocks of up to ``S`` markets of ``n`` buyers and ``m``
+    sellers, reused by every block of a batch (a block uses their first rows).
+
+    Attributes:
+        b_pad: ``float64 [S, n + 2]`` sorted bids between pads (see
+            :class:`Crossing`).
+        s_pad: ``float64 [S, m + 2]`` sorted asks between pads.
+        b_top: ``int64 [S]`` flat index in ``b_pad`` of each row's rank 0 (the
+            ``inf`` pad): rank ``k`` of row ``i`` is at ``b_top[i] - k``.
+        s_top: ``int64 [S]`` flat index in ``s_pad`` of each row's rank 0 (the
+            0 pad): rank ``k`` of row ``i`` is at ``s_top[i] + k``.
+        crossed: ``bool [S, min(n, m)]`` ``b_k >= s_k`` per rank.
+        buyers: ``bool [S, n]`` buyers at or beyond the margin.
+        sellers: ``bool [S, m]`` sellers at or beyond the margin.
+        seller_col: ``int64 [S * m]`` each flat entry's column in ``[S, m]``
+            (the sellers' indices, gathered instead of a remainder).
+    """
+
+    b_pad: NDArray[np.float64]
+    s_pad: NDArray[np.float64]
+    b_top: NDArray[np.int64]
+    s_top: NDArray[np.int64]
+    crossed: NDArray[np.bool_]
+    buyers: NDArray[np.bool_]
+    sellers: NDArray[np.bool_]
+    seller_col: NDArray[np.int64]
+
+
+def workspace(size: int, n: int, m: int) -> Workspace:
+    """A :class:`Workspace` for blocks of up to ``size`` markets, pads set (0
+    and ``inf`` at both ends, see :class:`Crossing`)."""
+    b_pad = np.empty((size, n + 2))
+    b_pad[:, 0], b_pad[:, n + 1] = 0.0, np.inf
+    s_pad = np.empty((size, m + 2))
+    s_pad[:, 0], s_pad[:, m + 1] = 0.0, np.inf
+    return Workspace(
+        b_pad=b_pad,
+        s_pad=s_pad,
+        b_top=np.arange(n + 1, size * (n + 2), n + 2, dtype=np.int64),
+        s_top=np.arange(0, size * (m + 2), m + 2, dtype=np.int64),
+        crossed=np.empty((size, min(n, m)), dtype=bool),
+        buyers=np.empty((size, n), dtype=bool),
+        sellers=np.empty((size, m), dtype=bool),
+        seller_col=np.tile(np.arange(m, dtype=np.int64), size),
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +108,8 @@ class Crossing:
         s_pad: ``float64 [B, m + 2]`` asks sorted ascending by 1-based rank:
             ``s_pad[:, 0] = 0``, ``s_pad[:, m + 1] = inf`` (no ask).
         q: ``int64 [B]`` efficient quantity, ``#{k: b_k >= s_k}``.
+        work: the :class:`Workspace` holding ``b_pad`` and ``s_pad`` (its
+            first ``B`` rows); :meth:`candidates` writes into its masks.
         dropped: some buyers are out of the book: ranked bids read at least 0.
     """
 
@@ -57,14 +118,14 @@ class Crossing:
     b_pad: NDArray[np.float64]
     s_pad: NDArray[np.float64]
     q: NDArray[np.int64]
+    work: Workspace
     dropped: bool = False
 
     def _raw_bid(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
         """The sorted book's entry of 1-based ``rank`` (``-1`` for a buyer out
         of the book), 0 at rank ``n + 1``, ``inf`` at 0."""
-        n_markets, width = self.b_pad.shape
-        at = np.arange(width - 1, n_markets * width, width) - rank
-        return np.take(self.b_pad.reshape(-1), at)
+        at = np.subtract(self.work.b_top[: len(rank)], rank)
+        return np.take(self.work.b_pad.reshape(-1), at)
 
     def bid(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
         """``b_rank`` per market (1-based rank, ``[B]``): ``inf`` at rank 0, 0 at
@@ -75,10 +136,8 @@ class Crossing:
     def ask(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
         """``s_rank`` per market (1-based rank, ``[B]``): 0 at rank 0, ``inf`` at
         ``m + 1``."""
-        n_markets, width = self.s_pad.shape
-        return np.take(
-            self.s_pad.reshape(-1), np.arange(0, n_markets * width, width) + rank
-        )
+        at = np.add(self.work.s_top[: len(rank)], rank)
+        return np.take(self.work.s_pad.reshape(-1), at)
 
     @cached_property
     def b_q(self) -> NDArray[np.float64]:
@@ -132,11 +191,13 @@ class Crossing:
             orders reach it on that side: the next order in the sorted book
             is tied with the last that trades (left to :func:`resolve_ties`).
             Elsewhere ``buyers`` and ``sellers`` are the traders of
-            :meth:`traders`.
+            :meth:`traders`. The two masks are the workspace's buffers,
+            valid until the next block.
         """
         b_t, s_t = self.margin(trades)
-        buyers = self.bids >= b_t[:, None]
-        sellers = self.asks <= s_t[:, None]
+        rows = len(trades)
+        buyers = np.greater_equal(self.bids, b_t[:, None], out=self.work.buyers[:rows])
+        sellers = np.less_equal(self.asks, s_t[:, None], out=self.work.sellers[:rows])
         # the bid of rank trades + 1 (raw: -1 is out of the book) reaches b_t;
         # past the last buyer there is none (the pad's 0 does not count)
         tied_b = (self._raw_bid(trades + 1) >= b_t) & (trades < self.bids.shape[1])
@@ -209,13 +270,58 @@ def check_two_sided(
     return bids, asks
 
 
+def two_sided_arrays(
+    bids: ArrayLike, asks: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64], bool]:
+    """:func:`check_two_sided`, leaving the pass over the values to the blocks
+    where it can: ``(bids, asks, checked)``.
+
+    When ``bids`` and ``asks`` already are float64 arrays ``[B, n]`` and ``[B,
+    m]`` of one ``B`` (nothing to convert, no shape to refuse), they come back
+    as they are with ``checked`` False: the caller checks each block with
+    :func:`in_range` while the block is in cache, instead of two more passes
+    over the whole batch from memory, and on a block that fails calls
+    :func:`check_two_sided` on the whole batch, which raises the error it
+    always did. Otherwise ``checked`` is True: :func:`check_two_sided` ran.
+    """
+    if _plain(bids) and _plain(asks) and bids.shape[0] == asks.shape[0]:
+        return bids, asks, False
+    bids, asks = check_two_sided(bids, asks)
+    return bids, asks, True
+
+
+def _plain(x: object) -> bool:
+    """``x`` is a float64 array ``[B, n]`` with ``n >= 1``."""
+    return (
+        isinstance(x, np.ndarray)
+        and x.dtype == np.float64
+        and x.ndim == 2
+        and x.shape[1] > 0
+    )
+
+
+def in_range(x: NDArray[np.float64]) -> bool:
+    """Whether :func:`check_two_sided` accepts the values of ``x``: finite,
+    >= 0, each 0 or of a magnitude in ``[MIN_MAGNITUDE, MAX_MAGNITUDE]``
+    (the test that :func:`~attn_env.mechanisms._validate.as_batch_sign`
+    passes without looking further; NaN fails it)."""
+    if not x.size:
+        return True
+    lo, hi = x.min(), x.max()
+    return bool(
+        0.0 <= lo
+        and hi <= MAX_MAGNITUDE
+        and (lo >= MIN_MAGNITUDE or not ((x > 0.0) & (x < MIN_MAGNITUDE)).any())
+    )
+
+
 def cross(
     bids: NDArray[np.float64],
     asks: NDArray[np.float64],
     reserve: float = 0.0,
     buyer_active: NDArray[np.bool_] | None = None,
     seller_active: NDArray[np.bool_] | None = None,
-    pads: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+    work: Workspace | None = None,
 ) -> Crossing:
     """Sort a validated book and find its crossing point.
 
@@ -225,9 +331,9 @@ def cross(
         reserve: bids under it are not in the book.
         buyer_active: ``bool [B, n]``; inactive buyers are not in the book.
         seller_active: ``bool [B, m]``; inactive sellers are not in the book.
-        pads: optional ``(b_pad [B', n + 2], s_pad [B', m + 2])``, ``B' >= B``,
-            from :func:`pads` to sort into (blocks of one batch reuse them
-            instead of allocating fresh pages for every block).
+        work: optional :class:`Workspace` for ``B`` markets or more, from
+            :func:`workspace` (blocks of one batch reuse it instead of
+            allocating fresh pages for every block).
     """
     n_markets, n = bids.shape
     m = asks.shape[1]
@@ -235,8 +341,8 @@ def cross(
     live = cross_book(bids, reserve, buyer_active)
     if seller_active is not None:
         asks = np.where(seller_active, asks, np.inf)
-    b_pad, s_pad = pads or make_pads(n_markets, n, m)
-    b_pad, s_pad = b_pad[:n_markets], s_pad[:n_markets]
+    work = work or workspace(n_markets, n, m)
+    b_pad, s_pad = work.b_pad[:n_markets], work.s_pad[:n_markets]
     # sorting in place leaves the pads at both ends alone
     b_srt, s_srt = b_pad[:, 1 : n + 1], s_pad[:, 1 : m + 1]
     np.copyto(b_srt, live)
@@ -244,21 +350,15 @@ def cross(
     np.copyto(s_srt, asks)
     s_srt.sort(axis=1)
     depth = min(n, m)
-    # b_k >= s_k for k = 1..depth: the highest bids, reversed, against the lowest asks
-    q = np.count_nonzero(b_pad[:, n : n - depth : -1] >= s_srt[:, :depth], axis=1)
-    return Crossing(live, asks, b_pad, s_pad, q.astype(np.int64, copy=False), dropped)
-
-
-def make_pads(
-    n_markets: int, n: int, m: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Buffers for :func:`cross`: ``b_pad [B, n + 2]`` and ``s_pad [B, m + 2]``
-    with their pads set (0 and ``inf`` at both ends, see :class:`Crossing`)."""
-    b_pad = np.empty((n_markets, n + 2))
-    b_pad[:, 0], b_pad[:, n + 1] = 0.0, np.inf
-    s_pad = np.empty((n_markets, m + 2))
-    s_pad[:, 0], s_pad[:, m + 1] = 0.0, np.inf
-    return b_pad, s_pad
+    # b_k >= s_k for k = 1..depth: the highest bids, reversed, against the lowest
+    # asks. Bids descend and asks ascend, so it holds up to q and fails after:
+    # q is the first rank where it fails (argmin of the bools), or depth
+    crossed = np.greater_equal(
+        b_pad[:, n : n - depth : -1], s_srt[:, :depth], out=work.crossed[:n_markets]
+    )
+    q = crossed.argmin(axis=1).astype(np.int64, copy=False)
+    np.copyto(q, depth, where=crossed[:, -1])
+    return Crossing(live, asks, b_pad, s_pad, q, work, dropped)
 
 
 def cross_book(

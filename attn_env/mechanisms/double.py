@@ -45,17 +45,21 @@ from attn_env.mechanisms._crossing import (
     check_two_sided,
     cross,
     cross_book,
-    make_pads,
+    in_range,
     resolve_ties,
+    two_sided_arrays,
+    workspace,
 )
 from attn_env.mechanisms._validate import check_k
 from attn_env.mechanisms.outcome import Outcome
 
 __all__ = ["CDA", "CallMarket", "KDouble", "McAfee", "SealedDouble"]
 
-#: order entries (markets x (n + m)) cleared per block: the sorted book and the
-#: temporaries of a block stay in cache.
-_BLOCK = 1 << 16
+#: order entries (markets x (n + m)) cleared per block: the sorted book, the
+#: masks and the block's share of the outputs stay in cache (1 MiB a float
+#: array), and the fixed cost of a block (some 60 numpy calls) is spread over
+#: enough markets (2 ** 16 was 5-10% slower at n = 48; 2 ** 18 no faster).
+_BLOCK = 1 << 17
 
 
 class SealedDouble(TwoSided):
@@ -85,51 +89,70 @@ class SealedDouble(TwoSided):
             the active book).
         """
         gen = self._gen(rng)
-        bids, asks = check_two_sided(bids, asks)
-        b_act = (
-            None
-            if buyer_active is None
-            else _mask(buyer_active, "buyer_active", bids.shape)
-        )
-        s_act = (
-            None
-            if seller_active is None
-            else _mask(seller_active, "seller_active", asks.shape)
-        )
+        # the values are checked block by block where they can be (see
+        # two_sided_arrays); a bad book is still reported before a bad mask
+        bids, asks, checked = two_sided_arrays(bids, asks)
+        try:
+            b_act = (
+                None
+                if buyer_active is None
+                else _mask(buyer_active, "buyer_active", bids.shape)
+            )
+            s_act = (
+                None
+                if seller_active is None
+                else _mask(seller_active, "seller_active", asks.shape)
+            )
+        except UserError:
+            if not checked:
+                check_two_sided(bids, asks)
+            raise
         n_markets, n = bids.shape
         m = asks.shape[1]
         out = _Book(n_markets, n, m)
-        trades = np.empty(n_markets, dtype=np.int64)
-        b_t, s_t = np.empty(n_markets), np.empty(n_markets)
-        tied_b = np.empty(n_markets, dtype=bool)
-        tied_s = np.empty(n_markets, dtype=bool)
         # blocks of markets whose sorted book and temporaries stay in cache;
         # markets tied at the margin are drawn after all blocks, buyers' then
-        # sellers', in market order: the draws of one call over the batch
+        # sellers', in market order: the draws of one call over the batch.
+        # Until then only those markets are held, field by field (see redraw)
+        held: list[tuple[NDArray, ...]] = []
         step = max(1, _BLOCK // (n + m))
-        pads = make_pads(min(step, n_markets), n, m)
+        work = workspace(min(step, n_markets), n, m)
         for lo in range(0, n_markets, step):
             r = slice(lo, lo + step)
+            if not checked and not (in_range(bids[r]) and in_range(asks[r])):
+                check_two_sided(bids, asks)  # raises the whole batch's error
             c = cross(
                 bids[r],
                 asks[r],
                 self.reserve,
                 None if b_act is None else b_act[r],
                 None if s_act is None else s_act[r],
-                pads,
+                work,
             )
             t, buyer_price, seller_price, clearing = self._rule(c)
             out.low[r], out.high[r] = c.walrasian()
-            buyers, sellers, tb, ts, b_t[r], s_t[r] = c.candidates(t)
-            tied_b[r], tied_s[r] = tb, ts
-            tied = tb | ts
+            buyers, sellers, tied_b, tied_s, b_t, s_t = c.candidates(t)
+            tied = tied_b | tied_s
             if tied.any():  # written after the draw; for now no trader
-                buyers[tied] = False
-                sellers[tied] = False
-            trades[r] = t
-            out.fill(r, t, buyers, sellers, buyer_price, seller_price, clearing)
-        tied = np.flatnonzero(tied_b | tied_s)
-        if tied.size:
+                at = np.flatnonzero(tied)
+                buyers[at] = False
+                sellers[at] = False
+                fields = (tied_b, tied_s, b_t, s_t, t, buyer_price, seller_price)
+                held.append((at + lo, *(field[at] for field in fields)))
+            out.fill(
+                r,
+                t,
+                buyers,
+                sellers,
+                buyer_price,
+                seller_price,
+                clearing,
+                work.seller_col,
+            )
+        if held:
+            tied, tied_b, tied_s, b_t, s_t, trades, b_price, s_price = (
+                np.concatenate(field) for field in zip(*held, strict=True)
+            )
             live = cross_book(
                 bids[tied], self.reserve, None if b_act is None else b_act[tied]
             )
@@ -138,13 +161,15 @@ class SealedDouble(TwoSided):
                 ask_book = np.where(s_act[tied], ask_book, np.inf)
             out.redraw(
                 tied,
-                tied_b[tied],
-                tied_s[tied],
+                tied_b,
+                tied_s,
                 live,
                 ask_book,
-                b_t[tied],
-                s_t[tied],
-                trades[tied],
+                b_t,
+                s_t,
+                trades,
+                b_price,
+                s_price,
                 gen,
             )
         return out.outcome()
@@ -235,18 +260,20 @@ class _Book:
     """
 
     def __init__(self, n_markets: int, n: int, m: int) -> None:
-        self.slot = np.empty((n_markets, n), dtype=np.int64)
-        self.alloc = np.empty((n_markets, n))
-        self.pay = np.empty((n_markets, n))
-        self.price = np.empty((n_markets, n))
-        self.seller_alloc = np.empty((n_markets, m))
-        self.seller_receipt = np.empty((n_markets, m))
-        self.clearing = np.empty(n_markets)
-        self.low = np.empty(n_markets)
-        self.high = np.empty(n_markets)
-        # per market, kept for the markets redrawn after the blocks
-        self.buyer_price = np.empty(n_markets)
-        self.seller_price = np.empty(n_markets)
+        # one allocation cut into the outcome's nine arrays (disjoint views):
+        # the kernel backs it with huge pages but for one unaligned head and
+        # tail, where nine arrays would have nine of each, faulted page by page
+        shapes = [(n,)] * 4 + [(m,)] * 2 + [()] * 3
+        buf = np.empty(n_markets * (4 * n + 2 * m + 3))
+        parts, at = [], 0
+        for shape in shapes:
+            size = n_markets * (shape[0] if shape else 1)
+            parts.append(buf[at : at + size].reshape(n_markets, *shape))
+            at += size
+        slot, self.alloc, self.pay, self.price = parts[:4]
+        self.slot = slot.view(np.int64)
+        self.seller_alloc, self.seller_receipt = parts[4:6]
+        self.clearing, self.low, self.high = parts[6:]
 
     def fill(
         self,
@@ -257,18 +284,23 @@ class _Book:
         buyer_price: NDArray[np.float64],
         seller_price: NDArray[np.float64],
         clearing: NDArray[np.float64],
+        seller_col: NDArray[np.int64] | None = None,
     ) -> None:
         """Write markets ``rows``: ``trades [b]`` units, traders ``buyers [b, n]``
         and ``sellers [b, m]`` at ``buyer_price`` / ``seller_price`` and
-        ``clearing`` price ``[b]``."""
+        ``clearing`` price ``[b]``; ``seller_col`` (``int64 [b * m]`` or
+        longer, :class:`~attn_env.mechanisms._crossing.Workspace`) saves the
+        remainder that turns the sellers' flat indices into columns."""
         some = trades > 0
         slot = self.slot[rows]  # views: each array is written once, in place
         slot.fill(-1)
         # the k-th trading buyer of a market meets its k-th trading seller:
         # flat indices in row-major order, the sellers' reduced to columns
         sold = np.flatnonzero(sellers)
-        slot.reshape(-1)[np.flatnonzero(buyers)] = np.remainder(
-            sold, sellers.shape[1], out=sold
+        slot.reshape(-1)[np.flatnonzero(buyers)] = (
+            np.remainder(sold, sellers.shape[1], out=sold)
+            if seller_col is None
+            else np.take(seller_col, sold)
         )
         alloc, price = self.alloc[rows], self.price[rows]
         np.copyto(alloc, buyers)
@@ -281,8 +313,6 @@ class _Book:
             np.where(some, seller_price, 0.0)[:, None],
             out=self.seller_receipt[rows],
         )
-        self.buyer_price[rows] = buyer_price
-        self.seller_price[rows] = seller_price
         self.clearing[rows] = np.where(some, clearing, np.nan)
 
     def redraw(
@@ -295,15 +325,17 @@ class _Book:
         b_t: NDArray[np.float64],
         s_t: NDArray[np.float64],
         trades: NDArray[np.int64],
+        buyer_price: NDArray[np.float64],
+        seller_price: NDArray[np.float64],
         rng: np.random.Generator,
     ) -> None:
         """Draw who trades in the markets ``rows`` (ascending) tied at the
         margin, and rewrite them.
 
         The other arguments are of those markets only: which side is tied,
-        the book (``-1`` and ``inf`` for orders out of it), the margins and
-        the units traded. Buyers' ties are drawn first, then sellers', each in
-        market order.
+        the book (``-1`` and ``inf`` for orders out of it), the margins, the
+        units traded and the prices of the rule. Buyers' ties are drawn first,
+        then sellers', each in market order.
         """
         buyers = bids >= b_t[:, None]
         sellers = asks <= s_t[:, None]
@@ -321,8 +353,8 @@ class _Book:
             trades,
             buyers,
             sellers,
-            self.buyer_price[rows],
-            self.seller_price[rows],
+            buyer_price,
+            seller_price,
             self.clearing[rows],  # already the final price: kept as it is
         )
         for name in ("slot", "alloc", "pay", "price", "seller_alloc", "seller_receipt"):
