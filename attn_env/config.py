@@ -68,6 +68,7 @@ __all__ = [
     "MAX_EPISODES",
     "MAX_HISTORY",
     "MAX_LAYER",
+    "MAX_MARKETS",
     "MAX_PRICE",
     "MAX_ROUNDS",
     "MAX_SEED",
@@ -134,9 +135,11 @@ MAX_WEIGHTS = 100_000_000
 "Most weights between hidden layers of one ``train.net_arch`` (400 MB as float32)."
 MAX_ROLLOUT = 10_000_000
 "Most experience rows one rollout holds: ``train.n_steps x train.num_envs``."
+MAX_MARKETS = 16_384
+"Most markets a training step clears (``num_envs`` x ``opponent_draws``)."
 _TRAIN_INTS = {
     "total_timesteps": (1, 10**12),
-    "num_envs": (1, 16_384),
+    "num_envs": (1, MAX_MARKETS),
     "n_steps": (1, 1_000_000),
     "n_epochs": (1, 1_000),
     "batch_size": (1, 100_000_000),
@@ -144,6 +147,7 @@ _TRAIN_INTS = {
     "checkpoint_every": (1, 10**12),
     "alternate_every": (1, 10**12),
     "threads": (1, 256),
+    "opponent_draws": (1, 1_024),
 }
 "Integer options of ``train`` and their ranges (``threads``: torch CPU threads)."
 _SOLVE_INTS = {
@@ -267,6 +271,11 @@ class TrainConfig:
     "Torch CPU threads (1 is fastest for these small networks, and on a busy machine)."
     algo_params: dict[str, Any] = field(default_factory=dict)
     "Extra keyword arguments for the SB3 algorithm."
+    opponent_draws: int = 1
+    "Single-round markets: each learner action is scored against this many"
+    " independent draws of the fixed agents (the learners' own draws shared), the"
+    " reward their mean; lowers the reward's noise against frozen opponents"
+    " (``exploit``'s best responders). SB3 backend only."
 
 
 UTILITY_KINDS = ("linear", "crra")
@@ -733,6 +742,12 @@ def validate_experiment(c: ExperimentConfig) -> None:
     validate_env(c.env)
     _check_agent_keys(c)
     validate_train(c.train)
+    if c.train.opponent_draws > 1 and c.env.rounds != 1:
+        raise ConfigError(
+            f"train.opponent_draws {c.train.opponent_draws} needs a single-round "
+            f"market (env.rounds: 1), got rounds {c.env.rounds}: over several rounds "
+            "the draws' states would part"
+        )
     validate_solve(c.solve)
     check_module_names(c.plugins, "plugins")
 
@@ -773,6 +788,12 @@ def validate_train(tc: TrainConfig) -> None:
     for name, (low, high) in _TRAIN_INTS.items():
         check_int(getattr(tc, name), f"train.{name}", low, high)
     rollout = tc.n_steps * tc.num_envs
+    if tc.num_envs * tc.opponent_draws > MAX_MARKETS:
+        raise ConfigError(
+            f"train.num_envs x train.opponent_draws = "
+            f"{tc.num_envs * tc.opponent_draws:,} markets per step, over the cap of "
+            f"{MAX_MARKETS:,}; lower one of them"
+        )
     if rollout > MAX_ROLLOUT:
         raise ConfigError(
             f"train.n_steps x train.num_envs = {rollout:,} experience rows per "

@@ -14,6 +14,7 @@ The meaning of every observation entry, action, reward and info field is in the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -294,6 +295,30 @@ class MarketCore:
                 self.state.acc["optimal_welfare"][idx] += optimal_welfare(
                     d.unit_value, costs=cost
                 )
+
+    def tie_draws(self, columns: Sequence[int], copies: int) -> None:
+        """Give every block of ``copies`` consecutive markets its first market's
+        draw in agent ``columns`` (values, relevance, labels; costs of sellers).
+
+        The other columns keep their own draws, so a learner in ``columns`` meets
+        ``copies`` independent draws of the other agents with the same value of its
+        own (``train.opponent_draws``). Single-round markets only: later rounds'
+        states would part (budgets, history).
+        """
+        B = self.num_envs
+        if copies < 1 or B % copies:
+            raise UserError(
+                f"tie_draws: {B} markets do not split into blocks of {copies}"
+            )
+        s, n = self.state, self.spec.n_buyers
+        first = np.arange(0, B, copies).repeat(copies)
+        buyers = [j for j in columns if j < n]
+        sellers = [j - n for j in columns if j >= n]
+        for arr in (s.theta, s.relevance, s.unit_value, s.group):
+            if arr is not None and buyers:
+                arr[:, buyers] = arr[first][:, buyers]
+        if sellers:
+            s.cost[:, sellers] = s.cost[first][:, sellers]
 
     def buyer_active(self) -> NDArray[np.bool_]:
         """``[B, n]``: buyers with budget left, not yet traded this period (CDA)."""

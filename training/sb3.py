@@ -375,9 +375,12 @@ class Trainer(TrainingRun):
                 lr.pool = SnapshotPool(
                     tc.self_play_pool, lr.action_map, self.run_folder, lr.name
                 )
-            venv = training_env(self.config, tc.num_envs, lr.action_map.env_action)
+            draws = tc.opponent_draws
+            venv = training_env(
+                self.config, tc.num_envs * draws, lr.action_map.env_action
+            )
             seats = seat_matrix(lr.seats, tc.num_envs, tc.self_play_pool)
-            lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed)
+            lr.env = MarketVecEnv(venv, seats, lr.action_map, seed=lr.seed, draws=draws)
 
     def _old_kwargs(self, lr: Learner, old: RunManifest) -> tuple[dict[str, Any], str]:
         """The run's own SB3 keywords for ``lr`` (as SB3's ``load`` kept them),

@@ -129,6 +129,11 @@ def check_train_config(tc: TrainConfig) -> None:
             f"train.squash must be one of {', '.join(SQUASHES)}, got {show(tc.squash)}"
         )
     if tc.backend == "rllib":
+        if tc.opponent_draws != 1:
+            raise ConfigError(
+                f"train.opponent_draws {show(tc.opponent_draws)} is an SB3 option; "
+                "with backend rllib leave it at 1"
+            )
         check_rllib_params(tc.algo_params)
     else:
         _check_algo_params(tc.algo, tc.algo_params)

@@ -16,6 +16,14 @@ the fixed agents, so one seed fixes every draw of a run.
 Autoreset: finished markets reset themselves within the step (the vector env's
 ``same_step`` mode); the adapter hands SB3 the finished episodes' last
 observations from ``infos["final_obs"]``. Other autoreset modes are refused.
+
+Opponent draws (``draws > 1``, ``train.opponent_draws``, single-round markets):
+the vector env holds ``N * draws`` markets in blocks of ``draws``; each block
+shares its first market's draw in the learner's seats
+(``MarketCore.tie_draws``), the learner's action is played in all of them and
+its reward is their mean: the expected utility of that action against the fixed
+agents, estimated from ``draws`` of their values instead of one. SB3 still sees
+``N * k`` sub-envs.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ class MarketVecEnv(VecEnv):
         action_map: raw policy action -> the env's action for the learner's role.
         others: players of the other seats (``None``: the learner holds every seat).
         seed: seed of the first reset (``seed()`` overrides it).
+        draws: markets per learner market (``venv.num_envs = N * draws``); see
+            the module docstring.
     """
 
     def __init__(
@@ -56,6 +66,7 @@ class MarketVecEnv(VecEnv):
         action_map: ActionMap,
         others: Seats | None = None,
         seed: int | None = None,
+        draws: int = 1,
     ) -> None:
         from gymnasium.spaces import Box
         from gymnasium.vector import AutoresetMode
@@ -76,7 +87,15 @@ class MarketVecEnv(VecEnv):
             )
         self.venv = venv
         self.seats = np.asarray(seats, dtype=np.int64)
-        n_markets = int(venv.num_envs)
+        self.draws = int(draws)
+        if self.draws < 1 or venv.num_envs % self.draws:
+            raise UserError(
+                f"draws must be >= 1 and divide the vector env's {venv.num_envs} "
+                f"markets, got {draws!r}"
+            )
+        if self.draws > 1 and getattr(venv, "core", None) is None:
+            raise UserError("draws > 1 needs attn_env.vector_env (its MarketCore)")
+        n_markets = int(venv.num_envs) // self.draws
         if self.seats.ndim != 2 or self.seats.shape[0] != n_markets:
             raise UserError(
                 f"seats must have shape [num_envs={n_markets}, k], "
@@ -89,6 +108,10 @@ class MarketVecEnv(VecEnv):
             )
         self.n_markets, self.k = self.seats.shape
         self._rows = np.arange(self.n_markets)[:, None]
+        # every market of the vector env, and the learner's seats in each
+        self._all_rows = np.arange(n_markets * self.draws)[:, None]
+        self._all_seats = np.repeat(self.seats, self.draws, axis=0)
+        self._tied = np.unique(self.seats).tolist()
         self.action_map = action_map
         self.others = (
             others if others is not None else Seats([None] * n_agents, n_agents)
@@ -120,8 +143,9 @@ class MarketVecEnv(VecEnv):
 
     def reset(self) -> NDArray[np.float32]:
         obs, _ = self.venv.reset(seed=self._next_seed)
+        self._tie_draws()
         self._next_seed = None
-        self.others.reset(self.n_markets, self._rng)
+        self.others.reset(int(self.venv.num_envs), self._rng)
         self._obs = np.asarray(obs, dtype=np.float32)
         self._ep_ret[:] = 0.0
         self._ep_len[:] = 0
@@ -136,9 +160,12 @@ class MarketVecEnv(VecEnv):
         obs = self._obs
         full = self.others.act(obs, self._rng)
         acts = self.action_map.to_action(self._actions.reshape(-1, 1))
-        full[self._rows, self.seats] = acts.reshape(self.n_markets, self.k, 1)
+        full[self._all_rows, self._all_seats] = np.repeat(
+            acts.reshape(self.n_markets, self.k, 1), self.draws, axis=0
+        )
         self.last_actions = acts
         nxt, rew, term, trunc, infos = self.venv.step(full)
+        self._tie_draws()
         self.others.observe(infos)
         term = np.asarray(term, dtype=bool)
         trunc = np.asarray(trunc, dtype=bool)
@@ -149,9 +176,12 @@ class MarketVecEnv(VecEnv):
                 infos["_final_obs"][:, None, None], infos["final_obs"], self._obs
             )
 
-        rew_l = np.asarray(rew, dtype=np.float32)[self._rows, self.seats].reshape(-1)
-        term_l = term[self._rows, self.seats].reshape(-1)
-        trunc_l = trunc[self._rows, self.seats].reshape(-1)
+        rew_all = np.asarray(rew, dtype=np.float32)[self._all_rows, self._all_seats]
+        rew_l = rew_all.reshape(self.n_markets, self.draws, self.k).mean(axis=1)
+        rew_l = rew_l.reshape(-1)
+        first = slice(None, None, self.draws)  # each block's own market
+        term_l = term[first][self._rows, self.seats].reshape(-1)
+        trunc_l = trunc[first][self._rows, self.seats].reshape(-1)
         dones = term_l | trunc_l
         self._ep_ret += rew_l
         self._ep_len += 1
@@ -207,7 +237,14 @@ class MarketVecEnv(VecEnv):
             return [indices]
         return list(indices)
 
+    def _tie_draws(self) -> None:
+        """Each block of ``draws`` markets takes its first market's learner draw."""
+        if self.draws > 1:
+            self.venv.core.tie_draws(self._tied, self.draws)
+
     def _learner_view(self, obs: NDArray) -> NDArray[np.float32]:
-        """``[N, A, D] -> [N * k, D]``: the learner seats' observations."""
-        view = np.asarray(obs, dtype=np.float32)[self._rows, self.seats]
+        """``[N * draws, A, D] -> [N * k, D]``: the learner seats' observations
+        in each block's first market."""
+        own = np.asarray(obs, dtype=np.float32)[:: self.draws]
+        view = own[self._rows, self.seats]
         return np.ascontiguousarray(view.reshape(self.num_envs, -1))
