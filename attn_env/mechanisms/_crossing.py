@@ -300,14 +300,21 @@ def _plain(x: object) -> bool:
     )
 
 
-def in_range(x: NDArray[np.float64]) -> bool:
+def in_range(
+    x: NDArray[np.float64],
+    ends: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+) -> bool:
     """Whether :func:`check_two_sided` accepts the values of ``x``: finite,
     >= 0, each 0 or of a magnitude in ``[MIN_MAGNITUDE, MAX_MAGNITUDE]``
     (the test that :func:`~attn_env.mechanisms._validate.as_batch_sign`
-    passes without looking further; NaN fails it)."""
+    passes without looking further; NaN fails it).
+
+    ``ends``: optional ``(first, last)`` columns of ``x`` sorted along its rows
+    (NaN sorts last), read instead of a pass over ``x`` for its extremes.
+    """
     if not x.size:
         return True
-    lo, hi = x.min(), x.max()
+    lo, hi = (x.min(), x.max()) if ends is None else (ends[0].min(), ends[1].max())
     return bool(
         0.0 <= lo
         and hi <= MAX_MAGNITUDE
