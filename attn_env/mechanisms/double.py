@@ -58,7 +58,8 @@ __all__ = ["CDA", "CallMarket", "KDouble", "McAfee", "SealedDouble"]
 #: order entries (markets x (n + m)) cleared per block: the sorted book, the
 #: masks and the block's share of the outputs stay in cache (1 MiB a float
 #: array), and the fixed cost of a block (some 60 numpy calls) is spread over
-#: enough markets (2 ** 16 was 5-10% slower at n = 48; 2 ** 18 no faster).
+#: enough markets (2 ** 16 to 2 ** 19 within 5% at n = 10 and 48; 2 ** 15 about
+#: 10% slower).
 _BLOCK = 1 << 17
 
 
