@@ -134,3 +134,18 @@ def test_outcome_arrays_share_no_memory(name):
         assert arr.flags.c_contiguous and arr.flags.writeable
     out.pay[:] = -7.0  # writing one leaves the others as they were
     assert (out.price >= 0).all() and (out.alloc >= 0).all()
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+@pytest.mark.parametrize("name", DOUBLE)
+def test_a_matrix_clears_as_its_array(name):
+    """Array subclasses go through the whole-batch check, which converts them
+    (``np.matrix`` would keep two axes on every row it indexes)."""
+    data = np.random.default_rng(2)
+    bids = data.integers(0, 4, (2 * blocks_of(6, 6) + 9, 6)) / 2.0  # ties too
+    asks = data.integers(0, 4, bids.shape) / 2.0
+    got = mechanisms.make(name, seed=4).clear(np.asmatrix(bids), np.asmatrix(asks))
+    want = mechanisms.make(name, seed=4).clear(bids, asks)
+    for field in ("slot", "alloc", "pay", "price", "clearing_price", "seller_receipt"):
+        a, b = getattr(got, field), getattr(want, field)
+        assert type(a) is np.ndarray and a.tobytes() == b.tobytes(), field

@@ -61,8 +61,6 @@ class Workspace:
         crossed: ``bool [S, min(n, m)]`` ``b_k >= s_k`` per rank.
         buyers: ``bool [S, n]`` buyers at or beyond the margin.
         sellers: ``bool [S, m]`` sellers at or beyond the margin.
-        seller_col: ``int64 [S * m]`` each flat entry's column in ``[S, m]``
-            (the sellers' indices, gathered instead of a remainder).
     """
 
     b_pad: NDArray[np.float64]
@@ -72,7 +70,6 @@ class Workspace:
     crossed: NDArray[np.bool_]
     buyers: NDArray[np.bool_]
     sellers: NDArray[np.bool_]
-    seller_col: NDArray[np.int64]
 
 
 def workspace(size: int, n: int, m: int) -> Workspace:
@@ -90,7 +87,6 @@ def workspace(size: int, n: int, m: int) -> Workspace:
         crossed=np.empty((size, min(n, m)), dtype=bool),
         buyers=np.empty((size, n), dtype=bool),
         sellers=np.empty((size, m), dtype=bool),
-        seller_col=np.tile(np.arange(m, dtype=np.int64), size),
     )
 
 
@@ -293,7 +289,7 @@ def two_sided_arrays(
 def _plain(x: object) -> bool:
     """``x`` is a float64 array ``[B, n]`` with ``n >= 1``."""
     return (
-        isinstance(x, np.ndarray)
+        type(x) is np.ndarray  # subclasses (matrix, memmap) are converted
         and x.dtype == np.float64
         and x.ndim == 2
         and x.shape[1] > 0

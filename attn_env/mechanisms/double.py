@@ -118,6 +118,9 @@ class SealedDouble(TwoSided):
         held: list[tuple[NDArray, ...]] = []
         step = max(1, _BLOCK // (n + m))
         work = workspace(min(step, n_markets), n, m)
+        # each flat entry's column in a block of asks [step, m]: the sellers'
+        # indices gathered from it instead of a remainder of their flat indices
+        seller_col = np.tile(np.arange(m, dtype=np.int64), min(step, n_markets))
         for lo in range(0, n_markets, step):
             r = slice(lo, lo + step)
             c = cross(
@@ -155,7 +158,7 @@ class SealedDouble(TwoSided):
                 buyer_price,
                 seller_price,
                 clearing,
-                work.seller_col,
+                seller_col,
             )
         if held:
             tied, tied_b, tied_s, b_t, s_t, trades, b_price, s_price = (
@@ -297,8 +300,8 @@ class _Book:
         """Write markets ``rows``: ``trades [b]`` units, traders ``buyers [b, n]``
         and ``sellers [b, m]`` at ``buyer_price`` / ``seller_price`` and
         ``clearing`` price ``[b]``; ``seller_col`` (``int64 [b * m]`` or
-        longer, :class:`~attn_env.mechanisms._crossing.Workspace`) saves the
-        remainder that turns the sellers' flat indices into columns."""
+        longer: ``0..m-1`` repeated) saves the remainder that turns the
+        sellers' flat indices into columns."""
         some = trades > 0
         slot = self.slot[rows]  # views: each array is written once, in place
         slot.fill(-1)
