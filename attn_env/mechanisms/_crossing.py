@@ -18,7 +18,6 @@ the gather indices are allocated once per batch, not once per block.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -106,7 +105,14 @@ class Crossing:
         q: ``int64 [B]`` efficient quantity, ``#{k: b_k >= s_k}``.
         work: the :class:`Workspace` holding ``b_pad`` and ``s_pad`` (its
             first ``B`` rows); :meth:`candidates` writes into its masks.
+        b_q: ``b_q``, the marginal bid of the efficient quantity, ``[B]``.
+        s_q: ``s_q``, the marginal ask of the efficient quantity, ``[B]``.
+        b_next: ``b_{q+1}``, the best bid left out, ``[B]``.
+        s_next: ``s_{q+1}``, the best ask left out, ``[B]``.
         dropped: some buyers are out of the book: ranked bids read at least 0.
+
+    The four marginal ranks are gathered once, when the book is crossed: every
+    rule, the Walrasian interval and the margin read them.
     """
 
     bids: NDArray[np.float64]
@@ -115,13 +121,17 @@ class Crossing:
     s_pad: NDArray[np.float64]
     q: NDArray[np.int64]
     work: Workspace
+    b_q: NDArray[np.float64]
+    s_q: NDArray[np.float64]
+    b_next: NDArray[np.float64]
+    s_next: NDArray[np.float64]
     dropped: bool = False
 
     def _raw_bid(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
         """The sorted book's entry of 1-based ``rank`` (``-1`` for a buyer out
         of the book), 0 at rank ``n + 1``, ``inf`` at 0."""
         at = np.subtract(self.work.b_top[: len(rank)], rank)
-        return np.take(self.work.b_pad.reshape(-1), at)
+        return self.work.b_pad.reshape(-1).take(at)
 
     def bid(self, rank: NDArray[np.int64]) -> NDArray[np.float64]:
         """``b_rank`` per market (1-based rank, ``[B]``): ``inf`` at rank 0, 0 at
@@ -133,27 +143,7 @@ class Crossing:
         """``s_rank`` per market (1-based rank, ``[B]``): 0 at rank 0, ``inf`` at
         ``m + 1``."""
         at = np.add(self.work.s_top[: len(rank)], rank)
-        return np.take(self.work.s_pad.reshape(-1), at)
-
-    @cached_property
-    def b_q(self) -> NDArray[np.float64]:
-        """``b_q``, the marginal bid of the efficient quantity, ``[B]``."""
-        return self.bid(self.q)
-
-    @cached_property
-    def s_q(self) -> NDArray[np.float64]:
-        """``s_q``, the marginal ask of the efficient quantity, ``[B]``."""
-        return self.ask(self.q)
-
-    @cached_property
-    def b_next(self) -> NDArray[np.float64]:
-        """``b_{q+1}``, the best bid left out, ``[B]``."""
-        return self.bid(self.q + 1)
-
-    @cached_property
-    def s_next(self) -> NDArray[np.float64]:
-        """``s_{q+1}``, the best ask left out, ``[B]``."""
-        return self.ask(self.q + 1)
+        return self.work.s_pad.reshape(-1).take(at)
 
     def walrasian(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The interval of prices where demand meets supply, ``(low [B], high [B])``.
@@ -196,7 +186,12 @@ class Crossing:
         sellers = np.less_equal(self.asks, s_t[:, None], out=self.work.sellers[:rows])
         # the bid of rank trades + 1 (raw: -1 is out of the book) reaches b_t;
         # past the last buyer there is none (the pad's 0 does not count)
-        tied_b = (self._raw_bid(trades + 1) >= b_t) & (trades < self.bids.shape[1])
+        next_bid = (
+            self.b_next
+            if trades is self.q and not self.dropped  # raw as it was read
+            else self._raw_bid(trades + 1)
+        )
+        tied_b = (next_bid >= b_t) & (trades < self.bids.shape[1])
         # the pad past the last ask is inf
         tied_s = (self.s_next if trades is self.q else self.ask(trades + 1)) <= s_t
         return buyers, sellers, tied_b, tied_s, b_t, s_t
@@ -359,7 +354,20 @@ def cross(
     )
     q = crossed.argmin(axis=1).astype(np.int64, copy=False)
     np.copyto(q, depth, where=crossed[:, -1])
-    return Crossing(live, asks, b_pad, s_pad, q, work, dropped)
+    # the marginal ranks q and q + 1 of both sides (see Crossing)
+    b_flat, s_flat = work.b_pad.reshape(-1), work.s_pad.reshape(-1)
+    at = np.subtract(work.b_top[:n_markets], q)
+    b_q = b_flat.take(at)
+    b_next = b_flat.take(np.subtract(at, 1, out=at))
+    if dropped:  # buyers out of the book read 0
+        np.maximum(b_q, 0.0, out=b_q)
+        np.maximum(b_next, 0.0, out=b_next)
+    at = np.add(work.s_top[:n_markets], q)
+    s_q = s_flat.take(at)
+    s_next = s_flat.take(np.add(at, 1, out=at))
+    return Crossing(
+        live, asks, b_pad, s_pad, q, work, b_q, s_q, b_next, s_next, dropped
+    )
 
 
 #: -0.0 read as an int64: the smallest one

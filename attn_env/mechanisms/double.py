@@ -307,11 +307,11 @@ class _Book:
         slot.fill(-1)
         # the k-th trading buyer of a market meets its k-th trading seller:
         # flat indices in row-major order, the sellers' reduced to columns
-        sold = np.flatnonzero(sellers)
-        slot.reshape(-1)[np.flatnonzero(buyers)] = (
+        sold = sellers.reshape(-1).nonzero()[0]
+        slot.reshape(-1)[buyers.reshape(-1).nonzero()[0]] = (
             np.remainder(sold, sellers.shape[1], out=sold)
             if seller_col is None
-            else np.take(seller_col, sold)
+            else seller_col.take(sold)
         )
         alloc, price = self.alloc[rows], self.price[rows]
         np.copyto(alloc, buyers)
