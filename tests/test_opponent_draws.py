@@ -11,15 +11,20 @@ import pytest
 
 import attn_env
 from attn_env.checks import ConfigError
-from attn_env.config import AgentSpec, EnvConfig, ExperimentConfig, TrainConfig
-from attn_env.config import validate_experiment
+from attn_env.config import (
+    AgentSpec,
+    EnvConfig,
+    ExperimentConfig,
+    TrainConfig,
+    validate_experiment,
+)
 from attn_env.observation import VALUE
 from attn_env.players import Seats, TruthfulAgent
 
 pytest.importorskip("stable_baselines3")
 
-from training.actions import ActionMap  # noqa: E402
-from training.vec_adapter import MarketVecEnv  # noqa: E402
+from training.actions import ActionMap
+from training.vec_adapter import MarketVecEnv
 
 
 def test_tie_draws_shares_the_learner_columns_only():
