@@ -96,21 +96,53 @@ def probe_ray(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         )
 
 
-def _ray_config_for_joining() -> None:
-    """Token auth as `ray start` set it up; bounded waits (:data:`RAY_TIMEOUTS`)."""
+def _ray_config_for_joining() -> bool:
+    """Token auth as `ray start` set it up; bounded waits (:data:`RAY_TIMEOUTS`).
+    True when the token mode is a guess of ours (the user set no auth mode)."""
     token = Path.home() / ".ray" / "auth_token"
-    if "RAY_AUTH_MODE" not in os.environ and token.is_file():
+    guessed = "RAY_AUTH_MODE" not in os.environ and token.is_file()
+    if guessed:
         # `ray start` of Ray >= 2.52 enables token auth when this file exists,
         # but a driver joining by address does not send the token unless asked
         os.environ["RAY_AUTH_MODE"] = "token"
     for key, value in RAY_TIMEOUTS.items():
         os.environ.setdefault(key, value)
-    try:  # Ray reads its config from the environment when imported: refresh it
+    _refresh_ray_config()
+    return guessed
+
+
+def _refresh_ray_config() -> None:
+    """Ray reads its config from the environment when imported: refresh it."""
+    try:
         from ray._raylet import Config
 
         Config.initialize("")
     except (ImportError, AttributeError):
         pass
+
+
+ACTOR_TIMEOUT_S = 30.0
+"Seconds a joined cluster has to start one actor for this driver."
+
+
+def _actors_start(ray, timeout: float = ACTOR_TIMEOUT_S) -> bool:
+    """Whether the joined cluster starts an actor for this driver. A driver in
+    another auth mode than the cluster's connects and runs tasks, but its actors
+    are cancelled before they start: every Tune trial and RLlib env runner
+    would fail with 'the actor never ran'."""
+
+    @ray.remote(num_cpus=0)
+    class Ping:
+        def ping(self) -> bool:
+            return True
+
+    try:
+        actor = Ping.remote()
+        ok = ray.get(actor.ping.remote(), timeout=timeout)
+    except (ray.exceptions.RayError, TimeoutError):
+        return False
+    ray.kill(actor)
+    return bool(ok)
 
 
 def init_ray(ray, address: str | None, runners: int) -> None:
@@ -128,7 +160,55 @@ def init_ray(ray, address: str | None, runners: int) -> None:
         return
     if address != "auto":
         probe_ray(address)
-    _ray_config_for_joining()
+    guessed = _ray_config_for_joining()
+    if guessed and not _child_starts_actors(address):
+        # the token file is another cluster's: this one runs without auth
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+        _refresh_ray_config()
+    _join(ray, address)
+    if _actors_start(ray):
+        return
+    ray.shutdown()
+    mode = os.environ.get("RAY_AUTH_MODE", "disabled")
+    raise UserError(
+        f"joined the Ray cluster at {address!r}, but it cancels this driver's actors "
+        f"before they start (auth mode {mode}); set RAY_AUTH_MODE to the cluster's "
+        "(token, with RAY_AUTH_TOKEN_PATH, or disabled)"
+    )
+
+
+_CHILD_PROBE = """
+import sys, ray
+sys.path[:0] = [{root!r}]
+from training.ray_start import _actors_start
+ray.init(address={address!r}, include_dashboard=False, log_to_driver=False)
+sys.exit(0 if _actors_start(ray) else 3)
+"""
+"What :func:`_child_starts_actors` runs: join, start one actor, say whether it ran."
+
+
+def _child_starts_actors(address: str) -> bool:
+    """Whether a driver in the auth mode of this environment (token, guessed from
+    ``~/.ray/auth_token``) starts actors at ``address``; tried in a child process,
+    because Ray keeps its first auth mode for the life of a process."""
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[1])
+    code = _CHILD_PROBE.format(root=root, address=address)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            timeout=ACTOR_TIMEOUT_S + 30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+def _join(ray, address: str) -> None:
+    """``ray.init`` at ``address``; a failure in one line with Ray's last reason."""
     with _native_stderr() as logged:
         try:
             ray.init(
