@@ -311,14 +311,14 @@ class MarketCore:
                 f"tie_draws: {B} markets do not split into blocks of {copies}"
             )
         s, n = self.state, self.spec.n_buyers
-        first = np.arange(0, B, copies).repeat(copies)
+        first = np.arange(0, B, copies).repeat(copies)[:, None]
         buyers = [j for j in columns if j < n]
         sellers = [j - n for j in columns if j >= n]
         for arr in (s.theta, s.relevance, s.unit_value, s.group):
             if arr is not None and buyers:
-                arr[:, buyers] = arr[first][:, buyers]
+                arr[:, buyers] = arr[first, buyers]  # only the tied columns
         if sellers:
-            s.cost[:, sellers] = s.cost[first][:, sellers]
+            s.cost[:, sellers] = s.cost[first, sellers]
 
     def buyer_active(self) -> NDArray[np.bool_]:
         """``[B, n]``: buyers with budget left, not yet traded this period (CDA)."""
