@@ -71,6 +71,7 @@ __all__ = [
     "crra_first_price_bne",
     "first_price_bne",
     "roi_bne",
+    "roi_strategy",
     "truthful",
     "war_of_attrition_bne",
 ]
@@ -256,6 +257,29 @@ def roi_bne(mechanism: str, n: int, target: float) -> Strategy:
             f"ROI BNE known for first_price and second_price, got {mechanism!r}"
         )
     return lambda v: slope * np.asarray(v, dtype=np.float64)
+
+
+def roi_strategy(env_cfg, role: str, target: float) -> Strategy | None:
+    """:func:`roi_bne` for ``env_cfg`` where it applies, else ``None`` (the
+    solver's answer): buyers of a one-slot first or second price auction
+    without a reserve, symmetric risk-neutral buyers with values ``U[0, h]``
+    drawn fresh every round (the slopes do not depend on ``h``)."""
+    from attn_env import mechanisms
+
+    mech = mechanisms.name_of(env_cfg.mechanism)
+    if (
+        role != "buyer"
+        or mech not in ("first_price", "second_price")
+        or bne_strategy(env_cfg, role) is None
+        or env_cfg.n_slots != 1
+        or env_cfg.n_buyers < 2
+        or env_cfg.value_low != 0.0
+        or env_cfg.value_ranges
+        or env_cfg.utility.kind != "linear"
+        or float(dict(env_cfg.mechanism_params).get("reserve", 0.0)) != 0.0
+    ):
+        return None
+    return roi_bne(mech, env_cfg.n_buyers, float(target))
 
 
 def affiliated_best_reply_gain(

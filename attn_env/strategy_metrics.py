@@ -147,6 +147,18 @@ def _clear(
     return mech.clear(bids, asks, rng=rng)
 
 
+def roi_constrained(
+    surplus: NDArray, short: NDArray, max_bid: float
+) -> NDArray[np.float64]:
+    """Utility of an ROI-constrained buyer: its ``surplus`` ``v A - P`` where
+    the shortfall ``short = (1 + target) P - v A`` is <= 0 (the ex-interim
+    constraint ``v A >= (1 + target) P`` holds), else ``min(surplus, 0) -
+    short``: under the 0 of bidding nothing and falling with the breach, so no
+    best reply is infeasible (the solver's and ``evaluate``'s one rule)."""
+    ok = short <= 1e-12 * max(1.0, max_bid)
+    return np.where(ok, surplus, np.minimum(surplus, 0.0) - short)
+
+
 def utility_loss(
     env_cfg,
     strategies: list[BidFn],
@@ -155,6 +167,7 @@ def utility_loss(
     samples: int = 4000,
     bids: int = 101,
     grid: int = 100,
+    roi_target: float | None = None,
 ) -> dict[str, float]:
     """Relative utility loss of agent column ``agent`` against a grid best response.
 
@@ -168,6 +181,9 @@ def utility_loss(
         bids: candidate bids of the best-response grid, on ``[low, high]`` of the
             agent's role.
         grid: values (quantile midpoints) at which the best response is taken.
+        roi_target: ROI-constrained buyers (``solve.roi_target``): a bid that
+            breaks ``v A >= (1 + target) P`` scores :func:`roi_constrained`,
+            the learned bid included.
 
     Returns:
         ``utility_loss`` (relative), ``u_learned``, ``u_best_response`` (ex ante).
@@ -184,7 +200,7 @@ def utility_loss(
             f"need {n + m} strategies (buyers then sellers), got {len(strategies)}"
         )
     _, _, util = candidate_utilities(
-        env_cfg, strategies, agent, rng, samples, bids, grid
+        env_cfg, strategies, agent, rng, samples, bids, grid, roi_target
     )
     return loss_of_utilities(util, bids, grid)
 
@@ -207,6 +223,7 @@ def candidate_utilities(
     samples: int = 4000,
     bids: int = 101,
     grid: int = 100,
+    roi_target: float | None = None,
 ) -> tuple[NDArray, NDArray, NDArray]:
     """``(values [G], candidates [bids + G], utility [G, bids + G])``: the
     ex-interim utility of agent column ``agent`` for each candidate bid at each
@@ -217,7 +234,9 @@ def candidate_utilities(
     Buyers draw from their own ranges where ``env.value_ranges`` gives them (the
     env's affine map of the market's draw), and a buyer's outcome is worth
     ``u(v alloc - pay)`` under a CRRA ``env.utility`` (the mean of ``u`` over
-    the sample, not ``u`` of the means).
+    the sample, not ``u`` of the means). With ``roi_target`` a buyer's
+    utility is :func:`roi_constrained` of its expected outcome (risk-neutral
+    buyers only: the constraint is on the means).
     """
     fam = mechanisms.family(env_cfg.mechanism)
     n = env_cfg.n_buyers
@@ -277,8 +296,17 @@ def candidate_utilities(
     alloc = out.alloc[:, agent].reshape(shape)
     pay = out.pay[:, agent].reshape(shape)
     rho = float(env_cfg.utility.rho) if env_cfg.utility.kind == "crra" else 1.0
+    if roi_target is not None and rho != 1.0:
+        raise UserError(
+            f"an ROI target (got {roi_target!r}) needs risk-neutral buyers, got "
+            f"utility crra with rho {rho:g}"
+        )
     if rho == 1.0:
-        util = v_grid[:, None] * alloc.mean(axis=1) - pay.mean(axis=1)[None, :]
+        won, paid = alloc.mean(axis=1)[None, :], pay.mean(axis=1)[None, :]
+        util = v_grid[:, None] * won - paid
+        if roi_target is not None:
+            short = (1.0 + roi_target) * paid - v_grid[:, None] * won
+            util = roi_constrained(util, short, hi)
         return v_grid, cand, util
     util = np.empty((grid, len(cand)))
     for g in range(0, grid, 8):  # the mean of u over the sample, a few at a time

@@ -45,7 +45,15 @@ measured in each (its worst class under ``*_by_learner``), and
 learner. Under a CRRA utility (``utility: {kind: crra, rho}``) the reference is
 the CRRA equilibrium (``crra_first_price_bne`` where it applies, else the
 solver's) and the utility loss prices outcomes in ``u(x) = sign(x) |x|^rho`` of
-the surplus, as the rewards do.
+the surplus, as the rewards do. With ROI-constrained buyers
+(``solve.roi_target``) the reference is the ROI equilibrium (``roi_bne`` where
+it applies, else the solver's), the utility loss prices a bid that breaks the
+ex-interim constraint ``v A >= (1 + target) P`` as the solver does
+(``strategy_metrics.roi_constrained``: worse than bidding nothing), and the
+result carries ``roi_target``. The env's rewards stay the round's surplus (a
+round cannot see an ex-interim constraint), so a learner trained on them
+learns the unconstrained game and this measures how far that is from the
+constrained one.
 
 ``bne_l2_floor_by_learner`` is the least (payoff-relevant) ``bne_l2`` the
 learner's action map can reach. Shading never bids above the value, which
@@ -69,7 +77,7 @@ from numpy.typing import NDArray
 import attn_env
 from attn_env import mechanisms
 from attn_env.config import EnvConfig, ExperimentConfig
-from attn_env.equilibria import Strategy, bne_strategy
+from attn_env.equilibria import Strategy, bne_strategy, roi_strategy
 from attn_env.errors import UserError
 from attn_env.figures import new_figure, save_png
 from attn_env.solver import (
@@ -235,7 +243,9 @@ def evaluate(
             reach = _reachable_floor(trained, seat, role, grid, star, relevant)
             worst(floor, lname, reach)
         if env.rounds == 1 and env.valuation == "uniform" and _sealed(env.mechanism):
-            res = utility_loss(env, fns, j, rng, samples=samples)
+            res = utility_loss(
+                env, fns, j, rng, samples=samples, roi_target=_roi_of(config, role)
+            )
             worst(by_ul, lname, res["utility_loss"])
             worst(class_ul, cls, res["utility_loss"])
     result: dict[str, Any] = dict(
@@ -254,6 +264,8 @@ def evaluate(
         utility_loss_by_learner=by_ul,
         timesteps=int(trained.manifest["timesteps"]),
     )
+    if config.solve.roi_target is not None:
+        result["roi_target"] = float(config.solve.roi_target)
     if game:  # asymmetric classes or a CRRA utility: say so, class by class
         u = env.utility
         result.update(
@@ -269,6 +281,11 @@ def evaluate(
     return result
 
 
+def _roi_of(config: ExperimentConfig, role: str) -> float | None:
+    """The ROI target that prices ``role``'s utility loss (buyers only)."""
+    return config.solve.roi_target if role == "buyer" else None
+
+
 def _is_game(env: EnvConfig) -> bool:
     """Whether ``env`` has bidder classes or a non-linear utility."""
     return bool(env.value_ranges) or env.utility.kind != "linear"
@@ -279,8 +296,11 @@ def _reference(
 ) -> tuple[Strategy | None, str | None]:
     """The equilibrium to measure ``role`` (``seat``'s class) against:
     ``analytic`` or ``numerical``."""
-    env = config.env
-    star = bne_strategy(env, role, seat)
+    env, target = config.env, config.solve.roi_target
+    if target is None:
+        star = bne_strategy(env, role, seat)
+    else:
+        star = roi_strategy(env, role, target)
     if star is not None:
         return star, "analytic"
     if unsupported(env) is not None:

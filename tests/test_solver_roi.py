@@ -10,6 +10,7 @@ import pytest
 from attn_env.checks import ConfigError
 from attn_env.config import EnvConfig, SolveConfig, SolveUtility
 from attn_env.equilibria import roi_bne
+from attn_env.errors import UserError
 from attn_env.solver import game_from_config, solve
 
 CASES = [
@@ -82,3 +83,110 @@ def test_refusals():
         game_from_config(
             EnvConfig(mechanism="k_double"), SolveConfig(roi_target=0.5), rng
         )
+
+
+# ------------------------------------------------ evaluate under an ROI target
+def _experiment(mech: str, n: int, target: float, **env):
+    from attn_env.config import ExperimentConfig, from_dict, validate_experiment
+
+    c = from_dict(
+        ExperimentConfig,
+        {
+            "env": {"mechanism": mech, "n_buyers": n, **env},
+            "solve": {"roi_target": target},
+        },
+    )
+    validate_experiment(c)
+    return c
+
+
+@pytest.mark.parametrize(("mech", "n", "target"), CASES)
+def test_evaluate_measures_against_the_roi_closed_form(mech, n, target):
+    from runner.evaluate import _reference
+
+    star, kind = _reference(_experiment(mech, n, target), "buyer", "buyer_0")
+    v = np.linspace(0.0, 1.0, 11)
+    assert kind == "analytic"
+    np.testing.assert_allclose(star(v), roi_bne(mech, n, target)(v))
+
+
+def test_evaluate_solves_where_no_closed_form_applies(tmp_path, monkeypatch):
+    """Values from 0.2: no closed form here, the solver's ROI equilibrium,
+    which still respects the constraint ``b <= v / (1 + target)``."""
+    from runner.evaluate import _reference
+
+    monkeypatch.setenv("ATTN_MARKET_CACHE", str(tmp_path))
+    star, kind = _reference(
+        _experiment("first_price", 2, 1.5, value_low=0.2), "buyer", "buyer_0"
+    )
+    v = np.linspace(0.25, 1.0, 16)
+    assert kind == "numerical"
+    assert np.all(star(v) <= v / 2.5 + 0.02)
+
+
+def test_the_utility_loss_prices_the_constraint():
+    """The ROI equilibrium has no loss under its target; the unconstrained
+    ``v / 2`` breaks the constraint (a loss over 1: worse than bidding 0) yet
+    has none without the target."""
+    from attn_env.strategy_metrics import utility_loss
+
+    env = _experiment("first_price", 2, 1.5).env
+    eq = [roi_bne("first_price", 2, 1.5)] * 2
+    half = [lambda v: 0.5 * np.asarray(v)] * 2
+
+    def loss(fns, target):
+        rng = np.random.default_rng(0)
+        return utility_loss(env, fns, 0, rng, samples=4000, roi_target=target)
+
+    assert 0.0 <= loss(eq, 1.5)["utility_loss"] < 0.005
+    broken = loss(half, 1.5)
+    assert broken["u_learned"] < 0.0 and broken["utility_loss"] > 1.0
+    assert loss(half, None)["utility_loss"] < 0.005
+    crra = EnvConfig(mechanism="first_price", utility=SolveUtility("crra", 0.5))
+    with pytest.raises(UserError, match="needs risk-neutral buyers"):
+        utility_loss(crra, half, 0, np.random.default_rng(0), roi_target=1.5)
+
+
+@pytest.mark.usefixtures("restore_torch_threads")
+def test_evaluate_reports_the_roi_target_and_its_reference(tmp_path):
+    """A trained run evaluated under ``roi_target: 1.5``: ``bne_l2`` is the
+    distance of its bid function to ``0.4 v``, not to ``v / 2``."""
+    pytest.importorskip("stable_baselines3")
+    from attn_env.config import ExperimentConfig, from_dict, validate_experiment
+    from attn_env.strategy_metrics import bne_l2, value_grid
+    from runner.evaluate import evaluate, strategies_for
+    from training import train
+    from training.policy import load_policy
+
+    c = from_dict(
+        ExperimentConfig,
+        {
+            "env": {"mechanism": "first_price", "n_buyers": 2, "action": "shade"},
+            "agents": {"buyer": {"kind": "learn"}},
+            "episodes": 200,
+            "train": {
+                "total_timesteps": 512,
+                "num_envs": 8,
+                "n_steps": 32,
+                "batch_size": 128,
+                "net_arch": [8],
+                "checkpoint_every": 512,
+                "device": "cpu",
+                "algo_params": {"n_epochs": 1},
+            },
+            "solve": {"roi_target": 1.5},
+        },
+    )
+    validate_experiment(c)
+    train(c, tmp_path / "run", progress=False)
+    res = evaluate(c, tmp_path / "run", samples=500)
+    assert res["roi_target"] == 1.5 and res["reference"] == "analytic"
+    _, fns = strategies_for(
+        c, load_policy(tmp_path / "run"), np.random.default_rng(c.seed)
+    )
+    grid = value_grid(c.env, "buyer", 1000)
+    want = bne_l2(fns[0], roi_bne("first_price", 2, 1.5), grid)
+    assert res["bne_l2"] == pytest.approx(want, rel=1e-9)
+    assert res["bne_l2"] != pytest.approx(
+        bne_l2(fns[0], lambda v: 0.5 * np.asarray(v), grid), rel=1e-3
+    )

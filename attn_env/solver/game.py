@@ -51,7 +51,7 @@ from attn_env.solver.joint import (
 )
 from attn_env.solver.position import RULES, position_payoffs
 from attn_env.solver.sampled import opponent_profiles, sampled_payoffs
-from attn_env.strategy_metrics import value_grid
+from attn_env.strategy_metrics import roi_constrained, value_grid
 from attn_env.valuations import make_source
 
 __all__ = [
@@ -245,8 +245,7 @@ class Game:
         u = values[:, None] * qty - money
         if self.roi_target is not None:
             short = (1.0 + self.roi_target) * money - values[:, None] * qty
-            ok = short <= 1e-12 * max(1.0, self.max_bid)
-            u = np.where(ok, u, np.minimum(u, 0.0) - short)
+            u = roi_constrained(u, short, self.max_bid)
         return u
 
 
