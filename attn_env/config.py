@@ -748,6 +748,13 @@ def validate_experiment(c: ExperimentConfig) -> None:
             f"market (env.rounds: 1), got rounds {c.env.rounds}: over several rounds "
             "the draws' states would part"
         )
+    if c.train.opponent_draws > 1 and c.env.valuation_params.get("common"):
+        raise ConfigError(
+            f"train.opponent_draws {c.train.opponent_draws} needs independent "
+            "values, got valuation_params.common "
+            f"{c.env.valuation_params['common']!r}: the opponents' values depend on "
+            "the learner's, so fresh opponent draws would not be its opponents"
+        )
     validate_solve(c.solve)
     check_module_names(c.plugins, "plugins")
 
@@ -918,17 +925,20 @@ def _validate_solve_formats(s: SolveConfig) -> None:
 
 
 def game_in_sync(env: Any, solve: Any) -> tuple[Any, Any]:
-    """``env`` and ``solve`` agreeing on the game: its utility and value ranges.
+    """``env`` and ``solve`` agreeing on the game: its utility, value ranges
+    and the affiliation of the values.
 
     The rewards read ``env.utility`` and ``env.value_ranges``, the solver
     ``solve.utility`` and ``solve.classes``; a config sets either side and the
     other follows (classes give their buyers' ranges; ranges alone give one
-    class per distinct range, ``class_0``, ... in buyer order). Both set and
-    different is a ``ConfigError``. Anything not yet well typed is left as it
-    is for the validators to name.
+    class per distinct range, ``class_0``, ... in buyer order). So do the
+    uniform source's ``valuation_params.common`` and ``solve.prior: {kind:
+    common_noise, common}``. Both set and different is a ``ConfigError``.
+    Anything not yet well typed is left as it is for the validators to name.
     """
     if not (isinstance(env, EnvConfig) and isinstance(solve, SolveConfig)):
         return env, solve
+    env, solve = _prior_in_sync(env, solve)
     eu, su = env.utility, solve.utility
     if isinstance(eu, SolveUtility) and isinstance(su, SolveUtility) and eu != su:
         if eu == SolveUtility():
@@ -952,6 +962,32 @@ def game_in_sync(env: Any, solve: Any) -> tuple[Any, Any]:
         )
     elif not ranges and env.value_ranges and (classes := _classes_of(env)):
         solve = dataclasses.replace(solve, classes=classes)
+    return env, solve
+
+
+def _prior_in_sync(env: EnvConfig, solve: SolveConfig) -> tuple[Any, Any]:
+    """The uniform source's ``common`` and ``solve.prior``'s, one setting: the
+    market the env draws is the one the solver integrates over."""
+    params, prior = env.valuation_params, solve.prior
+    if (
+        env.valuation != "uniform"
+        or not isinstance(params, dict)
+        or not isinstance(prior, SolvePrior)
+        or not is_real(prior.common)
+        or not is_real(ours := params.get("common", 0.0))
+    ):
+        return env, solve
+    if prior.kind == "common_noise" and not ours and prior.common:
+        params = {**params, "common": float(prior.common)}
+        return dataclasses.replace(env, valuation_params=params), solve
+    if prior.kind == "common_noise" and ours and ours != prior.common:
+        raise ConfigError(
+            f"env.valuation_params.common ({ours:g}) and solve.prior.common "
+            f"({prior.common:g}) differ; set one of them"
+        )
+    if prior.kind == "independent" and ours:
+        prior = dataclasses.replace(prior, kind="common_noise", common=float(ours))
+        return env, dataclasses.replace(solve, prior=prior)
     return env, solve
 
 
@@ -1100,6 +1136,10 @@ def validate_env(c: EnvConfig) -> None:
         from attn_env.valuations.positions import PositionModel
 
         PositionModel.parse(c.valuation_params["slot_weights"]).weights(c.n_slots)
+    if "common" in c.valuation_params:  # uniform source: its own checks
+        from attn_env.valuations.uniform import UniformSource
+
+        UniformSource(c.value_dist, common=c.valuation_params["common"])
     _check_utility(c.utility, "utility")
     _check_value_ranges(c)
 

@@ -344,7 +344,9 @@ def bne_strategy(env_cfg, role: str, seat: str | None = None) -> Strategy | None
 
     With bidder classes (``env.value_ranges``) or a CRRA utility the symmetric
     risk-neutral answer is wrong, so only :func:`_game_bne`'s closed forms are
-    returned there (the asymmetric one needs the buyer's ``seat``).
+    returned there (the asymmetric one needs the buyer's ``seat``); with
+    affiliated values (``valuation_params.common``) only the dominant truthful
+    strategies are.
 
     Args:
         env_cfg: an :class:`attn_env.config.EnvConfig`.
@@ -370,6 +372,8 @@ def bne_strategy(env_cfg, role: str, seat: str | None = None) -> Strategy | None
     n, m, slots = env_cfg.n_buyers, env_cfg.n_sellers, env_cfg.n_slots
     lo, hi = env_cfg.value_low, env_cfg.value_high
     star = _symmetric_bne(env_cfg, role, mech, params, n, m, slots, lo, hi)
+    if env_cfg.valuation_params.get("common") and star is not truthful:
+        return None  # affiliated values: only dominant strategies stay (solver's)
     if env_cfg.value_ranges or env_cfg.utility.kind != "linear":
         return _game_bne(env_cfg, role, seat, star)
     return star
@@ -440,11 +444,13 @@ def bne_reason(env_cfg) -> str:
         "vcg, assignment, gsp with one slot, mcafee, and k_double with one buyer "
         "and one seller on a common range; with bidder classes (env.value_ranges) "
         "or a CRRA utility, the truthful ones, CRRA first price with one slot from "
-        "0, and two-bidder first price from 0 for a named seat (kind: equilibrium "
+        "0, and two-bidder first price from 0 for a named seat; with affiliated "
+        "values (valuation_params.common), the truthful ones (kind: equilibrium "
         "plays the solver's answer elsewhere); got mechanism "
         f"{env_cfg.mechanism!r}, mechanism_params={dict(env_cfg.mechanism_params)}, "
         f"n_buyers={env_cfg.n_buyers}, n_sellers={env_cfg.n_sellers}, "
         f"n_slots={env_cfg.n_slots}, valuation={env_cfg.valuation!r}, "
         f"value_dist={env_cfg.value_dist!r}, budget={env_cfg.budget!r}, "
-        f"utility={env_cfg.utility.kind!r}, value_ranges={dict(env_cfg.value_ranges)}"
+        f"utility={env_cfg.utility.kind!r}, value_ranges={dict(env_cfg.value_ranges)}, "
+        f"common={env_cfg.valuation_params.get('common', 0.0)!r}"
     )

@@ -54,13 +54,25 @@ __all__ = [
 BidFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
 
+def common_weight(env_cfg) -> float:
+    """The weight ``w`` of the value one market's buyers share (the uniform
+    source's ``valuation_params.common``; 0: independent values)."""
+    if env_cfg.valuation != "uniform":
+        return 0.0
+    return float(env_cfg.valuation_params.get("common", 0.0))
+
+
 def value_grid(env_cfg, role: str, size: int = 1000) -> NDArray[np.float64]:
-    """``size`` quantile midpoints of a role's value (or cost) distribution."""
+    """``size`` quantile midpoints of a role's value (or cost) distribution
+    (a buyer's marginal under affiliated values: a sample's quantiles)."""
     if role == "seller":
         lo, hi, dist = env_cfg.cost_low, env_cfg.cost_high, "uniform"
     else:
         lo, hi, dist = env_cfg.value_low, env_cfg.value_high, env_cfg.value_dist
     q = (np.arange(size) + 0.5) / size
+    if role == "buyer" and (w := common_weight(env_cfg)):
+        u = np.random.default_rng(0).random((200_000, 2))
+        return lo + (hi - lo) * np.quantile(w * u[:, 0] + (1.0 - w) * u[:, 1], q)
     if dist == "uniform":
         return lo + (hi - lo) * q
     sample = draw_values(np.random.default_rng(0), (200_000,), dist, lo, hi)
@@ -244,25 +256,15 @@ def candidate_utilities(
     mech = _mechanism(env_cfg)
     seller = agent >= n
     role = "seller" if seller else "buyer"
+    if common_weight(env_cfg) and not seller:
+        return _affiliated_candidates(
+            env_cfg, strategies, agent, rng, samples, bids, grid, roi_target
+        )
     # Opponents' values and (fixed) bids, drawn once: common random numbers.
     val = np.empty((samples, n + m))
-    val[:, :n] = draw_values(
-        rng, (samples, n), env_cfg.value_dist, env_cfg.value_low, env_cfg.value_high
-    )
+    val[:, :n] = _market_values(env_cfg, rng, samples)
     if env_cfg.value_ranges:
-        low, high = np.asarray(
-            [
-                env_cfg.value_ranges.get(
-                    f"buyer_{i}", [env_cfg.value_low, env_cfg.value_high]
-                )
-                for i in range(n)
-            ],
-            dtype=np.float64,
-        ).T
-        unit = (val[:, :n] - env_cfg.value_low) / (
-            env_cfg.value_high - env_cfg.value_low
-        )
-        val[:, :n] = low + (high - low) * unit
+        val[:, :n] = _in_own_ranges(env_cfg, val[:, :n])
     if m:
         val[:, n:] = draw_values(
             rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high
@@ -295,6 +297,128 @@ def candidate_utilities(
         return v_grid, cand, money[None, :] - v_grid[:, None] * q[None, :]
     alloc = out.alloc[:, agent].reshape(shape)
     pay = out.pay[:, agent].reshape(shape)
+    return v_grid, cand, _buyer_utility(env_cfg, v_grid, alloc[None], pay[None], roi_target, hi)
+
+
+def _market_values(env_cfg, rng: np.random.Generator, samples: int) -> NDArray:
+    """``[samples, n]`` buyers' values on the market's range, as the uniform
+    source draws them (affiliated when ``common`` is set)."""
+    n, lo, hi = env_cfg.n_buyers, env_cfg.value_low, env_cfg.value_high
+    if w := common_weight(env_cfg):
+        u = rng.random((samples, n + 1))
+        return lo + (hi - lo) * (w * u[:, :1] + (1.0 - w) * u[:, 1:])
+    return draw_values(rng, (samples, n), env_cfg.value_dist, lo, hi)
+
+
+def _in_own_ranges(env_cfg, values: NDArray) -> NDArray:
+    """Market-range values ``[..., n]`` mapped onto each buyer's own range
+    (``env.value_ranges``), the env's affine map of the market's draw."""
+    low, high = np.asarray(
+        [
+            env_cfg.value_ranges.get(
+                f"buyer_{i}", [env_cfg.value_low, env_cfg.value_high]
+            )
+            for i in range(env_cfg.n_buyers)
+        ],
+        dtype=np.float64,
+    ).T
+    unit = (values - env_cfg.value_low) / (env_cfg.value_high - env_cfg.value_low)
+    return low + (high - low) * unit
+
+
+def _affiliated_candidates(
+    env_cfg,
+    strategies: list[BidFn],
+    agent: int,
+    rng: np.random.Generator,
+    samples: int,
+    bids: int,
+    grid: int,
+    roi_target: float | None,
+) -> tuple[NDArray, NDArray, NDArray]:
+    """:func:`candidate_utilities` of buyer ``agent`` under affiliated values:
+    the opponents' values depend on its own, so each grid value gets its own
+    ``samples`` opponent profiles, drawn from the exact conditional law.
+
+    Given a unit value ``x = w c + (1 - w) e``, the common ``c`` is uniform on
+    ``[max(0, (x - 1 + w) / w), min(1, x / w)]``; the others' values are
+    ``w c + (1 - w) e_j`` with fresh ``e_j``. The same uniforms serve every
+    grid value (common random numbers; scrambled Sobol points, stratified
+    jointly, as the solver draws its profiles). Only the strategy's own bid at value
+    ``g`` is priced there, so the own-bid block of the utility is ``NaN`` off
+    its diagonal (no reader looks there).
+    """
+    fam = mechanisms.family(env_cfg.mechanism)
+    n = env_cfg.n_buyers
+    m = mechanisms.n_sellers(env_cfg.mechanism, n, env_cfg.n_sellers)
+    mech, w = _mechanism(env_cfg), common_weight(env_cfg)
+    own_env = seat_env(env_cfg, f"buyer_{agent}")
+    v_grid = value_grid(own_env, "buyer", grid)
+    learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
+    hi = own_env.value_high
+    cand = np.concatenate([np.linspace(0.0, hi, bids), learned])
+    x = (v_grid - own_env.value_low) / (own_env.value_high - own_env.value_low)
+    c_lo = np.clip((x - (1.0 - w)) / w, 0.0, 1.0)
+    c_hi = np.clip(x / w, 0.0, 1.0)
+    from attn_env.solver.sampled import _uniforms  # the solver imports this module
+
+    u = _uniforms(n + 1, samples, rng)  # scrambled Sobol: the solver's draws
+    uc, e = u[:, 0], u[:, 1:]
+    costs = (
+        draw_values(rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high)
+        if m
+        else None
+    )
+    util = np.full((grid, len(cand)), np.nan)
+    step = max(1, 2_000_000 // ((bids + 1) * samples))  # grid values per clear
+    lo, span = env_cfg.value_low, env_cfg.value_high - env_cfg.value_low
+    for g0 in range(0, grid, step):
+        g = np.arange(g0, min(g0 + step, grid))
+        c = c_lo[g, None] + (c_hi - c_lo)[g, None] * uc[None]  # [G, S]
+        val = lo + span * (w * c[..., None] + (1.0 - w) * e[None])  # [G, S, n]
+        if env_cfg.value_ranges:
+            val = _in_own_ranges(env_cfg, val)
+        base = np.empty((len(g), samples, n + m))
+        for j in range(n):
+            fn = strategies[j]
+            base[..., j] = np.asarray(fn(val[..., j].ravel())).reshape(len(g), -1)
+        if m:
+            for j in range(m):
+                base[..., n + j] = np.asarray(strategies[n + j](costs[:, j]))[None]
+        rows = np.repeat(base[:, None], bids + 1, axis=1)  # [G, C, S, n + m]
+        rows[:, :bids, :, agent] = cand[None, :bids, None]
+        rows[:, bids, :, agent] = learned[g, None]
+        rows = rows.reshape(-1, n + m)
+        out = _clear(
+            mech, fam, rows[:, :n], rows[:, n:] if m else None, env_cfg.n_slots, rng
+        )
+        shape = (len(g), bids + 1, samples)
+        u = _buyer_utility(
+            env_cfg,
+            v_grid[g],
+            out.alloc[:, agent].reshape(shape),
+            out.pay[:, agent].reshape(shape),
+            roi_target,
+            hi,
+        )
+        util[g, :bids] = u[:, :bids]
+        util[g, bids + g] = u[:, bids]
+    return v_grid, cand, util
+
+
+def _buyer_utility(
+    env_cfg,
+    values: NDArray[np.float64],
+    alloc: NDArray[np.float64],
+    pay: NDArray[np.float64],
+    roi_target: float | None,
+    max_bid: float,
+) -> NDArray[np.float64]:
+    """``[G, C]`` expected utility at each of ``values [G]`` of the outcomes
+    ``alloc``, ``pay [G or 1, C, S]`` (candidate x sample; one row for all
+    values when the opponents do not depend on the value): ``v A - P``, the
+    mean of ``u(v alloc - pay)`` under CRRA, :func:`roi_constrained` with an
+    ROI target."""
     rho = float(env_cfg.utility.rho) if env_cfg.utility.kind == "crra" else 1.0
     if roi_target is not None and rho != 1.0:
         raise UserError(
@@ -302,17 +426,19 @@ def candidate_utilities(
             f"utility crra with rho {rho:g}"
         )
     if rho == 1.0:
-        won, paid = alloc.mean(axis=1)[None, :], pay.mean(axis=1)[None, :]
-        util = v_grid[:, None] * won - paid
+        won, paid = alloc.mean(axis=-1), pay.mean(axis=-1)
+        util = values[:, None] * won - paid
         if roi_target is not None:
-            short = (1.0 + roi_target) * paid - v_grid[:, None] * won
-            util = roi_constrained(util, short, hi)
-        return v_grid, cand, util
-    util = np.empty((grid, len(cand)))
-    for g in range(0, grid, 8):  # the mean of u over the sample, a few at a time
-        x = v_grid[g : g + 8, None, None] * alloc[None] - pay[None]
+            short = (1.0 + roi_target) * paid - values[:, None] * won
+            util = roi_constrained(util, short, max_bid)
+        return util
+    util = np.empty((len(values), alloc.shape[1]))
+    one = len(alloc) == 1
+    for g in range(0, len(values), 8):  # the mean of u over the sample, a few at a time
+        a, p = (alloc, pay) if one else (alloc[g : g + 8], pay[g : g + 8])
+        x = values[g : g + 8, None, None] * a - p
         util[g : g + 8] = (np.sign(x) * np.abs(x) ** rho).mean(axis=2)
-    return v_grid, cand, util
+    return util
 
 
 def loss_of_utilities(util: NDArray, bids: int, grid: int) -> dict[str, float]:
