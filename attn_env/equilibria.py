@@ -388,6 +388,10 @@ def _symmetric_bne(env_cfg, role, mech, params, n, m, slots, lo, hi) -> Strategy
         return first_price_bne(n, slots, lo, hi, reserve)
     if role == "buyer" and (mech in _TRUTHFUL_BUYERS or (mech == "gsp" and slots == 1)):
         return truthful
+    if role == "buyer" and mech == "all_pay":  # the plug-in's name (solver.AllPay)
+        if slots != 1 or n < 2 or (lo, hi) != (0.0, 1.0) or params.get("reserve", 0.0):
+            return None
+        return all_pay_bne(n)
     if mech == "mcafee":
         return truthful
     if mech == "k_double" and n == 1 and max(m, 1) == 1 and set(params) <= {"k"}:
@@ -441,7 +445,8 @@ def bne_reason(env_cfg) -> str:
         "valuation: uniform, value_dist: uniform, value_low < value_high, no budget "
         "and redraw: round, in "
         "first_price (one slot with a reserve, or K slots without), second_price, "
-        "vcg, assignment, gsp with one slot, mcafee, and k_double with one buyer "
+        "vcg, assignment, gsp with one slot, all_pay with one slot and values "
+        "U[0, 1], mcafee, and k_double with one buyer "
         "and one seller on a common range; with bidder classes (env.value_ranges) "
         "or a CRRA utility, the truthful ones, CRRA first price with one slot from "
         "0, and two-bidder first price from 0 for a named seat; with affiliated "

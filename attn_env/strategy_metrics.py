@@ -40,6 +40,7 @@ from attn_env.equilibria import Strategy, bne_strategy
 from attn_env.errors import UserError
 from attn_env.observation import ACTIVE, VALUE
 from attn_env.valuations import draw_values
+from attn_env.valuations.base import stratified_uniforms
 
 __all__ = [
     "BidFn",
@@ -297,7 +298,11 @@ def candidate_utilities(
         return v_grid, cand, money[None, :] - v_grid[:, None] * q[None, :]
     alloc = out.alloc[:, agent].reshape(shape)
     pay = out.pay[:, agent].reshape(shape)
-    return v_grid, cand, _buyer_utility(env_cfg, v_grid, alloc[None], pay[None], roi_target, hi)
+    return (
+        v_grid,
+        cand,
+        _buyer_utility(env_cfg, v_grid, alloc[None], pay[None], roi_target, hi),
+    )
 
 
 def _market_values(env_cfg, rng: np.random.Generator, samples: int) -> NDArray:
@@ -360,9 +365,7 @@ def _affiliated_candidates(
     x = (v_grid - own_env.value_low) / (own_env.value_high - own_env.value_low)
     c_lo = np.clip((x - (1.0 - w)) / w, 0.0, 1.0)
     c_hi = np.clip(x / w, 0.0, 1.0)
-    from attn_env.solver.sampled import _uniforms  # the solver imports this module
-
-    u = _uniforms(n + 1, samples, rng)  # scrambled Sobol: the solver's draws
+    u = stratified_uniforms(n + 1, samples, rng)  # scrambled Sobol, as the solver
     uc, e = u[:, 0], u[:, 1:]
     costs = (
         draw_values(rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high)

@@ -29,7 +29,9 @@ from attn_env.valuations import draw_values
 from attn_env.valuations.uniform import UniformSource
 
 
-def config(env: dict | None = None, solve: dict | None = None, **top) -> ExperimentConfig:
+def config(
+    env: dict | None = None, solve: dict | None = None, **top
+) -> ExperimentConfig:
     c = from_dict(
         ExperimentConfig,
         {"env": {"n_buyers": 2, **(env or {})}, "solve": solve or {}, **top},
@@ -52,9 +54,11 @@ def _solver_cache(tmp_path_factory):
 
 @pytest.mark.parametrize("w", [0.25, 0.5, 0.75])
 def test_the_source_draws_the_affiliated_law(w):
-    theta = UniformSource(low=0.2, high=1.2, common=w).draw(
-        np.random.default_rng(0), 200_000, 3, 1
-    ).theta
+    theta = (
+        UniformSource(low=0.2, high=1.2, common=w)
+        .draw(np.random.default_rng(0), 200_000, 3, 1)
+        .theta
+    )
     assert theta.min() >= 0.2 and theta.max() <= 1.2
     corr = np.corrcoef(theta[:, 0], theta[:, 2])[0, 1]
     assert corr == pytest.approx(w**2 / (w**2 + (1 - w) ** 2), abs=0.01)
@@ -144,7 +148,9 @@ def test_the_utility_loss_conditions_on_the_own_value():
     assert ours["utility_loss"] == pytest.approx(brute, abs=0.006)
     assert brute > 0.05
     plain = config().env
-    assert utility_loss(plain, half, 0, np.random.default_rng(0))["utility_loss"] < 0.005
+    assert (
+        utility_loss(plain, half, 0, np.random.default_rng(0))["utility_loss"] < 0.005
+    )
 
 
 def test_truthful_second_price_has_no_loss_and_shading_has_some():

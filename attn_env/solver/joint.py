@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 
 from attn_env.checks import ConfigError
 from attn_env.config import EnvConfig, SolvePrior
-from attn_env.solver.sampled import _uniforms
+from attn_env.valuations.base import stratified_uniforms
 
 __all__ = [
     "JOINT_RULES",
@@ -84,7 +84,7 @@ def draw_profiles(
                 "valuation: uniform and value_dist: uniform, got valuation "
                 f"{env.valuation!r}, value_dist {env.value_dist!r}"
             )
-        u = _uniforms(n + 1, draws, rng)
+        u = stratified_uniforms(n + 1, draws, rng)
         w = float(prior.common)
         unit = w * u[:, :1] + (1.0 - w) * u[:, 1:]
         return env.value_low + (env.value_high - env.value_low) * unit

@@ -18,11 +18,12 @@ mechanism's ``clear`` runs once on the whole batch, so whatever it does
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+
+from attn_env.valuations.base import stratified_uniforms
 
 __all__ = ["opponent_profiles", "sampled_payoffs", "tie_mean"]
 
@@ -51,35 +52,11 @@ def opponent_profiles(
         profiles = np.stack([g.ravel() for g in grids], axis=1)
         weights = np.prod(np.stack([m.ravel() for m in masses], axis=1), axis=1)
         return profiles, weights / weights.sum()
-    u = _uniforms(len(columns), samples, rng)
+    u = stratified_uniforms(len(columns), samples, rng)
     profiles = np.column_stack(
         [_inverse_cdf(s, m, u[:, j]) for j, (s, m) in enumerate(columns)]
     )
     return profiles, np.full(samples, 1.0 / samples)
-
-
-SOBOL_MAX_DIM = 21_201
-"Most dimensions scipy's Sobol sequence has (opponents beyond: Latin hypercube)."
-
-
-def _uniforms(dim: int, samples: int, rng: np.random.Generator) -> NDArray[np.float64]:
-    """``[samples, dim]`` scrambled Sobol points (randomised quasi-Monte Carlo).
-
-    Stratified jointly over all columns, not only column by column as a Latin
-    hypercube is: the payoff of a bid depends on the opponents' order
-    statistics, a joint quantity, and its error falls nearly as ``1 / samples``
-    instead of ``1 / sqrt(samples)``.
-    """
-    from scipy.stats import qmc
-
-    if dim > SOBOL_MAX_DIM:  # per column only: a Latin hypercube
-        strata = [rng.permutation(samples) + rng.random(samples) for _ in range(dim)]
-        return np.column_stack(strata) / samples
-    with warnings.catch_warnings():
-        # "balance properties" when samples is not a power of 2: a note, and the
-        # first ``samples`` points of a scrambled sequence are still stratified
-        warnings.simplefilter("ignore", UserWarning)
-        return qmc.Sobol(dim, scramble=True, seed=rng).random(samples)
 
 
 def _inverse_cdf(
