@@ -99,7 +99,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "solver",
         (
             "attn_env.solver",
-            "attn_env.solver.all_pay_plugin",
+            "attn_env.solver.formats_plugin",
             "attn_env.solver.cache",
             "attn_env.solver.driver",
             "attn_env.solver.formats",

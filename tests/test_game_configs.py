@@ -21,7 +21,8 @@ from runner.seats import build_agents
 from runner.simulate import play
 
 GAMES = Path(__file__).resolve().parent.parent / "configs" / "games"
-PLUGIN = "attn_env.solver.all_pay_plugin"
+PLUGIN = "attn_env.solver.formats_plugin"
+PLUGGED = ("all_pay", "war_of_attrition")
 
 EXACT = {
     "asymmetric_fpsb": lambda seat: equilibria.asymmetric_first_price_bne(0.5, 1.0)[
@@ -31,12 +32,17 @@ EXACT = {
     "roi_fpsb": lambda seat: equilibria.roi_bne("first_price", 2, 1.5),
     "all_pay": lambda seat: equilibria.all_pay_bne(3),
     "affiliated_fpsb": None,  # no closed form: the solver's answer
+    "war_of_attrition": lambda seat: equilibria.war_of_attrition_bne,
 }
+NUMERICAL = {"affiliated_fpsb", "war_of_attrition"}
+"Games whose reference in evaluate is the solver's answer."
+UP_TO = {"war_of_attrition": 0.9}
+"Values up to which the closed form holds (above: types pooled at max_bid)."
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _isolated():
-    """A solver cache of the module's own; the all-pay plug-in unregistered
+    """A solver cache of the module's own; the formats plug-in unregistered
     afterwards (the other tests expect the built-in mechanisms only)."""
     old = os.environ.get("ATTN_MARKET_CACHE")
     import tempfile
@@ -46,7 +52,8 @@ def _isolated():
         try:
             yield
         finally:
-            mechanisms._REGISTRY.pop("all_pay", None)
+            for name in PLUGGED:
+                mechanisms._REGISTRY.pop(name, None)
             sys.modules.pop(PLUGIN, None)
             if old is None:
                 os.environ.pop("ATTN_MARKET_CACHE")
@@ -70,15 +77,17 @@ def test_the_config_plays_its_equilibrium(name):
     for seat in seats:
         star, kind = _reference(c, "buyer", seat)
         grid = value_grid(equilibria_env(c, seat), "buyer", 200)
+        grid = grid[grid <= UP_TO.get(name, np.inf)]
         played = players[seat]._buyer(grid)
-        if EXACT[name] is None:
+        if name in NUMERICAL:
             assert kind == "numerical"
             np.testing.assert_array_equal(star(grid), played)
-            continue
-        exact = EXACT[name](seat)
-        assert kind == "analytic"
-        np.testing.assert_allclose(star(grid), exact(grid))
-        assert np.sqrt(np.mean((played - exact(grid)) ** 2)) <= 0.02, seat
+        else:
+            assert kind == "analytic"
+            np.testing.assert_allclose(star(grid), EXACT[name](seat)(grid))
+        if EXACT[name] is not None:
+            exact = EXACT[name](seat)(grid)
+            assert np.sqrt(np.mean((played - exact) ** 2)) <= 0.02, seat
 
 
 def equilibria_env(c, seat):
@@ -97,3 +106,21 @@ def test_all_pay_closed_form_is_a_best_reply_and_first_price_shading_is_not():
     assert utility_loss(c.env, eq, 0, rng, samples=16_000)["utility_loss"] < 0.012
     fp = [equilibria.first_price_bne(3, 1, 0.0, 1.0)] * 3  # 2/3 v: pays too much
     assert utility_loss(c.env, fp, 0, rng, samples=4000)["utility_loss"] > 0.2
+
+
+def test_war_of_attrition_pays_the_lesser_of_its_bid_and_the_highest_other():
+    from attn_env.solver.formats import WarOfAttrition
+
+    out = WarOfAttrition().clear(
+        np.array([[0.2, 0.5, 0.4], [0.7, 0.7, 0.1]]),
+        weights=np.ones(1),
+        rng=np.random.default_rng(0),
+    )
+    np.testing.assert_array_equal(out.pay[0], [0.2, 0.4, 0.4])
+    np.testing.assert_array_equal(out.alloc[0], [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(out.pay[1], [0.7, 0.7, 0.1])  # a tie: both pay
+    assert out.alloc[1, :2].sum() == 1.0 and out.alloc[1, 2] == 0.0
+    reserve = WarOfAttrition(reserve=0.3).clear(
+        np.array([[0.2, 0.5]]), weights=np.ones(1), rng=np.random.default_rng(0)
+    )
+    np.testing.assert_array_equal(reserve.pay[0], [0.0, 0.3])  # the least price

@@ -8,6 +8,10 @@
   The solver recognises it and computes its payoffs exactly (rule
   ``all_pay``); a subclass goes through its own ``clear``, as any user
   mechanism does.
+- :class:`WarOfAttrition`: one slot, the highest bid wins and every bidder
+  pays the least of its bid and the highest other bid; not registered by
+  default either (the plug-in :mod:`attn_env.solver.formats_plugin` names
+  both), solved by the generic path.
 - :func:`independent_payoffs`: exact payoffs of one bidder against opponents
   that bid from *different* distributions (asymmetric classes), for the
   one-slot pay-your-bid rules (``first_price``, ``all_pay``). With opponent
@@ -32,7 +36,7 @@ from attn_env.errors import UserError
 from attn_env.mechanisms.outcome import Outcome
 from attn_env.mechanisms.position import FirstPrice
 
-__all__ = ["INDEPENDENT_RULES", "AllPay", "independent_payoffs"]
+__all__ = ["INDEPENDENT_RULES", "AllPay", "WarOfAttrition", "independent_payoffs"]
 
 INDEPENDENT_RULES = ("first_price", "all_pay")
 "One-slot rules with exact payoffs against non-identical opponents."
@@ -56,6 +60,44 @@ class AllPay(FirstPrice):
         out = super().clear(bids, weights=weights, quality=quality, rng=rng)
         b = np.asarray(bids, dtype=np.float64).reshape(out.pay.shape)
         pay = np.where(b >= self.reserve, b, 0.0)
+        return replace(out, pay=pay, price=pay)
+
+
+class WarOfAttrition(FirstPrice):
+    """War of attrition for one slot: the highest bid (at least the reserve)
+    wins, ties at random; every bidder at or above the reserve pays the least
+    of its bid and the highest other bid (a loser quits at its bid and pays
+    it; the winner pays when the last rival quits), and at least the reserve
+    (the least price, as elsewhere). Bids are times to hold on,
+    unbounded in theory: the env's ``max_bid`` caps them.
+
+    Two bidders with values ``U[0, 1]`` have the closed form
+    ``attn_env.equilibria.war_of_attrition_bne`` (``-v - log(1 - v)``); under
+    a cap the types near 1 pool at it, and the solver (generic path) finds
+    the closed form below them.
+    """
+
+    name = "war_of_attrition"
+    one_slot = ""
+
+    def clear(
+        self,
+        bids: ArrayLike,
+        weights: ArrayLike | None = None,
+        quality: ArrayLike | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Outcome:
+        """First price's allocation; each bid at or above the reserve pays
+        ``max(min(bid, highest other bid), reserve)``."""
+        out = super().clear(bids, weights=weights, quality=quality, rng=rng)
+        b = np.asarray(bids, dtype=np.float64).reshape(out.pay.shape)
+        if b.shape[1] == 1:
+            other = np.zeros_like(b)
+        else:
+            top = -np.partition(-b, 1, axis=1)[:, :2]  # [B, 2] highest two
+            other = np.where(b >= top[:, :1], top[:, 1:], top[:, :1])
+        price = np.maximum(np.minimum(b, other), self.reserve)
+        pay = np.where(b >= self.reserve, price, 0.0)
         return replace(out, pay=pay, price=pay)
 
 
