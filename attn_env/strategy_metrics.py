@@ -192,7 +192,7 @@ def utility_loss(
         rng: draws the opponents' values and the mechanism's tie-breaks.
         samples: Monte Carlo opponent profiles.
         bids: candidate bids of the best-response grid, on ``[low, high]`` of the
-            agent's role.
+            agent's role (a buyer's: up to ``max_bid`` where the env sets it).
         grid: values (quantile midpoints) at which the best response is taken.
         roi_target: ROI-constrained buyers (``solve.roi_target``): a bid that
             breaks ``v A >= (1 + target) P`` scores :func:`roi_constrained`,
@@ -280,7 +280,7 @@ def candidate_utilities(
     v_grid = value_grid(own_env, role, grid)
     learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
     lo, hi = (
-        (env_cfg.cost_low, env_cfg.cost_high) if seller else (0.0, own_env.value_high)
+        (env_cfg.cost_low, env_cfg.cost_high) if seller else (0.0, _top_bid(own_env))
     )
     cand = np.concatenate([np.linspace(lo, hi, bids), learned])
 
@@ -303,6 +303,12 @@ def candidate_utilities(
         cand,
         _buyer_utility(env_cfg, v_grid, alloc[None], pay[None], roi_target, hi),
     )
+
+
+def _top_bid(env_cfg) -> float:
+    """The highest candidate bid of a buyer: the env's ``max_bid`` where set
+    (a war of attrition's bids pass the value), else the top of its values."""
+    return env_cfg.value_high if env_cfg.max_bid is None else float(env_cfg.max_bid)
 
 
 def _market_values(env_cfg, rng: np.random.Generator, samples: int) -> NDArray:
@@ -360,7 +366,7 @@ def _affiliated_candidates(
     own_env = seat_env(env_cfg, f"buyer_{agent}")
     v_grid = value_grid(own_env, "buyer", grid)
     learned = np.asarray(strategies[agent](v_grid), dtype=np.float64).reshape(-1)
-    hi = own_env.value_high
+    hi = _top_bid(own_env)
     cand = np.concatenate([np.linspace(0.0, hi, bids), learned])
     x = (v_grid - own_env.value_low) / (own_env.value_high - own_env.value_low)
     c_lo = np.clip((x - (1.0 - w)) / w, 0.0, 1.0)

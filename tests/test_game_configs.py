@@ -124,3 +124,15 @@ def test_war_of_attrition_pays_the_lesser_of_its_bid_and_the_highest_other():
         np.array([[0.2, 0.5]]), weights=np.ones(1), rng=np.random.default_rng(0)
     )
     np.testing.assert_array_equal(reserve.pay[0], [0.0, 0.3])  # the least price
+
+
+def test_war_of_attrition_best_replies_bid_past_the_value():
+    """evaluate's candidate bids reach the env's max_bid (3 here): the capped
+    closed form, which bids past the value from v = 0.8, is nearly a best
+    reply, and bidding half the value is far from one."""
+    c = load_config(GAMES / "war_of_attrition.yaml")
+    rng = np.random.default_rng(0)
+    capped = [lambda v: np.minimum(equilibria.war_of_attrition_bne(v), 3.0)] * 2
+    assert utility_loss(c.env, capped, 0, rng, samples=4000)["utility_loss"] < 0.02
+    half = [lambda v: 0.5 * np.asarray(v)] * 2
+    assert utility_loss(c.env, half, 0, rng, samples=4000)["utility_loss"] > 0.2
