@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -35,6 +36,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+@pytest.fixture(scope="module")
+def module_solver_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One solver cache for a test module (each game solved once), never the
+    user's: ``ATTN_MARKET_CACHE`` for the module, restored afterwards."""
+    old = os.environ.get("ATTN_MARKET_CACHE")
+    os.environ["ATTN_MARKET_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("ATTN_MARKET_CACHE")
+    else:
+        os.environ["ATTN_MARKET_CACHE"] = old
 
 
 @pytest.fixture

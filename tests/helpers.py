@@ -17,3 +17,32 @@ def nan_equal(a, b, exact=False):
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(nan_equal(a[k], b[k], exact) for k in a)
     return data_equivalence(a, b, exact)
+
+
+def tiny_first_price_run(solve: dict):
+    """A two-buyer first-price config whose shared PPO learner trains in a
+    second (512 steps, a net of 8 units), with ``solve`` options: for tests
+    that need a trained run, not a good one."""
+    from attn_env.config import ExperimentConfig, from_dict, validate_experiment
+
+    c = from_dict(
+        ExperimentConfig,
+        {
+            "env": {"mechanism": "first_price", "n_buyers": 2, "action": "shade"},
+            "agents": {"buyer": {"kind": "learn"}},
+            "episodes": 200,
+            "train": {
+                "total_timesteps": 512,
+                "num_envs": 8,
+                "n_steps": 32,
+                "batch_size": 128,
+                "net_arch": [8],
+                "checkpoint_every": 512,
+                "device": "cpu",
+                "algo_params": {"n_epochs": 1},
+            },
+            "solve": solve,
+        },
+    )
+    validate_experiment(c)
+    return c

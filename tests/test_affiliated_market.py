@@ -11,8 +11,6 @@ works from the prior alone; truthful bidding stays dominant in second price.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -40,16 +38,7 @@ def config(
     return c
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _solver_cache(tmp_path_factory):
-    """One solver cache for the module (the game solved once), never the user's."""
-    old = os.environ.get("ATTN_MARKET_CACHE")
-    os.environ["ATTN_MARKET_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("ATTN_MARKET_CACHE")
-    else:
-        os.environ["ATTN_MARKET_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("module_solver_cache")
 
 
 @pytest.mark.parametrize("w", [0.25, 0.5, 0.75])

@@ -9,7 +9,6 @@ and ``U[0, 1]``) and CRRA first price ``b(v) = (n-1)/(n-1+rho) v``
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
@@ -29,6 +28,7 @@ from attn_env.strategy_metrics import utility_loss
 from runner.evaluate import _reference
 from runner.seats import build_agents
 from runner.simulate import play_log
+from tests.helpers import tiny_first_price_run
 
 CLASSES = [
     {"name": "small", "agents": ["buyer_0"], "value_high": 0.5},
@@ -36,16 +36,7 @@ CLASSES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _solver_cache(tmp_path_factory):
-    """One solver cache for the module (each game solved once), never the user's."""
-    old = os.environ.get("ATTN_MARKET_CACHE")
-    os.environ["ATTN_MARKET_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("ATTN_MARKET_CACHE")
-    else:
-        os.environ["ATTN_MARKET_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("module_solver_cache")
 
 
 def config(**solve) -> ExperimentConfig:
@@ -271,26 +262,7 @@ def test_evaluate_reports_each_class(tmp_path):
     from runner.evaluate import evaluate
     from training import train
 
-    c = from_dict(
-        ExperimentConfig,
-        {
-            "env": {"mechanism": "first_price", "n_buyers": 2, "action": "shade"},
-            "agents": {"buyer": {"kind": "learn"}},
-            "episodes": 200,
-            "train": {
-                "total_timesteps": 512,
-                "num_envs": 8,
-                "n_steps": 32,
-                "batch_size": 128,
-                "net_arch": [8],
-                "checkpoint_every": 512,
-                "device": "cpu",
-                "algo_params": {"n_epochs": 1},
-            },
-            "solve": {"classes": CLASSES},
-        },
-    )
-    validate_experiment(c)
+    c = tiny_first_price_run({"classes": CLASSES})
     train(c, tmp_path / "run", progress=False)
     res = evaluate(c, tmp_path / "run", samples=500)
     assert set(res["bne_l2_by_class"]) == {"small", "large"}

@@ -6,7 +6,6 @@ values, the solver's answer)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -40,25 +39,17 @@ UP_TO = {"war_of_attrition": 0.9}
 "Values up to which the closed form holds (above: types pooled at max_bid)."
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _isolated():
-    """A solver cache of the module's own; the formats plug-in unregistered
-    afterwards (the other tests expect the built-in mechanisms only)."""
-    old = os.environ.get("ATTN_MARKET_CACHE")
-    import tempfile
+pytestmark = pytest.mark.usefixtures("module_solver_cache")
 
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["ATTN_MARKET_CACHE"] = cache
-        try:
-            yield
-        finally:
-            for name in PLUGGED:
-                mechanisms._REGISTRY.pop(name, None)
-            sys.modules.pop(PLUGIN, None)
-            if old is None:
-                os.environ.pop("ATTN_MARKET_CACHE")
-            else:
-                os.environ["ATTN_MARKET_CACHE"] = old
+
+@pytest.fixture(scope="module", autouse=True)
+def _unplug():
+    """The formats plug-in unregistered afterwards (the other tests expect
+    the built-in mechanisms only)."""
+    yield
+    for name in PLUGGED:
+        mechanisms._REGISTRY.pop(name, None)
+    sys.modules.pop(PLUGIN, None)
 
 
 def test_every_game_config_is_checked_here():

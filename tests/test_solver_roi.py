@@ -12,6 +12,7 @@ from attn_env.config import EnvConfig, SolveConfig, SolveUtility
 from attn_env.equilibria import roi_bne
 from attn_env.errors import UserError
 from attn_env.solver import game_from_config, solve
+from tests.helpers import tiny_first_price_run
 
 CASES = [
     ("first_price", 2, 1.5),  # binds: 0.4 v, not v / 2
@@ -152,32 +153,12 @@ def test_evaluate_reports_the_roi_target_and_its_reference(tmp_path):
     """A trained run evaluated under ``roi_target: 1.5``: ``bne_l2`` is the
     distance of its bid function to ``0.4 v``, not to ``v / 2``."""
     pytest.importorskip("stable_baselines3")
-    from attn_env.config import ExperimentConfig, from_dict, validate_experiment
     from attn_env.strategy_metrics import bne_l2, value_grid
     from runner.evaluate import evaluate, strategies_for
     from training import train
     from training.policy import load_policy
 
-    c = from_dict(
-        ExperimentConfig,
-        {
-            "env": {"mechanism": "first_price", "n_buyers": 2, "action": "shade"},
-            "agents": {"buyer": {"kind": "learn"}},
-            "episodes": 200,
-            "train": {
-                "total_timesteps": 512,
-                "num_envs": 8,
-                "n_steps": 32,
-                "batch_size": 128,
-                "net_arch": [8],
-                "checkpoint_every": 512,
-                "device": "cpu",
-                "algo_params": {"n_epochs": 1},
-            },
-            "solve": {"roi_target": 1.5},
-        },
-    )
-    validate_experiment(c)
+    c = tiny_first_price_run({"roi_target": 1.5})
     train(c, tmp_path / "run", progress=False)
     res = evaluate(c, tmp_path / "run", samples=500)
     assert res["roi_target"] == 1.5 and res["reference"] == "analytic"
