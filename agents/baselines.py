@@ -13,7 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from attn_env.config import EnvConfig
-from attn_env.equilibria import bne_reason, bne_strategy, truthful
+from attn_env.checks import check_real
+from attn_env.equilibria import bne_reason, bne_strategy, roi_strategy, truthful
 from attn_env.errors import UserError
 from attn_env.observation import BUDGET, LAST_PAY, ROUND, VALUE, as_actions, is_seller
 from attn_env.players import TruthfulAgent
@@ -66,18 +67,33 @@ class BNEAgent(_Stateless):
     slot, with a reserve or ``K`` equal slots), truthful where that is dominant
     (second price, VCG, GSP with one slot, assignment, McAfee), and the
     Chatterjee–Samuelson linear strategies of the bilateral ``k``-double
-    auction. Anything else raises ``ValueError`` saying what is known.
+    auction; with an ROI target, :func:`attn_env.equilibria.roi_strategy`.
+    Anything else raises ``ValueError`` saying what is known.
 
     Args:
         env: the market (filled in by ``agents.for_market``).
+        roi_target: ROI-constrained buyers (the config's ``solve.roi_target``,
+            filled in by ``runner.seats``).
     """
 
     market_params = ("env",)
 
-    def __init__(self, env: EnvConfig) -> None:
+    def __init__(self, env: EnvConfig, roi_target: float | None = None) -> None:
         if not isinstance(env, EnvConfig):
             raise UserError(f"env must be an EnvConfig, got {env!r}")
-        buyer = bne_strategy(env, "buyer")
+        if roi_target is None:
+            buyer = bne_strategy(env, "buyer")
+        else:
+            buyer = roi_strategy(
+                env, "buyer", check_real(roi_target, "roi_target", 0.0)
+            )
+        if buyer is None and roi_target is not None:
+            raise UserError(
+                f"no analytic ROI-constrained BNE for this market (roi_target "
+                f"{roi_target!r}): known for one-slot first and second price "
+                "without a reserve, symmetric risk-neutral buyers with values "
+                "U[0, h]; kind: equilibrium plays the solver's answer"
+            )
         if buyer is None:
             raise UserError(f"no analytic BNE for this market: {bne_reason(env)}")
         self._buyer = buyer

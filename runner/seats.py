@@ -47,6 +47,12 @@ def build_agent(
         params = {**params, "solve": config.solve}
     if kind == EQUILIBRIUM and name is not None and "agent" not in params:
         params = {**params, "agent": name}
+    if (
+        kind == "bne"
+        and config.solve.roi_target is not None
+        and "roi_target" not in params
+    ):
+        params = {**params, "roi_target": config.solve.roi_target}
     return agents.for_market(kind, params, config.env)
 
 

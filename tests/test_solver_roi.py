@@ -171,3 +171,28 @@ def test_evaluate_reports_the_roi_target_and_its_reference(tmp_path):
     assert res["bne_l2"] != pytest.approx(
         bne_l2(fns[0], lambda v: 0.5 * np.asarray(v), grid), rel=1e-3
     )
+
+
+def test_the_bne_agent_plays_the_roi_closed_form():
+    """``kind: bne`` under ``solve.roi_target`` plays ``roi_bne``, not the
+    unconstrained ``v / 2``, and refuses in one line where none is known."""
+    from attn_env.config import ExperimentConfig, from_dict, validate_experiment
+    from runner.seats import build_agents
+
+    def bne_config(**env):
+        c = from_dict(
+            ExperimentConfig,
+            {
+                "env": {"n_buyers": 2, **env},
+                "agents": {"buyer": {"kind": "bne"}},
+                "solve": {"roi_target": 1.5},
+            },
+        )
+        validate_experiment(c)
+        return c
+
+    agent = build_agents(bne_config(), ["buyer_0"])["buyer_0"]
+    v = np.linspace(0.0, 1.0, 11)
+    np.testing.assert_allclose(agent._buyer(v), 0.4 * v)
+    with pytest.raises(UserError, match="no analytic ROI-constrained BNE"):
+        build_agents(bne_config(value_low=0.2), ["buyer_0"])
