@@ -33,6 +33,8 @@ where nothing trades.
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,6 +44,7 @@ from attn_env.errors import UserError
 from attn_env.mechanisms._base import TwoSided
 from attn_env.mechanisms._crossing import (
     Crossing,
+    Workspace,
     check_two_sided,
     cross,
     cross_book,
@@ -64,7 +67,18 @@ _BLOCK = 1 << 17
 
 
 class SealedDouble(TwoSided):
-    """A sealed-bid double auction: sort, cross, price; subclasses set the rule."""
+    """A sealed-bid double auction: sort, cross, price; subclasses set the rule.
+
+    The instance keeps its last outcome's memory and its sort buffers
+    (:class:`_Kept`) and clears the next batch into them when no one else
+    holds them: a caller that drops each outcome before the next call pays
+    no fresh pages; one that keeps any field of an outcome gets a fresh
+    block next time, so what it holds never changes.
+    """
+
+    def __init__(self, *, reserve: float = 0.0, seed: int | None = None, **params: Any):
+        super().__init__(reserve=reserve, seed=seed, **params)
+        self._kept = _Kept()
 
     def clear(
         self,
@@ -110,17 +124,51 @@ class SealedDouble(TwoSided):
             raise
         n_markets, n = bids.shape
         m = asks.shape[1]
-        out = _Book(n_markets, n, m)
+        step = max(1, _BLOCK // (n + m))
+        # the kept memory, for one call at a time: a second thread clearing
+        # meanwhile allocates its own (the lock is never waited for)
+        kept = self._kept if self._kept.lock.acquire(blocking=False) else None
+        try:
+            return self._clear(
+                bids, asks, b_act, s_act, checked, gen, kept, step, n_markets, n, m
+            )
+        except BaseException:
+            if kept is not None:  # a half-written block is never cleared into again
+                kept.forget()
+            raise
+        finally:
+            if kept is not None:
+                kept.lock.release()
+
+    def _clear(
+        self,
+        bids: NDArray[np.float64],
+        asks: NDArray[np.float64],
+        b_act: NDArray[np.bool_] | None,
+        s_act: NDArray[np.bool_] | None,
+        checked: bool,
+        gen: np.random.Generator,
+        kept: _Kept | None,
+        step: int,
+        n_markets: int,
+        n: int,
+        m: int,
+    ) -> Outcome:
+        """The blocked clearing of :meth:`clear` on its checked arguments, into
+        ``kept``'s memory where it is free (``None``: fresh memory)."""
+        size = _Book.size(n_markets, n, m)
+        rows = min(step, n_markets)
+        if kept is None:
+            out = _Book(n_markets, n, m)
+            work, seller_col = _Kept.fresh_work(rows, n, m)
+        else:
+            out = _Book(n_markets, n, m, kept.block(size))
+            work, seller_col = kept.work(rows, n, m)
         # blocks of markets whose sorted book and temporaries stay in cache;
         # markets tied at the margin are drawn after all blocks, buyers' then
         # sellers', in market order: the draws of one call over the batch.
         # Until then only those markets are held, field by field (see redraw)
         held: list[tuple[NDArray, ...]] = []
-        step = max(1, _BLOCK // (n + m))
-        work = workspace(min(step, n_markets), n, m)
-        # each flat entry's column in a block of asks [step, m]: the sellers'
-        # indices gathered from it instead of a remainder of their flat indices
-        seller_col = np.tile(np.arange(m, dtype=np.int64), min(step, n_markets))
         for lo in range(0, n_markets, step):
             r = slice(lo, lo + step)
             c = cross(
@@ -270,12 +318,17 @@ class _Book:
     pairing changes no payment.
     """
 
-    def __init__(self, n_markets: int, n: int, m: int) -> None:
+    def __init__(
+        self, n_markets: int, n: int, m: int, buf: NDArray[np.float64] | None = None
+    ) -> None:
         # one allocation cut into the outcome's nine arrays (disjoint views):
         # the kernel backs it with huge pages but for one unaligned head and
-        # tail, where nine arrays would have nine of each, faulted page by page
+        # tail, where nine arrays would have nine of each, faulted page by page.
+        # ``buf``: float64 memory of :meth:`size` entries to cut them from
+        # instead (every entry is written before the outcome is returned)
         shapes = [(n,)] * 4 + [(m,)] * 2 + [()] * 3
-        buf = np.empty(n_markets * (4 * n + 2 * m + 3))
+        if buf is None:
+            buf = np.empty(self.size(n_markets, n, m))
         parts, at = [], 0
         for shape in shapes:
             size = n_markets * (shape[0] if shape else 1)
@@ -285,6 +338,12 @@ class _Book:
         self.slot = slot.view(np.int64)
         self.seller_alloc, self.seller_receipt = parts[4:6]
         self.clearing, self.low, self.high = parts[6:]
+
+    @staticmethod
+    def size(n_markets: int, n: int, m: int) -> int:
+        """float64 entries of the outcome of ``n_markets`` markets of ``n``
+        buyers and ``m`` sellers."""
+        return n_markets * (4 * n + 2 * m + 3)
 
     def fill(
         self,
@@ -384,6 +443,78 @@ class _Book:
             seller_receipt=self.seller_receipt,
             extra={"walrasian_low": self.low, "walrasian_high": self.high},
         )
+
+
+class _Kept:
+    """The memory a sealed double auction keeps from one call to the next.
+
+    The last outcome's block (the one allocation :class:`_Book` cuts the nine
+    arrays from) and the last :class:`Workspace` with its seller columns.
+    Every array of a returned :class:`Outcome` is a view whose ``base`` is the
+    block, so while a caller holds any of them (or anything viewing them) the
+    block's reference count shows it, and the next call allocates a fresh
+    block, which it keeps instead: what a caller holds never changes. A block
+    is reused for an outcome of between half and all of its entries, a
+    workspace for the same ``n`` and ``m`` and no more rows; the workspace
+    never leaves the mechanism, so it is reused whenever it fits. Use it only
+    while holding :attr:`lock`.
+
+    A copy or a pickle of the mechanism starts with nothing kept.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._block: NDArray[np.float64] | None = None
+        #: ``sys.getrefcount`` of the block, read in :meth:`_refs`, when only
+        #: this object held it
+        self._alone = 0
+        self._work: tuple[Workspace, NDArray[np.int64]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()
+
+    def _refs(self) -> int:
+        return sys.getrefcount(self._block)
+
+    def block(self, size: int) -> NDArray[np.float64]:
+        """``size`` float64 entries: the kept block's first, when no one else
+        holds it and it fits, else a fresh block, kept from now on."""
+        held = self._block
+        fits = held is not None and size <= held.size <= 2 * size
+        del held  # the count below must see only this object's reference
+        if not (fits and self._refs() == self._alone):
+            self._block = None  # a held block is the holder's alone
+            self._block = np.empty(size)
+            self._alone = self._refs()
+        return self._block[:size]
+
+    def work(self, rows: int, n: int, m: int) -> tuple[Workspace, NDArray[np.int64]]:
+        """A :class:`Workspace` for blocks of ``rows`` markets and its seller
+        columns (see :meth:`fresh_work`): the kept one when it fits."""
+        if self._work is not None:
+            work, seller_col = self._work
+            if (
+                work.b_pad.shape[1] == n + 2
+                and work.s_pad.shape[1] == m + 2
+                and work.b_pad.shape[0] >= rows
+            ):
+                return work, seller_col
+        self._work = self.fresh_work(rows, n, m)
+        return self._work
+
+    @staticmethod
+    def fresh_work(rows: int, n: int, m: int) -> tuple[Workspace, NDArray[np.int64]]:
+        """A new :class:`Workspace` for blocks of ``rows`` markets and each flat
+        entry's column in a block of asks ``[rows, m]`` (the sellers' indices
+        are gathered from it instead of a remainder of their flat indices)."""
+        return workspace(rows, n, m), np.tile(np.arange(m, dtype=np.int64), rows)
+
+    def forget(self) -> None:
+        """Drop the kept block (after a call that failed half-way through it)."""
+        self._block = None
 
 
 class CDA(TwoSided):
