@@ -87,6 +87,7 @@ __all__ = [
     "game_in_sync",
     "load_config",
     "make_config",
+    "one_draw_only",
     "read_config_yaml",
     "reject_unknown",
     "validate_env",
@@ -742,21 +743,28 @@ def validate_experiment(c: ExperimentConfig) -> None:
     validate_env(c.env)
     _check_agent_keys(c)
     validate_train(c.train)
-    if c.train.opponent_draws > 1 and c.env.rounds != 1:
-        raise ConfigError(
-            f"train.opponent_draws {c.train.opponent_draws} needs a single-round "
-            f"market (env.rounds: 1), got rounds {c.env.rounds}: over several rounds "
-            "the draws' states would part"
-        )
-    if c.train.opponent_draws > 1 and c.env.valuation_params.get("common"):
-        raise ConfigError(
-            f"train.opponent_draws {c.train.opponent_draws} needs independent "
-            "values, got valuation_params.common "
-            f"{c.env.valuation_params['common']!r}: the opponents' values depend on "
-            "the learner's, so fresh opponent draws would not be its opponents"
-        )
+    draws = c.train.opponent_draws
+    if draws > 1 and (why := one_draw_only(c.env)):
+        raise ConfigError(f"train.opponent_draws {draws} {why}")
     validate_solve(c.solve)
     check_module_names(c.plugins, "plugins")
+
+
+def one_draw_only(env: EnvConfig) -> str | None:
+    """Why a learner in ``env`` cannot be scored against several opponent draws
+    (``train.opponent_draws``, ``exploit --opponent-draws``), or ``None``."""
+    if env.rounds != 1:
+        return (
+            f"needs a single-round market (env.rounds: 1), got rounds {env.rounds}: "
+            "over several rounds the draws' states would part"
+        )
+    if common := env.valuation_params.get("common"):
+        return (
+            f"needs independent values, got valuation_params.common {common!r}: "
+            "the opponents' values depend on the learner's, so fresh opponent "
+            "draws would not be its opponents"
+        )
+    return None
 
 
 def _check_agent_keys(c: ExperimentConfig) -> None:

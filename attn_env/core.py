@@ -43,7 +43,7 @@ from attn_env.observation import (
 )
 from attn_env.valuations import draw_values, make_source
 
-__all__ = ["MarketCore", "MarketSpec", "MarketState"]
+__all__ = ["MarketCore", "MarketSpec", "MarketState", "in_own_ranges"]
 
 _EPS = 1e-12
 
@@ -204,6 +204,20 @@ def _buyer_ranges(c: EnvConfig) -> tuple[NDArray, NDArray] | None:
     return low, high
 
 
+def in_own_ranges(
+    c: EnvConfig,
+    values: NDArray[np.float64],
+    ranges: tuple[NDArray, NDArray] | None = None,
+) -> NDArray[np.float64]:
+    """Market-range values ``[..., n]`` mapped onto each buyer's own range
+    (``value_ranges``): the env's affine map of the market's draw, which
+    ``evaluate``'s utility loss makes too. ``ranges``: the buyers' lows and
+    highs where already known (else read from ``c``, which must set some)."""
+    low, high = _buyer_ranges(c) if ranges is None else ranges
+    unit = (values - c.value_low) / (c.value_high - c.value_low)
+    return low + (high - low) * unit
+
+
 def _push(past: NDArray[np.float64], latest: NDArray[np.float64]) -> None:
     """Shift ``past [..., T]`` one step along its last axis, ``latest`` first."""
     past[..., 1:] = past[..., :-1]
@@ -273,9 +287,7 @@ class MarketCore:
         s, c = self.spec, self.config
         d = self.source.draw(rng, count, s.n_buyers, s.n_slots)
         if self._ranges is not None:  # the market's range mapped onto each buyer's
-            low, high = self._ranges
-            unit = (d.theta - c.value_low) / (c.value_high - c.value_low)
-            d = replace(d, theta=low + (high - low) * unit)
+            d = replace(d, theta=in_own_ranges(c, d.theta, self._ranges))
         self.state.theta[idx] = d.theta
         self.state.relevance[idx] = d.relevance
         self.state.unit_value[idx] = d.unit_value

@@ -36,11 +36,13 @@ from numpy.typing import NDArray
 
 from attn_env import mechanisms
 from attn_env.actions import shade_to_price
+from attn_env.core import in_own_ranges
 from attn_env.equilibria import Strategy, bne_strategy
 from attn_env.errors import UserError
 from attn_env.observation import ACTIVE, VALUE
 from attn_env.valuations import draw_values
-from attn_env.valuations.base import stratified_uniforms
+from attn_env.valuations.base import affiliated_units, stratified_uniforms
+from attn_env.valuations.uniform import UniformSource
 
 __all__ = [
     "BidFn",
@@ -72,8 +74,8 @@ def value_grid(env_cfg, role: str, size: int = 1000) -> NDArray[np.float64]:
         lo, hi, dist = env_cfg.value_low, env_cfg.value_high, env_cfg.value_dist
     q = (np.arange(size) + 0.5) / size
     if role == "buyer" and (w := common_weight(env_cfg)):
-        u = np.random.default_rng(0).random((200_000, 2))
-        return lo + (hi - lo) * np.quantile(w * u[:, 0] + (1.0 - w) * u[:, 1], q)
+        unit = affiliated_units(np.random.default_rng(0).random((200_000, 2)), w)
+        return lo + (hi - lo) * np.quantile(unit[:, 0], q)
     if dist == "uniform":
         return lo + (hi - lo) * q
     sample = draw_values(np.random.default_rng(0), (200_000,), dist, lo, hi)
@@ -265,7 +267,7 @@ def candidate_utilities(
     val = np.empty((samples, n + m))
     val[:, :n] = _market_values(env_cfg, rng, samples)
     if env_cfg.value_ranges:
-        val[:, :n] = _in_own_ranges(env_cfg, val[:, :n])
+        val[:, :n] = in_own_ranges(env_cfg, val[:, :n])
     if m:
         val[:, n:] = draw_values(
             rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high
@@ -312,29 +314,15 @@ def _top_bid(env_cfg) -> float:
 
 
 def _market_values(env_cfg, rng: np.random.Generator, samples: int) -> NDArray:
-    """``[samples, n]`` buyers' values on the market's range, as the uniform
-    source draws them (affiliated when ``common`` is set)."""
-    n, lo, hi = env_cfg.n_buyers, env_cfg.value_low, env_cfg.value_high
-    if w := common_weight(env_cfg):
-        u = rng.random((samples, n + 1))
-        return lo + (hi - lo) * (w * u[:, :1] + (1.0 - w) * u[:, 1:])
-    return draw_values(rng, (samples, n), env_cfg.value_dist, lo, hi)
-
-
-def _in_own_ranges(env_cfg, values: NDArray) -> NDArray:
-    """Market-range values ``[..., n]`` mapped onto each buyer's own range
-    (``env.value_ranges``), the env's affine map of the market's draw."""
-    low, high = np.asarray(
-        [
-            env_cfg.value_ranges.get(
-                f"buyer_{i}", [env_cfg.value_low, env_cfg.value_high]
-            )
-            for i in range(env_cfg.n_buyers)
-        ],
-        dtype=np.float64,
-    ).T
-    unit = (values - env_cfg.value_low) / (env_cfg.value_high - env_cfg.value_low)
-    return low + (high - low) * unit
+    """``[samples, n]`` buyers' values on the market's range, drawn as the
+    uniform source draws them (affiliated when ``common`` is set)."""
+    source = UniformSource(
+        env_cfg.value_dist,
+        env_cfg.value_low,
+        env_cfg.value_high,
+        common=common_weight(env_cfg),
+    )
+    return source.draw(rng, samples, env_cfg.n_buyers, 1).theta
 
 
 def _affiliated_candidates(
@@ -373,11 +361,16 @@ def _affiliated_candidates(
     c_hi = np.clip(x / w, 0.0, 1.0)
     u = stratified_uniforms(n + 1, samples, rng)  # scrambled Sobol, as the solver
     uc, e = u[:, 0], u[:, 1:]
-    costs = (
-        draw_values(rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high)
-        if m
-        else None
-    )
+    if m:  # the sellers' asks do not depend on the buyer's value: once
+        costs = draw_values(
+            rng, (samples, m), "uniform", env_cfg.cost_low, env_cfg.cost_high
+        )
+        asks = np.column_stack(
+            [
+                np.asarray(strategies[n + j](costs[:, j]), dtype=np.float64).reshape(-1)
+                for j in range(m)
+            ]
+        )
     util = np.full((grid, len(cand)), np.nan)
     step = max(1, 2_000_000 // ((bids + 1) * samples))  # grid values per clear
     lo, span = env_cfg.value_low, env_cfg.value_high - env_cfg.value_low
@@ -386,14 +379,13 @@ def _affiliated_candidates(
         c = c_lo[g, None] + (c_hi - c_lo)[g, None] * uc[None]  # [G, S]
         val = lo + span * (w * c[..., None] + (1.0 - w) * e[None])  # [G, S, n]
         if env_cfg.value_ranges:
-            val = _in_own_ranges(env_cfg, val)
+            val = in_own_ranges(env_cfg, val)
         base = np.empty((len(g), samples, n + m))
         for j in range(n):
             fn = strategies[j]
             base[..., j] = np.asarray(fn(val[..., j].ravel())).reshape(len(g), -1)
         if m:
-            for j in range(m):
-                base[..., n + j] = np.asarray(strategies[n + j](costs[:, j]))[None]
+            base[..., n:] = asks[None]
         rows = np.repeat(base[:, None], bids + 1, axis=1)  # [G, C, S, n + m]
         rows[:, :bids, :, agent] = cand[None, :bids, None]
         rows[:, bids, :, agent] = learned[g, None]

@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 
 from attn_env.checks import ConfigError
 from attn_env.config import EnvConfig, SolvePrior
-from attn_env.valuations.base import stratified_uniforms
+from attn_env.valuations.base import affiliated_units, stratified_uniforms
 
 __all__ = [
     "JOINT_RULES",
@@ -85,8 +85,7 @@ def draw_profiles(
                 f"{env.valuation!r}, value_dist {env.value_dist!r}"
             )
         u = stratified_uniforms(n + 1, draws, rng)
-        w = float(prior.common)
-        unit = w * u[:, :1] + (1.0 - w) * u[:, 1:]
+        unit = affiliated_units(u, float(prior.common))
         return env.value_low + (env.value_high - env.value_low) * unit
     if prior.kind == "source":
         from attn_env.valuations import make_source

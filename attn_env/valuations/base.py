@@ -16,7 +16,13 @@ from numpy.typing import NDArray
 
 from attn_env.errors import ConfigError
 
-__all__ = ["Draw", "ValuationSource", "draw_values", "stratified_uniforms"]
+__all__ = [
+    "Draw",
+    "ValuationSource",
+    "affiliated_units",
+    "draw_values",
+    "stratified_uniforms",
+]
 
 VALUE_DISTS = ("uniform", "beta", "lognormal")
 
@@ -89,6 +95,13 @@ def draw_values(
     return np.clip(
         low + rng.lognormal(0.0, 0.5, size=shape) * (high - low) / 4.0, low, high
     )
+
+
+def affiliated_units(u: NDArray[np.float64], common: float) -> NDArray[np.float64]:
+    """Affiliated unit values ``w c + (1 - w) e_i`` from uniforms ``u [..., n + 1]``
+    (column 0 the common ``c``, the others each buyer's ``e_i``; ``w = common``):
+    the uniform source's ``common`` and the solver's ``common_noise`` law."""
+    return common * u[..., :1] + (1.0 - common) * u[..., 1:]
 
 
 SOBOL_MAX_DIM = 21_201

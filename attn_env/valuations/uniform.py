@@ -17,7 +17,7 @@ import numpy as np
 
 from attn_env.checks import is_real
 from attn_env.errors import ConfigError
-from attn_env.valuations.base import VALUE_DISTS, Draw, draw_values
+from attn_env.valuations.base import VALUE_DISTS, Draw, affiliated_units, draw_values
 from attn_env.valuations.positions import PositionModel
 
 
@@ -66,8 +66,7 @@ class UniformSource:
         self, rng: np.random.Generator, batch: int, n_buyers: int, n_slots: int
     ) -> Draw:
         if self.common:
-            w, u = self.common, rng.random((batch, n_buyers + 1))
-            unit = w * u[:, :1] + (1.0 - w) * u[:, 1:]
+            unit = affiliated_units(rng.random((batch, n_buyers + 1)), self.common)
             theta = self.low + (self.high - self.low) * unit
         else:
             theta = draw_values(rng, (batch, n_buyers), self.dist, self.low, self.high)
