@@ -25,17 +25,9 @@ import pytest
 from attn_env import mechanisms
 from attn_env.errors import UserError
 from attn_env.mechanisms import double
+from tests.test_mechanism_speed_equivalence import DOUBLE_FIELDS
 
 DOUBLE = ["k_double", "mcafee", "call_market"]
-FIELDS = (
-    "slot",
-    "alloc",
-    "pay",
-    "price",
-    "clearing_price",
-    "seller_alloc",
-    "seller_receipt",
-)
 
 
 def book(n_markets: int, n: int, m: int, seed: int, levels: int = 4):
@@ -50,7 +42,7 @@ def book(n_markets: int, n: int, m: int, seed: int, levels: int = 4):
 
 def snapshot(out) -> dict[str, bytes]:
     """Every field's bytes, ``extra`` included (copies: they must not move)."""
-    got = {name: getattr(out, name).tobytes() for name in FIELDS}
+    got = {name: getattr(out, name).tobytes() for name in DOUBLE_FIELDS}
     got.update({name: arr.tobytes() for name, arr in out.extra.items()})
     return got
 

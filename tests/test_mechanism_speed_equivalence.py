@@ -275,16 +275,20 @@ def reference_double(mech, bids, asks, rng, buyer_active=None, seller_active=Non
     )
 
 
+DOUBLE_FIELDS = (
+    "slot",
+    "alloc",
+    "pay",
+    "price",
+    "clearing_price",
+    "seller_alloc",
+    "seller_receipt",
+)
+"The array fields of a sealed double auction's outcome (``extra`` aside)."
+
+
 def assert_same_double(got: Outcome, want: Outcome) -> None:
-    for field in (
-        "slot",
-        "alloc",
-        "pay",
-        "price",
-        "clearing_price",
-        "seller_alloc",
-        "seller_receipt",
-    ):
+    for field in DOUBLE_FIELDS:
         a, b = getattr(got, field), getattr(want, field)
         assert a.dtype == b.dtype and a.shape == b.shape, field
         assert a.tobytes() == b.tobytes(), field  # signed zeros and nan too
