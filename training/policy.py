@@ -10,7 +10,11 @@ and applies the learner's action map (``training.actions``), deterministically
 Loading runs no code from the run folder: each policy is rebuilt from the JSON
 description in the manifest (:func:`policy_spec`, :func:`build_policy`; class
 names only from a fixed allow-list) and its weights are read from safetensors
-(``training.checkpoint.load_tensors``).
+(``training.checkpoint.load_tensors``). A PPO policy is SB3's
+``ActorCriticPolicy`` or ``training.residual.ResidualPolicy`` (``exploit``'s
+residual best responder: the policy's actor plus a correction per value, its
+basis recorded in the spec), so a best responder's run folder loads as the
+full bid function it plays.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ __all__ = [
 ALGOS = ("ppo", "sac")
 POLICY_CLASSES = {"ppo": "ActorCriticPolicy", "sac": "SACPolicy"}
 "The SB3 policy class each algorithm's ``MlpPolicy`` is."
+RESIDUAL_CLASS = "ResidualPolicy"
+"A PPO policy class a spec may also name: ``training.residual.ResidualPolicy``."
 _CLASSES = {
     "activation_fn": (
         "torch.nn",
@@ -83,7 +89,13 @@ def algo_class(name: str):
     raise UserError(f"unknown algo {name!r}; known: {', '.join(ALGOS)}")
 
 
-def _policy_class(algo: str) -> type:
+def _policy_class(algo: str, name: str | None = None) -> type:
+    """The policy class of ``algo`` (``name``: :data:`RESIDUAL_CLASS` picks the
+    residual PPO policy; any other name, the algorithm's own)."""
+    if algo == "ppo" and name == RESIDUAL_CLASS:
+        from training.residual import ResidualPolicy
+
+        return ResidualPolicy
     if algo == "ppo":
         from stable_baselines3.common.policies import ActorCriticPolicy
 
@@ -172,7 +184,7 @@ def build_policy(algo: str, spec: Any) -> Any:
         ValueError: the description is malformed or names a class outside the
             allow-list (one line).
     """
-    cls = _policy_class(algo)
+    cls = _policy_class(algo, spec.get("class") if isinstance(spec, dict) else None)
     if not isinstance(spec, dict) or spec.get("class") != cls.__name__:
         raise UserError(
             f"policy class must be {cls.__name__!r} for algo {algo!r}, got "
