@@ -54,10 +54,11 @@ def hat(values: th.Tensor, bins: int, low: float, high: float) -> th.Tensor:
     """``[N] -> [N, bins]``: each value's hat-basis weights over ``bins``
     centres evenly spaced on ``[low, high]`` (values clamped into it); each
     row is non-negative and sums to 1, at most two entries non-zero."""
-    centres = th.linspace(low, high, bins, device=values.device, dtype=values.dtype)
-    width = (high - low) / (bins - 1)
-    v = values.clamp(low, high).unsqueeze(-1)
-    return (1.0 - (v - centres).abs() / width).clamp(min=0.0)
+    # in units of the spacing, against integer centres (exact in floating
+    # point): a value's weights vanish exactly outside its two neighbours
+    u = (values.clamp(low, high) - low) * ((bins - 1) / (high - low))
+    k = th.arange(bins, device=values.device, dtype=values.dtype)
+    return (1.0 - (u.unsqueeze(-1) - k).abs()).clamp(min=0.0)
 
 
 class BasisExtractor(MlpExtractor):
