@@ -181,6 +181,8 @@ class ResidualPolicy(ActorCriticPolicy):
         state = dict(policy.state_dict())
         state["action_net.residual"] = th.zeros_like(self.action_net.residual)
         mine = self.state_dict()
-        if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
+        if set(state) != set(mine) or any(
+            state[k].shape != mine[k].shape for k in mine
+        ):
             raise ValueError("the policy's network does not fit the residual policy")
         self.load_state_dict(state)
