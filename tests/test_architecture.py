@@ -172,6 +172,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "training.manifest",
             "training.policy",
             "training.ray_start",
+            "training.residual",
             "training.rllib",
             "training.rllib_env",
             "training.rllib_pool",
