@@ -159,6 +159,8 @@ _SOLVE_INTS = {
     "refine": (1, 64),
 }
 "Integer options of ``solve`` and their ranges (memory is checked by the solver)."
+SOLVE_MARKET_DEFAULTS = ("values", "bids", "iterations", "refine")
+"Options of ``solve`` whose ``None`` is the market's default (the solver fills them)."
 
 
 @dataclass(frozen=True)
@@ -343,9 +345,10 @@ class SolveConfig:
     " ``None``: 128 for one-slot first price with 3 or more buyers, else 64."
     bids: int | None = None
     "Bid (or ask) grid points, equally spaced on ``[0, max_bid]``; ``None``: 401"
-    " for ROI-constrained one-slot markets with 4 or more buyers, else 101."
-    iterations: int = 3000
-    "Most dual-averaging iterations."
+    " for ROI-constrained one-slot markets with 4 or more buyers, 201 for"
+    " all-pay, else 101."
+    iterations: int | None = None
+    "Most dual-averaging iterations; ``None``: 10000 for all-pay, else 3000."
     step: float = 2.0
     "Initial step size ``eta_0`` (utilities scaled by each value's best utility)."
     decay: float = 0.05
@@ -358,8 +361,9 @@ class SolveConfig:
     "Let ``kind: equilibrium`` and ``evaluate`` use a solution over ``tolerance``."
     samples: int = 200
     "Opponent profiles per iteration where no closed form exists (double auctions)."
-    refine: int = 4
-    "The reported utility loss is a best response on grids this many times finer."
+    refine: int | None = None
+    "The reported utility loss is a best response on grids this many times finer;"
+    " ``None``: 16 for all-pay, else 4."
     cache: bool = True
     "Keep solutions under the cache folder, so repeated runs do not solve again."
     utility: SolveUtility = field(default_factory=SolveUtility)
@@ -845,7 +849,7 @@ def validate_solve(s: SolveConfig) -> None:
     the rest, and whether a grid fits in memory."""
     for name, (low, high) in _SOLVE_INTS.items():
         if hasattr(s, name) and not (
-            name in ("values", "bids") and getattr(s, name) is None
+            name in SOLVE_MARKET_DEFAULTS and getattr(s, name) is None
         ):
             check_int(getattr(s, name), f"solve.{name}", low, high)
     for f in dataclasses.fields(s):

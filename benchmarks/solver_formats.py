@@ -1,11 +1,13 @@
 """More formats, utilities, asymmetric bidders and correlated values; the
 solver's cost as n grows.
 
-Three tables (``attn_env.solver.solve``, default grid 64 values x 101 bids
-unless ``settings`` says otherwise, one process, numpy):
+Three tables (``attn_env.solver.solve``, the market's default grid,
+``game.with_grid_defaults``, unless ``settings`` says otherwise, one process,
+numpy):
 
-- **formats**: all-pay n = 2..10 against ``(n-1)/n v^n`` (and n = 2..5 on a
-  finer grid, ``FINE_ALL_PAY``), CRRA first price (rho = 0.5) against
+- **formats**: all-pay n = 2..10 against ``(n-1)/n v^n`` (and n = 2..5 on
+  its defaults of before, ``BEFORE_ALL_PAY``; alone: ``--only all_pay``),
+  CRRA first price (rho = 0.5) against
   ``(n-1)/(n-1+rho) v``, ROI-constrained first and second price (target 0.5)
   against ``equilibria.roi_bne``, n = 2..10 (and n = 4..10 on 101 bids),
   and the asymmetric first price with values U[0, 0.5] and U[0, 1] (one
@@ -30,7 +32,7 @@ best response on grids ``refine`` times finer), ``bne loss`` the same measure
 of the reference (the floor the measurement puts under it). Timings depend
 on the load: the 1-minute load average is printed with them.
 
-    python benchmarks/solver_formats.py [--only formats|correlated|scaling] [--json]
+    python benchmarks/solver_formats.py [--only formats|all_pay|correlated|scaling] [--json]
 """
 
 from __future__ import annotations
@@ -104,32 +106,33 @@ def _case_rows(name, n, reference, settings, env, s, refs, extra=None, floor=Tru
     return rows
 
 
-FINE_ALL_PAY = {"bids": 201, "iterations": 10_000, "refine": 16}
-"All-pay's grid where its utility loss gets under the tolerance (see the docs)."
+BEFORE_ALL_PAY = {"bids": 101, "iterations": 3000, "refine": 4}
+"All-pay's grid before it got its own defaults (every market's defaults)."
+
+
+def all_pay(ns=range(2, 11)) -> list[dict[str, Any]]:
+    """All-pay at its defaults (``game.ALL_PAY_GRID``) for every n, and for
+    n <= 5 at the defaults it had before (``BEFORE_ALL_PAY``)."""
+    rows = []
+    for settings, grid, ns_ in (
+        ("default", {}, ns),
+        ("before: bids 101, 3k it, refine 4", BEFORE_ALL_PAY, range(2, 6)),
+    ):
+        for n in [n for n in ns_ if n in ns]:
+            rows += _case_rows(
+                "all-pay",
+                n,
+                "(n-1)/n v^n",
+                settings,
+                EnvConfig(mechanism=AllPay(), n_buyers=n),
+                SolveConfig(cache=False, **grid),
+                {"buyer": all_pay_bne(n)},
+            )
+    return rows
 
 
 def formats(ns=range(2, 11)) -> list[dict[str, Any]]:
-    rows = []
-    for n in ns:
-        rows += _case_rows(
-            "all-pay",
-            n,
-            "(n-1)/n v^n",
-            "default",
-            EnvConfig(mechanism=AllPay(), n_buyers=n),
-            DEFAULT,
-            {"buyer": all_pay_bne(n)},
-        )
-    for n in [n for n in ns if n <= 5]:
-        rows += _case_rows(
-            "all-pay",
-            n,
-            "(n-1)/n v^n",
-            "bids 201, 10k it, refine 16",
-            EnvConfig(mechanism=AllPay(), n_buyers=n),
-            SolveConfig(cache=False, **FINE_ALL_PAY),
-            {"buyer": all_pay_bne(n)},
-        )
+    rows = all_pay(ns)
     crra = SolveConfig(cache=False, utility=SolveUtility("crra", 0.5))
     for n in ns:
         rows += _case_rows(
@@ -360,16 +363,19 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("formats", "correlated", "scaling"))
+    parser.add_argument(
+        "--only", choices=("formats", "all_pay", "correlated", "scaling")
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     out = {}
     for name, fn in (
         ("formats", formats),
+        ("all_pay", all_pay),
         ("correlated", correlated),
         ("scaling", scaling),
     ):
-        if args.only in (None, name):
+        if args.only == name or (args.only is None and name != "all_pay"):
             out[name] = fn()
     if args.json:
         print(json.dumps(out, indent=1))

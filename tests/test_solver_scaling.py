@@ -94,7 +94,9 @@ def test_cache_keys_follow_the_grid_and_the_floor():
     assert _key(env, SolveConfig(), 0) == _key(env, SolveConfig(scale_floor=1e-9), 0)
     old = _key(env, SolveConfig(scale_floor=1e-4), 0)
     assert old != _key(env, SolveConfig(), 0)
-    no_floor = dataclasses.asdict(SolveConfig(values=64, bids=101))
+    no_floor = dataclasses.asdict(
+        SolveConfig(values=64, bids=101, iterations=3000, refine=4)
+    )
     for name in ("scale_floor", *NOT_IN_KEY, "utility", "classes", "prior"):
         no_floor.pop(name)
     no_floor.pop("roi_target")
