@@ -254,6 +254,9 @@ class TrainConfig:
     "Optimizer learning rate."
     anneal_lr: bool = False
     "Decay the learning rate linearly to 0 over ``total_timesteps`` (both backends)."
+    lr_decay_steps: int | None = None
+    "Decay it harmonically instead: ``learning_rate / (1 + t / lr_decay_steps)``"
+    " after ``t`` agent-steps, half the start at ``lr_decay_steps`` (both backends)."
     n_steps: int = 64
     "Rollout length per env (PPO)."
     n_epochs: int = 10
@@ -806,6 +809,13 @@ def validate_train(tc: TrainConfig) -> None:
     """
     for name, (low, high) in _TRAIN_INTS.items():
         check_int(getattr(tc, name), f"train.{name}", low, high)
+    if tc.lr_decay_steps is not None:
+        check_int(tc.lr_decay_steps, "train.lr_decay_steps", 1, 10**12)
+        if tc.anneal_lr:
+            raise ConfigError(
+                "train.anneal_lr (linear) and train.lr_decay_steps (harmonic) are "
+                "two learning-rate decays; set one of them"
+            )
     rollout = tc.n_steps * tc.num_envs
     if tc.num_envs * tc.opponent_draws > MAX_MARKETS:
         raise ConfigError(

@@ -40,6 +40,8 @@ def _config(**train) -> ExperimentConfig:
         "batch_size": 256,
         "total_timesteps": 1024,
         "checkpoint_every": 512,
+        "anneal_lr": True,
+        "lr_decay_steps": None,
         **train,
     }
     tc = dataclasses.replace(base.train, **options)
@@ -103,20 +105,41 @@ def test_rllib_reads_the_configs_epochs_and_learning_rate_decay():
     annealed = dataclasses.replace(tc, anneal_lr=True)
     # 2,048 agent-steps = 64 env steps of 16 markets x 2 seats
     assert _learning_rate(annealed, 2) == [[0, 1e-2], [64, 0.0]]
+    # harmonic: half the start at lr_decay_steps (32 env steps here), points on
+    # the curve up to the end, linear between them within 1 % of it
+    harmonic = dataclasses.replace(tc, anneal_lr=False, lr_decay_steps=1024)
+    points = np.array(_learning_rate(harmonic, 2))
+    assert points[0].tolist() == [0, 1e-2] and points[-1, 0] == 64
+    assert [32, 5e-3] in points.tolist()
+    np.testing.assert_allclose(points[:, 1], 1e-2 / (1 + points[:, 0] / 32))
+    t = np.arange(65)
+    between = np.interp(t, points[:, 0], points[:, 1])
+    np.testing.assert_allclose(between, 1e-2 / (1 + t / 32), rtol=0.01)
 
 
-def test_an_annealed_rllib_run_ends_at_learning_rate_0(tmp_path):
+@pytest.mark.parametrize(
+    ("decay", "want"),
+    [
+        ({"anneal_lr": True}, [7.5e-3, 5e-3, 2.5e-3, 0.0]),
+        # harmonic: 1e-2 / (1 + t / 1024) at t = 512, 1024, 1536, 2048
+        (
+            {"anneal_lr": False, "lr_decay_steps": 1024},
+            [1e-2 / 1.5, 5e-3, 4e-3, 1e-2 / 3],
+        ),
+    ],
+)
+def test_a_decayed_rllib_run_follows_its_schedule(tmp_path, decay, want):
     pytest.importorskip("ray")
     from training.rllib import session
 
-    config = _config(total_timesteps=2048, learning_rate=1e-2, anneal_lr=True)
+    config = _config(total_timesteps=2048, learning_rate=1e-2, **decay)
     seen = []
     with session(config, tmp_path / "run") as job:
         for _ in range(4):  # 4 PPO iterations of 512 agent-steps
             job.algo.train()
             optimizers = job.algo.learner_group._learner._named_optimizers
             seen.append(optimizers["buyer_default_optimizer"].param_groups[0]["lr"])
-    assert seen == pytest.approx([7.5e-3, 5e-3, 2.5e-3, 0.0])
+    assert seen == pytest.approx(want, rel=0.01)
 
 
 def test_clip_squash_starts_rllib_from_the_narrower_log_std(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from attn_env.checks import ConfigError
 from attn_env.config import (
     AgentSpec,
     EnvConfig,
@@ -86,6 +87,42 @@ def test_anneal_lr_decays_over_the_whole_run(tmp_path):
     assert seen[-1][1] == 0.0
 
 
+def test_lr_decay_steps_decays_harmonically(tmp_path):
+    from training.sb3 import Trainer
+
+    config = _fpsb(lr_decay_steps=1024)
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    seen = []
+    try:
+        while trainer.timesteps < config.train.total_timesteps:
+            trainer.step()
+            seen.append((trainer.timesteps, _lr(trainer)))
+    finally:
+        trainer.close()
+    assert [s for s, _ in seen] == [512, 1024, 1536, 2048]
+    for done, lr in seen:
+        assert lr == pytest.approx(0.01 / (1 + done / 1024))
+    assert seen[1][1] == pytest.approx(0.005)  # half the start at lr_decay_steps
+
+
+@pytest.mark.parametrize(
+    ("train", "match"),
+    [
+        ({"lr_decay_steps": 0}, r"train\.lr_decay_steps must be an integer >= 1"),
+        ({"lr_decay_steps": 1.5}, r"train\.lr_decay_steps must be an integer"),
+        (
+            {"lr_decay_steps": 1000, "anneal_lr": True},
+            r"train\.anneal_lr \(linear\) and train\.lr_decay_steps \(harmonic\)",
+        ),
+    ],
+)
+def test_bad_lr_decay_is_refused_in_one_line(train, match):
+    from attn_env.config import validate_train
+
+    with pytest.raises(ConfigError, match=match):
+        validate_train(_fpsb(**train).train)
+
+
 def test_constant_rate_without_anneal(tmp_path):
     from training.sb3 import Trainer
 
@@ -128,7 +165,7 @@ def test_shipped_learning_configs_are_consistent(name):
     learning = [a for a, spec in config.agents.items() if spec.kind == "learn"]
     assert learning
     # every config that learns from scratch anneals, at a rate PPO tolerates
-    assert tc.anneal_lr and 0 < tc.learning_rate <= 0.01
+    assert (tc.anneal_lr or tc.lr_decay_steps) and 0 < tc.learning_rate <= 0.01
     assert tc.n_epochs <= 10 and "n_epochs" not in tc.algo_params
     # whole minibatches: a rollout is a multiple of the minibatch
     seats = 1 if tc.self_play_pool else _learner_seats(config)

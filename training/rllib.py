@@ -143,13 +143,29 @@ def _module_specs(learners, tc) -> dict[str, Any]:
     }
 
 
+HARMONIC_POINTS_PER_DOUBLING = 4
+"Points of RLlib's piecewise schedule for ``lr_decay_steps`` per doubling of ``1 + t / steps``."
+
+
 def _learning_rate(tc, seats: int) -> float | list[list[float]]:
-    """``train.learning_rate``, or with ``anneal_lr`` RLlib's piecewise schedule
-    from it to 0 over ``total_timesteps`` agent-steps (RLlib's schedule counts
-    env steps, each ``num_envs`` markets of ``seats`` learner seats)."""
+    """``train.learning_rate``, or RLlib's piecewise schedule of its decay over
+    agent-steps (RLlib's schedule counts env steps, each ``num_envs`` markets
+    of ``seats`` learner seats): with ``anneal_lr`` linear to 0 at
+    ``total_timesteps``; with ``lr_decay_steps`` the harmonic decay through
+    points where ``1 + t / lr_decay_steps`` is a power of ``2 ** (1/4)``
+    (linear between them: within 1 % of the curve), up to ``total_timesteps``."""
+    per_step = tc.num_envs * seats
+    end = max(1, tc.total_timesteps // per_step)
+    if tc.lr_decay_steps is not None:
+        decay = tc.lr_decay_steps / per_step
+        ratio = 2.0 ** (1.0 / HARMONIC_POINTS_PER_DOUBLING)
+        steps, k = [], 0
+        while (t := round(decay * (ratio**k - 1.0))) < end:
+            steps += [t] if t not in steps else []
+            k += 1
+        return [[t, tc.learning_rate / (1.0 + t / decay)] for t in [*steps, end]]
     if not tc.anneal_lr:
         return tc.learning_rate
-    end = max(1, tc.total_timesteps // (tc.num_envs * seats))
     return [[0, tc.learning_rate], [end, 0.0]]
 
 

@@ -198,18 +198,23 @@ def _chunk(learner: Learner, tc: TrainConfig, remaining: int) -> int:
 
 
 class _Anneal:
-    """SB3 learning-rate schedule decaying linearly to 0 over the run's
-    ``total_timesteps`` (``train.anneal_lr``).
+    """SB3 learning-rate schedule over the run's agent-steps ``t``: linear from
+    ``start`` to 0 at ``total_timesteps`` (``train.anneal_lr``), or harmonic,
+    ``start / (1 + t / decay_steps)`` (``train.lr_decay_steps``).
 
     SB3's own progress restarts with every ``learn`` call (the trainer calls it
     once per chunk), so the schedule reads the run's agent-steps instead, all
     learners together: a resumed run continues where its rate left off.
     """
 
-    def __init__(self, run: TrainingRun, start: float) -> None:
-        self.run, self.start = run, start
+    def __init__(
+        self, run: TrainingRun, start: float, decay_steps: int | None = None
+    ) -> None:
+        self.run, self.start, self.decay_steps = run, start, decay_steps
 
     def __call__(self, _progress_remaining: float) -> float:
+        if self.decay_steps is not None:
+            return self.start / (1.0 + self.run.timesteps / self.decay_steps)
         total = max(self.run.tc.total_timesteps, 1)
         return self.start * max(0.0, 1.0 - self.run.timesteps / total)
 
@@ -356,8 +361,10 @@ class Trainer(TrainingRun):
                     f"its model ({text})"
                 ) from None
             self._sb3_kwargs[lr.name] = kwargs
-            if self.tc.anneal_lr:
-                lr.model.lr_schedule = _Anneal(self, float(kwargs["learning_rate"]))
+            if self.tc.anneal_lr or self.tc.lr_decay_steps is not None:
+                lr.model.lr_schedule = _Anneal(
+                    self, float(kwargs["learning_rate"]), self.tc.lr_decay_steps
+                )
             lr.frozen = RolePolicy(
                 freeze(lr.model.policy),
                 lr.action_map,
