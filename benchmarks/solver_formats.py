@@ -32,7 +32,8 @@ best response on grids ``refine`` times finer), ``bne loss`` the same measure
 of the reference (the floor the measurement puts under it). Timings depend
 on the load: the 1-minute load average is printed with them.
 
-    python benchmarks/solver_formats.py [--only formats|all_pay|correlated|scaling] [--json]
+    python benchmarks/solver_formats.py [--json]
+    python benchmarks/solver_formats.py --only formats|all_pay|correlated|scaling
 """
 
 from __future__ import annotations

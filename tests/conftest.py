@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import pytest
 
@@ -95,3 +96,28 @@ def tiny(tiny_dir):
     from attn_env.valuations.model import load_model
 
     return load_model(tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):
+    """A first-price run of 1,024 agent-steps (its config, its folder), for
+    the exploit tests."""
+    from tests.test_exploit import fpsb
+    from training import train
+
+    config = fpsb()
+    run = tmp_path_factory.mktemp("exploit") / "run"
+    train(config, run, progress=False)
+    return config, run
+
+
+@pytest.fixture(scope="module")
+def unplug_formats():
+    """The formats plug-in (all-pay, war of attrition) unregistered after the
+    module that loaded it: the other tests expect the built-in mechanisms only."""
+    from attn_env import mechanisms
+
+    yield
+    for name in ("all_pay", "war_of_attrition"):
+        mechanisms._REGISTRY.pop(name, None)
+    sys.modules.pop("attn_env.solver.formats_plugin", None)

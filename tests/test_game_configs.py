@@ -6,13 +6,12 @@ values, the solver's answer)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from attn_env import equilibria, mechanisms
+from attn_env import equilibria
 from attn_env.config import load_config
 from attn_env.strategy_metrics import utility_loss, value_grid
 from runner.evaluate import _reference
@@ -20,8 +19,6 @@ from runner.seats import build_agents
 from runner.simulate import play
 
 GAMES = Path(__file__).resolve().parent.parent / "configs" / "games"
-PLUGIN = "attn_env.solver.formats_plugin"
-PLUGGED = ("all_pay", "war_of_attrition")
 
 EXACT = {
     "asymmetric_fpsb": lambda seat: equilibria.asymmetric_first_price_bne(0.5, 1.0)[
@@ -39,17 +36,7 @@ UP_TO = {"war_of_attrition": 0.9}
 "Values up to which the closed form holds (above: types pooled at max_bid)."
 
 
-pytestmark = pytest.mark.usefixtures("module_solver_cache")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _unplug():
-    """The formats plug-in unregistered afterwards (the other tests expect
-    the built-in mechanisms only)."""
-    yield
-    for name in PLUGGED:
-        mechanisms._REGISTRY.pop(name, None)
-    sys.modules.pop(PLUGIN, None)
+pytestmark = pytest.mark.usefixtures("module_solver_cache", "unplug_formats")
 
 
 def test_every_game_config_is_checked_here():

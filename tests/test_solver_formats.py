@@ -37,7 +37,13 @@ from attn_env.solver import (
     solve,
     solve_cached,
 )
-from attn_env.solver.game import ALL_PAY_GRID, BIDS, ITERATIONS, REFINE, with_grid_defaults
+from attn_env.solver.game import (
+    ALL_PAY_GRID,
+    BIDS,
+    ITERATIONS,
+    REFINE,
+    with_grid_defaults,
+)
 from attn_env.solver.position import position_payoffs
 from attn_env.solver.sampled import opponent_profiles, sampled_payoffs
 
@@ -343,7 +349,7 @@ def test_yaml_config_takes_utility_and_classes(tmp_path):
         load_config(bad)
 
 
-def test_all_pay_gets_its_own_grid_defaults():
+def test_all_pay_gets_its_own_grid_defaults(unplug_formats):
     """All-pay (by instance, subclass or plug-in name) fills the options left
     ``None`` from ``ALL_PAY_GRID``; what the config sets is kept; other markets
     keep the common defaults."""
@@ -354,8 +360,8 @@ def test_all_pay_gets_its_own_grid_defaults():
     class Louder(AllPay):
         pass
 
-    def grid(env, s=SolveConfig()):
-        d = with_grid_defaults(env, s)
+    def grid(env, s=None):
+        d = with_grid_defaults(env, s or SolveConfig())
         return d.bids, d.iterations, d.refine
 
     fine = (ALL_PAY_GRID["bids"], ALL_PAY_GRID["iterations"], ALL_PAY_GRID["refine"])

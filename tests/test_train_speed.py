@@ -65,20 +65,25 @@ def _lr(trainer) -> float:
     return trainer.learners[0].model.policy.optimizer.param_groups[0]["lr"]
 
 
-def test_anneal_lr_decays_over_the_whole_run(tmp_path):
+def _rates(config: ExperimentConfig, out: Path) -> list[tuple[int, float]]:
+    """Train ``config`` chunk by chunk: the run's agent-steps and learning rate
+    after each chunk (the rate of its last update: set before it, at the steps
+    collected by then; the whole chunk is one rollout per update here)."""
     from training.sb3 import Trainer
 
-    config = _fpsb(anneal_lr=True)
-    trainer = Trainer(config, tmp_path / "run", progress=False)
+    trainer = Trainer(config, out, progress=False)
     seen = []
     try:
         while trainer.timesteps < config.train.total_timesteps:
             trainer.step()
-            # the rate of the chunk's last update: set before it, at the steps
-            # collected by then (the whole chunk: one rollout per update here)
             seen.append((trainer.timesteps, _lr(trainer)))
     finally:
         trainer.close()
+    return seen
+
+
+def test_anneal_lr_decays_over_the_whole_run(tmp_path):
+    seen = _rates(_fpsb(anneal_lr=True), tmp_path / "run")
     # 256 agent-steps per rollout (8 markets x 2 seats x 16 steps), 512 a chunk
     steps = [s for s, _ in seen]
     assert steps == [512, 1024, 1536, 2048]
@@ -88,17 +93,7 @@ def test_anneal_lr_decays_over_the_whole_run(tmp_path):
 
 
 def test_lr_decay_steps_decays_harmonically(tmp_path):
-    from training.sb3 import Trainer
-
-    config = _fpsb(lr_decay_steps=1024)
-    trainer = Trainer(config, tmp_path / "run", progress=False)
-    seen = []
-    try:
-        while trainer.timesteps < config.train.total_timesteps:
-            trainer.step()
-            seen.append((trainer.timesteps, _lr(trainer)))
-    finally:
-        trainer.close()
+    seen = _rates(_fpsb(lr_decay_steps=1024), tmp_path / "run")
     assert [s for s, _ in seen] == [512, 1024, 1536, 2048]
     for done, lr in seen:
         assert lr == pytest.approx(0.01 / (1 + done / 1024))

@@ -144,7 +144,7 @@ def _module_specs(learners, tc) -> dict[str, Any]:
 
 
 HARMONIC_POINTS_PER_DOUBLING = 4
-"Points of RLlib's piecewise schedule for ``lr_decay_steps`` per doubling of ``1 + t / steps``."
+"Points of RLlib's schedule for ``lr_decay_steps`` per doubling of ``1 + t / N``."
 
 
 def _learning_rate(tc, seats: int) -> float | list[list[float]]:
