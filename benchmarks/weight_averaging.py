@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        parser.error(f"--out {out} is not a folder")
+    if out.is_dir() and any(out.iterdir()):
         parser.error(f"--out {out} is not empty; name a fresh folder")
     for seed in (int(s) for s in args.seeds.split(",")):
         print(json.dumps(run_seed(seed, out)), flush=True)
